@@ -1,0 +1,198 @@
+// Package core holds the device-agnostic part of grng: the Device seam that
+// every model and optimizer is written against, and the shared error and
+// shape conventions. It imports no device, no UI and no GPU binding.
+package core
+
+import "fmt"
+
+// Mat is a float32 row-major matrix owned by a Device. Its storage stays on
+// the device; only Device.Download (an explicit sync point) brings it back.
+// A Mat may only be passed to the Device that created it.
+type Mat interface {
+	// Rows and Cols give the shape; a vector is a 1×n or n×1 Mat.
+	Rows() int
+	Cols() int
+}
+
+// Len is the number of elements of m.
+func Len(m Mat) int { return m.Rows() * m.Cols() }
+
+// Unary names an elementwise map y = f(x). Enumerated (not a Go closure) so
+// that every device can implement it as a kernel.
+type Unary int
+
+const (
+	Identity Unary = iota
+	ReLU
+	Tanh
+	Sigmoid
+	GELU   // tanh approximation: 0.5x(1+tanh(√(2/π)(x+0.044715x³)))
+	Exp    // eˣ
+	Log    // ln x
+	Sqrt   // √x
+	Square // x²
+	Abs    // |x|
+	Recip  // 1/x
+	Neg    // −x
+	numUnary
+)
+
+var unaryNames = [...]string{"identity", "relu", "tanh", "sigmoid", "gelu", "exp", "log", "sqrt", "square", "abs", "recip", "neg"}
+
+func (u Unary) String() string {
+	if u >= 0 && u < numUnary {
+		return unaryNames[u]
+	}
+	return fmt.Sprintf("Unary(%d)", int(u))
+}
+
+// Activation reports whether u is a layer activation (one with a Derivative).
+func (u Unary) Activation() bool {
+	switch u {
+	case Identity, ReLU, Tanh, Sigmoid, GELU:
+		return true
+	}
+	return false
+}
+
+// ParseActivation maps a name such as "relu" to its Unary.
+func ParseActivation(name string) (Unary, error) {
+	for i, n := range unaryNames {
+		if n == name && Unary(i).Activation() {
+			return Unary(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown activation %q (allowed: identity, relu, tanh, sigmoid, gelu)", name)
+}
+
+// Binary names an elementwise z = f(a, b).
+type Binary int
+
+const (
+	Add Binary = iota
+	Sub
+	Mul
+	Div
+	Max
+	Min
+)
+
+// Device is the one seam between the math of grng and the hardware. All
+// methods act on Mats created by the same device. Shapes are checked by every
+// implementation: a mismatch is a programmer error and panics with a
+// *ShapeError; conditions a user can cause are returned as errors.
+//
+// Aliasing: unless a method says otherwise, dst may alias an input of the
+// same shape for elementwise ops, but never for Gemm, Gram, NewtonSchulz or
+// the reductions.
+type Device interface {
+	// Name identifies the device and its adapter, e.g. "cpu" or "webgpu (llvmpipe)".
+	Name() string
+
+	// New returns a zeroed rows×cols matrix.
+	New(rows, cols int) Mat
+	// Free releases m's storage; m must not be used afterwards.
+	Free(m Mat)
+	// Upload copies len(src) == rows·cols host values into dst.
+	Upload(dst Mat, src []float32)
+	// Download copies m into dst (len(dst) == rows·cols). A sync point.
+	Download(m Mat, dst []float32)
+	// Copy sets dst = src.
+	Copy(dst, src Mat)
+	// Fill sets every element of dst to v.
+	Fill(dst Mat, v float32)
+
+	// Gemm sets C = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when the flag is set.
+	// beta == 0 overwrites C (NaNs in C do not propagate).
+	Gemm(transA, transB bool, alpha float32, a, b Mat, beta float32, c Mat)
+	// Gram sets C = beta·C + alpha·XᵀX (a Kronecker factor, paper eq. 7).
+	Gram(alpha float32, x Mat, beta float32, c Mat)
+	// Axpby sets y = alpha·x + beta·y.
+	Axpby(alpha float32, x Mat, beta float32, y Mat)
+	// AddScalar sets dst = src + v elementwise.
+	AddScalar(dst, src Mat, v float32)
+	// Clamp sets dst = min(max(src, lo), hi) elementwise.
+	Clamp(dst, src Mat, lo, hi float32)
+	// Map sets dst = f(src) elementwise.
+	Map(f Unary, dst, src Mat)
+	// MapGrad sets dst = f'(x) ⊙ dy, the backward pass of an activation;
+	// f must be an activation (Unary.Activation).
+	MapGrad(f Unary, dst, x, dy Mat)
+	// Apply sets dst = a op b elementwise.
+	Apply(op Binary, dst, a, b Mat)
+	// MulRow sets dst[i,j] = src[i,j]·v[j] for a 1×cols row vector v.
+	MulRow(dst, src, v Mat)
+	// MulCol sets dst[i,j] = src[i,j]·v[i] for a rows×1 column vector v.
+	MulCol(dst, src, v Mat)
+	// AppendOnes sets dst (r×(c+1)) = [src | 1]: the homogeneous input that
+	// folds a layer's bias into its weight matrix.
+	AppendOnes(dst, src Mat)
+	// CopyCols sets dst = src[:, col : col+dst.Cols()].
+	CopyCols(dst, src Mat, col int)
+
+	// SumRows sets dst (1×c) to the column sums of src (r×c).
+	SumRows(dst, src Mat)
+	// Sum returns Σ src. A sync point.
+	Sum(src Mat) float32
+	// Dot returns Σ a⊙b. A sync point.
+	Dot(a, b Mat) float32
+	// AbsMax returns max|src|, and NaN if any element is NaN or ±Inf is
+	// reported as +Inf. A sync point used by divergence guards.
+	AbsMax(src Mat) float32
+	// ArgmaxRows sets dst (r×1) to the column index of each row's maximum.
+	ArgmaxRows(dst, src Mat)
+
+	// SoftmaxXent computes, for logits (m×k) and labels (m×1 class indices
+	// stored as floats), probs = softmax(logits), dlogits = (probs − onehot)·scale
+	// and loss (m×1) = −ln probs[label]. Any of probs, dlogits may be nil.
+	SoftmaxXent(logits, labels, probs, dlogits, loss Mat, scale float32)
+	// Softmax sets dst = softmax(src) row by row.
+	Softmax(dst, src Mat)
+	// SampleCategorical sets dst (m×1) to a class drawn from each row of probs
+	// (m×k) by inverse CDF with the host-drawn uniforms u (m×1, in [0,1)).
+	SampleCategorical(dst, probs, u Mat)
+	// OneHot sets dst (m×k) to the one-hot rows of labels (m×1).
+	OneHot(dst, labels Mat)
+
+	// AddDiag adds v to the diagonal of the square matrix a.
+	AddDiag(a Mat, v float32)
+	// SpectralNorm estimates ‖A‖₂ of a symmetric PSD matrix by iters steps of
+	// power iteration from the all-ones vector. A sync point.
+	SpectralNorm(a Mat, iters int) float32
+	// NewtonSchulz runs iters Newton–Schulz iterations of the given order
+	// (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device call.
+	// With warm set, x holds the starting guess (the previous inverse);
+	// otherwise x starts at X0 = Aᵀ/(‖A‖₁‖A‖∞). It returns the Frobenius
+	// residual ‖I − A·X‖_F of the result (a sync point).
+	NewtonSchulz(x, a Mat, order, iters int, warm bool) float32
+	// InvDampingUpdate applies paper eq. 11: X ← X − dλ·X·X, the first-order
+	// change of X = (M + λI)⁻¹ when λ grows by dλ.
+	InvDampingUpdate(x Mat, dlambda float32)
+	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
+	// returns an error naming the failed pivot when A is not positive definite.
+	CholeskyInverse(dst, a Mat) error
+}
+
+// ShapeError is the panic value of a Device given mismatched shapes.
+type ShapeError struct {
+	Op   string
+	What string
+}
+
+func (e *ShapeError) Error() string { return "grng: " + e.Op + ": " + e.What }
+
+// CheckShape panics with a *ShapeError when m is not rows×cols.
+func CheckShape(op, name string, m Mat, rows, cols int) {
+	if m.Rows() != rows || m.Cols() != cols {
+		panic(&ShapeError{Op: op, What: fmt.Sprintf("%s is %d×%d, want %d×%d", name, m.Rows(), m.Cols(), rows, cols)})
+	}
+}
+
+// SameShape panics with a *ShapeError unless every m has the shape of ms[0].
+func SameShape(op string, ms ...Mat) {
+	for i, m := range ms[1:] {
+		if m.Rows() != ms[0].Rows() || m.Cols() != ms[0].Cols() {
+			panic(&ShapeError{Op: op, What: fmt.Sprintf("operand %d is %d×%d, operand 0 is %d×%d", i+1, m.Rows(), m.Cols(), ms[0].Rows(), ms[0].Cols())})
+		}
+	}
+}
