@@ -118,15 +118,18 @@ type Device interface {
 	// MapGrad sets dst = f'(x) ⊙ dy, the backward pass of an activation;
 	// f must be an activation (Unary.Activation).
 	MapGrad(f Unary, dst, x, dy Mat)
+	// MapGrad2 sets dst = f''(x) ⊙ dy, used by Hessian-vector products
+	// (R-operator); f must be an activation. ReLU's f'' is 0.
+	MapGrad2(f Unary, dst, x, dy Mat)
 	// Apply sets dst = a op b elementwise.
 	Apply(op Binary, dst, a, b Mat)
 	// MulRow sets dst[i,j] = src[i,j]·v[j] for a 1×cols row vector v.
 	MulRow(dst, src, v Mat)
 	// MulCol sets dst[i,j] = src[i,j]·v[i] for a rows×1 column vector v.
 	MulCol(dst, src, v Mat)
-	// AppendOnes sets dst (r×(c+1)) = [src | 1]: the homogeneous input that
-	// folds a layer's bias into its weight matrix.
-	AppendOnes(dst, src Mat)
+	// AppendCol sets dst (r×(c+1)) = [src | v]. With v = 1 it builds the
+	// homogeneous input that folds a layer's bias into its weight matrix.
+	AppendCol(dst, src Mat, v float32)
 	// CopyCols sets dst = src[:, col : col+dst.Cols()].
 	CopyCols(dst, src Mat, col int)
 

@@ -346,12 +346,12 @@ func (*Device) MulCol(dst, src, v core.Mat) {
 	}
 }
 
-func (*Device) AppendOnes(dst, src core.Mat) {
-	core.CheckShape("AppendOnes", "dst", dst, src.Rows(), src.Cols()+1)
-	D, S := m32("AppendOnes", dst), m32("AppendOnes", src)
+func (*Device) AppendCol(dst, src core.Mat, v float32) {
+	core.CheckShape("AppendCol", "dst", dst, src.Rows(), src.Cols()+1)
+	D, S := m32("AppendCol", dst), m32("AppendCol", src)
 	for i := 0; i < S.r; i++ {
 		copy(D.Data[i*D.c:], S.Data[i*S.c:(i+1)*S.c])
-		D.Data[i*D.c+S.c] = 1
+		D.Data[i*D.c+S.c] = v
 	}
 }
 

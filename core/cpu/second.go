@@ -1,0 +1,41 @@
+package cpu
+
+import (
+	"math"
+
+	"grng/core"
+)
+
+// Deriv2 evaluates f''(x) for an activation f.
+func Deriv2(f core.Unary, x float32) float32 {
+	switch f {
+	case core.Identity, core.ReLU:
+		return 0
+	case core.Tanh:
+		t := math.Tanh(float64(x))
+		return float32(-2 * t * (1 - t*t))
+	case core.Sigmoid:
+		s := 1 / (1 + math.Exp(-float64(x)))
+		return float32(s * (1 - s) * (1 - 2*s))
+	case core.GELU:
+		// f = ½x(1+t), t = tanh(u), u = c(x + a x³):
+		// f'' = t'·u'·(1) + ½x·(t''u'² + t'u''), t' = 1−t², t'' = −2t(1−t²).
+		x := float64(x)
+		const a = 0.044715
+		u := geluC * (x + a*x*x*x)
+		t := math.Tanh(u)
+		du := geluC * (1 + 3*a*x*x)
+		d2u := geluC * 6 * a * x
+		dt := 1 - t*t
+		return float32(dt*du + 0.5*x*(-2*t*dt*du*du+dt*d2u))
+	}
+	panic(&core.ShapeError{Op: "MapGrad2", What: f.String() + " is not an activation"})
+}
+
+func (*Device) MapGrad2(f core.Unary, dst, x, dy core.Mat) {
+	core.SameShape("MapGrad2", dst, x, dy)
+	D, X, DY := m32("MapGrad2", dst).Data, m32("MapGrad2", x).Data, m32("MapGrad2", dy).Data
+	for i, v := range X {
+		D[i] = Deriv2(f, v) * DY[i]
+	}
+}

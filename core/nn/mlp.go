@@ -1,0 +1,233 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"grng/core"
+)
+
+// Loss names the objective of an MLP. Both are negative log-likelihoods of
+// an exponential-family model, so the Fisher of paper eq. 2 is defined.
+type Loss int
+
+const (
+	// CrossEntropy is softmax cross-entropy with integer labels (m×1).
+	CrossEntropy Loss = iota
+	// MSE is ½‖out − target‖² per sample (a unit-variance Gaussian), targets m×k.
+	MSE
+)
+
+func (l Loss) String() string {
+	if l == MSE {
+		return "mse"
+	}
+	return "cross-entropy"
+}
+
+// Dense is a fully connected layer z = x̄·W with the bias folded in as the
+// last row of W ((In+1)×Out), followed by an activation a = f(z).
+//
+// After a forward and backward pass of m samples it holds X (m×(In+1), the
+// homogeneous inputs x̄), Z, A and E = ∂L/∂Z (m×Out), and G = X̄ᵀE, the
+// gradient of W (paper eq. 5 summed over the batch).
+type Dense struct {
+	In, Out int
+	Act     core.Unary
+	W, G    core.Mat
+
+	X, Z, A, E core.Mat
+	dA, dX     core.Mat // ∂L/∂A (m×Out) and the scratch m×(In+1) input gradient
+}
+
+// MLP is a stack of Dense layers with a linear output layer.
+type MLP struct {
+	Dev       core.Device
+	Spec      Spec
+	Objective Loss
+	Layers    []*Dense
+
+	m                     int      // rows the per-batch buffers are sized for
+	out                   core.Mat // alias of the last layer's Z
+	probs, dout, lossRows core.Mat // loss scratch (m×k, m×k, m×1)
+	hvp                   []*rstate
+	onesK, rowDot, rowTmp core.Mat // HVP scratch for the softmax R-op
+}
+
+// NewMLP builds an MLP on dev with seeded initialisation: Kaiming normal
+// (std √(2/fan_in)) for ReLU and GELU layers, Xavier uniform
+// (±√(6/(fan_in+fan_out))) for the others and the output layer; biases 0.
+func NewMLP(dev core.Device, spec Spec, loss Loss, seed uint64) *MLP {
+	n := &MLP{Dev: dev, Spec: spec, Objective: loss}
+	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	for i := 1; i < len(spec.Sizes); i++ {
+		in, out := spec.Sizes[i-1], spec.Sizes[i]
+		act := spec.Act
+		if i == len(spec.Sizes)-1 {
+			act = core.Identity
+		}
+		w := make([]float32, (in+1)*out)
+		if act == core.ReLU || act == core.GELU {
+			std := math.Sqrt(2 / float64(in))
+			for j := 0; j < in*out; j++ {
+				w[j] = float32(rng.NormFloat64() * std)
+			}
+		} else {
+			lim := math.Sqrt(6 / float64(in+out))
+			for j := 0; j < in*out; j++ {
+				w[j] = float32((2*rng.Float64() - 1) * lim)
+			}
+		}
+		l := &Dense{In: in, Out: out, Act: act, W: dev.New(in+1, out), G: dev.New(in+1, out)}
+		dev.Upload(l.W, w)
+		n.Layers = append(n.Layers, l)
+	}
+	return n
+}
+
+// Outputs is the width of the output layer.
+func (n *MLP) Outputs() int { return n.Spec.Sizes[len(n.Spec.Sizes)-1] }
+
+// Weights and Grads list each layer's W and G in order.
+func (n *MLP) Weights() []core.Mat { return n.collect(func(l *Dense) core.Mat { return l.W }) }
+func (n *MLP) Grads() []core.Mat   { return n.collect(func(l *Dense) core.Mat { return l.G }) }
+
+func (n *MLP) collect(f func(*Dense) core.Mat) []core.Mat {
+	ms := make([]core.Mat, len(n.Layers))
+	for i, l := range n.Layers {
+		ms[i] = f(l)
+	}
+	return ms
+}
+
+// resize (re)allocates the per-batch buffers for m rows.
+func (n *MLP) resize(m int) {
+	if m == n.m {
+		return
+	}
+	d := n.Dev
+	for _, l := range n.Layers {
+		for _, b := range []core.Mat{l.X, l.Z, l.A, l.E, l.dA, l.dX} {
+			if b != nil {
+				d.Free(b)
+			}
+		}
+		l.X, l.dX = d.New(m, l.In+1), d.New(m, l.In+1)
+		l.Z, l.E, l.dA = d.New(m, l.Out), d.New(m, l.Out), d.New(m, l.Out)
+		if l.Act == core.Identity {
+			l.A = l.Z
+		} else {
+			l.A = d.New(m, l.Out)
+		}
+	}
+	for _, b := range []core.Mat{n.probs, n.dout, n.lossRows} {
+		if b != nil {
+			d.Free(b)
+		}
+	}
+	k := n.Outputs()
+	n.probs, n.dout, n.lossRows = d.New(m, k), d.New(m, k), d.New(m, 1)
+	for _, r := range n.hvp {
+		for _, b := range []core.Mat{r.rX, r.rZ, r.rA, r.rE, r.rdA, r.rdX, r.t} {
+			d.Free(b)
+		}
+	}
+	if n.hvp != nil {
+		d.Free(n.onesK)
+		d.Free(n.rowDot)
+		d.Free(n.rowTmp)
+	}
+	n.hvp = nil
+	n.m = m
+	n.out = n.Layers[len(n.Layers)-1].Z
+}
+
+// Forward runs the network on x (m×In) and returns the outputs (m×Out,
+// logits for cross-entropy). The result is owned by the MLP and valid until
+// the next call.
+func (n *MLP) Forward(x core.Mat) core.Mat {
+	core.CheckShape("MLP.Forward", "x", x, x.Rows(), n.Spec.Sizes[0])
+	n.resize(x.Rows())
+	d := n.Dev
+	in := x
+	for _, l := range n.Layers {
+		d.AppendCol(l.X, in, 1)
+		d.Gemm(false, false, 1, l.X, l.W, 0, l.Z)
+		if l.Act != core.Identity {
+			d.Map(l.Act, l.A, l.Z)
+		}
+		in = l.A
+	}
+	return n.out
+}
+
+// Backward propagates dout = ∂L/∂out (m×Out, any seed: loss gradients,
+// sampled-label gradients for the true Fisher, or identity rows for
+// per-output Jacobians) and sets every layer's E and G. Forward must have run
+// on the same batch.
+func (n *MLP) Backward(dout core.Mat) {
+	core.CheckShape("MLP.Backward", "dout", dout, n.m, n.Outputs())
+	d := n.Dev
+	last := len(n.Layers) - 1
+	d.Copy(n.Layers[last].dA, dout)
+	for i := last; i >= 0; i-- {
+		l := n.Layers[i]
+		if l.Act == core.Identity {
+			d.Copy(l.E, l.dA)
+		} else {
+			d.MapGrad(l.Act, l.E, l.Z, l.dA)
+		}
+		d.Gemm(true, false, 1, l.X, l.E, 0, l.G)
+		if i > 0 {
+			d.Gemm(false, true, 1, l.E, l.W, 0, l.dX)
+			d.CopyCols(n.Layers[i-1].dA, l.dX, 0)
+		}
+	}
+}
+
+// lossOf returns the mean loss of the last Forward against y and, with grad
+// set, leaves ∂(mean loss)/∂out in n.dout.
+func (n *MLP) lossOf(y core.Mat, grad bool) float32 {
+	d, m := n.Dev, n.m
+	var dout core.Mat
+	if grad {
+		dout = n.dout
+	}
+	switch n.Objective {
+	case CrossEntropy:
+		d.SoftmaxXent(n.out, y, n.probs, dout, n.lossRows, 1/float32(m))
+		return d.Sum(n.lossRows) / float32(m)
+	case MSE:
+		core.SameShape("MLP.Loss", y, n.out)
+		d.Axpby(1, n.out, 0, n.probs) // probs holds out − y for MSE
+		d.Axpby(-1, y, 1, n.probs)
+		if grad {
+			d.Axpby(1/float32(m), n.probs, 0, n.dout)
+		}
+		return d.Dot(n.probs, n.probs) / (2 * float32(m))
+	}
+	panic(fmt.Sprintf("nn: unknown loss %d", n.Objective))
+}
+
+// Loss returns the mean loss on (x, y) without touching the gradients.
+func (n *MLP) Loss(x, y core.Mat) float32 {
+	n.Forward(x)
+	return n.lossOf(y, false)
+}
+
+// LossGrad runs forward and backward on (x, y): it returns the mean loss and
+// leaves its gradient in every layer's G.
+func (n *MLP) LossGrad(x, y core.Mat) float32 {
+	n.Forward(x)
+	l := n.lossOf(y, true)
+	n.Backward(n.dout)
+	return l
+}
+
+// Probs is the softmax of the last forward pass's logits, valid after Loss
+// or LossGrad with cross-entropy (the predictive distribution p(y|x,θ)).
+func (n *MLP) Probs() core.Mat { return n.probs }
+
+// Rows is the batch size of the last forward pass.
+func (n *MLP) Rows() int { return n.m }
