@@ -1,0 +1,124 @@
+package optim
+
+import (
+	"math"
+
+	"grng/core"
+	"grng/core/nn"
+)
+
+func init() {
+	Register(Entry{
+		Name: "sgd",
+		Doc:  "stochastic gradient descent with optional (Nesterov) momentum",
+		Params: []Param{
+			{Name: "lr", Default: 0.1, Min: 0, Max: 100, Doc: "learning rate"},
+			{Name: "momentum", Default: 0.9, Min: 0, Max: 0.9999, Doc: "heavy-ball momentum μ"},
+			{Name: "nesterov", Default: 0, Min: 0, Max: 1, Int: true, Doc: "1 for Nesterov momentum"},
+			{Name: "wd", Default: 0, Min: 0, Max: 1, Doc: "L2 weight decay added to the gradient"},
+		},
+		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+			return &SGD{net: net, LR: hp["lr"], Momentum: hp["momentum"], Nesterov: hp["nesterov"] == 1, WD: hp["wd"],
+				vel: newLike(net.Dev, net.Weights())}, nil
+		},
+	})
+	Register(Entry{
+		Name: "adamw",
+		Doc:  "Adam with decoupled weight decay (Loshchilov & Hutter) and linear warmup",
+		Params: []Param{
+			{Name: "lr", Default: 1e-3, Min: 0, Max: 10, Doc: "learning rate"},
+			{Name: "beta1", Default: 0.9, Min: 0, Max: 0.99999, Doc: "first-moment decay β1"},
+			{Name: "beta2", Default: 0.999, Min: 0, Max: 0.999999, Doc: "second-moment decay β2"},
+			{Name: "eps", Default: 1e-8, Min: 0, Max: 1, Doc: "denominator ε"},
+			{Name: "wd", Default: 0.01, Min: 0, Max: 1, Doc: "decoupled weight decay"},
+			{Name: "warmup", Default: 0, Min: 0, Max: 1e7, Int: true, Doc: "steps of linear learning-rate warmup"},
+		},
+		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+			ws := net.Weights()
+			return &AdamW{net: net, LR: hp["lr"], Beta1: hp["beta1"], Beta2: hp["beta2"], Eps: hp["eps"], WD: hp["wd"],
+				Warmup: int(hp["warmup"]), m: newLike(net.Dev, ws), v: newLike(net.Dev, ws), d: newLike(net.Dev, ws), t: newLike(net.Dev, ws)}, nil
+		},
+	})
+}
+
+// SGD is v ← μv + g (+ wd·w); w ← w − lr·v, or w ← w − lr·(g + μv) with
+// Nesterov momentum.
+type SGD struct {
+	net          *nn.MLP
+	LR, Momentum float64
+	Nesterov     bool
+	WD           float64
+	vel          []core.Mat
+}
+
+func (o *SGD) Step(x, y core.Mat) (Stats, error) {
+	dev := o.net.Dev
+	loss, err := lossGrad(o.net, "sgd", x, y)
+	if err != nil {
+		return Stats{Loss: loss}, err
+	}
+	gs, ws := o.net.Grads(), o.net.Weights()
+	st := Stats{Loss: loss, GradNorm: gradNorm(dev, gs)}
+	if o.WD > 0 {
+		for i, g := range gs {
+			dev.Axpby(float32(o.WD), ws[i], 1, g)
+		}
+	}
+	if !finite(dev, gs) {
+		return st, &Diverged{Optimizer: "sgd", What: "the gradient"}
+	}
+	for i, g := range gs {
+		dev.Axpby(1, g, float32(o.Momentum), o.vel[i])
+		if o.Nesterov {
+			dev.Axpby(float32(o.Momentum), o.vel[i], 1, g) // g ← g + μv
+		} else {
+			dev.Copy(g, o.vel[i])
+		}
+	}
+	return st, applyUpdate(dev, "sgd", ws, gs, float32(o.LR))
+}
+
+// AdamW keeps m ← β1m + (1−β1)g, v ← β2v + (1−β2)g², and steps
+// w ← w − lr_t·(m̂/(√v̂ + ε) + wd·w) with bias-corrected m̂, v̂ and
+// lr_t = lr·min(1, t/warmup).
+type AdamW struct {
+	net                       *nn.MLP
+	LR, Beta1, Beta2, Eps, WD float64
+	Warmup                    int
+	step                      int
+	m, v, d, t                []core.Mat // moments, the update, scratch
+}
+
+func (o *AdamW) Step(x, y core.Mat) (Stats, error) {
+	dev := o.net.Dev
+	loss, err := lossGrad(o.net, "adamw", x, y)
+	if err != nil {
+		return Stats{Loss: loss}, err
+	}
+	gs, ws := o.net.Grads(), o.net.Weights()
+	st := Stats{Loss: loss, GradNorm: gradNorm(dev, gs)}
+	if !finite(dev, gs) {
+		return st, &Diverged{Optimizer: "adamw", What: "the gradient"}
+	}
+	t := o.step + 1
+	b1c := 1 - math.Pow(o.Beta1, float64(t))
+	b2c := 1 - math.Pow(o.Beta2, float64(t))
+	lr := o.LR
+	if o.Warmup > 0 && t < o.Warmup {
+		lr *= float64(t) / float64(o.Warmup)
+	}
+	for i, g := range gs {
+		dev.Axpby(float32(1-o.Beta1), g, float32(o.Beta1), o.m[i])
+		dev.Map(core.Square, o.t[i], g)
+		dev.Axpby(float32(1-o.Beta2), o.t[i], float32(o.Beta2), o.v[i])
+		// d = (m/b1c) / (√(v/b2c) + ε) + wd·w
+		dev.Axpby(float32(1/b2c), o.v[i], 0, o.t[i])
+		dev.Map(core.Sqrt, o.t[i], o.t[i])
+		dev.AddScalar(o.t[i], o.t[i], float32(o.Eps))
+		dev.Apply(core.Div, o.d[i], o.m[i], o.t[i])
+		dev.Axpby(float32(o.WD*b1c), ws[i], 1, o.d[i])
+	}
+	// The moments have advanced; a rejected step only keeps the weights.
+	o.step = t
+	return st, applyUpdate(dev, "adamw", ws, o.d, float32(lr/b1c))
+}

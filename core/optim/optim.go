@@ -1,0 +1,215 @@
+// Package optim holds the optimizers of grng, written once against
+// core.Device: the first-order baselines (SGD, AdamW, SAM, Sophia), the
+// Kronecker-factored natural-gradient engine behind NGD, RING and RENG, and
+// R-Kalman. Each optimizer owns its step: it runs the forward and backward
+// passes it needs (sampled labels, Hessian-vector products, two passes for
+// SAM, per-output Jacobians for Kalman) on the model it was built for.
+package optim
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"grng/core"
+	"grng/core/nn"
+)
+
+// Optimizer advances a model by one step on a mini-batch.
+type Optimizer interface {
+	// Step takes one step on the batch x (m×in), y (labels m×1 or targets
+	// m×k). It returns an error, and leaves the weights untouched, when the
+	// step would write a NaN or Inf into them (ErrDiverged).
+	Step(x, y core.Mat) (Stats, error)
+}
+
+// Stats reports one step.
+type Stats struct {
+	Loss     float64 // mean batch loss at the weights before the step
+	GradNorm float64 // ‖∇L‖₂ of the batch loss before the step
+}
+
+// Diverged is the error of a step that was rejected because it would have
+// written a non-finite value into the weights.
+type Diverged struct {
+	Optimizer string
+	What      string // which quantity was not finite
+}
+
+func (e *Diverged) Error() string {
+	return fmt.Sprintf("%s: step rejected: %s is not finite (learning rate or damping too aggressive?)", e.Optimizer, e.What)
+}
+
+// Param documents one hyperparameter: its default and allowed range.
+type Param struct {
+	Name     string
+	Default  float64
+	Min, Max float64 // inclusive range
+	Int      bool    // must be an integer
+	Doc      string
+}
+
+// Hyper holds hyperparameter values by name.
+type Hyper map[string]float64
+
+// Entry is a registered optimizer.
+type Entry struct {
+	Name   string
+	Doc    string
+	Params []Param
+	// New builds the optimizer for net with validated hyperparameters; seed
+	// drives the host random numbers it needs (sampled labels).
+	New func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error)
+}
+
+var registry = map[string]Entry{}
+
+// Register adds e to the registry; a duplicate name is a programmer error.
+func Register(e Entry) {
+	if _, dup := registry[e.Name]; dup {
+		panic("optim: duplicate optimizer " + e.Name)
+	}
+	registry[e.Name] = e
+}
+
+// Names lists the registered optimizers in order.
+func Names() []string {
+	var ns []string
+	for n := range registry {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+// Lookup finds a registered optimizer by name.
+func Lookup(name string) (Entry, error) {
+	e, ok := registry[strings.ToLower(name)]
+	if !ok {
+		return Entry{}, fmt.Errorf("unknown optimizer %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	return e, nil
+}
+
+// Defaults returns e's hyperparameters at their defaults.
+func (e Entry) Defaults() Hyper {
+	hp := Hyper{}
+	for _, p := range e.Params {
+		hp[p.Name] = p.Default
+	}
+	return hp
+}
+
+// Set validates and sets one hyperparameter of e in hp.
+func (e Entry) Set(hp Hyper, name string, v float64) error {
+	for _, p := range e.Params {
+		if p.Name != name {
+			continue
+		}
+		switch {
+		case math.IsNaN(v) || v < p.Min || v > p.Max:
+			return fmt.Errorf("%s: %s = %v is out of range [%v, %v] (%s)", e.Name, name, v, p.Min, p.Max, p.Doc)
+		case p.Int && v != math.Trunc(v):
+			return fmt.Errorf("%s: %s = %v must be an integer", e.Name, name, v)
+		}
+		hp[name] = v
+		return nil
+	}
+	var known []string
+	for _, p := range e.Params {
+		known = append(known, p.Name)
+	}
+	return fmt.Errorf("%s has no hyperparameter %q (known: %s)", e.Name, name, strings.Join(known, ", "))
+}
+
+// Parse reads "name=value,name=value" over e's defaults.
+func (e Entry) Parse(s string) (Hyper, error) {
+	hp := e.Defaults()
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, vs, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: hyperparameter %q: want name=value", e.Name, kv)
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(vs), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: hyperparameter %s: %q is not a number", e.Name, k, vs)
+		}
+		if err := e.Set(hp, strings.TrimSpace(k), v); err != nil {
+			return nil, err
+		}
+	}
+	return hp, nil
+}
+
+// Build looks up name and builds it with the hyperparameters spec
+// ("lr=0.1,rho=1e-3"; empty for defaults).
+func Build(name, spec string, net *nn.MLP, seed uint64) (Optimizer, error) {
+	e, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	hp, err := e.Parse(spec)
+	if err != nil {
+		return nil, err
+	}
+	return e.New(net, hp, seed)
+}
+
+// gradNorm returns ‖(g₁,…,g_L)‖₂.
+func gradNorm(dev core.Device, gs []core.Mat) float64 {
+	var s float64
+	for _, g := range gs {
+		s += float64(dev.Dot(g, g))
+	}
+	return math.Sqrt(s)
+}
+
+// finite reports whether every element of ms is finite (one AbsMax read per
+// matrix: the divergence guard's sync point).
+func finite(dev core.Device, ms []core.Mat) bool {
+	for _, m := range ms {
+		v := float64(dev.AbsMax(m))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyUpdate checks the updates and, only if all are finite, sets
+// W ← W − scale·Δ for every layer. It is the one place where optimizers write
+// weights, so no non-finite value ever reaches them.
+func applyUpdate(dev core.Device, name string, ws, deltas []core.Mat, scale float32) error {
+	if !finite(dev, deltas) || math.IsNaN(float64(scale)) || math.IsInf(float64(scale), 0) {
+		return &Diverged{Optimizer: name, What: "the update"}
+	}
+	for i, w := range ws {
+		dev.Axpby(-scale, deltas[i], 1, w)
+	}
+	return nil
+}
+
+// lossGrad runs forward and backward and checks the loss: a non-finite loss
+// rejects the step before any state changes.
+func lossGrad(net *nn.MLP, name string, x, y core.Mat) (float64, error) {
+	l := float64(net.LossGrad(x, y))
+	if math.IsNaN(l) || math.IsInf(l, 0) {
+		return l, &Diverged{Optimizer: name, What: "the loss"}
+	}
+	return l, nil
+}
+
+// newLike allocates one zeroed matrix per m, shaped like it.
+func newLike(dev core.Device, ms []core.Mat) []core.Mat {
+	out := make([]core.Mat, len(ms))
+	for i, m := range ms {
+		out[i] = dev.New(m.Rows(), m.Cols())
+	}
+	return out
+}
