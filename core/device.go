@@ -132,6 +132,9 @@ type Device interface {
 	AppendCol(dst, src Mat, v float32)
 	// CopyCols sets dst = src[:, col : col+dst.Cols()].
 	CopyCols(dst, src Mat, col int)
+	// GatherRows sets dst[r, :] = src[idx[r], :] for row indices idx (r×1,
+	// stored as floats): mini-batches and single samples without a host trip.
+	GatherRows(dst, src, idx Mat)
 
 	// SumRows sets dst (1×c) to the column sums of src (r×c).
 	SumRows(dst, src Mat)

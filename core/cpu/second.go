@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 
 	"grng/core"
@@ -37,5 +38,18 @@ func (*Device) MapGrad2(f core.Unary, dst, x, dy core.Mat) {
 	D, X, DY := m32("MapGrad2", dst).Data, m32("MapGrad2", x).Data, m32("MapGrad2", dy).Data
 	for i, v := range X {
 		D[i] = Deriv2(f, v) * DY[i]
+	}
+}
+
+func (*Device) GatherRows(dst, src, idx core.Mat) {
+	D, S := m32("GatherRows", dst), m32("GatherRows", src)
+	core.CheckShape("GatherRows", "dst", D, D.r, S.c)
+	core.CheckShape("GatherRows", "idx", idx, D.r, 1)
+	for r, v := range m32("GatherRows", idx).Data {
+		i := int(v)
+		if float32(i) != v || i < 0 || i >= S.r {
+			panic(&core.ShapeError{Op: "GatherRows", What: fmt.Sprintf("row index %v outside [0,%d)", v, S.r)})
+		}
+		copy(D.Data[r*S.c:(r+1)*S.c], S.Data[i*S.c:(i+1)*S.c])
 	}
 }
