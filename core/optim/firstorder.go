@@ -52,20 +52,25 @@ type SGD struct {
 }
 
 func (o *SGD) Step(x, y core.Mat) (Stats, error) {
-	dev := o.net.Dev
 	loss, err := lossGrad(o.net, "sgd", x, y)
 	if err != nil {
 		return Stats{Loss: loss}, err
 	}
-	gs, ws := o.net.Grads(), o.net.Weights()
-	st := Stats{Loss: loss, GradNorm: gradNorm(dev, gs)}
+	st := Stats{Loss: loss, GradNorm: gradNorm(o.net.Dev, o.net.Grads())}
+	return st, o.descend("sgd", o.net.Grads())
+}
+
+// descend takes the momentum step with the gradients gs (overwritten as
+// scratch); SAM uses it as its base step.
+func (o *SGD) descend(name string, gs []core.Mat) error {
+	dev, ws := o.net.Dev, o.net.Weights()
 	if o.WD > 0 {
 		for i, g := range gs {
 			dev.Axpby(float32(o.WD), ws[i], 1, g)
 		}
 	}
 	if !finite(dev, gs) {
-		return st, &Diverged{Optimizer: "sgd", What: "the gradient"}
+		return &Diverged{Optimizer: name, What: "the gradient"}
 	}
 	for i, g := range gs {
 		dev.Axpby(1, g, float32(o.Momentum), o.vel[i])
@@ -75,7 +80,7 @@ func (o *SGD) Step(x, y core.Mat) (Stats, error) {
 			dev.Copy(g, o.vel[i])
 		}
 	}
-	return st, applyUpdate(dev, "sgd", ws, gs, float32(o.LR))
+	return applyUpdate(dev, name, ws, gs, float32(o.LR))
 }
 
 // AdamW keeps m ← β1m + (1−β1)g, v ← β2v + (1−β2)g², and steps

@@ -2,6 +2,7 @@ package optim
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -100,13 +101,12 @@ func snapshot(dev core.Device, ms []core.Mat) string {
 		v := make([]float32, core.Len(m))
 		dev.Download(m, v)
 		for _, f := range v {
-			b.WriteString(strconvF(f))
+			fmt.Fprintf(&b, "%08x,", math.Float32bits(f))
 		}
 	}
 	return b.String()
 }
 
-func strconvF(f float32) string { return string(rune(math.Float32bits(f)%65536)) + "," }
 
 func TestHyperValidation(t *testing.T) {
 	e, err := Lookup("adamw")
