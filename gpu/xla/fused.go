@@ -1,0 +1,172 @@
+package xla
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph builders read as math
+
+	"grng/core"
+	"grng/core/cpu"
+)
+
+// The paper's hot spots, each one executable.
+
+func (d *Device) square(op string, a core.Mat) *Mat {
+	A := d.m(op, a)
+	if A.r != A.c {
+		panic(&core.ShapeError{Op: op, What: fmt.Sprintf("matrix is %d×%d, want square", A.r, A.c)})
+	}
+	return A
+}
+
+func (d *Device) AddDiag(a core.Mat, v float32) {
+	A := d.square("AddDiag", a)
+	if A.empty() {
+		return
+	}
+	d.run("adddiag", func(in []*Node) []*Node {
+		x := in[0]
+		return []*Node{Where(eye(x.Graph(), x.Shape().Dimensions[0]), Add(x, in[1]), x)}
+	}, []*Mat{A}, []float32{v}, []*Mat{A})
+}
+
+// SpectralNorm runs max(iters, 1) power-iteration steps unrolled in one graph:
+// v₀ = 1/√n, w = A·v, λ = ‖w‖ (accumulated in float64), v = w/λ; λ = 0 as soon
+// as some w vanishes (as the CPU device).
+func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
+	A := d.square("SpectralNorm", a)
+	if A.empty() {
+		return 0
+	}
+	k := max(iters, 1)
+	out := d.run(fmt.Sprintf("spectralnorm/%d", k), func(in []*Node) []*Node {
+		a := in[0]
+		g := a.Graph()
+		n := a.Shape().Dimensions[0]
+		f64 := dtypes.Float64
+		v := BroadcastToDims(c32(g, float64(1/float32(math.Sqrt(float64(n))))), n, 1)
+		zero := Scalar(g, f64, 0)
+		lam := zero
+		dead := Equal(zero, Scalar(g, f64, 1)) // false
+		for range k {
+			w := matmul(a, v)
+			w64 := ConvertDType(w, f64)
+			nrm := Sqrt(ReduceAllSum(Mul(w64, w64)))
+			lam = nrm
+			isZero := Equal(nrm, zero)
+			dead = LogicalOr(dead, isZero)
+			safe := Where(isZero, Scalar(g, f64, 1), nrm)
+			v = ConvertDType(Div(w64, safe), dtypes.Float32)
+		}
+		return []*Node{Where(dead, zero, lam)}
+	}, []*Mat{A}, nil, nil)
+	return scalar(out[0])
+}
+
+// newtonSchulzGraph returns the graph of iters Newton–Schulz iterations of
+// the given order (paper eqs. 19–21), written on AX as the CPU device does so
+// that each iteration costs order products plus one for the next AX:
+//
+//	order 2: X ← X(2I − AX)                      (eq. 19)
+//	order 3: X ← X(3I − AX(3I − AX))             (eq. 20)
+//	order 4: X ← X(4I − AX(6I − AX(4I − AX)))    (eq. 21)
+//
+// Without warm, X0 = Aᵀ/(‖A‖₁‖A‖∞) is computed in the graph (norms in
+// float64; X0 = 0 for A = 0). The outputs are X and ‖I − AX‖_F (float64).
+func newtonSchulzGraph(order, iters int, warm bool) graphFn {
+	return func(in []*Node) []*Node {
+		a := in[0]
+		g := a.Graph()
+		f64 := dtypes.Float64
+		var x *Node
+		if warm {
+			x = in[1]
+		} else {
+			abs := Abs(ConvertDType(a, f64))
+			n1 := ReduceAllMax(ReduceSum(abs, 0))   // max column sum
+			ninf := ReduceAllMax(ReduceSum(abs, 1)) // max row sum
+			p := Mul(n1, ninf)
+			zero := Scalar(g, f64, 0)
+			s := Where(GreaterThan(p, zero), Div(Scalar(g, f64, 1), Where(GreaterThan(p, zero), p, Scalar(g, f64, 1))), zero)
+			x = Mul(Transpose(a, 0, 1), ConvertDType(s, dtypes.Float32))
+		}
+		ax := matmul(a, x)
+		for range iters {
+			var t *Node
+			switch order {
+			case 2:
+				t = cIMinus(ax, 2)
+			case 3:
+				t = cIMinus(matmul(ax, cIMinus(ax, 3)), 3)
+			case 4:
+				t = cIMinus(matmul(ax, cIMinus(matmul(ax, cIMinus(ax, 4)), 6)), 4)
+			}
+			x = matmul(x, t)
+			ax = matmul(a, x)
+		}
+		r := cIMinus(ConvertDType(ax, f64), 1)
+		return []*Node{x, Sqrt(ReduceAllSum(Mul(r, r)))}
+	}
+}
+
+// NewtonSchulz is one device call: the iterations are unrolled in one graph
+// (GoMLX has no While op), one compiled executable per (order, iters, warm)
+// and shape. The warm start's X is donated to the call.
+func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
+	A := d.square("NewtonSchulz", a)
+	X := d.m("NewtonSchulz", x)
+	core.SameShape("NewtonSchulz", X, A)
+	if order < 2 || order > 4 {
+		panic(&core.ShapeError{Op: "NewtonSchulz", What: fmt.Sprintf("order %d, want 2, 3 or 4", order)})
+	}
+	if A.empty() {
+		return 0
+	}
+	if X == A {
+		panic(&core.ShapeError{Op: "NewtonSchulz", What: "x aliases a"})
+	}
+	iters = max(iters, 0)
+	ins := []*Mat{A}
+	if warm {
+		ins = append(ins, X)
+	}
+	out := d.run(fmt.Sprintf("newtonschulz/%d/%d/%t", order, iters, warm), newtonSchulzGraph(order, iters, warm), ins, nil, []*Mat{X})
+	return scalar(out[0])
+}
+
+// InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X, in place (X donated).
+func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {
+	X := d.square("InvDampingUpdate", x)
+	if X.empty() {
+		return
+	}
+	d.run("invdampingupdate", func(in []*Node) []*Node {
+		x := in[0]
+		return []*Node{Sub(x, Mul(in[1], matmul(x, x)))}
+	}, []*Mat{X}, []float32{dlambda}, []*Mat{X})
+}
+
+// CholeskyInverse runs on the host: A is downloaded, inverted in float64 by
+// gonum's Cholesky through the CPU reference device (same symmetrisation,
+// same error naming the failed pivot), and the inverse is uploaded. It is
+// the fallback of the Newton–Schulz path, called rarely; a device Cholesky
+// would need ops SimpleGo lacks (triangular solve, dynamic slices).
+func (d *Device) CholeskyInverse(dst, a core.Mat) error {
+	A := d.square("CholeskyInverse", a)
+	D := d.m("CholeskyInverse", dst)
+	core.SameShape("CholeskyInverse", D, A)
+	n := A.r
+	if n == 0 {
+		return nil
+	}
+	host := make([]float32, n*n)
+	d.Download(A, host)
+	inv := make([]float32, n*n)
+	if err := cpu.New().CholeskyInverse(cpu.FromSlice(n, n, inv), cpu.FromSlice(n, n, host)); err != nil {
+		return err
+	}
+	d.Upload(D, inv)
+	return nil
+}

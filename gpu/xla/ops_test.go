@@ -1,0 +1,558 @@
+package xla
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"grng/core"
+)
+
+// Tolerances of the op-by-op parity tests (float32 on both sides):
+//   - elementwise ops and maps: 2e-6 relative (+1e-6 absolute for the
+//     transcendental ones, whose float64-then-rounded CPU values may differ
+//     from the backend's float32 ones by a few ulps);
+//   - products and reductions: dotRTol relative to Σ|a||b| (the scale of the
+//     rounding error of a float32 sum), 1e-5 by default; $GRNG_XLA_DOT_RTOL
+//     overrides it (e.g. 2e-3 for a GPU that uses TF32 for float32 products).
+var dotRTol = func() float64 {
+	if s := os.Getenv("GRNG_XLA_DOT_RTOL"); s != "" {
+		if v, err := strconv.ParseFloat(s, 64); err == nil {
+			return v
+		}
+	}
+	return 1e-5
+}()
+
+const (
+	ewRTol = 2e-6
+	trAbs  = 1e-6
+)
+
+// gemmShapes are (m, k, n) of op(A)·op(B): 1×1, vectors, non-square and odd
+// sizes, plus random ones drawn from the test's seed.
+func gemmShapes(e *env) [][3]int {
+	s := [][3]int{{1, 1, 1}, {1, 5, 1}, {3, 1, 4}, {7, 5, 3}, {2, 9, 6}, {17, 13, 11}, {32, 31, 33}}
+	for range 3 {
+		s = append(s, [3]int{1 + e.rng.IntN(40), 1 + e.rng.IntN(40), 1 + e.rng.IntN(40)})
+	}
+	return s
+}
+
+// gemmScale is |alpha|·Σ_l |op(A)_il||op(B)_lj| + |beta|·|C_ij|, the natural
+// scale of the rounding error of each element of C.
+func gemmScale(ta, tb bool, alpha float32, a, b []float32, ar, ac, br, bc int, beta float32, c []float32) []float64 {
+	m, k, n := ar, ac, bc
+	if ta {
+		m, k = ac, ar
+	}
+	if tb {
+		n = br
+	}
+	at := func(i, l int) float64 {
+		if ta {
+			return math.Abs(float64(a[l*ac+i]))
+		}
+		return math.Abs(float64(a[i*ac+l]))
+	}
+	bt := func(l, j int) float64 {
+		if tb {
+			return math.Abs(float64(b[j*bc+l]))
+		}
+		return math.Abs(float64(b[l*bc+j]))
+	}
+	s := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var v float64
+			for l := range k {
+				v += at(i, l) * bt(l, j)
+			}
+			s[i*n+j] = math.Abs(float64(alpha)) * v
+			if beta != 0 { // beta 0 never reads C (which may hold NaNs)
+				s[i*n+j] += math.Abs(float64(beta)) * math.Abs(float64(c[i*n+j]))
+			}
+		}
+	}
+	return s
+}
+
+func TestGemm(t *testing.T) {
+	e := newEnv(t, 1)
+	ab := [][2]float32{{1, 0}, {-0.7, 0}, {1.3, 0.5}, {0, 2}, {0, 0}, {2, 1}}
+	for _, sh := range gemmShapes(e) {
+		m, k, n := sh[0], sh[1], sh[2]
+		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+			ta, tb := tr[0], tr[1]
+			ar, ac := m, k
+			if ta {
+				ar, ac = k, m
+			}
+			br, bc := k, n
+			if tb {
+				br, bc = n, k
+			}
+			for _, co := range ab {
+				alpha, beta := co[0], co[1]
+				name := fmt.Sprintf("m%d k%d n%d tA=%t tB=%t alpha=%v beta=%v", m, k, n, ta, tb, alpha, beta)
+				a, b := e.rand(ar, ac), e.rand(br, bc)
+				var c pair
+				if beta == 0 {
+					c = e.fill(m, n, float32(math.NaN())) // beta 0 overwrites: NaNs must not propagate
+				} else {
+					c = e.rand(m, n)
+				}
+				scale := gemmScale(ta, tb, alpha, a.c.Data, b.c.Data, ar, ac, br, bc, beta, c.c.Data)
+				e.cpu.Gemm(ta, tb, alpha, a.c, b.c, beta, c.c)
+				e.d.Gemm(ta, tb, alpha, a.x, b.x, beta, c.x)
+				e.checkScaled(name, c, dotRTol, 0, scale)
+			}
+		}
+	}
+}
+
+func TestGram(t *testing.T) {
+	e := newEnv(t, 2)
+	for _, sh := range [][2]int{{1, 1}, {5, 1}, {1, 4}, {7, 3}, {3, 7}, {16, 9}, {33, 17}} {
+		r, c := sh[0], sh[1]
+		for _, co := range [][2]float32{{1, 0}, {0.25, 0}, {0.1, 0.9}, {0, 0.5}} {
+			alpha, beta := co[0], co[1]
+			x := e.rand(r, c)
+			var cc pair
+			if beta == 0 {
+				cc = e.fill(c, c, float32(math.NaN()))
+			} else {
+				g := e.rand(c+2, c)
+				cc = e.rand(c, c) // made symmetric (and equal) on both sides
+				e.cpu.Gram(1, g.c, 0, cc.c)
+				e.d.Upload(cc.x, cc.c.Data)
+			}
+			scale := gemmScale(true, false, alpha, x.c.Data, x.c.Data, r, c, r, c, beta, cc.c.Data)
+			e.cpu.Gram(alpha, x.c, beta, cc.c)
+			e.d.Gram(alpha, x.x, beta, cc.x)
+			name := fmt.Sprintf("Gram %s alpha=%v beta=%v", shapeName(r, c), alpha, beta)
+			e.checkScaled(name, cc, dotRTol, 0, scale)
+			got := e.down(cc.x)
+			for i := range c {
+				for j := range i {
+					if got[i*c+j] != got[j*c+i] {
+						t.Fatalf("%s: not exactly symmetric at (%d,%d)", name, i, j)
+					}
+				}
+			}
+		}
+	}
+}
+
+// elemShapes are the shapes of the elementwise tests: 1×1, vectors, odd and
+// non-square sizes, and two random shapes drawn from the test's seed.
+func elemShapes(e *env) [][2]int {
+	s := [][2]int{{1, 1}, {1, 7}, {5, 1}, {3, 4}, {13, 11}, {64, 33}}
+	for range 2 {
+		s = append(s, [2]int{1 + e.rng.IntN(50), 1 + e.rng.IntN(50)})
+	}
+	return s
+}
+
+func TestElementwise(t *testing.T) {
+	e := newEnv(t, 3)
+	for _, sh := range elemShapes(e) {
+		r, c := sh[0], sh[1]
+		n := shapeName(r, c)
+
+		x, y := e.rand(r, c), e.rand(r, c)
+		e.cpu.Axpby(0.3, x.c, -1.7, y.c)
+		e.d.Axpby(0.3, x.x, -1.7, y.x)
+		e.check("Axpby "+n, y, ewRTol, 1e-6)
+
+		y = e.fill(r, c, float32(math.NaN()))
+		e.cpu.Axpby(2, x.c, 0, y.c)
+		e.d.Axpby(2, x.x, 0, y.x)
+		e.check("Axpby beta=0 over NaN "+n, y, 0, 0)
+
+		e.cpu.Axpby(0.5, x.c, 2, x.c) // x aliases y
+		e.d.Axpby(0.5, x.x, 2, x.x)
+		e.check("Axpby aliased "+n, x, 0, 0)
+
+		dst := e.rand(r, c)
+		e.cpu.AddScalar(dst.c, x.c, 0.75)
+		e.d.AddScalar(dst.x, x.x, 0.75)
+		e.check("AddScalar "+n, dst, 0, 0)
+
+		e.cpu.Clamp(dst.c, x.c, -0.5, 0.25)
+		e.d.Clamp(dst.x, x.x, -0.5, 0.25)
+		e.check("Clamp "+n, dst, 0, 0)
+
+		e.cpu.Fill(dst.c, -3.5)
+		e.d.Fill(dst.x, -3.5)
+		e.check("Fill "+n, dst, 0, 0)
+
+		e.cpu.Copy(dst.c, x.c)
+		e.d.Copy(dst.x, x.x)
+		e.check("Copy "+n, dst, 0, 0)
+		e.cpu.Fill(x.c, 1) // the copy is independent of its source
+		e.d.Fill(x.x, 1)
+		e.check("Copy independence "+n, dst, 0, 0)
+
+		a, b := e.rand(r, c), e.rand(r, c)
+		for op := core.Add; op <= core.Min; op++ {
+			e.cpu.Apply(op, dst.c, a.c, b.c)
+			e.d.Apply(op, dst.x, a.x, b.x)
+			e.check(fmt.Sprintf("Apply %d %s", op, n), dst, ewRTol, 0)
+		}
+		e.cpu.Apply(core.Mul, a.c, a.c, a.c) // dst aliases both inputs
+		e.d.Apply(core.Mul, a.x, a.x, a.x)
+		e.check("Apply aliased "+n, a, 0, 0)
+
+		row, col := e.rand(1, c), e.rand(r, 1)
+		e.cpu.MulRow(dst.c, b.c, row.c)
+		e.d.MulRow(dst.x, b.x, row.x)
+		e.check("MulRow "+n, dst, 0, 0)
+		e.cpu.MulCol(dst.c, b.c, col.c)
+		e.d.MulCol(dst.x, b.x, col.x)
+		e.check("MulCol "+n, dst, 0, 0)
+
+		wide := e.rand(r, c+1)
+		e.cpu.AppendCol(wide.c, b.c, 1)
+		e.d.AppendCol(wide.x, b.x, 1)
+		e.check("AppendCol "+n, wide, 0, 0)
+		narrow := e.rand(r, max(c-1, 1))
+		col0 := c - narrow.c.Cols()
+		e.cpu.CopyCols(narrow.c, wide.c, col0)
+		e.d.CopyCols(narrow.x, wide.x, col0)
+		e.check("CopyCols "+n, narrow, 0, 0)
+
+		sum := e.rand(1, c)
+		e.cpu.SumRows(sum.c, b.c)
+		e.d.SumRows(sum.x, b.x)
+		e.check("SumRows "+n, sum, 1e-5, 1e-6)
+
+		am := e.rand(r, 1)
+		e.cpu.ArgmaxRows(am.c, b.c)
+		e.d.ArgmaxRows(am.x, b.x)
+		e.check("ArgmaxRows "+n, am, 0, 0)
+	}
+	// ArgmaxRows ties go to the first maximum.
+	ties := e.from(2, 4, []float32{1, 3, 3, 0, 5, 5, 5, 5})
+	am := e.rand(2, 1)
+	e.cpu.ArgmaxRows(am.c, ties.c)
+	e.d.ArgmaxRows(am.x, ties.x)
+	e.check("ArgmaxRows ties", am, 0, 0)
+}
+
+func TestMaps(t *testing.T) {
+	e := newEnv(t, 4)
+	for _, sh := range elemShapes(e) {
+		r, c := sh[0], sh[1]
+		x := e.from(r, c, e.randn(r*c, 2))
+		pos := make([]float32, r*c) // positive, away from 0: domain of Log, Sqrt, Recip
+		for i := range pos {
+			pos[i] = 0.1 + float32(math.Abs(e.rng.NormFloat64()))
+		}
+		p := e.from(r, c, pos)
+		dst := e.rand(r, c)
+		for f := core.Identity; f <= core.Neg; f++ {
+			src := x
+			if f == core.Log || f == core.Sqrt || f == core.Recip {
+				src = p
+			}
+			e.cpu.Map(f, dst.c, src.c)
+			e.d.Map(f, dst.x, src.x)
+			e.check(fmt.Sprintf("Map %v %s", f, shapeName(r, c)), dst, ewRTol, trAbs)
+		}
+		dy := e.rand(r, c)
+		for _, f := range []core.Unary{core.Identity, core.ReLU, core.Tanh, core.Sigmoid, core.GELU} {
+			e.cpu.MapGrad(f, dst.c, x.c, dy.c)
+			e.d.MapGrad(f, dst.x, x.x, dy.x)
+			e.check(fmt.Sprintf("MapGrad %v %s", f, shapeName(r, c)), dst, 1e-5, trAbs)
+			e.cpu.MapGrad2(f, dst.c, x.c, dy.c)
+			e.d.MapGrad2(f, dst.x, x.x, dy.x)
+			e.check(fmt.Sprintf("MapGrad2 %v %s", f, shapeName(r, c)), dst, 1e-5, 4*trAbs)
+		}
+		// in place: dst aliases src
+		e.cpu.Map(core.Tanh, x.c, x.c)
+		e.d.Map(core.Tanh, x.x, x.x)
+		e.check("Map in place "+shapeName(r, c), x, ewRTol, trAbs)
+	}
+}
+
+func TestSoftmax(t *testing.T) {
+	e := newEnv(t, 5)
+	for _, sh := range [][2]int{{1, 1}, {1, 5}, {6, 1}, {7, 3}, {32, 10}, {9, 17}, {1 + e.rng.IntN(40), 1 + e.rng.IntN(20)}} {
+		m, k := sh[0], sh[1]
+		n := shapeName(m, k)
+		logits := e.from(m, k, e.randn(m*k, 3))
+		lab := make([]float32, m)
+		for i := range lab {
+			lab[i] = float32(e.rng.IntN(k))
+		}
+		labels := e.from(m, 1, lab)
+		for mask := 1; mask < 8; mask++ {
+			var pc, px, gc, gx, lc, lx core.Mat
+			var probs, dl, loss pair
+			if mask&1 != 0 {
+				probs = e.rand(m, k)
+				pc, px = probs.c, probs.x
+			}
+			if mask&2 != 0 {
+				dl = e.rand(m, k)
+				gc, gx = dl.c, dl.x
+			}
+			if mask&4 != 0 {
+				loss = e.rand(m, 1)
+				lc, lx = loss.c, loss.x
+			}
+			e.cpu.SoftmaxXent(logits.c, labels.c, pc, gc, lc, 0.125)
+			e.d.SoftmaxXent(logits.x, labels.x, px, gx, lx, 0.125)
+			if pc != nil {
+				e.check(fmt.Sprintf("SoftmaxXent probs %s mask %d", n, mask), probs, 1e-5, trAbs)
+			}
+			if gc != nil {
+				e.check(fmt.Sprintf("SoftmaxXent dlogits %s mask %d", n, mask), dl, 1e-5, trAbs)
+			}
+			if lc != nil {
+				e.check(fmt.Sprintf("SoftmaxXent loss %s mask %d", n, mask), loss, 1e-5, 2*trAbs)
+			}
+		}
+		// dlogits aliasing logits (the backward pass overwriting its input)
+		al := e.from(m, k, e.randn(m*k, 3))
+		loss := e.rand(m, 1)
+		e.cpu.SoftmaxXent(al.c, labels.c, nil, al.c, loss.c, 1)
+		e.d.SoftmaxXent(al.x, labels.x, nil, al.x, loss.x, 1)
+		e.check("SoftmaxXent aliased dlogits "+n, al, 1e-5, trAbs)
+		e.check("SoftmaxXent aliased loss "+n, loss, 1e-5, 2*trAbs)
+
+		dst := e.rand(m, k)
+		e.cpu.Softmax(dst.c, logits.c)
+		e.d.Softmax(dst.x, logits.x)
+		e.check("Softmax "+n, dst, 1e-5, trAbs)
+
+		oh := e.rand(m, k)
+		e.cpu.OneHot(oh.c, labels.c)
+		e.d.OneHot(oh.x, labels.x)
+		e.check("OneHot "+n, oh, 0, 0)
+
+		u := make([]float32, m)
+		for i := range u {
+			u[i] = float32(e.rng.Float64())
+		}
+		u[0] = 0.9999999 // rounding may leave the total below u: the last positive class
+		uu := e.from(m, 1, u)
+		s := e.rand(m, 1)
+		e.cpu.SampleCategorical(s.c, dst.c, uu.c)
+		e.d.SampleCategorical(s.x, dst.x, uu.x)
+		e.check("SampleCategorical "+n, s, 0, 0)
+	}
+	// Extreme logits lose nothing; a zero-probability tail is never sampled.
+	big := e.from(2, 3, []float32{1000, -1000, 0, -1000, 1000, 999})
+	labels := e.from(2, 1, []float32{1, 2})
+	loss := e.rand(2, 1)
+	e.cpu.SoftmaxXent(big.c, labels.c, nil, nil, loss.c, 1)
+	e.d.SoftmaxXent(big.x, labels.x, nil, nil, loss.x, 1)
+	e.check("SoftmaxXent ±1000", loss, 1e-6, 1e-6)
+	p := e.from(1, 4, []float32{0.5, 0.5, 0, 0})
+	uu := e.from(1, 1, []float32{0.99999994})
+	s := e.rand(1, 1)
+	e.cpu.SampleCategorical(s.c, p.c, uu.c)
+	e.d.SampleCategorical(s.x, p.x, uu.x)
+	e.check("SampleCategorical zero tail", s, 0, 0)
+	// Invalid labels: NaN rows on this device (the CPU device panics).
+	bad := e.from(2, 1, []float32{1.5, 7})
+	e.d.SoftmaxXent(big.x, bad.x, nil, nil, loss.x, 1)
+	for i, v := range e.down(loss.x) {
+		if !math.IsNaN(float64(v)) {
+			t.Errorf("SoftmaxXent invalid label row %d: loss %v, want NaN", i, v)
+		}
+	}
+}
+
+func TestGatherRows(t *testing.T) {
+	e := newEnv(t, 6)
+	src := e.rand(9, 5)
+	for _, idx := range [][]float32{{0}, {8, 0, 3, 3, 7}, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}} {
+		id := e.from(len(idx), 1, idx)
+		dst := e.rand(len(idx), 5)
+		e.cpu.GatherRows(dst.c, src.c, id.c)
+		e.d.GatherRows(dst.x, src.x, id.x)
+		e.check(fmt.Sprintf("GatherRows %v", idx), dst, 0, 0)
+	}
+	bad := e.from(2, 1, []float32{9, -1})
+	dst := e.rand(2, 5)
+	e.d.GatherRows(dst.x, src.x, bad.x)
+	for i, v := range e.down(dst.x) {
+		if !math.IsNaN(float64(v)) {
+			t.Fatalf("GatherRows out-of-range index: element %d is %v, want NaN", i, v)
+		}
+	}
+}
+
+func TestReductions(t *testing.T) {
+	e := newEnv(t, 7)
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	cases := []struct {
+		name string
+		r, c int
+		data []float32
+	}{
+		{"1x1", 1, 1, []float32{-2.5}},
+		{"random 13x7", 13, 7, e.randn(91, 1)},
+		{"random 1x257", 1, 257, e.randn(257, 3)},
+		{"NaN", 2, 3, []float32{1, nan, 3, -4, 5, 6}},
+		{"+Inf", 2, 2, []float32{1, inf, -3, 2}},
+		{"-Inf", 2, 2, []float32{1, -inf, -3, 2}},
+		{"+Inf and -Inf", 1, 3, []float32{inf, 1, -inf}},
+		{"Inf and NaN", 1, 3, []float32{inf, nan, 1}},
+	}
+	for _, tc := range cases {
+		p := e.from(tc.r, tc.c, tc.data)
+		q := e.rand(tc.r, tc.c)
+		scalarNear(t, "Sum "+tc.name, e.d.Sum(p.x), e.cpu.Sum(p.c), 1e-6, 1e-7)
+		scalarNear(t, "Dot "+tc.name, e.d.Dot(p.x, q.x), e.cpu.Dot(p.c, q.c), 1e-6, 1e-7)
+		scalarNear(t, "Dot self "+tc.name, e.d.Dot(p.x, p.x), e.cpu.Dot(p.c, p.c), 1e-6, 1e-7)
+		scalarNear(t, "AbsMax "+tc.name, e.d.AbsMax(p.x), e.cpu.AbsMax(p.c), 0, 0)
+		s := e.rand(1, tc.c)
+		e.cpu.SumRows(s.c, p.c)
+		e.d.SumRows(s.x, p.x)
+		e.check("SumRows "+tc.name, s, 1e-5, 1e-6)
+	}
+	// AbsMax of a NaN anywhere is NaN, and ±Inf reads +Inf.
+	if v := e.d.AbsMax(e.from(1, 3, []float32{-inf, 1, 2}).x); v != inf {
+		t.Errorf("AbsMax with -Inf = %v, want +Inf", v)
+	}
+	if v := e.d.AbsMax(e.from(1, 3, []float32{inf, 1, nan}).x); !math.IsNaN(float64(v)) {
+		t.Errorf("AbsMax with NaN = %v, want NaN", v)
+	}
+}
+
+func TestZeroSized(t *testing.T) {
+	e := newEnv(t, 8)
+	d := e.d
+	a, b := d.New(0, 3), d.New(3, 0)
+	c := d.New(3, 3)
+	d.Fill(c, float32(math.NaN()))
+	d.Gemm(false, false, 1, b, a, 0, c) // inner dimension 0 with beta 0: C = 0
+	for _, v := range e.down(c) {
+		if v != 0 {
+			t.Fatalf("Gemm with k=0, beta=0: %v, want 0", v)
+		}
+	}
+	if s := d.Sum(a); s != 0 {
+		t.Fatalf("Sum of 0×3 = %v", s)
+	}
+	d.Gram(1, a, 0, c)
+	s := d.New(1, 3)
+	d.SumRows(s, a)
+	w := d.New(3, 1)
+	d.AppendCol(w, b, 2)
+	if got := e.down(w); got[0] != 2 || got[2] != 2 {
+		t.Fatalf("AppendCol of 3×0 = %v", got)
+	}
+	if r := d.NewtonSchulz(d.New(0, 0), d.New(0, 0), 3, 4, false); r != 0 {
+		t.Fatalf("NewtonSchulz 0×0 = %v", r)
+	}
+	d.Free(a)
+	d.Free(c)
+}
+
+func TestShapeErrors(t *testing.T) {
+	e := newEnv(t, 9)
+	d := e.d
+	m23, m32, m33, m22 := d.New(2, 3), d.New(3, 2), d.New(3, 3), d.New(2, 2)
+	r13, c21 := d.New(1, 3), d.New(2, 1)
+	cpuMat := e.cpu.New(2, 2)
+	other, err := New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := other.New(2, 2)
+	freed := d.New(2, 2)
+	d.Free(freed)
+	cases := []struct {
+		name string
+		f    func()
+	}{
+		{"New negative", func() { d.New(-1, 2) }},
+		{"Upload length", func() { d.Upload(m23, make([]float32, 5)) }},
+		{"Download length", func() { d.Download(m23, make([]float32, 7)) }},
+		{"Copy", func() { d.Copy(m23, m32) }},
+		{"Gemm inner", func() { d.Gemm(false, false, 1, m23, m23, 0, m22) }},
+		{"Gemm C", func() { d.Gemm(false, false, 1, m23, m32, 0, m33) }},
+		{"Gemm transA C", func() { d.Gemm(true, false, 1, m23, m23, 0, m22) }},
+		{"Gram C", func() { d.Gram(1, m23, 0, m22) }},
+		{"Axpby", func() { d.Axpby(1, m23, 1, m32) }},
+		{"AddScalar", func() { d.AddScalar(m23, m32, 1) }},
+		{"Clamp", func() { d.Clamp(m23, m22, 0, 1) }},
+		{"Map", func() { d.Map(core.Tanh, m23, m32) }},
+		{"Map unknown", func() { d.Map(core.Unary(99), m23, m23) }},
+		{"MapGrad", func() { d.MapGrad(core.Tanh, m23, m23, m32) }},
+		{"MapGrad non-activation", func() { d.MapGrad(core.Exp, m23, m23, m23) }},
+		{"MapGrad2 non-activation", func() { d.MapGrad2(core.Log, m23, m23, m23) }},
+		{"Apply", func() { d.Apply(core.Add, m23, m23, m22) }},
+		{"Apply unknown", func() { d.Apply(core.Binary(42), m23, m23, m23) }},
+		{"MulRow", func() { d.MulRow(m23, m23, c21) }},
+		{"MulCol", func() { d.MulCol(m23, m23, r13) }},
+		{"AppendCol", func() { d.AppendCol(m23, m23, 1) }},
+		{"CopyCols range", func() { d.CopyCols(m22, m23, 2) }},
+		{"CopyCols negative", func() { d.CopyCols(m22, m23, -1) }},
+		{"GatherRows idx", func() { d.GatherRows(m23, m33, r13) }},
+		{"GatherRows cols", func() { d.GatherRows(m22, m33, c21) }},
+		{"SumRows", func() { d.SumRows(c21, m23) }},
+		{"Dot", func() { d.Dot(m23, m32) }},
+		{"ArgmaxRows", func() { d.ArgmaxRows(r13, m23) }},
+		{"SoftmaxXent labels", func() { d.SoftmaxXent(m23, r13, nil, nil, nil, 1) }},
+		{"SoftmaxXent probs", func() { d.SoftmaxXent(m23, c21, m32, nil, nil, 1) }},
+		{"SoftmaxXent loss", func() { d.SoftmaxXent(m23, c21, nil, nil, r13, 1) }},
+		{"Softmax", func() { d.Softmax(m23, m32) }},
+		{"SampleCategorical", func() { d.SampleCategorical(r13, m23, c21) }},
+		{"OneHot", func() { d.OneHot(m23, r13) }},
+		{"AddDiag", func() { d.AddDiag(m23, 1) }},
+		{"SpectralNorm", func() { d.SpectralNorm(m32, 3) }},
+		{"NewtonSchulz square", func() { d.NewtonSchulz(m23, m23, 3, 2, false) }},
+		{"NewtonSchulz x", func() { d.NewtonSchulz(m22, m33, 3, 2, false) }},
+		{"NewtonSchulz order", func() { d.NewtonSchulz(m33, d.New(3, 3), 5, 2, false) }},
+		{"InvDampingUpdate", func() { d.InvDampingUpdate(m23, 1) }},
+		{"CholeskyInverse", func() { _ = d.CholeskyInverse(m22, m33) }},
+		{"foreign cpu Mat", func() { d.Copy(m22, cpuMat) }},
+		{"Mat of another xla device", func() { d.Copy(m22, foreign) }},
+		{"freed Mat", func() { d.Fill(freed, 1) }},
+	}
+	for _, tc := range cases {
+		mustPanicShape(t, tc.name, tc.f)
+	}
+}
+
+func TestBackendErrors(t *testing.T) {
+	for _, tc := range []struct{ spec, want string }{
+		{"nope", "unknown GoMLX backend"},
+		{"xla:relative/plugin.so", ""},
+		{"xla:/nonexistent/pjrt_plugin.so", ""},
+	} {
+		_, err := New(tc.spec)
+		if err == nil {
+			t.Errorf("New(%q): no error", tc.spec)
+			continue
+		}
+		want := tc.want
+		if want == "" {
+			want = "build with -tags xla"
+			if xlaCompiled {
+				want = EnvPlugin
+			}
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("New(%q): %v, want it to mention %q", tc.spec, err, want)
+		}
+	}
+	if xlaCompiled {
+		t.Setenv(EnvPlugin, "")
+		if _, err := New("xla"); err == nil || !strings.Contains(err.Error(), EnvPlugin) {
+			t.Errorf("New(\"xla\") without a plugin: %v", err)
+		}
+		if _, err := New("xla:/nonexistent/pjrt_plugin.so"); err == nil || !strings.Contains(err.Error(), "not found at /nonexistent/pjrt_plugin.so") {
+			t.Errorf("missing plugin: %v", err)
+		}
+	}
+}
