@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"grng/core/data"
+)
+
+// The synthetic 2-D sets are generated in memory from fixed seeds, so every
+// run (whatever its --seed) trains and tests on the same points.
+const (
+	synthTrain     = 2048
+	synthTest      = 1024
+	synthTrainSeed = 1
+	synthTestSeed  = 2
+)
+
+// synthNoise is the standard deviation of the Gaussian noise of each
+// synthetic set.
+var synthNoise = map[string]float64{"spiral": 0.05, "moons": 0.1, "circles": 0.08, "xor": 0.05}
+
+func synthNames() []string {
+	var ns []string
+	for n := range data.Synthetic {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+func isSynthetic(name string) bool { _, ok := data.Synthetic[name]; return ok }
+
+// dataNames lists every data set train accepts: the real ones, then the
+// synthetic ones.
+func dataNames() []string {
+	var ns []string
+	for _, in := range data.Names() {
+		ns = append(ns, in.Name)
+	}
+	return append(ns, synthNames()...)
+}
+
+func knownData(name string) bool {
+	for _, n := range dataNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// loadData returns the training and test sets of name: generated for the
+// synthetic sets, opened from dir for the real ones (a *data.NotFetchedError
+// when they are not there).
+func loadData(name, dir string) (train, test *data.Dataset, err error) {
+	if g, ok := data.Synthetic[name]; ok {
+		return g(synthTrain, synthNoise[name], synthTrainSeed), g(synthTest, synthNoise[name], synthTestSeed), nil
+	}
+	if !knownData(name) {
+		return nil, nil, usagef("unknown data set %q (known: %s)", name, strings.Join(dataNames(), ", "))
+	}
+	return data.Open(name, dir)
+}
+
+// synthDescription describes a synthetic set for `data list`.
+func synthDescription(name string) string {
+	classes := data.Synthetic[name](3, 0, 1).Classes
+	return fmt.Sprintf("synthetic 2-D %s, %d classes, %d train / %d test, noise σ=%g (generated in memory)",
+		name, classes, synthTrain, synthTest, synthNoise[name])
+}
+
+// defaultModel is the model spec train uses when --model is not given: the
+// data's input width and class count around hidden layers suited to it.
+func defaultModel(name string, d *data.Dataset) string {
+	hidden, act := "64", "relu"
+	switch {
+	case name == "mnist" || name == "fashion-mnist":
+		hidden = "256"
+	case name == "iris" || name == "wine" || name == "breast-cancer":
+		hidden = "32"
+	case isSynthetic(name):
+		hidden, act = "32-32", "tanh"
+	}
+	return fmt.Sprintf("%d-%s-%d:%s", d.D, hidden, d.Classes, act)
+}

@@ -1,0 +1,479 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"grng/cmd/native/internal/progress"
+	"grng/core/data"
+	"grng/core/nn"
+	"grng/core/optim"
+	"grng/core/train"
+)
+
+func trainCommand() *command {
+	return &command{
+		name:  "train",
+		args:  "--data NAME [flags]",
+		short: "train a model with one optimizer and record its metrics",
+		long: `Train trains a freshly initialised MLP on a data set with one optimizer and
+records the run in --out: metrics.csv (one row per step: loss, gradient norm,
+step time, and test loss/accuracy at each evaluation) and summary.json (the
+configuration, the optimizer's resolved hyperparameters, final test
+loss/accuracy, training wall time, steps/s, time to --target, peak memory,
+device and Go version). Progress goes to stderr (a bar on a terminal, a line
+every few seconds otherwise); a one-line summary goes to stdout.
+
+Optimizers: ` + strings.Join(optim.Names(), ", ") + `.
+'native train --opt NAME --help' (or --list-hp NAME) lists an optimizer's
+hyperparameters with their defaults, ranges and meaning; --hp sets them,
+e.g. --hp "lr=0.01,wd=0".
+
+Data sets: ` + strings.Join(dataNames(), ", ") + `.
+The real ones must be fetched first (native data fetch NAME); the synthetic
+2-D ones are generated in memory.
+
+The model spec is a full layer-width list from input to output, with the
+hidden activation: 784-256-10:relu. Its first width must be the data's
+feature count and its last the number of classes.
+
+SIGINT (Ctrl-C) or SIGTERM stops the run after the current step; what was
+recorded is written and the exit status is 130. A second signal kills.`,
+		run: runTrain,
+	}
+}
+
+type trainFlags struct {
+	data, dataDir, model, opt, hp, device, out, listHP string
+	epochs, target                                     float64
+	steps, batch, evalEvery                            int
+	seed                                               uint64
+	quiet                                              bool
+}
+
+func (f *trainFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", "", "`NAME` of the data set: "+strings.Join(dataNames(), ", "))
+	fs.StringVar(&f.dataDir, "data-dir", data.DefaultDir(), "`DIR` holding the fetched data sets (also $GRNG_DATA)")
+	fs.StringVar(&f.model, "model", "", "model `SPEC` such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity); default: a data-specific MLP, e.g. 784-256-10:relu\nfor MNIST, 2-32-32-2:tanh for moons")
+	fs.StringVar(&f.opt, "opt", "adamw", "optimizer `NAME`: "+strings.Join(optim.Names(), ", "))
+	fs.StringVar(&f.hp, "hp", "", "hyperparameters over the optimizer's defaults, `\"k=v,...\"` (see --list-hp)")
+	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
+	fs.Float64Var(&f.epochs, "epochs", 1, "length of the run in passes over the training set (fractions allowed)")
+	fs.IntVar(&f.steps, "steps", 0, "length of the run in optimizer steps; overrides --epochs when > 0")
+	fs.IntVar(&f.batch, "batch", 128, "mini-batch size")
+	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on the test set every `N` steps (0: at the end of each epoch; always at the end)")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the initial weights, the batch order and the optimizer's random draws")
+	fs.Float64Var(&f.target, "target", 0, "test accuracy in (0, 1] whose first reach is timed (0: none)")
+	fs.StringVar(&f.out, "out", "", "output `DIR` for metrics.csv and summary.json (default ./out/<data>-<opt>-<timestamp>)")
+	fs.StringVar(&f.device, "device", "cpu", deviceHelp())
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
+}
+
+// validate checks the flags that do not need the data.
+func (f *trainFlags) validate() error {
+	switch {
+	case f.data == "":
+		return usagef("missing --data NAME (one of: %s)", strings.Join(dataNames(), ", "))
+	case math.IsNaN(f.epochs) || f.epochs < 0 || f.epochs > 1e4:
+		return usagef("--epochs %v: must be in (0, 10000]", f.epochs)
+	case f.steps < 0:
+		return usagef("--steps %d: must be ≥ 0 (0: use --epochs)", f.steps)
+	case f.steps == 0 && f.epochs == 0:
+		return usagef("--epochs 0 with no --steps: the run would take no step")
+	case f.batch < 1:
+		return usagef("--batch %d: must be at least 1", f.batch)
+	case f.evalEvery < 0:
+		return usagef("--eval-every %d: must be ≥ 0 (0: each epoch)", f.evalEvery)
+	case math.IsNaN(f.target) || f.target < 0 || f.target > 1:
+		hint := ""
+		if f.target > 1 && f.target <= 100 {
+			hint = fmt.Sprintf(" (a fraction: %g%% is --target %g)", f.target, f.target/100)
+		}
+		return usagef("--target %v: must be an accuracy in [0, 1]%s", f.target, hint)
+	case f.dataDir == "":
+		return usagef("--data-dir is empty")
+	}
+	return nil
+}
+
+// printHyper lists the hyperparameters of optimizer e.
+func printHyper(w io.Writer, e optim.Entry) {
+	fmt.Fprintf(w, "%s: %s\n\n", e.Name, e.Doc)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tDEFAULT\tRANGE\tMEANING")
+	var ex []string
+	for _, p := range e.Params {
+		rng := fmt.Sprintf("[%g, %g]", p.Min, p.Max)
+		if p.Int {
+			rng += " integer"
+		}
+		fmt.Fprintf(tw, "  %s\t%g\t%s\t%s\n", p.Name, p.Default, rng, p.Doc)
+		ex = append(ex, fmt.Sprintf("%s=%g", p.Name, p.Default))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nSet them with --hp; the defaults written out:\n  --hp %q\n", strings.Join(ex, ","))
+}
+
+// hyperString is hp in the registry's order: "lr=0.001 beta1=0.9 ...".
+func hyperString(e optim.Entry, hp optim.Hyper) string {
+	var s []string
+	for _, p := range e.Params {
+		s = append(s, fmt.Sprintf("%s=%g", p.Name, hp[p.Name]))
+	}
+	return strings.Join(s, " ")
+}
+
+// notFetched adds the --data-dir a fetch needs to core's message.
+type notFetched struct {
+	*data.NotFetchedError
+	dir string
+}
+
+func (e *notFetched) Error() string {
+	msg := e.NotFetchedError.Error()
+	if flag := dataDirFlag(e.dir); flag != "" {
+		msg += fmt.Sprintf("\nto fetch it into that directory: native data fetch %s%s", e.Name, flag)
+	}
+	return msg
+}
+
+func (e *notFetched) Unwrap() error { return e.NotFetchedError }
+
+func runTrain(ctx context.Context, a *app, c *command, args []string) error {
+	var f trainFlags
+	fs := flagSet(c)
+	f.register(fs)
+	pos, err := a.parse(c, fs, args)
+	if errors.Is(err, errHelp) && flagWasSet(fs, "opt") {
+		e, lerr := optim.Lookup(f.opt)
+		if lerr != nil {
+			return usagef("--opt: %v", lerr)
+		}
+		fmt.Fprintln(a.stdout)
+		printHyper(a.stdout, e)
+	}
+	if err != nil {
+		return err
+	}
+	if f.listHP != "" {
+		e, err := optim.Lookup(f.listHP)
+		if err != nil {
+			return usagef("--list-hp: %v", err)
+		}
+		printHyper(a.stdout, e)
+		return nil
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q (flags take the form --name value)", pos[0])
+	}
+	if err := f.validate(); err != nil {
+		return err
+	}
+	dev, err := openDevice(f.device)
+	if err != nil {
+		return err
+	}
+	entry, err := optim.Lookup(f.opt)
+	if err != nil {
+		return usagef("--opt: %v", err)
+	}
+	hyper, err := entry.Parse(f.hp)
+	if err != nil {
+		return usagef("--hp: %v (see native train --list-hp %s)", err, entry.Name)
+	}
+	if !knownData(f.data) {
+		return usagef("--data: unknown data set %q (known: %s)", f.data, strings.Join(dataNames(), ", "))
+	}
+	trainSet, testSet, err := loadData(f.data, f.dataDir)
+	var nf *data.NotFetchedError
+	if errors.As(err, &nf) {
+		return &notFetched{nf, f.dataDir}
+	} else if err != nil {
+		return fmt.Errorf("loading %s: %w", f.data, err)
+	}
+	modelSpec := f.model
+	if modelSpec == "" {
+		modelSpec = defaultModel(f.data, trainSet)
+	}
+	spec, err := nn.ParseSpec(modelSpec)
+	if err != nil {
+		return usagef("--model: %v", err)
+	}
+	if in, out := spec.Sizes[0], spec.Sizes[len(spec.Sizes)-1]; in != trainSet.D || out != trainSet.Classes {
+		return usagef("--model %s: widths %d-…-%d do not match %s, which has %d features and %d classes (e.g. --model %s)",
+			modelSpec, in, out, f.data, trainSet.D, trainSet.Classes, defaultModel(f.data, trainSet))
+	}
+	if f.batch > trainSet.N && !flagWasSet(fs, "batch") {
+		f.batch = trainSet.N // small sets: the default batch is the whole set
+	}
+	if f.batch > trainSet.N {
+		return usagef("--batch %d: larger than the %d training samples of %s", f.batch, trainSet.N, f.data)
+	}
+	cfg := train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy, Optimizer: entry.Name, Hyper: f.hp,
+		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target,
+		Train: trainSet, Test: testSet}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
+	}
+	out := f.out
+	if out == "" {
+		out = defaultOut(f.data, entry.Name, time.Now())
+	}
+	// Stop after the current step on SIGINT/SIGTERM; a second signal gets
+	// the default action (the handler is removed after the first).
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }()
+
+	rec, err := train.NewRecorder(out)
+	if err != nil {
+		return err
+	}
+	total := cfg.TotalSteps()
+	log := a.stderr
+	if f.quiet {
+		log = io.Discard
+	}
+	perEpoch := max(trainSet.N/f.batch, 1)
+	fmt.Fprintf(log, "data    %s: %d train / %d test, %d features, %d classes\n", f.data, trainSet.N, testSet.N, trainSet.D, trainSet.Classes)
+	fmt.Fprintf(log, "model   %s (%d parameters) on %s\n", spec, spec.NumParams(), dev.Name())
+	fmt.Fprintf(log, "opt     %s: %s\n", entry.Name, hyperString(entry, hyper))
+	ep, unit := float64(total)/float64(perEpoch), "epochs"
+	if ep == 1 {
+		unit = "epoch"
+	}
+	fmt.Fprintf(log, "run     %d steps (%.3g %s) of batch %d, seed %d -> %s\n", total, ep, unit, f.batch, f.seed, out)
+
+	var bar *progress.Bar
+	if !f.quiet {
+		bar = progress.New(a.stderr, total, a.stderrTTY)
+	}
+	var (
+		recErr                  error
+		last                    train.Metrics
+		lastLoss, lastAcc       = math.NaN(), math.NaN()
+		lastTestLoss, evaluated = math.NaN(), false
+	)
+	started := time.Now()
+	_, res, runErr := train.Run(ctx, cfg, func(m train.Metrics) {
+		last = m
+		if !math.IsNaN(m.Loss) {
+			lastLoss = m.Loss
+		}
+		if m.Eval {
+			lastAcc, lastTestLoss, evaluated = m.TestAcc, m.TestLoss, true
+		}
+		if err := rec.Record(m); err != nil && recErr == nil {
+			recErr = err
+		}
+		if bar != nil {
+			note := fmt.Sprintf("batch loss %.4f", lastLoss)
+			if evaluated {
+				note += fmt.Sprintf("  test acc %.2f%%", 100*lastAcc)
+			}
+			bar.Update(m.Step, note)
+		}
+		if a.afterStep != nil {
+			a.afterStep(m.Step)
+		}
+	})
+	loopTime := time.Since(started)
+	if bar != nil {
+		note := fmt.Sprintf("batch loss %.4f", lastLoss)
+		if evaluated {
+			note += fmt.Sprintf("  test acc %.2f%%", 100*lastAcc)
+		}
+		bar.Finish(note)
+	}
+
+	st := "completed"
+	var div *optim.Diverged
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, context.Canceled) || errors.Is(runErr, context.DeadlineExceeded):
+		st = "interrupted"
+	case errors.As(runErr, &div):
+		st = "diverged"
+	default:
+		st = "failed"
+	}
+	sum := summary{
+		Status:    st,
+		Command:   append([]string{"native", "train"}, args...),
+		Started:   started.UTC().Format(time.RFC3339),
+		Device:    dev.Name(),
+		GoVersion: runtime.Version(),
+		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
+		CPUs:      runtime.GOMAXPROCS(0),
+		Version:   buildVersion(),
+		Config: summaryConfig{
+			Data: f.data, DataDir: f.dataDir, TrainSize: trainSet.N, TestSize: testSet.N, Features: trainSet.D, Classes: trainSet.Classes,
+			Model: spec.String(), Params: spec.NumParams(), Optimizer: entry.Name, Hyper: f.hp,
+			Epochs: jfloat(f.epochs), Steps: f.steps, TotalSteps: total, Batch: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: jfloat(f.target),
+		},
+		Optimizer:       entry.Name,
+		Hyperparameters: map[string]jfloat{},
+		Result: summaryResult{
+			Steps: res.Steps, Epochs: jfloat(last.Epoch), LastBatchLoss: jfloat(lastLoss),
+			TestLoss: jfloat(lastTestLoss), TestAcc: jfloat(lastAcc),
+			TrainSeconds: jfloat(last.Elapsed.Seconds()), TotalSeconds: jfloat(loopTime.Seconds()),
+			StepsPerSec: jfloat(math.NaN()), TimeToTargetSeconds: jfloat(math.NaN()),
+		},
+	}
+	if st == "interrupted" {
+		sum.Error = "interrupted: " + context.Cause(ctx).Error()
+	} else if runErr != nil {
+		sum.Error = runErr.Error()
+	}
+	for k, v := range hyper {
+		sum.Hyperparameters[k] = jfloat(v)
+	}
+	if last.Elapsed > 0 {
+		sum.Result.StepsPerSec = jfloat(float64(last.Step) / last.Elapsed.Seconds())
+	}
+	if res.TimeToTarget > 0 {
+		sum.Result.TimeToTargetSeconds = jfloat(res.TimeToTarget.Seconds())
+	}
+	if rss := peakRSS(); rss > 0 {
+		sum.Result.PeakRSSBytes = &rss
+	}
+	if err := rec.Close(sum); err != nil && recErr == nil {
+		recErr = err
+	}
+	fmt.Fprintln(a.stdout, summaryLine(sum, out))
+
+	switch {
+	case recErr != nil:
+		return fmt.Errorf("writing %s: %w", out, recErr)
+	case st == "interrupted":
+		return &exitError{code: exitInterrupted, msg: fmt.Sprintf("interrupted after step %d of %d; the metrics so far are in %s", res.Steps, total, out)}
+	case runErr != nil:
+		return fmt.Errorf("%w (metrics up to step %d are in %s)", runErr, res.Steps, out)
+	}
+	return nil
+}
+
+// defaultOut is ./out/<data>-<opt>-<timestamp>, with a suffix when that
+// folder already exists.
+func defaultOut(dataName, opt string, t time.Time) string {
+	base := filepath.Join("out", fmt.Sprintf("%s-%s-%s", dataName, opt, t.Format("20060102-150405")))
+	out := base
+	for i := 2; ; i++ {
+		if _, err := os.Stat(out); errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+// summaryLine is the one line train prints on stdout.
+func summaryLine(s summary, out string) string {
+	r := s.Result
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s %s on %s: ", s.Status, s.Config.Data, s.Optimizer, s.Config.Model, s.Device)
+	if math.IsNaN(float64(r.TestAcc)) {
+		b.WriteString("no evaluation")
+	} else {
+		fmt.Fprintf(&b, "test acc %.2f%% test loss %.4f", 100*float64(r.TestAcc), float64(r.TestLoss))
+	}
+	fmt.Fprintf(&b, ", %d/%d steps, %s training", r.Steps, s.Config.TotalSteps, progress.FormatDuration(time.Duration(float64(r.TrainSeconds)*float64(time.Second))))
+	if !math.IsNaN(float64(r.StepsPerSec)) {
+		fmt.Fprintf(&b, " (%.1f steps/s)", float64(r.StepsPerSec))
+	}
+	if s.Config.Target > 0 {
+		if math.IsNaN(float64(r.TimeToTargetSeconds)) {
+			fmt.Fprintf(&b, ", target %g%% not reached", 100*float64(s.Config.Target))
+		} else {
+			fmt.Fprintf(&b, ", target %g%% at %.2fs", 100*float64(s.Config.Target), float64(r.TimeToTargetSeconds))
+		}
+	}
+	if r.PeakRSSBytes != nil {
+		fmt.Fprintf(&b, ", peak RSS %s", formatBytes(*r.PeakRSSBytes))
+	}
+	fmt.Fprintf(&b, " -> %s", out)
+	return b.String()
+}
+
+// summary is the content of summary.json.
+type summary struct {
+	Status          string            `json:"status"` // completed, interrupted, diverged or failed
+	Error           string            `json:"error,omitempty"`
+	Command         []string          `json:"command"`
+	Started         string            `json:"started"` // RFC 3339, UTC
+	Config          summaryConfig     `json:"config"`
+	Optimizer       string            `json:"optimizer"`
+	Hyperparameters map[string]jfloat `json:"hyperparameters"` // every one, defaults included
+	Result          summaryResult     `json:"result"`
+	Device          string            `json:"device"`
+	GoVersion       string            `json:"go_version"`
+	Platform        string            `json:"platform"`
+	CPUs            int               `json:"cpus"` // GOMAXPROCS
+	Version         string            `json:"version"`
+}
+
+type summaryConfig struct {
+	Data       string `json:"data"`
+	DataDir    string `json:"data_dir"`
+	TrainSize  int    `json:"train_size"`
+	TestSize   int    `json:"test_size"`
+	Features   int    `json:"features"`
+	Classes    int    `json:"classes"`
+	Model      string `json:"model"`
+	Params     int    `json:"params"`
+	Optimizer  string `json:"optimizer"`
+	Hyper      string `json:"hp"` // as given to --hp
+	Epochs     jfloat `json:"epochs"`
+	Steps      int    `json:"steps"` // as given to --steps
+	TotalSteps int    `json:"total_steps"`
+	Batch      int    `json:"batch"`
+	EvalEvery  int    `json:"eval_every"`
+	Seed       uint64 `json:"seed"`
+	Target     jfloat `json:"target"`
+}
+
+type summaryResult struct {
+	Steps               int    `json:"steps"` // steps taken
+	Epochs              jfloat `json:"epochs"`
+	LastBatchLoss       jfloat `json:"last_batch_loss"`
+	TestLoss            jfloat `json:"test_loss"` // at the last evaluation; null if none
+	TestAcc             jfloat `json:"test_acc"`
+	TrainSeconds        jfloat `json:"train_seconds"` // optimizer steps only, evaluation excluded
+	TotalSeconds        jfloat `json:"total_seconds"` // wall clock of the loop, evaluation included
+	StepsPerSec         jfloat `json:"steps_per_sec"`
+	TimeToTargetSeconds jfloat `json:"time_to_target_seconds"` // training time at the first evaluation ≥ target; null if never
+	PeakRSSBytes        *int64 `json:"peak_rss_bytes"`         // getrusage maxrss of the process; null where unknown
+}
+
+// jfloat is a float64 that encodes NaN and ±Inf as JSON null.
+type jfloat float64
+
+func (f jfloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+}
+
+func (f *jfloat) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = jfloat(math.NaN())
+		return nil
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	*f = jfloat(v)
+	return err
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every invalid flag is a usage error (exit 2) with a message naming it, and
+// no output directory is created.
+func TestTrainFlagValidation(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "missing --data NAME (one of: mnist, fashion-mnist"},
+		{[]string{"--data", "nosuch"}, `unknown data set "nosuch" (known: mnist`},
+		{[]string{"--data", "moons", "--epochs", "-1"}, "--epochs -1: must be in (0, 10000]"},
+		{[]string{"--data", "moons", "--epochs", "NaN"}, "--epochs NaN"},
+		{[]string{"--data", "moons", "--epochs", "0"}, "--epochs 0 with no --steps"},
+		{[]string{"--data", "moons", "--steps", "-3"}, "--steps -3: must be ≥ 0"},
+		{[]string{"--data", "moons", "--batch", "0"}, "--batch 0: must be at least 1"},
+		{[]string{"--data", "moons", "--batch", "100000"}, "--batch 100000: larger than the 2048 training samples of moons"},
+		{[]string{"--data", "moons", "--eval-every", "-1"}, "--eval-every -1"},
+		{[]string{"--data", "moons", "--target", "97"}, "97% is --target 0.97"},
+		{[]string{"--data", "moons", "--target", "-0.5"}, "--target -0.5: must be an accuracy in [0, 1]"},
+		{[]string{"--data", "moons", "--opt", "nosuch"}, `unknown optimizer "nosuch" (known: adamw`},
+		{[]string{"--data", "moons", "--hp", "lr=-1"}, "lr = -1 is out of range [0, 10]"},
+		{[]string{"--data", "moons", "--hp", "zeta=1"}, `no hyperparameter "zeta" (known: lr`},
+		{[]string{"--data", "moons", "--hp", "lr"}, "want name=value"},
+		{[]string{"--data", "moons", "--hp", "lr=fast"}, `"fast" is not a number`},
+		{[]string{"--data", "moons", "--opt", "sgd", "--hp", "nesterov=0.5"}, "must be an integer"},
+		{[]string{"--data", "moons", "--device", "x"}, `unknown device "x" (available: cpu)`},
+		{[]string{"--data", "moons", "--model", "2-8"}, ""},
+		{[]string{"--data", "moons", "--model", "784-256-10:relu"}, "--model 784-256-10:relu: widths 784-…-10 do not match moons, which has 2 features and 2 classes"},
+		{[]string{"--data", "spiral", "--model", "2-16-2"}, "which has 2 features and 3 classes (e.g. --model 2-32-32-3:tanh)"},
+		{[]string{"--data", "moons", "--model", "2-x-2"}, `width 2 is "x"`},
+		{[]string{"--data", "moons", "--model", "2-8-2:swish"}, `unknown activation "swish"`},
+		{[]string{"--data", "moons", "--batch", "ten"}, `invalid value "ten" for flag -batch`},
+		{[]string{"--data", "moons", "stray"}, `unexpected argument "stray"`},
+		{[]string{"--data", "moons", "--list-hp", "nosuch"}, `--list-hp: unknown optimizer "nosuch"`},
+		{[]string{"--data", "moons", "--data-dir", ""}, "--data-dir is empty"},
+	} {
+		if c.want == "" {
+			continue // a valid spec; exercised by the end-to-end test
+		}
+		dir := filepath.Join(t.TempDir(), "out")
+		args := append([]string{"train", "--out", dir}, c.args...)
+		code, out, errs := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(errs, c.want) || !strings.Contains(errs, "Run 'native train --help' for usage.") {
+			t.Errorf("native %v: exit %d, want 2\nstderr: %s\nwant it to contain %q", args, code, errs, c.want)
+		}
+		if out != "" {
+			t.Errorf("native %v: stdout %q on a usage error", args, out)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("native %v: created %s on a usage error", args, dir)
+		}
+	}
+}
+
+// A data set that is not fetched yet gives the fetch command and exit 2, with
+// no stack trace.
+func TestTrainMissingData(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "train", "--data", "mnist", "--data-dir", dir)
+	if code != exitUsage || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"native data fetch mnist", "native data fetch mnist --data-dir " + dir} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "goroutine") || strings.Contains(errs, "panic") {
+		t.Errorf("stack trace on stderr:\n%s", errs)
+	}
+}
+
+func TestTrainListHyper(t *testing.T) {
+	for _, args := range [][]string{{"train", "--list-hp", "adamw"}, {"train", "--opt", "adamw", "--help"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, want := range []string{"adamw: Adam", "lr", "0.001", "[0, 10]", "learning rate", `--hp "lr=0.001,`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	code, _, errs := runCLI(t, "train", "--opt", "nosuch", "--help")
+	if code != exitUsage || !strings.Contains(errs, `unknown optimizer "nosuch"`) {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+}
+
+type summaryFile struct {
+	Status          string              `json:"status"`
+	Optimizer       string              `json:"optimizer"`
+	Device          string              `json:"device"`
+	GoVersion       string              `json:"go_version"`
+	Hyperparameters map[string]*float64 `json:"hyperparameters"`
+	Config          struct {
+		Data       string `json:"data"`
+		Model      string `json:"model"`
+		TotalSteps int    `json:"total_steps"`
+		Batch      int    `json:"batch"`
+	} `json:"config"`
+	Result struct {
+		Steps        int      `json:"steps"`
+		TestLoss     *float64 `json:"test_loss"`
+		TestAcc      *float64 `json:"test_acc"`
+		TrainSeconds *float64 `json:"train_seconds"`
+		StepsPerSec  *float64 `json:"steps_per_sec"`
+		TimeToTarget *float64 `json:"time_to_target_seconds"`
+		PeakRSS      *int64   `json:"peak_rss_bytes"`
+	} `json:"result"`
+}
+
+func readRun(t *testing.T, dir string) (summaryFile, [][]string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("NaN")) || bytes.Contains(b, []byte("Inf")) {
+		t.Fatalf("non-finite number in summary.json:\n%s", b)
+	}
+	var s summaryFile
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, b)
+	}
+	f, err := os.Open(filepath.Join(dir, "metrics.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("metrics.csv: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	if len(left) > 0 {
+		t.Fatalf("temporary files left in %s: %v", dir, left)
+	}
+	return s, rows
+}
+
+// End to end, in-process: train on the synthetic moons for a few steps and
+// check both output files.
+func TestTrainMoonsEndToEnd(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	code, out, errs := runCLI(t, "train", "--data", "moons", "--opt", "adamw", "--hp", "lr=0.02", "--steps", "60",
+		"--batch", "64", "--eval-every", "20", "--target", "0.8", "--seed", "3", "--out", dir)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if !strings.HasPrefix(out, "completed moons adamw 2-32-32-2:tanh on cpu: test acc ") || strings.Count(out, "\n") != 1 {
+		t.Errorf("summary line %q", out)
+	}
+	if !strings.Contains(errs, "model   2-32-32-2:tanh (1218 parameters) on cpu") || !strings.Contains(errs, "60/60 (100.0%)") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+	s, rows := readRun(t, dir)
+	if s.Status != "completed" || s.Optimizer != "adamw" || s.Device != "cpu" || s.GoVersion == "" ||
+		s.Config.Data != "moons" || s.Config.Model != "2-32-32-2:tanh" || s.Config.TotalSteps != 60 || s.Config.Batch != 64 {
+		t.Errorf("summary %+v", s)
+	}
+	if lr := s.Hyperparameters["lr"]; lr == nil || *lr != 0.02 {
+		t.Errorf("lr %v, want 0.02", lr)
+	}
+	if wd := s.Hyperparameters["wd"]; wd == nil || *wd != 0.01 {
+		t.Errorf("default wd %v missing", wd)
+	}
+	r := s.Result
+	if r.Steps != 60 || r.TestAcc == nil || *r.TestAcc < 0.8 || r.TestLoss == nil || r.StepsPerSec == nil || *r.StepsPerSec <= 0 ||
+		r.TrainSeconds == nil || r.TimeToTarget == nil || *r.TimeToTarget > *r.TrainSeconds || r.PeakRSS == nil || *r.PeakRSS <= 0 {
+		t.Errorf("result %+v", r)
+	}
+	if len(rows) != 61 || strings.Join(rows[0], ",") != "step,epoch,loss,grad_norm,step_ms,elapsed_s,test_loss,test_acc" {
+		t.Fatalf("%d rows, header %v", len(rows), rows[0])
+	}
+	evals := 0
+	for i, row := range rows[1:] {
+		if row[0] != strconv.Itoa(i+1) {
+			t.Fatalf("row %d: step %s", i+1, row[0])
+		}
+		if l, err := strconv.ParseFloat(row[2], 64); err != nil || math.IsNaN(l) {
+			t.Fatalf("row %d: loss %q", i+1, row[2])
+		}
+		if row[7] != "" {
+			evals++
+		}
+	}
+	if evals != 3 {
+		t.Errorf("%d evaluations, want 3 (every 20 of 60 steps)", evals)
+	}
+	if last := rows[60][7]; last != strconv.FormatFloat(*r.TestAcc, 'g', 7, 64) {
+		t.Errorf("last test_acc %s in metrics.csv, %v in summary.json", last, *r.TestAcc)
+	}
+}
+
+// A cancelled run (SIGINT) stops after the current step, writes what it has
+// and exits 130.
+func TestTrainInterrupted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
+		if step == 7 {
+			cancel()
+		}
+	}}
+	code := a.run(ctx, []string{"train", "--data", "xor", "--steps", "1000", "--quiet", "--out", dir})
+	if code != exitInterrupted {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out.String(), errb.String())
+	}
+	if want := "interrupted after step 7 of 1000; the metrics so far are in " + dir; !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q lacks %q", errb.String(), want)
+	}
+	if !strings.HasPrefix(out.String(), "interrupted xor adamw") {
+		t.Errorf("stdout %q", out.String())
+	}
+	s, rows := readRun(t, dir)
+	if s.Status != "interrupted" || s.Result.Steps != 7 || len(rows) != 8 {
+		t.Fatalf("status %s, steps %d, %d rows", s.Status, s.Result.Steps, len(rows))
+	}
+	if s.Result.TestAcc != nil || s.Result.TimeToTarget != nil {
+		t.Errorf("no evaluation ran, yet test_acc %v time_to_target %v", s.Result.TestAcc, s.Result.TimeToTarget)
+	}
+}
+
+// A diverging run is a runtime failure (exit 1) that still writes its files.
+func TestTrainDiverged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	code, _, errs := runCLI(t, "train", "--data", "circles", "--opt", "sgd", "--hp", "lr=100,momentum=0.9999",
+		"--model", "2-64-64-2:relu", "--steps", "300", "--quiet", "--out", dir)
+	if code != exitFailure || !strings.Contains(errs, "step rejected") {
+		t.Skipf("did not diverge (exit %d): %s", code, errs)
+	}
+	s, _ := readRun(t, dir)
+	if s.Status != "diverged" {
+		t.Fatalf("status %q", s.Status)
+	}
+}
+
+func TestJFloat(t *testing.T) {
+	b, err := json.Marshal(map[string]jfloat{"a": jfloat(math.NaN()), "b": jfloat(math.Inf(-1)), "c": 0.25, "d": 1e21})
+	if err != nil || string(b) != `{"a":null,"b":null,"c":0.25,"d":1e+21}` {
+		t.Fatalf("%s %v", b, err)
+	}
+	var v jfloat
+	if err := json.Unmarshal([]byte("null"), &v); err != nil || !math.IsNaN(float64(v)) {
+		t.Fatalf("null -> %v %v", v, err)
+	}
+}
+
+func TestDefaultOut(t *testing.T) {
+	t.Chdir(t.TempDir())
+	tm := mustTime(t, "2026-01-02T03:04:05Z")
+	first := defaultOut("moons", "sgd", tm)
+	if first != filepath.Join("out", "moons-sgd-20260102-030405") {
+		t.Fatalf("default out %q", first)
+	}
+	if err := os.MkdirAll(first, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if second := defaultOut("moons", "sgd", tm); second != first+"-2" {
+		t.Fatalf("second out %q", second)
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm
+}
