@@ -7,7 +7,7 @@ import (
 	"grng/core"
 )
 
-// Deriv2 evaluates f''(x) for an activation f.
+// Deriv2 evaluates f″(x), the second derivative of an activation f.
 func Deriv2(f core.Unary, x float32) float32 {
 	switch f {
 	case core.Identity, core.ReLU:
@@ -36,6 +36,8 @@ func Deriv2(f core.Unary, x float32) float32 {
 func (*Device) MapGrad2(f core.Unary, dst, x, dy core.Mat) {
 	core.SameShape("MapGrad2", dst, x, dy)
 	D, X, DY := m32("MapGrad2", dst).Data, m32("MapGrad2", x).Data, m32("MapGrad2", dy).Data
+	// Deriv2 panics when f is not an activation: check once, whatever the size.
+	Deriv2(f, 0)
 	for i, v := range X {
 		D[i] = Deriv2(f, v) * DY[i]
 	}

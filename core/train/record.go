@@ -60,6 +60,9 @@ func (r *Recorder) Close(summary any) error {
 		err = cerr
 	}
 	if err == nil {
+		err = os.Chmod(r.f.Name(), 0o644) // CreateTemp makes 0600
+	}
+	if err == nil {
 		err = os.Rename(r.f.Name(), filepath.Join(r.dir, "metrics.csv"))
 	}
 	if err != nil {
@@ -87,6 +90,9 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644) // CreateTemp makes 0600
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), path)

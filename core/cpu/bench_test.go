@@ -1,0 +1,190 @@
+package cpu
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"grng/core"
+)
+
+var benchSizes = []int{256, 512, 1024}
+
+func benchData(n int, seed uint64) []float32 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	d := make([]float32, n)
+	for i := range d {
+		d[i] = float32(r.NormFloat64())
+	}
+	return d
+}
+
+func reportGFLOPS(b *testing.B, flops float64) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(flops*float64(b.N)/s/1e9, "GFLOP/s")
+	}
+}
+
+// BenchmarkGemm times the device's Gemm (C = A·B, beta = 0) on n×n matrices.
+// Compare with BenchmarkBlas32Sgemm, the same product through blas32 directly.
+func BenchmarkGemm(b *testing.B) {
+	d := New()
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			A, B, C := FromSlice(n, n, benchData(n*n, 1)), FromSlice(n, n, benchData(n*n, 2)), d.New(n, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				d.Gemm(false, false, 1, A, B, 0, C)
+			}
+			reportGFLOPS(b, 2*float64(n)*float64(n)*float64(n))
+		})
+	}
+}
+
+// BenchmarkBlas32Sgemm is the baseline of BenchmarkGemm: gonum's blas32.Gemm
+// called directly on the same shapes.
+func BenchmarkBlas32Sgemm(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			g := func(d []float32) blas32.General { return blas32.General{Rows: n, Cols: n, Stride: n, Data: d} }
+			A, B, C := g(benchData(n*n, 1)), g(benchData(n*n, 2)), g(make([]float32, n*n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, A, B, 0, C)
+			}
+			reportGFLOPS(b, 2*float64(n)*float64(n)*float64(n))
+		})
+	}
+}
+
+// BenchmarkGemmVsBlas32 alternates the device's Gemm and blas32.Gemm on the
+// same n×n operands in one loop, so that both see the same machine load, and
+// reports each one's GFLOP/s and their ratio (device time / blas32 time
+// inverted: ≥ 1 means the device is at least as fast). On a shared 2-core
+// machine this ratio is far steadier than two separate benchmarks.
+func BenchmarkGemmVsBlas32(b *testing.B) {
+	d := New()
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			A, B, C := FromSlice(n, n, benchData(n*n, 1)), FromSlice(n, n, benchData(n*n, 2)), d.New(n, n).(*Mat)
+			g := func(d []float32) blas32.General { return blas32.General{Rows: n, Cols: n, Stride: n, Data: d} }
+			var td, tb time.Duration
+			for range b.N {
+				s := time.Now()
+				d.Gemm(false, false, 1, A, B, 0, C)
+				td += time.Since(s)
+				s = time.Now()
+				blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, g(A.Data), g(B.Data), 0, g(C.Data))
+				tb += time.Since(s)
+			}
+			f := 2 * float64(n) * float64(n) * float64(n) * float64(b.N) / 1e9
+			b.ReportMetric(f/td.Seconds(), "dev-GFLOP/s")
+			b.ReportMetric(f/tb.Seconds(), "blas32-GFLOP/s")
+			b.ReportMetric(tb.Seconds()/td.Seconds(), "dev/blas32")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkGram times a Kronecker factor C = XᵀX for an m×n batch X (m = 256
+// rows); GFLOP/s counts the 2·m·n² of the full product.
+func BenchmarkGram(b *testing.B) {
+	d := New()
+	const m = 256
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			X, C := FromSlice(m, n, benchData(m*n, 3)), d.New(n, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				d.Gram(1, X, 0, C)
+			}
+			reportGFLOPS(b, 2*float64(m)*float64(n)*float64(n))
+		})
+	}
+}
+
+// spdBench returns the n×n SPD matrix XᵀX/(2n) + I for a 2n×n Gaussian X.
+func spdBench(n int) *Mat {
+	d := New()
+	X := FromSlice(2*n, n, benchData(2*n*n, 4))
+	A := d.New(n, n)
+	d.Gram(1/float32(2*n), X, 0, A)
+	d.AddDiag(A, 1)
+	return A.(*Mat)
+}
+
+// BenchmarkNewtonSchulz times one cold NewtonSchulz call: n = 256, order 3,
+// 10 iterations (31 products of 256×256 matrices).
+func BenchmarkNewtonSchulz(b *testing.B) {
+	const n, order, iters = 256, 3, 10
+	d := New()
+	A := spdBench(n)
+	X := d.New(n, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		d.NewtonSchulz(X, A, order, iters, false)
+	}
+	reportGFLOPS(b, float64(order*iters+1)*2*n*n*n)
+}
+
+// BenchmarkInvDampingUpdate times eq. 11 on a 256×256 inverse.
+func BenchmarkInvDampingUpdate(b *testing.B) {
+	const n = 256
+	d := New()
+	X := FromSlice(n, n, benchData(n*n, 5))
+	d.Axpby(0, X, 0, X)
+	d.AddDiag(X, 0.5)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		d.InvDampingUpdate(X, 1e-6)
+	}
+}
+
+// BenchmarkSpectralNorm times 20 power iterations on a 256×256 SPD matrix.
+func BenchmarkSpectralNorm(b *testing.B) {
+	d := New()
+	A := spdBench(256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		d.SpectralNorm(A, 20)
+	}
+}
+
+// BenchmarkMap times elementwise maps on 2²⁰ elements: a cheap one (ReLU),
+// a transcendental one (GELU), and a binary Apply; the figures decide whether
+// parallel loops would pay.
+func BenchmarkMap(b *testing.B) {
+	const n = 1 << 20
+	d := New()
+	src, dst := FromSlice(1, n, benchData(n, 6)), d.New(1, n)
+	for _, f := range []core.Unary{core.ReLU, core.Tanh, core.GELU} {
+		b.Run(f.String(), func(b *testing.B) {
+			b.SetBytes(8 * n)
+			for range b.N {
+				d.Map(f, dst, src)
+			}
+		})
+	}
+	b.Run("add", func(b *testing.B) {
+		b.SetBytes(12 * n)
+		for range b.N {
+			d.Apply(core.Add, dst, src, src)
+		}
+	})
+	b.Run("gelu-grad", func(b *testing.B) {
+		b.SetBytes(12 * n)
+		for range b.N {
+			d.MapGrad(core.GELU, dst, src, src)
+		}
+	})
+}
