@@ -1,0 +1,610 @@
+//go:build cgo || js
+
+package webgpu
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"unsafe"
+
+	"github.com/cogentcore/webgpu/wgpu"
+
+	"grng/core"
+	"grng/core/cpu"
+)
+
+func (d *Device) lock() func() {
+	d.mu.Lock()
+	return d.mu.Unlock
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func f32bytes(s []float32) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), 4*len(s))
+}
+
+// ---- transfers ----
+
+func (d *Device) Upload(dst core.Mat, src []float32) {
+	defer d.lock()()
+	m := d.mat("Upload", dst)
+	if len(src) != m.n() {
+		panic(&core.ShapeError{Op: "Upload", What: fmt.Sprintf("%d values for a %d×%d matrix", len(src), m.r, m.c)})
+	}
+	d.upload(m, src)
+}
+
+func (d *Device) upload(m *Mat, src []float32) {
+	if len(src) == 0 {
+		return
+	}
+	// A queue write lands before any later submit: submit what was recorded
+	// first, so that it reads the old contents.
+	d.submit()
+	d.queue.WriteBuffer(m.buf, 0, f32bytes(src))
+}
+
+func (d *Device) Download(m core.Mat, dst []float32) {
+	defer d.lock()()
+	x := d.mat("Download", m)
+	if len(dst) != x.n() {
+		panic(&core.ShapeError{Op: "Download", What: fmt.Sprintf("buffer of %d for a %d×%d matrix", len(dst), x.r, x.c)})
+	}
+	d.download(x, dst)
+}
+
+func (d *Device) download(x *Mat, dst []float32) {
+	size := 4 * uint64(len(dst))
+	enc := d.encoder()
+	d.endPass()
+	bufs, sizes := []*wgpu.Buffer{d.small}, []uint64{smallSize}
+	if size > 0 {
+		if d.staging == nil || d.stSize < size {
+			if d.staging != nil {
+				d.staging.Release()
+				d.staging = nil
+			}
+			s := uint64(1024)
+			for s < size {
+				s *= 2
+			}
+			s = min(s, max(d.limits.MaxBufferSize&^3, size))
+			b, err := d.dev.CreateBuffer(&wgpu.BufferDescriptor{Size: s, Usage: usageStage})
+			if err != nil {
+				panic(fmt.Errorf("webgpu: Download: staging buffer of %d bytes: %v", s, err))
+			}
+			d.staging, d.stSize = b, s
+		}
+		enc.CopyBufferToBuffer(x.buf, 0, d.staging, 0, size)
+		bufs, sizes = append(bufs, d.staging), append(sizes, size)
+	}
+	enc.CopyBufferToBuffer(d.status, 0, d.small, scalarSlots*4, statusSize)
+	d.submit()
+	d.drain()
+	var st uint32
+	if err := mapRead(d, bufs, sizes, func(i int, b []byte) {
+		if i == 0 {
+			st = *(*uint32)(unsafe.Pointer(&b[scalarSlots*4]))
+		} else {
+			copy(f32bytes(dst), b[:size])
+		}
+	}); err != nil {
+		panic(fmt.Errorf("webgpu: Download: %v", err))
+	}
+	d.checkStatus(st)
+}
+
+func (d *Device) Copy(dst, src core.Mat) {
+	defer d.lock()()
+	core.SameShape("Copy", dst, src)
+	D, S := d.mat("Copy", dst), d.mat("Copy", src)
+	if D.buf == S.buf {
+		return
+	}
+	d.run1("copy", params{}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) Fill(dst core.Mat, v float32) {
+	defer d.lock()()
+	D := d.mat("Fill", dst)
+	d.run1("fill", params{S0: v}, D.n(), float64(D.n()), D.bind())
+}
+
+// ---- products ----
+
+// gemmKernel forces "gemm64" or "gemm128" when set (tests; benchmarks via
+// the environment variable GRNG_WEBGPU_GEMM). Unset, CPU adapters use
+// gemm64 and GPUs gemm128 for products of at least 512×512.
+var gemmKernel = os.Getenv("GRNG_WEBGPU_GEMM")
+
+func (d *Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
+	defer d.lock()()
+	A, B, C := d.mat("Gemm", a), d.mat("Gemm", b), d.mat("Gemm", c)
+	ar, ac := A.r, A.c
+	if transA {
+		ar, ac = ac, ar
+	}
+	br, bc := B.r, B.c
+	if transB {
+		br, bc = bc, br
+	}
+	if ac != br {
+		panic(&core.ShapeError{Op: "Gemm", What: fmt.Sprintf("inner dimensions %d and %d differ", ac, br)})
+	}
+	core.CheckShape("Gemm", "C", C, ar, bc)
+	if C.buf == A.buf || C.buf == B.buf {
+		panic(&core.ShapeError{Op: "Gemm", What: "C aliases an input"})
+	}
+	d.gemm(transA, transB, alpha, A.bind(), A.c, B.bind(), B.c, beta, C.bind(), C.c, ar, bc, ac, 0)
+}
+
+// gemm records C (m×n) = alpha·op(A)·op(B) + beta·C + diag·I. A product
+// over the per-submit budget is split into row panels, each its own submit.
+func (d *Device) gemm(ta, tb bool, alpha float32, a binding, lda int, b binding, ldb int, beta float32, c binding, ldc, m, n, k int, diag float32) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 {
+		k = 0 // as in BLAS, A and B are not read
+	}
+	var flags uint32
+	if ta {
+		flags |= 1
+	}
+	if tb {
+		flags |= 2
+	}
+	if beta != 0 {
+		flags |= 4
+	}
+	name, tile := "gemm64", 64
+	if gemmKernel == "gemm128" || (gemmKernel == "" && !d.cpu && m >= 512 && n >= 512) {
+		name, tile = "gemm128", 128
+	}
+	// work as the padded tiles compute it (a 4M×1 product runs 65536 tiles)
+	pad := func(x, t int) float64 { return float64(ceilDiv(max(x, 1), t) * t) }
+	perRow := 2*pad(n, tile)*pad(k, 16) + wElem*pad(n, tile)
+	rows := m
+	if perRow*pad(m, tile) > d.budget {
+		rows = max(tile, int(d.budget/perRow)/tile*tile)
+	}
+	rows = min(rows, int(d.limits.MaxComputeWorkgroupsPerDimension)*tile)
+	for r0 := 0; r0 < m; r0 += rows {
+		nr := min(rows, m-r0)
+		p := params{M: uint32(m), N: uint32(n), K: uint32(k), Flags: flags,
+			Lda: uint32(lda), Ldb: uint32(ldb), Ldc: uint32(ldc), Off: uint32(r0),
+			Alpha: alpha, Beta: beta, S0: diag}
+		d.dispatch(name, p, uint32(ceilDiv(n, tile)), uint32(ceilDiv(nr, tile)), perRow*pad(nr, tile), a, b, c)
+		d.flushIfOver()
+	}
+}
+
+func (d *Device) Gram(alpha float32, x core.Mat, beta float32, c core.Mat) {
+	defer d.lock()()
+	X, C := d.mat("Gram", x), d.mat("Gram", c)
+	core.CheckShape("Gram", "C", C, X.c, X.c)
+	if C.buf == X.buf {
+		panic(&core.ShapeError{Op: "Gram", What: "C aliases X"})
+	}
+	// XᵀX: elements (i,j) and (j,i) get the same products in the same order,
+	// so C stays exactly symmetric.
+	d.gemm(true, false, alpha, X.bind(), X.c, X.bind(), X.c, beta, C.bind(), C.c, X.c, X.c, X.r, 0)
+}
+
+// ---- elementwise ----
+
+func (d *Device) Axpby(alpha float32, x core.Mat, beta float32, y core.Mat) {
+	defer d.lock()()
+	core.SameShape("Axpby", x, y)
+	X, Y := d.mat("Axpby", x), d.mat("Axpby", y)
+	var flags uint32
+	if beta == 0 {
+		flags = 1
+	}
+	d.run1("axpby", params{Alpha: alpha, Beta: beta, Flags: flags}, X.n(), float64(X.n()), X.bind(), Y.bind())
+}
+
+func (d *Device) AddScalar(dst, src core.Mat, v float32) {
+	defer d.lock()()
+	core.SameShape("AddScalar", dst, src)
+	D, S := d.mat("AddScalar", dst), d.mat("AddScalar", src)
+	d.run1("add_scalar", params{S0: v}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) Clamp(dst, src core.Mat, lo, hi float32) {
+	defer d.lock()()
+	core.SameShape("Clamp", dst, src)
+	D, S := d.mat("Clamp", dst), d.mat("Clamp", src)
+	d.run1("clamp_", params{S0: lo, S1: hi}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) Map(f core.Unary, dst, src core.Mat) {
+	defer d.lock()()
+	core.SameShape("Map", dst, src)
+	D, S := d.mat("Map", dst), d.mat("Map", src)
+	if f < core.Identity || f > core.Neg {
+		panic(&core.ShapeError{Op: "Map", What: "unknown unary " + f.String()})
+	}
+	d.run1("map", params{Op: uint32(f)}, D.n(), 4*float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) MapGrad(f core.Unary, dst, x, dy core.Mat) {
+	defer d.lock()()
+	d.mapGrad("MapGrad", "map_grad", f, dst, x, dy)
+}
+
+func (d *Device) MapGrad2(f core.Unary, dst, x, dy core.Mat) {
+	defer d.lock()()
+	d.mapGrad("MapGrad2", "map_grad2", f, dst, x, dy)
+}
+
+func (d *Device) mapGrad(op, kernel string, f core.Unary, dst, x, dy core.Mat) {
+	core.SameShape(op, dst, x, dy)
+	D, X, DY := d.mat(op, dst), d.mat(op, x), d.mat(op, dy)
+	if !f.Activation() {
+		panic(&core.ShapeError{Op: op, What: f.String() + " is not an activation"})
+	}
+	d.run1(kernel, params{Op: uint32(f)}, D.n(), 4*float64(D.n()), D.bind(), X.bind(), DY.bind())
+}
+
+func (d *Device) Apply(op core.Binary, dst, a, b core.Mat) {
+	defer d.lock()()
+	core.SameShape("Apply", dst, a, b)
+	D, A, B := d.mat("Apply", dst), d.mat("Apply", a), d.mat("Apply", b)
+	if op < core.Add || op > core.Min {
+		panic(&core.ShapeError{Op: "Apply", What: fmt.Sprintf("unknown binary op %d", op)})
+	}
+	d.run1("apply", params{Op: uint32(op)}, D.n(), float64(D.n()), D.bind(), A.bind(), B.bind())
+}
+
+func (d *Device) MulRow(dst, src, v core.Mat) {
+	defer d.lock()()
+	core.SameShape("MulRow", dst, src)
+	core.CheckShape("MulRow", "v", v, 1, src.Cols())
+	D, S, V := d.mat("MulRow", dst), d.mat("MulRow", src), d.mat("MulRow", v)
+	d.run1("mul_row", params{N: uint32(S.c)}, D.n(), float64(D.n()), D.bind(), S.bind(), V.bind())
+}
+
+func (d *Device) MulCol(dst, src, v core.Mat) {
+	defer d.lock()()
+	core.SameShape("MulCol", dst, src)
+	core.CheckShape("MulCol", "v", v, src.Rows(), 1)
+	D, S, V := d.mat("MulCol", dst), d.mat("MulCol", src), d.mat("MulCol", v)
+	d.run1("mul_col", params{N: uint32(S.c)}, D.n(), float64(D.n()), D.bind(), S.bind(), V.bind())
+}
+
+func (d *Device) AppendCol(dst, src core.Mat, v float32) {
+	defer d.lock()()
+	core.CheckShape("AppendCol", "dst", dst, src.Rows(), src.Cols()+1)
+	D, S := d.mat("AppendCol", dst), d.mat("AppendCol", src)
+	if D.buf == S.buf {
+		panic(&core.ShapeError{Op: "AppendCol", What: "dst aliases src"})
+	}
+	d.run1("append_col", params{N: uint32(D.c), S0: v}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) CopyCols(dst, src core.Mat, col int) {
+	defer d.lock()()
+	D, S := d.mat("CopyCols", dst), d.mat("CopyCols", src)
+	if D.r != S.r || col < 0 || col+D.c > S.c {
+		panic(&core.ShapeError{Op: "CopyCols", What: fmt.Sprintf("columns [%d,%d) of %d×%d into %d×%d", col, col+D.c, S.r, S.c, D.r, D.c)})
+	}
+	if D.buf == S.buf {
+		panic(&core.ShapeError{Op: "CopyCols", What: "dst aliases src"})
+	}
+	d.run1("copy_cols", params{N: uint32(D.c), K: uint32(S.c), Off: uint32(col)}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
+func (d *Device) GatherRows(dst, src, idx core.Mat) {
+	defer d.lock()()
+	D, S := d.mat("GatherRows", dst), d.mat("GatherRows", src)
+	core.CheckShape("GatherRows", "dst", D, D.r, S.c)
+	core.CheckShape("GatherRows", "idx", idx, D.r, 1)
+	I := d.mat("GatherRows", idx)
+	if D.buf == S.buf || D.buf == I.buf {
+		panic(&core.ShapeError{Op: "GatherRows", What: "dst aliases an input"})
+	}
+	d.run1("gather_rows", params{N: uint32(S.c), K: uint32(S.r)}, D.n(), float64(D.n()),
+		D.bind(), S.bind(), I.bind(), d.dummyB(), d.dummyB(), d.statusB())
+}
+
+func (d *Device) dummyB() binding  { return binding{d.dummy, 16} }
+func (d *Device) statusB() binding { return binding{d.status, statusSize} }
+func (d *Device) partB() binding   { return binding{d.part, partSlots * 4} }
+func (d *Device) scalarB() binding { return binding{d.scalars, scalarSlots * 4} }
+
+// ---- reductions ----
+
+func (d *Device) SumRows(dst, src core.Mat) {
+	defer d.lock()()
+	core.CheckShape("SumRows", "dst", dst, 1, src.Cols())
+	D, S := d.mat("SumRows", dst), d.mat("SumRows", src)
+	if D.buf == S.buf {
+		panic(&core.ShapeError{Op: "SumRows", What: "dst aliases src"})
+	}
+	d.run1("sum_rows", params{M: uint32(S.r), N: uint32(S.c)}, S.c, float64(S.n()), D.bind(), S.bind())
+}
+
+// reduce records the two-stage reduction of mode (0 Σx, 1 Σxy, 2 Σx², 3
+// Σ(δᵢⱼ−x)² with cols columns) over n elements into scalar slot; post 1
+// takes the square root.
+func (d *Device) reduce(mode uint32, x, y binding, n, cols, slot int, post uint32) {
+	groups := min(ceilDiv(n, 256*4), partSlots)
+	if groups > 0 {
+		d.dispatch("reduce1", params{Op: mode, Total: uint32(n), N: uint32(cols)}, uint32(groups), 1, wElem*float64(n), x, y, d.partB())
+	}
+	d.dispatch("reduce2", params{Op: post, Total: uint32(groups), Off: uint32(slot)}, 1, 1, float64(groups), x, y, d.partB(), d.scalarB())
+}
+
+// absMax records max|x| (as float bits) over n elements into scalar slot.
+func (d *Device) absMax(x binding, n, slot int) {
+	groups := min(ceilDiv(n, 256*4), partSlots)
+	if groups > 0 {
+		d.dispatch("absmax1", params{Total: uint32(n)}, uint32(groups), 1, wElem*float64(n), x, d.dummyB(), d.partB())
+	}
+	d.dispatch("absmax2", params{Total: uint32(groups), Off: uint32(slot)}, 1, 1, float64(groups), x, d.dummyB(), d.partB(), d.scalarB())
+}
+
+// Sum is a two-stage float32 tree reduction on the GPU (the CPU device sums
+// in float64): expect a relative error of a few 1e-7·log₂n of Σ|x|.
+func (d *Device) Sum(src core.Mat) float32 {
+	defer d.lock()()
+	S := d.mat("Sum", src)
+	d.reduce(0, S.bind(), S.bind(), S.n(), S.c, 0, 0)
+	return f32bits(d.readScalars("Sum", 1)[0])
+}
+
+func (d *Device) Dot(a, b core.Mat) float32 {
+	defer d.lock()()
+	core.SameShape("Dot", a, b)
+	A, B := d.mat("Dot", a), d.mat("Dot", b)
+	d.reduce(1, A.bind(), B.bind(), A.n(), A.c, 0, 0)
+	return f32bits(d.readScalars("Dot", 1)[0])
+}
+
+// AbsMax is exact: NaN if any element is NaN, +Inf if one is ±Inf.
+func (d *Device) AbsMax(src core.Mat) float32 {
+	defer d.lock()()
+	S := d.mat("AbsMax", src)
+	d.absMax(S.bind(), S.n(), 0)
+	return absBits(d.readScalars("AbsMax", 1)[0])
+}
+
+func absBits(u uint32) float32 {
+	if u > infBits {
+		return float32(math.NaN())
+	}
+	return math.Float32frombits(u)
+}
+
+func (d *Device) ArgmaxRows(dst, src core.Mat) {
+	defer d.lock()()
+	core.CheckShape("ArgmaxRows", "dst", dst, src.Rows(), 1)
+	D, S := d.mat("ArgmaxRows", dst), d.mat("ArgmaxRows", src)
+	if S.c == 0 {
+		panic(&core.ShapeError{Op: "ArgmaxRows", What: fmt.Sprintf("src is %d×0", S.r)})
+	}
+	if D.buf == S.buf {
+		panic(&core.ShapeError{Op: "ArgmaxRows", What: "dst aliases src"})
+	}
+	d.run1("argmax_rows", params{M: uint32(S.r), N: uint32(S.c)}, S.r, float64(S.n()), D.bind(), S.bind())
+}
+
+// ---- softmax and labels ----
+
+func (d *Device) SoftmaxXent(logits, labels, probs, dlogits, loss core.Mat, scale float32) {
+	defer d.lock()()
+	L := d.mat("SoftmaxXent", logits)
+	m, k := L.r, L.c
+	core.CheckShape("SoftmaxXent", "labels", labels, m, 1)
+	Y := d.mat("SoftmaxXent", labels)
+	var flags uint32
+	bp, bg, bl := d.dummyB(), d.dummyB(), d.dummyB()
+	if probs != nil {
+		core.CheckShape("SoftmaxXent", "probs", probs, m, k)
+		bp, flags = d.mat("SoftmaxXent", probs).bind(), flags|1
+	}
+	if dlogits != nil {
+		core.CheckShape("SoftmaxXent", "dlogits", dlogits, m, k)
+		bg, flags = d.mat("SoftmaxXent", dlogits).bind(), flags|2
+	}
+	if loss != nil {
+		core.CheckShape("SoftmaxXent", "loss", loss, m, 1)
+		bl, flags = d.mat("SoftmaxXent", loss).bind(), flags|4
+	}
+	d.run1("softmax_xent", params{M: uint32(m), N: uint32(k), Flags: flags, Alpha: scale}, m, 2*float64(L.n()),
+		bp, L.bind(), Y.bind(), bg, bl, d.statusB())
+}
+
+func (d *Device) Softmax(dst, src core.Mat) {
+	defer d.lock()()
+	core.SameShape("Softmax", dst, src)
+	D, S := d.mat("Softmax", dst), d.mat("Softmax", src)
+	d.run1("softmax", params{M: uint32(S.r), N: uint32(S.c)}, S.r, 2*float64(S.n()), D.bind(), S.bind())
+}
+
+func (d *Device) SampleCategorical(dst, probs, u core.Mat) {
+	defer d.lock()()
+	P := d.mat("SampleCategorical", probs)
+	core.CheckShape("SampleCategorical", "dst", dst, P.r, 1)
+	core.CheckShape("SampleCategorical", "u", u, P.r, 1)
+	D, U := d.mat("SampleCategorical", dst), d.mat("SampleCategorical", u)
+	if P.c == 0 && P.r > 0 {
+		panic(&core.ShapeError{Op: "SampleCategorical", What: fmt.Sprintf("probs is %d×0", P.r)})
+	}
+	d.run1("sample_categorical", params{M: uint32(P.r), N: uint32(P.c)}, P.r, float64(P.n()), D.bind(), P.bind(), U.bind())
+}
+
+func (d *Device) OneHot(dst, labels core.Mat) {
+	defer d.lock()()
+	D := d.mat("OneHot", dst)
+	core.CheckShape("OneHot", "labels", labels, D.r, 1)
+	Y := d.mat("OneHot", labels)
+	if D.buf == Y.buf {
+		panic(&core.ShapeError{Op: "OneHot", What: "dst aliases labels"})
+	}
+	d.run1("one_hot", params{N: uint32(D.c)}, D.n(), float64(D.n()),
+		D.bind(), d.dummyB(), Y.bind(), d.dummyB(), d.dummyB(), d.statusB())
+}
+
+// ---- square matrices ----
+
+func (d *Device) square(op string, a core.Mat) *Mat {
+	A := d.mat(op, a)
+	if A.r != A.c {
+		panic(&core.ShapeError{Op: op, What: fmt.Sprintf("matrix is %d×%d, want square", A.r, A.c)})
+	}
+	return A
+}
+
+func (d *Device) AddDiag(a core.Mat, v float32) {
+	defer d.lock()()
+	A := d.square("AddDiag", a)
+	d.run1("add_diag", params{N: uint32(A.c), S0: v}, A.r, float64(A.r), A.bind())
+}
+
+// SpectralNorm runs power iteration entirely on the GPU (matrix–vector
+// kernel, norm by reduction, normalisation reading the norm from GPU
+// memory) and reads back one scalar at the end.
+func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
+	defer d.lock()()
+	A := d.square("SpectralNorm", a)
+	n := A.r
+	if n == 0 {
+		return 0
+	}
+	vb := 4 * uint64(n)
+	v, w := d.work("SpectralNorm", vb), d.work("SpectralNorm", vb)
+	V, W := binding{v, (vb + 15) &^ 15}, binding{w, (vb + 15) &^ 15}
+	d.run1("fill", params{S0: 1 / float32(math.Sqrt(float64(n)))}, n, float64(n), V)
+	for it := 0; it < max(iters, 1); it++ {
+		gx, gy := d.grid1(n)
+		d.dispatch("row_dot", params{M: uint32(n), N: uint32(n)}, gx, gy, wElem*float64(n)*float64(n), W, A.bind(), V)
+		d.reduce(2, W, W, n, n, 1, 1)
+		d.run1("normalize_", params{Off: 1}, n, float64(n), V, W, d.scalarB())
+	}
+	d.put(v, vb)
+	d.put(w, vb)
+	return f32bits(d.readScalars("SpectralNorm", 2)[1])
+}
+
+// NewtonSchulz records every iteration (and, cold, the X0 scaling from the
+// GPU-computed ‖A‖₁‖A‖∞) without a readback and reads back the residual
+// once. Each iteration is the CPU device's sequence of products with the
+// c·I − P·T steps fused into the GEMM (its diag term). On a discrete GPU the
+// whole call is one submit; on CPU adapters the per-submit budget splits it
+// between products (PLATFORM.md bug 4), still without any readback.
+func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
+	defer d.lock()()
+	A := d.square("NewtonSchulz", a)
+	X := d.mat("NewtonSchulz", x)
+	core.SameShape("NewtonSchulz", X, A)
+	if order < 2 || order > 4 {
+		panic(&core.ShapeError{Op: "NewtonSchulz", What: fmt.Sprintf("order %d, want 2, 3 or 4", order)})
+	}
+	if X.buf == A.buf {
+		panic(&core.ShapeError{Op: "NewtonSchulz", What: "x aliases a"})
+	}
+	n := A.r
+	if n == 0 {
+		return 0
+	}
+	nn := n * n
+	if !warm {
+		vb := 4 * uint64(n)
+		cs, rs := d.work("NewtonSchulz", vb), d.work("NewtonSchulz", vb)
+		CS, RS := binding{cs, (vb + 15) &^ 15}, binding{rs, (vb + 15) &^ 15}
+		d.run1("col_abs_sum", params{M: uint32(n), N: uint32(n)}, n, float64(nn), CS, A.bind())
+		gx, gy := d.grid1(n)
+		d.dispatch("row_dot", params{M: uint32(n), N: uint32(n), Op: 1}, gx, gy, wElem*float64(nn), RS, A.bind(), A.bind())
+		d.absMax(CS, n, 2) // ‖A‖₁
+		d.absMax(RS, n, 3) // ‖A‖∞
+		d.run1("ns_init", params{N: uint32(n), Off: 2}, nn, float64(nn), X.bind(), A.bind(), d.scalarB())
+		d.put(cs, vb)
+		d.put(rs, vb)
+	}
+	mb := 4 * uint64(nn)
+	bs := [4]*wgpu.Buffer{}
+	for i := range bs {
+		bs[i] = d.work("NewtonSchulz", mb)
+	}
+	bind := func(b *wgpu.Buffer) binding { return binding{b, (mb + 15) &^ 15} }
+	P, Ta, Tb := bind(bs[0]), bind(bs[1]), bind(bs[2])
+	xk, xn := X.bind(), bind(bs[3])
+	mul := func(alpha float32, l, r, out binding, diag float32) {
+		d.gemm(false, false, alpha, l, n, r, n, 0, out, n, n, n, n, diag)
+	}
+	mul(1, A.bind(), xk, P, 0) // P = AX
+	for it := 0; it < iters; it++ {
+		var t binding
+		switch order {
+		case 2: // X(2I − AX)   (eq. 19)
+			d.run1("sub_from_i", params{N: uint32(n), S0: 2}, nn, float64(nn), Ta, P)
+			t = Ta
+		case 3: // X(3I − AX(3I − AX))   (eq. 20)
+			d.run1("sub_from_i", params{N: uint32(n), S0: 3}, nn, float64(nn), Ta, P)
+			mul(-1, P, Ta, Tb, 3)
+			t = Tb
+		case 4: // X(4I − AX(6I − AX(4I − AX)))   (eq. 21)
+			d.run1("sub_from_i", params{N: uint32(n), S0: 4}, nn, float64(nn), Ta, P)
+			mul(-1, P, Ta, Tb, 6)
+			mul(-1, P, Tb, Ta, 4)
+			t = Ta
+		}
+		mul(1, xk, t, xn, 0)
+		xk, xn = xn, xk
+		mul(1, A.bind(), xk, P, 0)
+	}
+	if xk.buf != X.buf {
+		d.run1("copy", params{}, nn, float64(nn), X.bind(), xk)
+	}
+	d.reduce(3, P, P, nn, n, 0, 1) // ‖I − AX‖_F
+	for _, b := range bs {
+		d.put(b, mb)
+	}
+	return f32bits(d.readScalars("NewtonSchulz", 1)[0])
+}
+
+// InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X: one GEMM into a
+// work buffer and one axpby.
+func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {
+	defer d.lock()()
+	X := d.square("InvDampingUpdate", x)
+	n := X.r
+	if n == 0 {
+		return
+	}
+	mb := 4 * uint64(n) * uint64(n)
+	xx := d.work("InvDampingUpdate", mb)
+	XX := binding{xx, (mb + 15) &^ 15}
+	d.gemm(false, false, 1, X.bind(), n, X.bind(), n, 0, XX, n, n, n, n, 0)
+	d.run1("axpby", params{Alpha: -dlambda, Beta: 1}, n*n, float64(n*n), XX, X.bind())
+	d.put(xx, mb)
+}
+
+// CholeskyInverse downloads A, inverts it in float64 on the host (gonum's
+// Cholesky, through the CPU reference device, so results and error messages
+// match it) and uploads A⁻¹: a fallback used rarely, not a GPU kernel.
+func (d *Device) CholeskyInverse(dst, a core.Mat) error {
+	defer d.lock()()
+	A := d.square("CholeskyInverse", a)
+	D := d.mat("CholeskyInverse", dst)
+	core.SameShape("CholeskyInverse", D, A)
+	n := A.r
+	if n == 0 {
+		return nil
+	}
+	host := make([]float32, n*n)
+	d.download(A, host)
+	out := make([]float32, n*n)
+	if err := cpu.New().CholeskyInverse(cpu.FromSlice(n, n, out), cpu.FromSlice(n, n, host)); err != nil {
+		return err
+	}
+	d.upload(D, out)
+	return nil
+}

@@ -1,0 +1,575 @@
+//go:build cgo && !js
+
+package webgpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"grng/core"
+	"grng/core/cpu"
+)
+
+func TestName(t *testing.T) {
+	d := gpu(t)
+	if !strings.HasPrefix(d.Name(), "webgpu (") || !strings.HasSuffix(d.Name(), ")") {
+		t.Fatalf("Name() = %q", d.Name())
+	}
+	t.Logf("%s; maxStorageBufferBindingSize %d, maxBufferSize %d", d.Name(), d.limits.MaxStorageBufferBindingSize, d.limits.MaxBufferSize)
+}
+
+// absProduct returns |α|·(|op(A)|·|op(B)|) + |β|·|C|, the magnitude that
+// bounds the rounding error of each element of a product.
+func absProduct(ta, tb bool, alpha float32, a, b []float32, ar, ac, br, bc int, beta float32, c []float32, m, n int) []float32 {
+	abs := func(v []float32) []float32 {
+		o := make([]float32, len(v))
+		for i, x := range v {
+			o[i] = float32(math.Abs(float64(x)))
+		}
+		return o
+	}
+	out := abs(c)
+	host.Gemm(ta, tb, float32(math.Abs(float64(alpha))), cpu.FromSlice(ar, ac, abs(a)), cpu.FromSlice(br, bc, abs(b)),
+		float32(math.Abs(float64(beta))), cpu.FromSlice(m, n, out))
+	return out
+}
+
+// TestGemm: all four transposes, several alpha/beta, sizes that are not
+// tile multiples, both kernels. Tolerance per element:
+// |Δ| ≤ 1e-6·k·(|α|·(|A||B|) + |β||C|) + 1e-7, about 16× the worst-case
+// float32 bound k·2⁻²⁴ of a length-k dot product.
+func TestGemm(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	sizes := [][3]int{{1, 1, 1}, {17, 33, 9}, {65, 130, 70}, {200, 3, 5}, {3, 200, 129}, {64, 64, 64}, {130, 65, 17}, {5, 7, 0}}
+	ab := [][2]float32{{1, 0}, {0.5, -1.5}, {0, 2}, {-2, 1}}
+	for _, kern := range []string{"gemm64", "gemm128"} {
+		gemmKernel = kern
+		for _, s := range sizes {
+			m, n, k := s[0], s[1], s[2]
+			for tr := 0; tr < 4; tr++ {
+				ta, tb := tr&1 != 0, tr&2 != 0
+				ar, ac := m, k
+				if ta {
+					ar, ac = k, m
+				}
+				br, bc := k, n
+				if tb {
+					br, bc = n, k
+				}
+				A, B := randPair(t, rng, ar, ac), randPair(t, rng, br, bc)
+				for i, x := range ab {
+					if kern == "gemm128" && i%2 == 1 {
+						continue
+					}
+					C := randPair(t, rng, m, n)
+					tol := absProduct(ta, tb, x[0], A.data, B.data, ar, ac, br, bc, x[1], C.data, m, n)
+					d.Gemm(ta, tb, x[0], A.g, B.g, x[1], C.g)
+					host.Gemm(ta, tb, x[0], A.c, B.c, x[1], C.c)
+					got := down(d, C.g)
+					name := fmt.Sprintf("%s %d×%d×%d tA=%v tB=%v α=%v β=%v", kern, m, n, k, ta, tb, x[0], x[1])
+					for j := range got {
+						lim := 1e-6*float64(max(k, 1))*float64(tol[j]) + 1e-7
+						if diff := math.Abs(float64(got[j] - C.c.Data[j])); !(diff <= lim) {
+							t.Fatalf("%s: [%d] webgpu %v cpu %v |Δ| %.3g > %.3g", name, j, got[j], C.c.Data[j], diff, lim)
+						}
+					}
+					C.free(t)
+				}
+				A.free(t)
+				B.free(t)
+			}
+		}
+	}
+	gemmKernel = ""
+}
+
+// beta == 0 overwrites C: NaNs there never propagate; alpha == 0 reads
+// neither A nor B.
+func TestGemmNaNs(t *testing.T) {
+	d := gpu(t)
+	nan := float32(math.NaN())
+	fill := func(n int, v float32) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = v
+		}
+		return s
+	}
+	for _, kern := range []string{"gemm64", "gemm128"} {
+		gemmKernel = kern
+		A, B := newPair(t, 17, 9, fill(17*9, 1)), newPair(t, 9, 33, fill(9*33, 2))
+		C := newPair(t, 17, 33, fill(17*33, nan))
+		d.Gemm(false, false, 1, A.g, B.g, 0, C.g)
+		host.Gemm(false, false, 1, A.c, B.c, 0, C.c)
+		C.check(t, kern+" beta=0 over NaN", 0, 0)
+		An := newPair(t, 17, 9, fill(17*9, nan))
+		d.Gemm(false, false, 0, An.g, B.g, 0.5, C.g)
+		host.Gemm(false, false, 0, An.c, B.c, 0.5, C.c)
+		C.check(t, kern+" alpha=0 with NaN A", 0, 0)
+		G := newPair(t, 9, 9, fill(81, nan))
+		d.Gram(1, A.g, 0, G.g)
+		host.Gram(1, A.c, 0, G.c)
+		G.check(t, kern+" Gram beta=0 over NaN", 0, 0)
+	}
+	gemmKernel = ""
+}
+
+func TestGram(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, s := range shapes {
+		X := randPair(t, rng, s[0], s[1])
+		n := s[1]
+		for _, ab := range [][2]float32{{1, 0}, {0.25, 0.9}} {
+			// a symmetric C, as Kronecker factors are: the CPU device mirrors
+			// the upper triangle, so a non-symmetric C's lower half is ignored there
+			cs := randVals(rng, n*n, 1)
+			for i := 0; i < n; i++ {
+				for j := 0; j < i; j++ {
+					cs[i*n+j] = cs[j*n+i]
+				}
+			}
+			C := newPair(t, n, n, cs)
+			tol := absProduct(true, false, ab[0], X.data, X.data, s[0], s[1], s[0], s[1], ab[1], C.data, n, n)
+			d.Gram(ab[0], X.g, ab[1], C.g)
+			host.Gram(ab[0], X.c, ab[1], C.c)
+			got := down(d, C.g)
+			for j := range got {
+				lim := 1e-6*float64(s[0])*float64(tol[j]) + 1e-7
+				if diff := math.Abs(float64(got[j] - C.c.Data[j])); !(diff <= lim) {
+					t.Fatalf("Gram %s: [%d] %v vs %v", dims(s[0], s[1]), j, got[j], C.c.Data[j])
+				}
+			}
+			if ab[1] == 0 {
+				for i := 0; i < n; i++ {
+					for j := 0; j < i; j++ {
+						if got[i*n+j] != got[j*n+i] {
+							t.Fatalf("Gram %s not exactly symmetric at (%d,%d)", dims(s[0], s[1]), i, j)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// unaryDomain draws inputs where f is defined and interesting.
+func unaryDomain(f core.Unary, rng *rand.Rand) float32 {
+	switch f {
+	case core.Log, core.Sqrt:
+		return float32(math.Exp(4 * rng.NormFloat64()))
+	case core.Exp:
+		return float32(10 * rng.NormFloat64())
+	case core.Recip:
+		return float32(rng.NormFloat64() + 0.05)
+	}
+	return float32(4 * rng.NormFloat64())
+}
+
+// Elementwise maps: |Δ| ≤ 2e-6·|ref| + 2e-6·(1 + |x|)·ε-scale, as listed.
+func TestMap(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for f := core.Identity; f <= core.Neg; f++ {
+		for _, s := range shapes {
+			n := s[0] * s[1]
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = unaryDomain(f, rng)
+			}
+			// special values: 0 and huge magnitudes where they make sense
+			if n > 4 && f != core.Recip && f != core.Log {
+				x[0], x[1], x[2] = 0, 50, -50
+			}
+			X := newPair(t, s[0], s[1], x)
+			D := newPair(t, s[0], s[1], nil)
+			d.Map(f, D.g, X.g)
+			host.Map(f, D.c, X.c)
+			rtol, atol := 2e-6, 1e-7
+			if f == core.Exp {
+				rtol = 2e-5 // exp(±30): WGSL allows (3+2|x|) ulp
+			}
+			D.check(t, fmt.Sprintf("Map %v %s", f, dims(s[0], s[1])), rtol, atol)
+			// in place (dst aliases src)
+			d.Map(f, X.g, X.g)
+			host.Map(f, X.c, X.c)
+			X.check(t, fmt.Sprintf("Map %v in place", f), rtol, atol)
+			X.free(t)
+			D.free(t)
+		}
+	}
+	// NaN stays NaN through ReLU, Abs, Square (the divergence guard relies on it);
+	// Log of 0 and of a negative, Sqrt of a negative, Recip of ±0
+	nan := float32(math.NaN())
+	X := newPair(t, 1, 6, []float32{nan, 0, -1, float32(math.Copysign(0, -1)), 2, float32(math.Inf(1))})
+	D := newPair(t, 1, 6, nil)
+	for _, f := range []core.Unary{core.ReLU, core.Abs, core.Square, core.Log, core.Sqrt, core.Recip, core.Tanh, core.Sigmoid} {
+		d.Map(f, D.g, X.g)
+		host.Map(f, D.c, X.c)
+		D.check(t, fmt.Sprintf("Map %v on special values", f), 1e-6, 1e-7)
+	}
+}
+
+func TestMapGrad(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, f := range []core.Unary{core.Identity, core.ReLU, core.Tanh, core.Sigmoid, core.GELU} {
+		for _, s := range shapes {
+			n := s[0] * s[1]
+			x := randVals(rng, n, 3)
+			if n > 4 {
+				x[0], x[1], x[2] = 0, 30, -30
+			}
+			X, DY := newPair(t, s[0], s[1], x), randPair(t, rng, s[0], s[1])
+			D := newPair(t, s[0], s[1], nil)
+			d.MapGrad(f, D.g, X.g, DY.g)
+			host.MapGrad(f, D.c, X.c, DY.c)
+			D.check(t, fmt.Sprintf("MapGrad %v %s", f, dims(s[0], s[1])), 1e-5, 1e-6)
+			d.MapGrad2(f, D.g, X.g, DY.g)
+			host.MapGrad2(f, D.c, X.c, DY.c)
+			D.check(t, fmt.Sprintf("MapGrad2 %v %s", f, dims(s[0], s[1])), 1e-5, 1e-6)
+			// dst aliasing dy
+			d.MapGrad(f, DY.g, X.g, DY.g)
+			host.MapGrad(f, DY.c, X.c, DY.c)
+			DY.check(t, fmt.Sprintf("MapGrad %v in place", f), 1e-5, 1e-6)
+		}
+	}
+	shapeErr(t, "MapGrad of Exp", func() {
+		X := newPair(t, 2, 2, nil)
+		d.MapGrad(core.Exp, X.g, X.g, X.g)
+	})
+}
+
+func TestElementwise(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(9, 10))
+	nan := float32(math.NaN())
+	for _, s := range shapes {
+		r, c := s[0], s[1]
+		name := func(op string) string { return op + " " + dims(r, c) }
+		A, B := randPair(t, rng, r, c), randPair(t, rng, r, c)
+		D := newPair(t, r, c, nil)
+		// Axpby, beta == 0 over NaN, then general
+		Y := newPair(t, r, c, func() []float32 {
+			v := make([]float32, r*c)
+			for i := range v {
+				v[i] = nan
+			}
+			return v
+		}())
+		d.Axpby(1.5, A.g, 0, Y.g)
+		host.Axpby(1.5, A.c, 0, Y.c)
+		Y.check(t, name("Axpby β=0 over NaN"), 1e-7, 0)
+		d.Axpby(-0.3, B.g, 0.7, Y.g)
+		host.Axpby(-0.3, B.c, 0.7, Y.c)
+		Y.check(t, name("Axpby"), 1e-6, 1e-7)
+		d.AddScalar(D.g, A.g, 0.25)
+		host.AddScalar(D.c, A.c, 0.25)
+		D.check(t, name("AddScalar"), 1e-7, 0)
+		d.Clamp(D.g, A.g, -0.5, 0.75)
+		host.Clamp(D.c, A.c, -0.5, 0.75)
+		D.check(t, name("Clamp"), 0, 0)
+		for op := core.Add; op <= core.Min; op++ {
+			d.Apply(op, D.g, A.g, B.g)
+			host.Apply(op, D.c, A.c, B.c)
+			D.check(t, name(fmt.Sprintf("Apply %d", op)), 1e-6, 0)
+		}
+		d.Apply(core.Mul, A.g, A.g, A.g) // dst aliases both inputs
+		host.Apply(core.Mul, A.c, A.c, A.c)
+		A.check(t, name("Apply in place"), 1e-7, 0)
+		V := randPair(t, rng, 1, c)
+		d.MulRow(D.g, B.g, V.g)
+		host.MulRow(D.c, B.c, V.c)
+		D.check(t, name("MulRow"), 1e-7, 0)
+		W := randPair(t, rng, r, 1)
+		d.MulCol(D.g, B.g, W.g)
+		host.MulCol(D.c, B.c, W.c)
+		D.check(t, name("MulCol"), 1e-7, 0)
+		E := newPair(t, r, c+1, nil)
+		d.AppendCol(E.g, B.g, 1)
+		host.AppendCol(E.c, B.c, 1)
+		E.check(t, name("AppendCol"), 0, 0)
+		for _, cc := range [][2]int{{0, c}, {c / 2, c - c/2}, {c, 0}} {
+			F := newPair(t, r, cc[1], nil)
+			d.CopyCols(F.g, E.g, cc[0])
+			host.CopyCols(F.c, E.c, cc[0])
+			F.check(t, name(fmt.Sprintf("CopyCols %d+%d", cc[0], cc[1])), 0, 0)
+		}
+		d.Copy(D.g, B.g)
+		host.Copy(D.c, B.c)
+		D.check(t, name("Copy"), 0, 0)
+		d.Fill(D.g, -3)
+		host.Fill(D.c, -3)
+		D.check(t, name("Fill"), 0, 0)
+		S := newPair(t, 1, c, nil)
+		d.SumRows(S.g, B.g)
+		host.SumRows(S.c, B.c)
+		S.check(t, name("SumRows"), 1e-6, 1e-6)
+		idx := make([]float32, 7)
+		for i := range idx {
+			idx[i] = float32(rng.IntN(r))
+		}
+		I := newPair(t, 7, 1, idx)
+		G := newPair(t, 7, c, nil)
+		d.GatherRows(G.g, B.g, I.g)
+		host.GatherRows(G.c, B.c, I.c)
+		G.check(t, name("GatherRows"), 0, 0)
+		for _, p := range []pair{A, B, D, Y, V, W, E, S, I, G} {
+			p.free(t)
+		}
+	}
+}
+
+func TestSquareOps(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{1, 17, 65, 130} {
+		A := randPair(t, rng, n, n)
+		d.AddDiag(A.g, 2.5)
+		host.AddDiag(A.c, 2.5)
+		A.check(t, fmt.Sprintf("AddDiag %d", n), 1e-7, 0)
+		// eq. 11 on a small X: X ← X − dλ·X·X
+		X := newPair(t, n, n, randVals(rng, n*n, 0.1))
+		d.InvDampingUpdate(X.g, 0.01)
+		host.InvDampingUpdate(X.c, 0.01)
+		X.check(t, fmt.Sprintf("InvDampingUpdate %d", n), 1e-5, 1e-6)
+	}
+}
+
+func TestSoftmaxAndLabels(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, s := range shapes {
+		m, k := s[0], s[1]
+		name := func(op string) string { return op + " " + dims(m, k) }
+		L := newPair(t, m, k, randVals(rng, m*k, 5))
+		lab := make([]float32, m)
+		for i := range lab {
+			lab[i] = float32(rng.IntN(k))
+		}
+		Y := newPair(t, m, 1, lab)
+		P, G, Ls := newPair(t, m, k, nil), newPair(t, m, k, nil), newPair(t, m, 1, nil)
+		d.SoftmaxXent(L.g, Y.g, P.g, G.g, Ls.g, 0.5)
+		host.SoftmaxXent(L.c, Y.c, P.c, G.c, Ls.c, 0.5)
+		P.check(t, name("SoftmaxXent probs"), 1e-5, 1e-7)
+		G.check(t, name("SoftmaxXent dlogits"), 1e-5, 5e-7)
+		Ls.check(t, name("SoftmaxXent loss"), 1e-5, 1e-6)
+		// only the loss; only dlogits
+		d.SoftmaxXent(L.g, Y.g, nil, nil, Ls.g, 1)
+		host.SoftmaxXent(L.c, Y.c, nil, nil, Ls.c, 1)
+		Ls.check(t, name("SoftmaxXent loss only"), 1e-5, 1e-6)
+		d.SoftmaxXent(L.g, Y.g, nil, G.g, nil, 0.25)
+		host.SoftmaxXent(L.c, Y.c, nil, G.c, nil, 0.25)
+		G.check(t, name("SoftmaxXent dlogits only"), 1e-5, 5e-7)
+		d.Softmax(P.g, L.g)
+		host.Softmax(P.c, L.c)
+		P.check(t, name("Softmax"), 1e-5, 1e-7)
+		d.Softmax(L.g, L.g) // in place
+		host.Softmax(L.c, L.c)
+		L.check(t, name("Softmax in place"), 1e-5, 1e-7)
+		A := newPair(t, m, 1, nil)
+		d.ArgmaxRows(A.g, G.g)
+		host.ArgmaxRows(A.c, G.c)
+		A.check(t, name("ArgmaxRows"), 0, 0)
+		// sample from the CPU's probabilities on both devices: identical
+		// inputs give identical classes (the same float32 running sum)
+		host.Download(P.c, P.data)
+		d.Upload(P.g, P.c.Data)
+		u := make([]float32, m)
+		for i := range u {
+			u[i] = float32(rng.Float64())
+		}
+		u[0] = 0.99999994 // the largest float32 below 1
+		U := newPair(t, m, 1, u)
+		d.SampleCategorical(A.g, P.g, U.g)
+		host.SampleCategorical(A.c, P.c, U.c)
+		A.check(t, name("SampleCategorical"), 0, 0)
+		O := newPair(t, m, k, nil)
+		d.OneHot(O.g, Y.g)
+		host.OneHot(O.c, Y.c)
+		O.check(t, name("OneHot"), 0, 0)
+		for _, p := range []pair{L, Y, P, G, Ls, A, U, O} {
+			p.free(t)
+		}
+	}
+}
+
+// Sum and Dot are float32 tree reductions: |Δ| ≤ 1e-6·Σ|terms| (the CPU
+// sums in float64); AbsMax is exact.
+func TestReductions(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, s := range append(shapes, [2]int{1000, 1000}, [2]int{3, 100003}) {
+		A, B := randPair(t, rng, s[0], s[1]), randPair(t, rng, s[0], s[1])
+		var sa, sab float64
+		for i, x := range A.data {
+			sa += math.Abs(float64(x))
+			sab += math.Abs(float64(x) * float64(B.data[i]))
+		}
+		if g, c := d.Sum(A.g), host.Sum(A.c); math.Abs(float64(g-c)) > 1e-6*sa {
+			t.Errorf("Sum %s: webgpu %v cpu %v", dims(s[0], s[1]), g, c)
+		}
+		if g, c := d.Dot(A.g, B.g), host.Dot(A.c, B.c); math.Abs(float64(g-c)) > 1e-6*sab {
+			t.Errorf("Dot %s: webgpu %v cpu %v", dims(s[0], s[1]), g, c)
+		}
+		if g, c := d.Dot(A.g, A.g), host.Dot(A.c, A.c); math.Abs(float64(g-c)) > 1e-6*float64(c) {
+			t.Errorf("Dot(a, a) %s: webgpu %v cpu %v", dims(s[0], s[1]), g, c)
+		}
+		if g, c := d.AbsMax(A.g), host.AbsMax(A.c); g != c {
+			t.Errorf("AbsMax %s: webgpu %v cpu %v", dims(s[0], s[1]), g, c)
+		}
+		A.free(t)
+		B.free(t)
+	}
+	E := newPair(t, 0, 5, nil)
+	if g := d.Sum(E.g); g != 0 {
+		t.Errorf("Sum of an empty matrix: %v", g)
+	}
+	if g := d.AbsMax(E.g); g != 0 {
+		t.Errorf("AbsMax of an empty matrix: %v", g)
+	}
+}
+
+// Reductions on NaN and ±Inf report what the CPU device reports.
+func TestReductionsNonFinite(t *testing.T) {
+	d := gpu(t)
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	cases := map[string][]float32{
+		"nan":        {1, nan, -2},
+		"+inf":       {1, inf, -2},
+		"-inf":       {1, -inf, -2},
+		"nan,inf":    {inf, 3, nan},
+		"inf,-inf":   {inf, -inf},
+		"-nan bits":  {-nan, 1},
+		"denormal":   {1e-45, -2e-45},
+		"max finite": {math.MaxFloat32, -1},
+	}
+	for name, v := range cases {
+		for _, pos := range []int{0, 1000, 70000} {
+			vals := make([]float32, 100000)
+			for i := range vals {
+				vals[i] = float32(i%7) * 0.001
+			}
+			copy(vals[pos:], v)
+			P := newPair(t, 100, 1000, vals)
+			eq := func(op string, g, c float32) {
+				if !(g == c || (g != g && c != c)) {
+					t.Errorf("%s %s at %d: webgpu %v cpu %v", op, name, pos, g, c)
+				}
+			}
+			eq("AbsMax", d.AbsMax(P.g), host.AbsMax(P.c))
+			if c := host.Sum(P.c); math.IsNaN(float64(c)) || math.IsInf(float64(c), 0) {
+				eq("Sum", d.Sum(P.g), c)
+				eq("Dot", d.Dot(P.g, P.g), host.Dot(P.c, P.c))
+			}
+			P.free(t)
+		}
+	}
+}
+
+func TestSpectralNorm(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, n := range []int{1, 17, 65, 130} {
+		X := randPair(t, rng, 2*n+3, n)
+		A := newPair(t, n, n, nil)
+		host.Gram(1, X.c, 0, A.c)
+		d.Upload(A.g, A.c.Data)
+		for _, it := range []int{0, 1, 5, 30} {
+			g, c := d.SpectralNorm(A.g, it), host.SpectralNorm(A.c, it)
+			if math.Abs(float64(g-c)) > 1e-5*float64(c) {
+				t.Errorf("SpectralNorm n=%d iters=%d: webgpu %v cpu %v", n, it, g, c)
+			}
+		}
+	}
+	Z := newPair(t, 9, 9, nil)
+	if g := d.SpectralNorm(Z.g, 4); g != 0 {
+		t.Errorf("SpectralNorm of 0: %v", g)
+	}
+}
+
+// spd returns XᵀX/m + λI for a random X (m×n): symmetric positive definite.
+func spd(rng *rand.Rand, n int, lambda float32) []float32 {
+	m := 2 * n
+	X := cpu.FromSlice(m, n, randVals(rng, m*n, 1))
+	A := host.New(n, n).(*cpu.Mat)
+	host.Gram(1/float32(m), X, 0, A)
+	host.AddDiag(A, lambda)
+	return A.Data
+}
+
+// TestNewtonSchulz: for each order the residual ‖I − AX‖_F falls with the
+// iteration count until float32's floor, and matches the CPU device:
+// |Δr| ≤ 2e-2·r + 1e-4·√n (both sides sit on rounding noise near the
+// floor); the iterate matches the CPU's to 1e-3 relative (Frobenius) once
+// converged. Warm starts from the result stay converged.
+func TestNewtonSchulz(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, n := range []int{1, 17, 65, 130} {
+		A := newPair(t, n, n, spd(rng, n, 0.5))
+		for order := 2; order <= 4; order++ {
+			X := newPair(t, n, n, nil)
+			prev := math.Inf(1)
+			var log []string
+			iters := map[int]int{2: 14, 3: 9, 4: 7}[order]
+			for it := 0; it <= iters; it++ {
+				g := float64(d.NewtonSchulz(X.g, A.g, order, it, false))
+				c := float64(host.NewtonSchulz(X.c, A.c, order, it, false))
+				log = append(log, fmt.Sprintf("%d:%.3g/%.3g", it, g, c))
+				if math.Abs(g-c) > 2e-2*c+1e-4*math.Sqrt(float64(n)) {
+					t.Errorf("NewtonSchulz n=%d order=%d iters=%d: residual webgpu %.6g cpu %.6g", n, order, it, g, c)
+				}
+				floor := 1e-5 * math.Sqrt(float64(n))
+				if g > prev && prev > floor {
+					t.Errorf("NewtonSchulz n=%d order=%d: residual rose from %.3g to %.3g at %d iterations", n, order, prev, g, it)
+				}
+				prev = g
+			}
+			t.Logf("n=%d order=%d residual (webgpu/cpu) by iterations: %s", n, order, strings.Join(log, " "))
+			if prev > 1e-3 {
+				t.Errorf("NewtonSchulz n=%d order=%d: residual %.3g after %d iterations", n, order, prev, iters)
+			}
+			gx := down(d, X.g)
+			var num, den float64
+			for i, v := range gx {
+				num += math.Pow(float64(v-X.c.Data[i]), 2)
+				den += math.Pow(float64(X.c.Data[i]), 2)
+			}
+			if math.Sqrt(num) > 1e-3*math.Sqrt(den) {
+				t.Errorf("NewtonSchulz n=%d order=%d: iterate differs from the CPU's by %.3g (relative)", n, order, math.Sqrt(num/den))
+			}
+			// warm start: one more iteration from the converged inverse
+			g := d.NewtonSchulz(X.g, A.g, order, 1, true)
+			c := host.NewtonSchulz(X.c, A.c, order, 1, true)
+			if float64(g) > 1e-3 || math.Abs(float64(g-c)) > 2e-2*float64(c)+1e-4*math.Sqrt(float64(n)) {
+				t.Errorf("NewtonSchulz warm n=%d order=%d: residual webgpu %v cpu %v", n, order, g, c)
+			}
+			X.free(t)
+		}
+		A.free(t)
+	}
+}
+
+func TestCholeskyInverse(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	A := newPair(t, 33, 33, spd(rng, 33, 0.1))
+	D := newPair(t, 33, 33, nil)
+	if err := d.CholeskyInverse(D.g, A.g); err != nil {
+		t.Fatal(err)
+	}
+	if err := host.CholeskyInverse(D.c, A.c); err != nil {
+		t.Fatal(err)
+	}
+	D.check(t, "CholeskyInverse", 0, 0)
+	d.AddDiag(A.g, -100)
+	err := d.CholeskyInverse(D.g, A.g)
+	if err == nil || !strings.Contains(err.Error(), "not positive definite") {
+		t.Fatalf("CholeskyInverse of an indefinite matrix: err %v", err)
+	}
+}
