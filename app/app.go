@@ -1,0 +1,230 @@
+// Package app puts the teaching UI (package ui) in an ebiten window: it reads
+// the mouse and keyboard into ui.Input at ebiten's fixed tick, and draws the
+// UI's frame (rendered in pure Go by app/plot) as one texture, uploaded only
+// when it changed. It is the only package of grng that imports ebiten, so it
+// builds for the desktop (cgo, X11/GL) and for the browser (GOOS=js).
+package app
+
+import (
+	"image"
+	"image/png"
+	"os"
+	"sync"
+
+	"github.com/hajimehoshi/ebiten/v2"
+	"github.com/hajimehoshi/ebiten/v2/inpututil"
+
+	"grng/app/ui"
+)
+
+// Options are the run-time hooks of the desktop command and the tests.
+type Options struct {
+	// Frames > 0 stops the game after that many frames (Draw calls).
+	Frames int
+	// Shot, when set, is where the last frame is saved as PNG.
+	Shot string
+	// ForceRedraw re-renders and re-uploads the frame every Draw, even when
+	// nothing changed (worst-case frame rate measurements).
+	ForceRedraw bool
+}
+
+// Game is the ebiten game of the teaching UI.
+type Game struct {
+	UI   *ui.UI
+	opts Options
+	img  *ebiten.Image
+
+	mu      sync.Mutex
+	frames  int
+	inject  []ui.Input
+	grab    chan *image.RGBA // a pending screenshot request
+	quit    bool
+	shotErr error
+	calls   []func()
+
+	// The cursor counts as over the window only once it has moved: window
+	// systems report a position (often the screen's centre) before the user
+	// has touched the mouse, which would put the probe there.
+	cursor0     image.Point
+	cursorRead  bool
+	cursorMoved bool
+}
+
+// New returns the game for u.
+func New(u *ui.UI, opts Options) *Game {
+	return &Game{UI: u, opts: opts}
+}
+
+// Run opens the window and runs the game until it ends (window closed,
+// Escape, or Options.Frames). It must be called from the main goroutine.
+func Run(g *Game, title string) error {
+	ebiten.SetWindowSize(ui.Width, ui.Height)
+	ebiten.SetWindowTitle(title)
+	ebiten.SetWindowResizingMode(ebiten.WindowResizingModeEnabled)
+	ebiten.SetTPS(ui.TPS)
+	if err := ebiten.RunGame(g); err != nil {
+		return err
+	}
+	return g.shotErr
+}
+
+// Layout keeps the UI's logical size; ebiten scales it to the window.
+func (g *Game) Layout(int, int) (int, int) { return ui.Width, ui.Height }
+
+// keyNames maps ebiten keys to the UI's key names.
+var keyNames = map[ebiten.Key]ui.Key{
+	ebiten.KeySpace: ui.KeySpace, ebiten.KeyTab: ui.KeyTab, ebiten.KeyEscape: ui.KeyEscape,
+	ebiten.KeyArrowLeft: ui.KeyLeft, ebiten.KeyArrowRight: ui.KeyRight, ebiten.KeyArrowUp: ui.KeyUp, ebiten.KeyArrowDown: ui.KeyDown,
+	ebiten.KeyEqual: ui.KeyPlus, ebiten.KeyNumpadAdd: ui.KeyPlus, ebiten.KeyMinus: ui.KeyMinus, ebiten.KeyNumpadSubtract: ui.KeyMinus,
+	ebiten.KeyBracketLeft: ui.KeyLBrack, ebiten.KeyBracketRight: ui.KeyRBrack,
+}
+
+// MapKey returns the UI's name of an ebiten key ("" when the UI ignores it):
+// letters and digits are their lower-case characters.
+func MapKey(k ebiten.Key) ui.Key {
+	if n, ok := keyNames[k]; ok {
+		return n
+	}
+	switch {
+	case k >= ebiten.KeyA && k <= ebiten.KeyZ:
+		return ui.Key(rune('a' + (k - ebiten.KeyA)))
+	case k >= ebiten.KeyDigit0 && k <= ebiten.KeyDigit9:
+		return ui.Key(rune('0' + (k - ebiten.KeyDigit0)))
+	case k >= ebiten.KeyNumpad0 && k <= ebiten.KeyNumpad9:
+		return ui.Key(rune('0' + (k - ebiten.KeyNumpad0)))
+	}
+	return ""
+}
+
+func (g *Game) readInput() ui.Input {
+	x, y := ebiten.CursorPosition()
+	if !g.cursorRead {
+		g.cursor0, g.cursorRead = image.Pt(x, y), true
+	} else if image.Pt(x, y) != g.cursor0 {
+		g.cursorMoved = true
+	}
+	in := ui.Input{X: x, Y: y, In: g.cursorMoved && x >= 0 && y >= 0 && x < ui.Width && y < ui.Height,
+		Down:     ebiten.IsMouseButtonPressed(ebiten.MouseButtonLeft),
+		Pressed:  inpututil.IsMouseButtonJustPressed(ebiten.MouseButtonLeft),
+		Released: inpututil.IsMouseButtonJustReleased(ebiten.MouseButtonLeft)}
+	for _, k := range inpututil.AppendJustPressedKeys(nil) {
+		if n := MapKey(k); n != "" {
+			in.Keys = append(in.Keys, n)
+		}
+	}
+	return in
+}
+
+// Inject queues synthetic input, one entry per tick, used in place of the
+// devices' input (tests and scripted demos).
+func (g *Game) Inject(in ...ui.Input) {
+	g.mu.Lock()
+	g.inject = append(g.inject, in...)
+	g.mu.Unlock()
+}
+
+// Do runs f with the UI on the game's goroutine before the next tick and
+// waits for it: the way to read or change the UI while the game runs.
+func (g *Game) Do(f func(u *ui.UI)) {
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.calls = append(g.calls, func() { f(g.UI); close(done) })
+	g.mu.Unlock()
+	<-done
+}
+
+// SetOptions changes the run-time options.
+func (g *Game) SetOptions(o Options) { g.Do(func(*ui.UI) { g.opts = o }) }
+
+// Update advances the UI by one tick.
+func (g *Game) Update() error {
+	g.mu.Lock()
+	in := g.readInput()
+	if len(g.inject) > 0 {
+		in, g.inject = g.inject[0], g.inject[1:]
+	}
+	quit := g.quit
+	calls := g.calls
+	g.calls = nil
+	g.mu.Unlock()
+	for _, f := range calls {
+		f()
+	}
+	g.UI.Update(in)
+	if quit || g.UI.Quit {
+		return ebiten.Termination
+	}
+	return nil
+}
+
+// Draw uploads the UI's frame when it changed and draws it.
+func (g *Game) Draw(screen *ebiten.Image) {
+	if g.img == nil {
+		g.img = ebiten.NewImage(ui.Width, ui.Height)
+	}
+	if g.opts.ForceRedraw {
+		g.UI.Invalidate()
+	}
+	if frame, changed := g.UI.Frame(); changed {
+		g.img.WritePixels(frame.Pix)
+	}
+	screen.DrawImage(g.img, nil)
+	g.mu.Lock()
+	g.frames++
+	n := g.frames
+	grab := g.grab
+	g.grab = nil
+	g.mu.Unlock()
+	if grab != nil {
+		grab <- readScreen(screen)
+	}
+	if g.opts.Frames > 0 && n >= g.opts.Frames {
+		if g.opts.Shot != "" {
+			g.shotErr = savePNG(g.opts.Shot, readScreen(screen))
+		}
+		g.Stop()
+	}
+}
+
+// Frames returns the number of frames drawn so far.
+func (g *Game) Frames() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.frames
+}
+
+// Stop ends the game at the next tick.
+func (g *Game) Stop() {
+	g.mu.Lock()
+	g.quit = true
+	g.mu.Unlock()
+}
+
+// Screenshot returns the pixels of the next frame drawn (from the GPU
+// screen, so it shows what the window shows). It blocks until that frame.
+func (g *Game) Screenshot() *image.RGBA {
+	ch := make(chan *image.RGBA, 1)
+	g.mu.Lock()
+	g.grab = ch
+	g.mu.Unlock()
+	return <-ch
+}
+
+func readScreen(screen *ebiten.Image) *image.RGBA {
+	b := screen.Bounds()
+	img := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	screen.ReadPixels(img.Pix)
+	return img
+}
+
+func savePNG(path string, img image.Image) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := png.Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,336 @@
+package plot
+
+import (
+	"image"
+	"image/color"
+	"image/draw"
+	"math"
+
+	"golang.org/x/image/vector"
+)
+
+// Pt is a point in pixel coordinates.
+type Pt struct{ X, Y float64 }
+
+// Canvas draws into an RGBA image. Every drawing call is limited to Clip.
+// A Canvas is not safe for concurrent use.
+type Canvas struct {
+	Img  *image.RGBA
+	Clip image.Rectangle
+
+	ras  vector.Rasterizer
+	poly []Pt
+}
+
+// NewCanvas returns a canvas on a new w×h image.
+func NewCanvas(w, h int) *Canvas { return On(image.NewRGBA(image.Rect(0, 0, w, h))) }
+
+// On returns a canvas drawing into img.
+func On(img *image.RGBA) *Canvas { return &Canvas{Img: img, Clip: img.Bounds()} }
+
+// WithClip sets the clip rectangle (intersected with the image) and returns
+// the previous one, for restoring.
+func (c *Canvas) WithClip(r image.Rectangle) image.Rectangle {
+	old := c.Clip
+	c.Clip = r.Intersect(c.Img.Bounds())
+	return old
+}
+
+// Clear fills the clip rectangle with col (no blending).
+func (c *Canvas) Clear(col color.RGBA) {
+	draw.Draw(c.Img, c.Clip, image.NewUniform(col), image.Point{}, draw.Src)
+}
+
+// FillRect fills r with col, blending translucent colours over the image.
+func (c *Canvas) FillRect(r image.Rectangle, col color.RGBA) {
+	op := draw.Over
+	if col.A == 255 {
+		op = draw.Src
+	}
+	draw.Draw(c.Img, r.Intersect(c.Clip), image.NewUniform(col), image.Point{}, op)
+}
+
+// StrokeRect draws the outline of r, width w pixels inside r.
+func (c *Canvas) StrokeRect(r image.Rectangle, w int, col color.RGBA) {
+	c.FillRect(image.Rect(r.Min.X, r.Min.Y, r.Max.X, r.Min.Y+w), col)
+	c.FillRect(image.Rect(r.Min.X, r.Max.Y-w, r.Max.X, r.Max.Y), col)
+	c.FillRect(image.Rect(r.Min.X, r.Min.Y+w, r.Min.X+w, r.Max.Y-w), col)
+	c.FillRect(image.Rect(r.Max.X-w, r.Min.Y+w, r.Max.X, r.Max.Y-w), col)
+}
+
+// Copy draws src (its whole bounds) with its top-left corner at at, without
+// blending.
+func (c *Canvas) Copy(src image.Image, at image.Point) {
+	b := src.Bounds()
+	r := image.Rectangle{at, at.Add(b.Size())}.Intersect(c.Clip)
+	draw.Draw(c.Img, r, src, b.Min.Add(r.Min.Sub(at)), draw.Src)
+}
+
+// Over draws src with its top-left corner at at, blending it over the image.
+func (c *Canvas) Over(src image.Image, at image.Point) {
+	b := src.Bounds()
+	r := image.Rectangle{at, at.Add(b.Size())}.Intersect(c.Clip)
+	draw.Draw(c.Img, r, src, b.Min.Add(r.Min.Sub(at)), draw.Over)
+}
+
+// fill rasterizes the closed polygons in polys (all with the same
+// orientation, so that overlaps add up) and blends col through the coverage.
+func (c *Canvas) fill(col color.RGBA, polys ...[]Pt) {
+	if col.A == 0 {
+		return
+	}
+	x0, y0, x1, y1 := math.Inf(1), math.Inf(1), math.Inf(-1), math.Inf(-1)
+	for _, p := range polys {
+		for _, q := range p {
+			x0, y0 = math.Min(x0, q.X), math.Min(y0, q.Y)
+			x1, y1 = math.Max(x1, q.X), math.Max(y1, q.Y)
+		}
+	}
+	if math.IsInf(x0, 0) || math.IsNaN(x0+y0+x1+y1) {
+		return
+	}
+	cl := c.Clip
+	if x1 < float64(cl.Min.X) || y1 < float64(cl.Min.Y) || x0 > float64(cl.Max.X) || y0 > float64(cl.Max.Y) {
+		return
+	}
+	// Polygons reaching far beyond the clip rectangle are clipped to it (with
+	// a margin) first: far-off coordinates overflow the rasterizer.
+	const margin = 4
+	if x0 < float64(cl.Min.X-margin) || y0 < float64(cl.Min.Y-margin) || x1 > float64(cl.Max.X+margin) || y1 > float64(cl.Max.Y+margin) {
+		box := [4]float64{float64(cl.Min.X - margin), float64(cl.Min.Y - margin), float64(cl.Max.X + margin), float64(cl.Max.Y + margin)}
+		clipped := make([][]Pt, 0, len(polys))
+		for _, p := range polys {
+			if q := clipPolygon(p, box); len(q) >= 3 {
+				clipped = append(clipped, q)
+			}
+		}
+		polys = clipped
+		x0, y0 = math.Max(x0, box[0]), math.Max(y0, box[1])
+		x1, y1 = math.Min(x1, box[2]), math.Min(y1, box[3])
+	}
+	r := image.Rect(int(math.Floor(x0)), int(math.Floor(y0)), int(math.Ceil(x1))+1, int(math.Ceil(y1))+1).Intersect(cl)
+	if r.Empty() || len(polys) == 0 {
+		return
+	}
+	c.ras.Reset(r.Dx(), r.Dy())
+	c.ras.DrawOp = draw.Over
+	ox, oy := float64(r.Min.X), float64(r.Min.Y)
+	for _, p := range polys {
+		if len(p) < 3 {
+			continue
+		}
+		c.ras.MoveTo(float32(p[0].X-ox), float32(p[0].Y-oy))
+		for _, q := range p[1:] {
+			c.ras.LineTo(float32(q.X-ox), float32(q.Y-oy))
+		}
+		c.ras.ClosePath()
+	}
+	c.ras.Draw(c.Img, r, image.NewUniform(col), image.Point{})
+}
+
+// clipPolygon clips the polygon p to the box {x0, y0, x1, y1}
+// (Sutherland–Hodgman); the orientation is kept.
+func clipPolygon(p []Pt, box [4]float64) []Pt {
+	out := p
+	for edge := range 4 {
+		in := out
+		out = nil
+		inside := func(q Pt) bool {
+			switch edge {
+			case 0:
+				return q.X >= box[0]
+			case 1:
+				return q.Y >= box[1]
+			case 2:
+				return q.X <= box[2]
+			}
+			return q.Y <= box[3]
+		}
+		cross := func(a, b Pt) Pt {
+			var t float64
+			switch edge {
+			case 0:
+				t = (box[0] - a.X) / (b.X - a.X)
+			case 1:
+				t = (box[1] - a.Y) / (b.Y - a.Y)
+			case 2:
+				t = (box[2] - a.X) / (b.X - a.X)
+			default:
+				t = (box[3] - a.Y) / (b.Y - a.Y)
+			}
+			return Pt{a.X + t*(b.X-a.X), a.Y + t*(b.Y-a.Y)}
+		}
+		for i, cur := range in {
+			prev := in[(i+len(in)-1)%len(in)]
+			switch {
+			case inside(cur) && inside(prev):
+				out = append(out, cur)
+			case inside(cur):
+				out = append(out, cross(prev, cur), cur)
+			case inside(prev):
+				out = append(out, cross(prev, cur))
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+	}
+	return out
+}
+
+// Polygon fills the closed polygon pts.
+func (c *Canvas) Polygon(pts []Pt, col color.RGBA) { c.fill(col, pts) }
+
+// capsule returns the outline of the segment a–b thickened to width w with
+// round caps, counter-clockwise in pixel coordinates.
+func capsule(dst []Pt, a, b Pt, w float64) []Pt {
+	h := w / 2
+	dx, dy := b.X-a.X, b.Y-a.Y
+	l := math.Hypot(dx, dy)
+	ang := 0.0
+	if l > 0 {
+		ang = math.Atan2(dy, dx)
+	}
+	n := max(3, int(math.Ceil(h*1.5))) // points per half circle
+	for i := 0; i <= n; i++ {          // cap around b: from +normal through +direction to −normal
+		t := ang - math.Pi/2 + math.Pi*float64(i)/float64(n)
+		dst = append(dst, Pt{b.X + h*math.Cos(t), b.Y + h*math.Sin(t)})
+	}
+	for i := 0; i <= n; i++ {
+		t := ang + math.Pi/2 + math.Pi*float64(i)/float64(n)
+		dst = append(dst, Pt{a.X + h*math.Cos(t), a.Y + h*math.Sin(t)})
+	}
+	return dst
+}
+
+// Line draws the segment a–b of width w with round caps, antialiased.
+func (c *Canvas) Line(a, b Pt, w float64, col color.RGBA) {
+	c.poly = capsule(c.poly[:0], a, b, w)
+	c.fill(col, c.poly)
+}
+
+// Polyline draws the open path pts with width w and round joins. Opaque
+// paths are drawn segment by segment (cheap for long thin paths);
+// translucent ones in one pass, so that joins are not blended twice.
+func (c *Canvas) Polyline(pts []Pt, w float64, col color.RGBA) {
+	if len(pts) == 1 {
+		c.Disc(pts[0], w/2, col)
+		return
+	}
+	if col.A == 255 {
+		for i := 1; i < len(pts); i++ {
+			c.Line(pts[i-1], pts[i], w, col)
+		}
+		return
+	}
+	var polys [][]Pt
+	for i := 1; i < len(pts); i++ {
+		polys = append(polys, capsule(nil, pts[i-1], pts[i], w))
+	}
+	c.fill(col, polys...)
+}
+
+// Segments draws many separate segments (pairs a, b) of width w in one pass.
+func (c *Canvas) Segments(segs [][2]Pt, w float64, col color.RGBA) {
+	polys := make([][]Pt, 0, len(segs))
+	for _, s := range segs {
+		polys = append(polys, capsule(nil, s[0], s[1], w))
+	}
+	c.fill(col, polys...)
+}
+
+// Dashed draws the open path pts as dashes of length on separated by off.
+func (c *Canvas) Dashed(pts []Pt, w, on, off float64, col color.RGBA) {
+	var segs [][2]Pt
+	draw, left := true, on
+	for i := 1; i < len(pts); i++ {
+		a, b := pts[i-1], pts[i]
+		l := math.Hypot(b.X-a.X, b.Y-a.Y)
+		pos := 0.0
+		for pos < l {
+			step := math.Min(left, l-pos)
+			p := Pt{a.X + (b.X-a.X)*pos/l, a.Y + (b.Y-a.Y)*pos/l}
+			q := Pt{a.X + (b.X-a.X)*(pos+step)/l, a.Y + (b.Y-a.Y)*(pos+step)/l}
+			if draw {
+				segs = append(segs, [2]Pt{p, q})
+			}
+			pos += step
+			left -= step
+			if left <= 1e-9 {
+				draw = !draw
+				left = on
+				if !draw {
+					left = off
+				}
+			}
+		}
+	}
+	c.Segments(segs, w, col)
+}
+
+// circle returns n points of the circle of radius r around p, counter-
+// clockwise in pixel coordinates.
+func circle(p Pt, r float64) []Pt {
+	n := max(12, int(math.Ceil(r*2)))
+	pts := make([]Pt, n)
+	for i := range pts {
+		t := 2 * math.Pi * float64(i) / float64(n)
+		pts[i] = Pt{p.X + r*math.Cos(t), p.Y + r*math.Sin(t)}
+	}
+	return pts
+}
+
+// Disc fills the circle of radius r around p.
+func (c *Canvas) Disc(p Pt, r float64, col color.RGBA) { c.fill(col, circle(p, r)) }
+
+// Ring draws the circle of radius r around p with line width w.
+func (c *Canvas) Ring(p Pt, r, w float64, col color.RGBA) {
+	pts := circle(p, r)
+	c.Closed(pts, w, col)
+}
+
+// Closed draws the closed path pts with width w.
+func (c *Canvas) Closed(pts []Pt, w float64, col color.RGBA) {
+	if len(pts) < 2 {
+		return
+	}
+	c.Polyline(append(append([]Pt(nil), pts...), pts[0]), w, col)
+}
+
+// Arrow draws a shaft from a to b of width w with a filled triangular head
+// of length head at b (the tip is exactly at b). A head longer than the
+// arrow is shortened to 60% of it.
+func (c *Canvas) Arrow(a, b Pt, w, head float64, col color.RGBA) {
+	dx, dy := b.X-a.X, b.Y-a.Y
+	l := math.Hypot(dx, dy)
+	if l < 1e-9 {
+		return
+	}
+	head = math.Min(head, 0.6*l)
+	ux, uy := dx/l, dy/l
+	base := Pt{b.X - ux*head, b.Y - uy*head}
+	c.Line(a, Pt{b.X - ux*head*0.7, b.Y - uy*head*0.7}, w, col)
+	hw := math.Max(head*0.45, w*1.5)
+	c.fill(col, []Pt{b, {base.X - uy*hw, base.Y + ux*hw}, {base.X + uy*hw, base.Y - ux*hw}})
+}
+
+// Cross draws an × of half-size r centred at p.
+func (c *Canvas) Cross(p Pt, r, w float64, col color.RGBA) {
+	c.Line(Pt{p.X - r, p.Y - r}, Pt{p.X + r, p.Y + r}, w, col)
+	c.Line(Pt{p.X - r, p.Y + r}, Pt{p.X + r, p.Y - r}, w, col)
+}
+
+// Star fills a five-pointed star of outer radius r centred at p.
+func (c *Canvas) Star(p Pt, r float64, col color.RGBA) {
+	var pts []Pt
+	for i := range 10 {
+		rr := r
+		if i%2 == 1 {
+			rr = r * 0.45
+		}
+		t := -math.Pi/2 + math.Pi*float64(i)/5
+		pts = append(pts, Pt{p.X + rr*math.Cos(t), p.Y + rr*math.Sin(t)})
+	}
+	c.fill(col, pts) // a simple polygon: its winding is the same everywhere inside
+
+}

@@ -1,0 +1,586 @@
+package ui
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"slices"
+
+	"grng/app/plot"
+	"grng/core/landscape"
+)
+
+// Landscape lab layout (frame pixels).
+var (
+	landPlot    = image.Rect(78, 98, 690, 710)
+	probBar     = image.Rect(736, 54, 1268, 82)
+	racerPanel  = image.Rect(736, 90, 1268, 290)
+	sliderPanel = image.Rect(736, 298, 1268, 434)
+	dirPanel    = image.Rect(736, 442, 1268, 566)
+	lossPanel   = image.Rect(736, 574, 1268, 770)
+	lossPlot    = image.Rect(800, 604, 1256, 738)
+)
+
+const landGrid = 161 // field samples per side
+
+// landBG is the landscape's colour map: viridis, muted towards the plot
+// background so that the optimizers' bright paths stand out on it.
+var landBG = plot.Muted(plot.Viridis, plot.Hex(0x0c0d10), 0.45)
+
+type racer struct {
+	info  landscape.StepperInfo
+	color color.RGBA
+	on    bool
+	tr    landscape.Trajectory
+	row   image.Rectangle
+	drawn int     // points of tr already drawn on the trails layer
+	last  plot.Pt // the last point drawn
+}
+
+// landView is the landscape lab: a 2D loss with exact Fisher, optimizers
+// racing from a start point, and at the probe point the directions they
+// would take and the Fisher metric's ellipse.
+type landView struct {
+	u      *UI
+	prob   landscape.Problem
+	info   landscape.Info
+	hyper  landscape.Hyper
+	start  landscape.Vec2
+	probe  landscape.Vec2
+	racers []*racer
+	shown  float64 // steps of the race shown so far
+	paused bool
+
+	showEllipse, showArrows, showContours bool
+	hover                                 bool // the cursor is over the landscape
+
+	ax      plot.Axes
+	probs   []*button
+	sliders []*slider
+
+	field   plot.Grid
+	lo, hi  float64
+	heat    *image.RGBA // heatmap and contours of the plot area
+	base    *image.RGBA // the whole view area without the moving parts
+	trails  *image.RGBA // heat plus the paths drawn so far
+	lossImg *image.RGBA // the loss curves of the whole race (revealed step by step)
+	tc      *plot.Canvas
+
+	baseDirty, trailsDirty, lossDirty bool
+}
+
+func newLandView(u *UI) (*landView, error) {
+	v := &landView{u: u, showEllipse: true, showArrows: true, showContours: true}
+	for _, s := range landscape.Steppers() {
+		v.racers = append(v.racers, &racer{info: s, color: OptColor(s.Name), on: slices.Contains(u.st.Opts, s.Name)})
+	}
+	labels := []string{}
+	for _, p := range landscape.ProblemNames() {
+		labels = append(labels, map[string]string{"quadratic": "Quadratic", "rosenbrock": "Rosenbrock", "logistic": "Logistic", "gaussian": "Gaussian fit"}[p])
+	}
+	v.probs = buttonRow(probBar, labels, 6)
+	for i, r := range v.racers {
+		r.row = image.Rect(racerPanel.Min.X+8, racerPanel.Min.Y+26+i*21, racerPanel.Max.X-8, racerPanel.Min.Y+26+(i+1)*21)
+	}
+	v.buildSliders()
+	v.base = image.NewRGBA(viewArea)
+	v.trails = image.NewRGBA(landPlot)
+	v.tc = plot.On(v.trails)
+	v.lossImg = image.NewRGBA(lossPlot)
+	if err := v.setProblem(u.st.Problem); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *landView) buildSliders() {
+	o := &v.u.st.Hyper
+	h := func() landscape.Hyper { return v.hyper }
+	mk := func(label string, lo, hi float64, log bool, get func() float64, field *float64) *slider {
+		return &slider{label: label, lo: lo, hi: hi, log: log, get: get, set: func(x float64) {
+			*field = x
+			v.recompute(false)
+		}}
+	}
+	v.sliders = []*slider{
+		mk("lr", 1e-4, 10, true, func() float64 { return h().LR }, &o.LR),
+		mk("α", 0.01, 2, true, func() float64 { return h().Alpha }, &o.Alpha),
+		mk("Adam lr", 1e-3, 1, true, func() float64 { return h().AdamLR }, &o.AdamLR),
+		mk("ρ", 1e-6, 10, true, func() float64 { return h().Rho }, &o.Rho),
+		mk("γ", 1e-6, 1, true, func() float64 { return h().Gamma }, &o.Gamma),
+		mk("S", 1, 20, false, func() float64 { return float64(h().S) }, &o.S),
+		mk("β", 0, 1, false, func() float64 { return h().Beta }, &o.Beta),
+		mk("σ0", 1e-3, 100, true, func() float64 { return h().Sigma0 }, &o.Sigma0),
+	}
+	v.sliders[4].zeroLeft = true
+	v.sliders[5].integer = true
+	colW := (sliderPanel.Dx() - 24) / 2
+	for i, s := range v.sliders {
+		col, row := i%2, i/2
+		x := sliderPanel.Min.X + 10 + col*(colW+8)
+		y := sliderPanel.Min.Y + 26 + row*27
+		s.row = image.Rect(x, y, x+colW, y+26)
+		s.track = image.Rect(x+62, y+4, x+colW-52, y+22)
+	}
+}
+
+// setProblem switches the landscape problem and rebuilds everything.
+func (v *landView) setProblem(name string) error {
+	p, err := landscape.ProblemByName(name)
+	if err != nil {
+		return err
+	}
+	v.prob, v.info = p, p.Info()
+	v.u.st.Problem = p.Name()
+	for i, b := range v.probs {
+		b.active = landscape.ProblemNames()[i] == p.Name()
+	}
+	b := v.info.Box
+	v.ax = plot.Axes{Rect: landPlot, X0: b.X0, X1: b.X1, Y0: b.Y0, Y1: b.Y1}
+	v.computeField()
+	v.recompute(true)
+	return nil
+}
+
+// computeField samples log₁₀(L − L* + ε) on the grid and paints the heatmap
+// and contour layer.
+func (v *landView) computeField() {
+	b := v.info.Box
+	n := landGrid
+	g := plot.Grid{NX: n, NY: n, V: make([]float64, n*n)}
+	raw := make([]float64, n*n)
+	top := 0.0
+	for j := range n {
+		for i := range n {
+			θ := landscape.Vec2{b.X0 + (b.X1-b.X0)*float64(i)/float64(n-1), b.Y0 + (b.Y1-b.Y0)*float64(j)/float64(n-1)}
+			d := v.prob.Loss(θ) - v.info.MinLoss
+			raw[j*n+i] = d
+			if !math.IsInf(d, 0) && !math.IsNaN(d) {
+				top = math.Max(top, d)
+			}
+		}
+	}
+	eps := math.Max(1e-6, 2e-4*top)
+	for k, d := range raw {
+		g.V[k] = math.Log10(math.Max(d, 0) + eps)
+	}
+	v.field = g
+	v.lo, v.hi = math.Log10(eps), math.Log10(top+eps)
+	v.heat = image.NewRGBA(landPlot)
+	hc := plot.On(v.heat)
+	hc.Heatmap(landPlot, g, v.lo, v.hi, landBG)
+	if v.showContours {
+		var levels []float64
+		const nl = 16
+		for k := range nl {
+			levels = append(levels, v.lo+(float64(k)+0.5)*(v.hi-v.lo)/nl)
+		}
+		hc.Contours(landPlot, g, levels, 1, func(int) color.RGBA { return plot.WithAlpha(plot.Hex(0xffffff), 0.22) })
+	}
+	v.baseDirty = true
+}
+
+// recompute reruns every race from the start (cheap: two parameters) and
+// restarts the animation when restart is set.
+func (v *landView) recompute(restart bool) {
+	v.hyper = v.u.st.Hyper.Apply(v.info.Hyper)
+	v.start = v.u.st.Start
+	if math.IsNaN(v.start[0]) {
+		v.start = v.info.Start
+	}
+	v.probe = v.u.st.Probe
+	if math.IsNaN(v.probe[0]) {
+		v.probe = v.start
+	}
+	for _, r := range v.racers {
+		r.tr, _ = landscape.Run(v.prob, r.info.Name, v.hyper, v.start, v.u.st.Steps)
+	}
+	if restart {
+		v.shown = 0
+	}
+	v.baseDirty, v.trailsDirty, v.lossDirty = true, true, true
+	v.u.dirty = true
+}
+
+func (v *landView) animating() bool {
+	return !v.paused && v.shown < float64(v.u.st.Steps)
+}
+
+func (v *landView) help() string {
+	return "Click: start here   Move: directions at the cursor   Space: pause   R: restart   P/N: problem   +/-: speed   E/A/C: ellipse/arrows/contours   0: defaults"
+}
+
+func (v *landView) update(in Input) {
+	u := v.u
+	if !v.paused && v.shown < float64(u.st.Steps) {
+		v.shown = math.Min(float64(u.st.Steps), v.shown+u.st.Speed/TPS)
+	}
+	v.hover = in.In && in.Pt().In(landPlot)
+	if v.hover && u.drag == nil {
+		x, y := v.ax.Data(plot.Pt{X: float64(in.X) + 0.5, Y: float64(in.Y) + 0.5})
+		v.probe = landscape.Vec2{x, y}
+		u.st.Probe = v.probe
+	}
+	names := landscape.ProblemNames()
+	cur := slices.Index(names, v.prob.Name())
+	for _, k := range in.Keys {
+		switch k {
+		case KeySpace:
+			v.paused = !v.paused
+		case "r":
+			v.recompute(true)
+			v.paused = false
+		case "n":
+			v.switchProblem(names[(cur+1)%len(names)])
+		case "p":
+			v.switchProblem(names[(cur+len(names)-1)%len(names)])
+		case KeyPlus, "=":
+			u.st.Speed = math.Min(1000, u.st.Speed*1.5)
+			u.flash("speed %.0f steps/s", u.st.Speed)
+		case KeyMinus:
+			u.st.Speed = math.Max(1, u.st.Speed/1.5)
+			u.flash("speed %.0f steps/s", u.st.Speed)
+		case "e":
+			v.showEllipse = !v.showEllipse
+		case "a":
+			v.showArrows = !v.showArrows
+		case "c":
+			v.showContours = !v.showContours
+			v.computeField()
+			v.trailsDirty = true
+		case "0":
+			n := math.NaN()
+			u.st.Hyper = HyperOverride{n, n, n, n, n, n, n, n}
+			v.recompute(false)
+			u.flash("hyperparameters reset to the problem's defaults")
+		}
+	}
+	if !in.Pressed {
+		return
+	}
+	p := in.Pt()
+	switch {
+	case u.startDrag(in, v.sliders):
+	case p.In(landPlot):
+		x, y := v.ax.Data(plot.Pt{X: float64(in.X) + 0.5, Y: float64(in.Y) + 0.5})
+		u.st.Start = landscape.Vec2{x, y}
+		v.recompute(true)
+		v.paused = false
+	default:
+		for i, b := range v.probs {
+			if p.In(b.rect) {
+				v.switchProblem(names[i])
+			}
+		}
+		for _, r := range v.racers {
+			if p.In(r.row) {
+				r.on = !r.on
+				v.syncOpts()
+				v.trailsDirty, v.lossDirty, v.baseDirty = true, true, true
+			}
+		}
+	}
+}
+
+func (v *landView) switchProblem(name string) {
+	if name == v.prob.Name() {
+		return
+	}
+	v.u.st.Start, v.u.st.Probe = nan2(), nan2()
+	_ = v.setProblem(name)
+	v.paused = false
+}
+
+func (v *landView) syncOpts() {
+	v.u.st.Opts = v.u.st.Opts[:0]
+	for _, r := range v.racers {
+		if r.on {
+			v.u.st.Opts = append(v.u.st.Opts, r.info.Name)
+		}
+	}
+}
+
+// renderBase draws the parts of the view that change only on interaction.
+func (v *landView) renderBase() {
+	c := plot.On(v.base)
+	c.Clear(plot.Background)
+	c.Copy(v.heat, landPlot.Min)
+	c.DrawAxes(v.ax, plot.AxesStyle{XLabel: v.info.XLabel, YLabel: v.info.YLabel, NoFill: true, XTicks: 6, YTicks: 6})
+	c.Text(float64(landPlot.Min.X), 62, glyphSafe(v.info.Title), plot.Font(16, true), plot.Text, plot.Left|plot.Top)
+	c.Text(float64(landPlot.Min.X), 82, glyphSafe(v.info.Formula), plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+	// Colour bar of log₁₀(L − L*).
+	cb := image.Rect(landPlot.Max.X+8, landPlot.Min.Y, landPlot.Max.X+16, landPlot.Max.Y)
+	c.Heatmap(cb, plot.Grid{NX: 2, NY: 2, V: []float64{v.lo, v.lo, v.hi, v.hi}}, v.lo, v.hi, landBG)
+	c.TextUp(float64(cb.Max.X+3), float64(cb.Min.Y+cb.Dy()/2), "loss, log scale: low  →  high", plot.Font(11, false), plot.Dim)
+
+	for _, b := range v.probs {
+		b.draw(c)
+	}
+	panel(c, racerPanel, "Optimizers (click to race or hide)")
+	small := plot.Font(12, false)
+	for _, r := range v.racers {
+		col, tc := r.color, plot.Text
+		if !r.on {
+			col, tc = plot.WithAlpha(r.color, 0.25), plot.Dim
+		}
+		y := float64(r.row.Min.Y + r.row.Dy()/2)
+		c.Line(plot.Pt{X: float64(r.row.Min.X + 4), Y: y}, plot.Pt{X: float64(r.row.Min.X + 26), Y: y}, 4, col)
+		c.Text(float64(r.row.Min.X+34), y, r.info.Label, plot.Font(13, r.on), tc, plot.Left|plot.Middle)
+		c.Text(float64(r.row.Min.X+112), y, racerRules[r.info.Name], small, plot.Dim, plot.Left|plot.Middle)
+	}
+	panel(c, sliderPanel, "Hyperparameters (drag; they act live)")
+	for _, s := range v.sliders {
+		s.draw(c, v.u.drag == s)
+	}
+	panel(c, dirPanel, "")
+	v.renderDirLegend(c)
+	panel(c, lossPanel, "")
+	c.DrawAxes(v.lossAx(), plot.AxesStyle{Title: "Loss gap L − L* during the race", XLabel: "", Grid: true, XTicks: 5, YTicks: 4})
+	c.Text(float64(lossPlot.Max.X), float64(lossPlot.Max.Y+22), "step", plot.Font(12, false), plot.Dim, plot.Right|plot.Top)
+	v.baseDirty = false
+}
+
+func (v *landView) lossAx() plot.Axes {
+	top := 1.0
+	for _, r := range v.racers {
+		if len(r.tr.Losses) > 0 {
+			top = math.Max(top, r.tr.Losses[0]-v.info.MinLoss)
+		}
+	}
+	top = math.Pow(10, math.Ceil(math.Log10(top)))
+	return plot.Axes{Rect: lossPlot, X0: 0, X1: float64(v.u.st.Steps), Y0: 1e-8, Y1: top, LogY: true}
+}
+
+func (v *landView) renderDirLegend(c *plot.Canvas) {
+	f := plot.Font(13, false)
+	x, y := float64(dirPanel.Min.X+14), float64(dirPanel.Min.Y+16)
+	title := "Steepest-descent steps at the cursor, one KL budget c each"
+	if !v.hover {
+		title = "Steepest-descent steps at the white ring (hover to move it)"
+	}
+	c.Text(x-2, y, title, plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
+	rows := []struct {
+		col   color.RGBA
+		label string
+	}{
+		{OptColor("sgd"), "Euclidean −g: steepest descent in the dashed circle (same area as the ellipse)"},
+		{OptColor("ngd"), "Natural −F⁻¹g: meets the Fisher ellipse ½δ'Fδ = c where the loss drops most"},
+		{OptColor("ring"), "RING −(F + √ρ|F|₂I)⁻¹g: damping relative to the Fisher's scale (eq. 10a)"},
+		{OptColor("reng"), "RENG −(F + √ρI)⁻¹(g + γHg): fixed damping, gradient regularizer (eqs. 9, 10b)"},
+	}
+	for i, r := range rows {
+		yy := y + 20*float64(i+1)
+		c.Arrow(plot.Pt{X: x, Y: yy}, plot.Pt{X: x + 30, Y: yy}, 2.5, 9, r.col)
+		c.Text(x+42, yy, r.label, f, plot.Text, plot.Left|plot.Middle)
+	}
+	c.Text(x-2, y+20*5+2, "g = dL/dθ, F the Fisher, H the Hessian; white ellipse: ½δ'Fδ = c, the KL ball", plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
+}
+
+// racerRules are the update rules shown next to the racers' names.
+var racerRules = map[string]string{
+	"sgd":      "θ ← θ − η·g",
+	"momentum": "v ← μv + g,  θ ← θ − η·v",
+	"adam":     "θ ← θ − η·m/(√v + ε), moment estimates",
+	"sam":      "θ ← θ − η·g(θ + r·g/|g|)",
+	"ngd":      "θ ← θ − α(F + λ₀I)⁻¹g",
+	"ring":     "θ ← θ − α(F + √ρ|F|₂I)⁻¹g, F every S steps",
+	"reng":     "θ ← θ − α(F + √ρI)⁻¹(g + γHg)",
+	"rkalman":  "Kalman filter on θ, noise R(I + ρR)⁻¹",
+}
+
+// renderTrails brings the trails layer up to the shown step, drawing only
+// the new segments unless it must be rebuilt.
+func (v *landView) renderTrails() {
+	if v.trailsDirty {
+		v.tc.Copy(v.heat, landPlot.Min)
+		for _, r := range v.racers {
+			r.drawn = 0
+		}
+		// The minimum and the start.
+		v.tc.Star(v.ax.Px(v.info.Min[0], v.info.Min[1]), 9, plot.Hex(0xffffff))
+		v.trailsDirty = false
+	}
+	k := int(v.shown)
+	for _, r := range v.racers {
+		if !r.on {
+			continue
+		}
+		n := min(k+1, len(r.tr.Points))
+		for ; r.drawn < n; r.drawn++ {
+			p := v.ax.Px(r.tr.Points[r.drawn][0], r.tr.Points[r.drawn][1])
+			if r.drawn == 0 {
+				r.last = p
+				continue
+			}
+			if math.Hypot(p.X-r.last.X, p.Y-r.last.Y) < 1.5 && r.drawn < len(r.tr.Points)-1 {
+				continue // too short to see: merge with the next segment
+			}
+			v.tc.Line(r.last, p, 2.5, r.color)
+			r.last = p
+		}
+	}
+}
+
+func (v *landView) renderLoss() {
+	c := plot.On(v.lossImg)
+	c.Clear(plot.PlotBG)
+	ax := v.lossAx()
+	c.DrawAxes(ax, plot.AxesStyle{Grid: true, XTicks: 5, YTicks: 4})
+	for _, r := range v.racers {
+		if !r.on {
+			continue
+		}
+		xs := make([]float64, len(r.tr.Losses))
+		ys := make([]float64, len(r.tr.Losses))
+		for i, l := range r.tr.Losses {
+			xs[i] = float64(i)
+			ys[i] = math.Max(l-v.info.MinLoss, 1e-8)
+		}
+		c.Plot(ax, plot.Series{X: xs, Y: ys, Color: r.color, Width: 2})
+	}
+	v.lossDirty = false
+}
+
+func (v *landView) render(c *plot.Canvas) {
+	if v.baseDirty {
+		v.renderBase()
+	}
+	if v.lossDirty {
+		v.renderLoss()
+	}
+	v.renderTrails()
+	c.Copy(v.base, viewArea.Min)
+	c.Copy(v.trails, landPlot.Min)
+	// Loss curves revealed up to the shown step.
+	ax := v.lossAx()
+	xs := int(math.Ceil(ax.Px(v.shown, 1).X)) + 1
+	old := c.WithClip(image.Rect(lossPlot.Min.X, lossPlot.Min.Y, min(xs, lossPlot.Max.X), lossPlot.Max.Y))
+	c.Copy(v.lossImg, lossPlot.Min)
+	c.WithClip(old)
+
+	old = c.WithClip(landPlot)
+	k := int(v.shown)
+	sp := v.ax.Px(v.start[0], v.start[1])
+	c.Ring(sp, 7, 2.5, plot.Hex(0xffffff))
+	for _, r := range v.racers {
+		if !r.on || len(r.tr.Points) == 0 {
+			continue
+		}
+		i := min(k, len(r.tr.Points)-1)
+		p := v.ax.Px(r.tr.Points[i][0], r.tr.Points[i][1])
+		if r.tr.Diverged && k >= len(r.tr.Points)-1 {
+			c.Cross(p, 7, 3, plot.Hex(0x000000))
+			c.Cross(p, 7, 2, r.color)
+			continue
+		}
+		c.Disc(p, 6, plot.Hex(0x000000))
+		c.Disc(p, 4.5, r.color)
+	}
+	v.renderProbe(c)
+	c.WithClip(old)
+	v.renderStatus(c)
+}
+
+// renderProbe draws the directions and the Fisher ellipse at the probe.
+func (v *landView) renderProbe(c *plot.Canvas) {
+	θ := v.probe
+	if !v.info.Box.Contains(θ) {
+		return
+	}
+	kl := v.info.KL
+	f := v.prob.Fisher(θ)
+	// Keep the drawing readable: shrink the budget when the ellipse would
+	// be larger than a third of the plot.
+	pxPerUnit := float64(landPlot.Dx()) / (v.info.Box.X1 - v.info.Box.X0)
+	vals, _ := f.EigSym()
+	if vals[0] > 0 {
+		semi := math.Sqrt(2*kl/vals[0]) * pxPerUnit
+		if semi > 160 {
+			kl *= (160 / semi) * (160 / semi)
+		}
+	}
+	d := landscape.DirectionsAt(v.prob, θ, v.hyper, kl)
+	p := v.ax.Px(θ[0], θ[1])
+	if v.showEllipse && vals[0] > 0 {
+		var pts []plot.Pt
+		for _, q := range landscape.Ellipse(θ, f, kl, 96) {
+			pts = append(pts, v.ax.Px(q[0], q[1]))
+		}
+		c.Closed(pts, 3.5, plot.WithAlpha(plot.Hex(0x000000), 0.5))
+		c.Closed(pts, 2, plot.Hex(0xffffff))
+		if det := f.Det(); det > 0 {
+			r := math.Sqrt(2*kl/math.Sqrt(det)) * pxPerUnit
+			var circ []plot.Pt
+			for i := range 97 {
+				t := 2 * math.Pi * float64(i) / 96
+				circ = append(circ, plot.Pt{X: p.X + r*math.Cos(t), Y: p.Y + r*math.Sin(t)})
+			}
+			c.Dashed(circ, 1.5, 5, 5, plot.WithAlpha(OptColor("sgd"), 0.8))
+		}
+	}
+	if v.showArrows {
+		for _, a := range []struct {
+			s   landscape.Vec2
+			col color.RGBA
+		}{{d.Euclid, OptColor("sgd")}, {d.RING, OptColor("ring")}, {d.RENG, OptColor("reng")}, {d.Natural, OptColor("ngd")}} {
+			if a.s == (landscape.Vec2{}) {
+				continue
+			}
+			q := v.ax.Px(θ[0]+a.s[0], θ[1]+a.s[1])
+			c.Arrow(p, q, 4.5, 13, plot.WithAlpha(plot.Hex(0x000000), 0.55))
+			c.Arrow(p, q, 2.5, 12, a.col)
+		}
+	}
+	if !v.hover {
+		c.Ring(p, 5, 2, plot.Hex(0xffffff))
+	}
+	// Readout in the plot's bottom-left corner.
+	txt := fmt.Sprintf("θ = (%.3g, %.3g)   L − L* = %s   |g| = %s   κ(F) = %s", θ[0], θ[1],
+		fmtValue(v.prob.Loss(θ)-v.info.MinLoss), fmtValue(d.Grad.Norm()), fmtValue(cond(f)))
+	fnt := plot.Font(13, false)
+	w := fnt.Width(txt)
+	box := image.Rect(landPlot.Min.X+6, landPlot.Max.Y-28, landPlot.Min.X+18+w, landPlot.Max.Y-6)
+	c.FillRect(box, plot.WithAlpha(plot.Hex(0x000000), 0.6))
+	c.Text(float64(box.Min.X+6), float64(box.Min.Y+box.Dy()/2), txt, fnt, plot.Text, plot.Left|plot.Middle)
+}
+
+func cond(f landscape.Mat2) float64 {
+	vals, _ := f.EigSym()
+	if vals[0] <= 0 {
+		return math.Inf(1)
+	}
+	return vals[1] / vals[0]
+}
+
+// renderStatus writes each racer's progress next to its name and the step
+// counter.
+func (v *landView) renderStatus(c *plot.Canvas) {
+	k := int(v.shown)
+	f := plot.Font(12, false)
+	for _, r := range v.racers {
+		if !r.on || len(r.tr.Points) == 0 {
+			continue
+		}
+		y := float64(r.row.Min.Y + r.row.Dy()/2)
+		var s string
+		col := plot.Text
+		if r.tr.Diverged && k >= len(r.tr.Points)-1 {
+			s, col = fmt.Sprintf("diverged at step %d", len(r.tr.Points)), plot.Hex(0xff8787)
+		} else {
+			i := min(k, len(r.tr.Losses)-1)
+			gap := r.tr.Losses[i] - v.info.MinLoss
+			s = "L − L* " + fmtValue(gap)
+			if gap < 1e-15 {
+				s = "L − L* < 1e-15"
+			}
+		}
+		c.FillRect(image.Rect(r.row.Max.X-118, r.row.Min.Y, r.row.Max.X, r.row.Max.Y), plot.Panel)
+		c.Text(float64(r.row.Max.X), y, s, f, col, plot.Right|plot.Middle)
+	}
+	state := fmt.Sprintf("step %d / %d", k, v.u.st.Steps)
+	if v.paused {
+		state += "  (paused)"
+	}
+	c.Text(float64(racerPanel.Max.X-10), float64(racerPanel.Min.Y+10), state, plot.Font(13, true), plot.Text, plot.Right|plot.Top)
+}

@@ -1,0 +1,756 @@
+package ui
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"grng/app/plot"
+	"grng/core"
+	"grng/core/cpu"
+	"grng/core/data"
+	"grng/core/landscape"
+	"grng/core/nn"
+	"grng/core/optim"
+	"grng/core/train"
+)
+
+// netHyper are the network lab's hyperparameters per optimizer, tuned for
+// the small sets so that every optimizer learns within a few hundred steps.
+// The Kronecker-factored ones use KL clipping (the K-FAC trust region).
+var netHyper = map[string]string{
+	"sgd":     "lr=0.1,momentum=0.9",
+	"adamw":   "lr=0.01,wd=0",
+	"sam":     "lr=0.1,momentum=0.9,rho=0.05",
+	"sophia":  "lr=0.01",
+	"ngd":     "lr=1,klclip=0.01",
+	"ring":    "lr=1,klclip=0.01",
+	"reng":    "lr=1,klclip=0.01,gamma=0.01",
+	"rkalman": "",
+}
+
+const (
+	netBatch    = 64
+	netMaxSteps = 800
+	netEvery    = 20                   // evaluate every so many steps
+	trainBudget = 4 * time.Millisecond // at most per tick
+	trainShare  = 0.25                 // of the wall-clock time, whatever the tick rate achieved
+	maxSnaps    = 240                  // weight snapshots kept per run for the loss slice
+	sliceN      = 31                   // loss slice grid per side
+)
+
+// netRun is one optimizer training its own copy of the network.
+type netRun struct {
+	name   string
+	color  color.RGBA
+	net    *nn.MLP
+	opt    optim.Optimizer
+	x, y   core.Mat // the batch
+	idx    core.Mat
+	idxH   []float32
+	perm   []int
+	pos    int
+	rng    *rand.Rand
+	step   int
+	err    error
+	loss   []float64 // per step, before the step
+	gnorm  []float64
+	evalAt []float64 // steps of the evaluations
+	acc    []float64
+	snaps  [][]float64 // weights every snapEvery steps, from step 0
+	snapEv int
+	secs   float64 // training time
+}
+
+// netLab is the network lab: an MLP trained live by several optimizers side
+// by side, their curves (paper Figure 1), the decision boundary of one of
+// them and the loss slice around it.
+type netLab struct {
+	u       *UI
+	started bool
+	err     error
+	dev     core.Device
+	tr, te  *data.Dataset
+	spec    nn.Spec
+	xs, ys  core.Mat // the training set on the device
+	runs    []*netRun
+	paused  bool
+	focus   *netRun
+	clone   *nn.MLP // analysis copy of the focus network
+	probe   *nn.MLP // scratch network of the loss slice
+	dataBtn []*button
+	rows    []image.Rectangle
+
+	// Decision boundary (2D sets) or digit predictions (digits).
+	bound     *image.RGBA
+	points    *image.RGBA // the training points over the boundary (drawn once)
+	boundAt   int         // focus step when bound was drawn
+	box       landscape.Box
+	lastFocus string
+
+	// Loss slice.
+	slice     *landscape.Slice
+	sliceRun  *netRun
+	sliceImg  *image.RGBA
+	sliceMsg  string
+	slicePath []landscape.Vec2
+	sx, sy    core.Mat
+
+	view      *image.RGBA // cached render of the view area
+	viewAt    int         // u.tick of the cached render
+	viewDirty bool
+
+	credit   time.Duration // training time available (accrues at trainShare of wall time)
+	lastTick time.Time
+}
+
+// Network lab layout.
+var (
+	boundRect  = image.Rect(70, 88, 400, 418)
+	sliceRect  = image.Rect(70, 474, 400, 728)
+	lossRect   = image.Rect(500, 88, 860, 378)
+	gnormRect  = image.Rect(920, 88, 1264, 378)
+	accRect    = image.Rect(500, 448, 860, 728)
+	netLegend  = image.Rect(900, 424, 1268, 770)
+	dataBarNet = image.Rect(910, 454, 1258, 480)
+)
+
+func newNetLab(u *UI) *netLab {
+	n := &netLab{u: u, view: image.NewRGBA(viewArea), viewDirty: true}
+	n.dataBtn = buttonRow(dataBarNet, NetDatasets, 4)
+	return n
+}
+
+// start builds the data, the networks and the optimizers for the state's
+// data set (again when called after a change).
+func (n *netLab) start() {
+	st := &n.u.st
+	n.started, n.err = true, nil
+	n.runs, n.focus, n.slice, n.sliceImg, n.bound, n.points = nil, nil, nil, nil, nil, nil
+	n.lastFocus = ""
+	n.dev = cpu.New()
+	var all *data.Dataset
+	switch st.Data {
+	case "digits":
+		tr, te, err := data.Open("digits", data.DefaultDir())
+		if err != nil {
+			n.err = fmt.Errorf("digits: %v", err)
+			return
+		}
+		n.tr, n.te = tr, te
+		n.spec = nn.Spec{Sizes: []int{64, 32, 10}, Act: core.Tanh}
+	case "spiral":
+		all = data.Spiral(1200, 0.06, st.Seed)
+	case "moons":
+		all = data.Moons(1000, 0.15, st.Seed)
+	case "circles":
+		all = data.Circles(1000, 0.08, st.Seed)
+	default:
+		all = data.XOR(1000, 0.05, st.Seed)
+	}
+	if all != nil {
+		n.tr, n.te = all.Split(0.75, int64(st.Seed))
+		n.spec = nn.Spec{Sizes: []int{2, 32, 32, all.Classes}, Act: core.Tanh}
+		n.box = dataBox(all)
+	}
+	d := n.dev
+	n.xs, n.ys = d.New(n.tr.N, n.tr.D), d.New(n.tr.N, 1)
+	d.Upload(n.xs, n.tr.X)
+	d.Upload(n.ys, n.tr.Y)
+	for _, name := range st.NetOpts {
+		r := &netRun{name: name, color: OptColor(name), snapEv: 1,
+			rng: rand.New(rand.NewPCG(st.Seed, 0x5eed))}
+		r.net = nn.NewMLP(d, n.spec, nn.CrossEntropy, st.Seed)
+		opt, err := optim.Build(name, netHyper[name], r.net, st.Seed+1)
+		if err != nil {
+			r.err = err
+		}
+		r.opt = opt
+		r.x, r.y, r.idx = d.New(netBatch, n.tr.D), d.New(netBatch, 1), d.New(netBatch, 1)
+		r.idxH = make([]float32, netBatch)
+		r.snaps = append(r.snaps, landscape.Flatten(r.net))
+		n.runs = append(n.runs, r)
+	}
+	n.clone = nn.NewMLP(d, n.spec, nn.CrossEntropy, 0)
+	n.probe = nn.NewMLP(d, n.spec, nn.CrossEntropy, 0)
+	m := min(256, n.tr.N)
+	n.sx, n.sy = d.New(m, n.tr.D), d.New(m, 1)
+	d.Upload(n.sx, n.tr.X[:m*n.tr.D])
+	d.Upload(n.sy, n.tr.Y[:m])
+	n.setFocus(st.Focus)
+	for i, name := range NetDatasets {
+		n.dataBtn[i].active = name == st.Data
+	}
+	n.viewDirty = true
+}
+
+// dataBox is the data's bounding box with a margin, squared.
+func dataBox(d *data.Dataset) landscape.Box {
+	b := landscape.Box{X0: math.Inf(1), X1: math.Inf(-1), Y0: math.Inf(1), Y1: math.Inf(-1)}
+	for i := range d.N {
+		x, y := float64(d.X[2*i]), float64(d.X[2*i+1])
+		b.X0, b.X1 = math.Min(b.X0, x), math.Max(b.X1, x)
+		b.Y0, b.Y1 = math.Min(b.Y0, y), math.Max(b.Y1, y)
+	}
+	cx, cy := (b.X0+b.X1)/2, (b.Y0+b.Y1)/2
+	h := 0.55 * math.Max(b.X1-b.X0, b.Y1-b.Y0)
+	return landscape.Box{X0: cx - h, X1: cx + h, Y0: cy - h, Y1: cy + h}
+}
+
+func (n *netLab) setFocus(name string) {
+	for _, r := range n.runs {
+		if r.name == name {
+			n.focus = r
+		}
+	}
+	if n.focus == nil && len(n.runs) > 0 {
+		n.focus = n.runs[0]
+	}
+	if n.focus != nil {
+		n.u.st.Focus = n.focus.name
+	}
+	n.bound, n.slice, n.sliceImg, n.sliceMsg = nil, nil, nil, ""
+	n.viewDirty = true
+}
+
+// stepRun takes one optimizer step of r on its next mini-batch.
+func (n *netLab) stepRun(r *netRun) {
+	d := n.dev
+	per := n.tr.N / netBatch
+	if r.pos%per == 0 {
+		r.perm = r.rng.Perm(n.tr.N)
+	}
+	off := (r.pos % per) * netBatch
+	for i := range r.idxH {
+		r.idxH[i] = float32(r.perm[off+i])
+	}
+	r.pos++
+	d.Upload(r.idx, r.idxH)
+	d.GatherRows(r.x, n.xs, r.idx)
+	d.GatherRows(r.y, n.ys, r.idx)
+	t0 := time.Now()
+	st, err := r.opt.Step(r.x, r.y)
+	r.secs += time.Since(t0).Seconds()
+	if err != nil {
+		r.err = err
+		return
+	}
+	r.step++
+	r.loss = append(r.loss, st.Loss)
+	r.gnorm = append(r.gnorm, st.GradNorm)
+	if r.step%netEvery == 0 || r.step == 1 {
+		_, acc := train.Evaluate(r.net, n.te)
+		r.evalAt = append(r.evalAt, float64(r.step))
+		r.acc = append(r.acc, acc)
+	}
+	if r.step%r.snapEv == 0 {
+		r.snaps = append(r.snaps, landscape.Flatten(r.net))
+		if len(r.snaps) > maxSnaps { // keep every other snapshot, halve the rate
+			kept := r.snaps[:0]
+			for i := 0; i < len(r.snaps); i += 2 {
+				kept = append(kept, r.snaps[i])
+			}
+			r.snaps = kept
+			r.snapEv *= 2
+		}
+	}
+}
+
+// done reports whether every run has finished or failed.
+func (n *netLab) done() bool {
+	for _, r := range n.runs {
+		if r.err == nil && r.step < netMaxSteps {
+			return false
+		}
+	}
+	return true
+}
+
+// tick trains in the background (in every view once started): the run with
+// the fewest steps goes next, so the curves advance together, until the
+// tick's time budget is spent. The budget accrues at trainShare of the wall
+// time (at most trainBudget per tick): when frames are slow and ebiten runs
+// several ticks per frame to catch up, the extra ticks do not train, so the
+// training never takes the frame rate down with it.
+func (n *netLab) tick() {
+	if !n.started && n.u.st.View != ViewLandscape {
+		n.start()
+	}
+	if !n.started || n.err != nil {
+		return
+	}
+	now := time.Now()
+	switch {
+	case n.u.fastForward:
+		n.credit = trainBudget
+	case !n.lastTick.IsZero():
+		n.credit = min(trainBudget, n.credit+time.Duration(trainShare*float64(now.Sub(n.lastTick))))
+	}
+	n.lastTick = now
+	if !n.paused {
+		t0 := time.Now()
+		for time.Since(t0) < n.credit {
+			var next *netRun
+			for _, r := range n.runs {
+				if r.err == nil && r.step < netMaxSteps && (next == nil || r.step < next.step) {
+					next = r
+				}
+			}
+			if next == nil {
+				break
+			}
+			n.stepRun(next)
+		}
+		n.credit = max(0, n.credit-time.Since(t0))
+	}
+	// The loss slice is computed a few points per tick.
+	if n.slice != nil && !n.slice.Done() {
+		t0 := time.Now()
+		for !n.slice.Done() && time.Since(t0) < 4*time.Millisecond {
+			n.slice.Step(4)
+		}
+		if n.slice.Done() {
+			n.renderSlice()
+		}
+		n.viewDirty = true
+	}
+	if n.focus != nil && n.done() && n.slice == nil && n.sliceMsg == "" {
+		n.startSlice()
+	}
+}
+
+func (n *netLab) animating() bool {
+	// Re-render at 10 Hz while something moves; the frame is cached between.
+	busy := n.started && n.err == nil && (!n.done() && !n.paused || n.slice != nil && !n.slice.Done())
+	return n.viewDirty || busy && n.u.tick-n.viewAt >= TPS/10
+}
+
+func (n *netLab) help() string {
+	return "Click a name: focus   D: next data set   Space: pause   R: restart   L: loss slice of the focus"
+}
+
+func (n *netLab) update(in Input) {
+	if !n.started {
+		n.start()
+	}
+	for _, k := range in.Keys {
+		switch k {
+		case KeySpace:
+			n.paused = !n.paused
+			n.viewDirty = true
+		case "r":
+			n.start()
+		case "d":
+			i := slices.Index(NetDatasets, n.u.st.Data)
+			n.u.st.Data = NetDatasets[(i+1)%len(NetDatasets)]
+			n.start()
+		case "l":
+			n.startSlice()
+		case "f":
+			n.cycleFocus()
+		}
+	}
+	if in.Pressed {
+		for i, b := range n.dataBtn {
+			if in.Pt().In(b.rect) && NetDatasets[i] != n.u.st.Data {
+				n.u.st.Data = NetDatasets[i]
+				n.start()
+			}
+		}
+		for i, r := range n.rows {
+			if in.Pt().In(r) && i < len(n.runs) {
+				n.setFocus(n.runs[i].name)
+			}
+		}
+	}
+}
+
+func (n *netLab) cycleFocus() {
+	for i, r := range n.runs {
+		if r == n.focus {
+			n.setFocus(n.runs[(i+1)%len(n.runs)].name)
+			return
+		}
+	}
+}
+
+// startSlice begins computing the loss slice around the focus network's
+// current weights in the plane of its trajectory's first two principal
+// directions (Li et al. 2018).
+func (n *netLab) startSlice() {
+	r := n.focus
+	if r == nil || len(r.snaps) < 3 {
+		n.sliceMsg = "train a few steps first"
+		return
+	}
+	w := landscape.Flatten(r.net)
+	traj := append(append([][]float64(nil), r.snaps...), w)
+	plane, err := landscape.TrajectoryPCA(traj, w)
+	if err != nil {
+		n.sliceMsg = err.Error()
+		return
+	}
+	n.slicePath = n.slicePath[:0]
+	b := landscape.Box{X0: 0, X1: 0, Y0: 0, Y1: 0}
+	for _, s := range traj {
+		p := plane.Project(s)
+		n.slicePath = append(n.slicePath, p)
+		b.X0, b.X1 = math.Min(b.X0, p[0]), math.Max(b.X1, p[0])
+		b.Y0, b.Y1 = math.Min(b.Y0, p[1]), math.Max(b.Y1, p[1])
+	}
+	mx, my := 0.2*(b.X1-b.X0)+1e-3, 0.2*(b.Y1-b.Y0)+1e-3
+	b = landscape.Box{X0: b.X0 - mx, X1: b.X1 + mx, Y0: b.Y0 - my, Y1: b.Y1 + my}
+	n.slice = landscape.NewSlice(n.probe, n.sx, n.sy, plane, b, sliceN, sliceN)
+	n.sliceRun, n.sliceImg, n.sliceMsg = r, nil, ""
+	n.viewDirty = true
+}
+
+// sliceAxes are the plot axes of the loss slice panel.
+func (n *netLab) sliceAxes() plot.Axes {
+	b := n.slice.Box
+	return plot.Axes{Rect: sliceRect, X0: b.X0, X1: b.X1, Y0: b.Y0, Y1: b.Y1}
+}
+
+func (n *netLab) renderSlice() {
+	s := n.slice
+	g := plot.Grid{NX: s.NX, NY: s.NY, V: make([]float64, len(s.Values))}
+	for i, v := range s.Values {
+		g.V[i] = math.Log10(math.Max(v, 1e-6))
+	}
+	lo, hi := g.Range()
+	img := image.NewRGBA(sliceRect)
+	c := plot.On(img)
+	c.Heatmap(sliceRect, g, lo, hi, landBG)
+	var levels []float64
+	for k := range 12 {
+		levels = append(levels, lo+(float64(k)+0.5)*(hi-lo)/12)
+	}
+	c.Contours(sliceRect, g, levels, 1, func(int) color.RGBA { return plot.WithAlpha(plot.Hex(0xffffff), 0.25) })
+	ax := n.sliceAxes()
+	var pts []plot.Pt
+	for _, p := range n.slicePath {
+		pts = append(pts, ax.Px(p[0], p[1]))
+	}
+	col := n.sliceRun.color
+	c.Polyline(pts, 2.5, col)
+	for _, p := range pts {
+		c.Disc(p, 2.2, col)
+	}
+	c.Ring(pts[0], 6, 2, plot.Hex(0xffffff))
+	c.Star(pts[len(pts)-1], 8, plot.Hex(0xffffff))
+	n.sliceImg = img
+}
+
+// renderBoundary paints the focus network's class probabilities over the
+// data's box with the training points on top.
+func (n *netLab) renderBoundary() {
+	r := n.focus
+	img := image.NewRGBA(boundRect)
+	c := plot.On(img)
+	c.Clear(plot.PlotBG)
+	landscape.SetFlat(n.clone, landscape.Flatten(r.net))
+	d := n.dev
+	if n.u.st.Data == "digits" {
+		n.renderDigits(c)
+		n.bound, n.boundAt = img, r.step
+		return
+	}
+	const g = 56
+	pts := make([]float32, 0, 2*g*g)
+	for j := range g {
+		for i := range g {
+			x := n.box.X0 + (n.box.X1-n.box.X0)*float64(i)/(g-1)
+			y := n.box.Y0 + (n.box.Y1-n.box.Y0)*float64(j)/(g-1)
+			pts = append(pts, float32(x), float32(y))
+		}
+	}
+	xm, ym := d.New(g*g, 2), d.New(g*g, 1)
+	d.Upload(xm, pts)
+	n.clone.Loss(xm, ym)
+	k := n.spec.Sizes[len(n.spec.Sizes)-1]
+	probs := make([]float32, g*g*k)
+	d.Download(n.clone.Probs(), probs)
+	d.Free(xm)
+	d.Free(ym)
+	// Colour each grid node by its class probabilities, then interpolate
+	// the colours bilinearly over the panel.
+	rgb := make([][3]float64, g*g)
+	for i := range g * g {
+		best := 0.0
+		for cl := range k {
+			p := float64(probs[i*k+cl])
+			cc := classColors[cl%len(classColors)]
+			rgb[i][0] += p * float64(cc.R)
+			rgb[i][1] += p * float64(cc.G)
+			rgb[i][2] += p * float64(cc.B)
+			best = math.Max(best, p)
+		}
+		// Confident regions are brighter; the boundary fades to dark.
+		f := 0.25 + 0.35*(best-1/float64(k))/(1-1/float64(k))
+		for ch := range 3 {
+			rgb[i][ch] *= f
+		}
+	}
+	sx := float64(g-1) / float64(boundRect.Dx())
+	sy := float64(g-1) / float64(boundRect.Dy())
+	for py := boundRect.Min.Y; py < boundRect.Max.Y; py++ {
+		gy := (float64(boundRect.Max.Y-py) - 0.5) * sy
+		j := min(int(gy), g-2)
+		fy := gy - float64(j)
+		off := img.PixOffset(boundRect.Min.X, py)
+		for px := boundRect.Min.X; px < boundRect.Max.X; px++ {
+			gx := (float64(px-boundRect.Min.X) + 0.5) * sx
+			i := min(int(gx), g-2)
+			fx := gx - float64(i)
+			a, b, c2, d := rgb[j*g+i], rgb[j*g+i+1], rgb[(j+1)*g+i], rgb[(j+1)*g+i+1]
+			for ch := range 3 {
+				v := (1-fy)*((1-fx)*a[ch]+fx*b[ch]) + fy*((1-fx)*c2[ch]+fx*d[ch])
+				img.Pix[off+ch] = uint8(math.Min(255, v))
+			}
+			img.Pix[off+3] = 255
+			off += 4
+		}
+	}
+	if n.points == nil {
+		n.points = image.NewRGBA(boundRect)
+		pc := plot.On(n.points)
+		ax := plot.Axes{Rect: boundRect, X0: n.box.X0, X1: n.box.X1, Y0: n.box.Y0, Y1: n.box.Y1}
+		for i := 0; i < n.tr.N && i < 450; i++ {
+			p := ax.Px(float64(n.tr.X[2*i]), float64(n.tr.X[2*i+1]))
+			pc.Disc(p, 3.6, plot.Hex(0x000000))
+			pc.Disc(p, 2.6, classColors[int(n.tr.Y[i])%len(classColors)])
+		}
+	}
+	c.Over(n.points, boundRect.Min)
+	n.bound, n.boundAt = img, r.step
+}
+
+// classColors colour the classes of the 2D sets.
+var classColors = []color.RGBA{plot.Hex(0xff922b), plot.Hex(0x4dabf7), plot.Hex(0x69db7c), plot.Hex(0xda77f2)}
+
+// renderDigits shows test digits with the focus network's predictions:
+// green frame when right, red when wrong.
+func (n *netLab) renderDigits(c *plot.Canvas) {
+	d := n.dev
+	const cols, rows = 6, 6
+	m := min(cols*rows, n.te.N)
+	x, y := d.New(m, n.te.D), d.New(m, 1)
+	d.Upload(x, n.te.X[:m*n.te.D])
+	d.Upload(y, n.te.Y[:m])
+	n.clone.Loss(x, y)
+	am := d.New(m, 1)
+	d.ArgmaxRows(am, n.clone.Probs())
+	pred := make([]float32, m)
+	d.Download(am, pred)
+	for _, mm := range []core.Mat{x, y, am} {
+		d.Free(mm)
+	}
+	cell := boundRect.Dx() / cols
+	f := plot.Font(12, true)
+	for i := range m {
+		x0 := boundRect.Min.X + (i%cols)*cell
+		y0 := boundRect.Min.Y + (i/cols)*cell
+		ok := pred[i] == n.te.Y[i]
+		frame := plot.Hex(0x2f9e44)
+		if !ok {
+			frame = plot.Hex(0xe03131)
+		}
+		c.FillRect(image.Rect(x0+2, y0+2, x0+cell-2, y0+cell-2), frame)
+		px := (cell - 12) / 8
+		for r := range 8 {
+			for q := range 8 {
+				v := uint8(255 * math.Min(1, float64(n.te.X[i*n.te.D+r*8+q])))
+				c.FillRect(image.Rect(x0+4+q*px, y0+4+r*px, x0+4+(q+1)*px, y0+4+(r+1)*px), color.RGBA{v, v, v, 255})
+			}
+		}
+		c.Text(float64(x0+cell-5), float64(y0+cell-5), fmt.Sprint(int(pred[i])), f, plot.Hex(0xffffff), plot.Right|plot.Baseline)
+	}
+}
+
+func (n *netLab) render(c *plot.Canvas) {
+	if n.viewDirty || n.u.tick-n.viewAt >= TPS/10 {
+		n.renderView()
+		n.viewAt, n.viewDirty = n.u.tick, false
+	}
+	c.Copy(n.view, viewArea.Min)
+}
+
+// smooth returns an exponential moving average of xs (for noisy curves).
+func smooth(xs []float64, a float64) []float64 {
+	out := make([]float64, len(xs))
+	var m float64
+	for i, x := range xs {
+		if i == 0 {
+			m = x
+		} else {
+			m = a*x + (1-a)*m
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// decimate keeps about n points of (x, y) for drawing.
+func decimate(x, y []float64, n int) ([]float64, []float64) {
+	if len(x) <= n {
+		return x, y
+	}
+	step := (len(x) + n - 1) / n
+	var xs, ys []float64
+	for i := 0; i < len(x); i += step {
+		xs, ys = append(xs, x[i]), append(ys, y[i])
+	}
+	return append(xs, x[len(x)-1]), append(ys, y[len(y)-1])
+}
+
+func (n *netLab) renderView() {
+	c := plot.On(n.view)
+	c.Clear(plot.Background)
+	if !n.started {
+		return
+	}
+	if n.err != nil {
+		c.Text(80, 120, n.err.Error(), plot.Font(15, false), plot.Hex(0xff8787), plot.Left|plot.Top)
+		c.Text(80, 146, "Press D for the next data set.", plot.Font(15, false), plot.Text, plot.Left|plot.Top)
+		for _, b := range n.dataBtn {
+			b.draw(c)
+		}
+		return
+	}
+	// Curves.
+	steps := func(m int) []float64 {
+		xs := make([]float64, m)
+		for i := range xs {
+			xs[i] = float64(i + 1)
+		}
+		return xs
+	}
+	var loss, gn, acc []plot.Series
+	lossLo, lossHi, gnLo, gnHi := math.Inf(1), 0.0, math.Inf(1), 0.0
+	for _, r := range n.runs {
+		if len(r.loss) == 0 {
+			continue
+		}
+		xs := steps(len(r.loss))
+		l := smooth(r.loss, 0.05)
+		g := smooth(r.gnorm, 0.05)
+		for i := range l {
+			lossLo, lossHi = math.Min(lossLo, l[i]), math.Max(lossHi, l[i])
+			gnLo, gnHi = math.Min(gnLo, g[i]), math.Max(gnHi, g[i])
+		}
+		w := 2.0
+		if r == n.focus {
+			w = 3
+		}
+		x1, y1 := decimate(xs, l, 200)
+		x2, y2 := decimate(xs, g, 200)
+		loss = append(loss, plot.Series{X: x1, Y: y1, Color: r.color, Width: w})
+		gn = append(gn, plot.Series{X: x2, Y: y2, Color: r.color, Width: w})
+		acc = append(acc, plot.Series{X: r.evalAt, Y: r.acc, Color: r.color, Width: w})
+	}
+	top := math.Pow(10, math.Ceil(math.Log10(math.Max(lossHi, 1e-3))))
+	bottom := math.Max(top/1e5, math.Min(top/1e2, math.Pow(10, math.Floor(math.Log10(math.Max(lossLo, 1e-12))-0.3))))
+	la := plot.Axes{Rect: lossRect, X0: 0, X1: netMaxSteps, Y0: bottom, Y1: top, LogY: true}
+	c.DrawAxes(la, plot.AxesStyle{Title: "Training loss (mini-batch, smoothed)", XLabel: "step", YLabel: "cross-entropy", Grid: true})
+	c.Plot(la, loss...)
+	if math.IsInf(gnLo, 0) {
+		gnLo, gnHi = 1e-3, 1
+	}
+	ga := plot.Axes{Rect: gnormRect, X0: 0, X1: netMaxSteps,
+		Y0: math.Pow(10, math.Floor(math.Log10(math.Max(gnLo, 1e-6)))), Y1: math.Pow(10, math.Ceil(math.Log10(math.Max(gnHi, 1e-5)))), LogY: true}
+	c.DrawAxes(ga, plot.AxesStyle{Title: "Gradient norm ||g|| (smoothed)", XLabel: "step", YLabel: "||g||", Grid: true})
+	c.Plot(ga, gn...)
+	aa := plot.Axes{Rect: accRect, X0: 0, X1: netMaxSteps, Y0: 0, Y1: 1}
+	if k := n.spec.Sizes[len(n.spec.Sizes)-1]; k > 0 {
+		aa.Y0 = math.Floor(10/float64(k)) / 10
+	}
+	c.DrawAxes(aa, plot.AxesStyle{Title: "Test accuracy", XLabel: "step", YLabel: "accuracy", Grid: true})
+	c.Plot(aa, acc...)
+
+	// Legend, data sets and status.
+	panel(c, netLegend, "")
+	c.Text(float64(netLegend.Min.X+12), float64(netLegend.Min.Y+10), "Data set", plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
+	for _, b := range n.dataBtn {
+		b.draw(c)
+	}
+	y0 := dataBarNet.Max.Y + 14
+	c.Text(float64(netLegend.Min.X+12), float64(y0), fmt.Sprintf("Optimizers (click one to focus): MLP %s", n.spec), plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
+	n.rows = n.rows[:0]
+	f := plot.Font(13, false)
+	for i, r := range n.runs {
+		y := y0 + 24 + i*24
+		row := image.Rect(netLegend.Min.X+8, y, netLegend.Max.X-8, y+22)
+		n.rows = append(n.rows, row)
+		if r == n.focus {
+			c.FillRect(row, plot.WithAlpha(plot.Accent, 0.18))
+		}
+		mid := float64(y + 11)
+		c.Line(plot.Pt{X: float64(row.Min.X + 6), Y: mid}, plot.Pt{X: float64(row.Min.X + 30), Y: mid}, 4, r.color)
+		c.Text(float64(row.Min.X+38), mid, optLabel(r.name), plot.Font(13, r == n.focus), plot.Text, plot.Left|plot.Middle)
+		var s string
+		switch {
+		case r.err != nil:
+			s = "stopped: diverged"
+		case len(r.acc) > 0:
+			s = fmt.Sprintf("step %d   acc %.3f   %.1f ms/step", r.step, r.acc[len(r.acc)-1], 1000*r.secs/math.Max(1, float64(r.step)))
+		default:
+			s = "starting"
+		}
+		c.Text(float64(row.Max.X-6), mid, s, f, plot.Dim, plot.Right|plot.Middle)
+	}
+	status := "training"
+	switch {
+	case n.paused:
+		status = "paused"
+	case n.done():
+		status = "finished"
+	}
+	c.Text(float64(netLegend.Min.X+12), float64(netLegend.Max.Y-12), fmt.Sprintf("%s: %s, %d train / %d test samples", status, n.u.st.Data, n.tr.N, n.te.N), plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+
+	// Decision boundary of the focus.
+	if n.focus != nil && (n.bound == nil || n.focus.step-n.boundAt >= 20 || n.lastFocus != n.focus.name) {
+		n.renderBoundary()
+		n.lastFocus = n.focus.name
+	}
+	title := "Decision boundary"
+	if n.u.st.Data == "digits" {
+		title = "Predictions (red: wrong)"
+	}
+	if n.focus != nil {
+		title += " of " + optLabel(n.focus.name) + fmt.Sprintf(" at step %d", n.focus.step)
+	}
+	if n.bound != nil {
+		c.Copy(n.bound, boundRect.Min)
+	}
+	c.StrokeRect(boundRect.Inset(-1), 1, plot.Frame)
+	c.Text(float64(boundRect.Min.X), float64(boundRect.Min.Y-10), title, plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+
+	// Loss slice.
+	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-28), "Loss slice around the focus (PCA plane of its path)", plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-10), "Li et al. 2018: ring = start, star = now; L computes it", plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+	switch {
+	case n.slice != nil && n.sliceImg != nil:
+		ax := n.sliceAxes()
+		c.Copy(n.sliceImg, sliceRect.Min)
+		e := n.slice.Explained
+		c.DrawAxes(ax, plot.AxesStyle{NoFill: true, XTicks: 4, YTicks: 4,
+			XLabel: fmt.Sprintf("PC1 (%.0f%% of the path's variance)", 100*e[0]), YLabel: fmt.Sprintf("PC2 (%.0f%%)", 100*e[1])})
+	case n.slice != nil:
+		c.FillRect(sliceRect, plot.PlotBG)
+		bar := image.Rect(sliceRect.Min.X+40, sliceRect.Min.Y+sliceRect.Dy()/2, sliceRect.Max.X-40, sliceRect.Min.Y+sliceRect.Dy()/2+8)
+		c.FillRect(bar, plot.Hex(0x3a3c46))
+		c.FillRect(image.Rect(bar.Min.X, bar.Min.Y, bar.Min.X+int(n.slice.Progress()*float64(bar.Dx())), bar.Max.Y), plot.Accent)
+		c.Text(float64(bar.Min.X), float64(bar.Min.Y-10), fmt.Sprintf("computing the loss on a %d×%d grid…", sliceN, sliceN), plot.Font(13, false), plot.Dim, plot.Left|plot.Baseline)
+	default:
+		c.FillRect(sliceRect, plot.PlotBG)
+		msg := "Press L to compute (it is computed when training ends)."
+		if n.sliceMsg != "" {
+			msg = n.sliceMsg
+		}
+		c.Text(float64(sliceRect.Min.X+20), float64(sliceRect.Min.Y+sliceRect.Dy()/2), msg, plot.Font(13, false), plot.Dim, plot.Left|plot.Middle)
+	}
+}

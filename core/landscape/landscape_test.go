@@ -1,0 +1,400 @@
+package landscape
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// probePoints returns points spread over p's box (away from its edges).
+func probePoints(p Problem) []Vec2 {
+	b := p.Info().Box
+	var pts []Vec2
+	for _, u := range []float64{0.15, 0.5, 0.8} {
+		for _, v := range []float64{0.2, 0.55, 0.9} {
+			pts = append(pts, Vec2{b.X0 + u*(b.X1-b.X0), b.Y0 + v*(b.Y1-b.Y0)})
+		}
+	}
+	return append(pts, p.Info().Start, p.Info().Min)
+}
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*(1+math.Max(math.Abs(a), math.Abs(b))) }
+
+func TestGradientsAndHessiansMatchFiniteDifferences(t *testing.T) {
+	for _, p := range Problems() {
+		t.Run(p.Name(), func(t *testing.T) {
+			for _, θ := range probePoints(p) {
+				g, h := p.Grad(θ), p.Hessian(θ)
+				for i := range 2 {
+					e := 1e-6 * math.Max(1, math.Abs(θ[i]))
+					tp, tm := θ, θ
+					tp[i] += e
+					tm[i] -= e
+					fd := (p.Loss(tp) - p.Loss(tm)) / (2 * e)
+					if !near(g[i], fd, 1e-6) {
+						t.Errorf("at %v: ∂L/∂θ%d = %v, finite difference %v", θ, i, g[i], fd)
+					}
+					gp, gm := p.Grad(tp), p.Grad(tm)
+					for j := range 2 {
+						fd := (gp[j] - gm[j]) / (2 * e)
+						if !near(h[j][i], fd, 1e-5) {
+							t.Errorf("at %v: H[%d][%d] = %v, finite difference %v", θ, j, i, h[j][i], fd)
+						}
+					}
+				}
+				if h[0][1] != h[1][0] {
+					t.Errorf("at %v: Hessian not symmetric: %v", θ, h)
+				}
+			}
+		})
+	}
+}
+
+// fisherByDefinition computes E_x E_{y∼p(y|x,θ)}[∇ℓ∇ℓᵀ] from the model's
+// definition: by exact summation over y for the logistic model and by Monte
+// Carlo sampling of y for the Gaussian ones.
+func fisherByDefinition(p Problem, θ Vec2, r *rand.Rand, samples int) Mat2 {
+	var f Mat2
+	add := func(g Vec2, w float64) { f = f.Add(Outer(g, g).Scale(w)) }
+	switch q := p.(type) {
+	case *Quadratic:
+		// y ∼ N(θ, A⁻¹); ℓ = ½(y−θ)ᵀA(y−θ), ∇ℓ = −A(y−θ). Sample y − θ = Lz
+		// with LLᵀ = A⁻¹ from the eigendecomposition.
+		vals, vecs := q.A.EigSym()
+		for range samples {
+			d := vecs[0].Scale(r.NormFloat64() / math.Sqrt(vals[0])).Add(vecs[1].Scale(r.NormFloat64() / math.Sqrt(vals[1])))
+			add(q.A.MulVec(d).Scale(-1), 1/float64(samples))
+		}
+	case *Rosenbrock:
+		// y ∼ N(m(θ), I) with m = (x, 10x² − 10y): ∇ℓ = −Jₘᵀ(y − m).
+		jm := Mat2{{1, 0}, {20 * θ[0], -10}}
+		for range samples {
+			e := Vec2{r.NormFloat64(), r.NormFloat64()}
+			add(jm.T().MulVec(e).Scale(-1), 1/float64(samples))
+		}
+	case *Logistic:
+		for _, x := range q.X {
+			pr := sigmoid(θ.Dot(x))
+			for _, y := range []float64{0, 1} {
+				py := pr
+				if y == 0 {
+					py = 1 - pr
+				}
+				add(x.Scale(pr-y), py/float64(len(q.X)))
+			}
+		}
+	case *GaussFit:
+		// ℓ = s + (y−μ)²/(2e^{2s}): ∇ℓ = (−(y−μ)/σ², 1 − (y−μ)²/σ²); the
+		// expectation does not depend on the data point.
+		sigma := math.Exp(θ[1])
+		for range samples {
+			d := sigma * r.NormFloat64()
+			add(Vec2{-d / (sigma * sigma), 1 - d*d/(sigma*sigma)}, 1/float64(samples))
+		}
+	}
+	return f
+}
+
+func TestFisherMatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, p := range Problems() {
+		t.Run(p.Name(), func(t *testing.T) {
+			for _, θ := range probePoints(p) {
+				want := fisherByDefinition(p, θ, r, 200000)
+				got := p.Fisher(θ)
+				scale := want.NormSym()
+				for i := range 2 {
+					for j := range 2 {
+						if math.Abs(got[i][j]-want[i][j]) > 0.02*scale+1e-12 {
+							t.Errorf("at %v: F = %v, definition gives %v", θ, got, want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestObservationsReproduceGradientAndFisher(t *testing.T) {
+	for _, p := range Problems() {
+		t.Run(p.Name(), func(t *testing.T) {
+			for _, θ := range probePoints(p) {
+				var g Vec2
+				var f Mat2
+				for _, o := range p.Obs(θ, nil) {
+					g = g.Sub(o.H.Scale(o.W * o.RInv * o.E))
+					f = f.Add(Outer(o.H, o.H).Scale(o.W * o.RInv))
+				}
+				want, wf := p.Grad(θ), p.Fisher(θ)
+				for i := range 2 {
+					if !near(g[i], want[i], 1e-9) {
+						t.Errorf("at %v: −ΣwR⁻¹eH = %v, ∇L = %v", θ, g, want)
+					}
+					for j := range 2 {
+						if !near(f[i][j], wf[i][j], 1e-9) {
+							t.Errorf("at %v: ΣwR⁻¹HHᵀ = %v, F = %v", θ, f, wf)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMinimaAreStationary(t *testing.T) {
+	for _, p := range Problems() {
+		inf := p.Info()
+		if g := p.Grad(inf.Min); g.Norm() > 1e-8 {
+			t.Errorf("%s: ∇L(min) = %v", p.Name(), g)
+		}
+		if !near(p.Loss(inf.Min), inf.MinLoss, 1e-12) {
+			t.Errorf("%s: L(min) = %v, Info says %v", p.Name(), p.Loss(inf.Min), inf.MinLoss)
+		}
+		if !inf.Box.Contains(inf.Min) || !inf.Box.Contains(inf.Start) {
+			t.Errorf("%s: start %v or minimum %v outside the box %v", p.Name(), inf.Start, inf.Min, inf.Box)
+		}
+	}
+}
+
+func TestNGDOnQuadraticConvergesInOneStep(t *testing.T) {
+	q := NewQuadratic()
+	h := DefaultHyper()
+	h.Alpha, h.Tikhonov = 1, 0
+	for _, θ0 := range []Vec2{{-2.5, 2}, {3, -1}, {0.1, 0.2}} {
+		tr, err := Run(q, "ngd", h, θ0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Points[1]; got.Sub(q.Target).Norm() > 1e-12 {
+			t.Errorf("from %v: NGD step lands at %v, want θ* = %v", θ0, got, q.Target)
+		}
+	}
+	// Gradient descent at its best fixed rate 2/(λ₁+λ₂) needs many steps.
+	h.LR = 2 / (12 + 0.4)
+	tr, _ := Run(q, "sgd", h, Vec2{-2.5, 2}, 10)
+	if tr.Losses[10] < 1e-3 {
+		t.Errorf("SGD after 10 steps at loss %v: the quadratic is not ill-conditioned", tr.Losses[10])
+	}
+}
+
+func TestKalmanWithVaguePriorIsOneNaturalStep(t *testing.T) {
+	// On a linear-Gaussian model with a vague prior and the model's noise the
+	// filter's posterior mean is the least-squares solution θ*.
+	q := NewQuadratic()
+	h := DefaultHyper()
+	h.Sigma0, h.Beta, h.Rho, h.Alpha, h.Q = 1e9, 0, 0, 1, 0
+	tr, _ := Run(q, "rkalman", h, Vec2{-2.5, 2}, 1)
+	if got := tr.Points[1]; got.Sub(q.Target).Norm() > 1e-6 {
+		t.Errorf("R-Kalman step lands at %v, want θ* = %v", got, q.Target)
+	}
+	// With a tight prior the first step is gradient descent with rate σ₀.
+	h.Sigma0 = 1e-4
+	tr, _ = Run(q, "rkalman", h, Vec2{-2.5, 2}, 1)
+	step := q.Grad(Vec2{-2.5, 2}).Scale(1e-4)
+	want := Vec2{-2.5, 2}.Sub(step)
+	if got := tr.Points[1]; got.Sub(want).Norm() > 2e-3*step.Norm() { // (I + σ₀F)⁻¹ ≈ I
+		t.Errorf("R-Kalman step with σ₀ = 1e-4 lands at %v, want the gradient step %v", got, want)
+	}
+}
+
+func TestRegularizedSteppersFollowTheirEquations(t *testing.T) {
+	p := NewRosenbrock()
+	h := DefaultHyper()
+	h.Alpha, h.Rho, h.Gamma, h.S = 0.5, 1e-2, 1e-4, 3
+	θ0 := Vec2{-1.2, 1}
+	for _, name := range []string{"ring", "reng"} {
+		s, _ := NewStepper(name, h)
+		θ := θ0
+		var inv Mat2
+		for k := range 7 {
+			if k%3 == 0 { // lazy Fisher: refreshed every S steps
+				f := p.Fisher(θ)
+				lam := math.Sqrt(h.Rho)
+				if name == "ring" {
+					lam *= f.NormSym()
+				}
+				inv, _ = f.AddDiag(lam).Inv()
+			}
+			g := p.Grad(θ)
+			if name == "reng" {
+				g = g.Add(p.Hessian(θ).MulVec(g).Scale(h.Gamma))
+			}
+			want := θ.Sub(inv.MulVec(g).Scale(h.Alpha))
+			θ = s.Step(p, θ)
+			if θ.Sub(want).Norm() > 1e-12*(1+want.Norm()) {
+				t.Fatalf("%s step %d: %v, want %v", name, k, θ, want)
+			}
+		}
+	}
+}
+
+func TestFirstOrderSteppers(t *testing.T) {
+	p := NewQuadratic()
+	h := DefaultHyper()
+	θ := Vec2{1, 2}
+	g := p.Grad(θ)
+	s, _ := NewStepper("sgd", h)
+	if got, want := s.Step(p, θ), θ.Sub(g.Scale(h.LR)); got.Sub(want).Norm() > 1e-15 {
+		t.Errorf("sgd: %v, want %v", got, want)
+	}
+	// Adam's first step moves every coordinate by lr against the gradient's sign.
+	s, _ = NewStepper("adam", h)
+	got := s.Step(p, θ)
+	for i := range 2 {
+		if d := θ[i] - got[i]; !near(d, math.Copysign(h.AdamLR, g[i]), 1e-6) {
+			t.Errorf("adam first step moves θ%d by %v, want ±%v", i, d, h.AdamLR)
+		}
+	}
+	// SAM uses the gradient at the ascent point.
+	s, _ = NewStepper("sam", h)
+	want := θ.Sub(p.Grad(θ.Add(g.Scale(h.SAMRadius / g.Norm()))).Scale(h.LR))
+	if got := s.Step(p, θ); got.Sub(want).Norm() > 1e-15 {
+		t.Errorf("sam: %v, want %v", got, want)
+	}
+	// Momentum: the second step carries μ times the first gradient.
+	s, _ = NewStepper("momentum", h)
+	θ1 := s.Step(p, θ)
+	want = θ1.Sub(p.Grad(θ1).Add(g.Scale(h.Momentum)).Scale(h.LR))
+	if got := s.Step(p, θ1); got.Sub(want).Norm() > 1e-15 {
+		t.Errorf("momentum: %v, want %v", got, want)
+	}
+	if _, err := NewStepper("nope", h); err == nil {
+		t.Error("unknown stepper: no error")
+	}
+}
+
+func TestDefaultsRaceToTheMinimum(t *testing.T) {
+	// The tuned defaults of each problem: every stepper either diverges
+	// visibly or ends below its start. Documented outcomes are pinned.
+	for _, p := range Problems() {
+		inf := p.Info()
+		for _, name := range StepperNames() {
+			tr, err := Run(p, name, inf.Hyper, inf.Start, 400)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := tr.Losses[len(tr.Losses)-1]
+			if !tr.Diverged && last >= tr.Losses[0] {
+				t.Errorf("%s/%s: loss %v after %d steps, started at %v", p.Name(), name, last, len(tr.Losses)-1, tr.Losses[0])
+			}
+		}
+	}
+	// Undamped NGD blows up where the logistic model saturates; the damping
+	// of RING and RENG keeps the step bounded.
+	p := NewLogistic()
+	for name, wantDiv := range map[string]bool{"ngd": true, "ring": false, "reng": false} {
+		tr, _ := Run(p, name, p.Info().Hyper, p.Info().Start, 400)
+		if tr.Diverged != wantDiv {
+			t.Errorf("logistic/%s: diverged = %v, want %v", name, tr.Diverged, wantDiv)
+		}
+	}
+}
+
+func TestRunStopsOnDivergence(t *testing.T) {
+	h := DefaultHyper()
+	h.LR = 10
+	tr, err := Run(NewRosenbrock(), "sgd", h, Vec2{-1.2, 1}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Diverged || len(tr.Points) > 10 {
+		t.Errorf("SGD with lr 10 on Rosenbrock: diverged = %v after %d points", tr.Diverged, len(tr.Points))
+	}
+	for _, pt := range tr.Points {
+		if !pt.Finite() {
+			t.Errorf("non-finite point %v kept", pt)
+		}
+	}
+}
+
+func TestEllipseAndSteepestStep(t *testing.T) {
+	for _, p := range Problems() {
+		for _, θ := range probePoints(p) {
+			f := p.Fisher(θ)
+			c := p.Info().KL
+			for _, pt := range Ellipse(θ, f, c, 64) {
+				d := pt.Sub(θ)
+				if q := 0.5 * d.Dot(f.MulVec(d)); !near(q, c, 1e-9) {
+					t.Fatalf("%s at %v: ½δᵀFδ = %v, want %v", p.Name(), θ, q, c)
+				}
+			}
+			g := p.Grad(θ)
+			if g.Norm() < 1e-9 {
+				continue
+			}
+			nat, ok := SteepestStep(f, g, c)
+			if !ok {
+				t.Fatalf("%s at %v: no natural step", p.Name(), θ)
+			}
+			if q := 0.5 * nat.Dot(f.MulVec(nat)); !near(q, c, 1e-9) {
+				t.Errorf("%s at %v: natural step off the ellipse: ½δᵀFδ = %v", p.Name(), θ, q)
+			}
+			// It is the lowest point of the linearised loss on the ellipse.
+			best := math.Inf(1)
+			for _, pt := range Ellipse(θ, f, c, 2000) {
+				best = math.Min(best, g.Dot(pt.Sub(θ)))
+			}
+			if g.Dot(nat) > best+1e-9*math.Abs(best) {
+				t.Errorf("%s at %v: ∇Lᵀδ = %v, the ellipse reaches %v", p.Name(), θ, g.Dot(nat), best)
+			}
+			d := DirectionsAt(p, θ, p.Info().Hyper, c)
+			if d.Natural.Sub(nat).Norm() > 1e-12*(1+nat.Norm()) {
+				t.Errorf("%s: DirectionsAt natural %v, want %v", p.Name(), d.Natural, nat)
+			}
+			// The Euclidean step is along −∇L.
+			if e := d.Euclid; math.Abs(e[0]*g[1]-e[1]*g[0]) > 1e-9*e.Norm()*g.Norm() || e.Dot(g) >= 0 {
+				t.Errorf("%s: Euclidean step %v not along −∇L = %v", p.Name(), e, g.Scale(-1))
+			}
+			for name, s := range map[string]Vec2{"RING": d.RING, "RENG": d.RENG} {
+				if s.Dot(g) >= 0 && p.Name() != "rosenbrock" {
+					t.Errorf("%s: %s step %v is not a descent direction", p.Name(), name, s)
+				}
+			}
+		}
+	}
+}
+
+func TestLinalg(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 100 {
+		a := Mat2{{r.NormFloat64(), r.NormFloat64()}, {0, r.NormFloat64()}}
+		a[1][0] = a[0][1]
+		if r.IntN(4) == 0 {
+			a[0][1], a[1][0] = 0, 0
+		}
+		vals, vecs := a.EigSym()
+		if vals[0] > vals[1] {
+			t.Fatalf("eigenvalues not ascending: %v", vals)
+		}
+		for i := range 2 {
+			av := a.MulVec(vecs[i])
+			if av.Sub(vecs[i].Scale(vals[i])).Norm() > 1e-12*(1+a.NormSym()) || !near(vecs[i].Norm(), 1, 1e-12) {
+				t.Fatalf("%v: eigenpair %d (%v, %v) wrong", a, i, vals[i], vecs[i])
+			}
+		}
+		if inv, ok := a.Inv(); ok {
+			if p := a.Mul(inv); !near(p[0][0], 1, 1e-9) || math.Abs(p[0][1]) > 1e-9 || !near(p[1][1], 1, 1e-9) {
+				t.Fatalf("%v · inverse = %v", a, p)
+			}
+		}
+	}
+	if _, ok := (Mat2{{1, 2}, {2, 4}}).Inv(); ok {
+		t.Error("singular matrix inverted")
+	}
+}
+
+func TestLookups(t *testing.T) {
+	for _, n := range ProblemNames() {
+		if p, err := ProblemByName(n); err != nil || p.Name() != n {
+			t.Errorf("ProblemByName(%q) = %v, %v", n, p, err)
+		}
+	}
+	if _, err := ProblemByName("nope"); err == nil {
+		t.Error("unknown problem: no error")
+	}
+	for _, n := range StepperNames() {
+		if _, err := LookupStepper(n); err != nil {
+			t.Error(err)
+		}
+	}
+}
