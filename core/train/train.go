@@ -30,6 +30,7 @@ type Config struct {
 	EvalEvery int // evaluate on Test every N steps (0: at the end of each epoch)
 	Seed      uint64
 	Target    float64 // test accuracy whose first reach is timed (0: none)
+	Schedule  string  // step-length schedule: "constant" (or ""), "cosine", "linear"
 	Train     *data.Dataset
 	Test      *data.Dataset // may be nil: no evaluation
 }
@@ -70,6 +71,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: steps %d is negative", c.Steps)
 	case c.Steps == 0 && !(c.Epochs > 0 && c.Epochs <= 1e4):
 		return fmt.Errorf("train: epochs %v out of range (0, 10000]", c.Epochs)
+	case c.Schedule != "" && c.Schedule != "constant" && c.Schedule != "cosine" && c.Schedule != "linear":
+		return fmt.Errorf("train: schedule %q unknown (allowed: constant, cosine, linear)", c.Schedule)
 	case c.EvalEvery < 0:
 		return fmt.Errorf("train: eval-every %d is negative", c.EvalEvery)
 	case len(c.Model.Sizes) < 2:
@@ -95,70 +98,129 @@ func (c *Config) TotalSteps() int {
 
 func stepsPerEpoch(n, b int) int { return n / b } // the last partial batch is dropped
 
-// Run trains a freshly initialised model and streams metrics to onMetric
-// (which may be nil). It stops early, with the context's error, when ctx is
-// cancelled, and with the optimizer's error when a step diverges.
-func Run(ctx context.Context, c Config, onMetric func(Metrics)) (*nn.MLP, Result, error) {
+// Session is a training run advanced one step at a time: the UI steps it
+// inside its frame loop, Run drives it to the end.
+type Session struct {
+	Net     *nn.MLP
+	Opt     optim.Optimizer
+	c       Config
+	r       *runner
+	total   int
+	elapsed time.Duration
+	res     Result
+}
+
+// NewSession validates c, initialises the model from c.Seed and builds the
+// optimizer. Close releases its device memory.
+func NewSession(c Config) (*Session, error) {
 	if err := c.Validate(); err != nil {
-		return nil, Result{}, err
+		return nil, err
 	}
-	dev := c.Device
-	net := nn.NewMLP(dev, c.Model, c.Loss, c.Seed)
+	net := nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed)
 	opt, err := optim.Build(c.Optimizer, c.Hyper, net, c.Seed+1)
 	if err != nil {
-		return nil, Result{}, err
+		return nil, err
 	}
 	r, err := newRunner(c, net)
 	if err != nil {
+		return nil, err
+	}
+	return &Session{Net: net, Opt: opt, c: c, r: r, total: c.TotalSteps(),
+		res: Result{TestLoss: math.NaN(), TestAcc: math.NaN()}}, nil
+}
+
+// Done reports whether every step of the run has been taken.
+func (s *Session) Done() bool { return s.res.Steps >= s.total }
+
+// Result summarises the steps taken so far.
+func (s *Session) Result() Result {
+	r := s.res
+	r.Wall = s.elapsed
+	if s.elapsed > 0 {
+		r.StepsPerSec = float64(r.Steps) / s.elapsed.Seconds()
+	}
+	return r
+}
+
+// Close frees the session's device buffers.
+func (s *Session) Close() { s.r.free() }
+
+// Step takes the next optimizer step and evaluates on the test set when due
+// (every EvalEvery steps, at each epoch's end when it is 0, and at the last
+// step). A diverged step returns the optimizer's error.
+func (s *Session) Step() (Metrics, error) {
+	c, step := s.c, s.res.Steps
+	per := stepsPerEpoch(c.Train.N, c.BatchSize)
+	start := time.Now()
+	s.r.batch(step)
+	s.r.keep(s.Net)
+	st, err := s.Opt.Step(s.r.x, s.r.y)
+	if err != nil {
+		return Metrics{}, fmt.Errorf("step %d: %w", step+1, err)
+	}
+	s.r.shrink(s.Net, scheduleScale(c.Schedule, step, s.total))
+	dt := time.Since(start)
+	s.elapsed += dt
+	m := Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
+		StepTime: dt, Elapsed: s.elapsed, TestLoss: math.NaN(), TestAcc: math.NaN()}
+	if c.Test != nil && (step+1 == s.total ||
+		(c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) ||
+		(c.EvalEvery == 0 && (step+1)%per == 0)) {
+		m.Eval = true
+		m.TestLoss, m.TestAcc = Evaluate(s.Net, c.Test)
+		s.res.TestLoss, s.res.TestAcc = m.TestLoss, m.TestAcc
+		if c.Target > 0 && s.res.TimeToTarget == 0 && m.TestAcc >= c.Target {
+			s.res.TimeToTarget = s.elapsed
+		}
+	}
+	s.res.Steps = step + 1
+	return m, nil
+}
+
+// Run trains a freshly initialised model to the end and streams metrics to
+// onMetric (which may be nil). It stops early, with the context's error,
+// when ctx is cancelled, and with the optimizer's error when a step
+// diverges; the Result then covers the steps taken.
+func Run(ctx context.Context, c Config, onMetric func(Metrics)) (*nn.MLP, Result, error) {
+	s, err := NewSession(c)
+	if err != nil {
 		return nil, Result{}, err
 	}
-	defer r.free()
-	res := Result{TestLoss: math.NaN(), TestAcc: math.NaN()}
-	total := c.TotalSteps()
-	per := stepsPerEpoch(c.Train.N, c.BatchSize)
-	var elapsed time.Duration
-	for step := 0; step < total; step++ {
+	defer s.Close()
+	for !s.Done() {
 		if err := ctx.Err(); err != nil {
-			return net, res, err
+			return s.Net, s.Result(), err
 		}
-		start := time.Now()
-		r.batch(step)
-		st, err := opt.Step(r.x, r.y)
+		m, err := s.Step()
 		if err != nil {
-			return net, res, fmt.Errorf("step %d: %w", step+1, err)
+			return s.Net, s.Result(), err
 		}
-		dt := time.Since(start)
-		elapsed += dt
-		m := Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
-			StepTime: dt, Elapsed: elapsed, TestLoss: math.NaN(), TestAcc: math.NaN()}
-		evalNow := c.Test != nil && (step+1 == total ||
-			(c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) ||
-			(c.EvalEvery == 0 && (step+1)%per == 0))
-		if evalNow {
-			m.Eval = true
-			m.TestLoss, m.TestAcc = Evaluate(net, c.Test)
-			res.TestLoss, res.TestAcc = m.TestLoss, m.TestAcc
-			if c.Target > 0 && res.TimeToTarget == 0 && m.TestAcc >= c.Target {
-				res.TimeToTarget = elapsed
-			}
-		}
-		res.Steps = step + 1
 		if onMetric != nil {
 			onMetric(m)
 		}
 	}
-	res.Wall = elapsed
-	if elapsed > 0 {
-		res.StepsPerSec = float64(res.Steps) / elapsed.Seconds()
+	return s.Net, s.Result(), nil
+}
+
+// scheduleScale is the factor applied to step (0-based) of total: 1 for the
+// constant schedule, ½(1+cos(π·t/T)) for cosine and 1 − t/T for linear decay.
+func scheduleScale(name string, step, total int) float64 {
+	t := float64(step) / float64(total)
+	switch name {
+	case "cosine":
+		return 0.5 * (1 + math.Cos(math.Pi*t))
+	case "linear":
+		return 1 - t
 	}
-	return net, res, nil
+	return 1
 }
 
 // runner holds the device copy of the training set and the batch buffers.
 type runner struct {
 	c          Config
 	dev        core.Device
-	xs, ys     core.Mat // the whole training set on the device
+	prev       []core.Mat // the weights before the step, for schedules
+	xs, ys     core.Mat   // the whole training set on the device
 	x, y, idx  core.Mat
 	perm       []int
 	idxHost    []float32
@@ -203,8 +265,37 @@ func (r *runner) batch(step int) {
 	r.dev.GatherRows(r.y, r.ys, r.idx)
 }
 
+// keep saves the weights before a step when a schedule will scale it.
+func (r *runner) keep(net *nn.MLP) {
+	if r.c.Schedule == "" || r.c.Schedule == "constant" {
+		return
+	}
+	ws := net.Weights()
+	if r.prev == nil {
+		for _, w := range ws {
+			r.prev = append(r.prev, r.dev.New(w.Rows(), w.Cols()))
+		}
+	}
+	for i, w := range ws {
+		r.dev.Copy(r.prev[i], w)
+	}
+}
+
+// shrink scales the step just taken by s: w ← w_prev + s·(w − w_prev). For
+// every optimizer whose update is linear in its learning rate (all but
+// R-Kalman, whose mean update it damps) this is the learning-rate schedule,
+// applied in one place for all of them.
+func (r *runner) shrink(net *nn.MLP, s float64) {
+	if r.prev == nil || s == 1 {
+		return
+	}
+	for i, w := range net.Weights() {
+		r.dev.Axpby(float32(1-s), r.prev[i], float32(s), w)
+	}
+}
+
 func (r *runner) free() {
-	for _, m := range []core.Mat{r.xs, r.ys, r.x, r.y, r.idx} {
+	for _, m := range append([]core.Mat{r.xs, r.ys, r.x, r.y, r.idx}, r.prev...) {
 		r.dev.Free(m)
 	}
 }
