@@ -58,6 +58,7 @@ recorded is written and the exit status is 130. A second signal kills.`,
 
 type trainFlags struct {
 	data, dataDir, model, opt, hp, device, out, listHP string
+	schedule                                           string
 	epochs, target                                     float64
 	steps, batch, evalEvery                            int
 	seed                                               uint64
@@ -73,7 +74,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
 	fs.Float64Var(&f.epochs, "epochs", 1, "length of the run in passes over the training set (fractions allowed)")
 	fs.IntVar(&f.steps, "steps", 0, "length of the run in optimizer steps; overrides --epochs when > 0")
-	fs.IntVar(&f.batch, "batch", 128, "mini-batch size")
+	fs.IntVar(&f.batch, "batch", 32, "mini-batch size")
+	fs.StringVar(&f.schedule, "schedule", "linear", "step-length `SCHEDULE` over the run: linear (decay to 0), cosine, constant")
 	fs.IntVar(&f.evalEvery, "eval-every", 0, "evaluate on the test set every `N` steps (0: at the end of each epoch; always at the end)")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the initial weights, the batch order and the optimizer's random draws")
 	fs.Float64Var(&f.target, "target", 0, "test accuracy in (0, 1] whose first reach is timed (0: none)")
@@ -97,6 +99,8 @@ func (f *trainFlags) validate() error {
 		return usagef("--batch %d: must be at least 1", f.batch)
 	case f.evalEvery < 0:
 		return usagef("--eval-every %d: must be ≥ 0 (0: each epoch)", f.evalEvery)
+	case f.schedule != "linear" && f.schedule != "cosine" && f.schedule != "constant":
+		return usagef("--schedule %q: must be linear, cosine or constant", f.schedule)
 	case math.IsNaN(f.target) || f.target < 0 || f.target > 1:
 		hint := ""
 		if f.target > 1 && f.target <= 100 {
@@ -223,7 +227,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return usagef("--batch %d: larger than the %d training samples of %s", f.batch, trainSet.N, f.data)
 	}
 	cfg := train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy, Optimizer: entry.Name, Hyper: f.hp,
-		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target,
+		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target, Schedule: f.schedule,
 		Train: trainSet, Test: testSet}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
@@ -322,7 +326,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		Config: summaryConfig{
 			Data: f.data, DataDir: f.dataDir, TrainSize: trainSet.N, TestSize: testSet.N, Features: trainSet.D, Classes: trainSet.Classes,
 			Model: spec.String(), Params: spec.NumParams(), Optimizer: entry.Name, Hyper: f.hp,
-			Epochs: jfloat(f.epochs), Steps: f.steps, TotalSteps: total, Batch: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: jfloat(f.target),
+			Epochs: jfloat(f.epochs), Steps: f.steps, TotalSteps: total, Batch: f.batch, Schedule: f.schedule, EvalEvery: f.evalEvery, Seed: f.seed, Target: jfloat(f.target),
 		},
 		Optimizer:       entry.Name,
 		Hyperparameters: map[string]jfloat{},
@@ -439,6 +443,7 @@ type summaryConfig struct {
 	Steps      int    `json:"steps"` // as given to --steps
 	TotalSteps int    `json:"total_steps"`
 	Batch      int    `json:"batch"`
+	Schedule   string `json:"schedule"`
 	EvalEvery  int    `json:"eval_every"`
 	Seed       uint64 `json:"seed"`
 	Target     jfloat `json:"target"`

@@ -107,7 +107,6 @@ func snapshot(dev core.Device, ms []core.Mat) string {
 	return b.String()
 }
 
-
 func TestHyperValidation(t *testing.T) {
 	e, err := Lookup("adamw")
 	if err != nil {
