@@ -91,7 +91,7 @@ func TestTrainListHyper(t *testing.T) {
 		if code != exitOK {
 			t.Fatalf("%v: exit %d", args, code)
 		}
-		for _, want := range []string{"adamw: Adam", "lr", "0.003", "[0, 10]", "learning rate", `--hp "lr=0.001,`} {
+		for _, want := range []string{"adamw: Adam", "lr", "0.003", "[0, 10]", "learning rate", `--hp "lr=0.003,`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%v lacks %q:\n%s", args, want, out)
 			}
