@@ -18,6 +18,10 @@ func (n *MLP) HVP(v, hv []core.Mat) {
 	if len(v) != len(n.Layers) || len(hv) != len(n.Layers) {
 		panic(&core.ShapeError{Op: "MLP.HVP", What: "want one direction and one output per layer"})
 	}
+	if n.body != nil {
+		n.body.hvp(n, v, hv)
+		return
+	}
 	if n.hvp == nil {
 		for _, l := range n.Layers {
 			n.hvp = append(n.hvp, &rstate{

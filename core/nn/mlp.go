@@ -53,6 +53,10 @@ type MLP struct {
 	probs, dout, lossRows core.Mat // loss scratch (m×k, m×k, m×1)
 	hvp                   []*rstate
 	onesK, rowDot, rowTmp core.Mat // HVP scratch for the softmax R-op
+
+	// body, when set, computes the network in place of the chain of Layers,
+	// which then lists its trainable blocks (LoRA adapters, lora.go).
+	body body
 }
 
 // NewMLP builds an MLP on dev with seeded initialisation: Kaiming normal
@@ -149,6 +153,10 @@ func (n *MLP) resize(m int) {
 func (n *MLP) Forward(x core.Mat) core.Mat {
 	core.CheckShape("MLP.Forward", "x", x, x.Rows(), n.Spec.Sizes[0])
 	n.resize(x.Rows())
+	if n.body != nil {
+		n.out = n.body.forward(n, x)
+		return n.out
+	}
 	d := n.Dev
 	in := x
 	for _, l := range n.Layers {
@@ -168,6 +176,10 @@ func (n *MLP) Forward(x core.Mat) core.Mat {
 // on the same batch.
 func (n *MLP) Backward(dout core.Mat) {
 	core.CheckShape("MLP.Backward", "dout", dout, n.m, n.Outputs())
+	if n.body != nil {
+		n.body.backward(n, dout)
+		return
+	}
 	d := n.Dev
 	last := len(n.Layers) - 1
 	d.Copy(n.Layers[last].dA, dout)

@@ -1,0 +1,181 @@
+package optim
+
+import (
+	"fmt"
+
+	"grng/core"
+	"grng/core/nn"
+)
+
+// MaxKalmanFullParams is the largest model KalmanFull accepts: its dense
+// covariance has n² float64 entries and each sample costs ~2n²d_o flops.
+const MaxKalmanFullParams = 5000
+
+// KalmanFull is R-Kalman (Algorithm 2) with a dense covariance Σ (n×n),
+// kept in float64 on the host: the reference the diagonal RKalman is tested
+// against, and a usable optimizer for very small models (2D landscapes).
+// The Jacobian pass is RKalman's (observe); H (d_o×n) is assembled on the
+// host from each block's x̄ and E, H_j[off_l + a·Out + b] = x̄_a·E[j,b] (the
+// parameters are the W of net.Layers in order, each row-major: the layers of
+// a plain MLP, the adapter blocks of a LoRA network), and then
+//
+//	Σp = Σ + qI,  S = HΣpHᵀ,  A = S + R̃,  K̃ = ΣpHᵀA⁻¹      (Alg. 2 lines 5, 9–12; eq. 15)
+//	μ ← μ + K̃(y − ŷ),  Σ ← Σp − K̃HΣp                      (Alg. 2 lines 13–14)
+//
+// with R, R̃ and the completion of A for softmax outputs exactly as in
+// RKalman. Only the update K̃(y − ŷ) goes back to the device.
+type KalmanFull struct {
+	*kalman
+	n      int
+	off    []int
+	cov    []float64 // Σ (n×n)
+	next   []float64 // Σ_k under construction
+	covBak []float64
+	h, hs  []float64   // H (d_o×n), HΣp (d_o×n)
+	delta  []core.Mat  // per layer: K̃(y − ŷ)
+	xb, e  [][]float32 // per layer downloads of x̄ and E
+	dbuf   [][]float32
+}
+
+// NewKalmanFull builds the dense R-Kalman filter for net with prior
+// N(current weights, cfg.Sigma0·I) and R0 = 0. It refuses models with more
+// than MaxKalmanFullParams parameters.
+func NewKalmanFull(net *nn.MLP, cfg KalmanConfig) (*KalmanFull, error) {
+	n := 0 // trainable parameters: the Dense blocks (adapters only for LoRA)
+	for _, l := range net.Layers {
+		n += (l.In + 1) * l.Out
+	}
+	if n > MaxKalmanFullParams {
+		return nil, fmt.Errorf("kalman-full: model %s has %d trainable parameters; its dense covariance allows at most %d (use rkalman, the diagonal variant)", net.Spec, n, MaxKalmanFullParams)
+	}
+	k, err := newKalman("kalman-full", net, cfg)
+	if err != nil {
+		return nil, err
+	}
+	dev := net.Dev
+	o := &KalmanFull{kalman: k, n: n, cov: make([]float64, n*n), next: make([]float64, n*n),
+		h: make([]float64, k.do*n), hs: make([]float64, k.do*n)}
+	for i := 0; i < n; i++ {
+		o.cov[i*n+i] = cfg.Sigma0
+	}
+	off := 0
+	for _, l := range net.Layers {
+		o.off = append(o.off, off)
+		off += (l.In + 1) * l.Out
+		o.delta = append(o.delta, dev.New(l.In+1, l.Out))
+		o.xb = append(o.xb, make([]float32, l.In+1))
+		o.e = append(o.e, make([]float32, k.do*l.Out))
+		o.dbuf = append(o.dbuf, make([]float32, (l.In+1)*l.Out))
+	}
+	return o, nil
+}
+
+// Cov returns a copy of the covariance Σ (n×n, row-major, the parameters
+// ordered layer by layer, each W row-major).
+func (o *KalmanFull) Cov() []float64 { return append([]float64(nil), o.cov...) }
+
+// Step runs one filter step per sample of (x, y), in order; a rejected
+// sample rolls the whole batch back.
+func (o *KalmanFull) Step(x, y core.Mat) (Stats, error) {
+	return o.step(x, y, o.sample,
+		func() { o.covBak = append(o.covBak[:0], o.cov...) },
+		func() { copy(o.cov, o.covBak) })
+}
+
+func (o *KalmanFull) sample(x, y core.Mat, i int) error {
+	dev, n, d, q := o.dev, o.n, o.do, o.cfg.Q
+	o.observe(x, y, i)
+	// H (d_o×n) on the host.
+	for l, L := range o.jac.Layers {
+		dev.Download(o.xbar[l], o.xb[l])
+		dev.Download(L.E, o.e[l])
+		for j := 0; j < d; j++ {
+			row := o.h[j*n+o.off[l]:]
+			for a, xa := range o.xb[l] {
+				for b := 0; b < L.Out; b++ {
+					row[a*L.Out+b] = float64(xa) * float64(o.e[l][j*L.Out+b])
+				}
+			}
+		}
+	}
+	// HΣp = HΣ + qH, S = HΣpHᵀ.
+	clear(o.hs)
+	for j := 0; j < d; j++ {
+		hj, hsj := o.h[j*n:(j+1)*n], o.hs[j*n:(j+1)*n]
+		for a, ha := range hj {
+			if ha == 0 {
+				continue
+			}
+			ca := o.cov[a*n : (a+1)*n]
+			for b, c := range ca {
+				hsj[b] += ha * c
+			}
+		}
+		for b := range hsj {
+			hsj[b] += q * hj[b]
+		}
+	}
+	s := make([]float64, d*d)
+	for j := 0; j < d; j++ {
+		for c := 0; c < d; c++ {
+			var acc float64
+			for b := 0; b < n; b++ {
+				acc += o.hs[j*n+b] * o.h[c*n+b]
+			}
+			s[j*d+c] = acc
+		}
+	}
+	dev.Download(o.eps, o.hostE)
+	for j, v := range o.hostE {
+		o.e64[j] = float64(v)
+	}
+	rNew, ainv, v, err := o.gain(s, o.e64)
+	if err != nil {
+		return err
+	}
+	// K̃ = (HΣp)ᵀA⁻¹ (n×d_o); Δμ = K̃ε = (HΣp)ᵀv; Σ_k = Σp − K̃(HΣp).
+	kg := make([]float64, n*d)
+	for a := 0; a < n; a++ {
+		for c := 0; c < d; c++ {
+			var acc float64
+			for j := 0; j < d; j++ {
+				acc += o.hs[j*n+a] * ainv[j*d+c]
+			}
+			kg[a*d+c] = acc
+		}
+	}
+	for l := range o.jac.Layers {
+		buf := o.dbuf[l]
+		for p := range buf {
+			a := o.off[l] + p
+			var acc float64
+			for j := 0; j < d; j++ {
+				acc += o.hs[j*n+a] * v[j]
+			}
+			buf[p] = float32(acc)
+		}
+		dev.Upload(o.delta[l], buf)
+	}
+	for a := 0; a < n; a++ {
+		ka := kg[a*d : (a+1)*d]
+		row, prev := o.next[a*n:(a+1)*n], o.cov[a*n:(a+1)*n]
+		copy(row, prev)
+		row[a] += q
+		for j, kj := range ka {
+			if kj == 0 {
+				continue
+			}
+			hsj := o.hs[j*n : (j+1)*n]
+			for b := range row {
+				row[b] -= kj * hsj[b]
+			}
+		}
+	}
+	kalSymmetrize(o.next, n)
+	if err := applyUpdate(dev, o.name, o.net.Weights(), o.delta, -1); err != nil {
+		return err
+	}
+	o.cov, o.next = o.next, o.cov
+	o.r = rNew
+	return nil
+}
