@@ -1,0 +1,132 @@
+package optim
+
+import (
+	"fmt"
+	"math"
+)
+
+// FactorStats are the scalars of one layer's (undamped, running-average)
+// Kronecker factors that a damping rule may read. They are measured at each
+// refresh and held until the next one (lazy Fisher), so that a change of ρ
+// between refreshes moves λ by a known dλ (paper eq. 11).
+type FactorStats struct {
+	NormA, NormG   float64 // ‖Λ‖₂, ‖Γ‖₂ by power iteration (only when the rule NeedsNorm)
+	TraceA, TraceG float64 // tr Λ, tr Γ (running averages of the batch traces)
+	DimA, DimG     int     // In+1 and Out
+}
+
+// Damping turns the damping coefficient ρ into the λ added to each Kronecker
+// factor of a layer: Λ̃ = Λ + λ_Λ·I, Γ̃ = Γ + λ_Γ·I (paper §3.2, below
+// eq. 10). The three rules below are the only difference between the damping
+// of NGD, RING and RENG; everything else is the same engine.
+type Damping interface {
+	// Lambdas returns λ_Λ and λ_Γ for coefficient rho and statistics s.
+	Lambdas(rho float64, s FactorStats) (lamA, lamG float64)
+	// NeedsNorm reports whether Lambdas reads NormA and NormG (a power
+	// iteration per factor and refresh, a sync point).
+	NeedsNorm() bool
+	String() string
+}
+
+// NormScaled is RING's implicit gradient regularization (paper eq. 10a):
+// λ_Λ = √ρ·‖Λ‖₂ and λ_Γ = √ρ·‖Γ‖₂, so that (Λ̃⊗Γ̃) ≈ Λ⊗Γ + ρ‖Λ⊗Γ‖₂·I
+// (the derivation of Appendix D.2). ‖·‖₂ is the device's SpectralNorm.
+type NormScaled struct{}
+
+func (NormScaled) Lambdas(rho float64, s FactorStats) (float64, float64) {
+	r := math.Sqrt(rho)
+	return r * s.NormA, r * s.NormG
+}
+func (NormScaled) NeedsNorm() bool { return true }
+func (NormScaled) String() string  { return "norm-scaled √ρ‖·‖₂ (eq. 10a)" }
+
+// Constant is RENG's damping (paper eq. 10b): λ_Λ = λ_Γ = √ρ, the split of
+// (Λ⊗Γ + ρI) ≈ (Λ + √ρI)⊗(Γ + √ρI) of Appendix D.2.
+type Constant struct{}
+
+func (Constant) Lambdas(rho float64, _ FactorStats) (float64, float64) {
+	r := math.Sqrt(rho)
+	return r, r
+}
+func (Constant) NeedsNorm() bool { return false }
+func (Constant) String() string  { return "constant √ρ (eq. 10b)" }
+
+// FactoredTikhonov is K-FAC's factored Tikhonov damping (Martens & Grosse
+// 2015, §6.3), used by the NGD baseline: with ρ the Tikhonov coefficient of
+// F + ρI, λ_Λ = π·√ρ and λ_Γ = √ρ/π with
+// π = √((tr Λ/(In+1)) / (tr Γ/Out)), which balances the two factors so that
+// the damping does not depend on how the scale is split between Λ and Γ. π is
+// clamped to [1e-4, 1e4] and taken as 1 when either trace is zero.
+type FactoredTikhonov struct{}
+
+func (FactoredTikhonov) Lambdas(rho float64, s FactorStats) (float64, float64) {
+	r := math.Sqrt(rho)
+	pi := 1.0
+	if s.TraceA > 0 && s.TraceG > 0 && s.DimA > 0 && s.DimG > 0 {
+		pi = math.Sqrt((s.TraceA / float64(s.DimA)) / (s.TraceG / float64(s.DimG)))
+		pi = min(max(pi, 1e-4), 1e4)
+	}
+	return pi * r, r / pi
+}
+func (FactoredTikhonov) NeedsNorm() bool { return false }
+func (FactoredTikhonov) String() string {
+	return "factored Tikhonov π√ρ, √ρ/π (Martens & Grosse §6.3)"
+}
+
+// dampingRule maps the `damping` hyperparameter to its rule.
+func dampingRule(code int) (Damping, error) {
+	switch code {
+	case 0:
+		return Constant{}, nil
+	case 1:
+		return NormScaled{}, nil
+	case 2:
+		return FactoredTikhonov{}, nil
+	}
+	return nil, fmt.Errorf("damping rule %d: want 0 (constant √ρ, RENG), 1 (√ρ‖·‖₂, RING) or 2 (factored Tikhonov, NGD)", code)
+}
+
+// LevenbergMarquardt adapts ρ from the reduction ratio of the last step
+// (Martens & Grosse 2015, §6.5; the paper's "lambda discount factor" φ of
+// Algorithm 1 and Tables 4–5):
+//
+//	r = (L(θ+δ) − L(θ)) / (M(δ) − M(0)),
+//	ρ ← ρ·φ^T if r > 3/4,   ρ ← ρ/φ^T if r < 1/4,
+//
+// checked every T steps, so that φ is a per-step factor as in Martens &
+// Grosse's ω₁ = (19/20)^T₁. ρ stays in [Min, Max]. φ = 1 disables the
+// adaptation (ρ is then the constant of eq. 10).
+//
+// The quadratic model is the one the step minimizes,
+// M(δ) = gᵀδ + ½δᵀ(Λ̃⊗Γ̃)δ with the damped Kronecker curvature (Martens &
+// Grosse use the exact Fisher there; the Kronecker one needs no extra
+// passes). With δ = −η·Δ and Δ = (Λ̃⊗Γ̃)⁻¹g̃ this is
+// M = −η⟨g, Δ⟩ + ½η²⟨g̃, Δ⟩, g the true-label batch gradient and g̃ the
+// gradient that was preconditioned (g + γHg for RENG).
+type LevenbergMarquardt struct {
+	Phi      float64 // discount φ ∈ (0, 1]; 1 = fixed ρ
+	Every    int     // T ≥ 1: steps between checks
+	Min, Max float64 // bounds of ρ
+}
+
+// Enabled reports whether ρ is adapted at all.
+func (lm LevenbergMarquardt) Enabled() bool { return lm.Phi < 1 && lm.Every >= 1 }
+
+// Due reports whether the step with 0-based index k ends a period of T steps.
+func (lm LevenbergMarquardt) Due(k int) bool { return lm.Enabled() && (k+1)%lm.Every == 0 }
+
+// Adapt returns the new ρ for reduction ratio r (NaN counts as a failed step:
+// ρ grows).
+func (lm LevenbergMarquardt) Adapt(rho, r float64) float64 {
+	if !lm.Enabled() {
+		return rho
+	}
+	w := math.Pow(lm.Phi, float64(lm.Every))
+	switch {
+	case r > 0.75:
+		rho *= w
+	case !(r >= 0.25): // r < 1/4 or NaN
+		rho /= w
+	}
+	return min(max(rho, lm.Min), lm.Max)
+}
