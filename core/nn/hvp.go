@@ -11,7 +11,8 @@ type rstate struct {
 // loss with the direction v (one matrix per layer, shaped like W), by
 // Pearlmutter's R-operator: a forward pass of directional derivatives and a
 // backward pass of their gradients. LossGrad must have run on the batch just
-// before, at the same weights. This is the Hg of RENG's explicit gradient
+// before, at the same weights, with no other Backward in between: HVP reads
+// the errors that pass left in the layers. This is the Hg of RENG's explicit gradient
 // regularizer ∇(L + γ/2‖∇L‖²) = g + γ·Hg (paper eq. 9).
 func (n *MLP) HVP(v, hv []core.Mat) {
 	d, m := n.Dev, n.m
