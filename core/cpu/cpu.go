@@ -79,7 +79,15 @@ func (*Device) New(rows, cols int) core.Mat {
 	return &Mat{r: rows, c: cols, Data: make([]float32, rows*cols)}
 }
 
-func (*Device) Free(m core.Mat) { m32("Free", m).Data = nil }
+// Free drops m's storage. Freeing twice panics, as it does on the GPU
+// devices, so the reference device catches the bug too.
+func (*Device) Free(m core.Mat) {
+	x := m32("Free", m)
+	if x.Data == nil && x.r*x.c > 0 {
+		panic(&core.ShapeError{Op: "Free", What: fmt.Sprintf("%d×%d matrix freed twice", x.r, x.c)})
+	}
+	x.Data = nil
+}
 
 func (*Device) Upload(dst core.Mat, src []float32) {
 	d := m32("Upload", dst)

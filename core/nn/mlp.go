@@ -112,6 +112,9 @@ func (n *MLP) resize(m int) {
 	}
 	d := n.Dev
 	for _, l := range n.Layers {
+		if l.A == l.Z { // the identity layer's A is its Z: free it once
+			l.A = nil
+		}
 		for _, b := range []core.Mat{l.X, l.Z, l.A, l.E, l.dA, l.dX} {
 			if b != nil {
 				d.Free(b)
