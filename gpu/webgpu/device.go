@@ -102,9 +102,10 @@ type Device struct {
 var _ core.Device = (*Device)(nil)
 
 type kernel struct {
-	pipe  *wgpu.ComputePipeline
-	arity int // storage bindings 1…arity
-	wg    int // threads per workgroup along x for 1-D kernels
+	pipe   *wgpu.ComputePipeline
+	arity  int          // storage bindings 1…arity
+	wg     int          // threads per workgroup along x for 1-D kernels
+	writes map[int]bool // storage bindings the entry point writes (alias.go)
 }
 
 type layout struct {
@@ -476,6 +477,10 @@ func (d *Device) dispatch(name string, p params, gx, gy uint32, work float64, bs
 		d.submit()
 	}
 	p.Inf = infBits
+	bs = append([]binding(nil), bs...)
+	for _, c := range d.unalias(name, k, bs) {
+		defer d.put(c.buf, c.size)
+	}
 	off := uint64(d.slots) * d.slotSize
 	copy(d.arenaHost[off:off+paramsSize], (*[paramsSize]byte)(unsafe.Pointer(&p))[:])
 	d.slots++
@@ -588,7 +593,8 @@ func (d *Device) kernel(name string) *kernel {
 	if err != nil {
 		panic(fmt.Errorf("webgpu: pipeline %s: %v", name, err))
 	}
-	k := &kernel{pipe: pipe, arity: spec.arity, wg: spec.wg}
+	src, _ := shaderSource(spec.file)
+	k := &kernel{pipe: pipe, arity: spec.arity, wg: spec.wg, writes: writtenBindings(src, name)}
 	d.kernels[name] = k
 	return k
 }
