@@ -43,7 +43,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{trainCommand(), dataCommand(), versionCommand()}
+	return []*command{trainCommand(), dataCommand(), serveCommand(), versionCommand()}
 }
 
 // usageError is bad usage: exit status 2 and a pointer to --help.

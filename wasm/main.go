@@ -1,0 +1,181 @@
+//go:build js && wasm
+
+// Command wasm is grng's browser entry (GOOS=js GOARCH=wasm). The page
+// (web/index.html) loads it with web/loader.js, which creates window.grng,
+// sets window.wasm (the WebGPU binding reads its memory from there) and runs
+// this program. `native serve` builds and serves it.
+//
+// It opens the compute device (WebGPU when the browser gives an adapter and
+// the URL does not say ?device=cpu; the CPU device otherwise, with the
+// reason in grng.fallback), starts the teaching UI of grng/app in an ebiten
+// canvas, and installs grng.train, which trains an MLP on the scikit-learn
+// digits fetched from the server (data/digits/digits.csv.gz) with any
+// optimizer of core/optim and resolves with its loss and accuracy. The
+// status bar of the page and the tests read window.grng (see loader.js for
+// its fields).
+//
+// Go in the browser runs on one thread: js.FuncOf callbacks must not block
+// (grng.train starts a goroutine, so that the WebGPU device may await its
+// buffer maps there), and a CPU training run sleeps for a millisecond every
+// 25 ms so that the UI keeps drawing.
+package main
+
+import (
+	"net/url"
+	"strings"
+	"syscall/js"
+	"time"
+
+	"grng/app"
+	"grng/app/ui"
+	"grng/core/optim"
+)
+
+const title = "grng: gradient-regularized natural gradients"
+
+func main() {
+	p := newPage()
+	if uiOff() {
+		// ?ui=0: the trainer alone (benchmarks, embedding): no canvas, so
+		// nothing competes with WebGPU for the browser's GPU process.
+		p.g.Set("ui", map[string]any{"view": "", "state": "", "off": true})
+		p.openDevice()
+		select {}
+	}
+	u, err := newUI(p)
+	if err != nil {
+		p.fail("the UI: " + err.Error())
+		p.openDevice()
+		select {} // keep grng.train alive
+	}
+	g := app.New(u, app.Options{})
+	firstFrame := make(chan struct{})
+	go p.watch(g, firstFrame)
+	go func() {
+		// The device opens (and self-tests, compiling kernels) after the
+		// first frame, so that the page shows something first.
+		select {
+		case <-firstFrame:
+		case <-time.After(5 * time.Second):
+		}
+		p.openDevice()
+	}()
+	if err := app.Run(g, title); err != nil {
+		p.fail("the UI stopped: " + err.Error())
+	}
+	p.openDevice()
+	p.g.Set("uiEnded", true)
+	select {} // the UI quit (Escape); grng.train keeps working
+}
+
+// newPage binds window.grng (creating it when the page has no loader.js)
+// and publishes what is known before the device opens.
+func newPage() *page {
+	g := js.Global().Get("grng")
+	if g.Type() != js.TypeObject {
+		g = js.Global().Get("Object").New()
+		g.Set("timing", js.Global().Get("Object").New())
+		js.Global().Set("grng", g)
+	}
+	req := "auto"
+	if r := g.Get("requested"); r.Type() == js.TypeString {
+		req = r.String()
+	}
+	if req != "auto" && req != "cpu" && req != "webgpu" {
+		js.Global().Get("console").Call("warn", "grng: ?device="+req+" is not auto, cpu or webgpu: using auto")
+		req = "auto"
+	}
+	p := &page{g: g, requested: req, devReady: make(chan struct{})}
+	names := optim.Names()
+	opts := make([]any, len(names))
+	for i, n := range names {
+		opts[i] = n
+	}
+	g.Set("optimizers", opts)
+	g.Set("phase", "starting")
+	g.Set("train", js.FuncOf(p.jsTrain))
+	return p
+}
+
+// fail records an error that stops the page (shown in the status bar).
+func (p *page) fail(msg string) {
+	js.Global().Get("console").Call("error", "grng: "+msg)
+	p.g.Set("error", msg)
+	p.g.Set("phase", "error")
+}
+
+// uiOff reports whether the URL says ?ui=0 (or off, false, no).
+func uiOff() bool {
+	q, _ := url.ParseQuery(strings.TrimPrefix(js.Global().Get("location").Get("search").String(), "?"))
+	switch strings.ToLower(q.Get("ui")) {
+	case "0", "off", "false", "no":
+		return true
+	}
+	return false
+}
+
+// newUI builds the teaching UI in the state the URL gives (the UI's own
+// parameters, as State.Encode writes them; ?device= is the page's).
+func newUI(p *page) (*ui.UI, error) {
+	q, _ := url.ParseQuery(strings.TrimPrefix(js.Global().Get("location").Get("search").String(), "?"))
+	q.Del("device")
+	q.Del("ui")
+	st, err := ui.Decode(q.Encode())
+	if err != nil {
+		js.Global().Get("console").Call("warn", "grng: ignoring the URL's UI state: "+err.Error())
+		p.g.Set("uiError", err.Error())
+		st = ui.DefaultState()
+	}
+	u, err := ui.New(st)
+	if err != nil {
+		return nil, err
+	}
+	p.g.Get("timing").Set("uiReady", now())
+	// WIRING POINT (app/): the network lab of app/ui trains on its own
+	// cpu.New() and opens digits with data.Open (no files in a browser, so
+	// its digits set reports "not fetched"). When app/ui takes a device and
+	// a data loader, hand it the page's device (p.device(), after
+	// <-p.devReady) and p.loadDigits here.
+	u.OnSave = func(enc string) {
+		// S keeps the state in the URL, so that a reload or a shared link
+		// restores it.
+		nq, _ := url.ParseQuery(enc)
+		if p.requested != "auto" {
+			nq.Set("device", p.requested)
+		}
+		s := nq.Encode()
+		if s != "" {
+			s = "?" + s
+		}
+		js.Global().Get("history").Call("replaceState", nil, "", js.Global().Get("location").Get("pathname").String()+s)
+	}
+	return u, nil
+}
+
+// watch publishes the UI's frame count, the time of its first frame (and
+// closes firstFrame then) and its view and state (grng.frames,
+// grng.timing.firstFrame, grng.ui).
+func (p *page) watch(g *app.Game, firstFrame chan<- struct{}) {
+	first := false
+	var lastUI time.Time
+	for {
+		f := g.Frames()
+		if f > 0 && !first {
+			first = true
+			p.g.Get("timing").Set("firstFrame", now())
+			close(firstFrame)
+		}
+		p.g.Set("frames", f)
+		if f > 0 && time.Since(lastUI) >= 100*time.Millisecond {
+			var view, state string
+			g.Do(func(u *ui.UI) { view, state = u.View(), u.State().Encode() })
+			p.g.Set("ui", map[string]any{"view": view, "state": state})
+			lastUI = time.Now()
+		}
+		if first {
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			time.Sleep(4 * time.Millisecond)
+		}
+	}
+}
