@@ -2,21 +2,35 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"grng/core"
 	"grng/core/cpu"
 )
 
-// devices are the devices this binary can run on, in the order listed. This
-// is the one place where devices are wired in: the WebGPU and XLA devices
-// join here (behind build tags where they need cgo), never in core.
-var devices = []struct {
+// device is one device this binary can run on.
+type device struct {
 	name, doc string
 	open      func() (core.Device, error)
-}{
-	{"cpu", "the pure-Go reference device (the embedded default)", func() (core.Device, error) { return cpu.New(), nil }},
+	// fast reports whether an opened device is worth choosing over the CPU
+	// device (for --device auto), and if not, why.
+	fast func(core.Device) (bool, string)
 }
+
+// devices are the devices this binary can run on, in the order listed. This
+// is the one place where devices are wired in, never in core: the WebGPU
+// device joins in device_webgpu.go (it needs cgo; without cgo the entry says
+// so), the XLA device with -tags xla (device_xla.go).
+var devices = []device{
+	{name: "cpu", doc: "the pure-Go reference device (the embedded default)",
+		open: func() (core.Device, error) { return cpu.New(), nil }},
+}
+
+// autoOrder is the preference of --device auto, best first; the CPU device
+// is the fallback.
+var autoOrder = []string{"xla", "webgpu"}
 
 func deviceNames() []string {
 	var ns []string
@@ -26,15 +40,62 @@ func deviceNames() []string {
 	return ns
 }
 
-// openDevice opens the device called name; an unknown name is a usage error
-// listing the available ones.
-func openDevice(name string) (core.Device, error) {
+// openDevice opens the device called name, with the notices of --device
+// auto on stderr; an unknown name is a usage error listing the available
+// ones.
+func openDevice(name string) (core.Device, error) { return openDeviceLog(name, os.Stderr) }
+
+// openDeviceLog is openDevice with auto's notices on log.
+func openDeviceLog(name string, log io.Writer) (core.Device, error) {
+	if name == "auto" {
+		return openAuto(log), nil
+	}
 	for _, d := range devices {
 		if d.name == name {
-			return d.open()
+			dev, err := d.open()
+			if err != nil {
+				return nil, fmt.Errorf("--device %s: %w", name, err)
+			}
+			return dev, nil
 		}
 	}
-	return nil, usagef("unknown device %q (available: %s)", name, strings.Join(deviceNames(), ", "))
+	return nil, usagef("unknown device %q (available: %s, or auto)", name, strings.Join(deviceNames(), ", "))
+}
+
+// openAuto opens the best device available: an XLA/PJRT accelerator, then
+// a hardware WebGPU adapter, else the CPU device, with a notice on log for
+// each one passed over.
+func openAuto(log io.Writer) core.Device {
+	for _, name := range autoOrder {
+		for _, d := range devices {
+			if d.name != name {
+				continue
+			}
+			dev, err := d.open()
+			if err != nil {
+				fmt.Fprintf(log, "device auto: %s unavailable: %v\n", name, err)
+				continue
+			}
+			if d.fast != nil {
+				if ok, why := d.fast(dev); !ok {
+					fmt.Fprintf(log, "device auto: passing over %s: %s\n", dev.Name(), why)
+					closeDevice(dev)
+					continue
+				}
+			}
+			fmt.Fprintf(log, "device auto: using %s\n", dev.Name())
+			return dev
+		}
+	}
+	fmt.Fprintf(log, "device auto: falling back to the cpu device\n")
+	return cpu.New()
+}
+
+// closeDevice releases a device that holds resources (WebGPU, XLA).
+func closeDevice(d core.Device) {
+	if c, ok := d.(interface{ Close() }); ok {
+		c.Close()
+	}
 }
 
 // deviceHelp is the --device flag's description.
@@ -44,5 +105,8 @@ func deviceHelp() string {
 	for _, d := range devices {
 		fmt.Fprintf(&b, "\n%s: %s", d.name, d.doc)
 	}
+	b.WriteString("\nauto: the best available (" + strings.Join(autoOrder, ", then ") + " when present and not a CPU\nemulation), else cpu, with a notice on stderr")
 	return b.String()
 }
+
+const webgpuDoc = "WebGPU through wgpu-native (Vulkan, Metal or D3D12; needs a cgo build)"

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"grng/cmd/native/internal/progress"
+	"grng/core/ckpt"
 	"grng/core/data"
 	"grng/core/nn"
 	"grng/core/optim"
@@ -50,20 +51,58 @@ The model spec is a full layer-width list from input to output, with the
 hidden activation: 784-256-10:relu. Its first width must be the data's
 feature count and its last the number of classes.
 
+Checkpoints. Every --checkpoint-every steps (default 500), at the end of the
+run and on SIGINT/SIGTERM, the complete state of the run (weights, optimizer
+state, step, batch order, random sources, training time) is written to
+<out>/checkpoint.grng, atomically: a killed run leaves the previous complete
+checkpoint, never a part of one. metrics.csv is published just before each
+checkpoint. 'native train --resume DIR' continues the run of DIR from its
+checkpoint with DIR's configuration (data, model, optimizer, hyperparameters,
+seed, batch, length, schedule); metrics.csv continues with the new rows. On
+the cpu device the resumed run is bit for bit the uninterrupted one. Flags
+that contradict the checkpoint are refused; --device, --data-dir, --quiet
+and --checkpoint-every (by default the run's) may change. A new run refuses
+an --out that holds a checkpoint. --checkpoint-every 0 writes no checkpoint
+at all.
+
+Divergence. A step whose loss, gradient, curvature or update is not finite
+is rejected (the weights are untouched) and retried on the same batch after
+the optimizer backs off: K-FAC methods (ngd, ring, reng) raise the damping ρ
+tenfold, first-order ones halve the learning rate (SGD and SAM also restart
+their momentum), R-Kalman shrinks its covariance and raises its jitter. If
+the weights left by the previous step are the problem, that step is undone
+first. After 5 consecutive rejections of one step, or 20 rejected attempts
+over a stretch of steps that all needed a backoff, the run stops (exit 1)
+with the likely cause. metrics.csv counts the rejected attempts per step
+(rejected) and summary.json the total (rejected_steps).
+
 SIGINT (Ctrl-C) or SIGTERM stops the run after the current step; what was
-recorded is written and the exit status is 130. A second signal kills.`,
+recorded is written, with a checkpoint, and the exit status is 130. A second
+signal kills.`,
 		run: runTrain,
 	}
 }
 
 type trainFlags struct {
 	data, dataDir, model, opt, hp, device, out, listHP string
-	schedule                                           string
+	schedule, resume                                   string
 	epochs, target                                     float64
-	steps, batch, evalEvery                            int
+	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
 	quiet                                              bool
 }
+
+// defaultCheckpointEvery is --checkpoint-every's default: a checkpoint costs
+// one write of the weights and the optimizer state (a few MB for MNIST
+// models) and is not counted as training time.
+const defaultCheckpointEvery = 500
+
+// checkpointName is the checkpoint's file name in the output directory.
+const checkpointName = "checkpoint.grng"
+
+// maxModelParams bounds --model: one float32 copy of the weights is at most
+// 1 GiB (the optimizers keep several).
+const maxModelParams = 1 << 28
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.data, "data", "", "`NAME` of the data set: "+strings.Join(dataNames(), ", "))
@@ -82,6 +121,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.out, "out", "", "output `DIR` for metrics.csv and summary.json (default ./out/<data>-<opt>-<timestamp>)")
 	fs.StringVar(&f.device, "device", "cpu", deviceHelp())
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
+	fs.IntVar(&f.ckptEvery, "checkpoint-every", defaultCheckpointEvery, "write `N`-step checkpoints to <out>/"+checkpointName+" (also at the end and on SIGINT/SIGTERM);\n0: no checkpoints")
+	fs.StringVar(&f.resume, "resume", "", "continue the run in `DIR` from its "+checkpointName+", with its configuration")
 }
 
 // validate checks the flags that do not need the data.
@@ -109,6 +150,82 @@ func (f *trainFlags) validate() error {
 		return usagef("--target %v: must be an accuracy in [0, 1]%s", f.target, hint)
 	case f.dataDir == "":
 		return usagef("--data-dir is empty")
+	case f.ckptEvery < 0:
+		return usagef("--checkpoint-every %d: must be ≥ 0 (0: no checkpoints)", f.ckptEvery)
+	}
+	return nil
+}
+
+// fromCheckpoint fills f with the configuration of the run that wrote h,
+// refusing the flags on the command line that contradict it. --device,
+// --data-dir, --quiet and --checkpoint-every may change.
+func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string) error {
+	r := h.Run
+	name := h.Meta["data"]
+	if name == "" {
+		return fmt.Errorf("--resume %s: the checkpoint names no data set (it was not written by native train)", dir)
+	}
+	refuse := func(flag string, given, had any) error {
+		return usagef("--%s %v contradicts the checkpoint in %s, whose run has --%s %v; drop the flag to continue that run, or start a new run with another --out",
+			flag, given, dir, flag, had)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case set["data"] && f.data != name:
+		return refuse("data", f.data, name)
+	case set["opt"] && !strings.EqualFold(f.opt, r.Optimizer):
+		return refuse("opt", f.opt, r.Optimizer)
+	case set["epochs"] && f.epochs != r.Epochs:
+		return refuse("epochs", f.epochs, r.Epochs)
+	case set["steps"] && f.steps != r.Steps:
+		return refuse("steps", f.steps, r.Steps)
+	case set["batch"] && f.batch != r.Batch:
+		return refuse("batch", f.batch, r.Batch)
+	case set["schedule"] && f.schedule != r.Schedule:
+		return refuse("schedule", f.schedule, r.Schedule)
+	case set["eval-every"] && f.evalEvery != r.EvalEvery:
+		return refuse("eval-every", f.evalEvery, r.EvalEvery)
+	case set["seed"] && f.seed != r.Seed:
+		return refuse("seed", f.seed, r.Seed)
+	case set["target"] && f.target != r.Target:
+		return refuse("target", f.target, r.Target)
+	case set["out"] && filepath.Clean(f.out) != filepath.Clean(dir):
+		return refuse("out", f.out, dir)
+	}
+	if set["model"] {
+		spec, err := nn.ParseSpec(f.model)
+		if err != nil {
+			return usagef("--model: %v", err)
+		}
+		if spec.String() != r.Model {
+			return refuse("model", spec, r.Model)
+		}
+	}
+	if set["hp"] {
+		e, err := optim.Lookup(r.Optimizer)
+		if err != nil {
+			return fmt.Errorf("--resume %s: %v", dir, err)
+		}
+		hp, err := e.Parse(f.hp)
+		if err != nil {
+			return usagef("--hp: %v", err)
+		}
+		for _, p := range e.Params {
+			if had, ok := r.Hyperparameters[p.Name]; !ok || hp[p.Name] != had {
+				return usagef("--hp %q contradicts the checkpoint in %s: its run has %s=%g, the flag gives %g; drop the flag to continue that run",
+					f.hp, dir, p.Name, had, hp[p.Name])
+			}
+		}
+	}
+	f.data, f.model, f.opt, f.hp = name, r.Model, r.Optimizer, r.Hyper
+	f.epochs, f.steps, f.batch, f.schedule = r.Epochs, r.Steps, r.Batch, r.Schedule
+	f.evalEvery, f.seed, f.target, f.out = r.EvalEvery, r.Seed, r.Target, dir
+	if !set["data-dir"] && h.Meta["data_dir"] != "" {
+		f.dataDir = h.Meta["data_dir"]
+	}
+	if n, err := strconv.Atoi(h.Meta["checkpoint_every"]); err == nil && !set["checkpoint-every"] {
+		f.ckptEvery = n
 	}
 	return nil
 }
@@ -183,11 +300,28 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q (flags take the form --name value)", pos[0])
 	}
-	if err := f.validate(); err != nil {
-		return err
+	var resumed *ckpt.Header
+	if flagWasSet(fs, "resume") {
+		if f.resume == "" {
+			return usagef("--resume needs the output directory of a run")
+		}
+		if st, err := os.Stat(f.resume); err != nil || !st.IsDir() {
+			return usagef("--resume %s: not a directory", f.resume)
+		}
+		path := filepath.Join(f.resume, checkpointName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return usagef("--resume %s: no %s there (was the run started with --checkpoint-every 0, or killed before its first checkpoint?)", f.resume, checkpointName)
+		}
+		h, err := ckpt.ReadHeader(path)
+		if err != nil {
+			return fmt.Errorf("cannot resume: %w", err)
+		}
+		if err := f.fromCheckpoint(fs, h, f.resume); err != nil {
+			return err
+		}
+		resumed = &h
 	}
-	dev, err := openDevice(f.device)
-	if err != nil {
+	if err := f.validate(); err != nil {
 		return err
 	}
 	entry, err := optim.Lookup(f.opt)
@@ -201,6 +335,26 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if !knownData(f.data) {
 		return usagef("--data: unknown data set %q (known: %s)", f.data, strings.Join(dataNames(), ", "))
 	}
+	out := f.out
+	if out == "" && resumed == nil {
+		out = defaultOut(f.data, entry.Name, time.Now())
+	}
+	ckptPath := filepath.Join(out, checkpointName)
+	if st, err := os.Stat(out); err == nil && !st.IsDir() {
+		return usagef("--out %s: exists and is not a directory", out)
+	}
+	if _, err := os.Stat(ckptPath); err == nil && resumed == nil {
+		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
+	}
+	var log io.Writer = a.stderr
+	if f.quiet {
+		log = io.Discard
+	}
+	dev, err := openDeviceLog(f.device, a.stderr) // auto's choice is said even with --quiet
+	if err != nil {
+		return err
+	}
+	defer closeDevice(dev)
 	trainSet, testSet, err := loadData(f.data, f.dataDir)
 	var nf *data.NotFetchedError
 	if errors.As(err, &nf) {
@@ -220,6 +374,9 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return usagef("--model %s: widths %d-…-%d do not match %s, which has %d features and %d classes (e.g. --model %s)",
 			modelSpec, in, out, f.data, trainSet.D, trainSet.Classes, defaultModel(f.data, trainSet))
 	}
+	if n := spec.NumParams(); n > maxModelParams {
+		return usagef("--model %s: %d parameters, more than the %d this command allows (1 GiB of float32 weights)", modelSpec, n, maxModelParams)
+	}
 	if f.batch > trainSet.N && !flagWasSet(fs, "batch") {
 		f.batch = trainSet.N // small sets: the default batch is the whole set
 	}
@@ -228,13 +385,15 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	cfg := train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy, Optimizer: entry.Name, Hyper: f.hp,
 		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target, Schedule: f.schedule,
-		Train: trainSet, Test: testSet}
+		Train: trainSet, Test: testSet,
+		Meta: map[string]string{"data": f.data, "data_dir": f.dataDir, "checkpoint_every": strconv.Itoa(f.ckptEvery)}}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}
-	out := f.out
-	if out == "" {
-		out = defaultOut(f.data, entry.Name, time.Now())
+	total := cfg.TotalSteps()
+	if resumed != nil && resumed.Step >= total {
+		fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)
+		return nil
 	}
 	// Stop after the current step on SIGINT/SIGTERM; a second signal gets
 	// the default action (the handler is removed after the first).
@@ -242,14 +401,41 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	defer stop()
 	go func() { <-ctx.Done(); stop() }()
 
-	rec, err := train.NewRecorder(out)
-	if err != nil {
-		return err
+	var (
+		sess *train.Session
+		rec  *train.Recorder
+	)
+	if resumed != nil {
+		if sess, err = train.ResumeSession(cfg, ckptPath); err != nil {
+			return fmt.Errorf("cannot resume: %w", err)
+		}
+		if err := ckpt.RemoveTemp(ckptPath); err != nil {
+			sess.Close()
+			return err
+		}
+		var last int
+		if rec, last, err = train.ResumeRecorder(out, resumed.Step); err != nil {
+			sess.Close()
+			return fmt.Errorf("cannot resume: %w", err)
+		}
+		if last < resumed.Step {
+			fmt.Fprintf(a.stderr, "note: %s/metrics.csv ends at step %d, the checkpoint is at step %d: the rows in between are lost\n", out, last, resumed.Step)
+		}
+		if resumed.Device != dev.Name() {
+			fmt.Fprintf(a.stderr, "note: the checkpoint was computed on %s and continues on %s: the run will not be bit for bit the uninterrupted one\n", resumed.Device, dev.Name())
+		}
+	} else {
+		if sess, err = train.NewSession(cfg); err != nil {
+			return usagef("%v", strings.TrimPrefix(err.Error(), "train: ")) // the optimizer refuses the configuration
+		}
+		if rec, err = train.NewRecorder(out); err != nil {
+			sess.Close()
+			return err
+		}
 	}
-	total := cfg.TotalSteps()
-	log := a.stderr
-	if f.quiet {
-		log = io.Discard
+	defer sess.Close()
+	sess.OnBackoff = func(step int, err error, action string) {
+		fmt.Fprintf(log, "step %d rejected (%v): %s, retrying\n", step, err, action)
 	}
 	perEpoch := max(trainSet.N/f.batch, 1)
 	fmt.Fprintf(log, "data    %s: %d train / %d test, %d features, %d classes\n", f.data, trainSet.N, testSet.N, trainSet.D, trainSet.Classes)
@@ -260,47 +446,73 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		unit = "epoch"
 	}
 	fmt.Fprintf(log, "run     %d steps (%.3g %s) of batch %d, seed %d -> %s\n", total, ep, unit, f.batch, f.seed, out)
+	if resumed != nil {
+		fmt.Fprintf(log, "resume  from step %d (checkpoint of %s)\n", resumed.Step, resumed.Device)
+	}
 
 	var bar *progress.Bar
 	if !f.quiet {
-		bar = progress.New(a.stderr, total, a.stderrTTY)
+		var opts []progress.Option
+		if resumed != nil {
+			opts = append(opts, progress.From(resumed.Step))
+		}
+		bar = progress.New(a.stderr, total, a.stderrTTY, opts...)
 	}
 	var (
-		recErr                  error
-		last                    train.Metrics
-		lastLoss, lastAcc       = math.NaN(), math.NaN()
-		lastTestLoss, evaluated = math.NaN(), false
+		recErr, ckptErr error
+		lastLoss        = math.NaN()
+		runErr          error
+		ckptStep        = -1
 	)
+	if resumed != nil {
+		ckptStep = resumed.Step
+	}
+	checkpoint := func() {
+		if f.ckptEvery == 0 || ckptErr != nil {
+			return
+		}
+		// metrics.csv first: it always reaches the checkpoint's step.
+		if err := rec.Sync(); err != nil {
+			ckptErr = err
+			return
+		}
+		if err := sess.SaveCheckpoint(ckptPath); err != nil {
+			ckptErr = err
+			return
+		}
+		ckptStep = sess.Steps()
+	}
 	started := time.Now()
-	_, res, runErr := train.Run(ctx, cfg, func(m train.Metrics) {
-		last = m
+	for !sess.Done() {
+		if err := ctx.Err(); err != nil {
+			runErr = err
+			break
+		}
+		m, err := sess.Step()
+		if err != nil {
+			runErr = err
+			break
+		}
 		if !math.IsNaN(m.Loss) {
 			lastLoss = m.Loss
-		}
-		if m.Eval {
-			lastAcc, lastTestLoss, evaluated = m.TestAcc, m.TestLoss, true
 		}
 		if err := rec.Record(m); err != nil && recErr == nil {
 			recErr = err
 		}
 		if bar != nil {
-			note := fmt.Sprintf("batch loss %.4f", lastLoss)
-			if evaluated {
-				note += fmt.Sprintf("  test acc %.2f%%", 100*lastAcc)
-			}
-			bar.Update(m.Step, note)
+			bar.Update(m.Step, progressNote(lastLoss, sess.Result()))
+		}
+		if f.ckptEvery > 0 && m.Step%f.ckptEvery == 0 && !sess.Done() {
+			checkpoint()
 		}
 		if a.afterStep != nil {
 			a.afterStep(m.Step)
 		}
-	})
+	}
 	loopTime := time.Since(started)
+	res := sess.Result()
 	if bar != nil {
-		note := fmt.Sprintf("batch loss %.4f", lastLoss)
-		if evaluated {
-			note += fmt.Sprintf("  test acc %.2f%%", 100*lastAcc)
-		}
-		bar.Finish(note)
+		bar.Finish(progressNote(lastLoss, res))
 	}
 
 	st := "completed"
@@ -327,15 +539,19 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			Data: f.data, DataDir: f.dataDir, TrainSize: trainSet.N, TestSize: testSet.N, Features: trainSet.D, Classes: trainSet.Classes,
 			Model: spec.String(), Params: spec.NumParams(), Optimizer: entry.Name, Hyper: f.hp,
 			Epochs: jfloat(f.epochs), Steps: f.steps, TotalSteps: total, Batch: f.batch, Schedule: f.schedule, EvalEvery: f.evalEvery, Seed: f.seed, Target: jfloat(f.target),
+			CheckpointEvery: f.ckptEvery,
 		},
 		Optimizer:       entry.Name,
 		Hyperparameters: map[string]jfloat{},
 		Result: summaryResult{
-			Steps: res.Steps, Epochs: jfloat(last.Epoch), LastBatchLoss: jfloat(lastLoss),
-			TestLoss: jfloat(lastTestLoss), TestAcc: jfloat(lastAcc),
-			TrainSeconds: jfloat(last.Elapsed.Seconds()), TotalSeconds: jfloat(loopTime.Seconds()),
-			StepsPerSec: jfloat(math.NaN()), TimeToTargetSeconds: jfloat(math.NaN()),
+			Steps: res.Steps, Epochs: jfloat(float64(res.Steps) / float64(perEpoch)), LastBatchLoss: jfloat(lastLoss),
+			TestLoss: jfloat(res.TestLoss), TestAcc: jfloat(res.TestAcc),
+			TrainSeconds: jfloat(res.Wall.Seconds()), TotalSeconds: jfloat(loopTime.Seconds()),
+			StepsPerSec: jfloat(math.NaN()), TimeToTargetSeconds: jfloat(math.NaN()), Rejected: res.Rejected,
 		},
+	}
+	if resumed != nil {
+		sum.ResumedFrom = &resumed.Step
 	}
 	if st == "interrupted" {
 		sum.Error = "interrupted: " + context.Cause(ctx).Error()
@@ -345,8 +561,8 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	for k, v := range hyper {
 		sum.Hyperparameters[k] = jfloat(v)
 	}
-	if last.Elapsed > 0 {
-		sum.Result.StepsPerSec = jfloat(float64(last.Step) / last.Elapsed.Seconds())
+	if res.Wall > 0 {
+		sum.Result.StepsPerSec = jfloat(float64(res.Steps) / res.Wall.Seconds())
 	}
 	if res.TimeToTarget > 0 {
 		sum.Result.TimeToTargetSeconds = jfloat(res.TimeToTarget.Seconds())
@@ -354,20 +570,49 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if rss := peakRSS(); rss > 0 {
 		sum.Result.PeakRSSBytes = &rss
 	}
+	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
+	if final || ckptStep >= 0 {
+		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Step: ckptStep}
+		if final {
+			sum.Checkpoint.Step = res.Steps
+		}
+	}
 	if err := rec.Close(sum); err != nil && recErr == nil {
 		recErr = err
+	}
+	if final {
+		// After metrics.csv and summary.json, as every checkpoint.
+		if err := sess.SaveCheckpoint(ckptPath); err != nil && ckptErr == nil {
+			ckptErr = err
+		}
 	}
 	fmt.Fprintln(a.stdout, summaryLine(sum, out))
 
 	switch {
 	case recErr != nil:
 		return fmt.Errorf("writing %s: %w", out, recErr)
+	case ckptErr != nil:
+		return fmt.Errorf("writing the checkpoint: %w", ckptErr)
 	case st == "interrupted":
-		return &exitError{code: exitInterrupted, msg: fmt.Sprintf("interrupted after step %d of %d; the metrics so far are in %s", res.Steps, total, out)}
+		msg := fmt.Sprintf("interrupted after step %d of %d; the metrics so far are in %s", res.Steps, total, out)
+		if f.ckptEvery > 0 {
+			msg += fmt.Sprintf("; continue with: native train --resume %s", out)
+		}
+		return &exitError{code: exitInterrupted, msg: msg}
 	case runErr != nil:
 		return fmt.Errorf("%w (metrics up to step %d are in %s)", runErr, res.Steps, out)
 	}
 	return nil
+}
+
+// progressNote is the progress bar's note: the last batch loss and, after
+// an evaluation, the test accuracy.
+func progressNote(lastLoss float64, r train.Result) string {
+	note := fmt.Sprintf("batch loss %.4f", lastLoss)
+	if !math.IsNaN(r.TestAcc) {
+		note += fmt.Sprintf("  test acc %.2f%%", 100*r.TestAcc)
+	}
+	return note
 }
 
 // defaultOut is ./out/<data>-<opt>-<timestamp>, with a suffix when that
@@ -413,19 +658,21 @@ func summaryLine(s summary, out string) string {
 
 // summary is the content of summary.json.
 type summary struct {
-	Status          string            `json:"status"` // completed, interrupted, diverged or failed
-	Error           string            `json:"error,omitempty"`
-	Command         []string          `json:"command"`
-	Started         string            `json:"started"` // RFC 3339, UTC
-	Config          summaryConfig     `json:"config"`
-	Optimizer       string            `json:"optimizer"`
-	Hyperparameters map[string]jfloat `json:"hyperparameters"` // every one, defaults included
-	Result          summaryResult     `json:"result"`
-	Device          string            `json:"device"`
-	GoVersion       string            `json:"go_version"`
-	Platform        string            `json:"platform"`
-	CPUs            int               `json:"cpus"` // GOMAXPROCS
-	Version         string            `json:"version"`
+	Status          string             `json:"status"` // completed, interrupted, diverged or failed
+	Error           string             `json:"error,omitempty"`
+	ResumedFrom     *int               `json:"resumed_from_step,omitempty"` // the checkpoint's step, when this process resumed the run
+	Checkpoint      *summaryCheckpoint `json:"checkpoint,omitempty"`        // the last checkpoint written
+	Command         []string           `json:"command"`
+	Started         string             `json:"started"` // RFC 3339, UTC
+	Config          summaryConfig      `json:"config"`
+	Optimizer       string             `json:"optimizer"`
+	Hyperparameters map[string]jfloat  `json:"hyperparameters"` // every one, defaults included
+	Result          summaryResult      `json:"result"`
+	Device          string             `json:"device"`
+	GoVersion       string             `json:"go_version"`
+	Platform        string             `json:"platform"`
+	CPUs            int                `json:"cpus"` // GOMAXPROCS
+	Version         string             `json:"version"`
 }
 
 type summaryConfig struct {
@@ -447,6 +694,13 @@ type summaryConfig struct {
 	EvalEvery  int    `json:"eval_every"`
 	Seed       uint64 `json:"seed"`
 	Target     jfloat `json:"target"`
+	// CheckpointEvery is --checkpoint-every (0: none).
+	CheckpointEvery int `json:"checkpoint_every"`
+}
+
+type summaryCheckpoint struct {
+	Path string `json:"path"`
+	Step int    `json:"step"`
 }
 
 type summaryResult struct {
@@ -456,10 +710,11 @@ type summaryResult struct {
 	TestLoss            jfloat `json:"test_loss"` // at the last evaluation; null if none
 	TestAcc             jfloat `json:"test_acc"`
 	TrainSeconds        jfloat `json:"train_seconds"` // optimizer steps only, evaluation excluded
-	TotalSeconds        jfloat `json:"total_seconds"` // wall clock of the loop, evaluation included
+	TotalSeconds        jfloat `json:"total_seconds"` // wall clock of this process's loop, evaluation included (training_seconds covers every process of a resumed run)
 	StepsPerSec         jfloat `json:"steps_per_sec"`
 	TimeToTargetSeconds jfloat `json:"time_to_target_seconds"` // training time at the first evaluation ≥ target; null if never
 	PeakRSSBytes        *int64 `json:"peak_rss_bytes"`         // getrusage maxrss of the process; null where unknown
+	Rejected            int    `json:"rejected_steps"`         // attempts rejected as non-finite and retried (or ending the run)
 }
 
 // jfloat is a float64 that encodes NaN and ±Inf as JSON null.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"grng/core/ckpt"
 )
 
 // Every invalid flag is a usage error (exit 2) with a message naming it, and
@@ -38,7 +40,25 @@ func TestTrainFlagValidation(t *testing.T) {
 		{[]string{"--data", "moons", "--hp", "lr"}, "want name=value"},
 		{[]string{"--data", "moons", "--hp", "lr=fast"}, `"fast" is not a number`},
 		{[]string{"--data", "moons", "--opt", "sgd", "--hp", "nesterov=0.5"}, "must be an integer"},
-		{[]string{"--data", "moons", "--device", "x"}, `unknown device "x" (available: cpu)`},
+		{[]string{"--data", "moons", "--device", "x"}, `unknown device "x" (available: cpu, webgpu`},
+		{[]string{"--data", "moons", "--checkpoint-every", "-1"}, "--checkpoint-every -1: must be ≥ 0 (0: no checkpoints)"},
+		{[]string{"--data", "moons", "--resume", ""}, "--resume needs the output directory of a run"},
+		{[]string{"--data", "moons", "--resume", "/nonexistent/run"}, "--resume /nonexistent/run: not a directory"},
+		{[]string{"--data", "moons", "--model", "2-65536-65536-2"}, "--model 2-65536-65536-2: 4295360514 parameters, more than the 268435456 this command allows"},
+		{[]string{"--data", "moons", "--model", "2-0-2"}, `width 2 is "0", want an integer in [1, 65536]`},
+		{[]string{"--data", "moons", "--hp", "lr=0.1,lr=0.2"}, `lr given twice`},
+		{[]string{"--data", "moons", "--hp", "lr=1e999"}, `"1e999" is out of the float64 range`},
+		{[]string{"--data", "moons", "--hp", "lr=inf"}, `lr = +Inf is out of range [0, 10]`},
+		{[]string{"--data", "moons", "--hp", "lr=nan"}, `lr = NaN is out of range [0, 10]`},
+		{[]string{"--data", "moons", "--opt", "ring", "--hp", "S=0"}, `S = 0 is out of range [1, 1e+06]`},
+		{[]string{"--data", "moons", "--opt", "ring", "--hp", "order=5"}, `order = 5 is out of range [2, 4]`},
+		{[]string{"--data", "moons", "--opt", "rkalman", "--hp", "sigma0=0"}, `sigma0 = 0 is out of range [1e-12, 1e+06]`},
+		{[]string{"--data", "moons", "--opt", "sophia", "--hp", "k=0.5"}, `k = 0.5 is out of range [1, 1e+06]`},
+		{[]string{"--data", "moons", "--opt", "sam", "--hp", "rho=-1"}, `rho = -1 is out of range [0, 10]`},
+		{[]string{"--data", "moons", "--opt", "kalman-full", "--model", "2-100-50-2"}, `kalman-full: model 2-100-50-2:relu has 5452 trainable parameters; its dense covariance allows at most 5000`},
+		{[]string{"--data", "moons", "--steps", "1e9"}, `invalid value "1e9" for flag -steps`},
+		{[]string{"--data", "moons", "--seed", "-1"}, `invalid value "-1" for flag -seed`},
+		{[]string{"--data", "moons", "--epochs", "Inf"}, "--epochs +Inf: must be in (0, 10000]"},
 		{[]string{"--data", "moons", "--model", "2-8"}, ""},
 		{[]string{"--data", "moons", "--model", "784-256-10:relu"}, "--model 784-256-10:relu: widths 784-…-10 do not match moons, which has 2 features and 2 classes"},
 		{[]string{"--data", "spiral", "--model", "2-16-2"}, "which has 2 features and 3 classes (e.g. --model 2-32-32-3:tanh)"},
@@ -123,6 +143,7 @@ type summaryFile struct {
 		StepsPerSec  *float64 `json:"steps_per_sec"`
 		TimeToTarget *float64 `json:"time_to_target_seconds"`
 		PeakRSS      *int64   `json:"peak_rss_bytes"`
+		Rejected     int      `json:"rejected_steps"`
 	} `json:"result"`
 }
 
@@ -186,7 +207,7 @@ func TestTrainMoonsEndToEnd(t *testing.T) {
 		r.TrainSeconds == nil || r.TimeToTarget == nil || *r.TimeToTarget > *r.TrainSeconds || r.PeakRSS == nil || *r.PeakRSS <= 0 {
 		t.Errorf("result %+v", r)
 	}
-	if len(rows) != 61 || strings.Join(rows[0], ",") != "step,epoch,loss,grad_norm,step_ms,elapsed_s,test_loss,test_acc" {
+	if len(rows) != 61 || strings.Join(rows[0], ",") != "step,epoch,loss,grad_norm,step_ms,elapsed_s,test_loss,test_acc,rejected" {
 		t.Fatalf("%d rows, header %v", len(rows), rows[0])
 	}
 	evals := 0
@@ -240,17 +261,42 @@ func TestTrainInterrupted(t *testing.T) {
 	}
 }
 
-// A diverging run is a runtime failure (exit 1) that still writes its files.
+// A diverging run is a runtime failure (exit 1) that still writes its files:
+// NGD at lr=100 without KL clipping cannot invert the factors of its huge
+// activations whatever the damping. RING at the same step size is rescued
+// by its backoffs (a step undone, ρ raised) and completes; metrics.csv and
+// summary.json count the rejected attempts.
 func TestTrainDiverged(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	code, _, errs := runCLI(t, "train", "--data", "circles", "--opt", "sgd", "--hp", "lr=100,momentum=0.9999",
-		"--model", "2-64-64-2:relu", "--steps", "300", "--quiet", "--out", dir)
-	if code != exitFailure || !strings.Contains(errs, "step rejected") {
-		t.Skipf("did not diverge (exit %d): %s", code, errs)
+	code, _, errs := runCLI(t, "train", "--data", "circles", "--opt", "ngd", "--hp", "lr=100,klclip=0",
+		"--model", "2-32-32-2:relu", "--steps", "300", "--schedule", "constant", "--out", dir)
+	want := "native train: ngd: step 4: 5 consecutive steps rejected (a Kronecker factor was not finite) after raising ρ to 1: " +
+		"the learning rate (lr=100) is likely too large for this model (the batch's inputs are finite) (metrics up to step 3 are in " + dir + ")"
+	if code != exitFailure || !strings.Contains(errs, want) || !strings.Contains(errs, "step 4 rejected (ngd: step rejected: a Kronecker factor is not finite") {
+		t.Fatalf("exit %d\n%s\nwant %q", code, errs, want)
 	}
-	s, _ := readRun(t, dir)
-	if s.Status != "diverged" {
-		t.Fatalf("status %q", s.Status)
+	s, rows := readRun(t, dir)
+	if s.Status != "diverged" || s.Result.Rejected != 5 || len(rows) != 4 {
+		t.Fatalf("status %q, %d rejected, %d rows", s.Status, s.Result.Rejected, len(rows))
+	}
+	if h, err := ckpt.ReadHeader(filepath.Join(dir, checkpointName)); err == nil {
+		t.Fatalf("a diverged run wrote a checkpoint at step %d", h.Step)
+	}
+
+	dir = filepath.Join(t.TempDir(), "run")
+	code, _, errs = runCLI(t, "train", "--data", "circles", "--opt", "ring", "--hp", "lr=100,klclip=0",
+		"--model", "2-32-32-2:relu", "--steps", "300", "--schedule", "constant", "--out", dir)
+	if code != exitOK || !strings.Contains(errs, "undoing step 3 (its weights give a non-finite loss or gradient) and raising ρ to 0.01, retrying") {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	s, rows = readRun(t, dir)
+	sum := 0
+	for _, r := range rows[1:] {
+		n, _ := strconv.Atoi(r[8])
+		sum += n
+	}
+	if s.Status != "completed" || s.Result.Rejected == 0 || s.Result.Rejected != sum {
+		t.Fatalf("status %q, %d rejected, %d in metrics.csv", s.Status, s.Result.Rejected, sum)
 	}
 }
 
@@ -287,4 +333,23 @@ func mustTime(t *testing.T, s string) time.Time {
 		t.Fatal(err)
 	}
 	return tm
+}
+
+// --device auto picks a hardware device or falls back to the CPU device,
+// saying which on stderr, even with --quiet.
+func TestTrainDeviceAuto(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	code, _, errs := runCLI(t, "train", "--data", "xor", "--device", "auto", "--steps", "3", "--quiet", "--out", dir)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	s, _ := readRun(t, dir)
+	if s.Device == "cpu" {
+		if !strings.Contains(errs, "device auto: falling back to the cpu device") {
+			t.Errorf("fell back without a notice:\n%s", errs)
+		}
+	} else if !strings.Contains(errs, "device auto: using "+s.Device) {
+		t.Errorf("chose %s without a notice:\n%s", s.Device, errs)
+	}
+	t.Logf("device %s; stderr:\n%s", s.Device, errs)
 }

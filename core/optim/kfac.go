@@ -115,6 +115,7 @@ type KFAC struct {
 	cfg  KFACConfig
 	rho  float64 // current ρ (LM-adapted)
 	rng  *rand.Rand
+	src  *rand.PCG // rng's source, kept for checkpoints (state.go)
 
 	layers []*kfacLayer
 	step   int // steps taken (0-based index of the next step)
@@ -199,7 +200,8 @@ func NewKFAC(name string, net *nn.MLP, c KFACConfig, seed uint64) (*KFAC, error)
 			return nil, fmt.Errorf("%s: no predictive distribution for loss %v", name, net.Objective)
 		}
 	}
-	o := &KFAC{name: name, net: net, cfg: c, rho: c.Rho, rng: rand.New(rand.NewPCG(seed, 0x6b666163))}
+	src := rand.NewPCG(seed, 0x6b666163)
+	o := &KFAC{name: name, net: net, cfg: c, rho: c.Rho, rng: rand.New(src), src: src}
 	dev := net.Dev
 	for _, l := range net.Layers {
 		a, k := l.In+1, l.Out

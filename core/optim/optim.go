@@ -7,6 +7,7 @@
 package optim
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -124,9 +125,11 @@ func (e Entry) Set(hp Hyper, name string, v float64) error {
 	return fmt.Errorf("%s has no hyperparameter %q (known: %s)", e.Name, name, strings.Join(known, ", "))
 }
 
-// Parse reads "name=value,name=value" over e's defaults.
+// Parse reads "name=value,name=value" over e's defaults. A name given twice
+// is an error.
 func (e Entry) Parse(s string) (Hyper, error) {
 	hp := e.Defaults()
+	seen := map[string]bool{}
 	for _, kv := range strings.Split(s, ",") {
 		kv = strings.TrimSpace(kv)
 		if kv == "" {
@@ -136,11 +139,21 @@ func (e Entry) Parse(s string) (Hyper, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: hyperparameter %q: want name=value", e.Name, kv)
 		}
+		k = strings.TrimSpace(k)
 		v, err := strconv.ParseFloat(strings.TrimSpace(vs), 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: hyperparameter %s: %q is not a number", e.Name, k, vs)
+		if errors.Is(err, strconv.ErrRange) && !math.IsInf(v, 0) {
+			err = nil // an underflow to 0 or a subnormal: the range check decides
 		}
-		if err := e.Set(hp, strings.TrimSpace(k), v); err != nil {
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			return nil, fmt.Errorf("%s: hyperparameter %s: %q is out of the float64 range", e.Name, k, vs)
+		case err != nil:
+			return nil, fmt.Errorf("%s: hyperparameter %s: %q is not a number", e.Name, k, vs)
+		case seen[k]:
+			return nil, fmt.Errorf("%s: hyperparameter %s given twice", e.Name, k)
+		}
+		seen[k] = true
+		if err := e.Set(hp, k, v); err != nil {
 			return nil, err
 		}
 	}

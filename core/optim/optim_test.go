@@ -120,6 +120,10 @@ func TestHyperValidation(t *testing.T) {
 		{"lr", "name=value"},
 		{"lr=abc", "not a number"},
 		{"lr=nan", "out of range"},
+		{"lr=inf", "out of range"},
+		{"lr=1e999", "out of the float64 range"},
+		{"lr=0.1,lr=0.2", "lr given twice"},
+		{" lr =0.1, lr=0.2", "lr given twice"},
 	} {
 		if _, err := e.Parse(tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err %v, want %q", tc.spec, err, tc.want)

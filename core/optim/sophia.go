@@ -83,6 +83,7 @@ type Sophia struct {
 
 	step  int
 	rng   *rand.Rand
+	src   *rand.PCG  // rng's source, kept for checkpoints (state.go)
 	m, h  []core.Mat // gradient and Hessian-diagonal EMAs
 	g     []core.Mat // the true-label gradient, then the update
 	hhat  []core.Mat // B·ĝ⊙ĝ of the last estimate
@@ -99,9 +100,10 @@ func NewSophia(net *nn.MLP, lr, beta1, beta2, gamma, eps, wd float64, k int, see
 		panic(fmt.Sprintf("optim: Sophia interval k = %d < 1", k))
 	}
 	ws, dev := net.Weights(), net.Dev
+	src := rand.NewPCG(seed, 0x50f1a)
 	return &Sophia{net: net, LR: lr, Beta1: beta1, Beta2: beta2, Gamma: gamma, Eps: eps, WD: wd, K: k,
-		rng: rand.New(rand.NewPCG(seed, 0x50f1a)),
-		m:   newLike(dev, ws), h: newLike(dev, ws), g: newLike(dev, ws), hhat: newLike(dev, ws)}
+		rng: rand.New(src), src: src,
+		m: newLike(dev, ws), h: newLike(dev, ws), g: newLike(dev, ws), hhat: newLike(dev, ws)}
 }
 
 func (o *Sophia) Step(x, y core.Mat) (Stats, error) {

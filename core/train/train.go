@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"grng/core"
@@ -33,7 +34,21 @@ type Config struct {
 	Schedule  string  // step-length schedule: "constant" (or ""), "cosine", "linear"
 	Train     *data.Dataset
 	Test      *data.Dataset // may be nil: no evaluation
+	// MaxRejects is the number of consecutive rejected (non-finite) attempts
+	// at one step after which the run stops; 0 means DefaultMaxRejects.
+	// Between attempts the optimizer backs off (optim.Backoff). The run also
+	// stops after 4·MaxRejects rejected attempts with no step taken at its
+	// first attempt in between (every step needs a backoff: the run is
+	// diverging however it backs off).
+	MaxRejects int
+	// Meta holds labels that checkpoints carry for the program that writes
+	// them (the command line stores its data set name there); it does not
+	// change the run.
+	Meta map[string]string
 }
+
+// DefaultMaxRejects is Config.MaxRejects when it is 0.
+const DefaultMaxRejects = 5
 
 // Metrics is one record of the stream. Test fields are NaN unless Eval.
 type Metrics struct {
@@ -43,6 +58,7 @@ type Metrics struct {
 	GradNorm float64
 	StepTime time.Duration
 	Elapsed  time.Duration // training time so far, evaluation excluded
+	Rejected int           // attempts at this step rejected as non-finite before it was taken
 	Eval     bool
 	TestLoss float64
 	TestAcc  float64
@@ -56,6 +72,7 @@ type Result struct {
 	TestLoss     float64
 	TestAcc      float64
 	TimeToTarget time.Duration // training time when TestAcc first reached Target (0: never)
+	Rejected     int           // attempts rejected as non-finite over the run (retried after a backoff)
 }
 
 // Validate reports the first invalid field of c.
@@ -75,6 +92,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: schedule %q unknown (allowed: constant, cosine, linear)", c.Schedule)
 	case c.EvalEvery < 0:
 		return fmt.Errorf("train: eval-every %d is negative", c.EvalEvery)
+	case !(c.Target >= 0 && c.Target <= 1):
+		return fmt.Errorf("train: target accuracy %v out of range [0, 1]", c.Target)
+	case c.MaxRejects < 0:
+		return fmt.Errorf("train: max-rejects %d is negative", c.MaxRejects)
+	case c.Loss != nn.CrossEntropy && c.Loss != nn.MSE:
+		return fmt.Errorf("train: unknown loss %d", int(c.Loss))
 	case len(c.Model.Sizes) < 2:
 		return errors.New("train: model spec has no layers")
 	case c.Model.Sizes[0] != c.Train.D:
@@ -83,6 +106,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: model output width %d does not match the data's %d classes", c.Model.Sizes[len(c.Model.Sizes)-1], c.Train.Classes)
 	case c.Test != nil && c.Test.D != c.Train.D:
 		return fmt.Errorf("train: test set has %d features, training set %d", c.Test.D, c.Train.D)
+	}
+	for i, n := range c.Model.Sizes {
+		if n < 1 {
+			return fmt.Errorf("train: model layer %d has width %d", i, n)
+		}
+	}
+	for _, d := range []*data.Dataset{c.Train, c.Test} {
+		if d == nil {
+			continue
+		}
+		if i, v, bad := firstNonFinite(d.X); bad {
+			return fmt.Errorf("train: data set %s: sample %d, feature %d is %v: the data contain NaN/Inf", d.Name, i/max(d.D, 1), i%max(d.D, 1), v)
+		}
+		if i, v, bad := firstNonFinite(d.Y); bad {
+			return fmt.Errorf("train: data set %s: the target of sample %d is %v: the data contain NaN/Inf", d.Name, i/max(len(d.Y)/max(d.N, 1), 1), v)
+		}
 	}
 	return nil
 }
@@ -101,13 +140,23 @@ func stepsPerEpoch(n, b int) int { return n / b } // the last partial batch is d
 // Session is a training run advanced one step at a time: the UI steps it
 // inside its frame loop, Run drives it to the end.
 type Session struct {
-	Net     *nn.MLP
-	Opt     optim.Optimizer
+	Net *nn.MLP
+	Opt optim.Optimizer
+	// OnBackoff, when set, is told of each rejected attempt that is retried:
+	// the step (1-based), the optimizer's error and what its backoff did.
+	OnBackoff func(step int, err error, action string)
+
 	c       Config
 	r       *runner
 	total   int
 	elapsed time.Duration
 	res     Result
+	hp      optim.Hyper // the resolved hyperparameters
+	fp      string      // the data fingerprint (see fingerprint), once computed
+	// streak counts the rejected attempts since the last step taken at its
+	// first attempt, which began at step streakFrom.
+	streak, streakFrom int
+	lastBackoff        string // the last backoff's description
 }
 
 // NewSession validates c, initialises the model from c.Seed and builds the
@@ -116,8 +165,16 @@ func NewSession(c Config) (*Session, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	e, err := optim.Lookup(c.Optimizer)
+	if err != nil {
+		return nil, err
+	}
+	hp, err := e.Parse(c.Hyper)
+	if err != nil {
+		return nil, err
+	}
 	net := nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed)
-	opt, err := optim.Build(c.Optimizer, c.Hyper, net, c.Seed+1)
+	opt, err := e.New(net, hp, c.Seed+1)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +182,7 @@ func NewSession(c Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{Net: net, Opt: opt, c: c, r: r, total: c.TotalSteps(),
+	return &Session{Net: net, Opt: opt, c: c, r: r, total: c.TotalSteps(), hp: hp,
 		res: Result{TestLoss: math.NaN(), TestAcc: math.NaN()}}, nil
 }
 
@@ -147,22 +204,74 @@ func (s *Session) Close() { s.r.free() }
 
 // Step takes the next optimizer step and evaluates on the test set when due
 // (every EvalEvery steps, at each epoch's end when it is 0, and at the last
-// step). A diverged step returns the optimizer's error.
+// step).
+//
+// A step the optimizer rejects (a *optim.Diverged error: a non-finite loss,
+// gradient, curvature or update; the weights are untouched) does not end
+// the run at once: the optimizer backs off (optim.Backoff: more damping, a
+// smaller learning rate, a smaller Kalman covariance) and the same batch is
+// tried again. After MaxRejects consecutive rejections the run stops with a
+// *DivergedError that names the optimizer, the step and the likely cause;
+// it unwraps to the last *optim.Diverged. Other errors return at once.
 func (s *Session) Step() (Metrics, error) {
 	c, step := s.c, s.res.Steps
 	per := stepsPerEpoch(c.Train.N, c.BatchSize)
 	start := time.Now()
 	s.r.batch(step)
 	s.r.keep(s.Net)
-	st, err := s.Opt.Step(s.r.x, s.r.y)
-	if err != nil {
-		return Metrics{}, fmt.Errorf("step %d: %w", step+1, err)
+	limit := c.MaxRejects
+	if limit == 0 {
+		limit = DefaultMaxRejects
+	}
+	var (
+		st       optim.Stats
+		rejected int
+		rewound  bool
+	)
+	for {
+		var err error
+		st, err = s.Opt.Step(s.r.x, s.r.y)
+		if err == nil {
+			break
+		}
+		var div *optim.Diverged
+		if !errors.As(err, &div) {
+			return Metrics{}, fmt.Errorf("step %d: %w", step+1, err)
+		}
+		rejected++
+		s.res.Rejected++
+		if s.streak == 0 {
+			s.streakFrom = step + 1
+		}
+		s.streak++
+		b, ok := s.Opt.(optim.Backoff)
+		if cause := s.badBatch(); rejected >= limit || s.streak >= 4*limit || !ok || cause != "" {
+			s.elapsed += time.Since(start)
+			return Metrics{}, s.diverged(step+1, rejected, s.lastBackoff, cause, div)
+		}
+		var acts []string
+		if !rewound && step > 0 && !s.finiteAtWeights() {
+			// The weights the last step left give a non-finite loss or
+			// gradient on this batch: no backoff of this step can help, so
+			// that step is undone (its effect on the weights; the optimizer
+			// keeps what it learnt from it).
+			s.r.rewind(s.Net)
+			rewound = true
+			acts = append(acts, fmt.Sprintf("undoing step %d (its weights give a non-finite loss or gradient)", step))
+		}
+		s.lastBackoff = strings.Join(append(acts, b.Backoff()), " and ")
+		if s.OnBackoff != nil {
+			s.OnBackoff(step+1, err, s.lastBackoff)
+		}
+	}
+	if rejected == 0 {
+		s.streak = 0
 	}
 	s.r.shrink(s.Net, scheduleScale(c.Schedule, step, s.total))
 	dt := time.Since(start)
 	s.elapsed += dt
 	m := Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
-		StepTime: dt, Elapsed: s.elapsed, TestLoss: math.NaN(), TestAcc: math.NaN()}
+		StepTime: dt, Elapsed: s.elapsed, Rejected: rejected, TestLoss: math.NaN(), TestAcc: math.NaN()}
 	if c.Test != nil && (step+1 == s.total ||
 		(c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) ||
 		(c.EvalEvery == 0 && (step+1)%per == 0)) {
@@ -219,12 +328,14 @@ func scheduleScale(name string, step, total int) float64 {
 type runner struct {
 	c          Config
 	dev        core.Device
-	prev       []core.Mat // the weights before the step, for schedules
+	prev       []core.Mat // the weights before the last step taken (schedules, rewind)
+	back       []core.Mat // the weights before the step before (rewind)
 	xs, ys     core.Mat   // the whole training set on the device
 	x, y, idx  core.Mat
-	perm       []int
+	perm       []int // this epoch's order (N entries)
 	idxHost    []float32
 	rng        *rand.Rand
+	src        *rand.PCG // rng's source, saved by checkpoints
 	epoch, per int
 }
 
@@ -238,13 +349,18 @@ func newRunner(c Config, net *nn.MLP) (*runner, error) {
 	if len(tr.X) != tr.N*tr.D || len(tr.Y) != tr.N*ycols {
 		return nil, fmt.Errorf("train: data set %q is malformed (%d values for %d×%d)", tr.Name, len(tr.X), tr.N, tr.D)
 	}
+	src := rand.NewPCG(c.Seed, 0x5eed)
 	r := &runner{c: c, dev: dev, per: stepsPerEpoch(tr.N, c.BatchSize), epoch: -1,
-		rng: rand.New(rand.NewPCG(c.Seed, 0x5eed))}
+		rng: rand.New(src), src: src, perm: make([]int, tr.N)}
 	r.xs, r.ys = dev.New(tr.N, tr.D), dev.New(tr.N, ycols)
 	dev.Upload(r.xs, tr.X)
 	dev.Upload(r.ys, tr.Y)
 	r.x, r.y, r.idx = dev.New(c.BatchSize, tr.D), dev.New(c.BatchSize, ycols), dev.New(c.BatchSize, 1)
 	r.idxHost = make([]float32, c.BatchSize)
+	for _, w := range net.Weights() {
+		r.prev = append(r.prev, dev.New(w.Rows(), w.Cols()))
+		r.back = append(r.back, dev.New(w.Rows(), w.Cols()))
+	}
 	return r, nil
 }
 
@@ -254,7 +370,7 @@ func (r *runner) batch(step int) {
 	e := step / r.per
 	if e != r.epoch {
 		r.epoch = e
-		r.perm = r.rng.Perm(r.c.Train.N)
+		copy(r.perm, r.rng.Perm(r.c.Train.N))
 	}
 	off := (step % r.per) * r.c.BatchSize
 	for i := range r.idxHost {
@@ -265,19 +381,21 @@ func (r *runner) batch(step int) {
 	r.dev.GatherRows(r.y, r.ys, r.idx)
 }
 
-// keep saves the weights before a step when a schedule will scale it.
+// keep saves the weights before a step (for the schedule's shrink), and
+// keeps those before the previous step (for rewind).
 func (r *runner) keep(net *nn.MLP) {
-	if r.c.Schedule == "" || r.c.Schedule == "constant" {
-		return
-	}
-	ws := net.Weights()
-	if r.prev == nil {
-		for _, w := range ws {
-			r.prev = append(r.prev, r.dev.New(w.Rows(), w.Cols()))
-		}
-	}
-	for i, w := range ws {
+	r.prev, r.back = r.back, r.prev
+	for i, w := range net.Weights() {
 		r.dev.Copy(r.prev[i], w)
+	}
+}
+
+// rewind sets the weights to those before the previous step, and makes
+// them the weights before this step.
+func (r *runner) rewind(net *nn.MLP) {
+	for i, w := range net.Weights() {
+		r.dev.Copy(w, r.back[i])
+		r.dev.Copy(r.prev[i], r.back[i])
 	}
 }
 
@@ -286,7 +404,7 @@ func (r *runner) keep(net *nn.MLP) {
 // R-Kalman, whose mean update it damps) this is the learning-rate schedule,
 // applied in one place for all of them.
 func (r *runner) shrink(net *nn.MLP, s float64) {
-	if r.prev == nil || s == 1 {
+	if s == 1 {
 		return
 	}
 	for i, w := range net.Weights() {
@@ -295,7 +413,7 @@ func (r *runner) shrink(net *nn.MLP, s float64) {
 }
 
 func (r *runner) free() {
-	for _, m := range append([]core.Mat{r.xs, r.ys, r.x, r.y, r.idx}, r.prev...) {
+	for _, m := range append(append([]core.Mat{r.xs, r.ys, r.x, r.y, r.idx}, r.prev...), r.back...) {
 		r.dev.Free(m)
 	}
 }

@@ -137,7 +137,7 @@ func TestRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 11 || !strings.HasPrefix(lines[0], "step,") || strings.Count(lines[5], ",") != 7 {
+	if len(lines) != 11 || !strings.HasPrefix(lines[0], "step,") || strings.Count(lines[5], ",") != 8 {
 		t.Fatalf("metrics.csv:\n%s", b)
 	}
 	if f := strings.Split(lines[5], ","); f[7] == "" {

@@ -24,6 +24,7 @@ type Bar struct {
 
 	start, last time.Time
 	done        int
+	base        int  // units done before the start (a resumed loop), not in the rate
 	drawn       bool // a tty line is on screen
 	lastLen     int
 }
@@ -37,6 +38,10 @@ func Clock(now func() time.Time) Option { return func(b *Bar) { b.now = now } }
 // Interval sets the minimum time between two reports (default 100ms on a
 // terminal, 5s otherwise).
 func Interval(d time.Duration) Option { return func(b *Bar) { b.interval = d } }
+
+// From starts the bar at done units already complete (a resumed loop):
+// they count in the fraction but not in the rate.
+func From(done int) Option { return func(b *Bar) { b.base, b.done = done, done } }
 
 // Unit names what is counted in the rate ("steps" by default).
 func Unit(u string) Option { return func(b *Bar) { b.unit = u } }
@@ -53,6 +58,8 @@ func New(w io.Writer, total int, tty bool, opts ...Option) *Bar {
 	for _, o := range opts {
 		o(b)
 	}
+	b.base = min(max(b.base, 0), b.total)
+	b.done = b.base
 	b.start = b.now()
 	b.last = b.start
 	return b
@@ -65,7 +72,7 @@ func (b *Bar) Rate() float64 {
 	if el <= 0 {
 		return 0
 	}
-	return float64(b.done) / el
+	return float64(b.done-b.base) / el
 }
 
 // ETA estimates the time left from the mean rate so far; ok is false while

@@ -114,3 +114,16 @@ func TestClamp(t *testing.T) {
 		t.Fatalf("line %q", got)
 	}
 }
+
+// A resumed loop: the units done before the start count in the fraction,
+// not in the rate.
+func TestFrom(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	var buf bytes.Buffer
+	b := New(&buf, 100, false, Clock(clk.now), From(40))
+	clk.advance(10 * time.Second)
+	b.Update(60, "")
+	if got := b.Line(); got != "60/100 (60.0%) 2.0 steps/s ETA 20s" {
+		t.Fatalf("line %q", got)
+	}
+}

@@ -1,0 +1,25 @@
+//go:build cgo
+
+package main
+
+import (
+	"grng/core"
+	"grng/gpu/webgpu"
+)
+
+func init() {
+	devices = append(devices, device{name: "webgpu", doc: webgpuDoc,
+		open: func() (core.Device, error) {
+			d, err := webgpu.New()
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+		fast: func(d core.Device) (bool, string) {
+			if d.(*webgpu.Device).CPUAdapter() {
+				return false, "its adapter is a software rasteriser, slower than the cpu device"
+			}
+			return true, ""
+		}})
+}

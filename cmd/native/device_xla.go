@@ -1,0 +1,36 @@
+//go:build xla
+
+package main
+
+import (
+	"os"
+	"strings"
+
+	"grng/core"
+	"grng/gpu/xla"
+)
+
+// With -tags xla the GoMLX device joins: XLA through a PJRT plugin named by
+// $GRNG_XLA_BACKEND ("xla:/abs/plugin.so") or $GRNG_XLA_PLUGIN, else
+// SimpleGo, which --device auto passes over.
+func init() {
+	devices = append(devices, device{name: "xla",
+		doc: "GoMLX: XLA/PJRT with the plugin of $GRNG_XLA_BACKEND (xla:/abs/plugin.so) or $GRNG_XLA_PLUGIN, else SimpleGo",
+		open: func() (core.Device, error) {
+			spec := os.Getenv(xla.EnvBackend)
+			if spec == "" && os.Getenv(xla.EnvPlugin) != "" {
+				spec = "xla"
+			}
+			d, err := xla.New(spec)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		},
+		fast: func(d core.Device) (bool, string) {
+			if strings.HasPrefix(d.Name(), "xla/go") {
+				return false, "SimpleGo is a pure-Go correctness check, slower than the cpu device; set " + xla.EnvPlugin + " to a PJRT plugin"
+			}
+			return true, ""
+		}})
+}
