@@ -1,5 +1,3 @@
-//go:build xla
-
 package main
 
 import (
@@ -10,7 +8,7 @@ import (
 	"grng/gpu/xla"
 )
 
-// With -tags xla the GoMLX device joins: XLA through a PJRT plugin named by
+// The GoMLX device: XLA through a PJRT plugin (built with -tags xla) named by
 // $GRNG_XLA_BACKEND ("xla:/abs/plugin.so") or $GRNG_XLA_PLUGIN, else
 // SimpleGo, which --device auto passes over.
 func init() {
