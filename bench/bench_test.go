@@ -1,0 +1,390 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"grng/core/cpu"
+	"grng/core/optim"
+)
+
+// tinySuite has every section of a real suite on synthetic 2-D data, sized
+// to run in seconds: two accuracy tasks and a LoRA transfer (moons →
+// circles), every optimizer, the sweeps, Figure 1, and the ablations.
+func tinySuite() Suite {
+	reg := optim.Names()
+	spiral := &Task{Name: "spiral", Title: "Spiral", Data: "synth:spiral", TrainN: 192, ValN: 96, TestN: 192,
+		Model: "2-8-3:tanh", Batch: 32, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.4}
+	moons := &Task{Name: "moons", Title: "Moons", Data: "synth:moons", TrainN: 192, ValN: 96, TestN: 192,
+		Model: "2-8-2:tanh", Batch: 32, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.6}
+	transfer := &Task{Name: "lora-circles", Title: "Moons → Circles (LoRA)", Data: "synth:circles", TrainN: 192, ValN: 96, TestN: 192,
+		Model: "2-8-2:tanh", Batch: 32, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.55,
+		LoRA: &LoRATask{Data: "synth:moons", TrainN: 256, Epochs: 1, Batch: 32, Optimizer: "adamw", Hyper: "lr=1e-2", Rank: 2, Alpha: 2}}
+	return Suite{Name: "test", Doc: "a tiny synthetic suite for the tests", Budget: "seconds",
+		Grid: map[string][]float64{"sgd": {0.01, 0.1}, "adamw": {1e-3, 3e-2}, "sophia": {1e-3, 3e-2}, "sam": {0.01, 0.1}},
+		Experiments: []Experiment{
+			{Section: Accuracy, Group: "vision", Task: spiral, Arms: armsOf(reg), Sweep: swept},
+			{Section: Accuracy, Group: "vision", Task: moons, Arms: armsOf(reg), Sweep: swept},
+			{Section: Accuracy, Group: "transfer", Task: transfer, Arms: armsOf(reg)},
+			{Section: GradNorm, Group: "gradnorm", Task: spiral, Arms: armsOf(reg, gradNormOpts...), Sweep: []string{"adamw", "sam"}},
+			{Section: Skip, Group: "skip", Task: spiral, Arms: []Arm{
+				{Label: "RING S=2", Optimizer: "ring", Hyper: "S=2"}, {Label: "RING S=4", Optimizer: "ring", Hyper: "S=4"},
+				{Label: "RENG S=2", Optimizer: "reng", Hyper: "S=2"}, {Label: "RENG S=4", Optimizer: "reng", Hyper: "S=4"}}, Seeds: -1},
+			{Section: Rho, Group: "rho", Task: spiral, Arms: []Arm{
+				{Label: "RING ρ=1e-2", Optimizer: "ring", Hyper: "rho=1e-2"}, {Label: "RENG ρ=1e-3 γ=0", Optimizer: "reng", Hyper: "rho=1e-3,gamma=0"}}, Seeds: -1},
+			{Section: Sigma0, Group: "sigma0", Task: spiral, Arms: sigma0Arms("0.01", "0.5"), Seeds: -1},
+			{Section: Beta, Group: "beta", Task: spiral, Arms: betaArms("0.9", "0.99"), Seeds: -1},
+		}}
+}
+
+func runTiny(t *testing.T, ctx context.Context, out string, seeds int, progress func(Status)) Outcome {
+	t.Helper()
+	o, err := Run(ctx, Options{Suite: tinySuite(), Out: out, Device: cpu.New(), Seeds: seeds, AblationSeeds: 1, Progress: progress,
+		Command: "go test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// The report of the tiny suite is well formed: every table has a row per
+// optimizer and the right columns, every plot exists and is a PNG, and
+// results.json and results.csv parse.
+func TestReportWellFormed(t *testing.T) {
+	if dir := os.Getenv("GRNG_BENCH_REPORT"); dir != "" {
+		// CI: check the report that `native bench --quick` wrote.
+		checkReport(t, dir, optim.Names(), nil)
+		return
+	}
+	out := t.TempDir()
+	o := runTiny(t, context.Background(), out, 2, nil)
+	if o.Failed > 0 || o.Interrupted {
+		t.Fatalf("outcome %+v", o)
+	}
+	checkReport(t, out, optim.Names(), []string{"Spiral", "Moons"})
+}
+
+var tableMarker = regexp.MustCompile(`^<!-- table: (.+) -->$`)
+var imageRef = regexp.MustCompile(`!\[[^\]]*\]\(([^)]+)\)`)
+
+// checkReport validates dir/report.md, its plots, results.json and
+// results.csv. visionTitles, when given, are the expected columns of the
+// vision accuracy table.
+func checkReport(t *testing.T, dir string, opts, visionTitles []string) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tables := map[string][][]string{}
+	var cur string
+	var images []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := tableMarker.FindStringSubmatch(line); m != nil {
+			cur = m[1]
+			if _, dup := tables[cur]; dup {
+				t.Errorf("table %q appears twice", cur)
+			}
+			tables[cur] = nil
+			continue
+		}
+		for _, m := range imageRef.FindAllStringSubmatch(line, -1) {
+			images = append(images, m[1])
+		}
+		if cur != "" {
+			if !strings.HasPrefix(line, "|") {
+				cur = ""
+				continue
+			}
+			cells := strings.Split(strings.Trim(line, "|"), "|")
+			for i := range cells {
+				cells[i] = strings.TrimSpace(cells[i])
+			}
+			tables[cur] = append(tables[cur], cells)
+		}
+	}
+	for id, rows := range tables {
+		if len(rows) < 3 {
+			t.Errorf("table %q: %d lines, want a header, a separator and rows", id, len(rows))
+			continue
+		}
+		for i, r := range rows {
+			if len(r) != len(rows[0]) {
+				t.Errorf("table %q line %d: %d cells, header has %d", id, i, len(r), len(rows[0]))
+			}
+		}
+	}
+	for _, want := range []string{"tasks", "headline", "accuracy vision", "accuracy transfer", "time", "gradnorm", "skip", "rho", "sigma0", "beta", "sweeps"} {
+		if _, ok := tables[want]; !ok {
+			t.Errorf("report has no %q table", want)
+		}
+	}
+	// A row per optimizer in the accuracy, time and headline tables.
+	for id, rows := range tables {
+		if !strings.HasPrefix(id, "accuracy") && id != "time" && id != "headline" {
+			continue
+		}
+		var got []string
+		for _, r := range rows[2:] {
+			got = append(got, strings.Trim(r[0], "*"))
+		}
+		var want []string
+		for _, o := range orderedOptimizers(opts) {
+			want = append(want, Label(o))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("table %q rows %v, want one per optimizer %v", id, got, want)
+		}
+		for _, r := range rows[2:] {
+			for _, c := range r[1:] {
+				if c == "" {
+					t.Errorf("table %q row %s: an empty cell", id, r[0])
+				}
+			}
+		}
+	}
+	if visionTitles != nil {
+		h := tables["accuracy vision"][0]
+		if want := append([]string{"Algorithm"}, visionTitles...); strings.Join(h, ",") != strings.Join(want, ",") {
+			t.Errorf("vision table columns %v, want %v", h, want)
+		}
+	}
+	if len(images) == 0 {
+		t.Error("the report references no plot")
+	}
+	for _, im := range images {
+		pf, err := os.Open(filepath.Join(dir, im))
+		if err != nil {
+			t.Errorf("plot %s: %v", im, err)
+			continue
+		}
+		cfg, err := png.DecodeConfig(pf)
+		pf.Close()
+		if err != nil || cfg.Width < 100 || cfg.Height < 100 {
+			t.Errorf("plot %s is not a valid PNG (%v, %dx%d)", im, err, cfg.Width, cfg.Height)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Suite       string `json:"suite"`
+		Experiments []struct {
+			Section string `json:"section"`
+			Arms    []struct {
+				Optimizer string `json:"optimizer"`
+				TestAcc   struct {
+					Mean *float64 `json:"mean"`
+				} `json:"test_acc"`
+			} `json:"arms"`
+			Plots []string `json:"plots"`
+		} `json:"experiments"`
+		Runs []map[string]any `json:"runs"`
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(res.Experiments) == 0 || len(res.Runs) == 0 {
+		t.Fatalf("results.json: %d experiments, %d runs", len(res.Experiments), len(res.Runs))
+	}
+	for _, e := range res.Experiments {
+		if len(e.Plots) == 0 {
+			t.Errorf("results.json: experiment %s has no plot", e.Section)
+		}
+	}
+	cf, err := os.Open(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(cf).ReadAll()
+	cf.Close()
+	if err != nil {
+		t.Fatalf("results.csv: %v", err)
+	}
+	if len(rows)-1 != len(res.Runs) {
+		t.Errorf("results.csv has %d runs, results.json %d", len(rows)-1, len(res.Runs))
+	}
+	// Every run's own files.
+	for _, r := range res.Runs {
+		d := filepath.Join(dir, r["dir"].(string))
+		if _, err := readSummary(d); err != nil {
+			t.Errorf("run %s: %v", d, err)
+		}
+		if r["status"] != StatusUnsupported {
+			if _, err := readCurve(d); err != nil {
+				t.Errorf("run %s: metrics.csv: %v", d, err)
+			}
+		}
+	}
+}
+
+// A second invocation trains nothing; a run whose summary is gone or says
+// interrupted is redone, and only it; more seeds train only the new ones.
+func TestResumeSkipsFinishedRuns(t *testing.T) {
+	out := t.TempDir()
+	first := runTiny(t, context.Background(), out, 1, nil)
+	if first.Executed == 0 || first.Failed > 0 {
+		t.Fatalf("first run: %+v", first)
+	}
+	again := runTiny(t, context.Background(), out, 1, nil)
+	if again.Executed != 0 {
+		t.Fatalf("second run trained %d runs, want 0 (%+v)", again.Executed, again)
+	}
+	// One run lost its summary (killed before it finished), another was
+	// interrupted.
+	lost := filepath.Join(out, "runs", "spiral", "ring", "default", "seed-1")
+	if err := os.Remove(filepath.Join(lost, "summary.json")); err != nil {
+		t.Fatal(err)
+	}
+	intr := filepath.Join(out, "runs", "moons", "ngd", "default", "seed-1")
+	s, err := readSummary(intr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Status = StatusInterrupted
+	raw, _ := json.Marshal(s)
+	if err := os.WriteFile(filepath.Join(intr, "summary.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := runTiny(t, context.Background(), out, 1, nil)
+	if third.Executed != 2 {
+		t.Fatalf("third run trained %d runs, want the 2 unfinished ones", third.Executed)
+	}
+	for _, d := range []string{lost, intr} {
+		if s, err := readSummary(d); err != nil || s.Status != StatusCompleted {
+			t.Fatalf("%s: %v %v", d, s, err)
+		}
+	}
+	// A second seed: only the main tables' runs of seed 2.
+	more := runTiny(t, context.Background(), out, 2, nil)
+	want := 0
+	for _, e := range tinySuite().Experiments {
+		if e.Seeds == 0 {
+			want += len(e.Arms)
+		}
+	}
+	// Figure 1 shares its runs with the spiral accuracy task.
+	want -= len(gradNormOpts)
+	if more.Executed != want {
+		t.Fatalf("with 2 seeds: trained %d runs, want %d", more.Executed, want)
+	}
+}
+
+// Ctrl-C stops the bench within a run; the finished runs are reported, and
+// the next invocation redoes only what was not finished.
+func TestInterruptAndResume(t *testing.T) {
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := runTiny(t, ctx, out, 1, func(s Status) {
+		if s.Run == 5 && s.Step == 1 {
+			cancel()
+		}
+	})
+	if !o.Interrupted || o.Executed != 5 {
+		t.Fatalf("outcome %+v, want interrupted in the 5th run", o)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.md")); err != nil {
+		t.Fatalf("no report after the interruption: %v", err)
+	}
+	rest := runTiny(t, context.Background(), out, 1, nil)
+	full := runTiny(t, context.Background(), t.TempDir(), 1, nil)
+	if rest.Executed != full.Executed-4 {
+		t.Fatalf("after the interruption: trained %d, want %d (all but the 4 finished)", rest.Executed, full.Executed-4)
+	}
+}
+
+// The sweep picks the learning rate with the best final validation
+// accuracy among the trials that completed.
+func TestSweepPicksBestValidationAccuracy(t *testing.T) {
+	nan := jfloat(math.NaN())
+	for _, tc := range []struct {
+		name   string
+		trials []sweepTrial
+		want   float64
+		ok     bool
+	}{
+		{"max", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.9}, {LR: 1e-1, Status: StatusCompleted, ValAcc: 0.7}}, 1e-2, true},
+		{"diverged never wins", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.5}, {LR: 1, Status: StatusDiverged, ValAcc: 0.99}}, 1e-3, true},
+		{"unevaluated never wins", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: nan}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.1}}, 1e-2, true},
+		{"tie: best during the run", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.85}}, 1e-2, true},
+		{"tie: smaller rate", []sweepTrial{{LR: 1e-2, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}}, 1e-3, true},
+		{"none", []sweepTrial{{LR: 1, Status: StatusDiverged}}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := bestLR(tc.trials)
+			if ok != tc.ok || got != tc.want {
+				t.Fatalf("bestLR = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+	// On a real sweep: the cached choice is the best completed trial, and
+	// the main runs use it.
+	out := t.TempDir()
+	runTiny(t, context.Background(), out, 1, nil)
+	for _, opt := range swept {
+		raw, err := os.ReadFile(filepath.Join(out, "sweeps", "spiral", opt+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r sweepResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Trials) != len(tinySuite().Grid[opt]) {
+			t.Fatalf("%s: %d trials", opt, len(r.Trials))
+		}
+		best := math.Inf(-1)
+		for _, tr := range r.Trials {
+			if tr.Status == StatusCompleted && float64(tr.ValAcc) > best {
+				best = float64(tr.ValAcc)
+			}
+		}
+		for _, tr := range r.Trials {
+			if tr.LR == r.Best && float64(tr.ValAcc) != best {
+				t.Fatalf("%s: chose lr %g with validation accuracy %v, best is %v", opt, r.Best, tr.ValAcc, best)
+			}
+		}
+		s, err := readSummary(filepath.Join(out, "runs", "spiral", opt, slug(joinHyper("lr="+formatG(r.Best))), "seed-1"))
+		if err != nil {
+			t.Fatalf("%s: the main run does not use the chosen rate: %v", opt, err)
+		}
+		if s.Config.Hyper["lr"] != r.Best {
+			t.Fatalf("%s: main run lr %v, chosen %v", opt, s.Config.Hyper["lr"], r.Best)
+		}
+	}
+}
+
+func TestCutSetsAndFold(t *testing.T) {
+	ld := newLoader("")
+	task := &Task{Name: "x", Data: "synth:spiral", TrainN: 100, ValN: 50, TestN: 60, Model: "2-4-3", Batch: 10}
+	s, err := ld.cut(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.N != 100 || s.Val.N != 50 || s.Test.N != 60 {
+		t.Fatalf("sizes %d/%d/%d", s.Train.N, s.Val.N, s.Test.N)
+	}
+	tr, _, _ := ld.open("synth:spiral", 150, 60)
+	f := fold(tr, 1)
+	if f.D != 1 || f.X[0] != tr.X[0]+tr.X[1] {
+		t.Fatalf("fold: %v from %v", f.X[:1], tr.X[:2])
+	}
+	if _, err := cutSets(tr, tr, 200, 50, 0); err == nil {
+		t.Fatal("no error for a cut larger than the set")
+	}
+}

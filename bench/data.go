@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"grng/core/data"
+)
+
+// Fixed seeds of the data cuts: every run of every seed sees the same
+// training, validation and test samples.
+const (
+	valPermSeed  = 7
+	testPermSeed = 8
+	synthNoise   = 0.1
+)
+
+// sets are a task's three cuts.
+type sets struct {
+	Train, Val, Test *data.Dataset
+}
+
+// loader opens data sets once per bench run and cuts them per task.
+type loader struct {
+	dir   string
+	cache map[string]*sets // by task hash
+}
+
+func newLoader(dir string) *loader { return &loader{dir: dir, cache: map[string]*sets{}} }
+
+// open returns the training and test files of a data set name.
+func (ld *loader) open(name string, trainN, testN int) (train, test *data.Dataset, err error) {
+	if syn, ok := strings.CutPrefix(name, "synth:"); ok {
+		g, ok := data.Synthetic[syn]
+		if !ok {
+			return nil, nil, fmt.Errorf("unknown synthetic data set %q", syn)
+		}
+		if testN == 0 {
+			testN = 1024
+		}
+		return g(trainN, synthNoise, 1), g(testN, synthNoise, 2), nil
+	}
+	return data.Open(name, ld.dir)
+}
+
+// cut returns task t's training, validation and test sets.
+func (ld *loader) cut(t *Task) (*sets, error) {
+	key := t.hash()
+	if s, ok := ld.cache[key]; ok {
+		return s, nil
+	}
+	tr, te, err := ld.open(t.Data, t.TrainN+t.ValN, t.TestN)
+	if err != nil {
+		return nil, err
+	}
+	s, err := cutSets(tr, te, t.TrainN, t.ValN, t.TestN)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", t.Name, err)
+	}
+	if t.Fold > 0 {
+		for _, d := range []**data.Dataset{&s.Train, &s.Val, &s.Test} {
+			*d = fold(*d, t.Fold)
+		}
+	}
+	ld.cache[key] = s
+	return s, nil
+}
+
+// cutSets carves the validation set (the first valN of a fixed permutation
+// of the training file) and the training set (the next trainN, 0: the rest),
+// and the test set (the first testN of a fixed permutation, 0: all).
+func cutSets(tr, te *data.Dataset, trainN, valN, testN int) (*sets, error) {
+	if valN < 1 || valN >= tr.N {
+		return nil, fmt.Errorf("validation size %d out of range [1, %d)", valN, tr.N)
+	}
+	if trainN == 0 {
+		trainN = tr.N - valN
+	}
+	if trainN < 1 || valN+trainN > tr.N {
+		return nil, fmt.Errorf("training size %d + validation %d exceed the %d samples", trainN, valN, tr.N)
+	}
+	p := tr.Perm(valPermSeed)
+	s := &sets{Val: tr.Subset(p[:valN]), Train: tr.Subset(p[valN : valN+trainN]), Test: te}
+	s.Val.Name, s.Train.Name = tr.Name+" (validation)", tr.Name+" (training)"
+	if testN > 0 && testN < te.N {
+		s.Test = te.Subset(te.Perm(testPermSeed)[:testN])
+	}
+	return s, nil
+}
+
+// hash identifies the task's data, model and run length: a run's config
+// hash includes it, so a changed task redoes its runs.
+func (t *Task) hash() string {
+	c := *t
+	c.Title = ""
+	b, _ := json.Marshal(c)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// fold returns d with feature i summed into bucket i mod k.
+func fold(d *data.Dataset, k int) *data.Dataset {
+	if k >= d.D {
+		return d
+	}
+	o := &data.Dataset{X: make([]float32, d.N*k), Y: append([]float32(nil), d.Y...), N: d.N, D: k,
+		Classes: d.Classes, Name: d.Name, ClassNames: d.ClassNames}
+	for i := 0; i < d.N; i++ {
+		row, out := d.Row(i), o.X[i*k:(i+1)*k]
+		for j, v := range row {
+			out[j%k] += v
+		}
+	}
+	return o
+}

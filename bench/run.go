@@ -1,0 +1,401 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"grng/core"
+	"grng/core/data"
+	"grng/core/nn"
+	"grng/core/optim"
+	"grng/core/train"
+)
+
+// specFormat versions the meaning of a run's configuration: bump it when
+// the loop changes what a run measures, so old results are redone.
+const specFormat = 1
+
+// runSpec is everything that determines a run's outcome. Its hash is
+// written into summary.json; a run whose summary carries the same hash and
+// a final status is not repeated.
+type runSpec struct {
+	Format    int                `json:"format"`
+	Task      string             `json:"task"`
+	TaskHash  string             `json:"task_hash"`
+	Backbone  string             `json:"backbone,omitempty"` // config hash of the pretrained backbone (LoRA)
+	Optimizer string             `json:"optimizer"`
+	Hyper     map[string]float64 `json:"hyper"` // every hyperparameter, resolved over the defaults
+	Seed      uint64             `json:"seed"`
+	Batch     int                `json:"batch"`
+	Steps     int                `json:"steps"`
+	EvalEvery int                `json:"eval_every"`
+	Target    float64            `json:"target"`
+	Device    string             `json:"device"`
+}
+
+func (s runSpec) hash() string {
+	b, _ := json.Marshal(s)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// Run statuses. Completed, diverged and unsupported runs are final; the
+// others are redone by the next bench invocation.
+const (
+	StatusCompleted   = "completed"
+	StatusDiverged    = "diverged"    // a step was rejected as non-finite; results at the last good weights
+	StatusUnsupported = "unsupported" // the optimizer cannot be built for this model (reason in error)
+	StatusInterrupted = "interrupted"
+	StatusFailed      = "failed"
+)
+
+func finalStatus(s string) bool {
+	return s == StatusCompleted || s == StatusDiverged || s == StatusUnsupported
+}
+
+// Summary is a run's summary.json.
+type Summary struct {
+	Status     string  `json:"status"`
+	Error      string  `json:"error,omitempty"`
+	ConfigHash string  `json:"config_hash"`
+	Config     runSpec `json:"config"`
+	HyperArg   string  `json:"hp"` // the explicit part of the hyperparameters
+	Started    string  `json:"started"`
+	LoadAvg    jfloat  `json:"load_avg_1m"` // /proc/loadavg at the start (null where unknown)
+	Result     Result  `json:"result"`
+	Device     string  `json:"device"`
+	GoVersion  string  `json:"go_version"`
+	Platform   string  `json:"platform"`
+	CPUs       int     `json:"cpus"`
+}
+
+// Result is what a run measured. Validation figures come from the
+// periodic evaluations (metrics.csv's test_loss/test_acc columns hold the
+// validation split in bench runs); the test set is evaluated once, at the
+// end.
+type Result struct {
+	Steps               int    `json:"steps"`
+	Samples             int    `json:"samples"`
+	TrainableParams     int    `json:"trainable_params"`
+	TrainSeconds        jfloat `json:"train_seconds"` // optimizer steps and batch cuts, evaluation excluded
+	SecondsPerStep      jfloat `json:"seconds_per_step"`
+	ValAcc              jfloat `json:"val_acc"` // at the last evaluation
+	ValLoss             jfloat `json:"val_loss"`
+	BestValAcc          jfloat `json:"best_val_acc"`
+	TestAcc             jfloat `json:"test_acc"`
+	TestLoss            jfloat `json:"test_loss"`
+	TimeToTargetSeconds jfloat `json:"time_to_target_seconds"` // training time at the first validation ≥ target; null if never
+	StepsToTarget       int    `json:"steps_to_target"`        // 0 if never
+	FirstLoss           jfloat `json:"first_loss"`
+	LastLoss            jfloat `json:"last_loss"`
+	MeanGradNorm        jfloat `json:"mean_grad_norm"`
+}
+
+// jfloat is a float64 that encodes NaN and ±Inf as JSON null.
+type jfloat float64
+
+func (f jfloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
+}
+
+func (f *jfloat) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = jfloat(math.NaN())
+		return nil
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	*f = jfloat(v)
+	return err
+}
+
+// readSummary reads dir/summary.json.
+func readSummary(dir string) (*Summary, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		return nil, err
+	}
+	var s Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "summary.json"), err)
+	}
+	return &s, nil
+}
+
+// resolveHyper parses the explicit hyperparameters of an optimizer over its
+// defaults and returns all of them.
+func resolveHyper(opt, hp string) (map[string]float64, error) {
+	e, err := optim.Lookup(opt)
+	if err != nil {
+		return nil, err
+	}
+	h, err := e.Parse(hp)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64(h), nil
+}
+
+// joinHyper adds k=v pairs to an explicit hyperparameter string, later
+// pairs overriding earlier ones, in a canonical (sorted) order.
+func joinHyper(parts ...string) string {
+	kv := map[string]string{}
+	for _, p := range parts {
+		for _, f := range strings.Split(p, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(f), "=")
+			if ok {
+				kv[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+		}
+	}
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, k+"="+kv[k])
+	}
+	return strings.Join(out, ",")
+}
+
+// slug turns an explicit hyperparameter string into a directory name.
+func slug(hp string) string {
+	if hp == "" {
+		return "default"
+	}
+	r := strings.NewReplacer("=", "-", ",", "_", "/", "-", " ", "")
+	return r.Replace(hp)
+}
+
+// loadAvg reads the 1-minute load average (NaN where /proc is missing).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return v
+}
+
+// stepsOf is the run length of optimizer opt on a training set of n
+// samples: epochs (KalmanEpochs for the Kalman filters) × ⌊n/batch⌋.
+func stepsOf(t *Task, opt string, n int) int {
+	ep := t.Epochs
+	if isKalman(opt) && t.KalmanEpochs > 0 {
+		ep = t.KalmanEpochs
+	}
+	per := n / t.Batch
+	return max(1, int(math.Round(ep*float64(per))))
+}
+
+func isKalman(opt string) bool { return opt == "rkalman" || opt == "kalman-full" }
+
+// trainable counts the parameters the optimizer moves.
+func trainable(net *nn.MLP) int {
+	n := 0
+	for _, w := range net.Weights() {
+		n += core.Len(w)
+	}
+	return n
+}
+
+// loopInput is what one training loop needs.
+type loopInput struct {
+	dev        core.Device
+	net        *nn.MLP
+	lora       *nn.LoRA // the body of net when it is adapted (nil otherwise)
+	spec       runSpec
+	hyperArg   string
+	train, val *data.Dataset
+	test       *data.Dataset
+	dir        string
+	onStep     func(step int) // progress (may be nil)
+}
+
+// errNeedsTwin is the reason R-Kalman cannot fine-tune adapters yet.
+var errNeedsTwin = errors.New("the Kalman filters build their per-sample Jacobian pass as a plain chain of the model's Layers; " +
+	"on an adapted network they need the MLP.Twin hook (core/optim/kalman.go: k.jac = net.Twin())")
+
+// trainLoop runs one training run and writes dir/metrics.csv and
+// dir/summary.json. It returns the summary (also on interruption) and an
+// error only for I/O failures.
+func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
+	dev, net, sp := in.dev, in.net, in.spec
+	sum := &Summary{Status: StatusCompleted, ConfigHash: sp.hash(), Config: sp, HyperArg: in.hyperArg,
+		Started: time.Now().UTC().Format(time.RFC3339), LoadAvg: jfloat(loadAvg()), Device: dev.Name(),
+		GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.GOMAXPROCS(0)}
+	res := &sum.Result
+	nan := jfloat(math.NaN())
+	*res = Result{TrainableParams: trainable(net), TrainSeconds: 0, SecondsPerStep: nan, ValAcc: nan, ValLoss: nan,
+		BestValAcc: nan, TestAcc: nan, TestLoss: nan, TimeToTargetSeconds: nan, FirstLoss: nan, LastLoss: nan, MeanGradNorm: nan}
+	rec, err := train.NewRecorder(in.dir)
+	if err != nil {
+		return nil, err
+	}
+	var recErr error
+	finish := func() (*Summary, error) {
+		if err := rec.Close(sum); err != nil && recErr == nil {
+			recErr = err
+		}
+		return sum, recErr
+	}
+	opt, err := buildOptimizer(sp, net, in.lora)
+	if err != nil {
+		sum.Status, sum.Error = StatusUnsupported, err.Error()
+		return finish()
+	}
+	tr := in.train
+	xs, ys := dev.New(tr.N, tr.D), dev.New(tr.N, 1)
+	dev.Upload(xs, tr.X)
+	dev.Upload(ys, tr.Y)
+	x, y, idx := dev.New(sp.Batch, tr.D), dev.New(sp.Batch, 1), dev.New(sp.Batch, 1)
+	defer func() {
+		for _, m := range []core.Mat{xs, ys, x, y, idx} {
+			dev.Free(m)
+		}
+	}()
+	idxHost := make([]float32, sp.Batch)
+	rng := rand.New(rand.NewPCG(sp.Seed, 0x5eed))
+	per := tr.N / sp.Batch
+	var perm []int
+	var elapsed time.Duration
+	var gradSum float64
+	gradN := 0
+	for step := 0; step < sp.Steps; step++ {
+		if ctx.Err() != nil {
+			sum.Status, sum.Error = StatusInterrupted, "interrupted: "+context.Cause(ctx).Error()
+			break
+		}
+		start := time.Now()
+		if step%per == 0 {
+			perm = rng.Perm(tr.N)
+		}
+		off := (step % per) * sp.Batch
+		for i := range idxHost {
+			idxHost[i] = float32(perm[off+i])
+		}
+		dev.Upload(idx, idxHost)
+		dev.GatherRows(x, xs, idx)
+		dev.GatherRows(y, ys, idx)
+		st, err := stepSafely(opt, x, y)
+		if err != nil {
+			var div *optim.Diverged
+			if errors.As(err, &div) {
+				sum.Status = StatusDiverged
+			} else {
+				sum.Status = StatusFailed
+			}
+			sum.Error = fmt.Sprintf("step %d: %v", step+1, err)
+			break
+		}
+		dt := time.Since(start)
+		elapsed += dt
+		if step == 0 {
+			res.FirstLoss = jfloat(st.Loss)
+		}
+		res.LastLoss = jfloat(st.Loss)
+		if !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) {
+			gradSum += st.GradNorm
+			gradN++
+		}
+		m := train.Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
+			StepTime: dt, Elapsed: elapsed, TestLoss: math.NaN(), TestAcc: math.NaN()}
+		if (step+1)%sp.EvalEvery == 0 || step+1 == sp.Steps {
+			m.Eval = true
+			m.TestLoss, m.TestAcc = train.Evaluate(net, in.val)
+			res.ValLoss, res.ValAcc = jfloat(m.TestLoss), jfloat(m.TestAcc)
+			if math.IsNaN(float64(res.BestValAcc)) || m.TestAcc > float64(res.BestValAcc) {
+				res.BestValAcc = jfloat(m.TestAcc)
+			}
+			if sp.Target > 0 && res.StepsToTarget == 0 && m.TestAcc >= sp.Target {
+				res.StepsToTarget = step + 1
+				res.TimeToTargetSeconds = jfloat(elapsed.Seconds())
+			}
+		}
+		res.Steps = step + 1
+		if err := rec.Record(m); err != nil && recErr == nil {
+			recErr = err
+		}
+		if in.onStep != nil {
+			in.onStep(step + 1)
+		}
+	}
+	res.Samples = res.Steps * sp.Batch
+	res.TrainSeconds = jfloat(elapsed.Seconds())
+	if res.Steps > 0 {
+		res.SecondsPerStep = jfloat(elapsed.Seconds() / float64(res.Steps))
+	}
+	if gradN > 0 {
+		res.MeanGradNorm = jfloat(gradSum / float64(gradN))
+	}
+	if sum.Status != StatusInterrupted && in.test != nil && res.Steps > 0 {
+		l, a := train.Evaluate(net, in.test)
+		res.TestLoss, res.TestAcc = jfloat(l), jfloat(a)
+	}
+	return finish()
+}
+
+// buildOptimizer builds sp's optimizer for net; on an adapted network the
+// Kalman filters must see it through MLP.Twin.
+func buildOptimizer(sp runSpec, net *nn.MLP, lora *nn.LoRA) (opt optim.Optimizer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			opt, err = nil, fmt.Errorf("%s: building panicked: %v", sp.Optimizer, r)
+		}
+	}()
+	var parts []string
+	for k, v := range sp.Hyper {
+		parts = append(parts, k+"="+strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	twins := 0
+	if lora != nil {
+		twins = lora.Twins()
+	}
+	opt, err = optim.Build(sp.Optimizer, strings.Join(parts, ","), net, sp.Seed+1)
+	if err != nil {
+		return nil, err
+	}
+	if lora != nil && isKalman(sp.Optimizer) && lora.Twins() == twins {
+		return nil, fmt.Errorf("%s: %w", sp.Optimizer, errNeedsTwin)
+	}
+	return opt, nil
+}
+
+// stepSafely runs one step, turning a panic (a programmer error inside an
+// optimizer) into an error so that one broken run does not end the bench.
+func stepSafely(opt optim.Optimizer, x, y core.Mat) (st optim.Stats, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return opt.Step(x, y)
+}
+
+// formatG formats v as the hyperparameter strings do.
+func formatG(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -1,0 +1,333 @@
+package bench
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Task is a data set cut into training, validation and test sets, a model,
+// and the run length: what one column of the paper's tables measures.
+type Task struct {
+	Name  string // short name: directory names, table columns
+	Title string // table column and plot title
+	// Data is a data set of core/data ("mnist", "sentiment", …) or a
+	// synthetic one as "synth:NAME" (generated in memory).
+	Data string
+	// TrainN, ValN, TestN size the subsets: the validation set is the first
+	// ValN samples of a fixed permutation of the training file, the training
+	// set the next TrainN (0: all the rest), the test set the first TestN of
+	// a fixed permutation of the test file (0: all of it).
+	TrainN, ValN, TestN int
+	// Fold, when > 0, folds the features into Fold buckets by summing
+	// feature i into bucket i mod Fold: for hashed bags of words with D a
+	// multiple of Fold, the same hashing with Fold buckets.
+	Fold   int
+	Model  string  // MLP spec, e.g. "784-256-256-10:relu"
+	Batch  int     // mini-batch of every optimizer
+	Epochs float64 // run length of the batch optimizers, in passes over the training set
+	// KalmanEpochs is the run length of the Kalman filters (one filter step
+	// per sample; the paper runs them for about one epoch, Tables 4–5).
+	KalmanEpochs float64
+	EvalEvery    int     // validation every N steps
+	Target       float64 // validation accuracy whose first reach is timed (Table 3)
+	// LoRA, when set, fine-tunes rank-r adapters on a backbone pretrained as
+	// it says, instead of training the model from scratch.
+	LoRA *LoRATask
+}
+
+// LoRATask is the transfer recipe: pretrain the model on one data set with
+// one optimizer, save it, then fine-tune adapters on the task's data.
+type LoRATask struct {
+	Data      string // pretraining data set (its training file)
+	TrainN    int    // pretraining subset (0: all)
+	Epochs    float64
+	Batch     int
+	Optimizer string
+	Hyper     string
+	Rank      int
+	Alpha     float64
+	Layers    []int // the adapted layers (nil: every layer)
+}
+
+// Arm is one optimizer configuration of an experiment: a row of a table or
+// a curve of a plot.
+type Arm struct {
+	Label     string // "RING", "RING S=4", "ρ=1e-3"
+	Optimizer string
+	Hyper     string // over the optimizer's defaults (a swept lr is added to it)
+}
+
+// Section is the kind of evidence an experiment produces, and so how the
+// report shows it.
+type Section string
+
+const (
+	// Accuracy: test accuracy mean ± std (Tables 1–2), time to target and
+	// per-iteration time (Table 3), validation curves (Figures 2–4).
+	Accuracy Section = "accuracy"
+	// GradNorm: gradient-norm curves on a log scale (Figure 1).
+	GradNorm Section = "gradnorm"
+	// Skip: accuracy and runtime against the Fisher refresh interval S
+	// (Tables 6–7).
+	Skip Section = "skip"
+	// Rho: damping ρ of RING and RENG and RENG's γ (Figures 5–6).
+	Rho Section = "rho"
+	// Sigma0 and Beta: R-Kalman's prior variance and noise EMA (Figures 7–8).
+	Sigma0 Section = "sigma0"
+	Beta   Section = "beta"
+)
+
+// Experiment is one task run by several arms over several seeds.
+type Experiment struct {
+	Section Section
+	Group   string // tables join experiments of one group as columns ("vision", "transfer", …)
+	Task    *Task
+	Arms    []Arm
+	// Seeds is the number of seeds; 0 takes Options.Seeds (the main tables)
+	// and −1 takes Options.AblationSeeds (the ablations).
+	Seeds int
+	// Sweep lists the optimizers whose learning rate is tuned on the
+	// validation set before the runs (AdamW, Sophia and SAM, as the paper).
+	Sweep []string
+}
+
+// Suite is a named preset: the experiments of one part of the paper.
+type Suite struct {
+	Name        string
+	Doc         string
+	Experiments []Experiment
+	// Budget is the suite's documented size, for --list and the report.
+	Budget string
+	// Grid is the learning-rate grid of each swept optimizer (nil: the
+	// default grid, sweepGrid).
+	Grid map[string][]float64
+}
+
+// Seeds used by every suite: the main runs use seeds 1..N, the learning-rate
+// sweeps seed sweepSeed (so that tuning never sees an evaluation seed).
+const sweepSeed = 1000
+
+// AllOptimizers in the order of the tables: first-order baselines, the
+// second-order ones, then the paper's methods.
+var tableOrder = []string{"sgd", "adamw", "sam", "sophia", "ngd", "ring", "reng", "rkalman", "kalman-full"}
+
+// Labels of the optimizers in tables and plots.
+var optLabel = map[string]string{
+	"sgd": "SGD", "adamw": "AdamW", "sam": "SAM", "sophia": "Sophia", "ngd": "NGD",
+	"ring": "RING", "reng": "RENG", "rkalman": "R-Kalman", "kalman-full": "Kalman (dense)",
+}
+
+// Label is the table label of optimizer name.
+func Label(name string) string {
+	if l, ok := optLabel[name]; ok {
+		return l
+	}
+	return name
+}
+
+// orderedOptimizers sorts names in table order, unknown names last.
+func orderedOptimizers(names []string) []string {
+	rank := func(n string) int {
+		for i, o := range tableOrder {
+			if o == n {
+				return i
+			}
+		}
+		return len(tableOrder)
+	}
+	out := append([]string(nil), names...)
+	sort.SliceStable(out, func(i, j int) bool {
+		ri, rj := rank(out[i]), rank(out[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+// armsOf is one arm per optimizer at its defaults (nil: every registered
+// optimizer).
+func armsOf(registry []string, names ...string) []Arm {
+	if len(names) == 0 {
+		names = registry
+	}
+	var arms []Arm
+	for _, n := range orderedOptimizers(names) {
+		arms = append(arms, Arm{Label: Label(n), Optimizer: n})
+	}
+	return arms
+}
+
+// The learning-rate grids of the sweeps (documented in the report). The
+// paper sweeps (1e-5, 1e-3) for AdamW and Sophia when fine-tuning; trained
+// from scratch the best rates are higher, so the grids reach 1e-2. SGD and
+// SAM's base step (SGD with momentum) take larger rates.
+var sweepGrid = map[string][]float64{
+	"sgd":    {0.01, 0.03, 0.1, 0.3},
+	"adamw":  {3e-4, 1e-3, 3e-3, 1e-2},
+	"sophia": {3e-4, 1e-3, 3e-3, 1e-2},
+	"sam":    {0.01, 0.03, 0.1, 0.3},
+}
+
+// quickGrid is the quick preset's smaller sweep.
+var quickGrid = map[string][]float64{
+	"sgd":    {0.03, 0.1},
+	"adamw":  {1e-3, 1e-2},
+	"sophia": {1e-3, 1e-2},
+	"sam":    {0.03, 0.1},
+}
+
+// swept are the optimizers whose learning rate is tuned on every accuracy
+// task: the paper's AdamW and Sophia, and the other first-order methods.
+var swept = []string{"sgd", "adamw", "sophia", "sam"}
+
+// The full-size tasks. Sizes are chosen so that every suite finishes on a
+// 2-core CPU (see Suite.Budget); the report states them.
+var (
+	taskMNIST = &Task{Name: "mnist", Title: "MNIST", Data: "mnist", TrainN: 3000, ValN: 1000,
+		Model: "784-256-256-10:relu", Batch: 128, Epochs: 2, KalmanEpochs: 1, EvalEvery: 4, Target: 0.90}
+	taskFashion = &Task{Name: "fashion-mnist", Title: "Fashion-MNIST", Data: "fashion-mnist", TrainN: 3000, ValN: 1000,
+		Model: "784-256-256-10:relu", Batch: 128, Epochs: 2, KalmanEpochs: 1, EvalEvery: 4, Target: 0.78}
+	// The low-data column: 500 training images (the paper's claim that
+	// R-Kalman is strongest with little data).
+	taskMNISTSmall = &Task{Name: "mnist-500", Title: "MNIST (500 images)", Data: "mnist", TrainN: 500, ValN: 1000,
+		Model: "784-256-256-10:relu", Batch: 32, Epochs: 4, KalmanEpochs: 1, EvalEvery: 5, Target: 0.80}
+	taskText = &Task{Name: "sentiment", Title: "Sentiment (UCI)", Data: "sentiment", ValN: 480,
+		Model: "2048-64-2:relu", Batch: 128, Epochs: 2, KalmanEpochs: 1, EvalEvery: 3, Target: 0.70}
+	taskTransfer = &Task{Name: "lora-fashion", Title: "MNIST → Fashion-MNIST (LoRA r=4)", Data: "fashion-mnist", TrainN: 3000, ValN: 1000,
+		Model: "784-256-256-10:relu", Batch: 128, Epochs: 2, KalmanEpochs: 1, EvalEvery: 4, Target: 0.72,
+		LoRA: &LoRATask{Data: "mnist", TrainN: 12000, Epochs: 3, Batch: 128, Optimizer: "adamw", Hyper: "lr=1e-3", Rank: 4, Alpha: 4}}
+	// The ablations train on a smaller MNIST cut, one seed by default.
+	taskAblation = &Task{Name: "mnist-ablation", Title: "MNIST (2000)", Data: "mnist", TrainN: 2000, ValN: 1000,
+		Model: "784-256-256-10:relu", Batch: 128, Epochs: 2, KalmanEpochs: 1, EvalEvery: 4, Target: 0.88}
+)
+
+// The quick tasks: sklearn digits (64 features) for the tables and
+// ablations, a small cut of the sentiment set, and a narrow transfer model.
+var (
+	quickDigits = &Task{Name: "digits", Title: "Digits (sklearn)", Data: "digits", TrainN: 800, ValN: 300,
+		Model: "64-16-10:relu", Batch: 32, Epochs: 2, KalmanEpochs: 0.5, EvalEvery: 5, Target: 0.85}
+	quickText = &Task{Name: "sentiment-small", Title: "Sentiment (480, 256 buckets)", Data: "sentiment", TrainN: 480, ValN: 240, Fold: 256,
+		Model: "256-16-2:relu", Batch: 48, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.55}
+	quickTransfer = &Task{Name: "lora-fashion-small", Title: "MNIST → Fashion (LoRA on the head)", Data: "fashion-mnist", TrainN: 640, ValN: 300, TestN: 2000,
+		Model: "784-32-10:relu", Batch: 64, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.3,
+		LoRA: &LoRATask{Data: "mnist", TrainN: 3000, Epochs: 1, Batch: 64, Optimizer: "adamw", Hyper: "lr=3e-3", Rank: 4, Alpha: 4, Layers: []int{1}}}
+)
+
+// ablationArms are the hyperparameter variants of the ablation sections.
+func skipArms() []Arm {
+	var arms []Arm
+	for _, o := range []string{"ring", "reng"} {
+		for _, s := range []int{2, 4, 8, 16, 32} {
+			arms = append(arms, Arm{Label: fmt.Sprintf("%s S=%d", Label(o), s), Optimizer: o, Hyper: fmt.Sprintf("S=%d", s)})
+		}
+	}
+	return arms
+}
+
+func rhoArms() []Arm {
+	var arms []Arm
+	for _, r := range []string{"1e-5", "1e-4", "1e-3", "1e-2", "1e-1"} {
+		arms = append(arms, Arm{Label: "RING ρ=" + r, Optimizer: "ring", Hyper: "rho=" + r})
+	}
+	for _, r := range []string{"1e-4", "1e-3", "1e-2"} {
+		arms = append(arms, Arm{Label: "RENG ρ=" + r + " γ=0.05", Optimizer: "reng", Hyper: "rho=" + r + ",gamma=0.05"})
+	}
+	for _, g := range []string{"0", "0.01", "0.2"} {
+		arms = append(arms, Arm{Label: "RENG ρ=1e-3 γ=" + g, Optimizer: "reng", Hyper: "rho=1e-3,gamma=" + g})
+	}
+	return arms
+}
+
+func sigma0Arms(values ...string) []Arm {
+	var arms []Arm
+	for _, v := range values {
+		arms = append(arms, Arm{Label: "σ0=" + v, Optimizer: "rkalman", Hyper: "sigma0=" + v})
+	}
+	return arms
+}
+
+func betaArms(values ...string) []Arm {
+	var arms []Arm
+	for _, v := range values {
+		arms = append(arms, Arm{Label: "β=" + v, Optimizer: "rkalman", Hyper: "beta=" + v})
+	}
+	return arms
+}
+
+// gradNormOpts are Figure 1's optimizers.
+var gradNormOpts = []string{"adamw", "sam", "ngd", "ring", "reng", "rkalman"}
+
+// Suites returns the presets, built for the optimizers of the registry.
+func Suites(registry []string) []Suite {
+	vision := []Experiment{
+		{Section: Accuracy, Group: "vision", Task: taskMNIST, Arms: armsOf(registry), Sweep: swept},
+		{Section: Accuracy, Group: "vision", Task: taskFashion, Arms: armsOf(registry), Sweep: swept},
+		{Section: Accuracy, Group: "vision", Task: taskMNISTSmall, Arms: armsOf(registry), Sweep: swept},
+	}
+	transfer := []Experiment{{Section: Accuracy, Group: "transfer", Task: taskTransfer, Arms: armsOf(registry), Sweep: swept}}
+	text := []Experiment{{Section: Accuracy, Group: "text", Task: taskText, Arms: armsOf(registry), Sweep: swept}}
+	gradnorm := []Experiment{{Section: GradNorm, Group: "gradnorm", Task: taskMNIST, Arms: armsOf(registry, gradNormOpts...), Sweep: []string{"adamw", "sam"}}}
+	skip := []Experiment{{Section: Skip, Group: "skip", Task: taskAblation, Arms: skipArms(), Seeds: -1}}
+	rho := []Experiment{{Section: Rho, Group: "rho", Task: taskAblation, Arms: rhoArms(), Seeds: -1}}
+	sigma0 := []Experiment{{Section: Sigma0, Group: "sigma0", Task: taskAblation, Arms: sigma0Arms("0.001", "0.01", "0.05", "0.2", "0.5"), Seeds: -1}}
+	beta := []Experiment{{Section: Beta, Group: "beta", Task: taskAblation, Arms: betaArms("0.5", "0.9", "0.94", "0.98", "0.99", "0.999"), Seeds: -1}}
+
+	qd := quickDigits
+	quick := []Experiment{
+		{Section: Accuracy, Group: "vision", Task: qd, Arms: armsOf(registry), Sweep: swept},
+		{Section: Accuracy, Group: "transfer", Task: quickTransfer, Arms: armsOf(registry)},
+		{Section: Accuracy, Group: "text", Task: quickText, Arms: armsOf(registry)},
+		{Section: GradNorm, Group: "gradnorm", Task: qd, Arms: armsOf(registry, gradNormOpts...), Sweep: []string{"adamw", "sam"}},
+		{Section: Skip, Group: "skip", Task: qd, Arms: skipArms(), Seeds: -1},
+		{Section: Rho, Group: "rho", Task: qd, Arms: []Arm{
+			{Label: "RING ρ=1e-4", Optimizer: "ring", Hyper: "rho=1e-4"}, {Label: "RING ρ=1e-2", Optimizer: "ring", Hyper: "rho=1e-2"},
+			{Label: "RENG ρ=1e-3 γ=0", Optimizer: "reng", Hyper: "rho=1e-3,gamma=0"}, {Label: "RENG ρ=1e-3 γ=0.2", Optimizer: "reng", Hyper: "rho=1e-3,gamma=0.2"},
+		}, Seeds: -1},
+		{Section: Sigma0, Group: "sigma0", Task: qd, Arms: sigma0Arms("0.01", "0.2", "0.5"), Seeds: -1},
+		{Section: Beta, Group: "beta", Task: qd, Arms: betaArms("0.5", "0.98", "0.999"), Seeds: -1},
+	}
+	all := func(parts ...[]Experiment) []Experiment {
+		var out []Experiment
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	return []Suite{
+		{Name: "vision", Doc: "MLP 784-256-256-10 on MNIST and Fashion-MNIST, and on 500 MNIST images (low data), every optimizer (Tables 1 and 3, Figures 2–3)",
+			Experiments: vision, Budget: "3 tasks × 9 optimizers × seeds; 3000 training images, 2 epochs (R-Kalman 1); 500 images, 4 epochs"},
+		{Name: "transfer", Doc: "LoRA r=4 fine-tuning on Fashion-MNIST of an MLP pretrained on MNIST with AdamW, backbone frozen",
+			Experiments: transfer, Budget: "pretraining 12000 images × 3 epochs once; 9 optimizers × seeds on 3000 images, 2 epochs"},
+		{Name: "text", Doc: "UCI sentiment sentences as 2048-bucket hashed bags of words, MLP 2048-64-2 (Table 2)",
+			Experiments: text, Budget: "9 optimizers × seeds; 1920 training sentences, 2 epochs"},
+		{Name: "gradnorm", Doc: "gradient-norm curves of AdamW, SAM, NGD, RING, RENG and R-Kalman on MNIST (Figure 1)",
+			Experiments: gradnorm, Budget: "6 optimizers × seeds on the vision suite's MNIST task (its runs are shared)"},
+		{Name: "skip", Doc: "Fisher refresh interval S = 2, 4, 8, 16, 32 of RING and RENG: accuracy and runtime (Tables 6–7)",
+			Experiments: skip, Budget: "10 runs × ablation seeds; 2000 MNIST images, 2 epochs"},
+		{Name: "rho", Doc: "damping ρ of RING, and ρ and γ of RENG (Figures 5–6)",
+			Experiments: rho, Budget: "11 runs × ablation seeds; 2000 MNIST images, 2 epochs"},
+		{Name: "sigma0", Doc: "R-Kalman's prior variance σ0 (Figure 7)",
+			Experiments: sigma0, Budget: "5 runs × ablation seeds; one pass over 2000 MNIST images"},
+		{Name: "beta", Doc: "R-Kalman's observation-noise EMA β (Figure 8)",
+			Experiments: beta, Budget: "6 runs × ablation seeds; one pass over 2000 MNIST images"},
+		{Name: "all", Doc: "every suite above, one report",
+			Experiments: all(vision, transfer, text, gradnorm, skip, rho, sigma0, beta), Budget: "the sum of the suites above"},
+		{Name: "quick", Doc: "every report section on small data: digits, a sentiment cut, a narrow LoRA transfer (the CI preset, --quick)",
+			Experiments: quick, Grid: quickGrid, Budget: "1 seed; sklearn digits 800 images (MLP 64-16-10), 480 sentiment sentences in 256 buckets, LoRA on the head of a 784-32-10 MLP with 640 images"},
+	}
+}
+
+// Lookup finds the suite called name among Suites(registry).
+func Lookup(name string, registry []string) (Suite, error) {
+	var names []string
+	for _, s := range Suites(registry) {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return Suite{}, fmt.Errorf("unknown suite %q (known: %s)", name, strings.Join(names, ", "))
+}
