@@ -31,11 +31,21 @@ type Damping interface {
 // NormScaled is RING's implicit gradient regularization (paper eq. 10a):
 // λ_Λ = √ρ·‖Λ‖₂ and λ_Γ = √ρ·‖Γ‖₂, so that (Λ̃⊗Γ̃) ≈ Λ⊗Γ + ρ‖Λ⊗Γ‖₂·I
 // (the derivation of Appendix D.2). ‖·‖₂ is the device's SpectralNorm.
+// A factor that is exactly zero (a LoRA adapter whose partner starts at
+// zero has no error signal yet) would get no damping at all, and its
+// inverse would blow up once the signal appears before the next refresh; it
+// gets RENG's √ρ instead, the damping of the unit-norm factor.
 type NormScaled struct{}
 
 func (NormScaled) Lambdas(rho float64, s FactorStats) (float64, float64) {
 	r := math.Sqrt(rho)
-	return r * s.NormA, r * s.NormG
+	scale := func(norm float64) float64 {
+		if norm == 0 {
+			return 1
+		}
+		return norm
+	}
+	return r * scale(s.NormA), r * scale(s.NormG)
 }
 func (NormScaled) NeedsNorm() bool { return true }
 func (NormScaled) String() string  { return "norm-scaled √ρ‖·‖₂ (eq. 10a)" }
