@@ -31,7 +31,6 @@
 package ckpt
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -42,12 +41,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 
 	"grng/core"
+	"grng/core/atomicfile"
 	"grng/core/optim"
 )
 
@@ -243,74 +241,32 @@ func Save(path string, dev core.Device, h Header, vars []optim.Var) (err error) 
 	if len(hj) > MaxHeader {
 		return errf(path, "header of %d bytes exceeds %d", len(hj), MaxHeader)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
+	err = atomicfile.Write(path, func(out io.Writer) error {
+		sum := sha256.New()
+		w := io.MultiWriter(out, sum)
+		var pre [prefixLen]byte
+		copy(pre[:8], Magic)
+		binary.LittleEndian.PutUint32(pre[8:], Version)
+		binary.LittleEndian.PutUint32(pre[12:], uint32(len(hj)))
+		binary.LittleEndian.PutUint64(pre[16:], uint64(plen))
+		if _, err := w.Write(pre[:]); err != nil {
+			return err
+		}
+		if _, err := w.Write(hj); err != nil {
+			return err
+		}
+		for _, v := range vars {
+			if err := writeVar(w, dev, v); err != nil {
+				return err
+			}
+		}
+		_, err := out.Write(sum.Sum(nil))
+		return err
+	})
 	if err != nil {
 		return errf(path, "%v", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = errf(path, "%v", err)
-		}
-	}()
-	sum := sha256.New()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	w := io.MultiWriter(bw, sum)
-	var pre [prefixLen]byte
-	copy(pre[:8], Magic)
-	binary.LittleEndian.PutUint32(pre[8:], Version)
-	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hj)))
-	binary.LittleEndian.PutUint64(pre[16:], uint64(plen))
-	if _, err = w.Write(pre[:]); err != nil {
-		return err
-	}
-	if _, err = w.Write(hj); err != nil {
-		return err
-	}
-	for _, v := range vars {
-		if err = writeVar(w, dev, v); err != nil {
-			return err
-		}
-	}
-	if _, err = bw.Write(sum.Sum(nil)); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(f.Name(), 0o644); err != nil { // CreateTemp makes 0600
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
-}
-
-// SyncDir makes a rename in dir durable. Systems that cannot sync a
-// directory (Windows, some file systems) are not an error.
-func SyncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	d.Close()
-	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
-		return nil
-	}
-	return err
+	return nil
 }
 
 func writeVar(w io.Writer, dev core.Device, v optim.Var) error {

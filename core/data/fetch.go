@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"grng/core/atomicfile"
 )
 
 // Fetch brings the real data set name ("all" for every one of Names) into
@@ -230,27 +232,14 @@ func store(s *set, src, dataDir string, log io.Writer) error {
 // fsynced and renamed into place; with want != "" the bytes written must have
 // that sha256.
 func writeAtomic(path string, r io.Reader, want string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(tmp, h), r)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
-		return fmt.Errorf("%s: wrote sha256 %s, want %s", path, got, want)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		h := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(w, h), r); err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); want != "" && got != want {
+			return fmt.Errorf("%s: wrote sha256 %s, want %s", path, got, want)
+		}
+		return nil
+	})
 }

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core/ckpt"
+	"grng/core/atomicfile"
 )
 
 // Recorder writes a run's metrics to dir/metrics.csv (one row per step) and
@@ -161,7 +161,7 @@ func (r *Recorder) Close(summary any) error {
 		err = os.Rename(r.f.Name(), filepath.Join(r.dir, "metrics.csv"))
 	}
 	if err == nil {
-		err = ckpt.SyncDir(r.dir)
+		err = atomicfile.SyncDir(r.dir)
 	}
 	if err != nil {
 		os.Remove(r.f.Name())
@@ -174,30 +174,5 @@ func (r *Recorder) Close(summary any) error {
 	return WriteFileAtomic(filepath.Join(r.dir, "summary.json"), append(b, '\n'))
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, synced and renamed (and the directory synced), so path holds
-// either the old or the new content, never a part.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644) // CreateTemp makes 0600
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return ckpt.SyncDir(filepath.Dir(path))
-}
+// WriteFileAtomic writes data to path atomically (atomicfile.WriteFile).
+func WriteFileAtomic(path string, data []byte) error { return atomicfile.WriteFile(path, data) }
