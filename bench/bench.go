@@ -429,11 +429,11 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 		if base == nil {
 			return nil, fmt.Errorf("%s: the pretrained backbone is not available", j.label())
 		}
-		net, lo, err := nn.NewLoRA(base, nn.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Layers: l.Layers, Seed: j.seed})
+		net, _, err := nn.NewLoRA(base, nn.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Layers: l.Layers, Seed: j.seed})
 		if err != nil {
 			return nil, err
 		}
-		in.net, in.lora = net, lo
+		in.net = net
 	} else {
 		spec, err := nn.ParseSpec(j.task.Model)
 		if err != nil {

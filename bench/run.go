@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -228,7 +227,6 @@ func trainable(net *nn.MLP) int {
 type loopInput struct {
 	dev        core.Device
 	net        *nn.MLP
-	lora       *nn.LoRA // the body of net when it is adapted (nil otherwise)
 	spec       runSpec
 	hyperArg   string
 	train, val *data.Dataset
@@ -236,10 +234,6 @@ type loopInput struct {
 	dir        string
 	onStep     func(step int) // progress (may be nil)
 }
-
-// errNeedsTwin is the reason R-Kalman cannot fine-tune adapters yet.
-var errNeedsTwin = errors.New("the Kalman filters build their per-sample Jacobian pass as a plain chain of the model's Layers; " +
-	"on an adapted network they need the MLP.Twin hook (core/optim/kalman.go: k.jac = net.Twin())")
 
 // trainLoop runs one training run and writes dir/metrics.csv and
 // dir/summary.json. It returns the summary (also on interruption) and an
@@ -264,45 +258,20 @@ func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
 		}
 		return sum, recErr
 	}
-	opt, err := buildOptimizer(sp, net, in.lora)
+	sess, err := newSession(in)
 	if err != nil {
 		sum.Status, sum.Error = StatusUnsupported, err.Error()
 		return finish()
 	}
-	tr := in.train
-	xs, ys := dev.New(tr.N, tr.D), dev.New(tr.N, 1)
-	dev.Upload(xs, tr.X)
-	dev.Upload(ys, tr.Y)
-	x, y, idx := dev.New(sp.Batch, tr.D), dev.New(sp.Batch, 1), dev.New(sp.Batch, 1)
-	defer func() {
-		for _, m := range []core.Mat{xs, ys, x, y, idx} {
-			dev.Free(m)
-		}
-	}()
-	idxHost := make([]float32, sp.Batch)
-	rng := rand.New(rand.NewPCG(sp.Seed, 0x5eed))
-	per := tr.N / sp.Batch
-	var perm []int
-	var elapsed time.Duration
+	defer sess.Close()
 	var gradSum float64
 	gradN := 0
-	for step := 0; step < sp.Steps; step++ {
+	for !sess.Done() {
 		if ctx.Err() != nil {
 			sum.Status, sum.Error = StatusInterrupted, "interrupted: "+context.Cause(ctx).Error()
 			break
 		}
-		start := time.Now()
-		if step%per == 0 {
-			perm = rng.Perm(tr.N)
-		}
-		off := (step % per) * sp.Batch
-		for i := range idxHost {
-			idxHost[i] = float32(perm[off+i])
-		}
-		dev.Upload(idx, idxHost)
-		dev.GatherRows(x, xs, idx)
-		dev.GatherRows(y, ys, idx)
-		st, err := stepSafely(opt, x, y)
+		m, err := stepSafely(sess)
 		if err != nil {
 			var div *optim.Diverged
 			if errors.As(err, &div) {
@@ -310,41 +279,36 @@ func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
 			} else {
 				sum.Status = StatusFailed
 			}
-			sum.Error = fmt.Sprintf("step %d: %v", step+1, err)
+			sum.Error = err.Error()
 			break
 		}
-		dt := time.Since(start)
-		elapsed += dt
-		if step == 0 {
-			res.FirstLoss = jfloat(st.Loss)
+		if m.Step == 1 {
+			res.FirstLoss = jfloat(m.Loss)
 		}
-		res.LastLoss = jfloat(st.Loss)
-		if !math.IsNaN(st.GradNorm) && !math.IsInf(st.GradNorm, 0) {
-			gradSum += st.GradNorm
+		res.LastLoss = jfloat(m.Loss)
+		if !math.IsNaN(m.GradNorm) && !math.IsInf(m.GradNorm, 0) {
+			gradSum += m.GradNorm
 			gradN++
 		}
-		m := train.Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
-			StepTime: dt, Elapsed: elapsed, TestLoss: math.NaN(), TestAcc: math.NaN()}
-		if (step+1)%sp.EvalEvery == 0 || step+1 == sp.Steps {
-			m.Eval = true
-			m.TestLoss, m.TestAcc = train.Evaluate(net, in.val)
+		if m.Eval { // the session evaluates on in.val
 			res.ValLoss, res.ValAcc = jfloat(m.TestLoss), jfloat(m.TestAcc)
 			if math.IsNaN(float64(res.BestValAcc)) || m.TestAcc > float64(res.BestValAcc) {
 				res.BestValAcc = jfloat(m.TestAcc)
 			}
 			if sp.Target > 0 && res.StepsToTarget == 0 && m.TestAcc >= sp.Target {
-				res.StepsToTarget = step + 1
-				res.TimeToTargetSeconds = jfloat(elapsed.Seconds())
+				res.StepsToTarget = m.Step
+				res.TimeToTargetSeconds = jfloat(m.Elapsed.Seconds())
 			}
 		}
-		res.Steps = step + 1
+		res.Steps = m.Step
 		if err := rec.Record(m); err != nil && recErr == nil {
 			recErr = err
 		}
 		if in.onStep != nil {
-			in.onStep(step + 1)
+			in.onStep(m.Step)
 		}
 	}
+	elapsed := sess.Result().Wall
 	res.Samples = res.Steps * sp.Batch
 	res.TrainSeconds = jfloat(elapsed.Seconds())
 	if res.Steps > 0 {
@@ -360,41 +324,34 @@ func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
 	return finish()
 }
 
-// buildOptimizer builds sp's optimizer for net; on an adapted network the
-// Kalman filters must see it through MLP.Twin.
-func buildOptimizer(sp runSpec, net *nn.MLP, lora *nn.LoRA) (opt optim.Optimizer, err error) {
+// newSession builds the training session of one run over in.net: batches
+// of in.train, evaluation on in.val every EvalEvery steps and at the end,
+// the optimizer with sp's resolved hyperparameters.
+func newSession(in loopInput) (sess *train.Session, err error) {
+	sp := in.spec
 	defer func() {
 		if r := recover(); r != nil {
-			opt, err = nil, fmt.Errorf("%s: building panicked: %v", sp.Optimizer, r)
+			sess, err = nil, fmt.Errorf("%s: building panicked: %v", sp.Optimizer, r)
 		}
 	}()
 	var parts []string
 	for k, v := range sp.Hyper {
 		parts = append(parts, k+"="+strconv.FormatFloat(v, 'g', -1, 64))
 	}
-	twins := 0
-	if lora != nil {
-		twins = lora.Twins()
-	}
-	opt, err = optim.Build(sp.Optimizer, strings.Join(parts, ","), net, sp.Seed+1)
-	if err != nil {
-		return nil, err
-	}
-	if lora != nil && isKalman(sp.Optimizer) && lora.Twins() == twins {
-		return nil, fmt.Errorf("%s: %w", sp.Optimizer, errNeedsTwin)
-	}
-	return opt, nil
+	return train.NewSession(train.Config{Device: in.dev, Net: in.net, Optimizer: sp.Optimizer,
+		Hyper: strings.Join(parts, ","), Steps: sp.Steps, BatchSize: sp.Batch, EvalEvery: sp.EvalEvery,
+		Seed: sp.Seed, Train: in.train, Test: in.val})
 }
 
-// stepSafely runs one step, turning a panic (a programmer error inside an
+// stepSafely takes one step, turning a panic (a programmer error inside an
 // optimizer) into an error so that one broken run does not end the bench.
-func stepSafely(opt optim.Optimizer, x, y core.Mat) (st optim.Stats, err error) {
+func stepSafely(sess *train.Session) (m train.Metrics, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	return opt.Step(x, y)
+	return sess.Step()
 }
 
 // formatG formats v as the hyperparameter strings do.

@@ -41,6 +41,10 @@ type Config struct {
 	// first attempt in between (every step needs a backoff: the run is
 	// diverging however it backs off).
 	MaxRejects int
+	// Net, when set, is the model to train (a pretrained or adapted
+	// network); Model and Loss are then taken from it and Seed does not
+	// initialise it. Nil builds a fresh MLP from Model, Loss and Seed.
+	Net *nn.MLP
 	// Meta holds labels that checkpoints carry for the program that writes
 	// them (the command line stores its data set name there); it does not
 	// change the run.
@@ -162,6 +166,9 @@ type Session struct {
 // NewSession validates c, initialises the model from c.Seed and builds the
 // optimizer. Close releases its device memory.
 func NewSession(c Config) (*Session, error) {
+	if c.Net != nil {
+		c.Model, c.Loss = c.Net.Spec, c.Net.Objective
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -173,7 +180,10 @@ func NewSession(c Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	net := nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed)
+	net := c.Net
+	if net == nil {
+		net = nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed)
+	}
 	opt, err := e.New(net, hp, c.Seed+1)
 	if err != nil {
 		return nil, err
