@@ -15,7 +15,6 @@ package data
 
 import (
 	"fmt"
-	"iter"
 	"math"
 	"math/rand/v2"
 )
@@ -84,55 +83,6 @@ func (d *Dataset) Split(frac float64, seed int64) (a, b *Dataset) {
 	p := d.Perm(seed)
 	k := int(math.Round(frac * float64(d.N)))
 	return d.Subset(p[:k]), d.Subset(p[k:])
-}
-
-// Batch is one mini-batch. X (Rows×D) and Y (Rows) are reused from one batch
-// to the next: copy them to keep them past the loop iteration.
-type Batch struct {
-	X, Y  []float32
-	Rows  int
-	Index []int // the samples' indices in the Dataset
-}
-
-// NumBatches is the number of batches Batches yields per epoch.
-func (d *Dataset) NumBatches(size int, dropLast bool) int {
-	if size <= 0 {
-		return 0
-	}
-	if dropLast {
-		return d.N / size
-	}
-	return (d.N + size - 1) / size
-}
-
-// Batches yields one epoch of mini-batches of size rows, visiting every
-// sample exactly once in the order of a permutation drawn from PCG seeds
-// (seed, epoch+1), so each epoch has its own reproducible order. The last,
-// partial batch is yielded unless dropLast is set. size <= 0 yields nothing.
-func (d *Dataset) Batches(size int, seed int64, epoch int, dropLast bool) iter.Seq[Batch] {
-	return func(yield func(Batch) bool) {
-		if size <= 0 {
-			return
-		}
-		order := rng(uint64(seed), uint64(epoch)+1).Perm(d.N)
-		x := make([]float32, min(size, d.N)*d.D)
-		y := make([]float32, min(size, d.N))
-		for lo := 0; lo < d.N; lo += size {
-			hi := min(lo+size, d.N)
-			if hi-lo < size && dropLast {
-				return
-			}
-			idx := order[lo:hi]
-			for k, i := range idx {
-				copy(x[k*d.D:(k+1)*d.D], d.Row(i))
-				y[k] = d.Y[i]
-			}
-			r := hi - lo
-			if !yield(Batch{X: x[:r*d.D], Y: y[:r], Rows: r, Index: idx}) {
-				return
-			}
-		}
-	}
 }
 
 // Standardize computes each feature's mean and standard deviation on train

@@ -56,63 +56,6 @@ func TestPermSplitSubset(t *testing.T) {
 	}
 }
 
-func TestBatches(t *testing.T) {
-	d := seq(103)
-	for _, c := range []struct {
-		size     int
-		dropLast bool
-		batches  int
-		samples  int
-	}{
-		{10, false, 11, 103}, {10, true, 10, 100}, {103, false, 1, 103}, {200, false, 1, 103}, {200, true, 0, 0}, {1, true, 103, 103}, {0, false, 0, 0},
-	} {
-		var orders [][]int
-		for epoch := range 3 {
-			count := map[int]int{}
-			var order []int
-			nb := 0
-			for b := range d.Batches(c.size, 42, epoch, c.dropLast) {
-				nb++
-				if b.Rows != len(b.Y) || len(b.X) != b.Rows*d.D || (b.Rows != c.size && (c.dropLast || nb != c.batches)) {
-					t.Fatalf("%+v: bad batch %d of %d rows", c, nb, b.Rows)
-				}
-				for k, i := range b.Index {
-					count[i]++
-					order = append(order, i)
-					if b.X[2*k] != float32(i) || b.Y[k] != float32(i%3) {
-						t.Fatalf("%+v: batch row %d is not sample %d", c, k, i)
-					}
-				}
-			}
-			if nb != c.batches || nb != d.NumBatches(c.size, c.dropLast) || len(count) != c.samples {
-				t.Errorf("%+v epoch %d: %d batches, %d samples", c, epoch, nb, len(count))
-			}
-			for i, n := range count {
-				if n != 1 {
-					t.Errorf("%+v: sample %d seen %d times", c, i, n)
-				}
-			}
-			orders = append(orders, order)
-		}
-		if c.samples > 1 && reflect.DeepEqual(orders[0], orders[1]) {
-			t.Errorf("%+v: epochs 0 and 1 in the same order", c)
-		}
-	}
-	var a, b []int
-	for x := range d.Batches(16, 9, 2, false) {
-		a = append(a, x.Index...)
-	}
-	for x := range d.Batches(16, 9, 2, false) {
-		b = append(b, x.Index...)
-	}
-	if !reflect.DeepEqual(a, b) {
-		t.Error("epoch order not reproducible")
-	}
-	for range d.Batches(10, 1, 0, false) {
-		break // early exit must not panic
-	}
-}
-
 func TestStandardize(t *testing.T) {
 	train, test := seq(50), seq(10)
 	train.X[1] = 3 // feature 1 varies; feature 0 is 0..49

@@ -6,17 +6,13 @@ import (
 	"grng/core/data"
 )
 
-func ExampleDataset_Batches() {
+func ExampleDataset_Split() {
 	d := data.Moons(10, 0.1, 1)
 	train, test := d.Split(0.8, 1)
 	data.Standardize(train, test)
-	for b := range train.Batches(3, 42, 0, false) {
-		fmt.Println(b.Rows, len(b.X))
-	}
+	fmt.Println(train.N, test.N, train.D)
 	// Output:
-	// 3 6
-	// 3 6
-	// 2 4
+	// 8 2 2
 }
 
 func ExampleTokenize() {
