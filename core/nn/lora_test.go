@@ -139,51 +139,8 @@ func TestLoRAHVPFiniteDifferences(t *testing.T) {
 	for _, tc := range loraCases {
 		t.Run(tc.spec+"/"+tc.loss.String(), func(t *testing.T) {
 			p := newLoRAProblem(t, tc.spec, tc.loss, 5, tc.rank, tc.alpha, tc.layers)
-			dev := p.net.Dev
 			p.net.LossGrad(p.x, p.y)
-			rng := rand.New(rand.NewPCG(3, 4))
-			var v, hv []core.Mat
-			var vh [][]float64
-			for _, l := range p.net.Layers {
-				vs := make([]float32, core.Len(l.W))
-				for i := range vs {
-					vs[i] = float32(rng.NormFloat64())
-				}
-				vm := dev.New(l.W.Rows(), l.W.Cols())
-				dev.Upload(vm, vs)
-				v, vh = append(v, vm), append(vh, to64(vs))
-				hv = append(hv, dev.New(l.W.Rows(), l.W.Cols()))
-			}
-			p.net.HVP(v, hv)
-			w := p.weights64()
-			shift := func(s float64) [][]float64 {
-				o := make([][]float64, len(w))
-				for i := range w {
-					o[i] = make([]float64, len(w[i]))
-					for j := range w[i] {
-						o[i][j] = w[i][j] + s*vh[i][j]
-					}
-				}
-				return o
-			}
-			const e, h = 1e-4, 1e-4
-			wp, wm := shift(e), shift(-e)
-			for bi := range p.net.Layers {
-				got := download(dev, hv[bi])
-				for i := range w[bi] {
-					at := func(ws [][]float64, s float64) float64 {
-						orig := ws[bi][i]
-						ws[bi][i] += s
-						l := p.lossOf(ws)
-						ws[bi][i] = orig
-						return l
-					}
-					fd := (at(wp, h) - at(wp, -h) - at(wm, h) + at(wm, -h)) / (4 * e * h)
-					if math.Abs(fd-float64(got[i])) > 2e-3+2e-3*math.Abs(fd) {
-						t.Fatalf("block %d entry %d: Hv %v, finite difference %v", bi, i, got[i], fd)
-					}
-				}
-			}
+			checkHVP(t, p.net, p.weights64(), p.lossOf)
 		})
 	}
 }
