@@ -1,5 +1,6 @@
-// Package cpu is the reference core.Device in pure Go: float32 row-major
-// storage, GEMM through gonum's blas32 (parallel for large products), and
+// Package cpu is the reference core.Device: float32 row-major storage, a
+// packed GEMM of its own (gemm.go: assembly micro-kernels on amd64, plain Go
+// elsewhere; parallel for large products) behind every matrix product, and
 // plain loops elsewhere. It builds for every GOOS, js/wasm included, and every
 // other device is tested against it.
 package cpu
@@ -11,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/mat"
 
 	"grng/core"
@@ -117,14 +116,6 @@ func (*Device) Fill(dst core.Mat, v float32) {
 	}
 }
 
-func general(m *Mat) blas32.General {
-	stride := m.c
-	if stride == 0 {
-		stride = 1
-	}
-	return blas32.General{Rows: m.r, Cols: m.c, Stride: stride, Data: m.Data}
-}
-
 func (*Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
 	A, B, C := m32("Gemm", a), m32("Gemm", b), m32("Gemm", c)
 	ar, ac := A.r, A.c
@@ -139,23 +130,9 @@ func (*Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta floa
 		panic(&core.ShapeError{Op: "Gemm", What: fmt.Sprintf("inner dimensions %d and %d differ", ac, br)})
 	}
 	core.CheckShape("Gemm", "C", C, ar, bc)
-	if ar == 0 || bc == 0 {
-		return
-	}
-	if ac == 0 || alpha == 0 {
-		scale(C.Data, beta) // as in BLAS, A and B are not read when alpha == 0
-		return
-	}
-	// blas32.Gemm itself zeroes C before accumulating when beta == 0, so NaNs
-	// in C never propagate and no clearing pass is needed here.
-	ta, tb := blas.NoTrans, blas.NoTrans
-	if transA {
-		ta = blas.Trans
-	}
-	if transB {
-		tb = blas.Trans
-	}
-	blas32.Gemm(ta, tb, alpha, general(A), general(B), beta, general(C))
+	// As in BLAS, A and B are not read when alpha == 0, and beta == 0
+	// overwrites C, NaNs included.
+	gemm(transA, transB, ar, bc, ac, alpha, A.Data, A.c, B.Data, B.c, beta, C.Data, C.c)
 }
 
 func scale(d []float32, beta float32) {
@@ -174,24 +151,11 @@ func scale(d []float32, beta float32) {
 func (*Device) Gram(alpha float32, x core.Mat, beta float32, c core.Mat) {
 	X, C := m32("Gram", x), m32("Gram", c)
 	core.CheckShape("Gram", "C", C, X.c, X.c)
-	if X.c == 0 {
-		return
-	}
-	if X.r == 0 {
-		scale(C.Data, beta)
-		return
-	}
-	// Syrk fills the upper triangle (zeroing it first when beta == 0, so NaNs
-	// in C never propagate); mirror it to keep C exactly symmetric. (Tiling
-	// the upper triangle into 64×64 blas32.Gemm calls spread over the cores
-	// was tried: on 2 shared cores it ran 0.5–1.5× as fast as Syrk.)
+	// XᵀX only on the tiles that touch the upper triangle (beta == 0
+	// overwrites them, NaNs included); mirroring keeps C exactly symmetric.
 	n := X.c
-	blas32.Syrk(blas.Trans, alpha, general(X), beta, blas32.Symmetric{N: n, Stride: n, Uplo: blas.Upper, Data: C.Data})
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			C.Data[j*n+i] = C.Data[i*n+j]
-		}
-	}
+	bestKernel.gemm(&gemmArgs{tA: true, m: n, n: n, k: X.r, alpha: alpha, a: X.Data, lda: n, b: X.Data, ldb: n, beta: beta, c: C.Data, ldc: n, upper: true})
+	mirrorUpper(n, C.Data)
 }
 
 func (*Device) Axpby(alpha float32, x core.Mat, beta float32, y core.Mat) {
@@ -671,7 +635,7 @@ func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
 	}
 	var lam float64
 	for it := 0; it < max(iters, 1); it++ {
-		blas32.Gemv(blas.NoTrans, 1, general(A), blas32.Vector{N: n, Inc: 1, Data: v}, 0, blas32.Vector{N: n, Inc: 1, Data: w})
+		gemv(n, n, A.Data, n, v, w)
 		var nrm float64
 		for _, x := range w {
 			nrm += float64(x) * float64(x)
@@ -690,8 +654,7 @@ func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
 
 // gemmNN sets c = a·b for n×n row-major slices (no aliasing of c).
 func gemmNN(n int, a, b, c []float32) {
-	g := func(d []float32) blas32.General { return blas32.General{Rows: n, Cols: n, Stride: n, Data: d} }
-	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, g(a), g(b), 0, g(c))
+	gemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n)
 }
 
 // NewtonSchulz runs the paper's iterations (eqs. 19–21) on A·X_k; for order p

@@ -214,7 +214,7 @@ func TestGemm(t *testing.T) {
 	rng := newRand(1)
 	dims := [][3]int{ // m, k, n
 		{0, 0, 0}, {0, 5, 3}, {4, 0, 3}, {4, 5, 0}, {1, 1, 1}, {17, 33, 9}, {33, 17, 1},
-		{1, 64, 1}, {64, 1, 64}, {31, 31, 31}, {130, 70, 150}, // the last one runs blas32's parallel path
+		{1, 64, 1}, {64, 1, 64}, {31, 31, 31}, {130, 70, 150}, // the last one runs the parallel path
 	}
 	coefs := [][2]float32{{1, 0}, {-0.5, 0}, {2, 1}, {0.5, -1.5}, {0, 0.5}, {0, 0}}
 	for _, dm := range dims {
