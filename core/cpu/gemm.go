@@ -248,23 +248,16 @@ func runTasks(workers, n int, f func(w, t int)) {
 func packA(g *gemmArgs, i0, rows, mr, pc, kc int, dst []float32) {
 	alpha, a, lda := g.alpha, g.a, g.lda
 	if g.tA { // A is stored k×m: the mr values for one p are contiguous
-		for p := 0; p < kc; p++ {
-			d := dst[p*mr : (p+1)*mr]
-			s := a[(pc+p)*lda+i0 : (pc+p)*lda+i0+rows]
-			if alpha == 1 {
-				copy(d, s)
-			} else {
-				for r, v := range s {
-					d[r] = alpha * v
-				}
-			}
-			clear(d[rows:])
-		}
+		packRows(a[pc*lda+i0:], lda, rows, kc, alpha, dst, mr)
 		return
 	}
-	for r := 0; r < rows; r++ {
-		s := a[(i0+r)*lda+pc : (i0+r)*lda+pc+kc]
-		d := dst[r:]
+	p0 := 0
+	if rows == mr {
+		p0 = packTransposed(rows, alpha, a[i0*lda+pc:], lda, kc, dst, mr)
+	}
+	for r := 0; r < rows && p0 < kc; r++ {
+		s := a[(i0+r)*lda+pc+p0 : (i0+r)*lda+pc+kc]
+		d := dst[p0*mr+r:]
 		for p, v := range s {
 			d[p*mr] = alpha * v
 		}
@@ -281,16 +274,18 @@ func packA(g *gemmArgs, i0, rows, mr, pc, kc int, dst []float32) {
 func packB(g *gemmArgs, j0, cols, nr, pc, kc int, dst []float32) {
 	b, ldb := g.b, g.ldb
 	if !g.tB { // B is stored k×n: the nr values for one p are contiguous
-		for p := 0; p < kc; p++ {
-			d := dst[p*nr : (p+1)*nr]
-			copy(d, b[(pc+p)*ldb+j0:(pc+p)*ldb+j0+cols])
-			clear(d[cols:])
-		}
+		packRows(b[pc*ldb+j0:], ldb, cols, kc, 1, dst, nr)
 		return
 	}
-	for c := 0; c < cols; c++ {
-		s := b[(j0+c)*ldb+pc : (j0+c)*ldb+pc+kc]
-		d := dst[c:]
+	p0 := 0
+	if cols == nr && nr%16 == 0 {
+		for h := 0; h < nr; h += 16 {
+			p0 = packTransposed(16, 1, b[(j0+h)*ldb+pc:], ldb, kc, dst[h:], nr)
+		}
+	}
+	for c := 0; c < cols && p0 < kc; c++ {
+		s := b[(j0+c)*ldb+pc+p0 : (j0+c)*ldb+pc+kc]
+		d := dst[p0*nr+c:]
 		for p, v := range s {
 			d[p*nr] = v
 		}
@@ -299,6 +294,44 @@ func packB(g *gemmArgs, j0, cols, nr, pc, kc int, dst []float32) {
 		for p := 0; p < kc; p++ {
 			clear(dst[p*nr+cols : (p+1)*nr])
 		}
+	}
+}
+
+// packRows copies kc rows of w values (row stride lds) times alpha into
+// rows of width ld, zero-padding each.
+func packRows(src []float32, lds, w, kc int, alpha float32, dst []float32, ld int) {
+	if packCopy(w, alpha, src, lds, kc, dst, ld) {
+		return
+	}
+	if w == ld && alpha == 1 {
+		switch ld { // fixed-size copies compile to a few vector moves
+		case 12:
+			for p := 0; p < kc; p++ {
+				*(*[12]float32)(dst[p*12:]) = *(*[12]float32)(src[p*lds:])
+			}
+			return
+		case 16:
+			for p := 0; p < kc; p++ {
+				*(*[16]float32)(dst[p*16:]) = *(*[16]float32)(src[p*lds:])
+			}
+			return
+		case 32:
+			for p := 0; p < kc; p++ {
+				*(*[32]float32)(dst[p*32:]) = *(*[32]float32)(src[p*lds:])
+			}
+			return
+		}
+	}
+	for p := 0; p < kc; p++ {
+		d, s := dst[p*ld:(p+1)*ld], src[p*lds:p*lds+w]
+		if alpha == 1 {
+			copy(d, s)
+		} else {
+			for r, v := range s {
+				d[r] = alpha * v
+			}
+		}
+		clear(d[w:])
 	}
 }
 

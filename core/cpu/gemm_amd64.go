@@ -6,15 +6,19 @@ import xcpu "golang.org/x/sys/cpu"
 
 var (
 	avx2Kernel   = kernel{kind: kernAVX2, mr: 6, nr: 16, kc: 256, mc: 144, nc: 4096}
-	avx512Kernel = kernel{kind: kernAVX512, mr: 12, nr: 32, kc: 256, mc: 144, nc: 4096}
+	avx512Kernel = kernel{kind: kernAVX512, mr: 12, nr: 32, kc: 384, mc: 144, nc: 4096}
 )
 
-// hasDot4 reports whether dot4 may be called (AVX2 and FMA).
-var hasDot4 = xcpu.X86.HasAVX2 && xcpu.X86.HasFMA
+var (
+	// hasDot4 reports whether dot4 may be called (AVX2 and FMA).
+	hasDot4 = xcpu.X86.HasAVX2 && xcpu.X86.HasFMA
+	// hasAVX512 enables the AVX-512 kernel and packing.
+	hasAVX512 = xcpu.X86.HasAVX512F
+)
 
 func init() {
 	switch {
-	case xcpu.X86.HasAVX512F:
+	case hasAVX512:
 		bestKernel = avx512Kernel
 	case hasDot4:
 		bestKernel = avx2Kernel
@@ -27,7 +31,7 @@ func kernels() []kernel {
 	if hasDot4 {
 		ks = append(ks, avx2Kernel)
 	}
-	if xcpu.X86.HasAVX512F {
+	if hasAVX512 {
 		ks = append(ks, avx512Kernel)
 	}
 	return ks
@@ -51,6 +55,19 @@ func sgemmKernelAVX512(k int, a, b, c *float32, ldc int)
 //go:noescape
 func sdot4AVX2(n int, a *float32, lda int, x, y *float32)
 
+// transpose16AVX512 sets dst[p·ldd + r] = alpha·src[r·lds + p] for p < 16
+// and r < rows, rows 12 or 16.
+//
+//go:noescape
+func transpose16AVX512(rows int, alpha float32, src *float32, lds int, dst *float32, ldd int)
+
+// packCopyAVX512 sets, for p < kc, the ld floats at dst[p·ld:] to
+// alpha·src[p·lds:], lanes outside lmask (bit j for lane j) read as zero and
+// lanes outside smask not written; kc ≥ 1, ld ≤ 32.
+//
+//go:noescape
+func packCopyAVX512(kc int, alpha float32, src *float32, lds int, dst *float32, ld int, lmask, smask uint32)
+
 // microKernel adds a·b to the mr×nr tile at c for the kernel kind.
 func microKernel(kind kernelKind, k int, a, b, c []float32, ldc int) {
 	switch kind {
@@ -69,4 +86,32 @@ func microKernel(kind kernelKind, k int, a, b, c []float32, ldc int) {
 func dot4(n int, a []float32, lda int, x, y []float32) {
 	_, _, _ = a[3*lda+n-1], x[n-1], y[3]
 	sdot4AVX2(n, &a[0], lda, &x[0], &y[0])
+}
+
+// packTransposed writes dst[p·ldd + r] = alpha·src[r·lds + p] for p < kc
+// and r < rows, with 16×16 register transposes where the CPU has AVX-512
+// and rows is 12 or 16, and returns how many p it wrote (a multiple of 16;
+// the caller writes the rest).
+func packTransposed(rows int, alpha float32, src []float32, lds, kc int, dst []float32, ldd int) int {
+	if !hasAVX512 || (rows != 12 && rows != 16) || kc < 16 {
+		return 0
+	}
+	k16 := kc &^ 15
+	_, _ = src[(rows-1)*lds+k16-1], dst[(k16-1)*ldd+rows-1]
+	for p := 0; p < k16; p += 16 {
+		transpose16AVX512(rows, alpha, &src[p], lds, &dst[p*ldd], ldd)
+	}
+	return k16
+}
+
+// packCopy writes, for p < kc, dst[p·ld:(p+1)·ld] = alpha·src[p·lds:p·lds+w]
+// followed by zeros, with masked AVX-512 moves where the CPU has them, and
+// reports whether it did.
+func packCopy(w int, alpha float32, src []float32, lds, kc int, dst []float32, ld int) bool {
+	if !hasAVX512 || ld > 32 || kc < 1 || w < 1 {
+		return false
+	}
+	_, _ = src[(kc-1)*lds+w-1], dst[kc*ld-1]
+	packCopyAVX512(kc, alpha, &src[0], lds, &dst[0], ld, uint32(1)<<w-1, uint32(1)<<ld-1)
+	return true
 }

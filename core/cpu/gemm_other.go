@@ -2,7 +2,7 @@
 
 package cpu
 
-var hasDot4 = false
+var hasDot4, hasAVX512 = false, false
 
 // kernels lists the kernels this CPU can run, best last (for the tests).
 func kernels() []kernel { return []kernel{goKernel} }
@@ -13,3 +13,13 @@ func microKernel(_ kernelKind, k int, a, b, c []float32, ldc int) {
 }
 
 func dot4(n int, a []float32, lda int, x, y []float32) { panic("cpu: dot4 without AVX2") }
+
+// packTransposed writes nothing without AVX-512: the caller's loops do it.
+func packTransposed(rows int, alpha float32, src []float32, lds, kc int, dst []float32, ldd int) int {
+	return 0
+}
+
+// packCopy does nothing without AVX-512: the caller's loops do it.
+func packCopy(w int, alpha float32, src []float32, lds, kc int, dst []float32, ld int) bool {
+	return false
+}

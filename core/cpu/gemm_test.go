@@ -7,6 +7,25 @@ import (
 	"testing"
 )
 
+// kernelsAndPacking pairs every kernel this CPU has with the plain-Go
+// packing loops and, where the CPU has AVX-512, with the assembly ones.
+func kernelsAndPacking() (ks []struct {
+	kernel
+	asmPacking bool
+}) {
+	for _, kn := range kernels() {
+		for _, p := range []bool{false, true} {
+			if !p || hasAVX512 {
+				ks = append(ks, struct {
+					kernel
+					asmPacking bool
+				}{kn, p})
+			}
+		}
+	}
+	return ks
+}
+
 // gemmCase is one product checked against refGemm (a float64 triple loop).
 type gemmCase struct {
 	tA, tB      bool
@@ -48,7 +67,10 @@ func checkGemm(t *testing.T, gc gemmCase, seed uint64) {
 	}
 	ref, bound := refGemm(gc.tA, gc.tB, gc.m, gc.n, gc.k, float64(gc.alpha), a, b, float64(gc.beta), c)
 	const guard = 40
-	for _, kn := range kernels() {
+	defer func(h bool) { hasAVX512 = h }(hasAVX512)
+	for _, kp := range kernelsAndPacking() {
+		kn := kp.kernel
+		hasAVX512 = kp.asmPacking
 		buf := make([]float32, gc.m*gc.n+2*guard)
 		for i := range buf {
 			buf[i] = 7
@@ -57,7 +79,7 @@ func checkGemm(t *testing.T, gc gemmCase, seed uint64) {
 		copy(C, C0.Data)
 		kn.gemm(&gemmArgs{tA: gc.tA, tB: gc.tB, m: gc.m, n: gc.n, k: gc.k, alpha: gc.alpha,
 			a: A.Data, lda: A.c, b: B.Data, ldb: B.c, beta: gc.beta, c: C, ldc: gc.n})
-		what := fmt.Sprintf("%v kernel %d×%d", gc, kn.mr, kn.nr)
+		what := fmt.Sprintf("%v kernel %d×%d asm packing %v", gc, kn.mr, kn.nr, kp.asmPacking)
 		checkBound(t, what, C, ref, bound)
 		for i, v := range append(buf[:guard:guard], buf[guard+gc.m*gc.n:]...) {
 			if v != 7 {
@@ -137,6 +159,7 @@ func TestGemmWorkers(t *testing.T) {
 func TestGemmUpper(t *testing.T) {
 	d := New()
 	rng := newRand(400)
+	defer func(h bool) { hasAVX512 = h }(hasAVX512)
 	for _, s := range [][2]int{{1, 1}, {3, 17}, {40, 33}, {128, 785}, {300, 129}, {17, 257}} {
 		r, n := s[0], s[1]
 		X, x := randMat(d, rng, r, n, 1)
@@ -152,11 +175,13 @@ func TestGemmUpper(t *testing.T) {
 				fill(C0, float32(math.NaN()))
 			}
 			ref, bound := refGemm(true, false, n, n, r, float64(co[0]), x, x, float64(co[1]), c)
-			for _, kn := range kernels() {
+			for _, kp := range kernelsAndPacking() {
+				kn := kp.kernel
+				hasAVX512 = kp.asmPacking
 				C := append([]float32(nil), C0.Data...)
 				kn.gemm(&gemmArgs{tA: true, m: n, n: n, k: r, alpha: co[0], a: X.Data, lda: n, b: X.Data, ldb: n, beta: co[1], c: C, ldc: n, upper: true})
 				mirrorUpper(n, C)
-				checkBound(t, fmt.Sprintf("%dx%d alpha=%v beta=%v kernel %d×%d", r, n, co[0], co[1], kn.mr, kn.nr), C, ref, bound)
+				checkBound(t, fmt.Sprintf("%dx%d alpha=%v beta=%v kernel %d×%d asm packing %v", r, n, co[0], co[1], kn.mr, kn.nr, kp.asmPacking), C, ref, bound)
 			}
 		}
 	}
