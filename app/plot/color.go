@@ -89,3 +89,31 @@ var (
 	Dim        = Hex(0x9a9cab) // secondary text
 	Accent     = Hex(0x4dabf7) // highlights, active tab
 )
+
+// lutSize is the resolution of the tables that stand in for a colour map
+// when a whole image is painted: 1024 steps are finer than the 8 bits of a
+// channel along any of the maps above.
+const lutSize = 1024
+
+// table samples a colour map at lutSize equally spaced points of [0, 1]:
+// painting then costs an index per pixel instead of a call.
+type table []color.RGBA
+
+func newTable(m Colormap) table {
+	t := make(table, lutSize)
+	for i := range t {
+		t[i] = m(float64(i) / (lutSize - 1))
+	}
+	return t
+}
+
+// at returns the colour of x ∈ [0, 1] (clamped; NaN gives the colour of 0).
+func (t table) at(x float64) color.RGBA {
+	if !(x > 0) {
+		return t[0]
+	}
+	if x >= 1 {
+		return t[lutSize-1]
+	}
+	return t[int(x*(lutSize-1)+0.5)]
+}

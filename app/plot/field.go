@@ -49,21 +49,39 @@ func (c *Canvas) Heatmap(r image.Rectangle, g Grid, lo, hi float64, cmap Colorma
 		span = 1
 	}
 	cl := r.Intersect(c.Clip)
+	if cl.Empty() {
+		return
+	}
 	img := c.Img
+	tab := newTable(cmap)
 	sx := float64(g.NX-1) / float64(r.Dx())
 	sy := float64(g.NY-1) / float64(r.Dy())
+	// The columns' grid cells and weights are the same on every row.
+	cols := make([]int, cl.Dx())
+	fxs := make([]float64, cl.Dx())
+	for px := cl.Min.X; px < cl.Max.X; px++ {
+		gx := math.Max(0, math.Min(float64(g.NX-1), (float64(px-r.Min.X)+0.5)*sx))
+		i := min(int(gx), g.NX-2)
+		cols[px-cl.Min.X], fxs[px-cl.Min.X] = i, gx-float64(i)
+	}
+	inv := 1 / span
 	for py := cl.Min.Y; py < cl.Max.Y; py++ {
-		gy := (float64(r.Max.Y-py) - 0.5) * sy
-		off := img.PixOffset(cl.Min.X, py)
-		for px := cl.Min.X; px < cl.Max.X; px++ {
-			v := g.At((float64(px-r.Min.X)+0.5)*sx, gy)
+		gy := math.Max(0, math.Min(float64(g.NY-1), (float64(r.Max.Y-py)-0.5)*sy))
+		j := min(int(gy), g.NY-2)
+		fy := gy - float64(j)
+		row0, row1 := g.V[j*g.NX:(j+1)*g.NX], g.V[(j+1)*g.NX:(j+2)*g.NX]
+		pix := img.Pix[img.PixOffset(cl.Min.X, py):]
+		for k, i := range cols {
+			fx := fxs[k]
+			v := (1-fy)*((1-fx)*row0[i]+fx*row0[i+1]) + fy*((1-fx)*row1[i]+fx*row1[i+1])
 			if !math.IsNaN(v) {
-				col := cmap((v - lo) / span)
-				img.Pix[off], img.Pix[off+1], img.Pix[off+2], img.Pix[off+3] = col.R, col.G, col.B, col.A
+				col := tab.at((v - lo) * inv)
+				p := pix[4*k : 4*k+4 : 4*k+4]
+				p[0], p[1], p[2], p[3] = col.R, col.G, col.B, col.A
 			}
-			off += 4
 		}
 	}
+	c.touch(cl)
 }
 
 // Matrix paints the rows×cols matrix m (row-major, row 0 at the top, as a
@@ -77,17 +95,30 @@ func (c *Canvas) Matrix(r image.Rectangle, rows, cols int, m []float64, lo, hi f
 		span = 1
 	}
 	cl := r.Intersect(c.Clip)
+	if cl.Empty() {
+		return
+	}
+	tab := newTable(cmap)
+	colours := make([]color.RGBA, len(m))
+	for k, v := range m {
+		colours[k] = tab.at((v - lo) / span)
+	}
+	js := make([]int, cl.Dx())
+	for px := cl.Min.X; px < cl.Max.X; px++ {
+		js[px-cl.Min.X] = (px - r.Min.X) * cols / r.Dx()
+	}
 	img := c.Img
 	for py := cl.Min.Y; py < cl.Max.Y; py++ {
 		i := (py - r.Min.Y) * rows / r.Dy()
-		off := img.PixOffset(cl.Min.X, py)
-		for px := cl.Min.X; px < cl.Max.X; px++ {
-			j := (px - r.Min.X) * cols / r.Dx()
-			col := cmap((m[i*cols+j] - lo) / span)
-			img.Pix[off], img.Pix[off+1], img.Pix[off+2], img.Pix[off+3] = col.R, col.G, col.B, col.A
-			off += 4
+		row := colours[i*cols : (i+1)*cols]
+		pix := img.Pix[img.PixOffset(cl.Min.X, py):]
+		for k, j := range js {
+			col := row[j]
+			p := pix[4*k : 4*k+4 : 4*k+4]
+			p[0], p[1], p[2], p[3] = col.R, col.G, col.B, col.A
 		}
 	}
+	c.touch(cl)
 }
 
 // Contour returns the level set {v = level} of g as segments in fractional

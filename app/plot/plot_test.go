@@ -313,3 +313,99 @@ func TestMatrixBlocks(t *testing.T) {
 		t.Error("matrix blocks misplaced")
 	}
 }
+
+func TestDamageCoversEveryChange(t *testing.T) {
+	c := NewCanvas(200, 150)
+	var d Damage
+	c.Damage = &d
+	c.FillRect(image.Rect(10, 10, 30, 20), Hex(0x336699))
+	c.Line(Pt{40, 40}, Pt{120, 90}, 3, Hex(0xff0000))
+	c.Disc(Pt{150, 30}, 8, WithAlpha(Hex(0x00ff00), 0.5))
+	c.Text(20, 120, "damage", Font(13, false), Text, Left|Baseline)
+	c.Arrow(Pt{100, 130}, Pt{180, 110}, 2, 10, Hex(0xffffff))
+	c.Dashed([]Pt{{5, 140}, {90, 140}}, 1.5, 5, 5, Hex(0xffffff))
+	for y := range 150 {
+		for x := range 200 {
+			if c.Img.RGBAAt(x, y).A == 0 {
+				continue
+			}
+			in := false
+			for _, r := range d.Rects {
+				in = in || image.Pt(x, y).In(r)
+			}
+			if !in {
+				t.Fatalf("pixel (%d, %d) changed outside the damage %v", x, y, d.Rects)
+			}
+		}
+	}
+	for i, r := range d.Rects {
+		for _, q := range d.Rects[i+1:] {
+			if r.Overlaps(q) {
+				t.Errorf("damage rectangles %v and %v overlap", r, q)
+			}
+		}
+	}
+	// Clipped drawing records only what it changed.
+	var dc Damage
+	c.Damage = &dc
+	c.WithClip(image.Rect(0, 0, 100, 150))
+	c.Line(Pt{60, 5}, Pt{190, 5}, 4, Hex(0xffffff))
+	if len(dc.Rects) != 1 || dc.Rects[0].Max.X != 100 {
+		t.Errorf("clipped line: damage %v", dc.Rects)
+	}
+	// Nearby rectangles merge; far ones stay apart.
+	d.Reset()
+	d.Add(image.Rect(0, 0, 10, 10))
+	d.Add(image.Rect(12, 0, 20, 10))
+	d.Add(image.Rect(150, 100, 160, 110))
+	if len(d.Rects) != 2 || d.Area() != 20*10+10*10 {
+		t.Errorf("damage %v", d.Rects)
+	}
+}
+
+func TestAntialiasedCoverage(t *testing.T) {
+	// A disc's coverage adds up to its area, a line's to its length × width
+	// plus the round caps.
+	sum := func(c *Canvas) float64 {
+		s := 0.0
+		for i := 3; i < len(c.Img.Pix); i += 4 {
+			s += float64(c.Img.Pix[i]) / 255
+		}
+		return s
+	}
+	for _, r := range []float64{2.2, 4.5, 10} {
+		c := NewCanvas(40, 40)
+		c.Disc(Pt{20.3, 19.6}, r, Hex(0xffffff))
+		if got, want := sum(c), math.Pi*r*r; math.Abs(got-want) > 0.03*want {
+			t.Errorf("disc of radius %v covers %.1f pixels, want %.1f", r, got, want)
+		}
+	}
+	c := NewCanvas(100, 100)
+	c.Line(Pt{10.2, 20.7}, Pt{80.9, 70.1}, 3, Hex(0xffffff))
+	l := math.Hypot(80.9-10.2, 70.1-20.7)
+	if got, want := sum(c), l*3+math.Pi*1.5*1.5; math.Abs(got-want) > 0.03*want {
+		t.Errorf("line covers %.1f pixels, want %.1f", got, want)
+	}
+	// Translucent colours blend over what is there.
+	c = NewCanvas(20, 20)
+	c.Clear(Hex(0x000000))
+	c.Disc(Pt{10, 10}, 5, WithAlpha(Hex(0xffffff), 0.5))
+	if got := at(c, 10, 10); !closeTo(got, color.RGBA{128, 128, 128, 255}, 1) {
+		t.Errorf("half-white over black: %v", got)
+	}
+}
+
+func TestColormapTables(t *testing.T) {
+	for _, m := range []Colormap{Viridis, Magma, RdBu, Muted(Viridis, Hex(0x0c0d10), 0.45)} {
+		tab := newTable(m)
+		for i := range 1000 {
+			x := float64(i) / 999
+			if !closeTo(tab.at(x), m(x), 1) {
+				t.Fatalf("table at %v: %v, the map gives %v", x, tab.at(x), m(x))
+			}
+		}
+		if tab.at(math.NaN()) != m(0) || tab.at(-1) != m(0) || tab.at(2) != m(1) {
+			t.Error("table not clamped")
+		}
+	}
+}

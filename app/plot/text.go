@@ -148,6 +148,7 @@ func (c *Canvas) Text(x, y float64, s string, f *Face, col color.RGBA, align Ali
 		py += f.Ascent * 7 / 20 // about half the cap height
 	}
 	src := image.NewUniform(col)
+	var drawn image.Rectangle
 	pen := fixed.I(px)
 	prev := rune(-1)
 	for _, r := range s {
@@ -164,11 +165,13 @@ func (c *Canvas) Text(x, y float64, s string, f *Face, col color.RGBA, align Ali
 			cl := dr.Intersect(c.Clip)
 			if !cl.Empty() {
 				draw.DrawMask(c.Img, cl, src, image.Point{}, g.mask, cl.Min.Sub(at), draw.Over)
+				drawn = drawn.Union(cl)
 			}
 		}
 		pen += g.adv
 		prev = r
 	}
+	c.touch(drawn)
 	return w
 }
 
@@ -195,6 +198,7 @@ func (c *Canvas) TextUp(x, y float64, s string, f *Face, col color.RGBA) {
 	dr := image.Rectangle{at, at.Add(b.Size())}.Intersect(c.Clip)
 	if !dr.Empty() {
 		draw.DrawMask(c.Img, dr, image.NewUniform(col), image.Point{}, m, dr.Min.Sub(at), draw.Over)
+		c.touch(dr)
 	}
 }
 
