@@ -1,13 +1,17 @@
 // Package app puts the teaching UI (package ui) in an ebiten window: it reads
-// the mouse and keyboard into ui.Input at ebiten's fixed tick, and draws the
-// UI's frame (rendered in pure Go by app/plot) as one texture, uploaded only
-// when it changed. It is the only package of grng that imports ebiten, so it
-// builds for the desktop (cgo, X11/GL) and for the browser (GOOS=js).
+// the mouse and keyboard into ui.Input at ebiten's fixed tick, and uploads
+// the parts of the UI's frame (rendered in pure Go by app/plot) that changed
+// into ebiten's screen, which it keeps from frame to frame: a frame where
+// nothing changed draws nothing, and one where the cursor moved uploads the
+// few rectangles around it. It is the only package of grng that imports
+// ebiten, so it builds for the desktop (cgo, X11/GL) and for the browser
+// (GOOS=js).
 package app
 
 import (
 	"image"
 	"image/png"
+	"math"
 	"os"
 	"sync"
 
@@ -23,19 +27,22 @@ type Options struct {
 	Frames int
 	// Shot, when set, is where the last frame is saved as PNG.
 	Shot string
-	// ForceRedraw re-renders and re-uploads the frame every Draw, even when
-	// nothing changed (worst-case frame rate measurements).
+	// ForceRedraw redraws every layer of the UI and uploads the whole frame
+	// on every Draw, even when nothing changed (the worst case).
 	ForceRedraw bool
 }
 
 // Game is the ebiten game of the teaching UI.
 type Game struct {
-	UI   *ui.UI
-	opts Options
-	img  *ebiten.Image
+	UI     *ui.UI
+	opts   Options
+	screen *ebiten.Image // the screen that holds the last frame
+	buf    []byte        // the pixels of one rectangle, for upload
 
 	mu      sync.Mutex
 	frames  int
+	changed int   // frames that changed the screen
+	pixels  int64 // pixels uploaded
 	inject  []ui.Input
 	grab    chan *image.RGBA // a pending screenshot request
 	quit    bool
@@ -50,8 +57,11 @@ type Game struct {
 	cursorMoved bool
 }
 
-// New returns the game for u.
+// New returns the game for u. It makes ebiten keep the screen from frame to
+// frame (the game redraws only what changed), so it must be called before
+// the game runs.
 func New(u *ui.UI, opts Options) *Game {
+	ebiten.SetScreenClearedEveryFrame(false)
 	return &Game{UI: u, opts: opts}
 }
 
@@ -123,6 +133,13 @@ func (g *Game) Inject(in ...ui.Input) {
 	g.mu.Unlock()
 }
 
+// ClearInjected drops the synthetic input not yet used.
+func (g *Game) ClearInjected() {
+	g.mu.Lock()
+	g.inject = nil
+	g.mu.Unlock()
+}
+
 // Do runs f with the UI on the game's goroutine before the next tick and
 // waits for it: the way to read or change the UI while the game runs.
 func (g *Game) Do(f func(u *ui.UI)) {
@@ -157,20 +174,27 @@ func (g *Game) Update() error {
 	return nil
 }
 
-// Draw uploads the UI's frame when it changed and draws it.
+// Draw uploads the parts of the UI's frame that changed into the screen.
 func (g *Game) Draw(screen *ebiten.Image) {
-	if g.img == nil {
-		g.img = ebiten.NewImage(ui.Width, ui.Height)
-	}
 	if g.opts.ForceRedraw {
 		g.UI.Invalidate()
 	}
-	if frame, changed := g.UI.Frame(); changed {
-		g.img.WritePixels(frame.Pix)
+	frame, rects := g.UI.Frame()
+	if screen != g.screen {
+		// A new screen (the first frame, or ebiten replaced it) is empty.
+		g.screen = screen
+		rects = []image.Rectangle{frame.Bounds()}
 	}
-	screen.DrawImage(g.img, nil)
+	var px int64
+	for _, r := range rects {
+		px += int64(g.upload(screen, frame, r))
+	}
 	g.mu.Lock()
 	g.frames++
+	if px > 0 {
+		g.changed++
+		g.pixels += px
+	}
 	n := g.frames
 	grab := g.grab
 	g.grab = nil
@@ -184,6 +208,55 @@ func (g *Game) Draw(screen *ebiten.Image) {
 		}
 		g.Stop()
 	}
+}
+
+// upload writes the pixels of r from frame into the same place of the
+// screen and returns how many there were.
+func (g *Game) upload(screen *ebiten.Image, frame *image.RGBA, r image.Rectangle) int {
+	r = r.Intersect(frame.Bounds()).Intersect(screen.Bounds())
+	if r.Empty() {
+		return 0
+	}
+	if r == frame.Bounds() {
+		screen.WritePixels(frame.Pix)
+		return r.Dx() * r.Dy()
+	}
+	n := 4 * r.Dx()
+	g.buf = g.buf[:0]
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		o := frame.PixOffset(r.Min.X, y)
+		g.buf = append(g.buf, frame.Pix[o:o+n]...)
+	}
+	screen.SubImage(r).(*ebiten.Image).WritePixels(g.buf)
+	return r.Dx() * r.Dy()
+}
+
+// DrawFinalScreen copies the game's screen into the window. Copying (not
+// blending, as ebiten's default does) is the same picture, the frame being
+// opaque, and cheaper for software GL.
+func (g *Game) DrawFinalScreen(screen ebiten.FinalScreen, offscreen *ebiten.Image, geoM ebiten.GeoM) {
+	op := &ebiten.DrawImageOptions{GeoM: geoM, Blend: ebiten.BlendCopy}
+	switch s := geoM.Element(0, 0); { // as ebiten.DefaultDrawFinalScreen
+	case s < 1:
+		op.Filter = ebiten.FilterLinear
+	case s != math.Floor(s):
+		op.Filter = ebiten.FilterPixelated
+	}
+	screen.DrawImage(offscreen, op)
+}
+
+// Stats are the counts of a running game.
+type Stats struct {
+	Frames  int   // frames drawn (ebiten's Draw calls)
+	Changed int   // frames that changed the screen
+	Pixels  int64 // pixels uploaded to the screen
+}
+
+// Stats returns the counts so far.
+func (g *Game) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return Stats{g.frames, g.changed, g.pixels}
 }
 
 // Frames returns the number of frames drawn so far.

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,9 @@ import (
 
 	"grng/app/plot"
 	"grng/app/ui"
+	"grng/core"
+	"grng/core/cpu"
+	"grng/core/data"
 	"grng/core/landscape"
 )
 
@@ -49,7 +53,10 @@ func (r *runner) Update() error {
 }
 
 func TestMain(m *testing.M) {
-	u, err := ui.New(ui.DefaultState())
+	u, err := ui.New(ui.DefaultState(), ui.Options{
+		Device:   func() (core.Device, error) { return cpu.New(), nil },
+		LoadData: func(name string) (*data.Dataset, *data.Dataset, error) { return data.Open(name, data.DefaultDir()) },
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -189,25 +196,120 @@ func TestKeySwitchesView(t *testing.T) {
 	}
 }
 
-// TestFrameRate measures each view's frames per second with the frame
-// re-rendered and re-uploaded every frame (the worst case), and logs it.
+// liveScene is a scripted stretch of use that keeps a view changing: its
+// setup runs on the game goroutine, then input plays one entry per tick.
+type liveScene struct {
+	name, view string
+	setup      func(u *ui.UI)
+	input      func(tick int) ui.Input
+}
+
+// circle is the cursor going round (cx, cy) at radius r, once every 4 s.
+func circle(cx, cy, r float64, tick int) (int, int) {
+	a := 2 * math.Pi * float64(tick) / (4 * ui.TPS)
+	return int(cx + r*math.Cos(a)), int(cy + r*math.Sin(a))
+}
+
+// drag is the cursor holding the button down on a slider's track and
+// sweeping it from end to end and back every 2 s.
+func drag(x0, x1, y, tick int) ui.Input {
+	ph := float64(tick%(2*ui.TPS)) / ui.TPS
+	if ph > 1 {
+		ph = 2 - ph
+	}
+	x := x0 + int(ph*float64(x1-x0))
+	return ui.Input{X: x, Y: y, In: true, Down: true, Pressed: tick == 0}
+}
+
+var liveScenes = []liveScene{
+	{"landscape: race, cursor probing", ui.ViewLandscape,
+		func(u *ui.UI) { u.Update(ui.Input{X: 200, Y: 250, In: true, Down: true, Pressed: true}) },
+		func(tick int) ui.Input { x, y := circle(384, 404, 200, tick); return ui.Input{X: x, Y: y, In: true} }},
+	{"landscape: dragging lr, races rerun", ui.ViewLandscape, nil,
+		// The lr slider's track: sliderPanel (736, 298) + 10 + 62, row 26 px below.
+		func(tick int) ui.Input { return drag(810, 940, 337, tick) }},
+	{"network: training", ui.ViewNetwork,
+		func(u *ui.UI) { u.Update(ui.Input{Keys: []ui.Key{"r"}}) },
+		func(tick int) ui.Input { x, y := circle(700, 300, 150, tick); return ui.Input{X: x, Y: y, In: true} }},
+	{"kronecker: training, dragging ρ", ui.ViewKronecker,
+		func(u *ui.UI) {
+			u.SetView(ui.ViewNetwork)
+			u.Update(ui.Input{Keys: []ui.Key{"r"}})
+		},
+		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+}
+
+// cpuTime returns the CPU time used by this process so far (its goroutines
+// and the GL driver's threads: software GL renders in the process).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestFrameRate measures the frame rate of each view while it is live:
+// the races run and the cursor probes the landscape, or a slider is
+// dragged, or the networks train, so that (nearly) every frame differs from
+// the last. It logs frames per second (ebiten's Draw calls), the frames
+// per second that changed the screen, and the pixels uploaded per frame;
+// then the worst case, every layer redrawn and the whole frame uploaded on
+// every frame (Options.ForceRedraw). It logs the CPU time per frame too,
+// which depends less than the frame rate on what else the machine runs.
+// GRNG_UI_FPS_SECONDS sets the length of each measurement (3 s),
+// GRNG_UI_FPS_ONLY a part of the names of the scenes to measure.
 func TestFrameRate(t *testing.T) {
 	sec := 3.0
 	if s := os.Getenv("GRNG_UI_FPS_SECONDS"); s != "" {
 		sec, _ = strconv.ParseFloat(s, 64)
 	}
+	ticks := int(sec*ui.TPS) + 4*ui.TPS // more input than the measurement needs
+	measure := func(name string) {
+		s0, t0, c0 := game.Stats(), time.Now(), cpuTime()
+		time.Sleep(time.Duration(sec * float64(time.Second)))
+		s1, dt, c1 := game.Stats(), time.Since(t0).Seconds(), cpuTime()
+		frames, changed := s1.Frames-s0.Frames, s1.Changed-s0.Changed
+		t.Logf("%-36s %5.1f frames/s, %5.1f changed the screen, %4.0f kpx uploaded and %4.1f ms of CPU (GL included) per frame",
+			name, float64(frames)/dt, float64(changed)/dt, float64(s1.Pixels-s0.Pixels)/1e3/math.Max(1, float64(changed)),
+			(c1-c0).Seconds()*1e3/math.Max(1, float64(frames)))
+		if frames < 1 {
+			t.Errorf("%s: no frames", name)
+		}
+	}
+	only := os.Getenv("GRNG_UI_FPS_ONLY") // a part of the names of the scenes to measure
+	for _, sc := range liveScenes {
+		if !strings.Contains(sc.name, only) {
+			continue
+		}
+		game.Do(func(u *ui.UI) {
+			u.SetView(sc.view)
+			if sc.setup != nil {
+				sc.setup(u)
+			}
+			u.SetView(sc.view)
+		})
+		in := make([]ui.Input, ticks)
+		for i := range in {
+			in[i] = sc.input(i)
+		}
+		in = append(in, ui.Input{X: in[len(in)-1].X, Y: in[len(in)-1].Y, In: true, Released: true})
+		game.Inject(in...)
+		waitFrames(t, 5)
+		measure(sc.name)
+		game.ClearInjected()
+		waitFrames(t, 2)
+	}
 	game.SetOptions(Options{ForceRedraw: true})
 	defer game.SetOptions(Options{})
 	for _, v := range ui.Views {
-		game.Do(func(u *ui.UI) { u.SetView(v) })
-		waitFrames(t, 10)
-		n0, t0 := game.Frames(), time.Now()
-		time.Sleep(time.Duration(sec * float64(time.Second)))
-		fps := float64(game.Frames()-n0) / time.Since(t0).Seconds()
-		t.Logf("%-9s %.1f frames/s (ebiten reports %.1f), 1280×800, re-rendered every frame", v, fps, ebiten.ActualFPS())
-		if fps < 1 {
-			t.Errorf("%s: %.1f frames/s", v, fps)
+		name := v + ": worst case, all redrawn"
+		if !strings.Contains(name, only) {
+			continue
 		}
+		game.Do(func(u *ui.UI) { u.SetView(v) })
+		waitFrames(t, 5)
+		measure(name)
 	}
 	_ = plot.Background
 }

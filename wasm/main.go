@@ -21,6 +21,7 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"syscall/js"
@@ -28,6 +29,8 @@ import (
 
 	"grng/app"
 	"grng/app/ui"
+	"grng/core"
+	"grng/core/data"
 	"grng/core/optim"
 )
 
@@ -65,7 +68,7 @@ func main() {
 	}
 	p.openDevice()
 	p.g.Set("uiEnded", true)
-	select {} // the UI quit (Escape); grng.train keeps working
+	select {} // the UI stopped; grng.train keeps working
 }
 
 // newPage binds window.grng (creating it when the page has no loader.js)
@@ -126,16 +129,29 @@ func newUI(p *page) (*ui.UI, error) {
 		p.g.Set("uiError", err.Error())
 		st = ui.DefaultState()
 	}
-	u, err := ui.New(st)
+	// The network lab trains on the page's device (WebGPU unless the
+	// browser has none or the URL says ?device=cpu), once it is open, and
+	// loads the digits from the server. Escape does not end the UI: a tab
+	// has nothing to quit to.
+	u, err := ui.New(st, ui.Options{
+		Device: func() (core.Device, error) {
+			<-p.devReady
+			d, _ := p.device()
+			return d, nil
+		},
+		LoadData: func(name string) (*data.Dataset, *data.Dataset, error) {
+			if name != "digits" {
+				return nil, nil, fmt.Errorf("the browser build serves only the digits, not %s", name)
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.loadDigits()
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
 	p.g.Get("timing").Set("uiReady", now())
-	// WIRING POINT (app/): the network lab of app/ui trains on its own
-	// cpu.New() and opens digits with data.Open (no files in a browser, so
-	// its digits set reports "not fetched"). When app/ui takes a device and
-	// a data loader, hand it the page's device (p.device(), after
-	// <-p.devReady) and p.loadDigits here.
 	u.OnSave = func(enc string) {
 		// S keeps the state in the URL, so that a reload or a shared link
 		// restores it.

@@ -76,15 +76,22 @@ func ComputeFactors(net *nn.MLP, x, y core.Mat, layer int, rule string, rho floa
 	dev.Free(seed)
 	f := Factors{Layer: layer, Lambda: lam, Gamma: gam}
 	f.LamEig, f.GamEig = eigDesc(lam), eigDesc(gam)
+	f.CondLam, f.CondGam = cond64(f.LamEig, 0), cond64(f.GamEig, 0)
+	f.Damp(rule, rho)
+	return f
+}
+
+// Damp sets the damping of both factors by the rule ("ring": √ρ‖·‖₂ per
+// factor, eq. 10a; "reng": √ρ, eq. 10b) and the damped inverses and
+// condition numbers that follow; the factors themselves stay.
+func (f *Factors) Damp(rule string, rho float64) {
 	s := math.Sqrt(rho)
 	f.LamD, f.GamD = s, s
 	if rule == "ring" {
 		f.LamD, f.GamD = s*f.LamEig[0], s*f.GamEig[0]
 	}
-	f.LamInv, f.GamInv = dampedInv(lam, f.LamD), dampedInv(gam, f.GamD)
-	f.CondLam, f.CondGam = cond64(f.LamEig, 0), cond64(f.GamEig, 0)
+	f.LamInv, f.GamInv = dampedInv(f.Lambda, f.LamD), dampedInv(f.Gamma, f.GamD)
 	f.CondLamD, f.CondGamD = cond64(f.LamEig, f.LamD), cond64(f.GamEig, f.GamD)
-	return f
 }
 
 func f64s(v []float32) []float64 {
@@ -141,8 +148,16 @@ type kronView struct {
 	layerBtn []*button
 	ruleBtn  []*button
 	rhoS     *slider
-	view     *image.RGBA
-	dirty    bool
+	gen      int // bumped when the factors change
+	dampGen  int // bumped when their damping changes
+	changed  bool
+	drawn    kronDrawn // what the background shows
+}
+
+// kronDrawn is what the Kronecker view's layers show.
+type kronDrawn struct {
+	msg, head, rule, ctrl string
+	gen, dampGen          int
 }
 
 // Kronecker view layout.
@@ -153,14 +168,20 @@ var (
 	kronCtrl   = image.Rect(700, 660, 1268, 770)
 	kronLayerR = image.Rect(830, 672, 1060, 698)
 	kronRuleR  = image.Rect(1080, 672, 1258, 698)
+
+	// The regions of the layers (each redrawn whole, clipped to itself).
+	kronHead    = image.Rect(0, 44, 1280, 84)
+	kronMatReg  = [4]image.Rectangle{image.Rect(40, 84, 370, 400), image.Rect(370, 84, 692, 400), image.Rect(40, 450, 370, 774), image.Rect(370, 450, 692, 774)}
+	kronRuleReg = image.Rect(40, 400, 692, 450)
+	kronSpecReg = [2]image.Rectangle{image.Rect(692, 84, 1280, 376), image.Rect(692, 376, 1280, 660)}
 )
 
 func newKronView(u *UI) *kronView {
-	k := &kronView{u: u, view: image.NewRGBA(viewArea), dirty: true}
+	k := &kronView{u: u, changed: true}
 	k.ruleBtn = buttonRow(kronRuleR, []string{"RING √ρ|·|₂", "RENG √ρ"}, 4)
 	k.rhoS = &slider{label: "ρ", lo: 1e-6, hi: 10, log: true,
 		get: func() float64 { return u.st.KRho },
-		set: func(v float64) { u.st.KRho = v; k.recompute() }}
+		set: func(v float64) { u.st.KRho = v; k.redamp() }}
 	k.rhoS.row = image.Rect(712, 710, 1000, 736)
 	k.rhoS.track = image.Rect(740, 714, 940, 732)
 	return k
@@ -171,7 +192,8 @@ func newKronView(u *UI) *kronView {
 func (k *kronView) recompute() {
 	n := k.u.net
 	k.at = k.u.tick
-	k.dirty = true
+	k.changed = true
+	k.gen++
 	if !n.started || n.err != nil || n.focus == nil {
 		k.f = nil
 		return
@@ -190,8 +212,17 @@ func (k *kronView) recompute() {
 	k.f, k.atStep = &f, n.focus.step
 }
 
+// redamp applies a new damping rule or ρ to the factors (no network pass).
+func (k *kronView) redamp() {
+	k.changed = true
+	k.dampGen++
+	if k.f != nil {
+		k.f.Damp(k.u.st.Damping, k.u.st.KRho)
+	}
+}
+
 func (k *kronView) animating() bool {
-	return k.dirty || k.u.net.started && !k.u.net.done() && !k.u.net.paused && k.u.tick-k.at >= TPS/2
+	return k.changed || k.u.net.started && !k.u.net.done() && !k.u.net.paused && k.u.tick-k.at >= TPS/2
 }
 
 func (k *kronView) help() string {
@@ -217,13 +248,13 @@ func (k *kronView) update(in Input) {
 			} else {
 				u.st.Damping = "ring"
 			}
-			k.recompute()
+			k.redamp()
 		case "f":
 			u.net.cycleFocus()
 			k.recompute()
 		case KeySpace:
 			u.net.paused = !u.net.paused
-			k.dirty = true
+			k.changed = true
 		}
 	}
 	if in.Pressed {
@@ -239,21 +270,10 @@ func (k *kronView) update(in Input) {
 		for i, b := range k.ruleBtn {
 			if in.Pt().In(b.rect) {
 				u.st.Damping = []string{"ring", "reng"}[i]
-				k.recompute()
+				k.redamp()
 			}
 		}
 	}
-	if u.drag == k.rhoS {
-		k.dirty = true
-	}
-}
-
-func (k *kronView) render(c *plot.Canvas) {
-	if k.dirty {
-		k.renderView()
-		k.dirty = false
-	}
-	c.Copy(k.view, viewArea.Min)
 }
 
 // symAbsMax returns max |m_ij|.
@@ -279,22 +299,48 @@ func dense(m mat.Matrix) (int, int, []float64) {
 	return r, cc, out
 }
 
-func (k *kronView) renderView() {
-	c := plot.On(k.view)
-	c.Clear(plot.Background)
+// layers redraws the view's layers whose inputs changed: the header and
+// the factors when they were recomputed, the inverses and the spectra when
+// the damping changed too, the controls when their state did.
+func (k *kronView) layers(c *plot.Canvas, full bool) {
+	k.changed = false
 	n := k.u.net
+	msg := ""
 	if k.f == nil {
-		msg := "Open the network lab (2) to start training; the factors of its focus network appear here."
+		msg = "Open the network lab (2) to start training; the factors of its focus network appear here."
 		if n.err != nil {
 			msg = n.err.Error()
 		}
-		c.Text(60, 120, msg, plot.Font(15, false), plot.Text, plot.Left|plot.Top)
+	}
+	if full || msg != k.drawn.msg {
+		if !full {
+			c.Clear(plot.Background)
+		}
+		k.drawn = kronDrawn{msg: msg, gen: -1, dampGen: -1}
+		for _, b := range k.layerBtn {
+			b.active = false
+		}
+		k.rhoS.drawn = false
+		if msg != "" {
+			c.Text(60, 120, msg, plot.Font(15, false), plot.Text, plot.Left|plot.Top)
+		}
+	}
+	if msg != "" {
 		return
 	}
 	f := k.f
-	rule := map[string]string{"ring": "RING: λ = √ρ|·|₂ (eq. 10a)", "reng": "RENG: λ = √ρ (eq. 10b)"}[k.u.st.Damping]
-	c.Text(60, 58, fmt.Sprintf("Kronecker factors of layer %d of %s's network at step %d: its Fisher block is F ≈ kron(Λ, Γ) (eq. 7)",
-		f.Layer+1, optLabel(n.focus.name), k.atStep), plot.Font(16, true), plot.Text, plot.Left|plot.Top)
+	old := c.Clip
+	defer c.WithClip(old)
+	head := fmt.Sprintf("Kronecker factors of layer %d of %s's network at step %d: its Fisher block is F ≈ kron(Λ, Γ) (eq. 7)",
+		f.Layer+1, optLabel(n.focus.name), k.atStep)
+	if head != k.drawn.head {
+		k.drawn.head = head
+		c.WithClip(kronHead)
+		c.Clear(plot.Background)
+		c.Text(60, 58, head, plot.Font(16, true), plot.Text, plot.Left|plot.Top)
+	}
+	newF, newD := k.gen != k.drawn.gen, k.gen != k.drawn.gen || k.dampGen != k.drawn.dampGen
+	k.drawn.gen, k.drawn.dampGen = k.gen, k.dampGen
 	titles := [4]string{
 		fmt.Sprintf("Λ = E[xx'], x = [input, 1] (%d×%d)", f.Lambda.SymmetricDim(), f.Lambda.SymmetricDim()),
 		fmt.Sprintf("Γ = E[ee'], e = dℓ/dz, y ~ model (%d×%d)", f.Gamma.SymmetricDim(), f.Gamma.SymmetricDim()),
@@ -303,6 +349,11 @@ func (k *kronView) renderView() {
 	}
 	ms := [4]mat.Matrix{f.Lambda, f.Gamma, f.LamInv, f.GamInv}
 	for i, m := range ms {
+		if i < 2 && !newF || i >= 2 && !newD {
+			continue
+		}
+		c.WithClip(kronMatReg[i])
+		c.Clear(plot.Background)
 		r := kronMat[i]
 		rows, cols, vals := dense(m)
 		s := symAbsMax(m)
@@ -314,62 +365,86 @@ func (k *kronView) renderView() {
 		c.Text(float64(r.Min.X), float64(r.Min.Y-10), titles[i], plot.Font(14, true), plot.Text, plot.Left|plot.Baseline)
 		c.Text(float64(r.Min.X), float64(r.Max.Y+6), fmt.Sprintf("blue −%s … red +%s (signed √ scale)", fmtValue(s), fmtValue(s)), plot.Font(12, false), plot.Dim, plot.Left|plot.Top)
 	}
-	c.Text(60, 410, rule+". The damped inverses precondition the gradient:", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
-	c.Text(60, 428, "ΔW = (Λ + λI)⁻¹ G (Γ + λI)⁻¹, G the layer's gradient (eqs. 8, 10)", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
-	for i, sp := range []struct {
-		r      image.Rectangle
-		eig    []float64
-		lam    float64
-		name   string
-		cu, cd float64
-	}{{kronSpecA, f.LamEig, f.LamD, "Λ", f.CondLam, f.CondLamD}, {kronSpecG, f.GamEig, f.GamD, "Γ", f.CondGam, f.CondGamD}} {
-		lo, hi := math.Inf(1), 0.0
-		for _, e := range sp.eig {
-			if e > 0 {
-				lo = math.Min(lo, e)
-			}
-			hi = math.Max(hi, e)
-		}
-		lo = math.Min(lo, sp.lam)
-		hi = math.Max(hi, sp.lam)
-		if math.IsInf(lo, 0) || hi <= 0 {
-			lo, hi = 1e-6, 1
-		}
-		ax := plot.Axes{Rect: sp.r, X0: 0.5, X1: float64(len(sp.eig)) + 0.5,
-			Y0: math.Pow(10, math.Floor(math.Log10(lo))-0.3), Y1: math.Pow(10, math.Ceil(math.Log10(hi))+0.1), LogY: true}
-		c.DrawAxes(ax, plot.AxesStyle{Title: fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", sp.name, fmtValue(sp.cu), fmtValue(sp.cd)),
-			XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
-		old := c.WithClip(sp.r)
-		// The damping level and the damped spectrum.
-		yl := ax.Px(1, sp.lam).Y
-		c.Dashed([]plot.Pt{{X: float64(sp.r.Min.X), Y: yl}, {X: float64(sp.r.Max.X), Y: yl}}, 2, 8, 5, plot.Hex(0xffd43b))
-		var und, dmp []plot.Pt
-		for j, e := range sp.eig {
-			if e > 0 {
-				und = append(und, ax.Px(float64(j+1), e))
-			}
-			dmp = append(dmp, ax.Px(float64(j+1), e+sp.lam))
-		}
-		c.Polyline(dmp, 2, plot.WithAlpha(plot.Hex(0x38d9a9), 0.9))
-		c.Polyline(und, 2, plot.Hex(0x4dabf7))
-		for _, p := range und {
-			c.Disc(p, 3, plot.Hex(0x4dabf7))
-		}
-		c.WithClip(old)
-		_ = i
-		lg := []plot.LegendEntry{{Label: "eigenvalues", Color: plot.Hex(0x4dabf7)}, {Label: "damped: + λ", Color: plot.Hex(0x38d9a9)}, {Label: "λ = " + fmtValue(sp.lam), Color: plot.Hex(0xffd43b)}}
-		c.Legend(sp.r.Min.X+14, sp.r.Max.Y-68, 20, lg)
+	rule := map[string]string{"ring": "RING: λ = √ρ|·|₂ (eq. 10a)", "reng": "RENG: λ = √ρ (eq. 10b)"}[k.u.st.Damping]
+	if rule != k.drawn.rule {
+		k.drawn.rule = rule
+		c.WithClip(kronRuleReg)
+		c.Clear(plot.Background)
+		c.Text(60, 410, rule+". The damped inverses precondition the gradient:", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+		c.Text(60, 428, "ΔW = (Λ + λI)⁻¹ G (Γ + λI)⁻¹, G the layer's gradient (eqs. 8, 10)", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
 	}
-	panel(c, kronCtrl, "")
-	c.Text(float64(kronCtrl.Min.X+12), float64(kronLayerR.Min.Y+kronLayerR.Dy()/2), "Factors of", plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
-	for i, b := range k.layerBtn {
-		b.active = i+1 == k.u.st.Layer
-		b.draw(c)
+	if newD {
+		for i, sp := range []struct {
+			r      image.Rectangle
+			eig    []float64
+			lam    float64
+			name   string
+			cu, cd float64
+		}{{kronSpecA, f.LamEig, f.LamD, "Λ", f.CondLam, f.CondLamD}, {kronSpecG, f.GamEig, f.GamD, "Γ", f.CondGam, f.CondGamD}} {
+			c.WithClip(kronSpecReg[i])
+			c.Clear(plot.Background)
+			renderSpectrum(c, sp.r, sp.eig, sp.lam, sp.name, sp.cu, sp.cd)
+		}
 	}
-	for i, b := range k.ruleBtn {
-		b.active = []string{"ring", "reng"}[i] == k.u.st.Damping
-		b.draw(c)
+	c.WithClip(old)
+	ctrl := fmt.Sprintf("%d %d %s", len(k.layerBtn), k.u.st.Layer, k.u.st.Damping)
+	if ctrl != k.drawn.ctrl {
+		k.drawn.ctrl = ctrl
+		panel(c, kronCtrl, "")
+		c.Text(float64(kronCtrl.Min.X+12), float64(kronLayerR.Min.Y+kronLayerR.Dy()/2), "Factors of", plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
+		for i, b := range k.layerBtn {
+			b.active = i+1 == k.u.st.Layer
+			b.draw(c)
+		}
+		for i, b := range k.ruleBtn {
+			b.active = []string{"ring", "reng"}[i] == k.u.st.Damping
+			b.draw(c)
+		}
+		k.rhoS.drawn = false
+		c.Text(float64(kronCtrl.Max.X-12), float64(k.rhoS.row.Min.Y+13), "Damping lifts the small eigenvalues: κ drops", plot.Font(12, false), plot.Dim, plot.Right|plot.Middle)
 	}
-	k.rhoS.draw(c, k.u.drag == k.rhoS)
-	c.Text(float64(kronCtrl.Max.X-12), float64(k.rhoS.row.Min.Y+13), "Damping lifts the small eigenvalues: κ drops", plot.Font(12, false), plot.Dim, plot.Right|plot.Middle)
+	k.rhoS.layer(c, k.u.drag == k.rhoS)
+}
+
+// overlay: the view has no moving parts beyond its layers.
+func (k *kronView) overlay(*plot.Canvas) {}
+
+// renderSpectrum plots the eigenvalues eig of a factor in r (log scale)
+// with the damping level lam and the damped spectrum.
+func renderSpectrum(c *plot.Canvas, r image.Rectangle, eig []float64, lam float64, name string, cu, cd float64) {
+	lo, hi := math.Inf(1), 0.0
+	for _, e := range eig {
+		if e > 0 {
+			lo = math.Min(lo, e)
+		}
+		hi = math.Max(hi, e)
+	}
+	lo = math.Min(lo, lam)
+	hi = math.Max(hi, lam)
+	if math.IsInf(lo, 0) || hi <= 0 {
+		lo, hi = 1e-6, 1
+	}
+	ax := plot.Axes{Rect: r, X0: 0.5, X1: float64(len(eig)) + 0.5,
+		Y0: math.Pow(10, math.Floor(math.Log10(lo))-0.3), Y1: math.Pow(10, math.Ceil(math.Log10(hi))+0.1), LogY: true}
+	c.DrawAxes(ax, plot.AxesStyle{Title: fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", name, fmtValue(cu), fmtValue(cd)),
+		XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
+	old := c.WithClip(r.Intersect(c.Clip))
+	// The damping level and the damped spectrum.
+	yl := ax.Px(1, lam).Y
+	c.Dashed([]plot.Pt{{X: float64(r.Min.X), Y: yl}, {X: float64(r.Max.X), Y: yl}}, 2, 8, 5, plot.Hex(0xffd43b))
+	var und, dmp []plot.Pt
+	for j, e := range eig {
+		if e > 0 {
+			und = append(und, ax.Px(float64(j+1), e))
+		}
+		dmp = append(dmp, ax.Px(float64(j+1), e+lam))
+	}
+	c.Polyline(dmp, 2, plot.WithAlpha(plot.Hex(0x38d9a9), 0.9))
+	c.Polyline(und, 2, plot.Hex(0x4dabf7))
+	for _, p := range und {
+		c.Disc(p, 3, plot.Hex(0x4dabf7))
+	}
+	c.WithClip(old)
+	lg := []plot.LegendEntry{{Label: "eigenvalues", Color: plot.Hex(0x4dabf7)}, {Label: "damped: + λ", Color: plot.Hex(0x38d9a9)}, {Label: "λ = " + fmtValue(lam), Color: plot.Hex(0xffd43b)}}
+	c.Legend(r.Min.X+14, r.Max.Y-68, 20, lg)
 }

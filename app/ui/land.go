@@ -29,13 +29,14 @@ const landGrid = 161 // field samples per side
 var landBG = plot.Muted(plot.Viridis, plot.Hex(0x0c0d10), 0.45)
 
 type racer struct {
-	info  landscape.StepperInfo
-	color color.RGBA
-	on    bool
-	tr    landscape.Trajectory
-	row   image.Rectangle
-	drawn int     // points of tr already drawn on the trails layer
-	last  plot.Pt // the last point drawn
+	info   landscape.StepperInfo
+	color  color.RGBA
+	on     bool
+	tr     landscape.Trajectory
+	row    image.Rectangle
+	drawn  int     // points of tr already drawn on the trails layer
+	last   plot.Pt // the last point drawn
+	status string  // the progress text as drawn ("" when none)
 }
 
 // landView is the landscape lab: a 2D loss with exact Fisher, optimizers
@@ -59,13 +60,14 @@ type landView struct {
 	probs   []*button
 	sliders []*slider
 
-	field   plot.Grid
-	lo, hi  float64
-	heat    *image.RGBA // heatmap and contours of the plot area
-	base    *image.RGBA // the whole view area without the moving parts
-	trails  *image.RGBA // heat plus the paths drawn so far
-	lossImg *image.RGBA // the loss curves of the whole race (revealed step by step)
-	tc      *plot.Canvas
+	field     plot.Grid
+	lo, hi    float64
+	heat      *image.RGBA // heatmap and contours of the plot area
+	lossImg   *image.RGBA // the loss curves of the whole race (revealed step by step)
+	lossBlank *image.RGBA // the loss plot without curves
+	lossShown int         // the loss plot is revealed left of this x (−1: not drawn)
+	stepText  string      // the step counter as drawn
+	dirHover  int         // the legend's title as drawn: 0 none, 1 at the ring, 2 at the cursor
 
 	baseDirty, trailsDirty, lossDirty bool
 }
@@ -84,10 +86,8 @@ func newLandView(u *UI) (*landView, error) {
 		r.row = image.Rect(racerPanel.Min.X+8, racerPanel.Min.Y+26+i*21, racerPanel.Max.X-8, racerPanel.Min.Y+26+(i+1)*21)
 	}
 	v.buildSliders()
-	v.base = image.NewRGBA(viewArea)
-	v.trails = image.NewRGBA(landPlot)
-	v.tc = plot.On(v.trails)
 	v.lossImg = image.NewRGBA(lossPlot)
+	v.lossBlank = image.NewRGBA(lossPlot)
 	if err := v.setProblem(u.st.Problem); err != nil {
 		return nil, err
 	}
@@ -198,8 +198,9 @@ func (v *landView) recompute(restart bool) {
 	}
 	if restart {
 		v.shown = 0
+		v.baseDirty = true // the loss axes start at the start's loss
 	}
-	v.baseDirty, v.trailsDirty, v.lossDirty = true, true, true
+	v.trailsDirty, v.lossDirty = true, true
 	v.u.dirty = true
 }
 
@@ -301,9 +302,30 @@ func (v *landView) syncOpts() {
 	}
 }
 
-// renderBase draws the parts of the view that change only on interaction.
-func (v *landView) renderBase() {
-	c := plot.On(v.base)
+// layers brings the background up to date: the static parts (axes, panels,
+// names) when they changed, the trails by their new segments, the loss
+// curves by the newly revealed steps, the sliders and readouts whose values
+// changed.
+func (v *landView) layers(c *plot.Canvas, full bool) {
+	if full || v.baseDirty {
+		v.renderBase(c)
+	}
+	if v.lossDirty {
+		v.renderLoss()
+		v.lossShown = -1
+	}
+	v.renderTrails(c)
+	v.revealLoss(c)
+	for _, s := range v.sliders {
+		s.layer(c, v.u.drag == s)
+	}
+	v.renderStatus(c)
+	v.renderDirTitle(c)
+}
+
+// renderBase draws the parts of the view that change only on interaction;
+// the layers drawn over it are all redrawn after it.
+func (v *landView) renderBase(c *plot.Canvas) {
 	c.Clear(plot.Background)
 	c.Copy(v.heat, landPlot.Min)
 	c.DrawAxes(v.ax, plot.AxesStyle{XLabel: v.info.XLabel, YLabel: v.info.YLabel, NoFill: true, XTicks: 6, YTicks: 6})
@@ -328,16 +350,22 @@ func (v *landView) renderBase() {
 		c.Line(plot.Pt{X: float64(r.row.Min.X + 4), Y: y}, plot.Pt{X: float64(r.row.Min.X + 26), Y: y}, 4, col)
 		c.Text(float64(r.row.Min.X+34), y, r.info.Label, plot.Font(13, r.on), tc, plot.Left|plot.Middle)
 		c.Text(float64(r.row.Min.X+112), y, racerRules[r.info.Name], small, plot.Dim, plot.Left|plot.Middle)
+		r.status = ""
 	}
+	v.stepText = ""
 	panel(c, sliderPanel, "Hyperparameters (drag; they act live)")
 	for _, s := range v.sliders {
-		s.draw(c, v.u.drag == s)
+		s.drawn = false
 	}
 	panel(c, dirPanel, "")
 	v.renderDirLegend(c)
+	v.dirHover = 0
 	panel(c, lossPanel, "")
 	c.DrawAxes(v.lossAx(), plot.AxesStyle{Title: "Loss gap L − L* during the race", XLabel: "", Grid: true, XTicks: 5, YTicks: 4})
 	c.Text(float64(lossPlot.Max.X), float64(lossPlot.Max.Y+22), "step", plot.Font(12, false), plot.Dim, plot.Right|plot.Top)
+	plot.On(v.lossBlank).Copy(c.Img.SubImage(lossPlot), lossPlot.Min)
+	v.lossShown = -1
+	v.trailsDirty = true
 	v.baseDirty = false
 }
 
@@ -355,11 +383,6 @@ func (v *landView) lossAx() plot.Axes {
 func (v *landView) renderDirLegend(c *plot.Canvas) {
 	f := plot.Font(13, false)
 	x, y := float64(dirPanel.Min.X+14), float64(dirPanel.Min.Y+16)
-	title := "Steepest-descent steps at the cursor, one KL budget c each"
-	if !v.hover {
-		title = "Steepest-descent steps at the white ring (hover to move it)"
-	}
-	c.Text(x-2, y, title, plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
 	rows := []struct {
 		col   color.RGBA
 		label string
@@ -377,6 +400,25 @@ func (v *landView) renderDirLegend(c *plot.Canvas) {
 	c.Text(x-2, y+20*5+2, "g = dL/dθ, F the Fisher, H the Hessian; white ellipse: ½δ'Fδ = c, the KL ball", plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
 }
 
+// dirTitle is the rectangle of the direction legend's title.
+var dirTitle = image.Rect(dirPanel.Min.X+4, dirPanel.Min.Y+4, dirPanel.Max.X-4, dirPanel.Min.Y+28)
+
+// renderDirTitle draws the direction legend's title when the cursor went
+// on or off the landscape.
+func (v *landView) renderDirTitle(c *plot.Canvas) {
+	h := 1
+	title := "Steepest-descent steps at the white ring (hover to move it)"
+	if v.hover {
+		h, title = 2, "Steepest-descent steps at the cursor, one KL budget c each"
+	}
+	if h == v.dirHover {
+		return
+	}
+	v.dirHover = h
+	c.FillRect(dirTitle, plot.Panel)
+	c.Text(float64(dirPanel.Min.X+12), float64(dirPanel.Min.Y+16), title, plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
+}
+
 // racerRules are the update rules shown next to the racers' names.
 var racerRules = map[string]string{
 	"sgd":      "θ ← θ − η·g",
@@ -389,16 +431,18 @@ var racerRules = map[string]string{
 	"rkalman":  "Kalman filter on θ, noise R(I + ρR)⁻¹",
 }
 
-// renderTrails brings the trails layer up to the shown step, drawing only
-// the new segments unless it must be rebuilt.
-func (v *landView) renderTrails() {
+// renderTrails brings the trails in the plot area up to the shown step,
+// drawing only the new segments unless they must be redrawn from the heat.
+func (v *landView) renderTrails(c *plot.Canvas) {
+	old := c.WithClip(landPlot)
+	defer c.WithClip(old)
 	if v.trailsDirty {
-		v.tc.Copy(v.heat, landPlot.Min)
+		c.Copy(v.heat, landPlot.Min)
 		for _, r := range v.racers {
 			r.drawn = 0
 		}
-		// The minimum and the start.
-		v.tc.Star(v.ax.Px(v.info.Min[0], v.info.Min[1]), 9, plot.Hex(0xffffff))
+		// The minimum.
+		c.Star(v.ax.Px(v.info.Min[0], v.info.Min[1]), 9, plot.Hex(0xffffff))
 		v.trailsDirty = false
 	}
 	k := int(v.shown)
@@ -416,9 +460,24 @@ func (v *landView) renderTrails() {
 			if math.Hypot(p.X-r.last.X, p.Y-r.last.Y) < 1.5 && r.drawn < len(r.tr.Points)-1 {
 				continue // too short to see: merge with the next segment
 			}
-			v.tc.Line(r.last, p, 2.5, r.color)
+			c.Line(r.last, p, 2.5, r.color)
 			r.last = p
 		}
+	}
+}
+
+// revealLoss shows the loss curves up to the shown step.
+func (v *landView) revealLoss(c *plot.Canvas) {
+	xs := min(int(math.Ceil(v.lossAx().Px(v.shown, 1).X))+1, lossPlot.Max.X)
+	if v.lossShown < 0 || xs < v.lossShown {
+		c.Copy(v.lossBlank, lossPlot.Min)
+		v.lossShown = lossPlot.Min.X
+	}
+	if xs > v.lossShown {
+		old := c.WithClip(image.Rect(v.lossShown, lossPlot.Min.Y, xs, lossPlot.Max.Y))
+		c.Copy(v.lossImg, lossPlot.Min)
+		c.WithClip(old)
+		v.lossShown = xs
 	}
 }
 
@@ -442,24 +501,10 @@ func (v *landView) renderLoss() {
 	v.lossDirty = false
 }
 
-func (v *landView) render(c *plot.Canvas) {
-	if v.baseDirty {
-		v.renderBase()
-	}
-	if v.lossDirty {
-		v.renderLoss()
-	}
-	v.renderTrails()
-	c.Copy(v.base, viewArea.Min)
-	c.Copy(v.trails, landPlot.Min)
-	// Loss curves revealed up to the shown step.
-	ax := v.lossAx()
-	xs := int(math.Ceil(ax.Px(v.shown, 1).X)) + 1
-	old := c.WithClip(image.Rect(lossPlot.Min.X, lossPlot.Min.Y, min(xs, lossPlot.Max.X), lossPlot.Max.Y))
-	c.Copy(v.lossImg, lossPlot.Min)
-	c.WithClip(old)
-
-	old = c.WithClip(landPlot)
+// overlay draws the start, the racers' current positions and the probe.
+func (v *landView) overlay(c *plot.Canvas) {
+	old := c.WithClip(landPlot)
+	defer c.WithClip(old)
 	k := int(v.shown)
 	sp := v.ax.Px(v.start[0], v.start[1])
 	c.Ring(sp, 7, 2.5, plot.Hex(0xffffff))
@@ -478,8 +523,6 @@ func (v *landView) render(c *plot.Canvas) {
 		c.Disc(p, 4.5, r.color)
 	}
 	v.renderProbe(c)
-	c.WithClip(old)
-	v.renderStatus(c)
 }
 
 // renderProbe draws the directions and the Fisher ellipse at the probe.
@@ -554,7 +597,7 @@ func cond(f landscape.Mat2) float64 {
 }
 
 // renderStatus writes each racer's progress next to its name and the step
-// counter.
+// counter, where they changed.
 func (v *landView) renderStatus(c *plot.Canvas) {
 	k := int(v.shown)
 	f := plot.Font(12, false)
@@ -562,7 +605,6 @@ func (v *landView) renderStatus(c *plot.Canvas) {
 		if !r.on || len(r.tr.Points) == 0 {
 			continue
 		}
-		y := float64(r.row.Min.Y + r.row.Dy()/2)
 		var s string
 		col := plot.Text
 		if r.tr.Diverged && k >= len(r.tr.Points)-1 {
@@ -575,6 +617,11 @@ func (v *landView) renderStatus(c *plot.Canvas) {
 				s = "L − L* < 1e-15"
 			}
 		}
+		if s == r.status {
+			continue
+		}
+		r.status = s
+		y := float64(r.row.Min.Y + r.row.Dy()/2)
 		c.FillRect(image.Rect(r.row.Max.X-118, r.row.Min.Y, r.row.Max.X, r.row.Max.Y), plot.Panel)
 		c.Text(float64(r.row.Max.X), y, s, f, col, plot.Right|plot.Middle)
 	}
@@ -582,5 +629,9 @@ func (v *landView) renderStatus(c *plot.Canvas) {
 	if v.paused {
 		state += "  (paused)"
 	}
-	c.Text(float64(racerPanel.Max.X-10), float64(racerPanel.Min.Y+10), state, plot.Font(13, true), plot.Text, plot.Right|plot.Top)
+	if state != v.stepText {
+		v.stepText = state
+		c.FillRect(image.Rect(racerPanel.Max.X-220, racerPanel.Min.Y+4, racerPanel.Max.X-4, racerPanel.Min.Y+26), plot.Panel)
+		c.Text(float64(racerPanel.Max.X-10), float64(racerPanel.Min.Y+10), state, plot.Font(13, true), plot.Text, plot.Right|plot.Top)
+	}
 }

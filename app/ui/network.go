@@ -11,7 +11,6 @@ import (
 
 	"grng/app/plot"
 	"grng/core"
-	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/landscape"
 	"grng/core/nn"
@@ -37,6 +36,7 @@ const (
 	netBatch    = 64
 	netMaxSteps = 800
 	netEvery    = 20                   // evaluate every so many steps
+	curveStride = 4                    // steps between the points of the loss and gradient curves
 	trainBudget = 4 * time.Millisecond // at most per tick
 	trainShare  = 0.25                 // of the wall-clock time, whatever the tick rate achieved
 	maxSnaps    = 240                  // weight snapshots kept per run for the loss slice
@@ -64,6 +64,9 @@ type netRun struct {
 	snaps  [][]float64 // weights every snapEvery steps, from step 0
 	snapEv int
 	secs   float64 // training time
+
+	drawnCurve, drawnAcc int    // points of the curves drawn (curveStride apart; evaluations)
+	drawnRow             string // the legend's status text as drawn
 }
 
 // netLab is the network lab: an MLP trained live by several optimizers side
@@ -100,9 +103,25 @@ type netLab struct {
 	slicePath []landscape.Vec2
 	sx, sy    core.Mat
 
-	view      *image.RGBA // cached render of the view area
-	viewAt    int         // u.tick of the cached render
-	viewDirty bool
+	// The device and the loaded data sets come from the UI's Options,
+	// called in goroutines; tick collects them.
+	devCh   chan devResult
+	devErr  error
+	loadCh  chan loadResult
+	loading string                      // the data set on its way
+	loaded  map[string][2]*data.Dataset // train and test splits
+
+	// What the background shows (the layers are redrawn when these differ
+	// from what they would show now).
+	changed    bool         // something changed: the next frame checks the layers
+	shown      string       // the message shown instead of the lab ("" when running), or "\x00" after a reset
+	titled     bool         // the fixed titles are drawn
+	curveAxes  [3]plot.Axes // the axes of the loss, gradient norm and accuracy as drawn
+	curveFocus string       // the focus as drawn (thicker)
+	legendKey  string       // the legend's structure as drawn
+	footText   string       // its status line as drawn
+	boundKey   string
+	sliceKey   string
 
 	credit   time.Duration // training time available (accrues at trainShare of wall time)
 	lastTick time.Time
@@ -119,30 +138,71 @@ var (
 	dataBarNet = image.Rect(910, 454, 1258, 480)
 )
 
+type devResult struct {
+	dev core.Device
+	err error
+}
+
+type loadResult struct {
+	name   string
+	tr, te *data.Dataset
+	err    error
+}
+
 func newNetLab(u *UI) *netLab {
-	n := &netLab{u: u, view: image.NewRGBA(viewArea), viewDirty: true}
+	n := &netLab{u: u, loaded: map[string][2]*data.Dataset{}, changed: true}
 	n.dataBtn = buttonRow(dataBarNet, NetDatasets, 4)
+	n.redraw()
 	return n
 }
 
-// start builds the data, the networks and the optimizers for the state's
-// data set (again when called after a change).
+// redraw makes the next frame redraw every layer of the lab.
+func (n *netLab) redraw() {
+	n.changed, n.shown, n.titled, n.curveAxes = true, "\x00", false, [3]plot.Axes{}
+	n.legendKey, n.footText, n.boundKey, n.sliceKey = "", "", "", ""
+}
+
+// start (re)starts the lab on the state's data set. The device opens once
+// and a data set that must be loaded (the digits) loads once, each in a
+// goroutine (Options.Device, Options.LoadData); until they are there the
+// lab says what it waits for, and tick builds the networks when they come.
 func (n *netLab) start() {
 	st := &n.u.st
 	n.started, n.err = true, nil
 	n.runs, n.focus, n.slice, n.sliceImg, n.bound, n.points = nil, nil, nil, nil, nil, nil
+	n.tr, n.te = nil, nil
 	n.lastFocus = ""
-	n.dev = cpu.New()
+	n.redraw()
+	for i, name := range NetDatasets {
+		n.dataBtn[i].active = name == st.Data
+	}
+	switch {
+	case n.devErr != nil:
+		n.err = n.devErr
+		return
+	case n.dev == nil && n.devCh == nil:
+		if n.u.opts.Device == nil {
+			n.devErr = fmt.Errorf("no compute device: the program gave the UI none")
+			n.err = n.devErr
+			return
+		}
+		ch := make(chan devResult, 1)
+		n.devCh = ch
+		open := n.u.opts.Device
+		go func() {
+			d, err := open()
+			ch <- devResult{d, err}
+		}()
+	}
 	var all *data.Dataset
 	switch st.Data {
 	case "digits":
-		tr, te, err := data.Open("digits", data.DefaultDir())
-		if err != nil {
-			n.err = fmt.Errorf("digits: %v", err)
-			return
-		}
-		n.tr, n.te = tr, te
 		n.spec = nn.Spec{Sizes: []int{64, 32, 10}, Act: core.Tanh}
+		if d, ok := n.loaded[st.Data]; ok {
+			n.tr, n.te = d[0], d[1]
+		} else {
+			n.load(st.Data)
+		}
 	case "spiral":
 		all = data.Spiral(1200, 0.06, st.Seed)
 	case "moons":
@@ -157,6 +217,104 @@ func (n *netLab) start() {
 		n.spec = nn.Spec{Sizes: []int{2, 32, 32, all.Classes}, Act: core.Tanh}
 		n.box = dataBox(all)
 	}
+	n.poll(false)
+}
+
+// load starts loading the data set name unless it is on its way.
+func (n *netLab) load(name string) {
+	if n.loading == name {
+		return
+	}
+	if n.u.opts.LoadData == nil {
+		n.err = fmt.Errorf("%s: not available in this build of the UI", name)
+		return
+	}
+	ch := make(chan loadResult, 1)
+	n.loadCh, n.loading = ch, name
+	f := n.u.opts.LoadData
+	go func() {
+		tr, te, err := f(name)
+		ch <- loadResult{name, tr, te, err}
+	}()
+}
+
+// poll collects the device and a loaded data set if they arrived (waiting
+// for them when wait is set) and builds the networks once both are there.
+func (n *netLab) poll(wait bool) {
+	if n.devCh != nil {
+		var r devResult
+		got := wait
+		if wait {
+			r = <-n.devCh
+		} else {
+			select {
+			case r = <-n.devCh:
+				got = true
+			default:
+			}
+		}
+		if got {
+			n.devCh = nil
+			if r.err != nil {
+				n.devErr = fmt.Errorf("compute device: %v", r.err)
+				n.err = n.devErr
+			} else {
+				n.dev = r.dev
+			}
+			n.changed = true
+		}
+	}
+	if n.loadCh != nil {
+		var r loadResult
+		got := wait
+		if wait {
+			r = <-n.loadCh
+		} else {
+			select {
+			case r = <-n.loadCh:
+				got = true
+			default:
+			}
+		}
+		if got {
+			n.loadCh, n.loading = nil, ""
+			if r.err == nil {
+				n.loaded[r.name] = [2]*data.Dataset{r.tr, r.te}
+			}
+			if r.name == n.u.st.Data && n.tr == nil && n.err == nil {
+				if r.err != nil {
+					n.err = fmt.Errorf("%s: %v", r.name, r.err)
+				} else {
+					n.tr, n.te = r.tr, r.te
+				}
+			}
+			n.changed = true
+		}
+	}
+	if n.started && n.err == nil && n.runs == nil && n.dev != nil && n.tr != nil {
+		n.build()
+	}
+}
+
+// waiting returns what the lab waits for ("" when it runs).
+func (n *netLab) waiting() string {
+	switch {
+	case !n.started:
+		return " "
+	case n.err != nil:
+		return ""
+	case n.dev == nil:
+		return "Opening the compute device…"
+	case n.tr == nil:
+		return "Loading " + n.u.st.Data + "…"
+	}
+	return ""
+}
+
+// build makes the networks and the optimizers once the device and the
+// data are there.
+func (n *netLab) build() {
+	st := &n.u.st
 	d := n.dev
 	n.xs, n.ys = d.New(n.tr.N, n.tr.D), d.New(n.tr.N, 1)
 	d.Upload(n.xs, n.tr.X)
@@ -181,11 +339,14 @@ func (n *netLab) start() {
 	n.sx, n.sy = d.New(m, n.tr.D), d.New(m, 1)
 	d.Upload(n.sx, n.tr.X[:m*n.tr.D])
 	d.Upload(n.sy, n.tr.Y[:m])
-	n.setFocus(st.Focus)
-	for i, name := range NetDatasets {
-		n.dataBtn[i].active = name == st.Data
+	n.rows = n.rows[:0]
+	y0 := dataBarNet.Max.Y + 14
+	for i := range n.runs {
+		y := y0 + 24 + i*24
+		n.rows = append(n.rows, image.Rect(netLegend.Min.X+8, y, netLegend.Max.X-8, y+22))
 	}
-	n.viewDirty = true
+	n.setFocus(st.Focus)
+	n.redraw()
 }
 
 // dataBox is the data's bounding box with a margin, squared.
@@ -214,7 +375,7 @@ func (n *netLab) setFocus(name string) {
 		n.u.st.Focus = n.focus.name
 	}
 	n.bound, n.slice, n.sliceImg, n.sliceMsg = nil, nil, nil, ""
-	n.viewDirty = true
+	n.changed = true
 }
 
 // stepRun takes one optimizer step of r on its next mini-batch.
@@ -280,7 +441,11 @@ func (n *netLab) tick() {
 	if !n.started && n.u.st.View != ViewLandscape {
 		n.start()
 	}
-	if !n.started || n.err != nil {
+	if !n.started {
+		return
+	}
+	n.poll(n.u.fastForward)
+	if n.err != nil || n.runs == nil {
 		return
 	}
 	now := time.Now()
@@ -316,7 +481,7 @@ func (n *netLab) tick() {
 		if n.slice.Done() {
 			n.renderSlice()
 		}
-		n.viewDirty = true
+		n.changed = true
 	}
 	if n.focus != nil && n.done() && n.slice == nil && n.sliceMsg == "" {
 		n.startSlice()
@@ -324,9 +489,8 @@ func (n *netLab) tick() {
 }
 
 func (n *netLab) animating() bool {
-	// Re-render at 10 Hz while something moves; the frame is cached between.
-	busy := n.started && n.err == nil && (!n.done() && !n.paused || n.slice != nil && !n.slice.Done())
-	return n.viewDirty || busy && n.u.tick-n.viewAt >= TPS/10
+	busy := n.started && n.err == nil && n.runs != nil && !n.done() && !n.paused
+	return n.changed || n.devCh != nil || n.loadCh != nil || busy
 }
 
 func (n *netLab) help() string {
@@ -341,7 +505,7 @@ func (n *netLab) update(in Input) {
 		switch k {
 		case KeySpace:
 			n.paused = !n.paused
-			n.viewDirty = true
+			n.changed = true
 		case "r":
 			n.start()
 		case "d":
@@ -406,7 +570,7 @@ func (n *netLab) startSlice() {
 	b = landscape.Box{X0: b.X0 - mx, X1: b.X1 + mx, Y0: b.Y0 - my, Y1: b.Y1 + my}
 	n.slice = landscape.NewSlice(n.probe, n.sx, n.sy, plane, b, sliceN, sliceN)
 	n.sliceRun, n.sliceImg, n.sliceMsg = r, nil, ""
-	n.viewDirty = true
+	n.changed = true
 }
 
 // sliceAxes are the plot axes of the loss slice panel.
@@ -571,12 +735,72 @@ func (n *netLab) renderDigits(c *plot.Canvas) {
 	}
 }
 
-func (n *netLab) render(c *plot.Canvas) {
-	if n.viewDirty || n.u.tick-n.viewAt >= TPS/10 {
-		n.renderView()
-		n.viewAt, n.viewDirty = n.u.tick, false
+// The regions of the lab's layers (each redrawn whole, clipped to itself).
+var (
+	netBoundTitle = image.Rect(60, 56, 432, 84)
+	netBoundImg   = image.Rect(60, 84, 432, 424)
+	netSliceReg   = image.Rect(0, 424, 432, 774)
+	netTopCurves  = image.Rect(432, 50, 1280, 422) // training loss and gradient norm
+	netAccCurve   = image.Rect(432, 422, 898, 774)
+)
+
+// layers redraws the lab's layers whose content changed: the curves (by
+// their new segments, unless their axes changed), the legend, the decision
+// boundary, the loss slice; or a message while the lab waits or failed.
+func (n *netLab) layers(c *plot.Canvas, full bool) {
+	if full {
+		n.redraw()
 	}
-	c.Copy(n.view, viewArea.Min)
+	n.changed = false
+	msg := n.waiting()
+	if n.err != nil {
+		msg = n.err.Error()
+	}
+	if msg != n.shown {
+		if n.shown != "\x00" || !full {
+			c.Clear(plot.Background)
+		}
+		n.redraw()
+		n.shown = msg
+		if msg != "" {
+			n.renderMessage(c, msg)
+		}
+	}
+	if msg != "" {
+		return
+	}
+	if !n.titled {
+		n.renderTitles(c)
+		n.titled = true
+	}
+	n.renderCurves(c)
+	n.renderLegend(c)
+	n.renderBoundaryLayer(c)
+	n.renderSliceLayer(c)
+}
+
+// overlay: the lab has no moving parts beyond its layers.
+func (n *netLab) overlay(*plot.Canvas) {}
+
+// renderMessage shows why the lab does not run (or what it waits for).
+func (n *netLab) renderMessage(c *plot.Canvas, msg string) {
+	if n.err != nil {
+		c.Text(80, 120, msg, plot.Font(15, false), plot.Hex(0xff8787), plot.Left|plot.Top)
+		c.Text(80, 146, "Press D for the next data set.", plot.Font(15, false), plot.Text, plot.Left|plot.Top)
+	} else {
+		c.Text(80, 120, msg, plot.Font(15, false), plot.Text, plot.Left|plot.Top)
+	}
+	if n.started {
+		for _, b := range n.dataBtn {
+			b.draw(c)
+		}
+	}
+}
+
+// renderTitles draws the texts that do not change.
+func (n *netLab) renderTitles(c *plot.Canvas) {
+	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-28), "Loss slice around the focus (PCA plane of its path)", plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-10), "Li et al. 2018: ring = start, star = now; L computes it", plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
 }
 
 // smooth returns an exponential moving average of xs (for noisy curves).
@@ -594,113 +818,148 @@ func smooth(xs []float64, a float64) []float64 {
 	return out
 }
 
-// decimate keeps about n points of (x, y) for drawing.
-func decimate(x, y []float64, n int) ([]float64, []float64) {
-	if len(x) <= n {
-		return x, y
-	}
-	step := (len(x) + n - 1) / n
-	var xs, ys []float64
-	for i := 0; i < len(x); i += step {
-		xs, ys = append(xs, x[i]), append(ys, y[i])
-	}
-	return append(xs, x[len(x)-1]), append(ys, y[len(y)-1])
-}
-
-func (n *netLab) renderView() {
-	c := plot.On(n.view)
-	c.Clear(plot.Background)
-	if !n.started {
-		return
-	}
-	if n.err != nil {
-		c.Text(80, 120, n.err.Error(), plot.Font(15, false), plot.Hex(0xff8787), plot.Left|plot.Top)
-		c.Text(80, 146, "Press D for the next data set.", plot.Font(15, false), plot.Text, plot.Left|plot.Top)
-		for _, b := range n.dataBtn {
-			b.draw(c)
-		}
-		return
-	}
-	// Curves.
-	steps := func(m int) []float64 {
-		xs := make([]float64, m)
-		for i := range xs {
-			xs[i] = float64(i + 1)
-		}
-		return xs
-	}
-	var loss, gn, acc []plot.Series
+// curveAxes returns the axes of the loss, gradient norm and accuracy plots
+// for the curves so far, with the runs' smoothed losses and gradient norms.
+func (n *netLab) curveAxes3() (axes [3]plot.Axes, loss, gnorm [][]float64) {
 	lossLo, lossHi, gnLo, gnHi := math.Inf(1), 0.0, math.Inf(1), 0.0
 	for _, r := range n.runs {
-		if len(r.loss) == 0 {
-			continue
-		}
-		xs := steps(len(r.loss))
-		l := smooth(r.loss, 0.05)
-		g := smooth(r.gnorm, 0.05)
+		l, g := smooth(r.loss, 0.05), smooth(r.gnorm, 0.05)
+		loss, gnorm = append(loss, l), append(gnorm, g)
 		for i := range l {
 			lossLo, lossHi = math.Min(lossLo, l[i]), math.Max(lossHi, l[i])
 			gnLo, gnHi = math.Min(gnLo, g[i]), math.Max(gnHi, g[i])
 		}
+	}
+	top := math.Pow(10, math.Ceil(math.Log10(math.Max(lossHi, 1e-3))))
+	bottom := math.Max(top/1e5, math.Min(top/1e2, math.Pow(10, math.Floor(math.Log10(math.Max(lossLo, 1e-12))-0.3))))
+	axes[0] = plot.Axes{Rect: lossRect, X0: 0, X1: netMaxSteps, Y0: bottom, Y1: top, LogY: true}
+	if math.IsInf(gnLo, 0) {
+		gnLo, gnHi = 1e-3, 1
+	}
+	axes[1] = plot.Axes{Rect: gnormRect, X0: 0, X1: netMaxSteps,
+		Y0: math.Pow(10, math.Floor(math.Log10(math.Max(gnLo, 1e-6)))), Y1: math.Pow(10, math.Ceil(math.Log10(math.Max(gnHi, 1e-5)))), LogY: true}
+	axes[2] = plot.Axes{Rect: accRect, X0: 0, X1: netMaxSteps, Y0: 0, Y1: 1}
+	if k := n.spec.Sizes[len(n.spec.Sizes)-1]; k > 0 {
+		axes[2].Y0 = math.Floor(10/float64(k)) / 10
+	}
+	return axes, loss, gnorm
+}
+
+// renderCurves draws the training loss, the gradient norm and the test
+// accuracy of every run (paper Figure 1): the new segments since the last
+// call, or everything when the axes or the focus changed. The loss and the
+// gradient norm are smoothed and drawn every curveStride steps.
+func (n *netLab) renderCurves(c *plot.Canvas) {
+	axes, loss, gnorm := n.curveAxes3()
+	focus := ""
+	if n.focus != nil {
+		focus = n.focus.name
+	}
+	old := c.Clip
+	defer c.WithClip(old)
+	if axes != n.curveAxes || focus != n.curveFocus {
+		n.curveAxes, n.curveFocus = axes, focus
+		c.WithClip(netTopCurves)
+		c.Clear(plot.Background)
+		c.DrawAxes(axes[0], plot.AxesStyle{Title: "Training loss (mini-batch, smoothed)", XLabel: "step", YLabel: "cross-entropy", Grid: true})
+		c.DrawAxes(axes[1], plot.AxesStyle{Title: "Gradient norm ||g|| (smoothed)", XLabel: "step", YLabel: "||g||", Grid: true})
+		c.WithClip(netAccCurve)
+		c.Clear(plot.Background)
+		c.DrawAxes(axes[2], plot.AxesStyle{Title: "Test accuracy", XLabel: "step", YLabel: "accuracy", Grid: true})
+		for _, r := range n.runs {
+			r.drawnCurve, r.drawnAcc = 0, 0
+		}
+	}
+	for k, r := range n.runs {
 		w := 2.0
 		if r == n.focus {
 			w = 3
 		}
-		x1, y1 := decimate(xs, l, 200)
-		x2, y2 := decimate(xs, g, 200)
-		loss = append(loss, plot.Series{X: x1, Y: y1, Color: r.color, Width: w})
-		gn = append(gn, plot.Series{X: x2, Y: y2, Color: r.color, Width: w})
-		acc = append(acc, plot.Series{X: r.evalAt, Y: r.acc, Color: r.color, Width: w})
+		// Points i = 0, curveStride, 2·curveStride, … of the smoothed curves
+		// (step i+1).
+		m := (len(loss[k]) + curveStride - 1) / curveStride
+		for j := max(r.drawnCurve, 1); j < m; j++ {
+			i0, i1 := (j-1)*curveStride, j*curveStride
+			for q, ys := range [2][]float64{loss[k], gnorm[k]} {
+				c.WithClip(axes[q].Rect)
+				segment(c, axes[q], float64(i0+1), ys[i0], float64(i1+1), ys[i1], w, r.color)
+			}
+		}
+		r.drawnCurve = max(r.drawnCurve, m)
+		c.WithClip(axes[2].Rect)
+		for j := max(r.drawnAcc, 1); j < len(r.acc); j++ {
+			segment(c, axes[2], r.evalAt[j-1], r.acc[j-1], r.evalAt[j], r.acc[j], w, r.color)
+		}
+		r.drawnAcc = max(r.drawnAcc, len(r.acc))
 	}
-	top := math.Pow(10, math.Ceil(math.Log10(math.Max(lossHi, 1e-3))))
-	bottom := math.Max(top/1e5, math.Min(top/1e2, math.Pow(10, math.Floor(math.Log10(math.Max(lossLo, 1e-12))-0.3))))
-	la := plot.Axes{Rect: lossRect, X0: 0, X1: netMaxSteps, Y0: bottom, Y1: top, LogY: true}
-	c.DrawAxes(la, plot.AxesStyle{Title: "Training loss (mini-batch, smoothed)", XLabel: "step", YLabel: "cross-entropy", Grid: true})
-	c.Plot(la, loss...)
-	if math.IsInf(gnLo, 0) {
-		gnLo, gnHi = 1e-3, 1
-	}
-	ga := plot.Axes{Rect: gnormRect, X0: 0, X1: netMaxSteps,
-		Y0: math.Pow(10, math.Floor(math.Log10(math.Max(gnLo, 1e-6)))), Y1: math.Pow(10, math.Ceil(math.Log10(math.Max(gnHi, 1e-5)))), LogY: true}
-	c.DrawAxes(ga, plot.AxesStyle{Title: "Gradient norm ||g|| (smoothed)", XLabel: "step", YLabel: "||g||", Grid: true})
-	c.Plot(ga, gn...)
-	aa := plot.Axes{Rect: accRect, X0: 0, X1: netMaxSteps, Y0: 0, Y1: 1}
-	if k := n.spec.Sizes[len(n.spec.Sizes)-1]; k > 0 {
-		aa.Y0 = math.Floor(10/float64(k)) / 10
-	}
-	c.DrawAxes(aa, plot.AxesStyle{Title: "Test accuracy", XLabel: "step", YLabel: "accuracy", Grid: true})
-	c.Plot(aa, acc...)
+}
 
-	// Legend, data sets and status.
-	panel(c, netLegend, "")
-	c.Text(float64(netLegend.Min.X+12), float64(netLegend.Min.Y+10), "Data set", plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
-	for _, b := range n.dataBtn {
-		b.draw(c)
+// segment draws the segment between two data points of a, unless one of
+// them cannot be shown (not finite, or not positive on a log axis).
+func segment(c *plot.Canvas, a plot.Axes, x0, y0, x1, y1, w float64, col color.RGBA) {
+	for _, v := range [2]float64{y0, y1} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || a.LogY && v <= 0 {
+			return
+		}
 	}
-	y0 := dataBarNet.Max.Y + 14
-	c.Text(float64(netLegend.Min.X+12), float64(y0), fmt.Sprintf("Optimizers (click one to focus): MLP %s", n.spec), plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
-	n.rows = n.rows[:0]
+	c.Line(a.Px(x0, y0), a.Px(x1, y1), w, col)
+}
+
+// legendRow is the status text of a run in the legend.
+func (r *netRun) legendRow() string {
+	switch {
+	case r.err != nil:
+		return "stopped: diverged"
+	case len(r.acc) > 0:
+		return fmt.Sprintf("step %d   acc %.3f   %.1f ms/step", r.step, r.acc[len(r.acc)-1], 1000*r.secs/math.Max(1, float64(r.step)))
+	}
+	return "starting"
+}
+
+// legendFoot is the legend's line at the bottom.
+var legendFoot = image.Rect(netLegend.Min.X+4, netLegend.Max.Y-30, netLegend.Max.X-4, netLegend.Max.Y-4)
+
+// renderLegend draws the data sets and the runs when the focus or the
+// data changed, and the runs' status texts where they changed.
+func (n *netLab) renderLegend(c *plot.Canvas) {
+	key := n.u.st.Data + " " + n.spec.String()
+	if n.focus != nil {
+		key += " " + n.focus.name
+	}
+	if key != n.legendKey {
+		n.legendKey, n.footText = key, ""
+		panel(c, netLegend, "")
+		c.Text(float64(netLegend.Min.X+12), float64(netLegend.Min.Y+10), "Data set", plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
+		for _, b := range n.dataBtn {
+			b.draw(c)
+		}
+		y0 := dataBarNet.Max.Y + 14
+		c.Text(float64(netLegend.Min.X+12), float64(y0), fmt.Sprintf("Optimizers (click one to focus): MLP %s", n.spec), plot.Font(13, true), plot.Dim, plot.Left|plot.Top)
+		for i, r := range n.runs {
+			row := n.rows[i]
+			if r == n.focus {
+				c.FillRect(row, plot.WithAlpha(plot.Accent, 0.18))
+			}
+			mid := float64(row.Min.Y + 11)
+			c.Line(plot.Pt{X: float64(row.Min.X + 6), Y: mid}, plot.Pt{X: float64(row.Min.X + 30), Y: mid}, 4, r.color)
+			c.Text(float64(row.Min.X+38), mid, optLabel(r.name), plot.Font(13, r == n.focus), plot.Text, plot.Left|plot.Middle)
+			r.drawnRow = ""
+		}
+	}
 	f := plot.Font(13, false)
 	for i, r := range n.runs {
-		y := y0 + 24 + i*24
-		row := image.Rect(netLegend.Min.X+8, y, netLegend.Max.X-8, y+22)
-		n.rows = append(n.rows, row)
+		s := r.legendRow()
+		if s == r.drawnRow {
+			continue
+		}
+		r.drawnRow = s
+		row := n.rows[i]
+		cell := image.Rect(row.Max.X-220, row.Min.Y, row.Max.X, row.Max.Y)
+		c.FillRect(cell, plot.Panel)
 		if r == n.focus {
-			c.FillRect(row, plot.WithAlpha(plot.Accent, 0.18))
+			c.FillRect(cell, plot.WithAlpha(plot.Accent, 0.18))
 		}
-		mid := float64(y + 11)
-		c.Line(plot.Pt{X: float64(row.Min.X + 6), Y: mid}, plot.Pt{X: float64(row.Min.X + 30), Y: mid}, 4, r.color)
-		c.Text(float64(row.Min.X+38), mid, optLabel(r.name), plot.Font(13, r == n.focus), plot.Text, plot.Left|plot.Middle)
-		var s string
-		switch {
-		case r.err != nil:
-			s = "stopped: diverged"
-		case len(r.acc) > 0:
-			s = fmt.Sprintf("step %d   acc %.3f   %.1f ms/step", r.step, r.acc[len(r.acc)-1], 1000*r.secs/math.Max(1, float64(r.step)))
-		default:
-			s = "starting"
-		}
-		c.Text(float64(row.Max.X-6), mid, s, f, plot.Dim, plot.Right|plot.Middle)
+		c.Text(float64(row.Max.X-6), float64(row.Min.Y+11), s, f, plot.Dim, plot.Right|plot.Middle)
 	}
 	status := "training"
 	switch {
@@ -709,12 +968,21 @@ func (n *netLab) renderView() {
 	case n.done():
 		status = "finished"
 	}
-	c.Text(float64(netLegend.Min.X+12), float64(netLegend.Max.Y-12), fmt.Sprintf("%s: %s, %d train / %d test samples", status, n.u.st.Data, n.tr.N, n.te.N), plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+	foot := fmt.Sprintf("%s: %s, %d train / %d test samples", status, n.u.st.Data, n.tr.N, n.te.N)
+	if foot != n.footText {
+		n.footText = foot
+		c.FillRect(legendFoot, plot.Panel)
+		c.Text(float64(netLegend.Min.X+12), float64(netLegend.Max.Y-12), foot, plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+	}
+}
 
-	// Decision boundary of the focus.
+// renderBoundaryLayer recomputes the focus network's decision boundary
+// every 20 of its steps and draws it with its title when either changed.
+func (n *netLab) renderBoundaryLayer(c *plot.Canvas) {
 	if n.focus != nil && (n.bound == nil || n.focus.step-n.boundAt >= 20 || n.lastFocus != n.focus.name) {
 		n.renderBoundary()
 		n.lastFocus = n.focus.name
+		n.boundKey = ""
 	}
 	title := "Decision boundary"
 	if n.u.st.Data == "digits" {
@@ -723,15 +991,47 @@ func (n *netLab) renderView() {
 	if n.focus != nil {
 		title += " of " + optLabel(n.focus.name) + fmt.Sprintf(" at step %d", n.focus.step)
 	}
-	if n.bound != nil {
-		c.Copy(n.bound, boundRect.Min)
+	if n.boundKey == "" {
+		old := c.WithClip(netBoundImg)
+		c.Clear(plot.Background)
+		if n.bound != nil {
+			c.Copy(n.bound, boundRect.Min)
+		}
+		c.StrokeRect(boundRect.Inset(-1), 1, plot.Frame)
+		c.WithClip(old)
 	}
-	c.StrokeRect(boundRect.Inset(-1), 1, plot.Frame)
-	c.Text(float64(boundRect.Min.X), float64(boundRect.Min.Y-10), title, plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+	if title != n.boundKey {
+		n.boundKey = title
+		old := c.WithClip(netBoundTitle)
+		c.Clear(plot.Background)
+		c.Text(float64(boundRect.Min.X), float64(boundRect.Min.Y-10), title, plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+		c.WithClip(old)
+	}
+}
 
-	// Loss slice.
-	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-28), "Loss slice around the focus (PCA plane of its path)", plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
-	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-10), "Li et al. 2018: ring = start, star = now; L computes it", plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+// renderSliceLayer draws the loss slice panel when its state changed: the
+// slice, the progress of its computation, or why there is none.
+func (n *netLab) renderSliceLayer(c *plot.Canvas) {
+	var key string
+	switch {
+	case n.slice != nil && n.sliceImg != nil:
+		key = fmt.Sprintf("img %p", n.sliceImg)
+	case n.slice != nil:
+		key = fmt.Sprintf("progress %d", int(n.slice.Progress()*float64(sliceRect.Dx()-80)))
+	default:
+		key = "msg " + n.sliceMsg
+	}
+	if key == n.sliceKey {
+		return
+	}
+	first := n.sliceKey == ""
+	n.sliceKey = key
+	old := c.WithClip(netSliceReg)
+	defer c.WithClip(old)
+	if !first {
+		c.Clear(plot.Background)
+		n.renderTitles(c)
+	}
 	switch {
 	case n.slice != nil && n.sliceImg != nil:
 		ax := n.sliceAxes()

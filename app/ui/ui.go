@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"grng/app/plot"
+	"grng/core"
+	"grng/core/data"
 )
 
 // The frame size of the UI; the window scales it.
@@ -24,12 +26,24 @@ var (
 )
 
 // view is one of the three views.
+//
+// A view draws in two parts. Its layers (panels, axes, heatmaps, the trails
+// drawn so far, readouts) go into the UI's background image and are redrawn
+// only where their inputs changed; its overlay (what moves with the cursor
+// or the animation: markers, the probe's arrows and ellipse) is drawn over
+// the background every frame. The canvases record the rectangles that were
+// drawn, so that the window uploads only those.
 type view interface {
 	// update advances the view by one tick with the input (only the active
 	// view gets input; background work goes in tick).
 	update(in Input)
-	// render draws the view's area of the frame.
-	render(c *plot.Canvas)
+	// layers brings the view's layers in the background up to date: all of
+	// them when full, else only those whose inputs changed. c is clipped to
+	// the view area and records its damage.
+	layers(c *plot.Canvas, full bool)
+	// overlay draws the moving parts over the background, all of them on
+	// every call.
+	overlay(c *plot.Canvas)
 	// help is the view's line of controls.
 	help() string
 	// animating reports whether the view changes without input.
@@ -37,12 +51,14 @@ type view interface {
 }
 
 // UI is the whole teaching UI: the state, the three views and the frame.
-// Update advances it at a fixed tick; Frame renders it when something
-// changed. A UI is not safe for concurrent use.
+// Update advances it at a fixed tick; Frame renders what changed. A UI is
+// not safe for concurrent use.
 type UI struct {
 	st    State
-	frame *image.RGBA
-	c     *plot.Canvas
+	frame *image.RGBA  // what the window shows: the background plus the overlay
+	bg    *image.RGBA  // the layers without the overlay
+	fc    *plot.Canvas // on frame
+	bc    *plot.Canvas // on bg
 	tabs  []*button
 
 	land *landView
@@ -50,28 +66,52 @@ type UI struct {
 	kron *kronView
 
 	drag     *slider
-	dragView view
 	tick     int
-	dirty    bool
+	dirty    bool // the next Frame may differ from the last
+	full     bool // the next Frame redraws every layer
 	lastIn   Input
 	msg      string
 	msgUntil int
+	helpLine string      // the help bar's text as drawn
+	over     plot.Damage // where the last overlay was drawn
+	damage   plot.Damage // scratch: this frame's changes
+	overNow  plot.Damage // scratch: this frame's overlay
+	rects    []image.Rectangle
 
 	fastForward bool // Advance: train with the full budget every tick
 
-	// Quit is set when the user asks to leave (Escape); the desktop app exits.
+	// Quit is set when the user asks to leave (Escape, when QuitOnEscape).
 	Quit bool
 	// OnSave, when set, receives the state string when the user presses S.
 	OnSave func(encoded string)
+
+	opts Options
+}
+
+// Options are what an entry point chooses for the UI.
+type Options struct {
+	// Device opens the compute device the network lab trains on. It is
+	// called once, in a goroutine of its own, when the lab first starts, and
+	// may block (a browser waits for its WebGPU adapter). Without it the
+	// lab says that it has no device.
+	Device func() (core.Device, error)
+	// LoadData loads a data set that is not generated here (the digits) as
+	// its train and test splits. It is called in a goroutine of its own and
+	// may block (a download). Without it such sets say they are unavailable.
+	LoadData func(name string) (train, test *data.Dataset, err error)
+	// QuitOnEscape makes Escape set Quit: a desktop window closes; a browser
+	// tab has nothing to quit.
+	QuitOnEscape bool
 }
 
 // New builds the UI in state st.
-func New(st State) (*UI, error) {
+func New(st State, opts Options) (*UI, error) {
 	if err := st.Validate(); err != nil {
 		return nil, err
 	}
-	u := &UI{st: st, frame: image.NewRGBA(image.Rect(0, 0, Width, Height)), dirty: true}
-	u.c = plot.On(u.frame)
+	full := image.Rect(0, 0, Width, Height)
+	u := &UI{st: st, frame: image.NewRGBA(full), bg: image.NewRGBA(full), dirty: true, full: true, opts: opts}
+	u.fc, u.bc = plot.On(u.frame), plot.On(u.bg)
 	labels := []string{"1  Landscape lab", "2  Network lab", "3  Kronecker view"}
 	u.tabs = buttonRow(image.Rect(Width-3*190-12, 8, Width-12, 40), labels, 6)
 	var err error
@@ -109,7 +149,7 @@ func (u *UI) SetView(name string) {
 	}
 	u.st.View = name
 	u.drag = nil
-	u.dirty = true
+	u.Invalidate()
 }
 
 // flash shows a message in the help bar for a few seconds.
@@ -141,7 +181,7 @@ func (u *UI) Update(in Input) {
 		i := slices.Index(Views, u.st.View)
 		u.SetView(Views[(i+1)%len(Views)])
 	case in.Has(KeyEscape):
-		u.Quit = true
+		u.Quit = u.opts.QuitOnEscape
 	case in.Has("s"):
 		enc := u.st.Encode()
 		if u.OnSave != nil {
@@ -209,31 +249,73 @@ func (u *UI) Advance(n int) {
 	}
 }
 
-// Invalidate makes the next Frame re-render.
-func (u *UI) Invalidate() { u.dirty = true }
+// Invalidate makes the next Frame redraw every layer (from the views'
+// cached data: nothing is recomputed).
+func (u *UI) Invalidate() { u.dirty, u.full = true, true }
 
-// Dirty reports whether the next Frame will differ from the last one.
+// Dirty reports whether the next Frame may differ from the last one.
 func (u *UI) Dirty() bool { return u.dirty }
 
-// Frame renders the frame if anything changed since the last call and
-// returns it, with whether it was re-rendered. The image is owned by the UI
-// and overwritten by later calls.
-func (u *UI) Frame() (*image.RGBA, bool) {
+// Frame brings the frame up to date and returns it with the rectangles
+// where it changed since the last call (none when nothing did; the whole
+// frame the first time and after Invalidate). The image and the slice are
+// owned by the UI and overwritten by later calls.
+func (u *UI) Frame() (*image.RGBA, []image.Rectangle) {
 	if !u.dirty {
-		return u.frame, false
+		return u.frame, nil
 	}
 	u.dirty = false
-	c := u.c
-	c.WithClip(u.frame.Bounds())
-	c.Clear(plot.Background)
-	u.renderChrome(c)
-	c.WithClip(viewArea)
-	u.active().render(c)
-	c.WithClip(u.frame.Bounds())
-	return u.frame, true
+	d := &u.damage
+	d.Reset()
+	bc := u.bc
+	bc.Damage = d
+	full := u.full
+	u.full = false
+	bc.WithClip(u.bg.Bounds())
+	if full {
+		bc.Clear(plot.Background)
+		u.renderTopBar(bc)
+	}
+	u.renderHelp(bc, full)
+	bc.WithClip(viewArea)
+	u.active().layers(bc, full)
+	bc.WithClip(u.bg.Bounds())
+	bc.Damage = nil
+
+	// The overlay: where the last one was and where layers changed, the
+	// frame goes back to the background; then the overlay is drawn anew.
+	for _, r := range u.over.Rects {
+		copyRect(u.frame, u.bg, r)
+	}
+	for _, r := range d.Rects {
+		copyRect(u.frame, u.bg, r)
+	}
+	o := &u.overNow
+	o.Reset()
+	fc := u.fc
+	fc.Damage = o
+	fc.WithClip(viewArea)
+	u.active().overlay(fc)
+	fc.WithClip(u.frame.Bounds())
+	fc.Damage = nil
+	d.AddAll(u.over.Rects)
+	d.AddAll(o.Rects)
+	u.over, u.overNow = u.overNow, u.over
+	u.rects = append(u.rects[:0], d.Rects...)
+	return u.frame, u.rects
 }
 
-func (u *UI) renderChrome(c *plot.Canvas) {
+// copyRect copies the pixels of r from src to dst (images of one size).
+func copyRect(dst, src *image.RGBA, r image.Rectangle) {
+	r = r.Intersect(dst.Bounds())
+	n := 4 * r.Dx()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		o := dst.PixOffset(r.Min.X, y)
+		copy(dst.Pix[o:o+n], src.Pix[o:o+n])
+	}
+}
+
+func (u *UI) renderTopBar(c *plot.Canvas) {
 	c.FillRect(topBar, plot.Hex(0x101114))
 	c.Text(16, 22, "GRNG", plot.Font(20, true), plot.Accent, plot.Left|plot.Middle)
 	c.Text(80, 22, "Gradient-Regularized Natural Gradients: how optimizers move", plot.Font(16, false), plot.Text, plot.Left|plot.Middle)
@@ -241,11 +323,22 @@ func (u *UI) renderChrome(c *plot.Canvas) {
 		t.active = Views[i] == u.st.View
 		t.draw(c)
 	}
-	c.FillRect(helpBar, plot.Hex(0x101114))
-	line := u.active().help() + "   ·   1/2/3, Tab: views   S: print state   Esc: quit"
+}
+
+// renderHelp draws the help bar when its text changed (or when full).
+func (u *UI) renderHelp(c *plot.Canvas, full bool) {
+	line := u.active().help() + "   ·   1/2/3, Tab: views   S: print state"
+	if u.opts.QuitOnEscape {
+		line += "   Esc: quit"
+	}
 	col := plot.Dim
 	if u.msg != "" {
 		line, col = u.msg, plot.Hex(0xffe066)
 	}
+	if !full && line == u.helpLine {
+		return
+	}
+	u.helpLine = line
+	c.FillRect(helpBar, plot.Hex(0x101114))
 	c.Text(12, float64(helpBar.Min.Y+helpBar.Dy()/2), line, plot.Font(13, false), col, plot.Left|plot.Middle)
 }

@@ -1,22 +1,44 @@
 package ui
 
 import (
+	"errors"
+	"fmt"
 	"image"
 	"image/color"
+	"image/png"
 	"math"
+	"os"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
 
 	"grng/app/plot"
+	"grng/core"
 	"grng/core/cpu"
+	"grng/core/data"
 	"grng/core/landscape"
 	"grng/core/nn"
 )
 
+// testOptions are the desktop's: the CPU device, data from the default
+// folder, Escape quits.
+func testOptions() Options {
+	return Options{
+		Device:       func() (core.Device, error) { return cpu.New(), nil },
+		LoadData:     func(name string) (*data.Dataset, *data.Dataset, error) { return data.Open(name, data.DefaultDir()) },
+		QuitOnEscape: true,
+	}
+}
+
 func newUI(t *testing.T, st State) *UI {
 	t.Helper()
-	u, err := New(st)
+	return newUIOpts(t, st, testOptions())
+}
+
+func newUIOpts(t *testing.T, st State, opts Options) *UI {
+	t.Helper()
+	u, err := New(st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +68,9 @@ func distinctColours(img *image.RGBA, r image.Rectangle) int {
 func TestLandscapeFrame(t *testing.T) {
 	u := newUI(t, DefaultState())
 	ticks(u, 30)
-	img, changed := u.Frame()
-	if !changed {
-		t.Fatal("first frame not rendered")
+	img, rects := u.Frame()
+	if len(rects) != 1 || rects[0] != img.Bounds() {
+		t.Fatalf("first frame changed %v, want the whole frame", rects)
 	}
 	if n := distinctColours(img, img.Bounds()); n < 500 {
 		t.Errorf("frame has %d distinct colours: blank?", n)
@@ -64,8 +86,8 @@ func TestLandscapeFrame(t *testing.T) {
 		t.Error("the valley is not darker than the far corner")
 	}
 	// The active tab is highlighted, and nothing changed means no re-render.
-	if _, changed := u.Frame(); changed {
-		t.Error("second Frame without update re-rendered")
+	if _, rects := u.Frame(); len(rects) > 0 {
+		t.Errorf("second Frame without update changed %v", rects)
 	}
 	// Every racer is drawn: its colour appears along its path.
 	ticks(u, 60)
@@ -275,7 +297,6 @@ func TestNetworkLabTrainsAndKroneckerView(t *testing.T) {
 	}
 	n.renderSlice()
 	u.Invalidate()
-	n.viewDirty = true
 	img, _ = u.Frame()
 	if distinctColours(img, sliceRect) < 50 {
 		t.Error("loss slice panel is blank")
@@ -367,4 +388,216 @@ func eye(n int) *mat.Dense {
 		m.Set(i, i, 1)
 	}
 	return m
+}
+
+// TestPartialFramesAddUp plays live scenes (the race with the cursor
+// probing, a slider dragged, the networks training, ρ dragged) and keeps a
+// copy of the screen that gets only the rectangles each Frame reports, as
+// the window does: it must end equal to the frame, and the frame equal to a
+// frame redrawn from scratch.
+func TestPartialFramesAddUp(t *testing.T) {
+	st := DefaultState()
+	st.NetOpts = []string{"sgd", "ring", "reng"}
+	u := newUI(t, st)
+	screen := image.NewRGBA(image.Rect(0, 0, Width, Height))
+	frames := 0
+	frame := func() {
+		img, rects := u.Frame()
+		for _, r := range rects {
+			copyRect(screen, img, r)
+		}
+		frames++
+	}
+	// same compares a and b, but in the regions loose only requires that
+	// fewer than 1% of the pixels differ.
+	same := func(what string, a, b *image.RGBA, loose ...image.Rectangle) {
+		t.Helper()
+		n := 0
+		var where image.Rectangle
+		nl := make([]int, len(loose))
+	pixels:
+		for y := range Height {
+			for x := range Width {
+				if closeRGB(a.RGBAAt(x, y), b.RGBAAt(x, y)) {
+					continue
+				}
+				for i, r := range loose {
+					if image.Pt(x, y).In(r) {
+						nl[i]++
+						continue pixels
+					}
+				}
+				n++
+				where = where.Union(image.Rect(x, y, x+1, y+1))
+			}
+		}
+		for i, r := range loose {
+			if nl[i] >= r.Dx()*r.Dy()/100 {
+				n += nl[i]
+				where = where.Union(r)
+			}
+		}
+		if n > 0 {
+			t.Errorf("%s: %d pixels differ, in %v", what, n, where)
+			if dir := os.Getenv("GRNG_UI_DIFFS"); dir != "" {
+				for i, m := range []*image.RGBA{a, b} {
+					f, _ := os.Create(fmt.Sprintf("%s/%s-%d.png", dir, strings.Fields(what)[0], i))
+					png.Encode(f, m)
+					f.Close()
+				}
+			}
+		}
+	}
+	check := func(scene string, loose ...image.Rectangle) {
+		t.Helper()
+		img, _ := u.Frame()
+		same(scene+": the screen built from the changed rectangles and the frame", screen, img)
+		kept := image.NewRGBA(img.Bounds())
+		copy(kept.Pix, img.Pix)
+		u.Invalidate()
+		frame()
+		same(scene+": the frame and one redrawn from scratch", kept, img, loose...)
+	}
+	frame()
+	for i := range 90 { // the race runs, the cursor goes round
+		a := 2 * math.Pi * float64(i) / 60
+		u.Update(Input{X: int(384 + 200*math.Cos(a)), Y: int(404 + 200*math.Sin(a)), In: true})
+		frame()
+	}
+	// Paths drawn step by step cross each other in another order than
+	// when drawn one after the other.
+	check("landscape, probing", landPlot)
+	s := u.land.sliders[0]
+	for i := range 30 {
+		u.Update(Input{X: s.track.Min.X + 4*i, Y: s.track.Min.Y + 5, In: true, Down: true, Pressed: i == 0})
+		frame()
+	}
+	u.Update(Input{X: s.track.Min.X + 120, Y: s.track.Min.Y + 5, In: true, Released: true})
+	frame()
+	check("landscape, dragging lr")
+
+	key(u, "2")
+	u.net.poll(true)
+	frame()
+	for range 60 {
+		for _, r := range u.net.runs {
+			u.net.stepRun(r)
+		}
+		u.Update(Input{})
+		frame()
+	}
+	check("network, training", lossRect, gnormRect, accRect)
+
+	key(u, "3")
+	frame()
+	for i := range 40 {
+		u.Update(Input{X: kronRhoX(u, i), Y: u.kron.rhoS.track.Min.Y + 5, In: true, Down: true, Pressed: i == 0})
+		frame()
+	}
+	check("kronecker, dragging ρ")
+	if frames < 200 {
+		t.Fatalf("%d frames", frames)
+	}
+}
+
+func kronRhoX(u *UI, i int) int {
+	tr := u.kron.rhoS.track
+	return tr.Min.X + (i*7)%tr.Dx()
+}
+
+// TestNetworkLabWithoutDeviceOrData: the network lab says what is missing
+// when the program gives it no device, when the device fails to open, and
+// when a data set cannot be loaded; the other sets still train.
+func TestNetworkLabWithoutDeviceOrData(t *testing.T) {
+	frameText := func(u *UI) {
+		u.Advance(2)
+		u.Frame()
+	}
+	st := DefaultState()
+	st.View = ViewNetwork
+	u, err := New(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frameText(u)
+	if u.net.err == nil || !strings.Contains(u.net.err.Error(), "no compute device") {
+		t.Errorf("no device: %v", u.net.err)
+	}
+	u, _ = New(st, Options{Device: func() (core.Device, error) { return nil, errors.New("no adapter") }})
+	frameText(u)
+	if u.net.err == nil || !strings.Contains(u.net.err.Error(), "no adapter") {
+		t.Errorf("failing device: %v", u.net.err)
+	}
+	opts := testOptions()
+	opts.LoadData = func(name string) (*data.Dataset, *data.Dataset, error) {
+		return nil, nil, fmt.Errorf("%s: not here", name)
+	}
+	st.Data = "digits"
+	u = newUIOpts(t, st, opts)
+	frameText(u)
+	if u.net.err == nil || !strings.Contains(u.net.err.Error(), "digits: not here") {
+		t.Errorf("digits unavailable: %v", u.net.err)
+	}
+	key(u, "d") // on to the spiral
+	u.Advance(10)
+	if u.State().Data != "spiral" || u.net.err != nil || len(u.net.runs) == 0 || u.net.runs[0].step == 0 {
+		t.Errorf("after D: data %s, error %v", u.State().Data, u.net.err)
+	}
+	// Without LoadData, the digits are unavailable too.
+	opts.LoadData = nil
+	u = newUIOpts(t, st, opts)
+	frameText(u)
+	if u.net.err == nil {
+		t.Error("digits without a loader: no message")
+	}
+	if m := plot.MissingDrawn(); len(m) > 0 {
+		t.Errorf("glyphs missing from the font were drawn: %q", string(m))
+	}
+}
+
+// TestNetworkLabWaitsForItsDevice: a device that takes time to open (a
+// browser's WebGPU adapter) does not hold the UI up; the lab trains once
+// it is there.
+func TestNetworkLabWaitsForItsDevice(t *testing.T) {
+	open := make(chan struct{})
+	opts := testOptions()
+	opts.Device = func() (core.Device, error) {
+		<-open
+		return cpu.New(), nil
+	}
+	st := DefaultState()
+	st.View = ViewNetwork
+	u := newUIOpts(t, st, opts)
+	for range 5 {
+		u.Update(Input{})
+		u.Frame()
+	}
+	if w := u.net.waiting(); !strings.Contains(w, "device") || len(u.net.runs) > 0 {
+		t.Fatalf("waiting %q with %d runs", w, len(u.net.runs))
+	}
+	close(open)
+	u.Advance(10)
+	if len(u.net.runs) == 0 || u.net.runs[0].step == 0 {
+		t.Fatal("no training once the device opened")
+	}
+}
+
+func TestEscapeQuitsOnlyWhenAsked(t *testing.T) {
+	opts := testOptions()
+	opts.QuitOnEscape = false
+	u := newUIOpts(t, DefaultState(), opts)
+	key(u, KeyEscape)
+	u.Frame()
+	if u.Quit || strings.Contains(u.helpLine, "Esc") {
+		t.Errorf("Escape without QuitOnEscape: Quit %v, help %q", u.Quit, u.helpLine)
+	}
+	u = newUI(t, DefaultState())
+	u.Frame()
+	if !strings.Contains(u.helpLine, "Esc: quit") {
+		t.Errorf("help %q does not say that Escape quits", u.helpLine)
+	}
+	key(u, KeyEscape)
+	if !u.Quit {
+		t.Error("Escape with QuitOnEscape does not quit")
+	}
 }

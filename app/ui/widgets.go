@@ -104,6 +104,10 @@ type slider struct {
 	set      func(float64)
 	row      image.Rectangle // whole row: label, track, value
 	track    image.Rectangle // the draggable track
+
+	drawn       bool // drawnV and drawnActive are what the background shows
+	drawnV      float64
+	drawnActive bool
 }
 
 func (s *slider) frac(v float64) float64 {
@@ -153,6 +157,18 @@ func fmtValue(v float64) string {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 	return plot.FormatLog(v)
+}
+
+// layer redraws the slider's row on a panel when its value or its state
+// changed since it was last drawn.
+func (s *slider) layer(c *plot.Canvas, active bool) {
+	v := s.get()
+	if s.drawn && v == s.drawnV && active == s.drawnActive {
+		return
+	}
+	s.drawn, s.drawnV, s.drawnActive = true, v, active
+	c.FillRect(s.row, plot.Panel)
+	s.draw(c, active)
 }
 
 func (s *slider) draw(c *plot.Canvas, active bool) {

@@ -20,6 +20,9 @@ import (
 
 	"grng/app"
 	"grng/app/ui"
+	"grng/core"
+	"grng/core/cpu"
+	"grng/core/data"
 )
 
 func main() {
@@ -38,7 +41,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "grng-ui: -shot needs -frames N")
 		os.Exit(2)
 	}
-	u, err := ui.New(st)
+	u, err := ui.New(st, ui.Options{
+		Device:       func() (core.Device, error) { return cpu.New(), nil },
+		LoadData:     func(name string) (*data.Dataset, *data.Dataset, error) { return data.Open(name, data.DefaultDir()) },
+		QuitOnEscape: true,
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "grng-ui:", err)
 		os.Exit(2)
