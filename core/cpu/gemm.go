@@ -37,10 +37,15 @@ var goKernel = kernel{kind: kernGo, mr: 4, nr: 4, kc: 256, mc: 64, nc: 4096}
 // bestKernel is the fastest kernel this CPU runs; set by the arch files.
 var bestKernel = goKernel
 
+// packCap bounds the packed copies of op(A) and op(B) held at once, in
+// values (16 MiB); a variable for the tests.
+var packCap = 1 << 22
+
 // parallelMNK is the product m·n·k from which a GEMM is split over
-// goroutines: below it (~0.5 MFLOP, a few µs) the goroutines cost more than
-// they save.
-const parallelMNK = 1 << 18
+// goroutines: 8 MFLOP, ~80 µs on one core. Each product costs two rounds of
+// goroutines at 5–10 µs each on a 2-core VM, and on a machine whose other
+// core is busy they save nothing: at 128³ the split ran no faster.
+const parallelMNK = 1 << 22
 
 // gemmArgs describes C = alpha·op(A)·op(B) + beta·C for row-major slices,
 // op(A) m×k with leading dimension lda (of A as stored), op(B) k×n, C m×n.
@@ -94,64 +99,77 @@ func (kn *kernel) gemm(g *gemmArgs) {
 	if p := runtime.GOMAXPROCS(0); p > 1 && float64(m)*float64(n)*float64(k) >= parallelMNK {
 		workers = p
 	}
-	// Balanced blocks: k = 300 gives two panels of 150, not 256 + 44.
+	// Balanced blocks: k = 400 gives two panels of 200, not 384 + 16.
 	kBlocks := (k + kn.kc - 1) / kn.kc
 	kc := (k + kBlocks - 1) / kBlocks
 	nBlocks := (n + kn.nc - 1) / kn.nc
 	nc := roundUp((n+nBlocks-1)/nBlocks, nr)
 	mp := roundUp(m, mr)
+	// A group of consecutive k blocks is packed at once, as many as packCap
+	// values allow (usually all of them): each group costs two rounds of
+	// goroutines, one packing and one multiplying.
+	kg := max(1, packCap/((mp+nc)*kc)) * kc
 
 	tiles := makeTiles(m, min(nc, n), mr, nr, kn.mc, workers)
 	bp := gemmPool.Get().(*gemmBuf)
 	defer gemmPool.Put(bp)
-	need := kc*(mp+nc) + workers*mr*nr
+	depth := min(kg, kBlocks*kc)
+	need := depth*(mp+nc) + workers*mr*nr
 	if cap(bp.d) < need {
 		bp.d = make([]float32, need)
 	}
 	buf := bp.d[:need]
-	apack, bpack, tmps := buf[:kc*mp], buf[kc*mp:kc*(mp+nc)], buf[kc*(mp+nc):]
+	apack, bpack, tmps := buf[:depth*mp], buf[depth*mp:depth*(mp+nc)], buf[depth*(mp+nc):]
 
 	for jc := 0; jc < n; jc += nc {
 		ncur := min(nc, n-jc)
 		if jc > 0 && ncur != nc {
 			tiles = makeTiles(m, ncur, mr, nr, kn.mc, workers)
 		}
-		for pc := 0; pc < k; pc += kc {
-			kcur := min(kc, k-pc)
-			// Phase 1: pack op(A)[:, pc:pc+kcur] and op(B)[pc:pc+kcur, jc:jc+ncur].
-			aPanels, bPanels := (m+mr-1)/mr, (ncur+nr-1)/nr
-			if g.upper { // rows below the block's last panel are never read
-				aPanels = min(aPanels, (jc+bPanels*nr+mr-1)/mr)
-			}
-			// group panels so each packing task moves ≥ 16K values
-			ag := max(1, (1<<14)/(kcur*mr))
-			bg := max(1, (1<<14)/(kcur*nr))
-			aTasks, bTasks := (aPanels+ag-1)/ag, (bPanels+bg-1)/bg
-			runTasks(workers, aTasks+bTasks, func(_, t int) {
-				if t < aTasks {
+		aPanels, bPanels := (m+mr-1)/mr, (ncur+nr-1)/nr
+		if g.upper { // rows below the block's last panel are never read
+			aPanels = min(aPanels, (jc+bPanels*nr+mr-1)/mr)
+		}
+		// group panels so each packing task moves ≥ 16K values
+		ag := max(1, (1<<14)/(kc*mr))
+		bg := max(1, (1<<14)/(kc*nr))
+		aTasks, bTasks := (aPanels+ag-1)/ag, (bPanels+bg-1)/bg
+		for pg := 0; pg < k; pg += kg {
+			pgEnd := min(pg+kg, k)
+			blocks := (pgEnd - pg + kc - 1) / kc
+			// Phase 1: pack op(A)[:, pg:pgEnd] and op(B)[pg:pgEnd, jc:jc+ncur],
+			// block by block; the block at pc starts at (pc−pg)·mp in apack
+			// and (pc−pg)·nc in bpack.
+			runTasks(workers, blocks*(aTasks+bTasks), func(_, t int) {
+				pc := pg + t/(aTasks+bTasks)*kc
+				kcur := min(kc, k-pc)
+				ap, bp := apack[(pc-pg)*mp:], bpack[(pc-pg)*nc:]
+				if t %= aTasks + bTasks; t < aTasks {
 					for p := t * ag; p < min((t+1)*ag, aPanels); p++ {
-						packA(g, p*mr, min(mr, m-p*mr), mr, pc, kcur, apack[p*mr*kcur:(p+1)*mr*kcur])
+						packA(g, p*mr, min(mr, m-p*mr), mr, pc, kcur, ap[p*mr*kcur:(p+1)*mr*kcur])
 					}
 					return
 				}
 				t -= aTasks
 				for p := t * bg; p < min((t+1)*bg, bPanels); p++ {
-					packB(g, jc+p*nr, min(nr, ncur-p*nr), nr, pc, kcur, bpack[p*nr*kcur:(p+1)*nr*kcur])
+					packB(g, jc+p*nr, min(nr, ncur-p*nr), nr, pc, kcur, bp[p*nr*kcur:(p+1)*nr*kcur])
 				}
 			})
-			// Phase 2: each task updates its tile of C.
+			// Phase 2: each task updates its tile of C with every block.
 			runTasks(workers, len(tiles), func(w, t int) {
 				tl := tiles[t]
 				if g.upper && tl.i0 >= jc+tl.j1 {
 					return // strictly below the diagonal
 				}
-				if pc == 0 {
+				if pg == 0 {
 					for i := tl.i0; i < tl.i1; i++ {
 						o := i*g.ldc + jc
 						scale(g.c[o+tl.j0:o+tl.j1], g.beta)
 					}
 				}
-				kn.tile(g, tl, jc, kcur, apack, bpack, tmps[w*mr*nr:(w+1)*mr*nr])
+				for pc := pg; pc < pgEnd; pc += kc {
+					kn.tile(g, tl, jc, min(kc, k-pc), apack[(pc-pg)*mp:], bpack[(pc-pg)*nc:], tmps[w*mr*nr:(w+1)*mr*nr])
+				}
 			})
 		}
 	}
@@ -217,7 +235,8 @@ func makeTiles(m, n, mr, nr, mc, workers int) []tile {
 
 // runTasks calls f(worker, t) for every t in [0, n), on up to workers
 // goroutines that take the tasks in order; worker < workers identifies the
-// goroutine.
+// goroutine. It returns once every task is done, without waiting for
+// goroutines that found none (on a loaded machine some start late).
 func runTasks(workers, n int, f func(w, t int)) {
 	if workers <= 1 || n <= 1 {
 		for t := range n {
@@ -225,7 +244,8 @@ func runTasks(workers, n int, f func(w, t int)) {
 		}
 		return
 	}
-	var next atomic.Int64
+	var next, done atomic.Int64
+	finished := make(chan struct{})
 	work := func(w int) {
 		for {
 			t := int(next.Add(1) - 1)
@@ -233,14 +253,16 @@ func runTasks(workers, n int, f func(w, t int)) {
 				return
 			}
 			f(w, t)
+			if done.Add(1) == int64(n) {
+				close(finished)
+			}
 		}
 	}
-	var wg sync.WaitGroup
 	for w := 1; w < min(workers, n); w++ {
-		wg.Go(func() { work(w) })
+		go work(w)
 	}
 	work(0)
-	wg.Wait()
+	<-finished
 }
 
 // packA writes rows [i0, i0+rows) of alpha·op(A), columns [pc, pc+kc), as an

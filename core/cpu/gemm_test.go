@@ -129,29 +129,34 @@ func TestGemmLargeShapes(t *testing.T) {
 	checkGemm(t, gemmCase{true, false, 785, 128, 785, -0.5, 1}, 201)
 }
 
-// TestGemmWorkers checks that the split over goroutines changes no bit of the
-// result: each element of C sums its k products in the same order whatever
-// the tiling.
-func TestGemmWorkers(t *testing.T) {
+// TestGemmSplits checks that neither the split over goroutines nor the
+// grouping of k blocks under packCap changes a bit of the result: each
+// element of C sums its k products in the same order whatever the tiling.
+func TestGemmSplits(t *testing.T) {
 	d := New()
 	rng := newRand(300)
-	for _, s := range [][3]int{{200, 300, 100}, {65, 785, 257}, {513, 40, 300}} {
+	defer func(c int) { packCap = c }(packCap)
+	for _, s := range [][3]int{{200, 300, 100}, {65, 785, 257}, {513, 40, 900}} {
 		m, n, k := s[0], s[1], s[2]
 		A, _ := randMat(d, rng, m, k, 1)
 		B, _ := randMat(d, rng, n, k, 1)
 		C0, _ := randMat(d, rng, m, n, 1)
 		var results [][]float32
-		for _, p := range []int{1, 2, 3, 8} {
-			old := runtime.GOMAXPROCS(p)
+		for _, sp := range [][2]int{{1, 1 << 22}, {2, 1 << 22}, {3, 1 << 22}, {8, 1 << 22}, {1, 1}, {2, 1 << 16}} {
+			old := runtime.GOMAXPROCS(sp[0])
+			packCap = sp[1]
 			C := append([]float32(nil), C0.Data...)
 			gemm(false, true, m, n, k, 1.5, A.Data, k, B.Data, k, 0.5, C, n)
 			runtime.GOMAXPROCS(old)
 			results = append(results, C)
 		}
 		for i := 1; i < len(results); i++ {
-			checkExact(t, fmt.Sprintf("%v workers %d", s, i), results[i], results[0])
+			checkExact(t, fmt.Sprintf("%v split %d", s, i), results[i], results[0])
 		}
 	}
+	packCap = 1 << 10 // one k block per group
+	checkGemm(t, gemmCase{true, false, 129, 65, 785, 0.5, 1}, 301)
+	checkGemm(t, gemmCase{false, true, 40, 257, 513, 1, 0}, 302)
 }
 
 // TestGemmUpper checks the Gram path (only tiles touching the upper triangle
