@@ -20,8 +20,10 @@ type Canvas struct {
 	Clip   image.Rectangle
 	Damage *Damage
 
-	ras  vector.Rasterizer
-	poly []Pt
+	ras   vector.Rasterizer
+	poly  []Pt
+	mask  *coverage // while stroke draws: where capsuleSDF puts its coverage
+	spare *coverage // the mask, kept between strokes
 }
 
 // NewCanvas returns a canvas on a new w×h image.
@@ -189,28 +191,6 @@ func clipPolygon(p []Pt, box [4]float64) []Pt {
 // Polygon fills the closed polygon pts.
 func (c *Canvas) Polygon(pts []Pt, col color.RGBA) { c.fill(col, pts) }
 
-// capsule returns the outline of the segment a–b thickened to width w with
-// round caps, counter-clockwise in pixel coordinates.
-func capsule(dst []Pt, a, b Pt, w float64) []Pt {
-	h := w / 2
-	dx, dy := b.X-a.X, b.Y-a.Y
-	l := math.Hypot(dx, dy)
-	ang := 0.0
-	if l > 0 {
-		ang = math.Atan2(dy, dx)
-	}
-	n := max(3, int(math.Ceil(h*1.5))) // points per half circle
-	for i := 0; i <= n; i++ {          // cap around b: from +normal through +direction to −normal
-		t := ang - math.Pi/2 + math.Pi*float64(i)/float64(n)
-		dst = append(dst, Pt{b.X + h*math.Cos(t), b.Y + h*math.Sin(t)})
-	}
-	for i := 0; i <= n; i++ {
-		t := ang + math.Pi/2 + math.Pi*float64(i)/float64(n)
-		dst = append(dst, Pt{a.X + h*math.Cos(t), a.Y + h*math.Sin(t)})
-	}
-	return dst
-}
-
 // Line draws the segment a–b of width w with round caps, antialiased.
 func (c *Canvas) Line(a, b Pt, w float64, col color.RGBA) {
 	c.capsuleSDF(a, b, w/2, col)
@@ -222,7 +202,8 @@ func (c *Canvas) Line(a, b Pt, w float64, col color.RGBA) {
 // exact coverage of a straight edge through the pixel, near enough for a
 // curved one). This costs about a dozen operations per pixel touched, a
 // fraction of a general rasterizer's pass over the bounding box, which
-// matters for paths of many short segments.
+// matters for paths of many short segments. With c.mask set, the coverage
+// goes into the mask (the largest of all shapes at each pixel) instead.
 func (c *Canvas) capsuleSDF(a, b Pt, r float64, col color.RGBA) {
 	if col.A == 0 || !(r > 0) || math.IsNaN(a.X+a.Y+b.X+b.Y) || math.IsInf(a.X+a.Y+b.X+b.Y, 0) {
 		return
@@ -245,6 +226,7 @@ func (c *Canvas) capsuleSDF(a, b Pt, r float64, col color.RGBA) {
 		in2 = (r - 0.5) * (r - 0.5)
 	}
 	img := c.Img
+	m := c.mask
 	sr, sg, sb, sa := uint32(col.R), uint32(col.G), uint32(col.B), uint32(col.A)
 	var drawn image.Rectangle
 	for py := int(y0); py < int(y1); py++ {
@@ -269,6 +251,10 @@ func (c *Canvas) capsuleSDF(a, b Pt, r float64, col color.RGBA) {
 		if x0 >= x1 {
 			continue
 		}
+		var mrow []uint8
+		if m != nil {
+			mrow = m.row(py, x0, x1)
+		}
 		off := img.PixOffset(x0, py)
 		dy := yc - a.Y
 		for px := x0; px < x1; px, off = px+1, off+4 {
@@ -284,24 +270,93 @@ func (c *Canvas) capsuleSDF(a, b Pt, r float64, col color.RGBA) {
 			if d2 >= R2 {
 				continue
 			}
-			p := img.Pix[off : off+4 : off+4]
-			if d2 <= in2 && sa == 255 {
-				p[0], p[1], p[2], p[3] = col.R, col.G, col.B, 255
-				continue
-			}
 			k := uint32(255)
 			if d2 > in2 {
 				k = uint32((R-math.Sqrt(d2))*255 + 0.5)
 			}
-			// Source over, premultiplied: dst = src·k + dst·(1 − srcA·k).
-			q := 255*255 - sa*k
-			p[0] = uint8((sr*k*255 + uint32(p[0])*q + 255*255/2) / (255 * 255))
-			p[1] = uint8((sg*k*255 + uint32(p[1])*q + 255*255/2) / (255 * 255))
-			p[2] = uint8((sb*k*255 + uint32(p[2])*q + 255*255/2) / (255 * 255))
-			p[3] = uint8((sa*k*255 + uint32(p[3])*q + 255*255/2) / (255 * 255))
+			if mrow != nil {
+				if i := px - x0; uint8(k) > mrow[i] {
+					mrow[i] = uint8(k)
+				}
+				continue
+			}
+			p := img.Pix[off : off+4 : off+4]
+			if k == 255 && sa == 255 {
+				p[0], p[1], p[2], p[3] = col.R, col.G, col.B, 255
+				continue
+			}
+			blend(p, sr, sg, sb, sa, k)
 		}
 		drawn = drawn.Union(image.Rect(x0, py, x1, py+1))
 	}
+	if m == nil {
+		c.touch(drawn)
+	}
+}
+
+// blend composes the premultiplied colour (r, g, b, a) with coverage k/255
+// over the pixel p: p = src·k + p·(1 − a·k).
+func blend(p []uint8, r, g, b, a, k uint32) {
+	q := 255*255 - a*k
+	p[0] = uint8((r*k*255 + uint32(p[0])*q + 255*255/2) / (255 * 255))
+	p[1] = uint8((g*k*255 + uint32(p[1])*q + 255*255/2) / (255 * 255))
+	p[2] = uint8((b*k*255 + uint32(p[2])*q + 255*255/2) / (255 * 255))
+	p[3] = uint8((a*k*255 + uint32(p[3])*q + 255*255/2) / (255 * 255))
+}
+
+// coverage is a mask of antialiased coverage over the canvas: shapes drawn
+// into it keep the largest coverage at each pixel, and the mask is blended
+// once, so that where translucent shapes overlap (the joins of a path) the
+// colour is not laid on twice. Each row remembers the span it was written
+// in, so that blending and clearing cost what was drawn.
+type coverage struct {
+	r    image.Rectangle // the canvas's bounds
+	pix  []uint8
+	span [][2]int // per row: the written columns [min, max), empty when min ≥ max
+}
+
+// row returns the mask's pixels x0…x1 of row y, extending its span.
+func (m *coverage) row(y, x0, x1 int) []uint8 {
+	s := &m.span[y-m.r.Min.Y]
+	if s[0] >= s[1] {
+		*s = [2]int{x0, x1}
+	} else {
+		s[0], s[1] = min(s[0], x0), max(s[1], x1)
+	}
+	o := (y-m.r.Min.Y)*m.r.Dx() + x0 - m.r.Min.X
+	return m.pix[o : o+x1-x0]
+}
+
+// stroke paints the shapes that draw adds to the canvas's coverage mask
+// with col, each pixel once.
+func (c *Canvas) stroke(col color.RGBA, draw func()) {
+	b := c.Img.Bounds()
+	m := c.spare
+	if m == nil || m.r != b {
+		m = &coverage{r: b, pix: make([]uint8, b.Dx()*b.Dy()), span: make([][2]int, b.Dy())}
+	}
+	c.mask = m
+	draw()
+	c.mask = nil
+	sr, sg, sb, sa := uint32(col.R), uint32(col.G), uint32(col.B), uint32(col.A)
+	var drawn image.Rectangle
+	for j, s := range m.span {
+		if s[0] >= s[1] {
+			continue
+		}
+		y := b.Min.Y + j
+		row := m.pix[j*b.Dx()+s[0]-b.Min.X : j*b.Dx()+s[1]-b.Min.X]
+		off := c.Img.PixOffset(s[0], y)
+		for i, k := range row {
+			if k != 0 {
+				blend(c.Img.Pix[off+4*i:off+4*i+4:off+4*i+4], sr, sg, sb, sa, uint32(k))
+				row[i] = 0
+			}
+		}
+		drawn = drawn.Union(image.Rect(s[0], y, s[1], y+1))
+		m.span[j] = [2]int{}
+	}
+	c.spare = m
 	c.touch(drawn)
 }
 
@@ -319,20 +374,21 @@ func (c *Canvas) Polyline(pts []Pt, w float64, col color.RGBA) {
 		}
 		return
 	}
-	var polys [][]Pt
-	for i := 1; i < len(pts); i++ {
-		polys = append(polys, capsule(nil, pts[i-1], pts[i], w))
-	}
-	c.fill(col, polys...)
+	c.stroke(col, func() {
+		for i := 1; i < len(pts); i++ {
+			c.capsuleSDF(pts[i-1], pts[i], w/2, col)
+		}
+	})
 }
 
-// Segments draws many separate segments (pairs a, b) of width w in one pass.
+// Segments draws many separate segments (pairs a, b) of width w, each
+// pixel once (translucent colours are not laid on twice where they meet).
 func (c *Canvas) Segments(segs [][2]Pt, w float64, col color.RGBA) {
-	polys := make([][]Pt, 0, len(segs))
-	for _, s := range segs {
-		polys = append(polys, capsule(nil, s[0], s[1], w))
-	}
-	c.fill(col, polys...)
+	c.stroke(col, func() {
+		for _, s := range segs {
+			c.capsuleSDF(s[0], s[1], w/2, col)
+		}
+	})
 }
 
 // Dashed draws the open path pts as dashes of length on separated by off.

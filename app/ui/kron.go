@@ -158,6 +158,7 @@ type kronView struct {
 type kronDrawn struct {
 	msg, head, rule, ctrl string
 	gen, dampGen          int
+	spec                  [2]plot.Axes // the spectra's axes
 }
 
 // Kronecker view layout.
@@ -381,9 +382,7 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 			name   string
 			cu, cd float64
 		}{{kronSpecA, f.LamEig, f.LamD, "Λ", f.CondLam, f.CondLamD}, {kronSpecG, f.GamEig, f.GamD, "Γ", f.CondGam, f.CondGamD}} {
-			c.WithClip(kronSpecReg[i])
-			c.Clear(plot.Background)
-			renderSpectrum(c, sp.r, sp.eig, sp.lam, sp.name, sp.cu, sp.cd)
+			k.drawn.spec[i] = renderSpectrum(c, kronSpecReg[i], k.drawn.spec[i], sp.r, sp.eig, sp.lam, sp.name, sp.cu, sp.cd)
 		}
 	}
 	c.WithClip(old)
@@ -410,8 +409,10 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 func (k *kronView) overlay(*plot.Canvas) {}
 
 // renderSpectrum plots the eigenvalues eig of a factor in r (log scale)
-// with the damping level lam and the damped spectrum.
-func renderSpectrum(c *plot.Canvas, r image.Rectangle, eig []float64, lam float64, name string, cu, cd float64) {
+// with the damping level lam and the damped spectrum, in the region reg:
+// all of it, or only the plot area and the title when the axes are those
+// drawn before (was). It returns the axes.
+func renderSpectrum(c *plot.Canvas, reg image.Rectangle, was plot.Axes, r image.Rectangle, eig []float64, lam float64, name string, cu, cd float64) plot.Axes {
 	lo, hi := math.Inf(1), 0.0
 	for _, e := range eig {
 		if e > 0 {
@@ -426,9 +427,23 @@ func renderSpectrum(c *plot.Canvas, r image.Rectangle, eig []float64, lam float6
 	}
 	ax := plot.Axes{Rect: r, X0: 0.5, X1: float64(len(eig)) + 0.5,
 		Y0: math.Pow(10, math.Floor(math.Log10(lo))-0.3), Y1: math.Pow(10, math.Ceil(math.Log10(hi))+0.1), LogY: true}
-	c.DrawAxes(ax, plot.AxesStyle{Title: fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", name, fmtValue(cu), fmtValue(cd)),
-		XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
-	old := c.WithClip(r.Intersect(c.Clip))
+	title := fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", name, fmtValue(cu), fmtValue(cd))
+	old := c.Clip
+	defer c.WithClip(old)
+	if ax == was {
+		// The axes stay: redraw the plot area (its background and grid)
+		// and the title.
+		c.WithClip(image.Rect(r.Min.X, reg.Min.Y, reg.Max.X, r.Min.Y-1))
+		c.Clear(plot.Background)
+		c.Text(float64(r.Min.X), float64(r.Min.Y-8), title, plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+		c.WithClip(r)
+		c.DrawAxes(ax, plot.AxesStyle{Grid: true, XTicks: 6})
+	} else {
+		c.WithClip(reg)
+		c.Clear(plot.Background)
+		c.DrawAxes(ax, plot.AxesStyle{Title: title, XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
+	}
+	c.WithClip(r.Intersect(reg))
 	// The damping level and the damped spectrum.
 	yl := ax.Px(1, lam).Y
 	c.Dashed([]plot.Pt{{X: float64(r.Min.X), Y: yl}, {X: float64(r.Max.X), Y: yl}}, 2, 8, 5, plot.Hex(0xffd43b))
@@ -444,7 +459,8 @@ func renderSpectrum(c *plot.Canvas, r image.Rectangle, eig []float64, lam float6
 	for _, p := range und {
 		c.Disc(p, 3, plot.Hex(0x4dabf7))
 	}
-	c.WithClip(old)
+	c.WithClip(reg)
 	lg := []plot.LegendEntry{{Label: "eigenvalues", Color: plot.Hex(0x4dabf7)}, {Label: "damped: + λ", Color: plot.Hex(0x38d9a9)}, {Label: "λ = " + fmtValue(lam), Color: plot.Hex(0xffd43b)}}
 	c.Legend(r.Min.X+14, r.Max.Y-68, 20, lg)
+	return ax
 }
