@@ -186,20 +186,28 @@ func gradNorm(dev core.Device, gs []core.Mat) float64 {
 // finite reports whether every element of ms is finite (one AbsMax read per
 // matrix: the divergence guard's sync point).
 func finite(dev core.Device, ms []core.Mat) bool {
-	for _, m := range ms {
-		v := float64(dev.AbsMax(m))
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return false
-		}
-	}
-	return true
+	v := absMax(dev, ms)
+	return !math.IsInf(v, 0) && !math.IsNaN(v)
 }
 
-// applyUpdate checks the updates and, only if all are finite, sets
-// W ← W − scale·Δ for every layer. It is the one place where optimizers write
-// weights, so no non-finite value ever reaches them.
+// absMax is the largest |entry| over ms (NaN when any entry is NaN).
+func absMax(dev core.Device, ms []core.Mat) float64 {
+	var mx float64
+	for _, m := range ms {
+		v := float64(dev.AbsMax(m))
+		if math.IsNaN(v) {
+			return v
+		}
+		mx = max(mx, v)
+	}
+	return mx
+}
+
+// applyUpdate checks the updates and, only if scale·Δ is finite in float32
+// for every layer, sets W ← W − scale·Δ. It is the one place where
+// optimizers write weights, so no non-finite value ever reaches them.
 func applyUpdate(dev core.Device, name string, ws, deltas []core.Mat, scale float32) error {
-	if !finite(dev, deltas) || math.IsNaN(float64(scale)) || math.IsInf(float64(scale), 0) {
+	if step := absMax(dev, deltas) * math.Abs(float64(scale)); !(step <= math.MaxFloat32) {
 		return &Diverged{Optimizer: name, What: "the update"}
 	}
 	for i, w := range ws {

@@ -137,3 +137,27 @@ func TestHyperValidation(t *testing.T) {
 		t.Fatalf("unknown optimizer error should list the known ones: %v", err)
 	}
 }
+
+// An update that is finite but overflows float32 once scaled is rejected
+// before any weight is written; one that fits is applied.
+func TestApplyUpdateRejectsOverflow(t *testing.T) {
+	dev := cpu.New()
+	w, d := dev.New(1, 2), dev.New(1, 2)
+	dev.Upload(w, []float32{1, 2})
+	dev.Upload(d, []float32{0.5, 3e37})
+	var div *Diverged
+	if err := applyUpdate(dev, "x", []core.Mat{w}, []core.Mat{d}, 100); !errors.As(err, &div) {
+		t.Fatalf("scale 100 × 3e37: err %v, want *Diverged", err)
+	}
+	got := make([]float32, 2)
+	if dev.Download(w, got); got[0] != 1 || got[1] != 2 {
+		t.Fatalf("weights %v after a rejected update, want [1 2]", got)
+	}
+	dev.Upload(d, []float32{0.5, 1})
+	if err := applyUpdate(dev, "x", []core.Mat{w}, []core.Mat{d}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if dev.Download(w, got); got[0] != 0 || got[1] != 0 {
+		t.Fatalf("weights %v, want [0 0]", got)
+	}
+}
