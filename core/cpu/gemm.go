@@ -22,10 +22,10 @@ const (
 	kernAVX512                   // 12×32, AVX-512F
 )
 
-// kernel is a micro-kernel with its blocking: mr×nr tiles; kc, the depth of
-// one packed panel (sized so that a kc×nr panel of B stays in L1); mc, the
-// rows of a task's tile (an mc×kc block of A stays in L2); nc, the widest
-// column block packed at once.
+// kernel is a micro-kernel with its blocking: mr×nr tiles of C; kc, the
+// depth of one packed panel (a kc×nr panel of B is reused from L1 across a
+// tile's A panels); mc, the most rows of a task's tile (its mc×kc block of A
+// stays in L2); nc, the widest column block packed at once.
 type kernel struct {
 	kind       kernelKind
 	mr, nr     int
@@ -42,9 +42,9 @@ var bestKernel = goKernel
 var packCap = 1 << 22
 
 // parallelMNK is the product m·n·k from which a GEMM is split over
-// goroutines: 8 MFLOP, ~80 µs on one core. Each product costs two rounds of
-// goroutines at 5–10 µs each on a 2-core VM, and on a machine whose other
-// core is busy they save nothing: at 128³ the split ran no faster.
+// goroutines: 8 MFLOP, ~80 µs on one core. A split product costs two rounds
+// of goroutines of several µs each; at 128³ (4 MFLOP) it measured no faster
+// than one core.
 const parallelMNK = 1 << 22
 
 // gemmArgs describes C = alpha·op(A)·op(B) + beta·C for row-major slices,

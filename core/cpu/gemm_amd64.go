@@ -4,6 +4,9 @@ package cpu
 
 import xcpu "golang.org/x/sys/cpu"
 
+// The blocking was measured on a Xeon with 48 KiB of L1d and 2 MiB of L2 a
+// core: for the AVX-512 kernel, kc = 384 ran a few percent faster than 256
+// or 512 on the 785-wide products, and mc from 96 to 576 made no difference.
 var (
 	avx2Kernel   = kernel{kind: kernAVX2, mr: 6, nr: 16, kc: 256, mc: 144, nc: 4096}
 	avx512Kernel = kernel{kind: kernAVX512, mr: 12, nr: 32, kc: 384, mc: 144, nc: 4096}
