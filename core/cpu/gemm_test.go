@@ -8,21 +8,29 @@ import (
 )
 
 // kernelsAndPacking pairs every kernel this CPU has with the plain-Go
-// packing loops and, where the CPU has AVX-512, with the assembly ones.
+// packing loops and, where the CPU has AVX-512, with the assembly ones; the
+// last entry is the best kernel with tiny blocks (kc = 16, mc = 2·mr, nc =
+// 2·nr), so that modest shapes run many k blocks, tiles and column blocks.
 func kernelsAndPacking() (ks []struct {
 	kernel
 	asmPacking bool
 }) {
+	add := func(kn kernel, p bool) {
+		ks = append(ks, struct {
+			kernel
+			asmPacking bool
+		}{kn, p})
+	}
 	for _, kn := range kernels() {
 		for _, p := range []bool{false, true} {
 			if !p || hasAVX512 {
-				ks = append(ks, struct {
-					kernel
-					asmPacking bool
-				}{kn, p})
+				add(kn, p)
 			}
 		}
 	}
+	small := bestKernel
+	small.kc, small.mc, small.nc = 16, 2*small.mr, 2*small.nr
+	add(small, hasAVX512)
 	return ks
 }
 
@@ -79,7 +87,7 @@ func checkGemm(t *testing.T, gc gemmCase, seed uint64) {
 		copy(C, C0.Data)
 		kn.gemm(&gemmArgs{tA: gc.tA, tB: gc.tB, m: gc.m, n: gc.n, k: gc.k, alpha: gc.alpha,
 			a: A.Data, lda: A.c, b: B.Data, ldb: B.c, beta: gc.beta, c: C, ldc: gc.n})
-		what := fmt.Sprintf("%v kernel %d×%d asm packing %v", gc, kn.mr, kn.nr, kp.asmPacking)
+		what := fmt.Sprintf("%v kernel %d×%d kc=%d asm packing %v", gc, kn.mr, kn.nr, kn.kc, kp.asmPacking)
 		checkBound(t, what, C, ref, bound)
 		for i, v := range append(buf[:guard:guard], buf[guard+gc.m*gc.n:]...) {
 			if v != 7 {
@@ -186,7 +194,7 @@ func TestGemmUpper(t *testing.T) {
 				C := append([]float32(nil), C0.Data...)
 				kn.gemm(&gemmArgs{tA: true, m: n, n: n, k: r, alpha: co[0], a: X.Data, lda: n, b: X.Data, ldb: n, beta: co[1], c: C, ldc: n, upper: true})
 				mirrorUpper(n, C)
-				checkBound(t, fmt.Sprintf("%dx%d alpha=%v beta=%v kernel %d×%d asm packing %v", r, n, co[0], co[1], kn.mr, kn.nr, kp.asmPacking), C, ref, bound)
+				checkBound(t, fmt.Sprintf("%dx%d alpha=%v beta=%v kernel %d×%d kc=%d asm packing %v", r, n, co[0], co[1], kn.mr, kn.nr, kn.kc, kp.asmPacking), C, ref, bound)
 			}
 		}
 	}
