@@ -169,7 +169,8 @@ type Device interface {
 	// (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device call.
 	// With warm set, x holds the starting guess (the previous inverse);
 	// otherwise x starts at X0 = Aᵀ/(‖A‖₁‖A‖∞). It returns the Frobenius
-	// residual ‖I − A·X‖_F of the result (a sync point).
+	// residual ‖I − A·X‖_F of the result (a sync point); iters = 0 only
+	// measures it (one product).
 	NewtonSchulz(x, a Mat, order, iters int, warm bool) float32
 	// InvDampingUpdate applies paper eq. 11: X ← X − dλ·X·X, the first-order
 	// change of X = (M + λI)⁻¹ when λ grows by dλ.

@@ -531,8 +531,14 @@ func TestNewtonSchulzFallback(t *testing.T) {
 			if tc.method == "newton-schulz" {
 				dev.AddDiag(A, 1e-3)
 				res = NewtonSchulz{Order: tc.order, Iters: 2, ColdIters: 1, Tol: 1e-4}.Invert(dev, X, A, true)
-				if res.Method != "newton-schulz" {
+				if res.Method != "newton-schulz" || !(res.Residual <= 1e-4) {
 					t.Errorf("warm start: %q (residual %.2e)", res.Method, res.Residual)
+				}
+				// A warm start already within Tol is kept, bit for bit.
+				before := download64(dev, X)
+				res = NewtonSchulz{Order: tc.order, Iters: 2, ColdIters: 1, Tol: 1e-2}.Invert(dev, X, A, true)
+				if res.Method != "newton-schulz" || !(res.Residual <= 1e-4) || relDiff(download64(dev, X), before) != 0 {
+					t.Errorf("warm start within tol: %q (residual %.2e), changed by %.2e", res.Method, res.Residual, relDiff(download64(dev, X), before))
 				}
 			}
 		})
