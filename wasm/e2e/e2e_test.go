@@ -564,7 +564,7 @@ func palette(img image.Image) (int, float64) {
 // click selects view, found by clicking along the top bar of a headless UI.
 func tabPoint(t *testing.T, view string) (int, int) {
 	t.Helper()
-	u, err := ui.New(ui.DefaultState())
+	u, err := ui.New(ui.DefaultState(), ui.Options{}) // the landscape needs no device
 	if err != nil {
 		t.Fatal(err)
 	}
