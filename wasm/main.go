@@ -129,15 +129,19 @@ func newUI(p *page) (*ui.UI, error) {
 		p.g.Set("uiError", err.Error())
 		st = ui.DefaultState()
 	}
-	// The network lab trains on the page's device (WebGPU unless the
-	// browser has none or the URL says ?device=cpu), once it is open, and
-	// loads the digits from the server. Escape does not end the UI: a tab
-	// has nothing to quit to.
+	// The network lab trains on the page's CPU device, or on its WebGPU
+	// device when the URL asks for it (?device=webgpu): its networks are
+	// so small that each step is a few round trips to the GPU, which makes
+	// the UI crawl on a software adapter. It loads the digits from the
+	// server. Escape does not end the UI: a tab has nothing to quit to.
 	u, err := ui.New(st, ui.Options{
 		Device: func() (core.Device, error) {
 			<-p.devReady
-			d, _ := p.device()
-			return d, nil
+			if p.requested == "webgpu" {
+				d, _ := p.device()
+				return d, nil
+			}
+			return p.cpu, nil
 		},
 		LoadData: func(name string) (*data.Dataset, *data.Dataset, error) {
 			if name != "digits" {

@@ -954,7 +954,7 @@ func (n *netLab) renderLegend(c *plot.Canvas) {
 		}
 		r.drawnRow = s
 		row := n.rows[i]
-		cell := image.Rect(row.Max.X-220, row.Min.Y, row.Max.X, row.Max.Y)
+		cell := image.Rect(row.Min.X+108, row.Min.Y, row.Max.X, row.Max.Y) // right of the name
 		c.FillRect(cell, plot.Panel)
 		if r == n.focus {
 			c.FillRect(cell, plot.WithAlpha(plot.Accent, 0.18))
