@@ -24,7 +24,7 @@ type device struct {
 // device joins in device_webgpu.go (it needs cgo; without cgo the entry says
 // so), the XLA device with -tags xla (device_xla.go).
 var devices = []device{
-	{name: "cpu", doc: "the pure-Go reference device (the embedded default)",
+	{name: "cpu", doc: "the reference device: Go, with its own GEMM (assembly kernels on amd64); the embedded default",
 		open: func() (core.Device, error) { return cpu.New(), nil }},
 }
 

@@ -6,6 +6,7 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -783,6 +784,10 @@ func (*Device) CholeskyInverse(dst, a core.Mat) error {
 	}
 	var inv mat.SymDense
 	if err := ch.InverseTo(&inv); err != nil {
+		var c mat.Condition
+		if errors.As(err, &c) {
+			return fmt.Errorf("cholesky: %d×%d matrix is numerically singular (condition number %.3g)", n, n, float64(c))
+		}
 		return fmt.Errorf("cholesky: %w", err)
 	}
 	for i := 0; i < n; i++ {
