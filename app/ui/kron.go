@@ -309,6 +309,9 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 	msg := ""
 	if k.f == nil {
 		msg = "Open the network lab (2) to start training; the factors of its focus network appear here."
+		if w := n.waiting(); n.started && w != "" {
+			msg = w
+		}
 		if n.err != nil {
 			msg = n.err.Error()
 		}
@@ -407,6 +410,8 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 
 // overlay: the view has no moving parts beyond its layers.
 func (k *kronView) overlay(*plot.Canvas) {}
+
+func (k *kronView) hasOverlay() bool { return false }
 
 // renderSpectrum plots the eigenvalues eig of a factor in r (log scale)
 // with the damping level lam and the damped spectrum, in the region reg:

@@ -501,6 +501,8 @@ func (v *landView) renderLoss() {
 	v.lossDirty = false
 }
 
+func (v *landView) hasOverlay() bool { return true }
+
 // overlay draws the start, the racers' current positions and the probe.
 func (v *landView) overlay(c *plot.Canvas) {
 	old := c.WithClip(landPlot)

@@ -751,7 +751,7 @@ func (n *netLab) layers(c *plot.Canvas, full bool) {
 	if full {
 		n.redraw()
 	}
-	n.changed = false
+	defer func() { n.changed = false }()
 	msg := n.waiting()
 	if n.err != nil {
 		msg = n.err.Error()
@@ -781,6 +781,8 @@ func (n *netLab) layers(c *plot.Canvas, full bool) {
 
 // overlay: the lab has no moving parts beyond its layers.
 func (n *netLab) overlay(*plot.Canvas) {}
+
+func (n *netLab) hasOverlay() bool { return false }
 
 // renderMessage shows why the lab does not run (or what it waits for).
 func (n *netLab) renderMessage(c *plot.Canvas, msg string) {

@@ -44,6 +44,9 @@ type view interface {
 	// overlay draws the moving parts over the background, all of them on
 	// every call.
 	overlay(c *plot.Canvas)
+	// hasOverlay reports whether overlay draws anything (without one, the
+	// layers are drawn straight into the frame).
+	hasOverlay() bool
 	// help is the view's line of controls.
 	help() string
 	// animating reports whether the view changes without input.
@@ -267,7 +270,14 @@ func (u *UI) Frame() (*image.RGBA, []image.Rectangle) {
 	u.dirty = false
 	d := &u.damage
 	d.Reset()
+	// Without an overlay the frame is the background: the layers draw
+	// straight into it (a view switch redraws everything, so the
+	// background image is whole again when a view with an overlay shows).
+	direct := !u.active().hasOverlay()
 	bc := u.bc
+	if direct {
+		bc = u.fc
+	}
 	bc.Damage = d
 	full := u.full
 	u.full = false
@@ -281,6 +291,11 @@ func (u *UI) Frame() (*image.RGBA, []image.Rectangle) {
 	u.active().layers(bc, full)
 	bc.WithClip(u.bg.Bounds())
 	bc.Damage = nil
+	if direct {
+		u.over.Reset()
+		u.rects = append(u.rects[:0], d.Rects...)
+		return u.frame, u.rects
+	}
 
 	// The overlay: where the last one was and where layers changed, the
 	// frame goes back to the background; then the overlay is drawn anew.

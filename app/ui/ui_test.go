@@ -495,6 +495,13 @@ func TestPartialFramesAddUp(t *testing.T) {
 		frame()
 	}
 	check("kronecker, dragging ρ")
+	u.Update(Input{Released: true})
+	key(u, "1") // back to a view with an overlay
+	for i := range 20 {
+		u.Update(Input{X: 300 + 5*i, Y: 400, In: true})
+		frame()
+	}
+	check("landscape again", landPlot)
 	if frames < 200 {
 		t.Fatalf("%d frames", frames)
 	}
@@ -575,6 +582,12 @@ func TestNetworkLabWaitsForItsDevice(t *testing.T) {
 	if w := u.net.waiting(); !strings.Contains(w, "device") || len(u.net.runs) > 0 {
 		t.Fatalf("waiting %q with %d runs", w, len(u.net.runs))
 	}
+	key(u, "3")
+	u.Frame()
+	if !strings.Contains(u.kron.drawn.msg, "device") {
+		t.Errorf("the Kronecker view says %q while the device opens", u.kron.drawn.msg)
+	}
+	key(u, "2")
 	close(open)
 	u.Advance(10)
 	if len(u.net.runs) == 0 || u.net.runs[0].step == 0 {
