@@ -65,7 +65,17 @@ func (t *tracer) snap(ms []core.Mat) []core.Mat {
 // op runs f on both devices: ms are the matrices of the call (inputs and
 // outputs), written lists the indices of ms that f may write.
 func (t *tracer) op(name string, ms []core.Mat, written []int, f func(d core.Device, ms []core.Mat) float32) float32 {
+	return t.opScaled(name, ms, written, f, nil)
+}
+
+// opScaled is op with the scale of the written outputs given by scaleOf,
+// called on the CPU copies of ms before the call (nil: max |c| of each).
+func (t *tracer) opScaled(name string, ms []core.Mat, written []int, f func(d core.Device, ms []core.Mat) float32, scaleOf func(before []core.Mat) float64) float32 {
 	cms := t.snap(ms)
+	fixed := math.NaN()
+	if scaleOf != nil {
+		fixed = scaleOf(cms)
+	}
 	cr := f(t.cpu, cms)
 	xr := f(t.x, ms)
 	t.record(name+" result", float64(xr), float64(cr), math.Abs(float64(cr)))
@@ -76,10 +86,13 @@ func (t *tracer) op(name string, ms []core.Mat, written []int, f func(d core.Dev
 		got := make([]float32, core.Len(ms[i]))
 		t.x.Download(ms[i], got)
 		want := cms[i].(*cpu.Mat).Data
-		var scale float64
-		for _, w := range want {
-			if !math.IsInf(float64(w), 0) && !math.IsNaN(float64(w)) {
-				scale = max(scale, math.Abs(float64(w)))
+		scale := fixed
+		if scaleOf == nil {
+			scale = 0
+			for _, w := range want {
+				if !math.IsInf(float64(w), 0) && !math.IsNaN(float64(w)) {
+					scale = max(scale, math.Abs(float64(w)))
+				}
 			}
 		}
 		for j := range got {
@@ -153,10 +166,22 @@ func (t *tracer) Fill(dst core.Mat, v float32) {
 }
 
 func (t *tracer) Gemm(ta, tb bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
-	t.op(fmt.Sprintf("Gemm(%t,%t)", ta, tb), []core.Mat{a, b, c}, []int{2}, func(d core.Device, m []core.Mat) float32 {
+	t.opScaled(fmt.Sprintf("Gemm(%t,%t)", ta, tb), []core.Mat{a, b, c}, []int{2}, func(d core.Device, m []core.Mat) float32 {
 		d.Gemm(ta, tb, alpha, m[0], m[1], beta, m[2])
 		return 0
-	})
+	}, func(m []core.Mat) float64 { return productScale(ta, tb, alpha, m[0], m[1], beta, m[2]) })
+}
+
+// productScale is the largest entry of gemmScale for the CPU copies of a
+// product's operands: float32 GEMMs that sum in different orders differ by
+// a few ulps of it, however much the sum cancels.
+func productScale(ta, tb bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) float64 {
+	data := func(m core.Mat) []float32 { return m.(*cpu.Mat).Data }
+	var scale float64
+	for _, v := range gemmScale(ta, tb, alpha, data(a), data(b), a.Rows(), a.Cols(), b.Rows(), b.Cols(), beta, data(c)) {
+		scale = max(scale, v)
+	}
+	return scale
 }
 
 func (t *tracer) Gram(alpha float32, x core.Mat, beta float32, c core.Mat) {
