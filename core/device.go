@@ -173,7 +173,8 @@ type Device interface {
 	// measures it (one product).
 	NewtonSchulz(x, a Mat, order, iters int, warm bool) float32
 	// InvDampingUpdate applies paper eq. 11: X ← X − dλ·X·X, the first-order
-	// change of X = (M + λI)⁻¹ when λ grows by dλ.
+	// change of X = (M + λI)⁻¹ when λ grows by dλ. X is symmetric up to
+	// rounding, and a device may form X·X as XᵀX.
 	InvDampingUpdate(x Mat, dlambda float32)
 	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
 	// returns an error naming the failed pivot when A is not positive definite.

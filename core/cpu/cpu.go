@@ -753,8 +753,11 @@ func (*Device) InvDampingUpdate(x core.Mat, dlambda float32) {
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	// X is symmetric up to rounding (an inverse of a symmetric factor), so
+	// X·X is computed as XᵀX: the Gram's upper triangle, half the work.
 	xx := sc.get(0, n*n)
-	gemmNN(n, X.Data, X.Data, xx)
+	bestKernel.gemm(&gemmArgs{tA: true, m: n, n: n, k: n, alpha: 1, a: X.Data, lda: n, b: X.Data, ldb: n, c: xx, ldc: n, upper: true})
+	mirrorUpper(n, xx)
 	for i, v := range xx {
 		X.Data[i] -= dlambda * v
 	}
