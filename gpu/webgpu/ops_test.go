@@ -332,8 +332,15 @@ func TestSquareOps(t *testing.T) {
 		d.AddDiag(A.g, 2.5)
 		host.AddDiag(A.c, 2.5)
 		A.check(t, fmt.Sprintf("AddDiag %d", n), 1e-7, 0)
-		// eq. 11 on a small X: X ← X − dλ·X·X
-		X := newPair(t, n, n, randVals(rng, n*n, 0.1))
+		// eq. 11 on a small symmetric X (the inverse of a damped factor):
+		// X ← X − dλ·X·X
+		xv := randVals(rng, n*n, 0.1)
+		for i := range n {
+			for j := range i {
+				xv[j*n+i] = xv[i*n+j]
+			}
+		}
+		X := newPair(t, n, n, xv)
 		d.InvDampingUpdate(X.g, 0.01)
 		host.InvDampingUpdate(X.c, 0.01)
 		X.check(t, fmt.Sprintf("InvDampingUpdate %d", n), 1e-5, 1e-6)
