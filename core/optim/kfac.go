@@ -116,6 +116,7 @@ type KFAC struct {
 	rho  float64 // current ρ (LM-adapted)
 	rng  *rand.Rand
 	src  *rand.PCG // rng's source, kept for checkpoints (state.go)
+	src0 rand.PCG  // src at the start of the current attempt (Backoff rewinds to it)
 
 	layers []*kfacLayer
 	step   int // steps taken (0-based index of the next step)
@@ -144,21 +145,26 @@ type KFACInfo struct {
 }
 
 type kfacLayer struct {
-	l              *nn.Dense
-	A, G           core.Mat // running Λ, Γ (undamped)
-	Ai, Gi         core.Mat // inverses of the damped factors
-	wa, wg         core.Mat // work: the batch factor, then the damped copy
-	g              core.Mat // copy of the true-label batch gradient
-	hg, gt         core.Mat // Hg and g + γHg
-	tmp, d         core.Mat // g̃·Γ̃⁻¹ and the update Δ = Λ̃⁻¹g̃Γ̃⁻¹
-	p, q           core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
-	estash         core.Mat // the true-label E, kept across the sampled pass
-	stashed        bool     // estash holds this step's E
-	wsave          core.Mat // weights saved by the finite-difference HVP
-	st             FactorStats
-	lamA, lamG     float64 // damping inside Ai, Gi (eq. 11 follows ρ from these)
-	extraA, extraG float64 // extra damping the inverter needed at the refresh
-	have           bool
+	l       *nn.Dense
+	A, G    core.Mat // running Λ, Γ (undamped)
+	Ai, Gi  core.Mat // inverses of the damped factors
+	wa, wg  core.Mat // work: the batch factor, then the damped copy
+	g       core.Mat // copy of the true-label batch gradient
+	hg, gt  core.Mat // Hg and g + γHg
+	tmp, d  core.Mat // g̃·Γ̃⁻¹ and the update Δ = Λ̃⁻¹g̃Γ̃⁻¹
+	p, q    core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
+	estash  core.Mat // the true-label E, kept across the sampled pass
+	stashed bool     // estash holds this step's E
+	wsave   core.Mat // weights saved by the finite-difference HVP
+	// The running factors before this attempt's fold, so that Backoff can
+	// take a rejected attempt's fold back (its retry folds the batch again).
+	prevA, prevG     core.Mat
+	prevTrA, prevTrG float64
+	folded           bool // this attempt folded a batch into A and G
+	st               FactorStats
+	lamA, lamG       float64 // damping inside Ai, Gi (eq. 11 follows ρ from these)
+	extraA, extraG   float64 // extra damping the inverter needed at the refresh
+	have             bool
 }
 
 // NewKFAC builds the engine for net; name labels its errors. seed drives the
@@ -262,6 +268,10 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 // layers' d and its scale η = (α/L)·ν in o.eta, without touching the weights.
 func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	net, dev, c := o.net, o.net.Dev, o.cfg
+	o.src0 = *o.src
+	for _, kl := range o.layers {
+		kl.folded = false
+	}
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
 	loss, err := lossGrad(net, o.name, x, y)
 	st := Stats{Loss: loss}
@@ -532,6 +542,7 @@ func (o *KFAC) refresh() error {
 	o.Last.Methods = o.Last.Methods[:0]
 	for i, kl := range o.layers {
 		if kl.have {
+			kl.keepFold(dev)
 			dev.Axpby(float32(1-c.Decay), kl.wa, float32(c.Decay), kl.A)
 			dev.Axpby(float32(1-c.Decay), kl.wg, float32(c.Decay), kl.G)
 			kl.st.TraceA = c.Decay*kl.st.TraceA + (1-c.Decay)*trA[i]
@@ -557,6 +568,28 @@ func (o *KFAC) refresh() error {
 		kl.have = true
 	}
 	return nil
+}
+
+// keepFold saves the running factors before a fold into them.
+func (kl *kfacLayer) keepFold(dev core.Device) {
+	if kl.prevA == nil {
+		kl.prevA, kl.prevG = dev.New(kl.A.Rows(), kl.A.Cols()), dev.New(kl.G.Rows(), kl.G.Cols())
+	}
+	dev.Copy(kl.prevA, kl.A)
+	dev.Copy(kl.prevG, kl.G)
+	kl.prevTrA, kl.prevTrG = kl.st.TraceA, kl.st.TraceG
+	kl.folded = true
+}
+
+// unfold takes back the fold of a rejected attempt.
+func (kl *kfacLayer) unfold(dev core.Device) {
+	if !kl.folded {
+		return
+	}
+	dev.Copy(kl.A, kl.prevA)
+	dev.Copy(kl.G, kl.prevG)
+	kl.st.TraceA, kl.st.TraceG = kl.prevTrA, kl.prevTrG
+	kl.folded = false
 }
 
 // spectralIters is the number of power iterations of ‖·‖₂ (RING's eq. 10a).

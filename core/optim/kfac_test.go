@@ -741,3 +741,50 @@ func TestKFACRejectsNonFiniteUpdate(t *testing.T) {
 		t.Fatal("weights changed by a rejected step")
 	}
 }
+
+// A rejected attempt (here: an update that overflows) has already folded its
+// batch into the running factors; Backoff takes the fold back, so the
+// retry's factors are those of a run that never failed.
+func TestBackoffTakesBackTheFold(t *testing.T) {
+	build := func() (*KFAC, core.Mat, core.Mat) {
+		net, x, y := fixedProblem(t, 32)
+		o, err := NewKFAC("test", net, KFACConfig{LR: 1, Rho: 1e-3, Damping: Constant{}, LM: LevenbergMarquardt{Phi: 1},
+			Inverse: Cholesky{}, Refresh: 1, Decay: 0.5}, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o, x, y
+	}
+	factors := func(o *KFAC) string {
+		return snapshot(o.net.Dev, []core.Mat{o.layers[0].A, o.layers[0].G, o.layers[1].A, o.layers[1].G})
+	}
+	ref, x, y := build()
+	failed, _, _ := build()
+	for _, o := range []*KFAC{ref, failed} {
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := factors(failed)
+	failed.cfg.LR = 1e300 // the step overflows float32 after the refresh
+	var div *Diverged
+	if _, err := failed.Step(x, y); !errors.As(err, &div) {
+		t.Fatalf("overflowing step: err %v, want *Diverged", err)
+	}
+	if factors(failed) == before {
+		t.Fatal("the rejected attempt did not fold its batch (the test no longer tests anything)")
+	}
+	failed.Backoff()
+	if factors(failed) != before {
+		t.Fatal("Backoff left the rejected attempt's fold in the running factors")
+	}
+	failed.cfg.LR = 1
+	for _, o := range []*KFAC{ref, failed} {
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if factors(failed) != factors(ref) {
+		t.Error("after the retry the running factors differ from those of a run without the failure")
+	}
+}

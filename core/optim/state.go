@@ -221,11 +221,17 @@ func (o *KFAC) State() []Var {
 // bound of ρ, and the Levenberg–Marquardt cap of the presets).
 const maxBackoffRho = 1e4
 
-// Backoff raises ρ tenfold (at most to 1e4, or to the Levenberg–Marquardt
-// cap when that is larger). The inverses follow at the next step: by a
-// refresh, or by re-inverting the held factors (the jump is too large for
-// eq. 11).
+// Backoff takes back the rejected attempt's fold of its batch into the
+// running factors and its draws of sampled labels (the retry folds and draws
+// again) and raises ρ tenfold (at
+// most to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
+// inverses follow at the next step: by a refresh, or by re-inverting the
+// held factors (the jump is too large for eq. 11).
 func (o *KFAC) Backoff() string {
+	for _, kl := range o.layers {
+		kl.unfold(o.net.Dev)
+	}
+	*o.src = o.src0
 	hi := math.Max(maxBackoffRho, o.cfg.LM.Max)
 	if o.rho >= hi {
 		return fmt.Sprintf("keeping ρ at its cap %.3g", o.rho)
