@@ -163,30 +163,22 @@ func (*Device) Axpby(alpha float32, x core.Mat, beta float32, y core.Mat) {
 	core.SameShape("Axpby", x, y)
 	X, Y := m32("Axpby", x).Data, m32("Axpby", y).Data
 	if beta == 0 {
-		for i, v := range X {
-			Y[i] = alpha * v
-		}
+		vscale(Y, alpha, X)
 		return
 	}
-	for i, v := range X {
-		Y[i] = alpha*v + beta*Y[i]
-	}
+	vaxpby(alpha, X, beta, Y)
 }
 
 func (*Device) AddScalar(dst, src core.Mat, v float32) {
 	core.SameShape("AddScalar", dst, src)
 	D, S := m32("AddScalar", dst).Data, m32("AddScalar", src).Data
-	for i, x := range S {
-		D[i] = x + v
-	}
+	vadds(D, S, v)
 }
 
 func (*Device) Clamp(dst, src core.Mat, lo, hi float32) {
 	core.SameShape("Clamp", dst, src)
 	D, S := m32("Clamp", dst).Data, m32("Clamp", src).Data
-	for i, x := range S {
-		D[i] = min(max(x, lo), hi)
-	}
+	vclamp(D, S, lo, hi)
 }
 
 // Unary evaluates f at x in float32 the way every device must.
@@ -256,13 +248,13 @@ func (*Device) Map(f core.Unary, dst, src core.Mat) {
 	Unary(f, 0)
 	switch f { // fast paths for the per-step hot maps
 	case core.ReLU:
-		for i, x := range S {
-			D[i] = max(x, 0)
-		}
+		vrelu(D, S)
 	case core.Square:
-		for i, x := range S {
-			D[i] = x * x
-		}
+		vmul(D, S, S)
+	case core.Sqrt:
+		vsqrt(D, S)
+	case core.Abs:
+		vabs(D, S)
 	default: // transcendental: ~20 ns an element, worth spreading over cores
 		parallelFor(len(S), func(lo, hi int) {
 			for i, x := range S[lo:hi] {
@@ -340,21 +332,13 @@ func (*Device) Apply(op core.Binary, dst, a, b core.Mat) {
 	D, A, B := m32("Apply", dst).Data, m32("Apply", a).Data, m32("Apply", b).Data
 	switch op {
 	case core.Add:
-		for i := range D {
-			D[i] = A[i] + B[i]
-		}
+		vadd(D, A, B)
 	case core.Sub:
-		for i := range D {
-			D[i] = A[i] - B[i]
-		}
+		vsub(D, A, B)
 	case core.Mul:
-		for i := range D {
-			D[i] = A[i] * B[i]
-		}
+		vmul(D, A, B)
 	case core.Div:
-		for i := range D {
-			D[i] = A[i] / B[i]
-		}
+		vdiv(D, A, B)
 	case core.Max:
 		for i := range D {
 			D[i] = max(A[i], B[i])
@@ -373,10 +357,7 @@ func (*Device) MulRow(dst, src, v core.Mat) {
 	core.CheckShape("MulRow", "v", v, 1, src.Cols())
 	D, S, V := m32("MulRow", dst), m32("MulRow", src), m32("MulRow", v).Data
 	for i := 0; i < S.r; i++ {
-		d, s := D.Data[i*S.c:(i+1)*S.c], S.Data[i*S.c:(i+1)*S.c]
-		for j, x := range s {
-			d[j] = x * V[j]
-		}
+		vmul(D.Data[i*S.c:(i+1)*S.c], S.Data[i*S.c:(i+1)*S.c], V)
 	}
 }
 
@@ -385,10 +366,7 @@ func (*Device) MulCol(dst, src, v core.Mat) {
 	core.CheckShape("MulCol", "v", v, src.Rows(), 1)
 	D, S, V := m32("MulCol", dst), m32("MulCol", src), m32("MulCol", v).Data
 	for i := 0; i < S.r; i++ {
-		d, s := D.Data[i*S.c:(i+1)*S.c], S.Data[i*S.c:(i+1)*S.c]
-		for j, x := range s {
-			d[j] = x * V[i]
-		}
+		vscale(D.Data[i*S.c:(i+1)*S.c], V[i], S.Data[i*S.c:(i+1)*S.c])
 	}
 }
 
@@ -416,29 +394,20 @@ func (*Device) SumRows(dst, src core.Mat) {
 	D, S := m32("SumRows", dst).Data, m32("SumRows", src)
 	clear(D)
 	for i := 0; i < S.r; i++ {
-		for j, x := range S.Data[i*S.c : (i+1)*S.c] {
-			D[j] += x
-		}
+		vadd(D, D, S.Data[i*S.c:(i+1)*S.c])
 	}
 }
 
 // Sum, Dot accumulate in float64: these scalars feed decisions (loss, norms).
+// The order of the sum is fixed by the length alone (see vec.go).
 func (*Device) Sum(src core.Mat) float32 {
-	var s float64
-	for _, x := range m32("Sum", src).Data {
-		s += float64(x)
-	}
-	return float32(s)
+	return float32(sum64(m32("Sum", src).Data))
 }
 
 func (*Device) Dot(a, b core.Mat) float32 {
 	core.SameShape("Dot", a, b)
 	A, B := m32("Dot", a).Data, m32("Dot", b).Data
-	var s float64
-	for i, x := range A {
-		s += float64(x) * float64(B[i])
-	}
-	return float32(s)
+	return float32(dot64(A, B))
 }
 
 // AbsMax compares the bits of |x| as integers: IEEE order matches for
@@ -446,19 +415,7 @@ func (*Device) Dot(a, b core.Mat) float32 {
 // speed, which matters since every optimizer step's guard calls it.
 func (*Device) AbsMax(src core.Mat) float32 {
 	const inf = 0x7f800000
-	d := m32("AbsMax", src).Data
-	var m0, m1, m2, m3 uint32 // four chains hide the compare latency
-	i := 0
-	for ; i+4 <= len(d); i += 4 {
-		m0 = max(m0, math.Float32bits(d[i])&0x7fffffff)
-		m1 = max(m1, math.Float32bits(d[i+1])&0x7fffffff)
-		m2 = max(m2, math.Float32bits(d[i+2])&0x7fffffff)
-		m3 = max(m3, math.Float32bits(d[i+3])&0x7fffffff)
-	}
-	for ; i < len(d); i++ {
-		m0 = max(m0, math.Float32bits(d[i])&0x7fffffff)
-	}
-	m := max(m0, m1, m2, m3)
+	m := absMaxBits(m32("AbsMax", src).Data)
 	if m > inf {
 		return float32(math.NaN())
 	}

@@ -1,0 +1,251 @@
+package cpu
+
+import "math"
+
+// The elementwise loops and reductions behind Apply, Axpby, Clamp, AddScalar,
+// the cheap Maps, MulRow, MulCol, SumRows, Sum, Dot and AbsMax. Where the CPU
+// has AVX2 (vec_amd64.s), the assembly does the longest multiple of 8
+// elements and the Go loop the rest; each element gets the same float32
+// operation either way, so results are bit-identical to the plain loops.
+//
+// Sum and Dot accumulate in float64 in a fixed order that depends only on
+// the length: chunks of redChunk elements, summed one after another; within
+// a chunk, 16 lanes (lane j takes the elements i ≡ j mod 16 of the longest
+// multiple of 16), combined as sum16 does, then the tail in order. The
+// assembly and the Go loops follow the same order, so a reduction gives the
+// same bits on every build and for any GOMAXPROCS.
+
+// useVec selects the assembly loops; the tests turn it off to check the Go
+// loops on CPUs that have AVX2.
+var useVec = hasVec
+
+// redChunk is the reductions' chunk length, a multiple of 16.
+const redChunk = 4096
+
+// vecN returns the number of leading elements of an n-element loop that the
+// assembly does (0 without it).
+func vecN(n int) int {
+	if !useVec {
+		return 0
+	}
+	return n &^ 7
+}
+
+type binaryAsm func(n int, dst, a, b *float32)
+
+// binary runs asm on the leading vecN(len(d)) elements of d, a, b (all of
+// length len(d)) and returns where the caller's loop resumes.
+func binary(asm binaryAsm, d, a, b []float32) int {
+	m := vecN(len(d))
+	if m > 0 {
+		_, _ = a[m-1], b[m-1]
+		asm(m, &d[0], &a[0], &b[0])
+	}
+	return m
+}
+
+func vadd(d, a, b []float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := binary(vaddAVX2, d, a, b); i < len(d); i++ {
+		d[i] = a[i] + b[i]
+	}
+}
+
+func vsub(d, a, b []float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := binary(vsubAVX2, d, a, b); i < len(d); i++ {
+		d[i] = a[i] - b[i]
+	}
+}
+
+func vmul(d, a, b []float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := binary(vmulAVX2, d, a, b); i < len(d); i++ {
+		d[i] = a[i] * b[i]
+	}
+}
+
+func vdiv(d, a, b []float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for i := binary(vdivAVX2, d, a, b); i < len(d); i++ {
+		d[i] = a[i] / b[i]
+	}
+}
+
+// vaxpby sets y = alpha·x + beta·y, two float32 products and a sum (no FMA).
+func vaxpby(alpha float32, x []float32, beta float32, y []float32) {
+	x = x[:len(y)]
+	i := vecN(len(y))
+	if i > 0 {
+		vaxpbyAVX2(i, alpha, beta, &x[0], &y[0])
+	}
+	for ; i < len(y); i++ {
+		y[i] = alpha*x[i] + beta*y[i]
+	}
+}
+
+// vscale sets d = s·alpha.
+func vscale(d []float32, alpha float32, s []float32) {
+	s = s[:len(d)]
+	i := vecN(len(d))
+	if i > 0 {
+		vscaleAVX2(i, alpha, &d[0], &s[0])
+	}
+	for ; i < len(d); i++ {
+		d[i] = s[i] * alpha
+	}
+}
+
+// vadds sets d = s + v.
+func vadds(d, s []float32, v float32) {
+	s = s[:len(d)]
+	i := vecN(len(d))
+	if i > 0 {
+		vaddsAVX2(i, v, &d[0], &s[0])
+	}
+	for ; i < len(d); i++ {
+		d[i] = s[i] + v
+	}
+}
+
+// vclamp sets d = min(max(s, lo), hi) with Go's NaN and ±0 rules.
+func vclamp(d, s []float32, lo, hi float32) {
+	s = s[:len(d)]
+	i := 0
+	// The assembly's VMAXPS/VMINPS pass a NaN element through but settle
+	// ties of ±0 and a NaN bound unlike Go's max and min.
+	if lo != 0 && hi != 0 && lo == lo && hi == hi {
+		i = vecN(len(d))
+	}
+	if i > 0 {
+		vclampAVX2(i, lo, hi, &d[0], &s[0])
+	}
+	for ; i < len(d); i++ {
+		d[i] = min(max(s[i], lo), hi)
+	}
+}
+
+type unaryAsm func(n int, dst, src *float32)
+
+func unary(asm unaryAsm, d, s []float32) int {
+	m := vecN(len(d))
+	if m > 0 {
+		_ = s[m-1]
+		asm(m, &d[0], &s[0])
+	}
+	return m
+}
+
+func vrelu(d, s []float32) {
+	s = s[:len(d)]
+	for i := unary(vreluAVX2, d, s); i < len(d); i++ {
+		d[i] = max(s[i], 0)
+	}
+}
+
+// vsqrt: a float64 square root rounded to float32 is the correctly rounded
+// float32 square root, which VSQRTPS computes.
+func vsqrt(d, s []float32) {
+	s = s[:len(d)]
+	for i := unary(vsqrtAVX2, d, s); i < len(d); i++ {
+		d[i] = float32(math.Sqrt(float64(s[i])))
+	}
+}
+
+func vabs(d, s []float32) {
+	s = s[:len(d)]
+	for i := unary(vabsAVX2, d, s); i < len(d); i++ {
+		d[i] = float32(math.Abs(float64(s[i])))
+	}
+}
+
+// absMaxBits returns the largest bits of |x| over d, as an integer.
+func absMaxBits(d []float32) uint32 {
+	var m0, m1, m2, m3 uint32 // four chains hide the compare latency
+	i := vecN(len(d))
+	if i > 0 {
+		m0 = vabsmaxAVX2(i, &d[0])
+	}
+	for ; i+4 <= len(d); i += 4 {
+		m0 = max(m0, math.Float32bits(d[i])&0x7fffffff)
+		m1 = max(m1, math.Float32bits(d[i+1])&0x7fffffff)
+		m2 = max(m2, math.Float32bits(d[i+2])&0x7fffffff)
+		m3 = max(m3, math.Float32bits(d[i+3])&0x7fffffff)
+	}
+	for ; i < len(d); i++ {
+		m0 = max(m0, math.Float32bits(d[i])&0x7fffffff)
+	}
+	return max(m0, m1, m2, m3)
+}
+
+// combine16 folds 16 lanes in the order of the assembly.
+func combine16(l *[16]float64) float64 {
+	var t [4]float64
+	for j := range t {
+		t[j] = (l[j] + l[4+j]) + (l[8+j] + l[12+j])
+	}
+	return (t[0] + t[2]) + (t[1] + t[3])
+}
+
+// dotChunk returns Σ a[i]·b[i] in float64 in the lane order above.
+func dotChunk(a, b []float32) float64 {
+	b = b[:len(a)]
+	m := len(a) &^ 15
+	var s float64
+	if useVec && m > 0 {
+		s = vdotAVX2(m, &a[0], &b[0])
+	} else {
+		var l [16]float64
+		for i := 0; i < m; i += 16 {
+			x, y := a[i:i+16], b[i:i+16]
+			for j := range l {
+				l[j] += float64(x[j]) * float64(y[j])
+			}
+		}
+		s = combine16(&l)
+	}
+	for i := m; i < len(a); i++ {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+// sumChunk returns Σ a[i] in float64 in the lane order above.
+func sumChunk(a []float32) float64 {
+	m := len(a) &^ 15
+	var s float64
+	if useVec && m > 0 {
+		s = vsumAVX2(m, &a[0])
+	} else {
+		var l [16]float64
+		for i := 0; i < m; i += 16 {
+			x := a[i : i+16]
+			for j := range l {
+				l[j] += float64(x[j])
+			}
+		}
+		s = combine16(&l)
+	}
+	for i := m; i < len(a); i++ {
+		s += float64(a[i])
+	}
+	return s
+}
+
+func dot64(a, b []float32) float64 {
+	b = b[:len(a)]
+	var s float64
+	for lo := 0; lo < len(a); lo += redChunk {
+		hi := min(lo+redChunk, len(a))
+		s += dotChunk(a[lo:hi], b[lo:hi])
+	}
+	return s
+}
+
+func sum64(a []float32) float64 {
+	var s float64
+	for lo := 0; lo < len(a); lo += redChunk {
+		s += sumChunk(a[lo:min(lo+redChunk, len(a))])
+	}
+	return s
+}
