@@ -1,6 +1,9 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"runtime"
+)
 
 // The elementwise loops and reductions behind Apply, Axpby, Clamp, AddScalar,
 // the cheap Maps, MulRow, MulCol, SumRows, Sum, Dot and AbsMax. Where the CPU
@@ -93,6 +96,88 @@ func vscale(d []float32, alpha float32, s []float32) {
 	}
 	for ; i < len(d); i++ {
 		d[i] = s[i] * alpha
+	}
+}
+
+// vscalez sets d = 0 + s·alpha: s·alpha with −0 turned to +0.
+func vscalez(d []float32, alpha float32, s []float32) {
+	s = s[:len(d)]
+	i := vecN(len(d))
+	if i > 0 {
+		vscalezAVX2(i, alpha, &d[0], &s[0])
+	}
+	for ; i < len(d); i++ {
+		d[i] = 0 + s[i]*alpha
+	}
+}
+
+// vrank1 sets y = beta·y + acc with acc = 0 + alpha·x, a rank-1 GEMM's row
+// with beta ≠ 0 as the Go micro-kernel forms it (its accumulator starts at
+// +0, so a −0 product adds as +0); with fused, acc = fma(alpha, x, +0) as
+// the FMA micro-kernels form it (a product that underflows keeps its sign).
+func vrank1(fused bool, alpha float32, x []float32, beta float32, y []float32) {
+	x = x[:len(y)]
+	i := vecN(len(y))
+	if i > 0 {
+		if fused {
+			vrank1fAVX2(i, alpha, beta, &x[0], &y[0])
+		} else {
+			vrank1AVX2(i, alpha, beta, &x[0], &y[0])
+		}
+	}
+	for ; i < len(y); i++ {
+		if fused {
+			y[i] = beta*y[i] + fma0(alpha, x[i])
+		} else {
+			y[i] = beta*y[i] + (0 + alpha*x[i])
+		}
+	}
+}
+
+// fma0 returns fma(a, b, +0) in float32: the float64 product of two float32
+// is exact, so one rounding to float32 rounds it as the FMA does; an exact
+// zero product plus +0 is +0.
+func fma0(a, b float32) float32 {
+	p := float64(a) * float64(b)
+	if p == 0 {
+		return 0
+	}
+	return float32(p)
+}
+
+// rank1OK reports whether gemmRank1 may do g. Only on amd64: where the
+// compiler may fuse a·b + c into an FMA (arm64 and others), the Go kernel's
+// rounding of a k = 1 product is the compiler's choice.
+func rank1OK(g *gemmArgs) bool {
+	return g.k == 1 && !g.upper && (!g.tB || g.ldb == 1) && gemmRank1On && runtime.GOARCH == "amd64"
+}
+
+// gemmRank1On lets the tests compare gemmRank1 with the packed path.
+var gemmRank1On = true
+
+// gemmRank1 does a GEMM with k = 1 (an outer product, as the Kalman
+// filters form their updates) without packing, one pass over C: each
+// element gets what the packed path computes, C = beta·C (or 0, or C
+// itself for beta = 1) + (alpha·a_i)·b_j, rounded the same way, fused
+// telling whether the micro-kernel uses FMA.
+func gemmRank1(g *gemmArgs, fused bool) {
+	m, n := g.m, g.n
+	for i := 0; i < m; i++ {
+		var ai float32 // op(A) is m×1
+		if g.tA {
+			ai = g.a[i]
+		} else {
+			ai = g.a[i*g.lda]
+		}
+		ai *= g.alpha // as packA does
+		b := g.b[:n]  // op(B) is 1×n, contiguous (see rank1OK)
+		c := g.c[i*g.ldc : i*g.ldc+n]
+		switch g.beta {
+		case 0:
+			vscalez(c, ai, b)
+		default:
+			vrank1(fused, ai, b, g.beta, c)
+		}
 	}
 }
 

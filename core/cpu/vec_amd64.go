@@ -30,6 +30,15 @@ func vaxpbyAVX2(n int, alpha, beta float32, x, y *float32)
 func vscaleAVX2(n int, alpha float32, dst, src *float32)
 
 //go:noescape
+func vscalezAVX2(n int, alpha float32, dst, src *float32)
+
+//go:noescape
+func vrank1AVX2(n int, alpha, beta float32, x, y *float32)
+
+//go:noescape
+func vrank1fAVX2(n int, alpha, beta float32, x, y *float32)
+
+//go:noescape
 func vaddsAVX2(n int, v float32, dst, src *float32)
 
 //go:noescape

@@ -236,3 +236,41 @@ func TestVecReductionsGOMAXPROCS(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmRank1 checks that the unpacked k = 1 path gives the packed path's
+// bits, for every kernel, both transposes and the special betas.
+func TestGemmRank1(t *testing.T) {
+	defer func(on, u bool) { gemmRank1On, useVec = on, u }(gemmRank1On, useVec)
+	for _, kn := range kernels() {
+		for _, uv := range []bool{false, hasVec} {
+			useVec = uv
+			for _, mn := range [][2]int{{1, 1}, {7, 9}, {13, 33}, {785, 256}, {40, 70}} {
+				m, n := mn[0], mn[1]
+				for i, co := range [][2]float32{{1, 0}, {-0.7, 0}, {1, 1}, {0.3, 0.5}, {2, -1}} {
+					tA, tB := i&1 != 0, i&2 != 0
+					a, b, c0 := vecData(m, uint64(m)), vecData(n, uint64(n)+5), vecData(m*n, 9)
+					// A m×1 (or 1×m when transposed), B 1×n (or n×1).
+					g := gemmArgs{tA: tA, tB: tB, m: m, n: n, k: 1, alpha: co[0], a: a, lda: 1, b: b, ldb: n, beta: co[1], ldc: n}
+					if tA {
+						g.lda = m
+					}
+					if tB {
+						g.ldb = 1
+					}
+					var got, want []float32
+					for _, on := range []bool{true, false} {
+						gemmRank1On = on
+						g.c = append([]float32(nil), c0...)
+						kn.gemm(&g)
+						if on {
+							got = g.c
+						} else {
+							want = g.c
+						}
+					}
+					checkSame(t, fmt.Sprintf("kernel %d asm %v %dx%d tA=%v tB=%v alpha=%v beta=%v", kn.kind, uv, m, n, tA, tB, co[0], co[1]), m*n, got, want)
+				}
+			}
+		}
+	}
+}
