@@ -98,6 +98,10 @@ func (kn *kernel) gemm(g *gemmArgs) {
 		gemmRank1(g, kn.kind != kernGo)
 		return
 	}
+	if gemvRowOK(kn, g) {
+		gemvRow(kn, g)
+		return
+	}
 	mr, nr := kn.mr, kn.nr
 	workers := 1
 	if p := runtime.GOMAXPROCS(0); p > 1 && float64(m)*float64(n)*float64(k) >= parallelMNK {

@@ -334,3 +334,50 @@ func sum64(a []float32) float64 {
 	}
 	return s
 }
+
+// gemvRowOK reports whether gemvRow may do g for the kernel kn: a product
+// with one row of C, op(B) stored by rows, an FMA micro-kernel whose
+// accumulation gemvRow mirrors, and the AVX2 loops.
+func gemvRowOK(kn *kernel, g *gemmArgs) bool {
+	return g.m == 1 && !g.tB && !g.upper && g.n >= 8 && kn.kind != kernGo && useVec && gemmRank1On
+}
+
+// gemvRow does a one-row GEMM (as the Kalman filters' x̄²ᵀΣ) without packing
+// a copy of B: per block of the k steps that the packed path would use, each
+// column's FMA chain from +0 and c += 0 + acc, as an FMA micro-kernel's edge
+// tile forms it, so the bits are the packed path's.
+func gemvRow(kn *kernel, g *gemmArgs) {
+	n, k := g.n, g.k
+	c := g.c[:n]
+	scale(c, g.beta)
+	kBlocks := (k + kn.kc - 1) / kn.kc
+	kc := (k + kBlocks - 1) / kBlocks
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	ap, tmp := sc.get(0, kc), sc.get(1, 8)
+	for pc := 0; pc < k; pc += kc {
+		kcur := min(kc, k-pc)
+		for p := range ap[:kcur] { // as packA: alpha·a
+			if g.tA {
+				ap[p] = g.alpha * g.a[(pc+p)*g.lda]
+			} else {
+				ap[p] = g.alpha * g.a[pc+p]
+			}
+		}
+		b := g.b[pc*g.ldb : (pc+kcur-1)*g.ldb+n]
+		j := 0
+		for ; j+32 <= n; j += 32 {
+			vgemv32AVX2(kcur, &ap[0], &b[j], g.ldb, &c[j])
+		}
+		for ; j+8 <= n; j += 8 {
+			vgemv8AVX2(kcur, &ap[0], &b[j], g.ldb, &c[j])
+		}
+		if r := n - j; r > 0 { // the last 8 columns into tmp, of which the last r count
+			clear(tmp)
+			vgemv8AVX2(kcur, &ap[0], &b[n-8], g.ldb, &tmp[0])
+			for q := range r {
+				c[j+q] += tmp[8-r+q]
+			}
+		}
+	}
+}

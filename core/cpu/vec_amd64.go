@@ -61,3 +61,9 @@ func vdotAVX2(n int, a, b *float32) float64
 
 //go:noescape
 func vsumAVX2(n int, a *float32) float64
+
+//go:noescape
+func vgemv32AVX2(k int, a, b *float32, ldb int, c *float32)
+
+//go:noescape
+func vgemv8AVX2(k int, a, b *float32, ldb int, c *float32)

@@ -712,3 +712,67 @@ vsumAVX2_done:
 	VMOVSD X0, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// The m = 1 product's column strips (vec.go gemvRow): k ≥ 1 steps of an
+// FMA chain from +0 per column, as the FMA micro-kernels accumulate, then
+// c += 0 + acc, as their edge tiles add it.
+// func vgemv32AVX2(k int, a, b *float32, ldb int, c *float32)
+TEXT ·vgemv32AVX2(SB), NOSPLIT, $0-40
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ ldb+24(FP), R8
+	SHLQ $2, R8
+	MOVQ c+32(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+vgemv32AVX2_loop:
+	VBROADCASTSS (SI), Y15
+	VFMADD231PS (DI), Y15, Y0
+	VFMADD231PS 32(DI), Y15, Y1
+	VFMADD231PS 64(DI), Y15, Y2
+	VFMADD231PS 96(DI), Y15, Y3
+	ADDQ $4, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNE vgemv32AVX2_loop
+	VXORPS Y14, Y14, Y14
+	VADDPS Y14, Y0, Y0
+	VADDPS (DX), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VADDPS Y14, Y1, Y1
+	VADDPS 32(DX), Y1, Y1
+	VMOVUPS Y1, 32(DX)
+	VADDPS Y14, Y2, Y2
+	VADDPS 64(DX), Y2, Y2
+	VMOVUPS Y2, 64(DX)
+	VADDPS Y14, Y3, Y3
+	VADDPS 96(DX), Y3, Y3
+	VMOVUPS Y3, 96(DX)
+	VZEROUPPER
+	RET
+
+// func vgemv8AVX2(k int, a, b *float32, ldb int, c *float32)
+TEXT ·vgemv8AVX2(SB), NOSPLIT, $0-40
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ ldb+24(FP), R8
+	SHLQ $2, R8
+	MOVQ c+32(FP), DX
+	VXORPS Y0, Y0, Y0
+vgemv8AVX2_loop:
+	VBROADCASTSS (SI), Y15
+	VFMADD231PS (DI), Y15, Y0
+	ADDQ $4, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNE vgemv8AVX2_loop
+	VXORPS Y14, Y14, Y14
+	VADDPS Y14, Y0, Y0
+	VADDPS (DX), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VZEROUPPER
+	RET

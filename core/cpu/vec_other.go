@@ -21,3 +21,5 @@ func vreluAVX2(n int, dst, src *float32)                    { panic("cpu: no AVX
 func vabsmaxAVX2(n int, src *float32) uint32                { panic("cpu: no AVX2") }
 func vdotAVX2(n int, a, b *float32) float64                 { panic("cpu: no AVX2") }
 func vsumAVX2(n int, a *float32) float64                    { panic("cpu: no AVX2") }
+func vgemv32AVX2(k int, a, b *float32, ldb int, c *float32) { panic("cpu: no AVX2") }
+func vgemv8AVX2(k int, a, b *float32, ldb int, c *float32)  { panic("cpu: no AVX2") }

@@ -274,3 +274,45 @@ func TestGemmRank1(t *testing.T) {
 		}
 	}
 }
+
+// TestGemvRow checks that the unpacked one-row path gives the packed path's
+// bits for the FMA kernels.
+func TestGemvRow(t *testing.T) {
+	defer func(on bool) { gemmRank1On = on }(gemmRank1On)
+	tiny := bestKernel
+	tiny.kc = 16
+	for _, kn := range append(kernels(), tiny) {
+		for _, mn := range [][2]int{{8, 1}, {9, 3}, {33, 100}, {256, 785}, {70, 10}, {1000, 17}, {15, 500}} {
+			n, k := mn[0], mn[1]
+			for i, co := range [][2]float32{{1, 0}, {-0.7, 0}, {1, 1}, {0.3, 0.5}, {2, -1}} {
+				tA := i&1 != 0
+				a, b, c0 := vecData(k, uint64(k)), vecData(k*n+3, uint64(n)+5), vecData(n, 9)
+				for j := range b { // keep the sums finite: NaN spreads the same way on both paths
+					if b[j] != b[j] || math.IsInf(float64(b[j]), 0) {
+						b[j] = 0
+					}
+				}
+				g := gemmArgs{tA: tA, m: 1, n: n, k: k, alpha: co[0], a: a, lda: k, b: b, ldb: n, beta: co[1], ldc: n}
+				if tA {
+					g.lda = 1
+				}
+				if i == 3 { // a wider stride
+					g.ldb = n + 3
+					g.b = vecData(k*(n+3), 4)
+				}
+				var got, want []float32
+				for _, on := range []bool{true, false} {
+					gemmRank1On = on
+					g.c = append([]float32(nil), c0...)
+					kn.gemm(&g)
+					if on {
+						got = g.c
+					} else {
+						want = g.c
+					}
+				}
+				checkSame(t, fmt.Sprintf("kernel %d n=%d k=%d tA=%v alpha=%v beta=%v", kn.kind, n, k, tA, co[0], co[1]), n, got, want)
+			}
+		}
+	}
+}
