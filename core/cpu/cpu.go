@@ -1,8 +1,9 @@
 // Package cpu is the reference core.Device: float32 row-major storage, a
 // packed GEMM of its own (gemm.go: assembly micro-kernels on amd64, plain Go
 // elsewhere; parallel for large products) behind every matrix product, and
-// plain loops elsewhere. It builds for every GOOS, js/wasm included, and every
-// other device is tested against it.
+// loops elsewhere, the hot elementwise ones and reductions in AVX2 assembly
+// where the CPU has it (vec.go). It builds for every GOOS, js/wasm included,
+// and every other device is tested against it.
 package cpu
 
 import (

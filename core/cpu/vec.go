@@ -14,7 +14,7 @@ import (
 // Sum and Dot accumulate in float64 in a fixed order that depends only on
 // the length: chunks of redChunk elements, summed one after another; within
 // a chunk, 16 lanes (lane j takes the elements i ≡ j mod 16 of the longest
-// multiple of 16), combined as sum16 does, then the tail in order. The
+// multiple of 16), combined as combine16 does, then the tail in order. The
 // assembly and the Go loops follow the same order, so a reduction gives the
 // same bits on every build and for any GOMAXPROCS.
 
