@@ -703,7 +703,7 @@ func subFromI(dst, src []float32, n int, c float32) {
 	}
 }
 
-func (*Device) InvDampingUpdate(x core.Mat, dlambda float32) {
+func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {
 	X := square("InvDampingUpdate", x)
 	n := X.r
 	if n == 0 {
@@ -712,13 +712,10 @@ func (*Device) InvDampingUpdate(x core.Mat, dlambda float32) {
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	// X is symmetric up to rounding (an inverse of a symmetric factor), so
-	// X·X is computed as XᵀX: the Gram's upper triangle, half the work.
-	xx := sc.get(0, n*n)
-	bestKernel.gemm(&gemmArgs{tA: true, m: n, n: n, k: n, alpha: 1, a: X.Data, lda: n, b: X.Data, ldb: n, c: xx, ldc: n, upper: true})
-	mirrorUpper(n, xx)
-	for i, v := range xx {
-		X.Data[i] -= dlambda * v
-	}
+	// X·X is formed as the Gram XᵀX: half the work.
+	xx := FromSlice(n, n, sc.get(0, n*n))
+	d.Gram(1, X, 0, xx)
+	d.Axpby(-dlambda, xx, 1, X)
 }
 
 func (*Device) CholeskyInverse(dst, a core.Mat) error {
