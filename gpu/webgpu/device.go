@@ -392,7 +392,7 @@ func (d *Device) submit() {
 	}
 	d.endPass()
 	if d.slots > 0 {
-		d.queue.WriteBuffer(d.arena, 0, d.arenaHost[:uint64(d.slots)*d.slotSize])
+		writeBuffer(d.queue, d.arena, d.arenaHost[:uint64(d.slots)*d.slotSize])
 	}
 	cb, err := d.enc.Finish(nil)
 	d.enc.Release()
@@ -668,7 +668,7 @@ func (d *Device) checkStatus(st uint32) {
 	if st == 0 {
 		return
 	}
-	d.queue.WriteBuffer(d.status, 0, make([]byte, statusSize))
+	writeBuffer(d.queue, d.status, make([]byte, statusSize))
 	var what []string
 	if st&badGather != 0 {
 		what = append(what, "GatherRows: a row index was not an integer in range")

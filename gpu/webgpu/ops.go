@@ -46,7 +46,7 @@ func (d *Device) upload(m *Mat, src []float32) {
 	// A queue write lands before any later submit: submit what was recorded
 	// first, so that it reads the old contents.
 	d.submit()
-	d.queue.WriteBuffer(m.buf, 0, f32bytes(src))
+	writeBuffer(d.queue, m.buf, f32bytes(src))
 }
 
 func (d *Device) Download(m core.Mat, dst []float32) {

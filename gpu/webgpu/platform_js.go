@@ -3,6 +3,9 @@
 package webgpu
 
 import (
+	"syscall/js"
+	"unsafe"
+
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
@@ -34,4 +37,20 @@ func mapRead(d *Device, bufs []*wgpu.Buffer, sizes []uint64, use func(i int, b [
 		b.Unmap()
 	}
 	return nil
+}
+
+// writeBuffer writes data at the start of buf through the queue. The
+// binding's Queue.WriteBuffer passes a view of the wasm memory that the
+// same call can detach (a Go allocation that grows the memory between the
+// view and the JS call leaves a 0-byte view, and the browser refuses with
+// "Number of bytes to write is too large"). Here the bytes are first copied
+// into a Uint8Array of the JS heap. wgpu.Queue and wgpu.Buffer are, on js,
+// structs of one js.Value (cogentcore/webgpu v0.23.0); the binding has no
+// exported accessor for it.
+func writeBuffer(q *wgpu.Queue, buf *wgpu.Buffer, data []byte) {
+	arr := js.Global().Get("Uint8Array").New(len(data))
+	js.CopyBytesToJS(arr, data)
+	qv := *(*js.Value)(unsafe.Pointer(q))
+	bv := *(*js.Value)(unsafe.Pointer(buf))
+	qv.Call("writeBuffer", bv, 0, arr)
 }

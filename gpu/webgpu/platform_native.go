@@ -140,3 +140,8 @@ func mapRead(d *Device, bufs []*wgpu.Buffer, sizes []uint64, use func(i int, b [
 	}
 	return firstErr
 }
+
+// writeBuffer writes data at the start of buf through the queue.
+func writeBuffer(q *wgpu.Queue, buf *wgpu.Buffer, data []byte) {
+	q.WriteBuffer(buf, 0, data)
+}
