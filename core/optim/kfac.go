@@ -270,7 +270,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	net, dev, c := o.net, o.net.Dev, o.cfg
 	o.src0 = *o.src
 	for _, kl := range o.layers {
-		kl.folded = false
+		kl.folded, kl.stashed = false, false
 	}
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
 	loss, err := lossGrad(net, o.name, x, y)
@@ -285,9 +285,6 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	}
 	refresh := o.step%c.Refresh == 0
 	reg := c.Gamma > 0 && (refresh || c.RegEvery)
-	for _, kl := range o.layers {
-		kl.stashed = false
-	}
 	// The true-label gradient is kept aside when the sampled-label backward of
 	// a refresh or the finite-difference HVP would overwrite the model's G.
 	for i, kl := range o.layers {
