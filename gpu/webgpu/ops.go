@@ -468,15 +468,26 @@ func (d *Device) AddDiag(a core.Mat, v float32) {
 	d.run1("add_diag", params{N: uint32(A.c), S0: v}, A.r, float64(A.r), A.bind())
 }
 
-// SpectralNorm runs power iteration entirely on the GPU (matrix–vector
-// kernel, norm by reduction, normalisation reading the norm from GPU
-// memory) and reads back one scalar at the end.
+// powerFusedMax is the largest n whose SpectralNorm runs as the single
+// dispatch of shaders/power.wgsl (its iterate fills the workgroup memory);
+// larger matrices take four dispatches a step. A variable so that tests
+// reach both paths.
+var powerFusedMax = 3584
+
+// SpectralNorm runs power iteration entirely on the GPU and reads back one
+// scalar at the end: up to powerFusedMax in one dispatch (one workgroup),
+// above it as a matrix–vector kernel, a norm by reduction and a
+// normalisation reading the norm from GPU memory, per step.
 func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
 	defer d.lock()()
 	A := d.square("SpectralNorm", a)
 	n := A.r
 	if n == 0 {
 		return 0
+	}
+	if n <= powerFusedMax {
+		d.dispatch("power_iter", params{N: uint32(n), K: uint32(max(iters, 1)), Off: 1}, 1, 1, wElem*float64(max(iters, 1))*float64(n)*float64(n), A.bind(), d.scalarB())
+		return f32bits(d.readScalars("SpectralNorm", 2)[1])
 	}
 	vb := 4 * uint64(n)
 	v, w := d.work("SpectralNorm", vb), d.work("SpectralNorm", vb)

@@ -479,9 +479,19 @@ func TestReductionsNonFinite(t *testing.T) {
 }
 
 func TestSpectralNorm(t *testing.T) {
+	for _, fused := range []int{powerFusedMax, 64} { // both paths: one dispatch up to fused, four a step above
+		t.Run(fmt.Sprintf("fusedmax=%d", fused), func(t *testing.T) {
+			defer func(v int) { powerFusedMax = v }(powerFusedMax)
+			powerFusedMax = fused
+			testSpectralNorm(t)
+		})
+	}
+}
+
+func testSpectralNorm(t *testing.T) {
 	d := gpu(t)
 	rng := rand.New(rand.NewPCG(17, 18))
-	for _, n := range []int{1, 17, 65, 130} {
+	for _, n := range []int{1, 17, 65, 130, 300} {
 		X := randPair(t, rng, 2*n+3, n)
 		A := newPair(t, n, n, nil)
 		host.Gram(1, X.c, 0, A.c)
