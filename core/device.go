@@ -163,7 +163,9 @@ type Device interface {
 	// AddDiag adds v to the diagonal of the square matrix a.
 	AddDiag(a Mat, v float32)
 	// SpectralNorm estimates ‖A‖₂ of a symmetric PSD matrix by iters steps of
-	// power iteration from the all-ones vector. A sync point.
+	// power iteration from the all-ones vector; a device may stop earlier
+	// once successive estimates agree far below float32 rounding. A sync
+	// point.
 	SpectralNorm(a Mat, iters int) float32
 	// NewtonSchulz runs iters Newton–Schulz iterations of the given order
 	// (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device call.

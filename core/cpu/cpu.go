@@ -580,6 +580,12 @@ func (*Device) AddDiag(a core.Mat, v float32) {
 	}
 }
 
+// spectralConverged ends SpectralNorm's power iteration early once two
+// successive estimates agree to this relative difference, far below float32
+// rounding: a factor with a clear spectral gap (K-FAC's input factors, gap
+// λ₂/λ₁ ≈ 0.1 on MNIST) converges in about five of the thirty steps.
+const spectralConverged = 1e-9
+
 func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
 	A := square("SpectralNorm", a)
 	n := A.r
@@ -600,10 +606,13 @@ func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
 			nrm += float64(x) * float64(x)
 		}
 		nrm = math.Sqrt(nrm)
-		lam = nrm // ‖Av‖ with ‖v‖ = 1
 		if nrm == 0 {
 			return 0
 		}
+		if math.Abs(nrm-lam) <= spectralConverged*nrm {
+			return float32(nrm)
+		}
+		lam = nrm // ‖Av‖ with ‖v‖ = 1
 		for i := range v {
 			v[i] = float32(float64(w[i]) / nrm)
 		}
