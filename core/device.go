@@ -167,13 +167,18 @@ type Device interface {
 	// once successive estimates agree far below float32 rounding. A sync
 	// point.
 	SpectralNorm(a Mat, iters int) float32
-	// NewtonSchulz runs iters Newton–Schulz iterations of the given order
-	// (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device call.
-	// With warm set, x holds the starting guess (the previous inverse);
-	// otherwise x starts at X0 = Aᵀ/(‖A‖₁‖A‖∞). It returns the Frobenius
-	// residual ‖I − A·X‖_F of the result (a sync point); iters = 0 only
-	// measures it (one product).
-	NewtonSchulz(x, a Mat, order, iters int, warm bool) float32
+	// NewtonSchulz runs up to iters Newton–Schulz iterations of the given
+	// order (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device
+	// call. With warm set, x holds the starting guess (the previous inverse);
+	// otherwise x starts at X0 = Aᵀ/(‖A‖₁‖A‖∞). Every iteration starts from
+	// the product A·X, and with tol > 0 the call checks its Frobenius
+	// residual ‖I − A·X‖_F before iterating: it stops once the residual is
+	// at most tol, and, warm, also once it no longer falls (a start too far
+	// away for the iteration to converge). tol = 0 runs all iters. It
+	// returns the residual of the x it leaves (a sync point; with tol > 0
+	// GPU devices sync once an iteration); iters = 0 only measures it (one
+	// product).
+	NewtonSchulz(x, a Mat, order, iters int, warm bool, tol float32) float32
 	// InvDampingUpdate applies paper eq. 11: X ← X − dλ·X·X, the first-order
 	// change of X = (M + λI)⁻¹ when λ grows by dλ. X is symmetric up to
 	// rounding, and a device may form X·X as XᵀX.

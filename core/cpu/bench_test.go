@@ -195,7 +195,7 @@ func BenchmarkNewtonSchulz(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		d.NewtonSchulz(X, A, order, iters, false)
+		d.NewtonSchulz(X, A, order, iters, false, 0)
 	}
 	reportGFLOPS(b, float64(order*iters+1)*2*n*n*n)
 }

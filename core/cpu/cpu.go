@@ -627,10 +627,11 @@ func gemmNN(n int, a, b, c []float32) {
 
 // NewtonSchulz runs the paper's iterations (eqs. 19–21) on A·X_k; for order p
 // the residual obeys I − A·X_{k+1} = (I − A·X_k)^p exactly in real arithmetic,
-// so each iteration costs p products of n×n matrices, plus one for the final
-// residual. x keeps its storage: the iterate is copied back when the last
-// product landed in a work buffer.
-func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
+// so each iteration costs p products of n×n matrices (the last of them the
+// A·X that the next one starts from and that the tol check reads), plus one
+// for the first A·X. x keeps its storage: the iterate is copied back when
+// the last product landed in a work buffer.
+func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
 	A := square("NewtonSchulz", a)
 	X := m32("NewtonSchulz", x)
 	core.SameShape("NewtonSchulz", X, A)
@@ -666,8 +667,15 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 
 	defer scratchPool.Put(sc)
 	ax, t, xn := sc.get(0, n*n), sc.get(1, n*n), sc.get(2, n*n)
 	xk := X.Data
-	gemmNN(n, A.Data, xk, ax) // AX
+	gemmNN(n, A.Data, xk, ax)          // AX
+	r, prev := math.NaN(), math.Inf(1) // r: the residual of ax once measured
 	for it := 0; it < iters; it++ {
+		if tol > 0 {
+			if r = residualI(ax, n); nsDone(r, prev, float64(tol), warm) {
+				break
+			}
+			prev = r
+		}
 		switch order {
 		case 2: // X(2I − AX)   (eq. 19)
 			subFromI(t, ax, n, 2)
@@ -685,13 +693,28 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 
 		gemmNN(n, xk, t, xn)
 		xk, xn = xn, xk
 		gemmNN(n, A.Data, xk, ax)
+		r = math.NaN()
 	}
 	if &xk[0] != &X.Data[0] {
 		copy(X.Data, xk)
 	}
+	if math.IsNaN(r) {
+		r = residualI(ax, n)
+	}
+	return float32(r)
+}
+
+// nsDone reports whether NewtonSchulz stops at residual r (tol > 0): within
+// tol, not a number, or, warm, not below the previous residual prev.
+func nsDone(r, prev, tol float64, warm bool) bool {
+	return r <= tol || math.IsNaN(r) || warm && r >= prev
+}
+
+// residualI returns ‖I − P‖_F of the n×n row-major P, accumulated in float64.
+func residualI(p []float32, n int) float64 {
 	var r float64
 	for i := 0; i < n; i++ {
-		for j, v := range ax[i*n : (i+1)*n] {
+		for j, v := range p[i*n : (i+1)*n] {
 			e := -float64(v)
 			if i == j {
 				e++
@@ -699,7 +722,7 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 
 			r += e * e
 		}
 	}
-	return float32(math.Sqrt(r))
+	return math.Sqrt(r)
 }
 
 // subFromI sets dst = c·I − src for n×n row-major slices.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -1087,7 +1088,7 @@ func TestNewtonSchulzCold(t *testing.T) {
 			want := inv64(n, a)
 			for _, order := range []int{2, 3, 4} {
 				X := fill(d.New(n, n).(*Mat), float32(math.NaN())) // cold start ignores x
-				r := float64(d.NewtonSchulz(X, A, order, iters[order], false))
+				r := float64(d.NewtonSchulz(X, A, order, iters[order], false, 0))
 				r64, gb := residual64(n, a, X.Data)
 				name := fmt.Sprintf("n=%d κ=%v order %d", n, kappa, order)
 				if math.Abs(r-r64) > gb+2*eps32*r64 {
@@ -1104,6 +1105,59 @@ func TestNewtonSchulzCold(t *testing.T) {
 	}
 }
 
+// With tol > 0 NewtonSchulz stops at the first iterate whose residual is
+// within tol — the same iterate, bit for bit, that a fixed count of
+// iterations reaches — and a warm start whose residual grows stops there.
+func TestNewtonSchulzTol(t *testing.T) {
+	d := New()
+	rng := newRand(16)
+	const n = 30
+	X0, _ := randMat(d, rng, 2*n, n, 1)
+	A := d.New(n, n).(*Mat)
+	d.Gram(1/float32(2*n), X0, 0, A)
+	d.AddDiag(A, 0.05)
+	for _, order := range []int{2, 3, 4} {
+		// the residuals of 0, 1, 2, … cold iterations
+		var rs []float32
+		for k := 0; k < 12; k++ {
+			rs = append(rs, d.NewtonSchulz(d.New(n, n), A, order, k, false, 0))
+		}
+		for k := 1; k < len(rs); k++ {
+			if !(rs[k] < rs[k-1]) || rs[k] < 1e-4 {
+				if k < 3 {
+					t.Fatalf("order %d: residuals %v do not fall over 3 iterations", order, rs)
+				}
+				rs = rs[:k]
+				break
+			}
+		}
+		for want := 1; want < len(rs); want++ {
+			tol := (rs[want-1] + rs[want]) / 2 // only iterates ≥ want are within tol
+			X, Y := d.New(n, n).(*Mat), d.New(n, n).(*Mat)
+			r := d.NewtonSchulz(X, A, order, 50, false, tol)
+			d.NewtonSchulz(Y, A, order, want, false, 0)
+			if r != rs[want] || !slices.Equal(X.Data, Y.Data) {
+				t.Errorf("order %d tol %.3g: residual %.3g, want %.3g after %d iterations (same X: %v)", order, tol, r, rs[want], want, slices.Equal(X.Data, Y.Data))
+			}
+		}
+	}
+	// A warm start far from A⁻¹ (X = 3·I/‖A‖, residual above √n) diverges:
+	// the call stops after the first iteration that does not lower it.
+	X := d.New(n, n).(*Mat)
+	d.Fill(X, 0)
+	d.AddDiag(X, 3/d.SpectralNorm(A, 50))
+	Y := d.New(n, n).(*Mat)
+	d.Copy(Y, X)
+	r0 := d.NewtonSchulz(Y, A, 3, 0, true, 0)
+	r1 := d.NewtonSchulz(Y, A, 3, 1, true, 0)
+	if !(r1 >= r0) {
+		t.Fatalf("the far warm start converges (%.3g → %.3g): no divergence to test", r0, r1)
+	}
+	if r := d.NewtonSchulz(X, A, 3, 10, true, 1e-6); r != r1 || !slices.Equal(X.Data, Y.Data) {
+		t.Errorf("diverging warm start: residual %.3g, want %.3g after one iteration", r, r1)
+	}
+}
+
 func TestNewtonSchulzNonSymmetric(t *testing.T) {
 	d := New()
 	rng := newRand(13)
@@ -1115,7 +1169,7 @@ func TestNewtonSchulzNonSymmetric(t *testing.T) {
 	a = f64(A.Data)
 	want := inv64(n, a)
 	X := d.New(n, n).(*Mat)
-	r := float64(d.NewtonSchulz(X, A, 3, 20, false))
+	r := float64(d.NewtonSchulz(X, A, 3, 20, false, 0))
 	r64, gb := residual64(n, a, X.Data)
 	if math.Abs(r-r64) > gb+2*eps32*r64 || r64 > 1e-5 {
 		t.Errorf("residual %.3g, float64 %.3g", r, r64)
@@ -1174,7 +1228,7 @@ func TestNewtonSchulzOrder(t *testing.T) {
 			for k := 0; k < 8; k++ {
 				E := eyeMinusAX64(n, a, X.Data)
 				pred := frob(matPow64(n, E, order)) // exact next residual from this X
-				r := float64(d.NewtonSchulz(X, A, order, 1, true))
+				r := float64(d.NewtonSchulz(X, A, order, 1, true, 0))
 				name := fmt.Sprintf("n=%d order %d step %d", n, order, k)
 				if r > r0*math.Pow(r0, float64(order-1))*1.001+floor {
 					t.Errorf("%s: residual %.3g > r^p = %.3g^%d + floor", name, r, r0, order)
@@ -1214,7 +1268,7 @@ func TestNewtonSchulzEdges(t *testing.T) {
 	}
 	s := float32(1 / (n1 * ninf))
 	X := d.New(n, n).(*Mat)
-	r := float64(d.NewtonSchulz(X, A, 2, 0, false))
+	r := float64(d.NewtonSchulz(X, A, 2, 0, false, 0))
 	want := make([]float32, n*n)
 	for i := 0; i < n; i++ {
 		for j := 0; j < n; j++ {
@@ -1230,7 +1284,7 @@ func TestNewtonSchulzEdges(t *testing.T) {
 	for iters := 1; iters <= 4; iters++ {
 		buf := make([]float32, n*n)
 		X := FromSlice(n, n, buf)
-		r := d.NewtonSchulz(X, A, 2, iters, false)
+		r := d.NewtonSchulz(X, A, 2, iters, false, 0)
 		if &X.Data[0] != &buf[0] {
 			t.Fatalf("iters=%d: x's storage was replaced", iters)
 		}
@@ -1239,14 +1293,14 @@ func TestNewtonSchulzEdges(t *testing.T) {
 		}
 	}
 
-	if r := d.NewtonSchulz(d.New(0, 0), d.New(0, 0), 3, 5, false); r != 0 {
+	if r := d.NewtonSchulz(d.New(0, 0), d.New(0, 0), 3, 5, false, 0); r != 0 {
 		t.Errorf("0×0 residual %v", r)
 	}
 	for _, order := range []int{0, 1, 5} {
-		mustShapePanic(t, fmt.Sprintf("order %d", order), func() { d.NewtonSchulz(d.New(2, 2), d.New(2, 2), order, 1, false) })
+		mustShapePanic(t, fmt.Sprintf("order %d", order), func() { d.NewtonSchulz(d.New(2, 2), d.New(2, 2), order, 1, false, 0) })
 	}
-	mustShapePanic(t, "non-square", func() { d.NewtonSchulz(d.New(2, 3), d.New(2, 3), 2, 1, false) })
-	mustShapePanic(t, "x shape", func() { d.NewtonSchulz(d.New(3, 3), d.New(2, 2), 2, 1, false) })
+	mustShapePanic(t, "non-square", func() { d.NewtonSchulz(d.New(2, 3), d.New(2, 3), 2, 1, false, 0) })
+	mustShapePanic(t, "x shape", func() { d.NewtonSchulz(d.New(3, 3), d.New(2, 2), 2, 1, false, 0) })
 }
 
 // TestInvDampingUpdate checks paper eq. 11: for X = (M + λI)⁻¹, the update
@@ -1393,7 +1447,7 @@ func TestForeignMat(t *testing.T) {
 		"OneHot":            func() { d.OneHot(f(2, 2), m(2, 1)) },
 		"AddDiag":           func() { d.AddDiag(f(2, 2), 1) },
 		"SpectralNorm":      func() { d.SpectralNorm(f(2, 2), 1) },
-		"NewtonSchulz":      func() { d.NewtonSchulz(f(2, 2), m(2, 2), 2, 1, false) },
+		"NewtonSchulz":      func() { d.NewtonSchulz(f(2, 2), m(2, 2), 2, 1, false, 0) },
 		"InvDampingUpdate":  func() { d.InvDampingUpdate(f(2, 2), 0.1) },
 		"CholeskyInverse":   func() { d.CholeskyInverse(f(2, 2), m(2, 2)) },
 	}
@@ -1416,7 +1470,7 @@ func TestConcurrentUse(t *testing.T) {
 		as[i], _ = spd(d, rng, logSpectrum(8+5*i, 10))
 		n := as[i].r
 		X := d.New(n, n).(*Mat)
-		wantR[i] = d.NewtonSchulz(X, as[i], 3, 12, false)
+		wantR[i] = d.NewtonSchulz(X, as[i], 3, 12, false, 0)
 		d.InvDampingUpdate(X, 0.01)
 		want[i] = X.Data
 	}
@@ -1427,7 +1481,7 @@ func TestConcurrentUse(t *testing.T) {
 			X := d.New(n, n).(*Mat)
 			var msg string
 			for range 20 {
-				r := d.NewtonSchulz(X, as[i], 3, 12, false)
+				r := d.NewtonSchulz(X, as[i], 3, 12, false, 0)
 				d.InvDampingUpdate(X, 0.01)
 				d.SpectralNorm(as[i], 5)
 				if r != wantR[i] {

@@ -14,7 +14,7 @@ func ExampleDevice_NewtonSchulz() {
 	a := d.New(2, 2)
 	d.Upload(a, []float32{4, 1, 1, 3})
 	x := d.New(2, 2)
-	r := d.NewtonSchulz(x, a, 3, 8, false)
+	r := d.NewtonSchulz(x, a, 3, 8, false, 0)
 	inv := make([]float32, 4)
 	d.Download(x, inv)
 	fmt.Printf("residual below 1e-6: %v\n", r < 1e-6)

@@ -24,14 +24,18 @@ type InvResult struct {
 }
 
 // NewtonSchulz inverts by K iterations of order 2, 3 or 4 (paper eqs. 19–21)
-// on the device: from X0 = Ãᵀ/(‖Ã‖₁‖Ã‖∞) (§3.2) with at most ColdIters
-// iterations on the first refresh (checked every coldChunk), and
-// warm-started from the previous inverse afterwards: kept when its residual
-// is already within Tol, else improved by at most Iters iterations (checked
-// after each). The residual ‖I − ÃX‖_F/√n is checked:
-// above Tol, or NaN, the factor is inverted by Cholesky instead (in f32,
-// cubic Newton–Schulz plateaus near 6e-7·κ and diverges from a warm start
-// that is too far away, PLATFORM.md).
+// on the device, in one call that checks the residual ‖I − ÃX‖_F/√n on the
+// A·X product each iteration starts from anyway: from X0 = Ãᵀ/(‖Ã‖₁‖Ã‖∞)
+// (§3.2) with at most ColdIters iterations on the first refresh, and
+// warm-started from the previous inverse afterwards, with at most Iters.
+// The iteration stops as soon as the residual is within Tol, so a warm
+// start already within it is kept at the cost of one product (a running
+// average moves little between refreshes: on MNIST the old Λ̃⁻¹ of the
+// 785-wide input layer is still within 1e-2 of the new one at about half
+// the refreshes), and a warm start whose residual grows stops there. Above
+// Tol, or NaN, the factor is inverted by Cholesky instead (in f32, cubic
+// Newton–Schulz plateaus near 6e-7·κ and diverges from a warm start that is
+// too far away, PLATFORM.md).
 type NewtonSchulz struct {
 	Order, Iters, ColdIters int
 	Tol                     float64
@@ -41,40 +45,13 @@ func (ns NewtonSchulz) String() string {
 	return fmt.Sprintf("newton-schulz order %d, %d warm / %d cold iterations, tol %g", ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
 }
 
-// coldChunk is the number of iterations between residual checks of a cold
-// start: from X0 the residual ‖I − ÃX_k‖ = ‖(I − ÃX0)^(p^k)‖ falls
-// monotonically for a symmetric positive definite Ã, so the start stops at
-// the first check below Tol (each check costs one extra product).
-const coldChunk = 4
-
 func (ns NewtonSchulz) Invert(dev core.Device, x, a core.Mat, warm bool) InvResult {
 	sqrtN := math.Sqrt(float64(max(a.Rows(), 1)))
-	var r float64
+	iters := ns.ColdIters
 	if warm {
-		// The previous inverse is checked first (one product): a running
-		// average moves little between refreshes, and on MNIST the old Λ̃⁻¹
-		// of the 785-wide input layer is still within 1e-2 of the new one
-		// at most refreshes. Otherwise one iteration per call, checked after
-		// each (order+1 products per call); stop early when the residual
-		// grows.
-		r = float64(dev.NewtonSchulz(x, a, ns.Order, 0, true)) / sqrtN
-		for done, prev := 0, r; done < ns.Iters && r > ns.Tol; done++ {
-			r = float64(dev.NewtonSchulz(x, a, ns.Order, 1, true)) / sqrtN
-			if !(r < prev) {
-				break
-			}
-			prev = r
-		}
-	} else {
-		for done := 0; done < ns.ColdIters; {
-			k := min(coldChunk, ns.ColdIters-done)
-			r = float64(dev.NewtonSchulz(x, a, ns.Order, k, done > 0)) / sqrtN
-			done += k
-			if !(r > ns.Tol) { // converged, or NaN
-				break
-			}
-		}
+		iters = ns.Iters
 	}
+	r := float64(dev.NewtonSchulz(x, a, ns.Order, iters, warm, float32(ns.Tol*sqrtN))) / sqrtN
 	if r <= ns.Tol {
 		return InvResult{Method: "newton-schulz", Residual: r}
 	}

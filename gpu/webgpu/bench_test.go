@@ -68,10 +68,10 @@ func BenchmarkNewtonSchulz(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/n=%d", shortName(d), n), func(b *testing.B) {
 				a, x := d.New(n, n), d.New(n, n)
 				d.Upload(a, spd(rand.New(rand.NewPCG(5, 5)), n, 0.5))
-				d.NewtonSchulz(x, a, 3, iters, false)
+				d.NewtonSchulz(x, a, 3, iters, false, 0)
 				b.ResetTimer()
 				for range b.N {
-					d.NewtonSchulz(x, a, 3, iters, false) // a sync point: reads the residual
+					d.NewtonSchulz(x, a, 3, iters, false, 0) // a sync point: reads the residual
 				}
 				b.StopTimer()
 				if s := b.Elapsed().Seconds(); s > 0 {

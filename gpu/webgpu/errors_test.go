@@ -55,8 +55,8 @@ func TestShapeErrors(t *testing.T) {
 		{"OneHot", func() { d.OneHot(m(4, 3), m(3, 1)) }},
 		{"AddDiag", func() { d.AddDiag(m(2, 3), 1) }},
 		{"SpectralNorm", func() { d.SpectralNorm(m(2, 3), 3) }},
-		{"NewtonSchulz shape", func() { d.NewtonSchulz(m(3, 3), m(4, 4), 3, 2, false) }},
-		{"NewtonSchulz order", func() { d.NewtonSchulz(m(3, 3), m(3, 3), 5, 2, false) }},
+		{"NewtonSchulz shape", func() { d.NewtonSchulz(m(3, 3), m(4, 4), 3, 2, false, 0) }},
+		{"NewtonSchulz order", func() { d.NewtonSchulz(m(3, 3), m(3, 3), 5, 2, false, 0) }},
 		{"InvDampingUpdate", func() { d.InvDampingUpdate(m(3, 2), 0.1) }},
 		{"CholeskyInverse", func() { _ = d.CholeskyInverse(m(3, 3), m(4, 4)) }},
 		{"Upload", func() { d.Upload(m(2, 3), make([]float32, 5)) }},
@@ -225,7 +225,7 @@ func TestSplitSubmits(t *testing.T) {
 	P.check(t, "split Softmax", 1e-5, 1e-7)
 	S := newPair(t, 130, 130, spd(rng, 130, 0.5))
 	Y := newPair(t, 130, 130, nil)
-	g, c := d.NewtonSchulz(Y.g, S.g, 3, 8, false), host.NewtonSchulz(Y.c, S.c, 3, 8, false)
+	g, c := d.NewtonSchulz(Y.g, S.g, 3, 8, false, 0), host.NewtonSchulz(Y.c, S.c, 3, 8, false, 0)
 	if math.Abs(float64(g-c)) > 2e-2*float64(c)+1e-3 {
 		t.Errorf("split NewtonSchulz: residual webgpu %v cpu %v", g, c)
 	}
@@ -240,7 +240,7 @@ func TestNewtonSchulzOneSubmit(t *testing.T) {
 	Y := newPair(t, 65, 65, nil)
 	d.Sum(S.g) // flush the uploads
 	before := d.submits
-	r := d.NewtonSchulz(Y.g, S.g, 3, 10, false)
+	r := d.NewtonSchulz(Y.g, S.g, 3, 10, false, 0)
 	if n := d.submits - before; n != 1 {
 		t.Errorf("NewtonSchulz went out in %d submits, want 1", n)
 	}

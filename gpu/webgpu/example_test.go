@@ -22,6 +22,6 @@ func ExampleNew() {
 	a := dev.New(2, 2)
 	dev.Upload(a, []float32{4, 1, 1, 3})
 	x := dev.New(2, 2)
-	r := dev.NewtonSchulz(x, a, 3, 8, false) // x ≈ a⁻¹, one device call
+	r := dev.NewtonSchulz(x, a, 3, 8, false, 0) // x ≈ a⁻¹, one device call
 	fmt.Println(dev.Name(), r < 1e-5)
 }

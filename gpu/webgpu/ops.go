@@ -505,12 +505,13 @@ func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
 }
 
 // NewtonSchulz records every iteration (and, cold, the X0 scaling from the
-// GPU-computed ‖A‖₁‖A‖∞) without a readback and reads back the residual
-// once. Each iteration is the CPU device's sequence of products with the
+// GPU-computed ‖A‖₁‖A‖∞) without a readback and, with tol = 0, reads back
+// the residual once; with tol > 0 it reads it back before each iteration.
+// Each iteration is the CPU device's sequence of products with the
 // c·I − P·T steps fused into the GEMM (its diag term). On a discrete GPU the
-// whole call is one submit; on CPU adapters the per-submit budget splits it
-// between products (PLATFORM.md bug 4), still without any readback.
-func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
+// work between readbacks is one submit; on CPU adapters the per-submit
+// budget splits it between products (PLATFORM.md bug 4).
+func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
 	defer d.lock()()
 	A := d.square("NewtonSchulz", a)
 	X := d.mat("NewtonSchulz", x)
@@ -550,8 +551,21 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float3
 	mul := func(alpha float32, l, r, out binding, diag float32) {
 		d.gemm(false, false, alpha, l, n, r, n, 0, out, n, n, n, n, diag)
 	}
+	// residual reads ‖I − P‖_F back (a sync point).
+	residual := func() float32 {
+		d.reduce(3, P, P, nn, n, 0, 1)
+		return f32bits(d.readScalars("NewtonSchulz", 1)[0])
+	}
 	mul(1, A.bind(), xk, P, 0) // P = AX
+	r, measured, prev := float32(0), false, float32(math.Inf(1))
 	for it := 0; it < iters; it++ {
+		if tol > 0 {
+			if r, measured = residual(), true; r <= tol || r != r || warm && r >= prev {
+				break
+			}
+			prev = r
+		}
+		measured = false
 		var t binding
 		switch order {
 		case 2: // X(2I − AX)   (eq. 19)
@@ -574,11 +588,13 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float3
 	if xk.buf != X.buf {
 		d.run1("copy", params{}, nn, float64(nn), X.bind(), xk)
 	}
-	d.reduce(3, P, P, nn, n, 0, 1) // ‖I − AX‖_F
+	if !measured {
+		r = residual()
+	}
 	for _, b := range bs {
 		d.put(b, mb)
 	}
-	return f32bits(d.readScalars("NewtonSchulz", 1)[0])
+	return r
 }
 
 // InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X: one GEMM into a

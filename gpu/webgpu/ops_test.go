@@ -535,8 +535,8 @@ func TestNewtonSchulz(t *testing.T) {
 			var log []string
 			iters := map[int]int{2: 14, 3: 9, 4: 7}[order]
 			for it := 0; it <= iters; it++ {
-				g := float64(d.NewtonSchulz(X.g, A.g, order, it, false))
-				c := float64(host.NewtonSchulz(X.c, A.c, order, it, false))
+				g := float64(d.NewtonSchulz(X.g, A.g, order, it, false, 0))
+				c := float64(host.NewtonSchulz(X.c, A.c, order, it, false, 0))
 				log = append(log, fmt.Sprintf("%d:%.3g/%.3g", it, g, c))
 				if math.Abs(g-c) > 2e-2*c+1e-4*math.Sqrt(float64(n)) {
 					t.Errorf("NewtonSchulz n=%d order=%d iters=%d: residual webgpu %.6g cpu %.6g", n, order, it, g, c)
@@ -561,13 +561,58 @@ func TestNewtonSchulz(t *testing.T) {
 				t.Errorf("NewtonSchulz n=%d order=%d: iterate differs from the CPU's by %.3g (relative)", n, order, math.Sqrt(num/den))
 			}
 			// warm start: one more iteration from the converged inverse
-			g := d.NewtonSchulz(X.g, A.g, order, 1, true)
-			c := host.NewtonSchulz(X.c, A.c, order, 1, true)
+			g := d.NewtonSchulz(X.g, A.g, order, 1, true, 0)
+			c := host.NewtonSchulz(X.c, A.c, order, 1, true, 0)
 			if float64(g) > 1e-3 || math.Abs(float64(g-c)) > 2e-2*float64(c)+1e-4*math.Sqrt(float64(n)) {
 				t.Errorf("NewtonSchulz warm n=%d order=%d: residual webgpu %v cpu %v", n, order, g, c)
 			}
 			X.free(t)
 		}
+		A.free(t)
+	}
+}
+
+// TestNewtonSchulzTol: with tol > 0 the GPU stops at the same iterate as the
+// CPU device (tol halfway, in log scale, between two of the CPU's residuals),
+// and a warm start that diverges stops after its first iteration.
+func TestNewtonSchulzTol(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, n := range []int{17, 130} {
+		A := newPair(t, n, n, spd(rng, n, 0.5))
+		var rs []float64
+		for k := 0; k <= 3; k++ {
+			rs = append(rs, float64(host.NewtonSchulz(host.New(n, n), A.c, 3, k, false, 0)))
+		}
+		tol := float32(math.Sqrt(rs[2] * rs[3])) // stops after 3 iterations
+		X := newPair(t, n, n, nil)
+		g := float64(d.NewtonSchulz(X.g, A.g, 3, 20, false, tol))
+		c := float64(host.NewtonSchulz(X.c, A.c, 3, 20, false, tol))
+		if c != rs[3] || math.Abs(g-c) > 2e-2*c+1e-4*math.Sqrt(float64(n)) {
+			t.Errorf("n=%d tol %.3g: residual webgpu %.4g cpu %.4g, want %.4g", n, tol, g, c, rs[3])
+		}
+		gx := down(d, X.g)
+		var num, den float64
+		for i, v := range gx {
+			num += math.Pow(float64(v-X.c.Data[i]), 2)
+			den += math.Pow(float64(X.c.Data[i]), 2)
+		}
+		if math.Sqrt(num) > 1e-3*math.Sqrt(den) {
+			t.Errorf("n=%d tol %.3g: iterate differs from the CPU's by %.3g (relative)", n, tol, math.Sqrt(num/den))
+		}
+		// far warm start 3·I/‖A‖₂: residual grows, one iteration is taken
+		far := make([]float32, n*n)
+		for i := 0; i < n; i++ {
+			far[i*n+i] = 3 / host.SpectralNorm(A.c, 100)
+		}
+		d.Upload(X.g, far)
+		copy(X.c.Data, far)
+		g = float64(d.NewtonSchulz(X.g, A.g, 3, 10, true, 1e-6))
+		c = float64(host.NewtonSchulz(X.c, A.c, 3, 1, true, 0))
+		if math.Abs(g-c) > 2e-2*c {
+			t.Errorf("n=%d diverging warm start: residual webgpu %.4g, cpu after one iteration %.4g", n, g, c)
+		}
+		X.free(t)
 		A.free(t)
 	}
 }

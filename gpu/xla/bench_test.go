@@ -84,10 +84,10 @@ func BenchmarkNewtonSchulz(b *testing.B) {
 		for _, n := range []int{128, 256} {
 			b.Run(fmt.Sprintf("%s/n=%d", d.name, n), func(b *testing.B) {
 				A, X := benchSPD(d.dev, n), d.dev.New(n, n)
-				d.dev.NewtonSchulz(X, A, order, iters, false)
+				d.dev.NewtonSchulz(X, A, order, iters, false, 0)
 				b.ResetTimer()
 				for range b.N {
-					d.dev.NewtonSchulz(X, A, order, iters, false) // returns the residual: a sync point
+					d.dev.NewtonSchulz(X, A, order, iters, false, 0) // returns the residual: a sync point
 				}
 				reportGFLOPS(b, float64(order*iters+1)*2*float64(n)*float64(n)*float64(n))
 			})

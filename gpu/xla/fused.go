@@ -111,10 +111,14 @@ func newtonSchulzGraph(order, iters int, warm bool) graphFn {
 	}
 }
 
-// NewtonSchulz is one device call: the iterations are unrolled in one graph
-// (GoMLX has no While op), one compiled executable per (order, iters, warm)
-// and shape. The warm start's X is donated to the call.
-func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
+// NewtonSchulz with tol = 0 is one device call: the iterations are unrolled
+// in one graph (GoMLX has no While op), one compiled executable per (order,
+// iters, warm) and shape. With tol > 0 the residual decides after every
+// iteration, so the call runs the start (iters = 0) and then one-iteration
+// warm executables, reading each residual back; each of those recomputes
+// the A·X its predecessor ended with, one product more than the CPU device.
+// The warm start's X is donated to the call.
+func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
 	A := d.square("NewtonSchulz", a)
 	X := d.m("NewtonSchulz", x)
 	core.SameShape("NewtonSchulz", X, A)
@@ -128,12 +132,22 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float3
 		panic(&core.ShapeError{Op: "NewtonSchulz", What: "x aliases a"})
 	}
 	iters = max(iters, 0)
-	ins := []*Mat{A}
-	if warm {
-		ins = append(ins, X)
+	call := func(iters int, warm bool) float32 {
+		ins := []*Mat{A}
+		if warm {
+			ins = append(ins, X)
+		}
+		out := d.run(fmt.Sprintf("newtonschulz/%d/%d/%t", order, iters, warm), newtonSchulzGraph(order, iters, warm), ins, nil, []*Mat{X})
+		return scalar(out[0])
 	}
-	out := d.run(fmt.Sprintf("newtonschulz/%d/%d/%t", order, iters, warm), newtonSchulzGraph(order, iters, warm), ins, nil, []*Mat{X})
-	return scalar(out[0])
+	if !(tol > 0) {
+		return call(iters, warm)
+	}
+	r, prev := call(0, warm), float32(math.Inf(1))
+	for it := 0; it < iters && !(r <= tol || r != r || warm && r >= prev); it++ {
+		r, prev = call(1, true), r
+	}
+	return r
 }
 
 // InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X, in place (X donated).

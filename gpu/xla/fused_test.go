@@ -119,17 +119,50 @@ func TestNewtonSchulz(t *testing.T) {
 			for _, iters := range []int{0, 3, 12} {
 				name := fmt.Sprintf("NewtonSchulz n=%d order=%d iters=%d", n, order, iters)
 				x := e.rand(n, n)
-				rc := e.cpu.NewtonSchulz(x.c, a.c, order, iters, false)
-				rx := e.d.NewtonSchulz(x.x, a.x, order, iters, false)
+				rc := e.cpu.NewtonSchulz(x.c, a.c, order, iters, false, 0)
+				rx := e.d.NewtonSchulz(x.x, a.x, order, iters, false, 0)
 				scalarNear(t, name+" residual", rx, rc, 1e-3, 2e-5*float64(n))
 				e.check(name, x, 0, 1e-4*maxAbs(x.c.Data))
 				// warm start from the result: a few more iterations
-				rc = e.cpu.NewtonSchulz(x.c, a.c, order, 2, true)
-				rx = e.d.NewtonSchulz(x.x, a.x, order, 2, true)
+				rc = e.cpu.NewtonSchulz(x.c, a.c, order, 2, true, 0)
+				rx = e.d.NewtonSchulz(x.x, a.x, order, 2, true, 0)
 				scalarNear(t, name+" warm residual", rx, rc, 1e-3, 2e-5*float64(n))
 				e.check(name+" warm", x, 0, 1e-4*maxAbs(x.c.Data))
 			}
 		}
+	}
+}
+
+// TestNewtonSchulzTol: with tol > 0 the call stops at the iterate where the
+// CPU device stops (tol halfway, in log scale, between two of the CPU's
+// residuals), and a warm start that diverges stops after one iteration.
+func TestNewtonSchulzTol(t *testing.T) {
+	e := newEnv(t, 25)
+	for _, n := range []int{5, 32} {
+		a := e.spd(n, 0.2)
+		var rs []float32
+		for k := 0; k <= 3; k++ {
+			rs = append(rs, e.cpu.NewtonSchulz(e.cpu.New(n, n), a.c, 3, k, false, 0))
+		}
+		tol := float32(math.Sqrt(float64(rs[2]) * float64(rs[3]))) // stops after 3 iterations
+		name := fmt.Sprintf("NewtonSchulz n=%d tol %.3g", n, tol)
+		x := e.rand(n, n)
+		rc := e.cpu.NewtonSchulz(x.c, a.c, 3, 20, false, tol)
+		rx := e.d.NewtonSchulz(x.x, a.x, 3, 20, false, tol)
+		if rc != rs[3] {
+			t.Errorf("%s: cpu residual %v, want %v", name, rc, rs[3])
+		}
+		scalarNear(t, name+" residual", rx, rc, 1e-3, 2e-5*float64(n))
+		e.check(name, x, 0, 1e-4*maxAbs(x.c.Data))
+		// far warm start 3·I/‖A‖₂: its residual grows, one iteration is taken
+		far := make([]float32, n*n)
+		for i := 0; i < n; i++ {
+			far[i*n+i] = 3 / e.cpu.SpectralNorm(a.c, 100)
+		}
+		w := e.from(n, n, far)
+		rc = e.cpu.NewtonSchulz(w.c, a.c, 3, 1, true, 0)
+		rx = e.d.NewtonSchulz(w.x, a.x, 3, 10, true, 1e-6)
+		scalarNear(t, name+" diverging warm start", rx, rc, 1e-3, 0)
 	}
 }
 
@@ -155,7 +188,7 @@ func TestNewtonSchulzResidual(t *testing.T) {
 	var trace []string
 	for _, k := range []int{0, 1, 2, 4, 6, 8, 10, 14, 20} {
 		x := e.rand(n, n)
-		r := float64(e.d.NewtonSchulz(x.x, a.x, 3, k, false))
+		r := float64(e.d.NewtonSchulz(x.x, a.x, 3, k, false, 0))
 		trace = append(trace, fmt.Sprintf("K=%d %.3g", k, r))
 		xs := e.down(x.x)
 		X := mat.NewDense(n, n, nil)

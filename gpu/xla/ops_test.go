@@ -450,7 +450,7 @@ func TestZeroSized(t *testing.T) {
 	if got := e.down(w); got[0] != 2 || got[2] != 2 {
 		t.Fatalf("AppendCol of 3×0 = %v", got)
 	}
-	if r := d.NewtonSchulz(d.New(0, 0), d.New(0, 0), 3, 4, false); r != 0 {
+	if r := d.NewtonSchulz(d.New(0, 0), d.New(0, 0), 3, 4, false, 0); r != 0 {
 		t.Fatalf("NewtonSchulz 0×0 = %v", r)
 	}
 	d.Free(a)
@@ -510,9 +510,9 @@ func TestShapeErrors(t *testing.T) {
 		{"OneHot", func() { d.OneHot(m23, r13) }},
 		{"AddDiag", func() { d.AddDiag(m23, 1) }},
 		{"SpectralNorm", func() { d.SpectralNorm(m32, 3) }},
-		{"NewtonSchulz square", func() { d.NewtonSchulz(m23, m23, 3, 2, false) }},
-		{"NewtonSchulz x", func() { d.NewtonSchulz(m22, m33, 3, 2, false) }},
-		{"NewtonSchulz order", func() { d.NewtonSchulz(m33, d.New(3, 3), 5, 2, false) }},
+		{"NewtonSchulz square", func() { d.NewtonSchulz(m23, m23, 3, 2, false, 0) }},
+		{"NewtonSchulz x", func() { d.NewtonSchulz(m22, m33, 3, 2, false, 0) }},
+		{"NewtonSchulz order", func() { d.NewtonSchulz(m33, d.New(3, 3), 5, 2, false, 0) }},
 		{"InvDampingUpdate", func() { d.InvDampingUpdate(m23, 1) }},
 		{"CholeskyInverse", func() { _ = d.CholeskyInverse(m22, m33) }},
 		{"foreign cpu Mat", func() { d.Copy(m22, cpuMat) }},

@@ -286,9 +286,9 @@ func (t *tracer) SpectralNorm(a core.Mat, iters int) float32 {
 	return t.op("SpectralNorm", []core.Mat{a}, nil, func(d core.Device, m []core.Mat) float32 { return d.SpectralNorm(m[0], iters) })
 }
 
-func (t *tracer) NewtonSchulz(x, a core.Mat, order, iters int, warm bool) float32 {
-	return t.op(fmt.Sprintf("NewtonSchulz(%d,%d,%t)", order, iters, warm), []core.Mat{x, a}, []int{0}, func(d core.Device, m []core.Mat) float32 {
-		return d.NewtonSchulz(m[0], m[1], order, iters, warm)
+func (t *tracer) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
+	return t.op(fmt.Sprintf("NewtonSchulz(%d,%d,%t,%g)", order, iters, warm, tol), []core.Mat{x, a}, []int{0}, func(d core.Device, m []core.Mat) float32 {
+		return d.NewtonSchulz(m[0], m[1], order, iters, warm, tol)
 	})
 }
 

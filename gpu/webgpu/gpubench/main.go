@@ -123,7 +123,7 @@ func main() {
 			d.Upload(x, randn(n*n, 4))
 			d.Gram(1/float32(n), x, 0, a) // XᵀX/n + I/2: SPD, κ ≈ 9
 			d.AddDiag(a, 0.5)
-			d.NewtonSchulz(out, a, 3, 1, false) // warm-up
+			d.NewtonSchulz(out, a, 3, 1, false, 0) // warm-up
 		})
 		if err != nil {
 			fmt.Printf("webgpu newton-schulz n=%d: skipped: %v\n", n, err)
@@ -133,7 +133,7 @@ func main() {
 		var res float32
 		for range *reps {
 			s := time.Now()
-			res = d.NewtonSchulz(out, a, 3, *iters, false)
+			res = d.NewtonSchulz(out, a, 3, *iters, false, 0)
 			times = append(times, time.Since(s).Seconds())
 		}
 		t := slices.Min(times)

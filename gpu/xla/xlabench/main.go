@@ -169,7 +169,7 @@ func spd(d *xla.Device, n int) core.Mat {
 func benchNS(d *xla.Device, n, order, k int, minTime time.Duration) map[string]any {
 	A, X := spd(d, n), d.New(n, n)
 	var res float32
-	sec, reps := timeIt(minTime, func() { res = d.NewtonSchulz(X, A, order, k, false) })
+	sec, reps := timeIt(minTime, func() { res = d.NewtonSchulz(X, A, order, k, false, 0) })
 	d.Free(A)
 	d.Free(X)
 	flops := float64(order*k+1) * 2 * math.Pow(float64(n), 3)
