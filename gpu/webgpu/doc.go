@@ -42,12 +42,14 @@
 // sample-categorical, one-hot). Invalid labels and row indices are data on
 // the GPU: the kernel writes NaN and sets a status bit, and the next sync
 // point panics with a *core.ShapeError (the CPU device panics at the call).
-// SpectralNorm is power iteration with a matrix–vector kernel, the norm
-// reduced and applied on the GPU, one scalar read at the end. NewtonSchulz
-// (paper eqs. 19–21) computes ‖A‖₁ and ‖A‖∞ by GPU reductions, scales X0 on
-// the GPU, fuses each c·I − P·T step into a GEMM, encodes every iteration
-// without a readback (one submit unless the work exceeds the budget) and
-// reads back the residual once. InvDampingUpdate (eq. 11) is a GEMM and an
+// SpectralNorm is power iteration in one dispatch (one workgroup, the
+// iterate in workgroup memory) up to n = 3584, above that a matrix–vector
+// kernel with the norm reduced and applied on the GPU; either way one scalar
+// is read at the end. NewtonSchulz (paper eqs. 19–21) computes ‖A‖₁ and
+// ‖A‖∞ by GPU reductions, scales X0 on the GPU, fuses each c·I − P·T step
+// into a GEMM and encodes the iterations without a readback (one submit
+// unless the work exceeds the budget); it reads back the residual once, or,
+// given a tolerance, once before each iteration. InvDampingUpdate (eq. 11) is a GEMM and an
 // axpby. CholeskyInverse downloads A, inverts it in float64 on the host
 // (gonum, through the CPU reference device, so results and error messages
 // match it) and uploads the result: a rare fallback, not a kernel.
