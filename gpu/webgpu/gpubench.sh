@@ -5,22 +5,25 @@
 # (10 iterations from X0 = Aᵀ/(‖A‖₁‖A‖∞), all on the GPU, one readback) for
 # n = 1024…4096, also next to the same iteration in torch.
 #
-# The GPU machine has no Go toolchain and no network: build the benchmark
-# here (cgo, x86-64, needs glibc ≥ 2.34 there) and carry it, with the Vulkan
-# loader, as the project's device README describes. Once, in the repo root:
+# A GPU machine without a Go toolchain or network: build the benchmark on a
+# machine that has them (cgo, x86-64, glibc ≥ 2.34 on the GPU machine) and
+# copy it over with the Vulkan loader and the GL vendor-neutral dispatch
+# libraries (the NVIDIA ICD, libGLX_nvidia.so.0, loads libGLdispatch.so.0 from
+# libglvnd0; this set was verified on an H200). In the repo root:
 #
-#   echo /.gpubench/ >> .git/info/exclude; echo /.gl/ >> .git/info/exclude
 #   go build -o .gpubench/gpubench ./gpu/webgpu/gpubench
 #   mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
-#   apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
+#   apt-get $o update
+#   (cd .gl && apt-get $o download libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2)
 #
-# Then run it there (device tool `run`, carry [".gl", ".gpubench"]):
+# Then, on the GPU machine, in a copy of the repository holding .gl and
+# .gpubench:
 #
 #   bash gpu/webgpu/gpubench.sh
 #
-# The script unpacks .gl/*.deb when no libvulkan.so.1 is installed, and
-# points the Vulkan loader at the NVIDIA driver's ICD
+# The script unpacks .gl/*.deb when libvulkan.so.1 or libGLdispatch.so.0 is
+# missing (as root), and points the Vulkan loader at the NVIDIA driver's ICD
 # (/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json) unless
 # VK_DRIVER_FILES is already set. Environment knobs: GEMM_SIZES, NS_SIZES
 # (comma lists), GPUBENCH_BIN (the binary), GRNG_WEBGPU_GEMM=gemm64|gemm128
@@ -37,13 +40,13 @@ LOG=/dev/null
 if [ -n "${OUT:-}" ]; then LOG="$OUT/gpubench.txt"; fi
 exec > >(tee "$LOG") 2>&1
 
-# 1. the Vulkan loader
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+# 1. the Vulkan loader and libGLdispatch (which the NVIDIA ICD loads)
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' || ! ldconfig -p 2>/dev/null | grep -q 'libGLdispatch\.so\.0'; then
 	if compgen -G ".gl/*.deb" >/dev/null; then
 		for f in .gl/*.deb; do dpkg -x "$f" /; done
 		ldconfig
 	else
-		echo "gpubench: no libvulkan.so.1 and no .gl/*.deb to unpack (see this script's header)"
+		echo "gpubench: libvulkan.so.1 or libGLdispatch.so.0 is missing and there is no .gl/*.deb to unpack (see this script's header)"
 	fi
 fi
 

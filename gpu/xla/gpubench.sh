@@ -61,7 +61,7 @@ KS=${KS:-5,10,20}
 MODEL=${MODEL:-4096-4096-4096-10:relu}
 BATCH=${BATCH:-512}
 STEPS=${STEPS:-40}
-WARMUP=${WARMUP:-10}
+WARMUP=${WARMUP:-17} # past the refreshes of steps 0, 8 and 16: the warm-start executables compile there
 OPTS=${OPTS:-ring,adamw}
 HYPER=${HYPER:-ring=lr=0.1}
 MODES=${MODES:-default fp32}
@@ -81,8 +81,10 @@ PLUGIN=${PLUGIN:-$SITE/jax_plugins/xla_cuda13/xla_cuda_plugin.so}
 libdirs=$(find "$SITE/nvidia" -maxdepth 3 -type d \( -name lib -o -name lib64 \) | sort | paste -sd: -)
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if [[ -z ${CUDA_DIR:-} ]]; then
-	libdevice=$(find "$SITE/nvidia" -path '*nvvm/libdevice/libdevice*.bc' 2>/dev/null | head -n1 || true)
-	[[ -n $libdevice ]] || die "libdevice not found under $SITE/nvidia (install the CUDA nvcc wheel, or set CUDA_DIR)"
+	# the nvcc wheel's copy, else a system CUDA toolkit's (the H200 image
+	# has it only in /usr/local/cuda-13.0)
+	libdevice=$(find "$SITE/nvidia" /usr/local/cuda* -path '*nvvm/libdevice/libdevice*.bc' 2>/dev/null | head -n1 || true)
+	[[ -n $libdevice ]] || die "libdevice not found under $SITE/nvidia or /usr/local/cuda* (install the CUDA nvcc wheel, or set CUDA_DIR)"
 	CUDA_DIR=$(dirname "$(dirname "$(dirname "$libdevice")")")
 fi
 ptxas=$(find "$SITE/nvidia" -name ptxas -type f 2>/dev/null | head -n1 || true)

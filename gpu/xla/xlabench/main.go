@@ -41,7 +41,7 @@ func main() {
 		model   = flag.String("model", "4096-4096-4096-10:relu", "MLP spec (train)")
 		batch   = flag.Int("batch", 512, "mini-batch rows (train)")
 		steps   = flag.Int("steps", 40, "timed steps per optimizer (train)")
-		warmup  = flag.Int("warmup", 10, "untimed steps first: compilation, first Fisher refresh (train)")
+		warmup  = flag.Int("warmup", 17, "untimed steps first: compilation, the Fisher refreshes of steps 0, 8 and 16 (the warm-start executables compile at the first warm refreshes) (train)")
 		opts    = flag.String("opts", "ring,adamw", "optimizers (train)")
 		hyper   = flag.String("hyper", "", "hyperparameters, optimizer=spec;optimizer=spec (train), e.g. ring=S=8")
 		label   = flag.String("label", "", "free-form tag copied into every record (e.g. the precision mode)")
