@@ -15,9 +15,9 @@ var<workgroup> pv: array<f32, 3584>;
 var<workgroup> pr: array<f32, 256>;
 
 // power_iter: p.k ≥ 1 steps of power iteration w = A·v, v = w/‖w‖ on the
-// n×n matrix b1 (n = p.n ≤ POWER_MAXN) from v = 1/√n, as the CPU device's
-// SpectralNorm; b2[p.off] = ‖w‖ of the last step. Thread t owns rows
-// t, t+256, …; a zero w stays zero (norm 0), NaN propagates.
+// symmetric n×n matrix b1 (n = p.n ≤ POWER_MAXN) from v = 1/√n, as the CPU
+// device's SpectralNorm; b2[p.off] = ‖w‖ of the last step. Thread t owns
+// rows t, t+256, …; a zero w stays zero (norm 0), NaN propagates.
 @compute @workgroup_size(256)
 fn power_iter(@builtin(local_invocation_index) t: u32) {
   let n = p.n;
@@ -33,8 +33,9 @@ fn power_iter(@builtin(local_invocation_index) t: u32) {
       let i = t + r * POWER_WG;
       var s = 0.0;
       if (i < n) {
-        let base = i * n;
-        for (var j = 0u; j < n; j++) { s += b1[base + j] * pv[j]; }
+        // column i = row i of the symmetric A: neighbouring threads read
+        // neighbouring words (coalesced), where a row walk strides by n
+        for (var j = 0u; j < n; j++) { s += b1[j * n + i] * pv[j]; }
       }
       w[r] = s;
       part += s * s;
