@@ -77,6 +77,7 @@ type netLab struct {
 	started bool
 	err     error
 	dev     core.Device
+	run     *core.Scope // what build allocated on dev, freed when the lab restarts
 	tr, te  *data.Dataset
 	spec    nn.Spec
 	xs, ys  core.Mat // the training set on the device
@@ -169,6 +170,10 @@ func (n *netLab) redraw() {
 func (n *netLab) start() {
 	st := &n.u.st
 	n.started, n.err = true, nil
+	if n.run != nil {
+		n.run.Release()
+		n.run = nil
+	}
 	n.runs, n.focus, n.slice, n.sliceImg, n.bound, n.points = nil, nil, nil, nil, nil, nil
 	n.tr, n.te = nil, nil
 	n.lastFocus = ""
@@ -315,7 +320,8 @@ func (n *netLab) waiting() string {
 // data are there.
 func (n *netLab) build() {
 	st := &n.u.st
-	d := n.dev
+	n.run = core.NewScope(n.dev)
+	d := n.run
 	n.xs, n.ys = d.New(n.tr.N, n.tr.D), d.New(n.tr.N, 1)
 	d.Upload(n.xs, n.tr.X)
 	d.Upload(n.ys, n.tr.Y)

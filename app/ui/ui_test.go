@@ -324,11 +324,22 @@ func TestNetworkLabTrainsAndKroneckerView(t *testing.T) {
 	if m := plot.MissingDrawn(); len(m) > 0 {
 		t.Errorf("glyphs missing from the font were drawn: %q", string(m))
 	}
-	// Switching data sets restarts training.
+	// Switching data sets restarts training and frees every matrix the
+	// previous runs had on the device.
+	old, oldW := n.run, n.runs[0].net.Weights()[0]
+	if old.Live() == 0 {
+		t.Fatal("the lab's runs hold no device matrices")
+	}
 	key(u, "2")
 	key(u, "d")
 	if u.State().Data != "moons" || n.runs[0].step > 30 {
 		t.Errorf("D: data %s, step %d", u.State().Data, n.runs[0].step)
+	}
+	if old.Live() != 0 || n.run == old {
+		t.Errorf("restart left %d matrices of the previous runs", old.Live())
+	}
+	if w, ok := oldW.(*cpu.Mat); !ok || w.Data != nil {
+		t.Error("restart did not free the previous network's weights")
 	}
 }
 
