@@ -421,7 +421,10 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 	if err != nil {
 		return nil, err
 	}
-	dev := b.o.Device
+	// Everything the run allocates (model, optimizer, batches) is freed
+	// with it: a GPU device would otherwise keep every run's buffers.
+	dev := core.NewScope(b.o.Device)
+	defer dev.Release()
 	in := loopInput{dev: dev, spec: j.spec, hyperArg: j.hyperArg, train: sets.Train, val: sets.Val, test: sets.Test,
 		dir: j.dir, onStep: onStep}
 	if l := j.task.LoRA; l != nil {
@@ -429,7 +432,7 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 		if base == nil {
 			return nil, fmt.Errorf("%s: the pretrained backbone is not available", j.label())
 		}
-		net, _, err := nn.NewLoRA(base, nn.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Layers: l.Layers, Seed: j.seed})
+		net, _, err := nn.NewLoRA(base, nn.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Layers: l.Layers, Seed: j.seed, Device: dev})
 		if err != nil {
 			return nil, err
 		}

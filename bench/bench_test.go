@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"grng/core"
 	"grng/core/cpu"
 	"grng/core/optim"
 )
@@ -281,6 +282,25 @@ func TestResumeSkipsFinishedRuns(t *testing.T) {
 	want -= len(gradNormOpts)
 	if more.Executed != want {
 		t.Fatalf("with 2 seeds: trained %d runs, want %d", more.Executed, want)
+	}
+}
+
+// Every run frees what it allocated on the device: after a bench, the device
+// holds only the pretrained backbone (and its evaluation buffers), however
+// many runs there were.
+func TestRunsFreeTheirDeviceMemory(t *testing.T) {
+	held := func(seeds int) int {
+		dev := core.NewScope(cpu.New())
+		o, err := Run(context.Background(), Options{Suite: tinySuite(), Out: t.TempDir(), Device: dev, Seeds: seeds,
+			AblationSeeds: 1, Command: "go test"})
+		if err != nil || o.Failed > 0 {
+			t.Fatalf("%d seeds: %+v, %v", seeds, o, err)
+		}
+		return dev.Live()
+	}
+	one, two := held(1), held(2)
+	if one != two || one > 40 {
+		t.Errorf("matrices left on the device: %d after the 1-seed bench, %d after the 2-seed one", one, two)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"grng/core"
 	"grng/core/nn"
 	"grng/core/train"
 )
@@ -35,16 +36,25 @@ func (b *bencher) pretrain(ctx context.Context, j *job, onStep func(int)) (*Summ
 	if err != nil {
 		return nil, err
 	}
-	net := nn.NewMLP(b.o.Device, spec, nn.CrossEntropy, j.seed)
-	sum, err := trainLoop(ctx, loopInput{dev: b.o.Device, net: net, spec: j.spec, hyperArg: j.hyperArg,
+	// The run is freed with its optimizer; the backbone that the
+	// fine-tuning runs share is read back from its file onto the device.
+	dev := core.NewScope(b.o.Device)
+	defer dev.Release()
+	net := nn.NewMLP(dev, spec, nn.CrossEntropy, j.seed)
+	sum, err := trainLoop(ctx, loopInput{dev: dev, net: net, spec: j.spec, hyperArg: j.hyperArg,
 		train: ps.Train, val: ps.Val, test: ps.Test, dir: j.dir, onStep: onStep})
 	if err != nil || sum.Status != StatusCompleted {
 		return sum, err
 	}
-	if err := SaveMLP(filepath.Join(j.dir, backboneFile), net, j.hash); err != nil {
+	path := filepath.Join(j.dir, backboneFile)
+	if err := SaveMLP(path, net, j.hash); err != nil {
 		return nil, err
 	}
-	b.models[t.hash()] = net
+	kept, _, err := LoadMLP(path, b.o.Device)
+	if err != nil {
+		return nil, err
+	}
+	b.models[t.hash()] = kept
 	return sum, nil
 }
 

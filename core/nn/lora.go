@@ -22,6 +22,11 @@ type LoRAConfig struct {
 	Layers []int
 	// Seed draws the initial down-projections A.
 	Seed uint64
+	// Device, when set, allocates the adapted network (its copy of the
+	// backbone and the adapters): the base's device seen through a
+	// core.Scope, say, so that the fine-tuning run can be freed whole.
+	// nil: the base's device.
+	Device core.Device
 }
 
 // LoRA is a frozen MLP backbone with rank-r adapters. Adapted layer i
@@ -117,6 +122,9 @@ func NewLoRA(base *MLP, cfg LoRAConfig) (*MLP, *LoRA, error) {
 		adapt[i] = true
 	}
 	d := base.Dev
+	if cfg.Device != nil {
+		d = cfg.Device
+	}
 	r := cfg.Rank
 	lo := &LoRA{Rank: r, Scale: float32(cfg.Alpha / float64(r)), dev: d}
 	n := &MLP{Dev: d, Spec: base.Spec, Objective: base.Objective, body: lo}
