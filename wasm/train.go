@@ -153,7 +153,9 @@ func (p *page) selfTest(d core.Device) (err error) {
 		ys[i] = float32(i % classes)
 	}
 	spec := nn.Spec{Sizes: []int{in, 8, classes}, Act: core.Tanh}
-	run := func(dev core.Device) ([]float64, error) {
+	run := func(d core.Device) ([]float64, error) {
+		dev := core.NewScope(d)
+		defer dev.Release()
 		net := nn.NewMLP(dev, spec, nn.CrossEntropy, 7)
 		opt, err := optim.Build("sgd", "", net, 8)
 		if err != nil {
@@ -330,7 +332,11 @@ func (p *page) train(o trainOpts) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy, Optimizer: o.Opt, Hyper: o.HP,
+	// the run's model and optimizer are freed with it (GPU buffers are not
+	// garbage collected)
+	scope := core.NewScope(dev)
+	defer scope.Release()
+	cfg := train.Config{Device: scope, Model: spec, Loss: nn.CrossEntropy, Optimizer: o.Opt, Hyper: o.HP,
 		Steps: o.Steps, BatchSize: o.Batch, EvalEvery: o.EvalEvery, Seed: o.Seed, Schedule: o.Schedule, Train: tr, Test: te}
 	if cfg.EvalEvery == 0 {
 		cfg.EvalEvery = o.Steps // only at the end (train.Run always evaluates the last step)
