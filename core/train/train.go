@@ -164,7 +164,9 @@ type Session struct {
 }
 
 // NewSession validates c, initialises the model from c.Seed and builds the
-// optimizer. Close releases its device memory.
+// optimizer. Close frees the data and batch buffers; the model and the
+// optimizer's state stay (a Config.Device that is a core.Scope frees them
+// all at once).
 func NewSession(c Config) (*Session, error) {
 	if c.Net != nil {
 		c.Model, c.Loss = c.Net.Spec, c.Net.Objective
@@ -209,7 +211,8 @@ func (s *Session) Result() Result {
 	return r
 }
 
-// Close frees the session's device buffers.
+// Close frees the session's data and batch buffers on the device (not the
+// model's or the optimizer's: see NewSession).
 func (s *Session) Close() { s.r.free() }
 
 // Step takes the next optimizer step and evaluates on the test set when due
