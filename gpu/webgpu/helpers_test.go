@@ -79,6 +79,16 @@ func down(dev core.Device, m core.Mat) []float32 {
 
 // check compares the GPU and CPU sides of p element by element:
 // |g − c| ≤ atol + rtol·|c|; NaN must meet NaN and ±Inf the same Inf.
+// relErr is ‖g − c‖_F/‖c‖_F: how far the GPU matrix is from the CPU's.
+func (p pair) relErr(t testing.TB) float64 {
+	var num, den float64
+	for i, v := range down(gpu(t), p.g) {
+		num += math.Pow(float64(v-p.c.Data[i]), 2)
+		den += math.Pow(float64(p.c.Data[i]), 2)
+	}
+	return math.Sqrt(num / den)
+}
+
 func (p pair) check(t testing.TB, what string, rtol, atol float64) {
 	t.Helper()
 	closeTo(t, what, down(gpu(t), p.g), p.c.Data, rtol, atol)

@@ -551,14 +551,8 @@ func TestNewtonSchulz(t *testing.T) {
 			if prev > 1e-3 {
 				t.Errorf("NewtonSchulz n=%d order=%d: residual %.3g after %d iterations", n, order, prev, iters)
 			}
-			gx := down(d, X.g)
-			var num, den float64
-			for i, v := range gx {
-				num += math.Pow(float64(v-X.c.Data[i]), 2)
-				den += math.Pow(float64(X.c.Data[i]), 2)
-			}
-			if math.Sqrt(num) > 1e-3*math.Sqrt(den) {
-				t.Errorf("NewtonSchulz n=%d order=%d: iterate differs from the CPU's by %.3g (relative)", n, order, math.Sqrt(num/den))
+			if e := X.relErr(t); e > 1e-3 {
+				t.Errorf("NewtonSchulz n=%d order=%d: iterate differs from the CPU's by %.3g (relative)", n, order, e)
 			}
 			// warm start: one more iteration from the converged inverse
 			g := d.NewtonSchulz(X.g, A.g, order, 1, true, 0)
@@ -591,14 +585,8 @@ func TestNewtonSchulzTol(t *testing.T) {
 		if c != rs[3] || math.Abs(g-c) > 2e-2*c+1e-4*math.Sqrt(float64(n)) {
 			t.Errorf("n=%d tol %.3g: residual webgpu %.4g cpu %.4g, want %.4g", n, tol, g, c, rs[3])
 		}
-		gx := down(d, X.g)
-		var num, den float64
-		for i, v := range gx {
-			num += math.Pow(float64(v-X.c.Data[i]), 2)
-			den += math.Pow(float64(X.c.Data[i]), 2)
-		}
-		if math.Sqrt(num) > 1e-3*math.Sqrt(den) {
-			t.Errorf("n=%d tol %.3g: iterate differs from the CPU's by %.3g (relative)", n, tol, math.Sqrt(num/den))
+		if e := X.relErr(t); e > 1e-3 {
+			t.Errorf("n=%d tol %.3g: iterate differs from the CPU's by %.3g (relative)", n, tol, e)
 		}
 		// far warm start 3·I/‖A‖₂: residual grows, one iteration is taken
 		far := make([]float32, n*n)
