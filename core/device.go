@@ -3,7 +3,10 @@
 // shape conventions. It imports no device, no UI and no GPU binding.
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Mat is a float32 row-major matrix owned by a Device. Its storage stays on
 // the device; only Device.Download (an explicit sync point) brings it back.
@@ -186,6 +189,14 @@ type Device interface {
 	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
 	// returns an error naming the failed pivot when A is not positive definite.
 	CholeskyInverse(dst, a Mat) error
+}
+
+// NewtonSchulzStop is the stopping rule of Device.NewtonSchulz with tol > 0,
+// one for every device: the residual r of the current iterate is within
+// tol, or not a number, or, from a warm start, not below the residual prev
+// of the iterate before.
+func NewtonSchulzStop(r, prev, tol float64, warm bool) bool {
+	return r <= tol || math.IsNaN(r) || warm && r >= prev
 }
 
 // ShapeError is the panic value of a Device given mismatched shapes.

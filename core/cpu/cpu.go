@@ -671,7 +671,7 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol floa
 	r, prev := math.NaN(), math.Inf(1) // r: the residual of ax once measured
 	for it := 0; it < iters; it++ {
 		if tol > 0 {
-			if r = residualI(ax, n); nsDone(r, prev, float64(tol), warm) {
+			if r = residualI(ax, n); core.NewtonSchulzStop(r, prev, float64(tol), warm) {
 				break
 			}
 			prev = r
@@ -702,12 +702,6 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol floa
 		r = residualI(ax, n)
 	}
 	return float32(r)
-}
-
-// nsDone reports whether NewtonSchulz stops at residual r (tol > 0): within
-// tol, not a number, or, warm, not below the previous residual prev.
-func nsDone(r, prev, tol float64, warm bool) bool {
-	return r <= tol || math.IsNaN(r) || warm && r >= prev
 }
 
 // residualI returns ‖I − P‖_F of the n×n row-major P, accumulated in float64.

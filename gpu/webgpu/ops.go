@@ -560,7 +560,7 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol fl
 	r, measured, prev := float32(0), false, float32(math.Inf(1))
 	for it := 0; it < iters; it++ {
 		if tol > 0 {
-			if r, measured = residual(), true; r <= tol || r != r || warm && r >= prev {
+			if r, measured = residual(), true; core.NewtonSchulzStop(float64(r), float64(prev), float64(tol), warm) {
 				break
 			}
 			prev = r

@@ -144,7 +144,7 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol fl
 		return call(iters, warm)
 	}
 	r, prev := call(0, warm), float32(math.Inf(1))
-	for it := 0; it < iters && !(r <= tol || r != r || warm && r >= prev); it++ {
+	for it := 0; it < iters && !core.NewtonSchulzStop(float64(r), float64(prev), float64(tol), warm); it++ {
 		r, prev = call(1, true), r
 	}
 	return r
