@@ -667,8 +667,10 @@ func (*Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol floa
 	defer scratchPool.Put(sc)
 	ax, t, xn := sc.get(0, n*n), sc.get(1, n*n), sc.get(2, n*n)
 	xk := X.Data
-	gemmNN(n, A.Data, xk, ax)          // AX
-	r, prev := math.NaN(), math.Inf(1) // r: the residual of ax once measured
+	gemmNN(n, A.Data, xk, ax) // AX
+	// r is the residual of ax once measured (NaN until then), prev the one
+	// of the iterate before
+	r, prev := math.NaN(), math.Inf(1)
 	for it := 0; it < iters; it++ {
 		if tol > 0 {
 			if r = residualI(ax, n); core.NewtonSchulzStop(r, prev, float64(tol), warm) {
