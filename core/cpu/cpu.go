@@ -12,7 +12,6 @@ import (
 	"math"
 	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -289,8 +288,8 @@ func (*Device) MapGrad(f core.Unary, dst, x, dy core.Mat) {
 
 // parallelMin is the loop length from which the transcendental maps (Map
 // other than ReLU and Square, MapGrad other than ReLU) split their loop over
-// GOMAXPROCS goroutines: at ~20 ns an element, 8192 elements are ~160 µs of
-// work against a few µs to start a goroutine; on 2 idle cores these maps ran
+// GOMAXPROCS workers: at ~20 ns an element, 8192 elements are ~160 µs of
+// work against a few µs to hand work to an awake helper; on 2 idle cores these maps ran
 // 1.7× faster at 2²⁰ elements (on cores busy with other processes, no faster
 // and no slower). Memory-bound loops (copies, Axpby, Apply, the
 // ReLU paths) stay serial: split over 2 cores, an add gained nothing at 2¹⁴,
@@ -299,9 +298,9 @@ func (*Device) MapGrad(f core.Unary, dst, x, dy core.Mat) {
 const parallelMin = 8192
 
 // parallelFor calls body on disjoint chunks [lo, hi) that cover [0, n),
-// concurrently when n ≥ parallelMin and more than one P is available. The
-// chunks (several per P) are handed out one at a time, so a goroutine whose
-// thread the OS preempts does not hold up the others.
+// concurrently (runTasks) when n ≥ parallelMin and more than one P is
+// available. The chunks (several per P) are handed out one at a time, so a
+// goroutine whose thread the OS preempts does not hold up the others.
 func parallelFor(n int, body func(lo, hi int)) {
 	p := runtime.GOMAXPROCS(0)
 	if n < parallelMin || p <= 1 {
@@ -310,22 +309,7 @@ func parallelFor(n int, body func(lo, hi int)) {
 	}
 	chunks := min(n/(parallelMin/2), 8*p)
 	size := (n + chunks - 1) / chunks
-	var next atomic.Int64
-	work := func() {
-		for {
-			lo := int(next.Add(1)-1) * size
-			if lo >= n {
-				return
-			}
-			body(lo, min(lo+size, n))
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(p, chunks) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
+	runTasks(p, (n+size-1)/size, func(_, t int) { body(t*size, min((t+1)*size, n)) })
 }
 
 func (*Device) Apply(op core.Binary, dst, a, b core.Mat) {

@@ -3,7 +3,6 @@ package cpu
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 )
 
 // The device's matrix products run through one float32 GEMM of the Goto
@@ -239,38 +238,6 @@ func makeTiles(m, n, mr, nr, mc, workers int) []tile {
 		}
 	}
 	return tiles
-}
-
-// runTasks calls f(worker, t) for every t in [0, n), on up to workers
-// goroutines that take the tasks in order; worker < workers identifies the
-// goroutine. It returns once every task is done, without waiting for
-// goroutines that found none (on a loaded machine some start late).
-func runTasks(workers, n int, f func(w, t int)) {
-	if workers <= 1 || n <= 1 {
-		for t := range n {
-			f(0, t)
-		}
-		return
-	}
-	var next, done atomic.Int64
-	finished := make(chan struct{})
-	work := func(w int) {
-		for {
-			t := int(next.Add(1) - 1)
-			if t >= n {
-				return
-			}
-			f(w, t)
-			if done.Add(1) == int64(n) {
-				close(finished)
-			}
-		}
-	}
-	for w := 1; w < min(workers, n); w++ {
-		go work(w)
-	}
-	work(0)
-	<-finished
 }
 
 // packA writes rows [i0, i0+rows) of alpha·op(A), columns [pc, pc+kc), as an
