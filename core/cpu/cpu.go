@@ -107,7 +107,8 @@ func (*Device) Download(m core.Mat, dst []float32) {
 
 func (*Device) Copy(dst, src core.Mat) {
 	core.SameShape("Copy", dst, src)
-	copy(m32("Copy", dst).Data, m32("Copy", src).Data)
+	D, S := m32("Copy", dst).Data, m32("Copy", src).Data
+	parallelFor(len(D), memParallelMin, func(lo, hi int) { copy(D[lo:hi], S[lo:hi]) })
 }
 
 func (*Device) Fill(dst core.Mat, v float32) {
@@ -162,23 +163,25 @@ func (*Device) Gram(alpha float32, x core.Mat, beta float32, c core.Mat) {
 func (*Device) Axpby(alpha float32, x core.Mat, beta float32, y core.Mat) {
 	core.SameShape("Axpby", x, y)
 	X, Y := m32("Axpby", x).Data, m32("Axpby", y).Data
-	if beta == 0 {
-		vscale(Y, alpha, X)
-		return
-	}
-	vaxpby(alpha, X, beta, Y)
+	parallelFor(len(Y), memParallelMin, func(lo, hi int) {
+		if beta == 0 {
+			vscale(Y[lo:hi], alpha, X[lo:hi])
+		} else {
+			vaxpby(alpha, X[lo:hi], beta, Y[lo:hi])
+		}
+	})
 }
 
 func (*Device) AddScalar(dst, src core.Mat, v float32) {
 	core.SameShape("AddScalar", dst, src)
 	D, S := m32("AddScalar", dst).Data, m32("AddScalar", src).Data
-	vadds(D, S, v)
+	parallelFor(len(D), memParallelMin, func(lo, hi int) { vadds(D[lo:hi], S[lo:hi], v) })
 }
 
 func (*Device) Clamp(dst, src core.Mat, lo, hi float32) {
 	core.SameShape("Clamp", dst, src)
 	D, S := m32("Clamp", dst).Data, m32("Clamp", src).Data
-	vclamp(D, S, lo, hi)
+	parallelFor(len(D), memParallelMin, func(i0, i1 int) { vclamp(D[i0:i1], S[i0:i1], lo, hi) })
 }
 
 // Unary evaluates f at x in float32 the way every device must.
@@ -247,16 +250,21 @@ func (*Device) Map(f core.Unary, dst, src core.Mat) {
 	// Unary panics on an unknown f: check once, whatever the size.
 	Unary(f, 0)
 	switch f { // fast paths for the per-step hot maps
-	case core.ReLU:
-		vrelu(D, S)
-	case core.Square:
-		vmul(D, S, S)
-	case core.Sqrt:
-		vsqrt(D, S)
-	case core.Abs:
-		vabs(D, S)
+	case core.ReLU, core.Square, core.Sqrt, core.Abs:
+		parallelFor(len(S), memParallelMin, func(lo, hi int) {
+			switch d, s := D[lo:hi], S[lo:hi]; f {
+			case core.ReLU:
+				vrelu(d, s)
+			case core.Square:
+				vmul(d, s, s)
+			case core.Sqrt:
+				vsqrt(d, s)
+			default:
+				vabs(d, s)
+			}
+		})
 	default: // transcendental: ~20 ns an element, worth spreading over cores
-		parallelFor(len(S), func(lo, hi int) {
+		parallelFor(len(S), parallelMin, func(lo, hi int) {
 			for i, x := range S[lo:hi] {
 				D[lo+i] = Unary(f, x)
 			}
@@ -270,16 +278,18 @@ func (*Device) MapGrad(f core.Unary, dst, x, dy core.Mat) {
 	// Deriv panics when f is not an activation: check once, whatever the size.
 	Deriv(f, 0)
 	if f == core.ReLU {
-		for i, v := range X {
-			if v > 0 {
-				D[i] = DY[i]
-			} else {
-				D[i] = 0
+		parallelFor(len(X), memParallelMin, func(lo, hi int) {
+			for i, v := range X[lo:hi] {
+				if v > 0 {
+					D[lo+i] = DY[lo+i]
+				} else {
+					D[lo+i] = 0
+				}
 			}
-		}
+		})
 		return
 	}
-	parallelFor(len(X), func(lo, hi int) {
+	parallelFor(len(X), parallelMin, func(lo, hi int) {
 		for i, v := range X[lo:hi] {
 			D[lo+i] = Deriv(f, v) * DY[lo+i]
 		}
@@ -287,27 +297,31 @@ func (*Device) MapGrad(f core.Unary, dst, x, dy core.Mat) {
 }
 
 // parallelMin is the loop length from which the transcendental maps (Map
-// other than ReLU and Square, MapGrad other than ReLU) split their loop over
+// other than the fast ones, MapGrad other than ReLU) split their loop over
 // GOMAXPROCS workers: at ~20 ns an element, 8192 elements are ~160 µs of
-// work against a few µs to hand work to an awake helper; on 2 idle cores these maps ran
-// 1.7× faster at 2²⁰ elements (on cores busy with other processes, no faster
-// and no slower). Memory-bound loops (copies, Axpby, Apply, the
-// ReLU paths) stay serial: split over 2 cores, an add gained nothing at 2¹⁴,
-// 2¹⁷ or 2²² elements (2× only at 2²⁰). Results do not depend on the split:
-// each element is computed alone.
+// work; on 2 idle cores these maps ran 1.7× faster at 2²⁰ elements (on
+// cores busy with other processes, no faster and no slower).
 const parallelMin = 8192
 
+// memParallelMin is the same for the memory-bound loops (Copy, Axpby,
+// AddScalar, Clamp, Apply, the fast maps, ReLU's MapGrad): with the helpers
+// awake (runTasks), an axpby over 2¹⁶ values ran 1.2× faster split over 2
+// cores, over 200960 (a 785×256 layer) 1.9×; over 2¹⁴, slower.
+const memParallelMin = 1 << 16
+
 // parallelFor calls body on disjoint chunks [lo, hi) that cover [0, n),
-// concurrently (runTasks) when n ≥ parallelMin and more than one P is
-// available. The chunks (several per P) are handed out one at a time, so a
-// goroutine whose thread the OS preempts does not hold up the others.
-func parallelFor(n int, body func(lo, hi int)) {
+// concurrently (runTasks) when n ≥ minN and more than one P is available.
+// The chunks (several per P, each at least minN/2 long) are handed out one
+// at a time, so a goroutine whose thread the OS preempts does not hold up
+// the others. Results do not depend on the split when each element is
+// computed alone.
+func parallelFor(n, minN int, body func(lo, hi int)) {
 	p := runtime.GOMAXPROCS(0)
-	if n < parallelMin || p <= 1 {
+	if n < minN || p <= 1 {
 		body(0, n)
 		return
 	}
-	chunks := min(n/(parallelMin/2), 8*p)
+	chunks := min(n/(minN/2), 8*p)
 	size := (n + chunks - 1) / chunks
 	runTasks(p, (n+size-1)/size, func(_, t int) { body(t*size, min((t+1)*size, n)) })
 }
@@ -315,26 +329,29 @@ func parallelFor(n int, body func(lo, hi int)) {
 func (*Device) Apply(op core.Binary, dst, a, b core.Mat) {
 	core.SameShape("Apply", dst, a, b)
 	D, A, B := m32("Apply", dst).Data, m32("Apply", a).Data, m32("Apply", b).Data
-	switch op {
-	case core.Add:
-		vadd(D, A, B)
-	case core.Sub:
-		vsub(D, A, B)
-	case core.Mul:
-		vmul(D, A, B)
-	case core.Div:
-		vdiv(D, A, B)
-	case core.Max:
-		for i := range D {
-			D[i] = max(A[i], B[i])
-		}
-	case core.Min:
-		for i := range D {
-			D[i] = min(A[i], B[i])
-		}
-	default:
+	if op < core.Add || op > core.Min {
 		panic(&core.ShapeError{Op: "Apply", What: fmt.Sprintf("unknown binary op %d", op)})
 	}
+	parallelFor(len(D), memParallelMin, func(lo, hi int) {
+		switch d, a, b := D[lo:hi], A[lo:hi], B[lo:hi]; op {
+		case core.Add:
+			vadd(d, a, b)
+		case core.Sub:
+			vsub(d, a, b)
+		case core.Mul:
+			vmul(d, a, b)
+		case core.Div:
+			vdiv(d, a, b)
+		case core.Max:
+			for i := range d {
+				d[i] = max(a[i], b[i])
+			}
+		default:
+			for i := range d {
+				d[i] = min(a[i], b[i])
+			}
+		}
+	})
 }
 
 func (*Device) MulRow(dst, src, v core.Mat) {

@@ -114,6 +114,16 @@ func TestVecElementwise(t *testing.T) {
 				d.Map(f, D, A)
 				checkSame(t, "Map "+f.String(), n, D.Data, want)
 			}
+			d.Copy(D, A)
+			checkSame(t, "Copy", n, D.Data, a)
+			for i := range want {
+				want[i] = 0
+				if a[i] > 0 {
+					want[i] = b[i]
+				}
+			}
+			d.MapGrad(core.ReLU, D, A, B)
+			checkSame(t, "MapGrad ReLU", n, D.Data, want)
 			// in place
 			copy(D.Data, a)
 			d.Apply(core.Mul, D, D, B)
