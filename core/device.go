@@ -148,6 +148,12 @@ type Device interface {
 	// AbsMax returns max|src|, and NaN if any element is NaN or ±Inf is
 	// reported as +Inf. A sync point used by divergence guards.
 	AbsMax(src Mat) float32
+	// Dots sets dst[i] = Dot(as[i], bs[i]) for every pair, the same values,
+	// with one sync point for all of them (a model's layers, say).
+	Dots(dst []float32, as, bs []Mat)
+	// AbsMaxes sets dst[i] = AbsMax(ms[i]) for every matrix, with one sync
+	// point.
+	AbsMaxes(dst []float32, ms []Mat)
 	// ArgmaxRows sets dst (r×1) to the column index of each row's maximum.
 	ArgmaxRows(dst, src Mat)
 
@@ -189,6 +195,16 @@ type Device interface {
 	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
 	// returns an error naming the failed pivot when A is not positive definite.
 	CholeskyInverse(dst, a Mat) error
+}
+
+// CheckLists panics with a *ShapeError unless dst has one slot per matrix
+// of every list (Dots, AbsMaxes).
+func CheckLists(op string, dst []float32, lists ...[]Mat) {
+	for _, l := range lists {
+		if len(l) != len(dst) {
+			panic(&ShapeError{Op: op, What: fmt.Sprintf("%d results for %d matrices", len(dst), len(l))})
+		}
+	}
 }
 
 // NewtonSchulzStop is the stopping rule of Device.NewtonSchulz with tol > 0,

@@ -424,6 +424,20 @@ func (*Device) AbsMax(src core.Mat) float32 {
 	return math.Float32frombits(m)
 }
 
+func (d *Device) Dots(dst []float32, as, bs []core.Mat) {
+	core.CheckLists("Dots", dst, as, bs)
+	for i := range as {
+		dst[i] = d.Dot(as[i], bs[i])
+	}
+}
+
+func (d *Device) AbsMaxes(dst []float32, ms []core.Mat) {
+	core.CheckLists("AbsMaxes", dst, ms)
+	for i, m := range ms {
+		dst[i] = d.AbsMax(m)
+	}
+}
+
 func (*Device) ArgmaxRows(dst, src core.Mat) {
 	core.CheckShape("ArgmaxRows", "dst", dst, src.Rows(), 1)
 	D, S := m32("ArgmaxRows", dst).Data, m32("ArgmaxRows", src)

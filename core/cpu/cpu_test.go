@@ -620,6 +620,36 @@ func TestGatherRows(t *testing.T) {
 	mustShapePanic(t, "idx shape", func() { d.GatherRows(d.New(2, 2), S, d.New(1, 1)) })
 }
 
+// Dots and AbsMaxes give, matrix by matrix, exactly Dot's and AbsMax's
+// values (empty, non-finite and repeated matrices included), and refuse
+// lists of another length.
+func TestDotsAbsMaxes(t *testing.T) {
+	d := New()
+	rng := newRand(31)
+	var as, bs []core.Mat
+	for _, s := range append(shapes, [2]int{0, 4}, [2]int{3, 70001}) {
+		A, _ := randMat(d, rng, s[0], s[1], 1)
+		B, _ := randMat(d, rng, s[0], s[1], 1)
+		as, bs = append(as, A, A), append(bs, B, A)
+	}
+	as[len(as)-1].(*Mat).Data[7] = float32(math.Inf(-1)) // the 3×70001 A
+	as[12].(*Mat).Data[0] = float32(math.NaN())          // the 17×33 A
+	dots, maxes := make([]float32, len(as)), make([]float32, len(as))
+	d.Dots(dots, as, bs)
+	d.AbsMaxes(maxes, as)
+	for i := range as {
+		if w := d.Dot(as[i], bs[i]); !sameBits(dots[i], w) {
+			t.Errorf("Dots[%d] = %v, Dot %v", i, dots[i], w)
+		}
+		if w := d.AbsMax(as[i]); !sameBits(maxes[i], w) {
+			t.Errorf("AbsMaxes[%d] = %v, AbsMax %v", i, maxes[i], w)
+		}
+	}
+	mustShapePanic(t, "Dots lengths", func() { d.Dots(dots[:2], as[:2], bs[:1]) })
+	mustShapePanic(t, "AbsMaxes lengths", func() { d.AbsMaxes(maxes[:1], as[:2]) })
+	mustShapePanic(t, "Dots shapes", func() { d.Dots(dots[:1], as[:1], bs[2:3]) })
+}
+
 func TestReductions(t *testing.T) {
 	d := New()
 	rng := newRand(8)

@@ -246,11 +246,8 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 	if o.cfg.LM.Due(o.step) {
 		// M(δ) − M(0) = −η⟨g, Δ⟩ + ½η²⟨g̃, Δ⟩ (see LevenbergMarquardt).
 		dev := o.net.Dev
-		var gd, gtd float64
-		for i, kl := range o.layers {
-			gd += float64(dev.Dot(o.trueG[i], kl.d))
-			gtd += float64(dev.Dot(o.gradsIn[i], kl.d))
-		}
+		gd := dotSum(dev, o.trueG, o.deltas)
+		gtd := dotSum(dev, o.gradsIn, o.deltas)
 		pred := -o.eta*gd + 0.5*o.eta*o.eta*gtd
 		after := float64(o.net.Loss(x, y))
 		r := math.NaN()
@@ -309,16 +306,12 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		o.followDamping()
 	}
 	// Δ = Λ̃⁻¹ g̃ Γ̃⁻¹ (eqs. 8, 10).
-	var vg float64
 	for i, kl := range o.layers {
 		o.precondition(kl, o.gradsIn[i], !reg)
-		if c.KLClip > 0 {
-			vg += float64(dev.Dot(kl.d, o.gradsIn[i]))
-		}
 	}
 	o.eta = c.LR / float64(len(o.layers))
 	if c.KLClip > 0 {
-		if q := o.eta * o.eta * math.Abs(vg); q > c.KLClip {
+		if q := o.eta * o.eta * math.Abs(dotSum(dev, o.deltas, o.gradsIn)); q > c.KLClip {
 			o.Last.Nu = math.Sqrt(c.KLClip / q)
 			o.eta *= o.Last.Nu
 		}
@@ -460,18 +453,27 @@ func (o *KFAC) refresh() error {
 	net, dev, c := o.net, o.net.Dev, o.cfg
 	m := net.Rows()
 	invM := 1 / float32(m)
-	trA := make([]float64, len(o.layers))
-	trG := make([]float64, len(o.layers))
+	nl := len(o.layers)
+	trA, trG := make([]float64, nl), make([]float64, nl)
+	xs, ds := make([]core.Mat, nl), make([]float32, nl)
 	// Λ_batch = X̄ᵀX̄/m (X̄ is not touched by the backward passes below).
 	for i, kl := range o.layers {
 		dev.Gram(invM, kl.l.X, 0, kl.wa)
-		trA[i] = float64(dev.Dot(kl.l.X, kl.l.X)) / float64(m)
+		xs[i] = kl.l.X
+	}
+	dev.Dots(ds, xs, xs)
+	for i, d := range ds {
+		trA[i] = float64(d) / float64(m)
 	}
 	// Γ_batch = E[eeᵀ] over the batch.
 	gram := func(alpha float32, beta float32) {
 		for i, kl := range o.layers {
 			dev.Gram(alpha, kl.l.E, beta, kl.wg)
-			trG[i] += float64(alpha) * float64(dev.Dot(kl.l.E, kl.l.E))
+			xs[i] = kl.l.E
+		}
+		dev.Dots(ds, xs, xs)
+		for i, d := range ds {
+			trG[i] += float64(alpha) * float64(d)
 		}
 	}
 	if c.Fisher != EmpiricalFisher {
@@ -531,10 +533,12 @@ func (o *KFAC) refresh() error {
 			gram(invM, beta)
 		}
 	}
+	fs := make([]core.Mat, 0, 2*nl)
 	for _, kl := range o.layers {
-		if !finite(dev, []core.Mat{kl.wa, kl.wg}) {
-			return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
-		}
+		fs = append(fs, kl.wa, kl.wg)
+	}
+	if !finite(dev, fs) {
+		return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
 	}
 	o.Last.Methods = o.Last.Methods[:0]
 	for i, kl := range o.layers {

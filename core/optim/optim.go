@@ -176,15 +176,22 @@ func Build(name, spec string, net *nn.MLP, seed uint64) (Optimizer, error) {
 
 // gradNorm returns ‖(g₁,…,g_L)‖₂.
 func gradNorm(dev core.Device, gs []core.Mat) float64 {
-	var s float64
-	for _, g := range gs {
-		s += float64(dev.Dot(g, g))
-	}
-	return math.Sqrt(s)
+	return math.Sqrt(dotSum(dev, gs, gs))
 }
 
-// finite reports whether every element of ms is finite (one AbsMax read per
-// matrix: the divergence guard's sync point).
+// dotSum is Σ_i ⟨as_i, bs_i⟩, summed in float64 (one sync point).
+func dotSum(dev core.Device, as, bs []core.Mat) float64 {
+	ds := make([]float32, len(as))
+	dev.Dots(ds, as, bs)
+	var s float64
+	for _, d := range ds {
+		s += float64(d)
+	}
+	return s
+}
+
+// finite reports whether every element of ms is finite (one AbsMaxes read:
+// the divergence guard's sync point).
 func finite(dev core.Device, ms []core.Mat) bool {
 	v := absMax(dev, ms)
 	return !math.IsInf(v, 0) && !math.IsNaN(v)
@@ -192,13 +199,14 @@ func finite(dev core.Device, ms []core.Mat) bool {
 
 // absMax is the largest |entry| over ms (NaN when any entry is NaN).
 func absMax(dev core.Device, ms []core.Mat) float64 {
+	vs := make([]float32, len(ms))
+	dev.AbsMaxes(vs, ms)
 	var mx float64
-	for _, m := range ms {
-		v := float64(dev.AbsMax(m))
-		if math.IsNaN(v) {
-			return v
+	for _, v := range vs {
+		if math.IsNaN(float64(v)) {
+			return math.NaN()
 		}
-		mx = max(mx, v)
+		mx = max(mx, float64(v))
 	}
 	return mx
 }

@@ -375,6 +375,40 @@ func (d *Device) AbsMax(src core.Mat) float32 {
 	return absBits(d.readScalars("AbsMax", 1)[0])
 }
 
+// Dots records one reduction per pair into its own scalar slot and reads
+// them back together (in rounds of 64, the slots there are).
+func (d *Device) Dots(dst []float32, as, bs []core.Mat) {
+	defer d.lock()()
+	core.CheckLists("Dots", dst, as, bs)
+	for i0 := 0; i0 < len(as); i0 += scalarSlots {
+		n := min(scalarSlots, len(as)-i0)
+		for i := range n {
+			core.SameShape("Dots", as[i0+i], bs[i0+i])
+			A, B := d.mat("Dots", as[i0+i]), d.mat("Dots", bs[i0+i])
+			d.reduce(1, A.bind(), B.bind(), A.n(), A.c, i, 0)
+		}
+		for i, u := range d.readScalars("Dots", n) {
+			dst[i0+i] = f32bits(u)
+		}
+	}
+}
+
+// AbsMaxes is AbsMax for several matrices, read back together.
+func (d *Device) AbsMaxes(dst []float32, ms []core.Mat) {
+	defer d.lock()()
+	core.CheckLists("AbsMaxes", dst, ms)
+	for i0 := 0; i0 < len(ms); i0 += scalarSlots {
+		n := min(scalarSlots, len(ms)-i0)
+		for i := range n {
+			S := d.mat("AbsMaxes", ms[i0+i])
+			d.absMax(S.bind(), S.n(), i)
+		}
+		for i, u := range d.readScalars("AbsMaxes", n) {
+			dst[i0+i] = absBits(u)
+		}
+	}
+}
+
 func absBits(u uint32) float32 {
 	if u > infBits {
 		return float32(math.NaN())

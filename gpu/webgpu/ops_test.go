@@ -441,6 +441,39 @@ func TestReductions(t *testing.T) {
 	}
 }
 
+// Dots and AbsMaxes equal Dot and AbsMax pair by pair, also past the 64
+// scalar slots of one readback.
+func TestDotsAbsMaxes(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(41, 42))
+	var as, bs []core.Mat
+	for i := range 70 {
+		s := shapes[i%len(shapes)]
+		A, B := randPair(t, rng, s[0], s[1]), randPair(t, rng, s[0], s[1])
+		as, bs = append(as, A.g), append(bs, B.g)
+	}
+	d.Upload(as[5], append([]float32{float32(math.NaN())}, make([]float32, core.Len(as[5])-1)...))
+	dots, maxes := make([]float32, len(as)), make([]float32, len(as))
+	d.Dots(dots, as, bs)
+	d.AbsMaxes(maxes, as)
+	for i := range as {
+		if w := d.Dot(as[i], bs[i]); math.Float32bits(dots[i]) != math.Float32bits(w) && !(dots[i] != dots[i] && w != w) {
+			t.Errorf("Dots[%d] = %v, Dot %v", i, dots[i], w)
+		}
+		if w := d.AbsMax(as[i]); math.Float32bits(maxes[i]) != math.Float32bits(w) && !(maxes[i] != maxes[i] && w != w) {
+			t.Errorf("AbsMaxes[%d] = %v, AbsMax %v", i, maxes[i], w)
+		}
+	}
+	if !(maxes[5] != maxes[5]) {
+		t.Errorf("AbsMaxes of a matrix holding NaN: %v", maxes[5])
+	}
+	shapeErr(t, "Dots lengths", func() { d.Dots(dots[:2], as[:2], bs[:1]) })
+	for i := range as {
+		d.Free(as[i])
+		d.Free(bs[i])
+	}
+}
+
 // Reductions on NaN and ±Inf report what the CPU device reports.
 func TestReductionsNonFinite(t *testing.T) {
 	d := gpu(t)

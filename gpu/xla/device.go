@@ -396,17 +396,23 @@ func contains(ms []*Mat, m *Mat) bool {
 }
 
 // scalar reads the first element of a result (a sync point) and releases it.
-func scalar(t *tensors.Tensor) float32 {
+func scalar(t *tensors.Tensor) float32 { return vector(t)[0] }
+
+// vector reads a result as float32 values (a sync point) and releases it.
+func vector(t *tensors.Tensor) []float32 {
 	defer func() { _ = t.FinalizeAll() }()
-	var v float32
+	var v []float32
 	t.MustConstFlatData(func(flat any) {
 		switch f := flat.(type) {
 		case []float64:
-			v = float32(f[0])
+			v = make([]float32, len(f))
+			for i, x := range f {
+				v[i] = float32(x)
+			}
 		case []float32:
-			v = f[0]
+			v = append(v, f...)
 		default:
-			panic(fmt.Sprintf("xla: scalar result of type %T", flat))
+			panic(fmt.Sprintf("xla: result of type %T", flat))
 		}
 	})
 	return v

@@ -323,10 +323,13 @@ func (d *Device) Dot(a, b core.Mat) float32 {
 	if A.empty() {
 		return 0
 	}
-	out := d.run("dot", func(in []*Node) []*Node {
-		return []*Node{ReduceAllSum(Mul(ConvertDType(in[0], dtypes.Float64), ConvertDType(in[1], dtypes.Float64)))}
-	}, []*Mat{A, B}, nil, nil)
+	out := d.run("dot", func(in []*Node) []*Node { return []*Node{dotNode(in[0], in[1])} }, []*Mat{A, B}, nil, nil)
 	return scalar(out[0])
+}
+
+// dotNode is Σ a⊙b accumulated in float64.
+func dotNode(a, b *Node) *Node {
+	return ReduceAllSum(Mul(ConvertDType(a, dtypes.Float64), ConvertDType(b, dtypes.Float64)))
 }
 
 func (d *Device) AbsMax(src core.Mat) float32 {
@@ -334,13 +337,69 @@ func (d *Device) AbsMax(src core.Mat) float32 {
 	if S.empty() {
 		return 0
 	}
-	out := d.run("absmax", func(in []*Node) []*Node {
-		x := in[0]
-		g := x.Graph()
-		anyNaN := ReduceAllMax(Where(IsNaN(x), c32(g, 1), c32(g, 0)))
-		return []*Node{Where(GreaterThan(anyNaN, c32(g, 0)), c32(g, math.NaN()), ReduceAllMax(Abs(x)))}
-	}, []*Mat{S}, nil, nil)
+	out := d.run("absmax", func(in []*Node) []*Node { return []*Node{absMaxNode(in[0])} }, []*Mat{S}, nil, nil)
 	return scalar(out[0])
+}
+
+// absMaxNode is max|x|, NaN when x holds a NaN.
+func absMaxNode(x *Node) *Node {
+	g := x.Graph()
+	anyNaN := ReduceAllMax(Where(IsNaN(x), c32(g, 1), c32(g, 0)))
+	return Where(GreaterThan(anyNaN, c32(g, 0)), c32(g, math.NaN()), ReduceAllMax(Abs(x)))
+}
+
+// Dots is one executable for all the non-empty pairs, its results stacked
+// into one vector: one transfer to the host.
+func (d *Device) Dots(dst []float32, as, bs []core.Mat) {
+	core.CheckLists("Dots", dst, as, bs)
+	var ins []*Mat
+	var at []int
+	for i := range as {
+		core.SameShape("Dots", as[i], bs[i])
+		A, B := d.m("Dots", as[i]), d.m("Dots", bs[i])
+		if dst[i] = 0; !A.empty() {
+			ins, at = append(ins, A, B), append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return
+	}
+	out := d.run(fmt.Sprintf("dots/%d", len(at)), func(in []*Node) []*Node {
+		parts := make([]*Node, len(in)/2)
+		for i := range parts {
+			parts[i] = Reshape(dotNode(in[2*i], in[2*i+1]), 1)
+		}
+		return []*Node{Concatenate(parts, 0)}
+	}, ins, nil, nil)
+	for j, v := range vector(out[0]) {
+		dst[at[j]] = v
+	}
+}
+
+// AbsMaxes is AbsMax for several matrices in one executable and transfer.
+func (d *Device) AbsMaxes(dst []float32, ms []core.Mat) {
+	core.CheckLists("AbsMaxes", dst, ms)
+	var ins []*Mat
+	var at []int
+	for i, m := range ms {
+		if S := d.m("AbsMaxes", m); !S.empty() {
+			ins, at = append(ins, S), append(at, i)
+		}
+		dst[i] = 0
+	}
+	if len(at) == 0 {
+		return
+	}
+	out := d.run(fmt.Sprintf("absmaxes/%d", len(at)), func(in []*Node) []*Node {
+		parts := make([]*Node, len(in))
+		for i, x := range in {
+			parts[i] = Reshape(absMaxNode(x), 1)
+		}
+		return []*Node{Concatenate(parts, 0)}
+	}, ins, nil, nil)
+	for j, v := range vector(out[0]) {
+		dst[at[j]] = v
+	}
 }
 
 func (d *Device) ArgmaxRows(dst, src core.Mat) {

@@ -389,6 +389,36 @@ func TestGatherRows(t *testing.T) {
 	}
 }
 
+// Dots and AbsMaxes equal the xla device's Dot and AbsMax pair by pair
+// (empty and non-finite matrices included) and the CPU's within rounding.
+func TestDotsAbsMaxes(t *testing.T) {
+	e := newEnv(t, 17)
+	nan := float32(math.NaN())
+	var ps, qs []pair
+	for i, s := range [][2]int{{1, 1}, {13, 7}, {0, 3}, {1, 257}, {2, 3}, {13, 7}} {
+		p, q := e.rand(s[0], s[1]), e.rand(s[0], s[1])
+		if i == 4 {
+			p = e.from(2, 3, []float32{1, nan, 3, -4, 5, 6})
+		}
+		ps, qs = append(ps, p), append(qs, q)
+	}
+	as, bs, ac, bc := make([]core.Mat, len(ps)), make([]core.Mat, len(ps)), make([]core.Mat, len(ps)), make([]core.Mat, len(ps))
+	for i := range ps {
+		as[i], bs[i], ac[i], bc[i] = ps[i].x, qs[i].x, ps[i].c, qs[i].c
+	}
+	dots, maxes := make([]float32, len(as)), make([]float32, len(as))
+	e.d.Dots(dots, as, bs)
+	e.d.AbsMaxes(maxes, as)
+	cd, cm := make([]float32, len(as)), make([]float32, len(as))
+	e.cpu.Dots(cd, ac, bc)
+	e.cpu.AbsMaxes(cm, ac)
+	for i := range as {
+		scalarNear(t, fmt.Sprintf("Dots[%d] vs Dot", i), dots[i], e.d.Dot(as[i], bs[i]), 0, 0)
+		scalarNear(t, fmt.Sprintf("Dots[%d] vs cpu", i), dots[i], cd[i], 1e-6, 1e-7)
+		scalarNear(t, fmt.Sprintf("AbsMaxes[%d] vs cpu", i), maxes[i], cm[i], 0, 0)
+	}
+}
+
 func TestReductions(t *testing.T) {
 	e := newEnv(t, 7)
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))

@@ -252,6 +252,27 @@ func (t *tracer) AbsMax(src core.Mat) float32 {
 	return t.op("AbsMax", []core.Mat{src}, nil, func(d core.Device, m []core.Mat) float32 { return d.AbsMax(m[0]) })
 }
 
+// lists runs a many-matrix reduction (Dots, AbsMaxes) on both devices and
+// compares every result.
+func (t *tracer) lists(name string, dst []float32, ms []core.Mat, f func(d core.Device, dst []float32, ms []core.Mat)) {
+	want := make([]float32, len(dst))
+	f(t.cpu, want, t.snap(ms))
+	f(t.x, dst, ms)
+	for i := range dst {
+		t.record(name+" result", float64(dst[i]), float64(want[i]), math.Abs(float64(want[i])))
+	}
+}
+
+func (t *tracer) Dots(dst []float32, as, bs []core.Mat) {
+	t.lists("Dots", dst, append(append([]core.Mat(nil), as...), bs...), func(d core.Device, dst []float32, ms []core.Mat) {
+		d.Dots(dst, ms[:len(ms)/2], ms[len(ms)/2:])
+	})
+}
+
+func (t *tracer) AbsMaxes(dst []float32, ms []core.Mat) {
+	t.lists("AbsMaxes", dst, ms, func(d core.Device, dst []float32, ms []core.Mat) { d.AbsMaxes(dst, ms) })
+}
+
 func (t *tracer) ArgmaxRows(dst, src core.Mat) {
 	t.op("ArgmaxRows", []core.Mat{dst, src}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.ArgmaxRows(m[0], m[1]); return 0 })
 }
