@@ -4,6 +4,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -214,6 +215,12 @@ func CheckLists(op string, dst []float32, lists ...[]Mat) {
 func NewtonSchulzStop(r, prev, tol float64, warm bool) bool {
 	return r <= tol || math.IsNaN(r) || warm && r >= prev
 }
+
+// ErrDeviceLimit is what a device's refusal to allocate beyond one of its
+// limits (a WebGPU adapter's largest buffer, say) unwraps to: New panics
+// with such an error, and callers that can do without the matrix (keeping
+// a data set on the host) test for it with errors.Is.
+var ErrDeviceLimit = errors.New("over a device limit")
 
 // ShapeError is the panic value of a Device given mismatched shapes.
 type ShapeError struct {

@@ -343,7 +343,8 @@ type runner struct {
 	dev        core.Device
 	prev       []core.Mat // the weights before the last step taken (schedules, rewind)
 	back       []core.Mat // the weights before the step before (rewind)
-	xs, ys     core.Mat   // the whole training set on the device
+	xs, ys     core.Mat   // the whole training set on the device; nil when it is over a device limit
+	xh, yh     []float32  // then: the batch gathered on the host
 	x, y, idx  core.Mat
 	perm       []int // this epoch's order (N entries)
 	idxHost    []float32
@@ -365,9 +366,14 @@ func newRunner(c Config, net *nn.MLP) (*runner, error) {
 	src := rand.NewPCG(c.Seed, 0x5eed)
 	r := &runner{c: c, dev: dev, per: stepsPerEpoch(tr.N, c.BatchSize), epoch: -1,
 		rng: rand.New(src), src: src, perm: make([]int, tr.N)}
-	r.xs, r.ys = dev.New(tr.N, tr.D), dev.New(tr.N, ycols)
-	dev.Upload(r.xs, tr.X)
-	dev.Upload(r.ys, tr.Y)
+	if err := r.newData(tr.N, tr.D, ycols); err != nil {
+		// Too large for one device buffer (MNIST's 188 MB against a WebGPU
+		// adapter's usual 128 MiB): batches are gathered on the host.
+		r.xh, r.yh = make([]float32, c.BatchSize*tr.D), make([]float32, c.BatchSize*ycols)
+	} else {
+		dev.Upload(r.xs, tr.X)
+		dev.Upload(r.ys, tr.Y)
+	}
 	r.x, r.y, r.idx = dev.New(c.BatchSize, tr.D), dev.New(c.BatchSize, ycols), dev.New(c.BatchSize, 1)
 	r.idxHost = make([]float32, c.BatchSize)
 	for _, w := range net.Weights() {
@@ -375,6 +381,26 @@ func newRunner(c Config, net *nn.MLP) (*runner, error) {
 		r.back = append(r.back, dev.New(w.Rows(), w.Cols()))
 	}
 	return r, nil
+}
+
+// newData allocates the device copy of the training set, or returns the
+// core.ErrDeviceLimit the device refused it with (allocating nothing).
+func (r *runner) newData(n, d, ycols int) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e, ok := v.(error)
+			if !ok || !errors.Is(e, core.ErrDeviceLimit) {
+				panic(v)
+			}
+			if r.xs != nil {
+				r.dev.Free(r.xs)
+			}
+			r.xs, r.ys, err = nil, nil, e
+		}
+	}()
+	r.xs = r.dev.New(n, d)
+	r.ys = r.dev.New(n, ycols)
+	return nil
 }
 
 // batch gathers the rows of step's mini-batch; each epoch is a fresh seeded
@@ -386,6 +412,18 @@ func (r *runner) batch(step int) {
 		copy(r.perm, r.rng.Perm(r.c.Train.N))
 	}
 	off := (step % r.per) * r.c.BatchSize
+	if r.xs == nil {
+		tr := r.c.Train
+		dx, dy := tr.D, len(r.yh)/r.c.BatchSize
+		for i := range r.c.BatchSize {
+			j := r.perm[off+i]
+			copy(r.xh[i*dx:(i+1)*dx], tr.X[j*dx:(j+1)*dx])
+			copy(r.yh[i*dy:(i+1)*dy], tr.Y[j*dy:(j+1)*dy])
+		}
+		r.dev.Upload(r.x, r.xh)
+		r.dev.Upload(r.y, r.yh)
+		return
+	}
 	for i := range r.idxHost {
 		r.idxHost[i] = float32(r.perm[off+i])
 	}
@@ -427,6 +465,9 @@ func (r *runner) shrink(net *nn.MLP, s float64) {
 
 func (r *runner) free() {
 	for _, m := range append(append([]core.Mat{r.xs, r.ys, r.x, r.y, r.idx}, r.prev...), r.back...) {
+		if m == nil {
+			continue
+		}
 		r.dev.Free(m)
 	}
 }

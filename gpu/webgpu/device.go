@@ -35,6 +35,9 @@ func (e *LimitError) Error() string {
 	return fmt.Sprintf("webgpu: %s: %s needs %d, over the adapter's %s of %d", e.Op, e.What, e.Need, e.Name, e.Limit)
 }
 
+// Unwrap makes a LimitError a core.ErrDeviceLimit.
+func (e *LimitError) Unwrap() error { return core.ErrDeviceLimit }
+
 // Mat is the WebGPU device's matrix: a storage buffer of rows·cols float32
 // in row-major order.
 type Mat struct {

@@ -3,6 +3,7 @@
 package webgpu
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -10,8 +11,10 @@ import (
 
 	"grng/core"
 	"grng/core/cpu"
+	"grng/core/data"
 	"grng/core/nn"
 	"grng/core/optim"
+	"grng/core/train"
 )
 
 // blobs is a synthetic 4-class problem in 8 dimensions: Gaussian blobs
@@ -187,5 +190,43 @@ func TestTrainingParity(t *testing.T) {
 				t.Errorf("the CPU run did not learn: %v → %v", lc[0], lc[steps-1])
 			}
 		})
+	}
+}
+
+// A training set over the adapter's largest buffer (lavapipe's is 128 MiB,
+// under MNIST's 188 MB) is batched on the host instead of refused: the run
+// takes the same batches, and so reports the same first losses within
+// float32 rounding, as on the CPU device, where the set stays whole.
+func TestTrainSetOverBufferLimit(t *testing.T) {
+	d := gpu(t)
+	const dim, classes = 256, 4
+	n := int(d.limits.MaxStorageBufferBindingSize/(4*dim)) + 64
+	rng := rand.New(rand.NewPCG(5, 6))
+	tr := &data.Dataset{X: make([]float32, n*dim), Y: make([]float32, n), N: n, D: dim, Classes: classes, Name: "over-limit"}
+	for i := range tr.X {
+		tr.X[i] = float32(rng.NormFloat64())
+	}
+	for i := range tr.Y {
+		tr.Y[i] = float32(i % classes)
+		tr.X[i*dim+i%classes] += 2
+	}
+	losses := func(dev core.Device) []float64 {
+		spec, err := nn.ParseSpec("256-16-4:tanh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ls []float64
+		_, _, err = train.Run(context.Background(), train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy,
+			Optimizer: "sgd", Steps: 4, BatchSize: 32, Seed: 3, Train: tr}, func(m train.Metrics) { ls = append(ls, m.Loss) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	got, want := losses(d), losses(cpu.New())
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-5*math.Abs(want[i]) {
+			t.Errorf("step %d: loss %v on WebGPU, %v on the CPU", i+1, got[i], want[i])
+		}
 	}
 }
