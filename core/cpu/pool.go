@@ -13,12 +13,19 @@ import (
 // GEMM (packing, then multiplying): a 128×256×256 product (150 µs on one
 // core) ran slower on two. Helpers that stay awake between sections remove
 // that latency: after each section a helper spins for spinWindow waiting for
-// the next one, yielding its P to any other goroutine, and only then parks.
+// the next one, yielding its P to other goroutines every microsecond or so,
+// and only then parks.
 // Back-to-back products (a training step) keep both cores busy; an idle
 // program parks its helpers within spinWindow.
 
 // spinWindow is how long a helper waits awake for the next section.
 const spinWindow = 200 * time.Microsecond
+
+// yieldEvery is how many polls of an atomic a spinning goroutine makes
+// between runtime.Gosched calls (about a microsecond): a Gosched takes the
+// scheduler's global lock, and one per poll made the scheduler a fifth of
+// R-Kalman's CPU profile.
+const yieldEvery = 256
 
 // section is one runTasks call handed to the helpers.
 type section struct {
@@ -57,7 +64,10 @@ func helper(w int, wake chan struct{}) {
 	for {
 		idle := time.Now()
 		for spins := 0; helpers.gen.Load() == seen; spins++ {
-			if spins%64 == 63 && time.Since(idle) > spinWindow {
+			if spins%yieldEvery != yieldEvery-1 {
+				continue
+			}
+			if time.Since(idle) > spinWindow {
 				helpers.sleeping.Add(1)
 				if helpers.gen.Load() == seen {
 					<-wake
@@ -108,11 +118,13 @@ func runTasks(workers, n int, f func(w, t int)) {
 	// The last tasks are the helpers' and short: wait for them awake
 	// (parking would bring the wake-up latency back), then asleep.
 	for spins := 0; s.done.Load() < int64(n); spins++ {
-		if spins == 4096 {
+		if spins == 64*yieldEvery {
 			<-s.fin
 			break
 		}
-		runtime.Gosched()
+		if spins%yieldEvery == yieldEvery-1 {
+			runtime.Gosched()
+		}
 	}
 	helpers.cur.Store(nil)
 }
