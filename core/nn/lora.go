@@ -283,11 +283,15 @@ func (lo *LoRA) backward(n *MLP, dout core.Mat) {
 			d.MapGrad(l.act, l.e, l.z, l.da)
 		}
 		if l.a != nil {
-			d.Axpby(lo.Scale, l.e, 0, l.b.E)               // E_B = s·E
-			d.Gemm(true, false, 1, l.b.X, l.b.E, 0, l.b.G) // G_B = ŪᵀE_B
+			d.Axpby(lo.Scale, l.e, 0, l.b.E) // E_B = s·E
+			if !n.SkipGrads {
+				d.Gemm(true, false, 1, l.b.X, l.b.E, 0, l.b.G) // G_B = ŪᵀE_B
+			}
 			d.Gemm(false, true, 1, l.b.E, l.b.W, 0, l.tmp) // E_B·Bᵀ
 			d.CopyCols(l.a.E, l.tmp, 0)                    // E_A = E_B·B_rᵀ
-			d.Gemm(true, false, 1, l.a.X, l.a.E, 0, l.a.G) // G_A = X̄ᵀE_A
+			if !n.SkipGrads {
+				d.Gemm(true, false, 1, l.a.X, l.a.E, 0, l.a.G) // G_A = X̄ᵀE_A
+			}
 		}
 		if i == 0 {
 			break

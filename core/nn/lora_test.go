@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"grng/core"
@@ -229,5 +230,42 @@ func TestLoRAConfigErrors(t *testing.T) {
 	}
 	if _, _, err := NewLoRA(net, LoRAConfig{Rank: 1, Alpha: 1}); err == nil {
 		t.Error("NewLoRA of an adapted network: no error")
+	}
+}
+
+// With SkipGrads, Backward sets the same E as without, on a plain MLP and on
+// a LoRA network, and leaves every G as it was.
+func TestBackwardSkipGrads(t *testing.T) {
+	for _, net := range []*MLP{newProblem(t, "3-4-2:tanh", CrossEntropy, 5).net,
+		newLoRAProblem(t, "5-7-6-4:tanh", CrossEntropy, 6, 2, 2, nil).net} {
+		dev := net.Dev
+		x := dev.New(5, net.Spec.Sizes[0])
+		xs := make([]float32, core.Len(x))
+		for i := range xs {
+			xs[i] = float32(math.Sin(float64(i)))
+		}
+		dev.Upload(x, xs)
+		seed := dev.New(5, net.Outputs())
+		ones := make([]float32, core.Len(seed))
+		for i := range ones {
+			ones[i] = float32(i%3) - 1
+		}
+		dev.Upload(seed, ones)
+		net.Forward(x)
+		net.Backward(seed)
+		var wantE, oldG [][]float32
+		for _, l := range net.Layers {
+			wantE = append(wantE, download(dev, l.E))
+			dev.Fill(l.G, 7)
+			oldG = append(oldG, download(dev, l.G))
+		}
+		net.SkipGrads = true
+		net.Forward(x)
+		net.Backward(seed)
+		for i, l := range net.Layers {
+			if e, g := download(dev, l.E), download(dev, l.G); !slices.Equal(e, wantE[i]) || !slices.Equal(g, oldG[i]) {
+				t.Errorf("%s layer %d: E changed %v, G written %v", net.Spec, i, !slices.Equal(e, wantE[i]), !slices.Equal(g, oldG[i]))
+			}
+		}
 	}
 }

@@ -57,6 +57,11 @@ type MLP struct {
 	// body, when set, computes the network in place of the chain of Layers,
 	// which then lists its trainable blocks (LoRA adapters, lora.go).
 	body body
+
+	// SkipGrads makes Backward set every layer's E but not its weight
+	// gradient G: for passes that only read E and X (R-Kalman's per-sample
+	// Jacobians, H_j|W = x̄ᵀe_j), saving one product per layer.
+	SkipGrads bool
 }
 
 // NewMLP builds an MLP on dev with seeded initialisation: Kaiming normal
@@ -193,7 +198,9 @@ func (n *MLP) Backward(dout core.Mat) {
 		} else {
 			d.MapGrad(l.Act, l.E, l.Z, l.dA)
 		}
-		d.Gemm(true, false, 1, l.X, l.E, 0, l.G)
+		if !n.SkipGrads {
+			d.Gemm(true, false, 1, l.X, l.E, 0, l.G)
+		}
 		if i > 0 {
 			d.Gemm(false, true, 1, l.E, l.W, 0, l.dX)
 			d.CopyCols(n.Layers[i-1].dA, l.dX, 0)

@@ -121,6 +121,7 @@ func newKalman(name string, net *nn.MLP, cfg KalmanConfig) (*kalman, error) {
 	do := net.Outputs()
 	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, ce: net.Objective == nn.CrossEntropy}
 	k.jac = net.Twin()
+	k.jac.SkipGrads = true // H comes from X and E
 	for _, l := range k.jac.Layers {
 		k.xbar = append(k.xbar, dev.New(1, l.In+1))
 	}
