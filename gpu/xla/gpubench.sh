@@ -81,8 +81,8 @@ PLUGIN=${PLUGIN:-$SITE/jax_plugins/xla_cuda13/xla_cuda_plugin.so}
 libdirs=$(find "$SITE/nvidia" -maxdepth 3 -type d \( -name lib -o -name lib64 \) | sort | paste -sd: -)
 export LD_LIBRARY_PATH=$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if [[ -z ${CUDA_DIR:-} ]]; then
-	# the nvcc wheel's copy, else a system CUDA toolkit's (the H200 image
-	# has it only in /usr/local/cuda-13.0)
+	# the nvcc wheel's copy, else a system CUDA toolkit's (where the wheel
+	# is not installed)
 	libdevice=$(find "$SITE/nvidia" /usr/local/cuda* -path '*nvvm/libdevice/libdevice*.bc' 2>/dev/null | head -n1 || true)
 	[[ -n $libdevice ]] || die "libdevice not found under $SITE/nvidia or /usr/local/cuda* (install the CUDA nvcc wheel, or set CUDA_DIR)"
 	CUDA_DIR=$(dirname "$(dirname "$(dirname "$libdevice")")")
