@@ -74,9 +74,12 @@ func (s *Session) finiteAtWeights() bool {
 	if math.IsNaN(l) || math.IsInf(l, 0) {
 		return false
 	}
-	var n float64 // ‖g‖², as the optimizers measure it (float32 dots)
-	for _, g := range s.Net.Grads() {
-		n += float64(s.c.Device.Dot(g, g))
+	gs := s.Net.Grads()
+	ds := make([]float32, len(gs)) // ‖g‖² per layer, as the optimizers measure it
+	s.c.Device.Dots(ds, gs, gs)
+	var n float64
+	for _, d := range ds {
+		n += float64(d)
 	}
 	return !math.IsNaN(n) && !math.IsInf(n, 0)
 }
