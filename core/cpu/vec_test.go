@@ -267,17 +267,7 @@ func TestGemmRank1(t *testing.T) {
 					if tB {
 						g.ldb = 1
 					}
-					var got, want []float32
-					for _, on := range []bool{true, false} {
-						gemmRank1On = on
-						g.c = append([]float32(nil), c0...)
-						kn.gemm(&g)
-						if on {
-							got = g.c
-						} else {
-							want = g.c
-						}
-					}
+					got, want := rank1Both(&kn, g, c0)
 					checkSame(t, fmt.Sprintf("kernel %d asm %v %dx%d tA=%v tB=%v alpha=%v beta=%v", kn.kind, uv, m, n, tA, tB, co[0], co[1]), m*n, got, want)
 				}
 			}
@@ -310,19 +300,25 @@ func TestGemvRow(t *testing.T) {
 					g.ldb = n + 3
 					g.b = vecData(k*(n+3), 4)
 				}
-				var got, want []float32
-				for _, on := range []bool{true, false} {
-					gemmRank1On = on
-					g.c = append([]float32(nil), c0...)
-					kn.gemm(&g)
-					if on {
-						got = g.c
-					} else {
-						want = g.c
-					}
-				}
+				got, want := rank1Both(&kn, g, c0)
 				checkSame(t, fmt.Sprintf("kernel %d n=%d k=%d tA=%v alpha=%v beta=%v", kn.kind, n, k, tA, co[0], co[1]), n, got, want)
 			}
 		}
 	}
+}
+
+// rank1Both runs g on C = c0 with the rank-1 path (got) and without it
+// (want), leaving gemmRank1On false.
+func rank1Both(kn *kernel, g gemmArgs, c0 []float32) (got, want []float32) {
+	for _, on := range []bool{true, false} {
+		gemmRank1On = on
+		g.c = append([]float32(nil), c0...)
+		kn.gemm(&g)
+		if on {
+			got = g.c
+		} else {
+			want = g.c
+		}
+	}
+	return got, want
 }
