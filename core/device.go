@@ -172,11 +172,14 @@ type Device interface {
 
 	// AddDiag adds v to the diagonal of the square matrix a.
 	AddDiag(a Mat, v float32)
-	// SpectralNorm estimates ‖A‖₂ of a symmetric PSD matrix by iters steps of
-	// power iteration from the all-ones vector; a device may stop earlier
-	// once successive estimates agree far below float32 rounding. A sync
-	// point.
-	SpectralNorm(a Mat, iters int) float32
+	// SpectralNorm estimates ‖A‖₂ of a symmetric PSD matrix by up to
+	// max(iters, 1) steps of power iteration; a device may stop earlier once
+	// two successive estimates agree (SpectralConverged). v (n×1) may be nil:
+	// otherwise the iteration starts from v's direction (from the all-ones
+	// vector when v is zero or not finite) and v receives the last unit
+	// iterate, so that a call on a matrix that moved a little since (a
+	// running average) starts near its top eigenvector. A sync point.
+	SpectralNorm(a, v Mat, iters int) float32
 	// NewtonSchulz runs up to iters Newton–Schulz iterations of the given
 	// order (2, 3 or 4: paper eqs. 19–21) towards A⁻¹ in x, in one device
 	// call. With warm set, x holds the starting guess (the previous inverse);
@@ -214,6 +217,34 @@ func CheckLists(op string, dst []float32, lists ...[]Mat) {
 // of the iterate before.
 func NewtonSchulzStop(r, prev, tol float64, warm bool) bool {
 	return r <= tol || math.IsNaN(r) || warm && r >= prev
+}
+
+// SpectralConverged is the agreement of two successive power-iteration
+// estimates, |λ_k − λ_{k−1}| ≤ SpectralConverged·λ_k, at which a device's
+// SpectralNorm may stop: a few float32 roundings. The estimate is then
+// within about SpectralConverged·r/(1−r) below λmax, r the convergence
+// factor per step ((λ₂/λ₁)² for a symmetric A): 1e-6 for a clear spectral
+// gap, 1e-4 for a small one; far finer than the damping rules that read
+// ‖·‖₂ need.
+const SpectralConverged = 1e-6
+
+// PowerStart turns v, in place, into the unit start vector of SpectralNorm:
+// v's direction when v is nonzero and finite, else the all-ones direction.
+func PowerStart(v []float32) {
+	var ss float64
+	for _, x := range v {
+		ss += float64(x) * float64(x)
+	}
+	if ss == 0 || math.IsNaN(ss) || math.IsInf(ss, 0) {
+		for i := range v {
+			v[i] = float32(1 / math.Sqrt(float64(len(v))))
+		}
+		return
+	}
+	r := 1 / math.Sqrt(ss)
+	for i, x := range v {
+		v[i] = float32(float64(x) * r)
+	}
 }
 
 // ErrDeviceLimit is what a device's refusal to allocate beyond one of its

@@ -220,7 +220,7 @@ func BenchmarkSpectralNorm(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		d.SpectralNorm(A, 20)
+		d.SpectralNorm(A, nil, 20)
 	}
 }
 

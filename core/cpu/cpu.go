@@ -598,24 +598,29 @@ func (*Device) AddDiag(a core.Mat, v float32) {
 	}
 }
 
-// spectralConverged ends SpectralNorm's power iteration early once two
-// successive estimates agree to this relative difference, far below float32
-// rounding: a factor with a clear spectral gap (K-FAC's input factors, gap
-// λ₂/λ₁ ≈ 0.1 on MNIST) converges in about five of the thirty steps.
-const spectralConverged = 1e-9
-
-func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
+// SpectralNorm runs power iteration in float64 norms, stopping once two
+// estimates agree to core.SpectralConverged: a factor with a clear spectral
+// gap (K-FAC's input factors, λ₂/λ₁ ≈ 0.1 on MNIST) converges in about five
+// steps from the all-ones vector, a warm start in one or two.
+func (*Device) SpectralNorm(a, vm core.Mat, iters int) float32 {
 	A := square("SpectralNorm", a)
 	n := A.r
+	var keep *Mat
+	if vm != nil {
+		keep = m32("SpectralNorm", vm)
+		core.CheckShape("SpectralNorm", "v", keep, n, 1)
+	}
 	if n == 0 {
 		return 0
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
 	v, w := sc.get(0, n), sc.get(1, n)
-	for i := range v {
-		v[i] = 1 / float32(math.Sqrt(float64(n)))
+	clear(v)
+	if keep != nil {
+		copy(v, keep.Data)
 	}
+	core.PowerStart(v)
 	var lam float64
 	for it := 0; it < max(iters, 1); it++ {
 		gemv(n, n, A.Data, n, v, w)
@@ -625,15 +630,20 @@ func (*Device) SpectralNorm(a core.Mat, iters int) float32 {
 		}
 		nrm = math.Sqrt(nrm)
 		if nrm == 0 {
-			return 0
+			lam = 0
+			break
 		}
-		if math.Abs(nrm-lam) <= spectralConverged*nrm {
-			return float32(nrm)
-		}
+		done := math.Abs(nrm-lam) <= core.SpectralConverged*nrm
 		lam = nrm // ‖Av‖ with ‖v‖ = 1
+		if done {
+			break
+		}
 		for i := range v {
 			v[i] = float32(float64(w[i]) / nrm)
 		}
+	}
+	if keep != nil {
+		copy(keep.Data, v)
 	}
 	return float32(lam)
 }

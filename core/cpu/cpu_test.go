@@ -985,13 +985,13 @@ func TestSpectralNorm(t *testing.T) {
 		eig[n-1] = 10
 		A, a := spd(d, rng, eig)
 		want := maxEig(n, a)
-		got := float64(d.SpectralNorm(A, 60))
+		got := float64(d.SpectralNorm(A, nil, 60))
 		if math.Abs(got-want) > 1e-5*want {
 			t.Errorf("n=%d gap ½: %v, want %v (EigenSym)", n, got, want)
 		}
 		// power iteration only underestimates: a lower bound at every step
 		for _, it := range []int{0, 1, 3} {
-			if got := float64(d.SpectralNorm(A, it)); got > want*(1+4*eps32*float64(n)) {
+			if got := float64(d.SpectralNorm(A, nil, it)); got > want*(1+4*eps32*float64(n)) {
 				t.Errorf("n=%d iters=%d: %v exceeds λmax %v", n, it, got, want)
 			}
 		}
@@ -1004,17 +1004,66 @@ func TestSpectralNorm(t *testing.T) {
 		d.Gram(1/float32(m), X, 0, A)
 		d.AddDiag(A, 0.1)
 		want := maxEig(n, f64(A.Data))
-		if got := float64(d.SpectralNorm(A, 2000)); math.Abs(got-want) > 1e-4*want {
+		if got := float64(d.SpectralNorm(A, nil, 2000)); math.Abs(got-want) > 1e-4*want {
 			t.Errorf("Wishart n=%d: %v, want %v (EigenSym)", n, got, want)
 		}
 	}
-	if got := d.SpectralNorm(d.New(4, 4), 10); got != 0 {
+	if got := d.SpectralNorm(d.New(4, 4), nil, 10); got != 0 {
 		t.Errorf("zero matrix: %v", got)
 	}
-	if got := d.SpectralNorm(d.New(0, 0), 10); got != 0 {
+	if got := d.SpectralNorm(d.New(0, 0), nil, 10); got != 0 {
 		t.Errorf("0×0: %v", got)
 	}
-	mustShapePanic(t, "square", func() { d.SpectralNorm(d.New(2, 3), 1) })
+	mustShapePanic(t, "square", func() { d.SpectralNorm(d.New(2, 3), nil, 1) })
+}
+
+// TestSpectralNormWarmStart: a zero or non-finite v starts from the all-ones
+// vector as nil does, v receives the top eigenvector, and a warm start from
+// it reaches λmax in one step where the cold start is still far off (a
+// Wishart spectrum, small gap: the use case of a running-average factor).
+func TestSpectralNormWarmStart(t *testing.T) {
+	d := New()
+	rng := newRand(12)
+	const n, m = 40, 80
+	X, _ := randMat(d, rng, m, n, 1)
+	A := d.New(n, n).(*Mat)
+	d.Gram(1/float32(m), X, 0, A)
+	want := maxEig(n, f64(A.Data))
+	cold := d.SpectralNorm(A, nil, 3)
+	nan := float32(math.NaN())
+	for name, start := range map[string][]float32{"zero": make([]float32, n), "NaN": append([]float32{nan}, make([]float32, n-1)...)} {
+		v := FromSlice(n, 1, start)
+		if got := d.SpectralNorm(A, v, 3); got != cold {
+			t.Errorf("%s v: %v, want %v as from nil", name, got, cold)
+		}
+	}
+	v := d.New(n, 1).(*Mat)
+	// stopped at core.SpectralConverged, within about 1e-6·r/(1−r) of λmax
+	// (r the convergence rate per step, close to 1 for this small gap)
+	if got := float64(d.SpectralNorm(A, v, 3000)); math.Abs(got-want) > 2e-4*want {
+		t.Fatalf("converged: %v, want %v", got, want)
+	}
+	// v is a unit vector of Rayleigh quotient vᵀAv near λmax (with this small
+	// gap the eigenvector itself is ill-determined)
+	var norm, quad float64
+	for i, x := range v.Data {
+		norm += float64(x) * float64(x)
+		for j, y := range v.Data {
+			quad += float64(x) * float64(A.Data[i*n+j]) * float64(y)
+		}
+	}
+	if math.Abs(norm-1) > 1e-5 || math.Abs(quad-want) > 2e-4*want {
+		t.Errorf("v: ‖v‖² = %v, vᵀAv = %v, want 1 and λmax %v", norm, quad, want)
+	}
+	// a nearby matrix (A + 0.01·I, same eigenvectors) from the kept v: one step
+	d.AddDiag(A, 0.01)
+	if got := float64(d.SpectralNorm(A, v, 1)); math.Abs(got-(want+0.01)) > 2e-4*want {
+		t.Errorf("warm, one step: %v, want %v", got, want+0.01)
+	}
+	if rel := math.Abs(float64(cold)-want) / want; rel < 1e-2 {
+		t.Errorf("cold start after 3 steps already within %.2g: the test cannot tell a warm start", rel)
+	}
+	mustShapePanic(t, "v", func() { d.SpectralNorm(A, d.New(n, 2), 1) })
 }
 
 // residual64 returns ‖I − A·X‖_F in float64 from the float32 A and X, and
@@ -1175,7 +1224,7 @@ func TestNewtonSchulzTol(t *testing.T) {
 	// the call stops after the first iteration that does not lower it.
 	X := d.New(n, n).(*Mat)
 	d.Fill(X, 0)
-	d.AddDiag(X, 3/d.SpectralNorm(A, 50))
+	d.AddDiag(X, 3/d.SpectralNorm(A, nil, 50))
 	Y := d.New(n, n).(*Mat)
 	d.Copy(Y, X)
 	r0 := d.NewtonSchulz(Y, A, 3, 0, true, 0)
@@ -1476,7 +1525,7 @@ func TestForeignMat(t *testing.T) {
 		"SampleCategorical": func() { d.SampleCategorical(m(2, 1), f(2, 2), m(2, 1)) },
 		"OneHot":            func() { d.OneHot(f(2, 2), m(2, 1)) },
 		"AddDiag":           func() { d.AddDiag(f(2, 2), 1) },
-		"SpectralNorm":      func() { d.SpectralNorm(f(2, 2), 1) },
+		"SpectralNorm":      func() { d.SpectralNorm(f(2, 2), nil, 1) },
 		"NewtonSchulz":      func() { d.NewtonSchulz(f(2, 2), m(2, 2), 2, 1, false, 0) },
 		"InvDampingUpdate":  func() { d.InvDampingUpdate(f(2, 2), 0.1) },
 		"CholeskyInverse":   func() { d.CholeskyInverse(f(2, 2), m(2, 2)) },
@@ -1513,7 +1562,7 @@ func TestConcurrentUse(t *testing.T) {
 			for range 20 {
 				r := d.NewtonSchulz(X, as[i], 3, 12, false, 0)
 				d.InvDampingUpdate(X, 0.01)
-				d.SpectralNorm(as[i], 5)
+				d.SpectralNorm(as[i], nil, 5)
 				if r != wantR[i] {
 					msg = fmt.Sprintf("goroutine %d: residual %v, serial %v", i, r, wantR[i])
 					break

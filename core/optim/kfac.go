@@ -162,8 +162,9 @@ type kfacLayer struct {
 	prevTrA, prevTrG float64
 	folded           bool // this attempt folded a batch into A and G
 	st               FactorStats
-	lamA, lamG       float64 // damping inside Ai, Gi (eq. 11 follows ρ from these)
-	extraA, extraG   float64 // extra damping the inverter needed at the refresh
+	vA, vG           core.Mat // power-iteration vectors of ‖Λ‖₂, ‖Γ‖₂ (warm starts)
+	lamA, lamG       float64  // damping inside Ai, Gi (eq. 11 follows ρ from these)
+	extraA, extraG   float64  // extra damping the inverter needed at the refresh
 	have             bool
 }
 
@@ -216,6 +217,9 @@ func NewKFAC(name string, net *nn.MLP, c KFACConfig, seed uint64) (*KFAC, error)
 			wa: dev.New(a, a), wg: dev.New(k, k),
 			g: dev.New(a, k), tmp: dev.New(a, k), d: dev.New(a, k),
 			st: FactorStats{DimA: a, DimG: k}}
+		if c.Damping.NeedsNorm() {
+			kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
+		}
 		if c.Gamma > 0 {
 			kl.hg, kl.gt = dev.New(a, k), dev.New(a, k)
 			if c.FDHVP {
@@ -554,8 +558,8 @@ func (o *KFAC) refresh() error {
 			kl.st.TraceA, kl.st.TraceG = trA[i], trG[i]
 		}
 		if c.Damping.NeedsNorm() {
-			kl.st.NormA = float64(dev.SpectralNorm(kl.A, spectralIters))
-			kl.st.NormG = float64(dev.SpectralNorm(kl.G, spectralIters))
+			kl.st.NormA = float64(dev.SpectralNorm(kl.A, kl.vA, spectralIters))
+			kl.st.NormG = float64(dev.SpectralNorm(kl.G, kl.vG, spectralIters))
 		}
 		lamA, lamG := o.lambdas(kl)
 		var err error
@@ -593,7 +597,8 @@ func (kl *kfacLayer) unfold(dev core.Device) {
 	kl.folded = false
 }
 
-// spectralIters is the number of power iterations of ‖·‖₂ (RING's eq. 10a).
+// spectralIters caps the power iterations of ‖·‖₂ (RING's eq. 10a); warm-
+// started from the previous refresh's vector they stop after a few.
 const spectralIters = 30
 
 // minLambda keeps a factor's damping positive when its statistic is 0 (a

@@ -199,8 +199,9 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // of the sampled labels, and per layer i the running factors Λ, Γ
 // ("A/i", "G/i"), the inverses of the damped factors ("Ainv/i", "Ginv/i"),
 // the factor statistics held between refreshes, the damping λ inside the
-// inverses and the extra damping the inverter needed, and whether the
-// layer's factors exist yet.
+// inverses and the extra damping the inverter needed, whether the layer's
+// factors exist yet, and, for a damping rule that reads ‖·‖₂, the power-
+// iteration vectors the next refresh starts from.
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -213,6 +214,9 @@ func (o *KFAC) State() []Var {
 			Var{Name: p + "lambdaA", F64: &kl.lamA}, Var{Name: p + "lambdaG", F64: &kl.lamG},
 			Var{Name: p + "extraA", F64: &kl.extraA}, Var{Name: p + "extraG", F64: &kl.extraG},
 			Var{Name: p + "have", Bool: &kl.have})
+		if kl.vA != nil {
+			vs = append(vs, Var{Name: p + "powerA", Mat: kl.vA}, Var{Name: p + "powerG", Mat: kl.vG})
+		}
 	}
 	return vs
 }

@@ -98,14 +98,18 @@ func TestStateCoversEveryField(t *testing.T) {
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
 			net, x, y := fixedProblem(t, 16)
-			hp := ""
+			var hps []string
 			if e, _ := Lookup(name); e.Name != "" {
 				for _, p := range e.Params {
-					if p.Name == "gamma" && e.Name != "sophia" {
-						hp = "gamma=0.05,fdhvp=1" // allocate the regularizer's buffers too
+					switch {
+					case p.Name == "gamma" && e.Name != "sophia":
+						hps = append(hps, "gamma=0.05,fdhvp=1") // allocate the regularizer's buffers too
+					case p.Name == "damping":
+						hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
 					}
 				}
 			}
+			hp := strings.Join(hps, ",")
 			opt, err := Build(name, hp, net, 1)
 			if err != nil {
 				t.Fatal(err)

@@ -54,7 +54,7 @@ func TestShapeErrors(t *testing.T) {
 		{"SampleCategorical", func() { d.SampleCategorical(m(4, 1), m(4, 3), m(3, 1)) }},
 		{"OneHot", func() { d.OneHot(m(4, 3), m(3, 1)) }},
 		{"AddDiag", func() { d.AddDiag(m(2, 3), 1) }},
-		{"SpectralNorm", func() { d.SpectralNorm(m(2, 3), 3) }},
+		{"SpectralNorm", func() { d.SpectralNorm(m(2, 3), nil, 3) }},
 		{"NewtonSchulz shape", func() { d.NewtonSchulz(m(3, 3), m(4, 4), 3, 2, false, 0) }},
 		{"NewtonSchulz order", func() { d.NewtonSchulz(m(3, 3), m(3, 3), 5, 2, false, 0) }},
 		{"InvDampingUpdate", func() { d.InvDampingUpdate(m(3, 2), 0.1) }},

@@ -509,32 +509,53 @@ func (d *Device) AddDiag(a core.Mat, v float32) {
 var powerFusedMax = 3584
 
 // SpectralNorm runs power iteration entirely on the GPU and reads back one
-// scalar at the end: up to powerFusedMax in one dispatch (one workgroup),
-// above it as a matrix–vector kernel, a norm by reduction and a
-// normalisation reading the norm from GPU memory, per step.
-func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
+// scalar at the end: up to powerFusedMax in one dispatch (one workgroup,
+// which also stops at core.SpectralConverged), above it as a matrix–vector
+// kernel, a norm by reduction and a normalisation reading the norm from GPU
+// memory, per step, for all iters steps (the start vector v is normalised on
+// the host there: one more sync, small beside those steps).
+func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
 	defer d.lock()()
 	A := d.square("SpectralNorm", a)
 	n := A.r
+	var V *Mat
+	if v != nil {
+		V = d.mat("SpectralNorm", v)
+		core.CheckShape("SpectralNorm", "v", V, n, 1)
+	}
 	if n == 0 {
 		return 0
 	}
+	k := max(iters, 1)
 	if n <= powerFusedMax {
-		d.dispatch("power_iter", params{N: uint32(n), K: uint32(max(iters, 1)), Off: 1}, 1, 1, wElem*float64(max(iters, 1))*float64(n)*float64(n), A.bind(), d.scalarB())
+		p, vb := params{N: uint32(n), K: uint32(k), Off: 1, S0: core.SpectralConverged}, d.dummyB()
+		if V != nil {
+			p.Flags, vb = 1, V.bind()
+		}
+		d.dispatch("power_iter", p, 1, 1, wElem*float64(k)*float64(n)*float64(n), A.bind(), d.scalarB(), vb)
 		return f32bits(d.readScalars("SpectralNorm", 2)[1])
 	}
-	vb := 4 * uint64(n)
-	v, w := d.work("SpectralNorm", vb), d.work("SpectralNorm", vb)
-	V, W := binding{v, (vb + 15) &^ 15}, binding{w, (vb + 15) &^ 15}
-	d.run1("fill", params{S0: 1 / float32(math.Sqrt(float64(n)))}, n, float64(n), V)
-	for it := 0; it < max(iters, 1); it++ {
-		gx, gy := d.grid1(n)
-		d.dispatch("row_dot", params{M: uint32(n), N: uint32(n)}, gx, gy, wElem*float64(n)*float64(n), W, A.bind(), V)
-		d.reduce(2, W, W, n, n, 1, 1)
-		d.run1("normalize_", params{Off: 1}, n, float64(n), V, W, d.scalarB())
+	size := 4 * uint64(n)
+	w := d.work("SpectralNorm", size)
+	defer d.put(w, size)
+	W := binding{w, (size + 15) &^ 15}
+	if V == nil {
+		vb := d.work("SpectralNorm", size)
+		defer d.put(vb, size)
+		V = &Mat{buf: vb, r: n, c: 1, size: (size + 15) &^ 15}
+		d.run1("fill", params{S0: float32(1 / math.Sqrt(float64(n)))}, n, float64(n), V.bind()) // as core.PowerStart
+	} else {
+		start := make([]float32, n)
+		d.download(V, start)
+		core.PowerStart(start)
+		d.upload(V, start)
 	}
-	d.put(v, vb)
-	d.put(w, vb)
+	for range k {
+		gx, gy := d.grid1(n)
+		d.dispatch("row_dot", params{M: uint32(n), N: uint32(n)}, gx, gy, wElem*float64(n)*float64(n), W, A.bind(), V.bind())
+		d.reduce(2, W, W, n, n, 1, 1)
+		d.run1("normalize_", params{Off: 1}, n, float64(n), V.bind(), W, d.scalarB())
+	}
 	return f32bits(d.readScalars("SpectralNorm", 2)[1])
 }
 

@@ -530,14 +530,37 @@ func testSpectralNorm(t *testing.T) {
 		host.Gram(1, X.c, 0, A.c)
 		d.Upload(A.g, A.c.Data)
 		for _, it := range []int{0, 1, 5, 30} {
-			g, c := d.SpectralNorm(A.g, it), host.SpectralNorm(A.c, it)
+			g, c := d.SpectralNorm(A.g, nil, it), host.SpectralNorm(A.c, nil, it)
 			if math.Abs(float64(g-c)) > 1e-5*float64(c) {
 				t.Errorf("SpectralNorm n=%d iters=%d: webgpu %v cpu %v", n, it, g, c)
 			}
 		}
+		// a v with a NaN starts from the all-ones vector, as nil does
+		bad := make([]float32, n)
+		bad[n-1] = float32(math.NaN())
+		if g, c := d.SpectralNorm(A.g, newPair(t, n, 1, bad).g, 3), d.SpectralNorm(A.g, nil, 3); g != c {
+			t.Errorf("SpectralNorm n=%d from a NaN v: %v, from nil %v", n, g, c)
+		}
+		// warm starts: from a zero v (the all-ones start), then from the
+		// vector that call left, as the CPU device
+		V := newPair(t, n, 1, nil)
+		for _, it := range []int{5, 1} {
+			g, c := d.SpectralNorm(A.g, V.g, it), host.SpectralNorm(A.c, V.c, it)
+			if math.Abs(float64(g-c)) > 1e-5*float64(c) {
+				t.Errorf("SpectralNorm n=%d warm iters=%d: webgpu %v cpu %v", n, it, g, c)
+			}
+			got := make([]float32, n)
+			d.Download(V.g, got)
+			for i := range got {
+				if math.Abs(float64(got[i]-V.c.Data[i])) > 1e-4 {
+					t.Errorf("SpectralNorm n=%d warm iters=%d: v[%d] webgpu %v cpu %v", n, it, i, got[i], V.c.Data[i])
+					break
+				}
+			}
+		}
 	}
 	Z := newPair(t, 9, 9, nil)
-	if g := d.SpectralNorm(Z.g, 4); g != 0 {
+	if g := d.SpectralNorm(Z.g, nil, 4); g != 0 {
 		t.Errorf("SpectralNorm of 0: %v", g)
 	}
 }
@@ -624,7 +647,7 @@ func TestNewtonSchulzTol(t *testing.T) {
 		// far warm start 3·I/‖A‖₂: residual grows, one iteration is taken
 		far := make([]float32, n*n)
 		for i := 0; i < n; i++ {
-			far[i*n+i] = 3 / host.SpectralNorm(A.c, 100)
+			far[i*n+i] = 3 / host.SpectralNorm(A.c, nil, 100)
 		}
 		d.Upload(X.g, far)
 		copy(X.c.Data, far)

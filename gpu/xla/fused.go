@@ -32,36 +32,58 @@ func (d *Device) AddDiag(a core.Mat, v float32) {
 	}, []*Mat{A}, []float32{v}, []*Mat{A})
 }
 
-// SpectralNorm runs max(iters, 1) power-iteration steps unrolled in one graph:
-// v₀ = 1/√n, w = A·v, λ = ‖w‖ (accumulated in float64), v = w/λ; λ = 0 as soon
-// as some w vanishes (as the CPU device).
-func (d *Device) SpectralNorm(a core.Mat, iters int) float32 {
+// SpectralNorm runs max(iters, 1) power-iteration steps unrolled in one graph,
+// as the CPU device: v₀ = 1/√n or the direction of v (core.PowerStart's
+// rule), w = A·v, λ = ‖w‖ (accumulated in float64), v = w/λ; from the step
+// where λ agrees with the one before to core.SpectralConverged, or w
+// vanishes (λ = 0), the later steps keep λ and v.
+func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
 	A := d.square("SpectralNorm", a)
+	var V *Mat
+	if v != nil {
+		V = d.m("SpectralNorm", v)
+		core.CheckShape("SpectralNorm", "v", V, A.r, 1)
+	}
 	if A.empty() {
 		return 0
 	}
 	k := max(iters, 1)
-	out := d.run(fmt.Sprintf("spectralnorm/%d", k), func(in []*Node) []*Node {
+	ins, outs, key := []*Mat{A}, []*Mat(nil), fmt.Sprintf("spectralnorm/%d", k)
+	if V != nil {
+		ins, outs, key = append(ins, V), []*Mat{V}, key+"/warm"
+	}
+	out := d.run(key, func(in []*Node) []*Node {
 		a := in[0]
 		g := a.Graph()
 		n := a.Shape().Dimensions[0]
 		f64 := dtypes.Float64
-		v := BroadcastToDims(c32(g, float64(1/float32(math.Sqrt(float64(n))))), n, 1)
+		ones := BroadcastToDims(c32(g, float64(1/float32(math.Sqrt(float64(n))))), n, 1)
+		v := ones
+		if len(in) > 1 {
+			v64 := ConvertDType(in[1], f64)
+			ss := ReduceAllSum(Mul(v64, v64))
+			ok := LogicalAnd(GreaterThan(ss, Scalar(g, f64, 0)), IsFinite(ss))
+			safe := Where(ok, ss, Scalar(g, f64, 1))
+			v = Where(ok, ConvertDType(Div(v64, Sqrt(safe)), dtypes.Float32), ones)
+		}
 		zero := Scalar(g, f64, 0)
 		lam := zero
-		dead := Equal(zero, Scalar(g, f64, 1)) // false
+		done := Equal(zero, Scalar(g, f64, 1)) // false
 		for range k {
-			w := matmul(a, v)
-			w64 := ConvertDType(w, f64)
+			w64 := ConvertDType(matmul(a, v), f64)
 			nrm := Sqrt(ReduceAllSum(Mul(w64, w64)))
-			lam = nrm
-			isZero := Equal(nrm, zero)
-			dead = LogicalOr(dead, isZero)
-			safe := Where(isZero, Scalar(g, f64, 1), nrm)
-			v = ConvertDType(Div(w64, safe), dtypes.Float32)
+			stop := LogicalOr(Equal(nrm, zero),
+				LessOrEqual(Abs(Sub(nrm, lam)), Mul(Scalar(g, f64, core.SpectralConverged), nrm)))
+			lam = Where(done, lam, nrm)
+			safe := Where(Equal(nrm, zero), Scalar(g, f64, 1), nrm)
+			v = Where(LogicalOr(done, stop), v, ConvertDType(Div(w64, safe), dtypes.Float32))
+			done = LogicalOr(done, stop)
 		}
-		return []*Node{Where(dead, zero, lam)}
-	}, []*Mat{A}, nil, nil)
+		if len(in) > 1 {
+			return []*Node{v, lam}
+		}
+		return []*Node{lam}
+	}, ins, nil, outs)
 	return scalar(out[0])
 }
 

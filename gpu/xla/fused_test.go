@@ -86,9 +86,20 @@ func TestSpectralNorm(t *testing.T) {
 	for _, n := range []int{1, 3, 10, 31} {
 		a := e.spd(n, 0.1)
 		for _, it := range []int{0, 1, 5, 30} {
-			got, want := e.d.SpectralNorm(a.x, it), e.cpu.SpectralNorm(a.c, it)
+			got, want := e.d.SpectralNorm(a.x, nil, it), e.cpu.SpectralNorm(a.c, nil, it)
 			scalarNear(t, fmt.Sprintf("SpectralNorm n=%d iters=%d", n, it), got, want, 1e-5, 0)
 		}
+		// warm starts: from a zero v (the all-ones start), then from the
+		// vector that call left, and from a v with a NaN (the all-ones start)
+		v := e.fill(n, 1, 0)
+		for _, it := range []int{5, 1} {
+			got, want := e.d.SpectralNorm(a.x, v.x, it), e.cpu.SpectralNorm(a.c, v.c, it)
+			scalarNear(t, fmt.Sprintf("SpectralNorm n=%d warm iters=%d", n, it), got, want, 1e-5, 0)
+			e.check(fmt.Sprintf("SpectralNorm n=%d warm iters=%d v", n, it), v, 0, 1e-4)
+		}
+		bad := make([]float32, n)
+		bad[0] = float32(math.NaN())
+		scalarNear(t, fmt.Sprintf("SpectralNorm n=%d from a NaN v", n), e.d.SpectralNorm(a.x, e.from(n, 1, bad).x, 3), e.d.SpectralNorm(a.x, nil, 3), 0, 0)
 		// against the exact largest eigenvalue (float64) after many iterations
 		s := mat.NewSymDense(n, nil)
 		for i := range n {
@@ -101,12 +112,12 @@ func TestSpectralNorm(t *testing.T) {
 			t.Fatal("eigen")
 		}
 		vals := ev.Values(nil)
-		if got, want := float64(e.d.SpectralNorm(a.x, 200)), vals[n-1]; math.Abs(got-want) > 1e-3*want {
+		if got, want := float64(e.d.SpectralNorm(a.x, nil, 200)), vals[n-1]; math.Abs(got-want) > 1e-3*want {
 			t.Errorf("SpectralNorm n=%d: %v, λmax %v", n, got, want)
 		}
 	}
 	z := e.fill(4, 4, 0)
-	if v := e.d.SpectralNorm(z.x, 5); v != 0 {
+	if v := e.d.SpectralNorm(z.x, nil, 5); v != 0 {
 		t.Errorf("SpectralNorm of 0 = %v", v)
 	}
 }
@@ -157,7 +168,7 @@ func TestNewtonSchulzTol(t *testing.T) {
 		// far warm start 3·I/‖A‖₂: its residual grows, one iteration is taken
 		far := make([]float32, n*n)
 		for i := 0; i < n; i++ {
-			far[i*n+i] = 3 / e.cpu.SpectralNorm(a.c, 100)
+			far[i*n+i] = 3 / e.cpu.SpectralNorm(a.c, nil, 100)
 		}
 		w := e.from(n, n, far)
 		rc = e.cpu.NewtonSchulz(w.c, a.c, 3, 1, true, 0)

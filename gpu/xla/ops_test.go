@@ -539,7 +539,7 @@ func TestShapeErrors(t *testing.T) {
 		{"SampleCategorical", func() { d.SampleCategorical(r13, m23, c21) }},
 		{"OneHot", func() { d.OneHot(m23, r13) }},
 		{"AddDiag", func() { d.AddDiag(m23, 1) }},
-		{"SpectralNorm", func() { d.SpectralNorm(m32, 3) }},
+		{"SpectralNorm", func() { d.SpectralNorm(m32, nil, 3) }},
 		{"NewtonSchulz square", func() { d.NewtonSchulz(m23, m23, 3, 2, false, 0) }},
 		{"NewtonSchulz x", func() { d.NewtonSchulz(m22, m33, 3, 2, false, 0) }},
 		{"NewtonSchulz order", func() { d.NewtonSchulz(m33, d.New(3, 3), 5, 2, false, 0) }},

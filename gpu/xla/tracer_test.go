@@ -303,8 +303,11 @@ func (t *tracer) AddDiag(a core.Mat, v float32) {
 	t.op("AddDiag", []core.Mat{a}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.AddDiag(m[0], v); return 0 })
 }
 
-func (t *tracer) SpectralNorm(a core.Mat, iters int) float32 {
-	return t.op("SpectralNorm", []core.Mat{a}, nil, func(d core.Device, m []core.Mat) float32 { return d.SpectralNorm(m[0], iters) })
+// SpectralNorm compares the norm only: the vector v it leaves is a warm
+// start, known at the stop to about √core.SpectralConverged in direction
+// (the norm converges quadratically in it); TestSpectralNorm compares v.
+func (t *tracer) SpectralNorm(a, v core.Mat, iters int) float32 {
+	return t.op("SpectralNorm", []core.Mat{a, v}, nil, func(d core.Device, m []core.Mat) float32 { return d.SpectralNorm(m[0], m[1], iters) })
 }
 
 func (t *tracer) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {

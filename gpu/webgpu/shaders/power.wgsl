@@ -6,6 +6,7 @@
 
 @group(0) @binding(1) var<storage, read_write> b1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> b2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> b3: array<f32>;
 
 const POWER_WG: u32 = 256u;
 const POWER_MAXN: u32 = 3584u; // 14 rows a thread; 15 KiB of workgroup memory with pr
@@ -14,43 +15,74 @@ const POWER_ROWS: u32 = 14u;
 var<workgroup> pv: array<f32, 3584>;
 var<workgroup> pr: array<f32, 256>;
 
-// power_iter: p.k ≥ 1 steps of power iteration w = A·v, v = w/‖w‖ on the
-// symmetric n×n matrix b1 (n = p.n ≤ POWER_MAXN) from v = 1/√n, as the CPU
-// device's SpectralNorm; b2[p.off] = ‖w‖ of the last step. Thread t owns
-// rows t, t+256, …; a zero w stays zero (norm 0), NaN propagates.
+// wg_sum returns Σ part over the workgroup (every thread gets the sum).
+fn wg_sum(t: u32, part: f32) -> f32 {
+  workgroupBarrier(); // every earlier read of pr done
+  pr[t] = part;
+  for (var h = POWER_WG / 2u; h > 0u; h >>= 1u) {
+    workgroupBarrier();
+    if (t < h) { pr[t] += pr[t + h]; }
+  }
+  workgroupBarrier();
+  return pr[0];
+}
+
+// power_iter: up to p.k ≥ 1 steps of power iteration w = A·v, v = w/‖w‖ on
+// the symmetric n×n matrix b1 (n = p.n ≤ POWER_MAXN), as the CPU device's
+// SpectralNorm: from the direction of the vector b3 when p.flags bit 0 is set
+// and it is nonzero and finite, else from 1/√n; the steps stop once two
+// estimates agree to p.s0 (relative). b2[p.off] = ‖w‖ of the last step and,
+// with bit 0, b3 = the last unit iterate. Thread t owns rows t, t+256, …; a
+// zero w ends the iteration with norm 0, NaN propagates. The steps after the
+// stop only pass the barriers, which must stay in uniform control flow.
 @compute @workgroup_size(256)
 fn power_iter(@builtin(local_invocation_index) t: u32) {
   let n = p.n;
   let rows = (n + POWER_WG - 1u) / POWER_WG;
-  let v0 = 1.0 / sqrt(f32(n));
-  for (var i = t; i < n; i += POWER_WG) { pv[i] = v0; }
+  let warm = (p.flags & 1u) != 0u;
+  var ss = 0.0;
+  if (warm) {
+    for (var i = t; i < n; i += POWER_WG) { ss += b3[i] * b3[i]; }
+  }
+  ss = wg_sum(t, ss);
+  let bad = (bitcast<u32>(ss) & 0x7f800000u) == 0x7f800000u; // Inf or NaN
+  let use_v = warm && ss > 0.0 && !bad;
+  let inv = select(1.0 / sqrt(f32(n)), 1.0 / sqrt(ss), use_v);
+  for (var i = t; i < n; i += POWER_WG) { pv[i] = select(inv, b3[i] * inv, use_v); }
   var w: array<f32, 14>;
   var nrm = 0.0;
+  var done = false;
   for (var it = 0u; it < p.k; it++) {
-    workgroupBarrier(); // pv complete; every read of pr[0] done
+    workgroupBarrier(); // pv complete
     var part = 0.0;
-    for (var r = 0u; r < rows; r++) {
-      let i = t + r * POWER_WG;
-      var s = 0.0;
-      if (i < n) {
-        // column i = row i of the symmetric A: neighbouring threads read
-        // neighbouring words (coalesced), where a row walk strides by n
-        for (var j = 0u; j < n; j++) { s += b1[j * n + i] * pv[j]; }
+    if (!done) {
+      for (var r = 0u; r < rows; r++) {
+        let i = t + r * POWER_WG;
+        var s = 0.0;
+        if (i < n) {
+          // column i = row i of the symmetric A: neighbouring threads read
+          // neighbouring words (coalesced), where a row walk strides by n
+          for (var j = 0u; j < n; j++) { s += b1[j * n + i] * pv[j]; }
+        }
+        w[r] = s;
+        part += s * s;
       }
-      w[r] = s;
-      part += s * s;
     }
-    pr[t] = part;
-    for (var h = POWER_WG / 2u; h > 0u; h >>= 1u) {
-      workgroupBarrier();
-      if (t < h) { pr[t] += pr[t + h]; }
-    }
-    workgroupBarrier(); // every w read pv; pr[0] is the sum
-    nrm = sqrt(pr[0]);
-    for (var r = 0u; r < rows; r++) {
-      let i = t + r * POWER_WG;
-      if (i < n) { pv[i] = select(w[r] / nrm, 0.0, nrm == 0.0); }
+    let total = wg_sum(t, part); // also: every w read pv
+    if (!done) {
+      let next = sqrt(total);
+      done = next == 0.0 || abs(next - nrm) <= p.s0 * next;
+      nrm = next;
+      if (!done) {
+        for (var r = 0u; r < rows; r++) {
+          let i = t + r * POWER_WG;
+          if (i < n) { pv[i] = w[r] / nrm; }
+        }
+      }
     }
   }
   if (t == 0u) { b2[p.off] = nrm; }
+  if (warm) {
+    for (var i = t; i < n; i += POWER_WG) { b3[i] = pv[i]; }
+  }
 }
