@@ -101,9 +101,10 @@ func (o *AdamW) Step(x, y core.Mat) (Stats, error) {
 		return Stats{Loss: loss}, err
 	}
 	gs, ws := o.net.Grads(), o.net.Weights()
-	st := Stats{Loss: loss, GradNorm: gradNorm(dev, gs)}
-	if !finite(dev, gs) {
-		return st, &Diverged{Optimizer: "adamw", What: "the gradient"}
+	norm, err := checkedGradNorm(dev, "adamw", gs)
+	st := Stats{Loss: loss, GradNorm: norm}
+	if err != nil {
+		return st, err
 	}
 	t := o.step + 1
 	b1c := 1 - math.Pow(o.Beta1, float64(t))

@@ -129,6 +129,7 @@ type KFAC struct {
 	hostU, hostN        []float32
 	deltas, ws, gradsIn []core.Mat
 	trueG               []core.Mat // the true-label batch gradient of this step
+	gd, gtd             float64    // ⟨g, Δ⟩ and ⟨g̃, Δ⟩ of this step (NaN when not read)
 
 	// Info of the last step, for tests and the metrics stream.
 	Last KFACInfo
@@ -249,10 +250,7 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 	}
 	if o.cfg.LM.Due(o.step) {
 		// M(δ) − M(0) = −η⟨g, Δ⟩ + ½η²⟨g̃, Δ⟩ (see LevenbergMarquardt).
-		dev := o.net.Dev
-		gd := dotSum(dev, o.trueG, o.deltas)
-		gtd := dotSum(dev, o.gradsIn, o.deltas)
-		pred := -o.eta*gd + 0.5*o.eta*o.eta*gtd
+		pred := -o.eta*o.gd + 0.5*o.eta*o.eta*o.gtd
 		after := float64(o.net.Loss(x, y))
 		r := math.NaN()
 		if pred < 0 {
@@ -280,12 +278,16 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		return st, err
 	}
 	gs := net.Grads()
-	st.GradNorm = gradNorm(dev, gs)
-	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
-		return st, &Diverged{Optimizer: o.name, What: "the gradient"}
-	}
 	refresh := o.step%c.Refresh == 0
 	reg := c.Gamma > 0 && (refresh || c.RegEvery)
+	// A refresh or the regularizer must not see a non-finite gradient, so
+	// they read ‖g‖ first; other steps read it with the step's other
+	// reductions, after preconditioning (a device sync point fewer).
+	if refresh || reg {
+		if st.GradNorm, err = checkedGradNorm(dev, o.name, gs); err != nil {
+			return st, err
+		}
+	}
 	// The true-label gradient is kept aside when the sampled-label backward of
 	// a refresh or the finite-difference HVP would overwrite the model's G.
 	for i, kl := range o.layers {
@@ -313,14 +315,63 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for i, kl := range o.layers {
 		o.precondition(kl, o.gradsIn[i], !reg)
 	}
+	if err := o.reduce(&st, !(refresh || reg), reg); err != nil {
+		return st, err
+	}
 	o.eta = c.LR / float64(len(o.layers))
 	if c.KLClip > 0 {
-		if q := o.eta * o.eta * math.Abs(dotSum(dev, o.deltas, o.gradsIn)); q > c.KLClip {
+		if q := o.eta * o.eta * math.Abs(o.gtd); q > c.KLClip {
 			o.Last.Nu = math.Sqrt(c.KLClip / q)
 			o.eta *= o.Last.Nu
 		}
 	}
 	return st, nil
+}
+
+// reduce reads, in one device sync, what the rest of the step needs of the
+// gradients and the update: ‖g‖ (when norm is set; Diverged when it is not
+// finite) and, for the KL clip and the Levenberg–Marquardt check, ⟨g̃, Δ⟩
+// into o.gtd and ⟨g, Δ⟩ into o.gd (the same sum unless reg made g̃ ≠ g).
+func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
+	dev, c := o.net.Dev, o.cfg
+	o.gd, o.gtd = math.NaN(), math.NaN()
+	lm := c.LM.Due(o.step)
+	var as, bs []core.Mat
+	if norm {
+		as, bs = append(as, o.trueG...), append(bs, o.trueG...)
+	}
+	if c.KLClip > 0 || lm {
+		as, bs = append(as, o.gradsIn...), append(bs, o.deltas...)
+	}
+	if lm && reg {
+		as, bs = append(as, o.trueG...), append(bs, o.deltas...)
+	}
+	if len(as) == 0 {
+		return nil
+	}
+	ds := make([]float32, len(as))
+	dev.Dots(ds, as, bs)
+	sum := func() float64 {
+		var s float64
+		for _, d := range ds[:len(o.layers)] {
+			s += float64(d)
+		}
+		ds = ds[len(o.layers):]
+		return s
+	}
+	if norm {
+		if st.GradNorm = math.Sqrt(sum()); !isFinite(st.GradNorm) {
+			return &Diverged{Optimizer: o.name, What: "the gradient"}
+		}
+	}
+	if len(ds) > 0 {
+		o.gtd = sum()
+		o.gd = o.gtd
+	}
+	if len(ds) > 0 {
+		o.gd = sum()
+	}
+	return nil
 }
 
 // precondition sets kl.d = Λ̃⁻¹ g Γ̃⁻¹. When g is the true-label batch

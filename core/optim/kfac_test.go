@@ -723,6 +723,34 @@ func TestKFACConfigErrors(t *testing.T) {
 
 // A step rejected because its update is not finite leaves the weights as
 // they were (here: a factor inverse poisoned by hand).
+// Between refreshes the gradient's norm is read with the KL clip's sums,
+// after preconditioning: a gradient whose float32 squares overflow (inputs
+// of 1e30 through ReLU, a finite loss) is still rejected before the weights.
+func TestKFACRejectsHugeGradientBetweenRefreshes(t *testing.T) {
+	net, x, y, _, _ := problem(t, "3-4-3:relu", nn.CrossEntropy, 8, 3, false)
+	c := baseConfig(Constant{}, 1e-2)
+	c.Refresh, c.KLClip = 5, 1e-2
+	o := mustKFAC(t, net, c)
+	if _, err := o.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	dev := net.Dev
+	huge := dev.New(x.Rows(), x.Cols())
+	dev.Axpby(1e30, x, 0, huge)
+	before := snapshot(dev, net.Weights())
+	st, err := o.Step(huge, y)
+	var div *Diverged
+	if !errors.As(err, &div) || div.What != "the gradient" {
+		t.Fatalf("err %v, want *Diverged of the gradient", err)
+	}
+	if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
+		t.Fatalf("loss %v: the test wants a finite loss, so that the gradient check is what rejects", st.Loss)
+	}
+	if snapshot(dev, net.Weights()) != before {
+		t.Fatal("weights changed by a rejected step")
+	}
+}
+
 func TestKFACRejectsNonFiniteUpdate(t *testing.T) {
 	net, x, y, _, _ := problem(t, "3-4-3:tanh", nn.CrossEntropy, 8, 3, false)
 	c := baseConfig(Constant{}, 1e-2)

@@ -179,6 +179,19 @@ func gradNorm(dev core.Device, gs []core.Mat) float64 {
 	return math.Sqrt(dotSum(dev, gs, gs))
 }
 
+// checkedGradNorm is gradNorm with the divergence guard of the gradient: a
+// NaN or ±Inf entry makes ‖g‖ non-finite, and so does a gradient whose
+// float32 squares overflow, which no step should follow either.
+func checkedGradNorm(dev core.Device, name string, gs []core.Mat) (float64, error) {
+	n := gradNorm(dev, gs)
+	if !isFinite(n) {
+		return n, &Diverged{Optimizer: name, What: "the gradient"}
+	}
+	return n, nil
+}
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
 // dotSum is Σ_i ⟨as_i, bs_i⟩, summed in float64 (one sync point).
 func dotSum(dev core.Device, as, bs []core.Mat) float64 {
 	ds := make([]float32, len(as))

@@ -1,8 +1,6 @@
 package optim
 
 import (
-	"math"
-
 	"grng/core"
 	"grng/core/nn"
 )
@@ -61,10 +59,10 @@ func (o *SAM) Step(x, y core.Mat) (Stats, error) {
 		return Stats{Loss: loss}, err
 	}
 	gs, ws := o.net.Grads(), o.net.Weights()
-	norm := gradNorm(dev, gs)
+	norm, err := checkedGradNorm(dev, "sam", gs)
 	st := Stats{Loss: loss, GradNorm: norm}
-	if !finite(dev, gs) || math.IsInf(norm, 0) || math.IsNaN(norm) {
-		return st, &Diverged{Optimizer: "sam", What: "the gradient"}
+	if err != nil {
+		return st, err
 	}
 	if norm > 0 && o.Rho > 0 {
 		for i, w := range ws {

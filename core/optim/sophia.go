@@ -113,9 +113,10 @@ func (o *Sophia) Step(x, y core.Mat) (Stats, error) {
 		return Stats{Loss: loss}, err
 	}
 	gs, ws := o.net.Grads(), o.net.Weights()
-	st := Stats{Loss: loss, GradNorm: gradNorm(dev, gs)}
-	if !finite(dev, gs) {
-		return st, &Diverged{Optimizer: "sophia", What: "the gradient"}
+	norm, err := checkedGradNorm(dev, "sophia", gs)
+	st := Stats{Loss: loss, GradNorm: norm}
+	if err != nil {
+		return st, err
 	}
 	for i, g := range gs {
 		dev.Copy(o.g[i], g) // the sampled-label pass overwrites G
