@@ -77,26 +77,34 @@ func workBudget(cpu bool) (budget, lo, hi float64) {
 // queue while work still runs and releases that work's resources, and the
 // next poll or readback crashed llvmpipe (segfault) on a loaded machine even
 // with a submit of 7e7 flops (bug 4). Poll(false) never waits, so it never
-// times out; the loop backs off from spinning to 1 ms sleeps.
+// times out; the loop backs off from spinning to short sleeps.
 func waitIdle(d *Device) {
 	pollUntil(d, func() bool { return d.dev.Poll(false, nil) })
 }
 
-// pollUntil calls done (which polls) until it reports true: spinning for
-// the first 200 µs (readbacks of small work take tens of µs), then sleeping
-// 20 µs, doubling up to 1 ms.
+// pollUntil calls done (which polls) until it reports true: spinning first
+// (readbacks of small work take tens of µs), then sleeping 20 µs, doubling
+// up to a cap. On a GPU the spin lasts 2 ms (the core it takes is idle
+// anyway) and the cap is 160 µs, so that a wait of a millisecond or two (a
+// K-FAC refresh's queued products) ends within about 0.2 ms of the work
+// rather than of a long sleep; on a CPU adapter, whose own threads do the
+// work, the spin lasts 200 µs and the sleeps grow to 1 ms.
 func pollUntil(d *Device, done func() bool) {
+	spin, nap := 2*time.Millisecond, 160*time.Microsecond
+	if d.cpu {
+		spin, nap = 200*time.Microsecond, time.Millisecond
+	}
 	t0 := time.Now()
 	sleep := time.Duration(0)
 	for !done() {
 		switch {
-		case sleep == 0 && time.Since(t0) < 200*time.Microsecond:
+		case sleep == 0 && time.Since(t0) < spin:
 			runtime.Gosched()
 			continue
 		case sleep == 0:
 			sleep = 20 * time.Microsecond
-		case sleep < time.Millisecond:
-			sleep *= 2
+		case sleep < nap:
+			sleep = min(2*sleep, nap)
 		}
 		time.Sleep(sleep)
 	}

@@ -49,23 +49,35 @@ fn power_iter(@builtin(local_invocation_index) t: u32) {
   let use_v = warm && ss > 0.0 && !bad;
   let inv = select(1.0 / sqrt(f32(n)), 1.0 / sqrt(ss), use_v);
   for (var i = t; i < n; i += POWER_WG) { pv[i] = select(inv, b3[i] * inv, use_v); }
-  var w: array<f32, 14>;
+  var w: array<f32, 16>; // POWER_ROWS rounded up to the 4-row groups below
   var nrm = 0.0;
   var done = false;
   for (var it = 0u; it < p.k; it++) {
     workgroupBarrier(); // pv complete
     var part = 0.0;
     if (!done) {
-      for (var r = 0u; r < rows; r++) {
+      // Column i = row i of the symmetric A, so that neighbouring threads
+      // read neighbouring words (a row walk strides by n). Four of the
+      // thread's rows at a time: four independent loads per j keep more
+      // reads in flight in this one workgroup. Rows past n read row n − 1
+      // (the same word for all threads) and count as 0.
+      for (var r = 0u; r < rows; r += 4u) {
         let i = t + r * POWER_WG;
-        var s = 0.0;
-        if (i < n) {
-          // column i = row i of the symmetric A: neighbouring threads read
-          // neighbouring words (coalesced), where a row walk strides by n
-          for (var j = 0u; j < n; j++) { s += b1[j * n + i] * pv[j]; }
+        let c0 = min(i, n - 1u);
+        let c1 = min(i + POWER_WG, n - 1u);
+        let c2 = min(i + 2u * POWER_WG, n - 1u);
+        let c3 = min(i + 3u * POWER_WG, n - 1u);
+        var s = vec4<f32>(0.0);
+        for (var j = 0u; j < n; j++) {
+          let b = j * n;
+          s += vec4<f32>(b1[b + c0], b1[b + c1], b1[b + c2], b1[b + c3]) * pv[j];
         }
-        w[r] = s;
-        part += s * s;
+        s = select(vec4<f32>(0.0), s, i + vec4<u32>(0u, 1u, 2u, 3u) * POWER_WG < vec4<u32>(n));
+        w[r] = s.x;
+        w[r + 1u] = s.y;
+        w[r + 2u] = s.z;
+        w[r + 3u] = s.w;
+        part += dot(s, s);
       }
     }
     let total = wg_sum(t, part); // also: every w read pv
