@@ -12,6 +12,8 @@
 # libglvnd0; this set was verified on an H200). In the repo root:
 #
 #   go build -o .gpubench/gpubench ./gpu/webgpu/gpubench
+#   go build -o .gpubench/native ./cmd/native            # for the race (6)
+#   GRNG_DATA=.gpubench/data go run ./cmd/native data fetch mnist
 #   mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   apt-get $o update
@@ -20,7 +22,7 @@
 # Then, on the GPU machine, in a copy of the repository holding .gl and
 # .gpubench:
 #
-#   bash gpu/webgpu/gpubench.sh
+#   GRNG_DATA=.gpubench/data bash gpu/webgpu/gpubench.sh
 #
 # The script unpacks .gl/*.deb when libvulkan.so.1 or libGLdispatch.so.0 is
 # missing (as root), and points the Vulkan loader at the NVIDIA driver's ICD
@@ -28,8 +30,10 @@
 # VK_DRIVER_FILES is already set. Environment knobs: GEMM_SIZES, NS_SIZES
 # (comma lists), GPUBENCH_BIN (the binary), GRNG_WEBGPU_GEMM=gemm64|gemm128
 # (force a GEMM kernel; by default a second GEMM pass with gemm64 is run for
-# comparison: set COMPARE_KERNELS=0 to skip it). Output also goes to
-# $OUT/gpubench.txt when OUT is set. About 2–4 minutes on an H100.
+# comparison: set COMPARE_KERNELS=0 to skip it), RACE_ROUNDS (AdamW/RING
+# pairs of section 6, default 3; 0 skips them), NATIVE_BIN. Output also goes
+# to $OUT/gpubench.txt when OUT is set. About 2–4 minutes on an H100, plus
+# about 10 s a race pair.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -132,5 +136,32 @@ rc=$?
 if [ "${COMPARE_KERNELS:-1}" = 1 ] && [ -z "${GRNG_WEBGPU_GEMM:-}" ] && [ $rc = 0 ]; then
 	echo "== webgpu, GEMM kernel gemm64 for comparison"
 	GRNG_WEBGPU_GEMM=gemm64 "$BIN" -gemm "$GEMM_SIZES" -ns ""
+fi
+
+# 6. the MNIST race of docs/bench/gpu.md, when a native binary
+#    (go build -o .gpubench/native ./cmd/native) and the data set
+#    (native data fetch mnist; GRNG_DATA names its folder) were carried:
+#    RACE_ROUNDS alternating AdamW/RING pairs, one epoch each, then the
+#    97%-at time, the steps to 97% and the mean step of every run.
+NATIVE=${NATIVE_BIN:-.gpubench/native}
+if [ -x "$NATIVE" ] && [ "${RACE_ROUNDS:-3}" -gt 0 ]; then
+	echo "== webgpu MNIST race, 784-256-256-10 batch 128, one epoch"
+	runs=$(mktemp -d)
+	for r in $(seq "${RACE_ROUNDS:-3}"); do
+		for opt in adamw ring; do
+			"$NATIVE" train --device webgpu --data mnist --model 784-256-256-10:relu --batch 128 --epochs 1 \
+				--eval-every 10 --target 0.97 --opt "$opt" --checkpoint-every 0 --quiet --out "$runs/$opt-$r" | tail -n 1 || rc=1
+			python3 - "$runs/$opt-$r" <<'PY' || rc=1
+import csv, json, statistics, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(d + "/metrics.csv")))
+res = json.load(open(d + "/summary.json"))["result"]
+hit = next((r["step"] for r in rows if r["test_acc"] and float(r["test_acc"]) >= 0.97), None)
+steps = [float(r["step_ms"]) for r in rows]
+print(f"race {d.rsplit('/', 1)[1]:9s} test acc {res['test_acc']:.4f}  97% at {res['time_to_target_seconds']} s (step {hit})  first step {steps[0]:.0f} ms  mean step {statistics.mean(steps[1:]):.2f} ms")
+PY
+		done
+	done
+	rm -rf "$runs"
 fi
 exit $rc
