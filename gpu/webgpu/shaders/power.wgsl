@@ -15,6 +15,12 @@ const POWER_ROWS: u32 = 14u;
 var<workgroup> pv: array<f32, 3584>;
 var<workgroup> pr: array<f32, 256>;
 
+// col4 loads the words b + c.x, …, b + c.w of the matrix: four rows' entries
+// of one column.
+fn col4(b: u32, c: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(b1[b + c.x], b1[b + c.y], b1[b + c.z], b1[b + c.w]);
+}
+
 // wg_sum returns Σ part over the workgroup (every thread gets the sum).
 fn wg_sum(t: u32, part: f32) -> f32 {
   workgroupBarrier(); // every earlier read of pr done
@@ -58,20 +64,21 @@ fn power_iter(@builtin(local_invocation_index) t: u32) {
     if (!done) {
       // Column i = row i of the symmetric A, so that neighbouring threads
       // read neighbouring words (a row walk strides by n). Four of the
-      // thread's rows at a time: four independent loads per j keep more
-      // reads in flight in this one workgroup. Rows past n read row n − 1
-      // (the same word for all threads) and count as 0.
+      // thread's rows and four columns at a time: sixteen independent loads
+      // in flight, where one load per multiply-add left this one workgroup
+      // waiting on memory. Rows past n read row n − 1 (the same word for all
+      // threads) and count as 0.
       for (var r = 0u; r < rows; r += 4u) {
         let i = t + r * POWER_WG;
-        let c0 = min(i, n - 1u);
-        let c1 = min(i + POWER_WG, n - 1u);
-        let c2 = min(i + 2u * POWER_WG, n - 1u);
-        let c3 = min(i + 3u * POWER_WG, n - 1u);
+        let c = min(vec4<u32>(i) + vec4<u32>(0u, 1u, 2u, 3u) * POWER_WG, vec4<u32>(n - 1u));
         var s = vec4<f32>(0.0);
-        for (var j = 0u; j < n; j++) {
+        var j = 0u;
+        for (; j + 4u <= n; j += 4u) {
           let b = j * n;
-          s += vec4<f32>(b1[b + c0], b1[b + c1], b1[b + c2], b1[b + c3]) * pv[j];
+          s += col4(b, c) * pv[j] + col4(b + n, c) * pv[j + 1u]
+             + col4(b + 2u * n, c) * pv[j + 2u] + col4(b + 3u * n, c) * pv[j + 3u];
         }
+        for (; j < n; j++) { s += col4(j * n, c) * pv[j]; }
         s = select(vec4<f32>(0.0), s, i + vec4<u32>(0u, 1u, 2u, 3u) * POWER_WG < vec4<u32>(n));
         w[r] = s.x;
         w[r + 1u] = s.y;
