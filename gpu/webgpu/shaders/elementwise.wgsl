@@ -44,7 +44,9 @@ fn sigmoid(x: f32) -> f32 {
 fn unary(op: u32, x: f32) -> f32 {
   switch op {
     case 0u: { return x; }                                  // identity
-    case 1u: { return select(x, 0.0, x < 0.0); }            // relu (NaN stays NaN)
+    // relu; NaN stays NaN, by its bits: the NVIDIA driver folds the plain
+    // select(x, 0.0, x < 0.0) into a max that returns 0 for NaN
+    case 1u: { return select(select(x, 0.0, x < 0.0), x, is_nan(x)); }
     case 2u: { return tanh_(x); }                           // tanh
     case 3u: { return sigmoid(x); }                         // sigmoid
     case 4u: {                                              // gelu (tanh form)
