@@ -192,6 +192,15 @@ type Device interface {
 	// GPU devices sync once an iteration); iters = 0 only measures it (one
 	// product).
 	NewtonSchulz(x, a Mat, order, iters int, warm bool, tol float32) float32
+	// SpectralNorms sets dst[i] = SpectralNorm(as[i], vs[i], iters) for every
+	// matrix (vs may be nil: no vectors), the same values, with one sync
+	// point for all of them (a model's Kronecker factors, say).
+	SpectralNorms(dst []float32, as, vs []Mat, iters int)
+	// NewtonSchulzAll sets res[i] = NewtonSchulz(xs[i], as[i], order, iters,
+	// warm, tols[i]) for every pair, the same iterates and residuals, with
+	// the residual checks of one round of iterations read in one sync point
+	// for all the matrices, not one per matrix.
+	NewtonSchulzAll(res []float32, xs, as []Mat, order, iters int, warm bool, tols []float32)
 	// InvDampingUpdate applies paper eq. 11: X ← X − dλ·X·X, the first-order
 	// change of X = (M + λI)⁻¹ when λ grows by dλ. X is symmetric up to
 	// rounding, and a device may form X·X as XᵀX.
@@ -208,6 +217,40 @@ func CheckLists(op string, dst []float32, lists ...[]Mat) {
 		if len(l) != len(dst) {
 			panic(&ShapeError{Op: op, What: fmt.Sprintf("%d results for %d matrices", len(dst), len(l))})
 		}
+	}
+}
+
+// EachSpectralNorm is SpectralNorms for a device without a batched path:
+// one SpectralNorm call per matrix.
+func EachSpectralNorm(d Device, dst []float32, as, vs []Mat, iters int) {
+	CheckLists("SpectralNorms", dst, as)
+	if vs != nil {
+		CheckLists("SpectralNorms", dst, vs)
+	}
+	for i, a := range as {
+		var v Mat
+		if vs != nil {
+			v = vs[i]
+		}
+		dst[i] = d.SpectralNorm(a, v, iters)
+	}
+}
+
+// EachNewtonSchulz is NewtonSchulzAll for a device without a batched path:
+// one NewtonSchulz call per pair.
+func EachNewtonSchulz(d Device, res []float32, xs, as []Mat, order, iters int, warm bool, tols []float32) {
+	CheckNewtonSchulzLists(res, xs, as, tols)
+	for i := range xs {
+		res[i] = d.NewtonSchulz(xs[i], as[i], order, iters, warm, tols[i])
+	}
+}
+
+// CheckNewtonSchulzLists panics with a *ShapeError unless the lists of
+// NewtonSchulzAll have one entry per result.
+func CheckNewtonSchulzLists(res []float32, xs, as []Mat, tols []float32) {
+	CheckLists("NewtonSchulzAll", res, xs, as)
+	if len(tols) != len(res) {
+		panic(&ShapeError{Op: "NewtonSchulzAll", What: fmt.Sprintf("%d results for %d tolerances", len(res), len(tols))})
 	}
 }
 

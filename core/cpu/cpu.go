@@ -838,3 +838,13 @@ func failedPivot(s *mat.SymDense) (int, float64) {
 	}
 	return -1, 0
 }
+
+// SpectralNorms has no batched path on the CPU: there is no sync to save.
+func (d *Device) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
+	core.EachSpectralNorm(d, dst, as, vs, iters)
+}
+
+// NewtonSchulzAll has no batched path on the CPU: there is no sync to save.
+func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
+	core.EachNewtonSchulz(d, res, xs, as, order, iters, warm, tols)
+}

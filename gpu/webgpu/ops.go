@@ -515,32 +515,77 @@ var powerFusedMax = 3584
 // memory, per step, for all iters steps (the start vector v is normalised on
 // the host there: one more sync, small beside those steps).
 func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
-	defer d.lock()()
-	A := d.square("SpectralNorm", a)
-	n := A.r
-	var V *Mat
+	dst := []float32{0}
+	var vs []core.Mat
 	if v != nil {
-		V = d.mat("SpectralNorm", v)
-		core.CheckShape("SpectralNorm", "v", V, n, 1)
+		vs = []core.Mat{v}
 	}
-	if n == 0 {
-		return 0
+	d.spectralNorms("SpectralNorm", dst, []core.Mat{a}, vs, iters)
+	return dst[0]
+}
+
+// SpectralNorms records the one-dispatch power iterations of all matrices
+// up to powerFusedMax, each into its own scalar slot, and reads them back
+// together; larger ones run as in SpectralNorm.
+func (d *Device) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
+	core.CheckLists("SpectralNorms", dst, as)
+	if vs != nil {
+		core.CheckLists("SpectralNorms", dst, vs)
 	}
-	k := max(iters, 1)
-	if n <= powerFusedMax {
-		p, vb := params{N: uint32(n), K: uint32(k), Off: 1, S0: core.SpectralConverged}, d.dummyB()
-		if V != nil {
-			p.Flags, vb = 1, V.bind()
+	for lo := 0; lo < len(as); lo += nsSlots {
+		hi := min(lo+nsSlots, len(as))
+		var v []core.Mat
+		if vs != nil {
+			v = vs[lo:hi]
 		}
-		d.dispatch("power_iter", p, 1, 1, wElem*float64(k)*float64(n)*float64(n), A.bind(), d.scalarB(), vb)
-		return f32bits(d.readScalars("SpectralNorm", 2)[1])
+		d.spectralNorms("SpectralNorms", dst[lo:hi], as[lo:hi], v, iters)
 	}
+}
+
+func (d *Device) spectralNorms(op string, dst []float32, as, vs []core.Mat, iters int) {
+	defer d.lock()()
+	k := max(iters, 1)
+	var fused []int
+	for i, a := range as {
+		A := d.square(op, a)
+		n := A.r
+		var V *Mat
+		if vs != nil && vs[i] != nil {
+			V = d.mat(op, vs[i])
+			core.CheckShape(op, "v", V, n, 1)
+		}
+		dst[i] = 0
+		switch {
+		case n == 0:
+		case n <= powerFusedMax:
+			p, vb := params{N: uint32(n), K: uint32(k), Off: uint32(nsSlot0 + len(fused)), S0: core.SpectralConverged}, d.dummyB()
+			if V != nil {
+				p.Flags, vb = 1, V.bind()
+			}
+			d.dispatch("power_iter", p, 1, 1, wElem*float64(k)*float64(n)*float64(n), A.bind(), d.scalarB(), vb)
+			fused = append(fused, i)
+		default:
+			dst[i] = d.powerSteps(op, A, V, k)
+		}
+	}
+	if len(fused) > 0 {
+		vals := d.readScalars(op, nsSlot0+len(fused))[nsSlot0:]
+		for j, i := range fused {
+			dst[i] = f32bits(vals[j])
+		}
+	}
+}
+
+// powerSteps is the multi-dispatch power iteration of a matrix wider than
+// powerFusedMax; it reads its norm back from slot 1.
+func (d *Device) powerSteps(op string, A, V *Mat, k int) float32 {
+	n := A.r
 	size := 4 * uint64(n)
-	w := d.work("SpectralNorm", size)
+	w := d.work(op, size)
 	defer d.put(w, size)
 	W := binding{w, (size + 15) &^ 15}
 	if V == nil {
-		vb := d.work("SpectralNorm", size)
+		vb := d.work(op, size)
 		defer d.put(vb, size)
 		V = &Mat{buf: vb, r: n, c: 1, size: (size + 15) &^ 15}
 		d.run1("fill", params{S0: float32(1 / math.Sqrt(float64(n)))}, n, float64(n), V.bind()) // as core.PowerStart
@@ -556,7 +601,7 @@ func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
 		d.reduce(2, W, W, n, n, 1, 1)
 		d.run1("normalize_", params{Off: 1}, n, float64(n), V.bind(), W, d.scalarB())
 	}
-	return f32bits(d.readScalars("SpectralNorm", 2)[1])
+	return f32bits(d.readScalars(op, 2)[1])
 }
 
 // NewtonSchulz records every iteration (and, cold, the X0 scaling from the
@@ -567,21 +612,131 @@ func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
 // work between readbacks is one submit; on CPU adapters the per-submit
 // budget splits it between products (PLATFORM.md bug 4).
 func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
+	res := []float32{0}
+	d.newtonSchulz("NewtonSchulz", res, []core.Mat{x}, []core.Mat{a}, order, iters, warm, []float32{tol})
+	return res[0]
+}
+
+// NewtonSchulzAll runs the iterations of all pairs in lock step: each
+// round records every active pair's residual into its own scalar slot, reads
+// them back together, and records the next iteration of the pairs that go
+// on.
+func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
+	core.CheckNewtonSchulzLists(res, xs, as, tols)
+	for lo := 0; lo < len(xs); {
+		hi, bytes := lo+1, nsBytes(as[lo])
+		for hi < len(xs) && hi-lo < nsSlots && bytes+nsBytes(as[hi]) <= nsBatchBytes {
+			bytes += nsBytes(as[hi])
+			hi++
+		}
+		d.newtonSchulz("NewtonSchulzAll", res[lo:hi], xs[lo:hi], as[lo:hi], order, iters, warm, tols[lo:hi])
+		lo = hi
+	}
+}
+
+// nsSlot0 is the first scalar slot of the residuals of NewtonSchulzAll
+// (slots 2 and 3 hold ‖A‖₁, ‖A‖∞ of a cold start), and nsSlots how many
+// pairs one round reads back. A batch also keeps the work buffers of its
+// pairs (four n×n each, nsBytes) under nsBatchBytes, so that the factors
+// of wide layers take turns instead of holding them all at once.
+const (
+	nsSlot0 = 8
+	nsSlots = scalarSlots - nsSlot0
+)
+
+// nsBatchBytes is a variable so that tests reach the split into batches.
+var nsBatchBytes = 256 << 20
+
+func nsBytes(a core.Mat) int { return 16 * a.Rows() * a.Rows() }
+
+// nsJob is the state of one pair's Newton–Schulz iteration.
+type nsJob struct {
+	A, X           *Mat
+	n              int
+	tol, r, prev   float32
+	measured, done bool
+	bufs           [4]*wgpu.Buffer
+	P, Ta, Tb      binding
+	xk, xn         binding
+}
+
+func (d *Device) newtonSchulz(op string, res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
 	defer d.lock()()
-	A := d.square("NewtonSchulz", a)
-	X := d.mat("NewtonSchulz", x)
-	core.SameShape("NewtonSchulz", X, A)
 	if order < 2 || order > 4 {
-		panic(&core.ShapeError{Op: "NewtonSchulz", What: fmt.Sprintf("order %d, want 2, 3 or 4", order)})
+		panic(&core.ShapeError{Op: op, What: fmt.Sprintf("order %d, want 2, 3 or 4", order)})
 	}
-	if X.buf == A.buf {
-		panic(&core.ShapeError{Op: "NewtonSchulz", What: "x aliases a"})
+	var jobs []*nsJob
+	for i := range xs {
+		A := d.square(op, as[i])
+		X := d.mat(op, xs[i])
+		core.SameShape(op, X, A)
+		if X.buf == A.buf {
+			panic(&core.ShapeError{Op: op, What: "x aliases a"})
+		}
+		res[i] = 0
+		if A.r > 0 {
+			jobs = append(jobs, &nsJob{A: A, X: X, n: A.r, tol: tols[i], prev: float32(math.Inf(1))})
+		}
 	}
-	n := A.r
-	if n == 0 {
-		return 0
+	for _, j := range jobs {
+		d.nsStart(j, warm)
 	}
-	nn := n * n
+	// readResiduals records the residuals of js and reads them back at once.
+	readResiduals := func(js []*nsJob) {
+		for k, j := range js {
+			d.reduce(3, j.P, j.P, j.n*j.n, j.n, nsSlot0+k, 1)
+		}
+		vals := d.readScalars(op, nsSlot0+len(js))[nsSlot0:]
+		for k, j := range js {
+			j.r, j.measured = f32bits(vals[k]), true
+		}
+	}
+	for it := 0; it < iters; it++ {
+		var check []*nsJob
+		for _, j := range jobs {
+			if !j.done && j.tol > 0 {
+				check = append(check, j)
+			}
+		}
+		if len(check) > 0 {
+			readResiduals(check)
+			for _, j := range check {
+				if core.NewtonSchulzStop(float64(j.r), float64(j.prev), float64(j.tol), warm) {
+					j.done = true
+				}
+				j.prev = j.r
+			}
+		}
+		for _, j := range jobs {
+			if !j.done {
+				j.measured = false
+				d.nsIterate(j, order)
+			}
+		}
+	}
+	var rest []*nsJob
+	for _, j := range jobs {
+		if !j.measured {
+			rest = append(rest, j)
+		}
+	}
+	if len(rest) > 0 {
+		readResiduals(rest)
+	}
+	for i, j := 0, 0; i < len(xs); i++ {
+		if as[i].Rows() > 0 {
+			res[i] = jobs[j].r
+			d.nsFinish(jobs[j])
+			j++
+		}
+	}
+}
+
+// nsStart sets X0 = Aᵀ/(‖A‖₁‖A‖∞) when cold, takes the pair's four work
+// buffers and records P = AX.
+func (d *Device) nsStart(j *nsJob, warm bool) {
+	n, nn := j.n, j.n*j.n
+	A := j.A
 	if !warm {
 		vb := 4 * uint64(n)
 		cs, rs := d.work("NewtonSchulz", vb), d.work("NewtonSchulz", vb)
@@ -591,65 +746,58 @@ func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol fl
 		d.dispatch("row_dot", params{M: uint32(n), N: uint32(n), Op: 1}, gx, gy, wElem*float64(nn), RS, A.bind(), A.bind())
 		d.absMax(CS, n, 2) // ‖A‖₁
 		d.absMax(RS, n, 3) // ‖A‖∞
-		d.run1("ns_init", params{N: uint32(n), Off: 2}, nn, float64(nn), X.bind(), A.bind(), d.scalarB())
+		d.run1("ns_init", params{N: uint32(n), Off: 2}, nn, float64(nn), j.X.bind(), A.bind(), d.scalarB())
 		d.put(cs, vb)
 		d.put(rs, vb)
 	}
 	mb := 4 * uint64(nn)
-	bs := [4]*wgpu.Buffer{}
-	for i := range bs {
-		bs[i] = d.work("NewtonSchulz", mb)
+	for i := range j.bufs {
+		j.bufs[i] = d.work("NewtonSchulz", mb)
 	}
 	bind := func(b *wgpu.Buffer) binding { return binding{b, (mb + 15) &^ 15} }
-	P, Ta, Tb := bind(bs[0]), bind(bs[1]), bind(bs[2])
-	xk, xn := X.bind(), bind(bs[3])
-	mul := func(alpha float32, l, r, out binding, diag float32) {
-		d.gemm(false, false, alpha, l, n, r, n, 0, out, n, n, n, n, diag)
+	j.P, j.Ta, j.Tb = bind(j.bufs[0]), bind(j.bufs[1]), bind(j.bufs[2])
+	j.xk, j.xn = j.X.bind(), bind(j.bufs[3])
+	d.nsMul(j, 1, A.bind(), j.xk, j.P, 0) // P = AX
+}
+
+// nsMul records out = alpha·l·r (+ diag·I) for the pair's n×n operands.
+func (d *Device) nsMul(j *nsJob, alpha float32, l, r, out binding, diag float32) {
+	n := j.n
+	d.gemm(false, false, alpha, l, n, r, n, 0, out, n, n, n, n, diag)
+}
+
+// nsIterate records one iteration of the given order on P = AX and the next P.
+func (d *Device) nsIterate(j *nsJob, order int) {
+	n, nn := j.n, j.n*j.n
+	var t binding
+	switch order {
+	case 2: // X(2I − AX)   (eq. 19)
+		d.run1("sub_from_i", params{N: uint32(n), S0: 2}, nn, float64(nn), j.Ta, j.P)
+		t = j.Ta
+	case 3: // X(3I − AX(3I − AX))   (eq. 20)
+		d.run1("sub_from_i", params{N: uint32(n), S0: 3}, nn, float64(nn), j.Ta, j.P)
+		d.nsMul(j, -1, j.P, j.Ta, j.Tb, 3)
+		t = j.Tb
+	case 4: // X(4I − AX(6I − AX(4I − AX)))   (eq. 21)
+		d.run1("sub_from_i", params{N: uint32(n), S0: 4}, nn, float64(nn), j.Ta, j.P)
+		d.nsMul(j, -1, j.P, j.Ta, j.Tb, 6)
+		d.nsMul(j, -1, j.P, j.Tb, j.Ta, 4)
+		t = j.Ta
 	}
-	// residual reads ‖I − P‖_F back (a sync point).
-	residual := func() float32 {
-		d.reduce(3, P, P, nn, n, 0, 1)
-		return f32bits(d.readScalars("NewtonSchulz", 1)[0])
+	d.nsMul(j, 1, j.xk, t, j.xn, 0)
+	j.xk, j.xn = j.xn, j.xk
+	d.nsMul(j, 1, j.A.bind(), j.xk, j.P, 0)
+}
+
+// nsFinish leaves the last iterate in X and returns the work buffers.
+func (d *Device) nsFinish(j *nsJob) {
+	nn := j.n * j.n
+	if j.xk.buf != j.X.buf {
+		d.run1("copy", params{}, nn, float64(nn), j.X.bind(), j.xk)
 	}
-	mul(1, A.bind(), xk, P, 0) // P = AX
-	r, measured, prev := float32(0), false, float32(math.Inf(1))
-	for it := 0; it < iters; it++ {
-		if tol > 0 {
-			if r, measured = residual(), true; core.NewtonSchulzStop(float64(r), float64(prev), float64(tol), warm) {
-				break
-			}
-			prev = r
-		}
-		measured = false
-		var t binding
-		switch order {
-		case 2: // X(2I − AX)   (eq. 19)
-			d.run1("sub_from_i", params{N: uint32(n), S0: 2}, nn, float64(nn), Ta, P)
-			t = Ta
-		case 3: // X(3I − AX(3I − AX))   (eq. 20)
-			d.run1("sub_from_i", params{N: uint32(n), S0: 3}, nn, float64(nn), Ta, P)
-			mul(-1, P, Ta, Tb, 3)
-			t = Tb
-		case 4: // X(4I − AX(6I − AX(4I − AX)))   (eq. 21)
-			d.run1("sub_from_i", params{N: uint32(n), S0: 4}, nn, float64(nn), Ta, P)
-			mul(-1, P, Ta, Tb, 6)
-			mul(-1, P, Tb, Ta, 4)
-			t = Ta
-		}
-		mul(1, xk, t, xn, 0)
-		xk, xn = xn, xk
-		mul(1, A.bind(), xk, P, 0)
+	for _, b := range j.bufs {
+		d.put(b, 4*uint64(nn))
 	}
-	if xk.buf != X.buf {
-		d.run1("copy", params{}, nn, float64(nn), X.bind(), xk)
-	}
-	if !measured {
-		r = residual()
-	}
-	for _, b := range bs {
-		d.put(b, mb)
-	}
-	return r
 }
 
 // InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X: one GEMM into a

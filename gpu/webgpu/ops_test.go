@@ -625,6 +625,64 @@ func TestNewtonSchulz(t *testing.T) {
 // TestNewtonSchulzTol: with tol > 0 the GPU stops at the same iterate as the
 // CPU device (tol halfway, in log scale, between two of the CPU's residuals),
 // and a warm start that diverges stops after its first iteration.
+// TestListOps: SpectralNorms and NewtonSchulzAll give, bit for bit, what
+// one call per matrix gives (the same kernels, fewer readbacks), for a list
+// that mixes sizes (an empty matrix, one past the one-dispatch power kernel,
+// and, with nsBatchBytes lowered, Newton–Schulz batches of one pair),
+// tolerances (0 runs every iteration) and cold and warm starts.
+func TestListOps(t *testing.T) {
+	defer func(f, b int) { powerFusedMax, nsBatchBytes = f, b }(powerFusedMax, nsBatchBytes)
+	powerFusedMax = 64
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	sizes := []int{17, 0, 65, 1, 40}
+	tols := []float32{1e-2, 0, 1e-3, 1e-2, 0.5}
+	var as, xs, ys, vs, ws []core.Mat
+	for _, n := range sizes {
+		as = append(as, newPair(t, n, n, spd(rng, n, 0.3)).g)
+		xs, ys = append(xs, d.New(n, n)), append(ys, d.New(n, n))
+		vs, ws = append(vs, d.New(n, 1)), append(ws, d.New(n, 1))
+	}
+	bits := func(m core.Mat) []float32 {
+		v := make([]float32, core.Len(m))
+		d.Download(m, v)
+		return v
+	}
+	same := func(what string, a, b []float32) {
+		t.Helper()
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				t.Errorf("%s [%d]: list %v, one by one %v", what, i, a[i], b[i])
+				return
+			}
+		}
+	}
+	for _, batch := range []int{nsBatchBytes, 1} {
+		nsBatchBytes = batch
+		for _, warm := range []bool{false, true} {
+			res := make([]float32, len(as))
+			d.NewtonSchulzAll(res, xs, as, 3, 6, warm, tols)
+			for i := range as {
+				r := d.NewtonSchulz(ys[i], as[i], 3, 6, warm, tols[i])
+				same(fmt.Sprintf("NewtonSchulzAll batch %d warm %v residual of n=%d", batch, warm, sizes[i]), []float32{res[i]}, []float32{r})
+				same(fmt.Sprintf("NewtonSchulzAll batch %d warm %v X of n=%d", batch, warm, sizes[i]), bits(xs[i]), bits(ys[i]))
+			}
+		}
+	}
+	for _, it := range []int{30, 2} {
+		norms := make([]float32, len(as))
+		d.SpectralNorms(norms, as, vs, it)
+		for i := range as {
+			same(fmt.Sprintf("SpectralNorms iters %d of n=%d", it, sizes[i]), []float32{norms[i]}, []float32{d.SpectralNorm(as[i], ws[i], it)})
+			same(fmt.Sprintf("SpectralNorms iters %d v of n=%d", it, sizes[i]), bits(vs[i]), bits(ws[i]))
+		}
+		d.SpectralNorms(norms, as, nil, it)
+		for i := range as {
+			same(fmt.Sprintf("SpectralNorms iters %d, no v, of n=%d", it, sizes[i]), []float32{norms[i]}, []float32{d.SpectralNorm(as[i], nil, it)})
+		}
+	}
+}
+
 func TestNewtonSchulzTol(t *testing.T) {
 	d := gpu(t)
 	rng := rand.New(rand.NewPCG(23, 24))

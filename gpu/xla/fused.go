@@ -206,3 +206,14 @@ func (d *Device) CholeskyInverse(dst, a core.Mat) error {
 	d.Upload(D, inv)
 	return nil
 }
+
+// SpectralNorms runs one executable per matrix: each call is already one
+// graph and one readback.
+func (d *Device) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
+	core.EachSpectralNorm(d, dst, as, vs, iters)
+}
+
+// NewtonSchulzAll runs NewtonSchulz per pair.
+func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
+	core.EachNewtonSchulz(d, res, xs, as, order, iters, warm, tols)
+}

@@ -331,3 +331,12 @@ func (t *tracer) CholeskyInverse(dst, a core.Mat) error {
 	})
 	return xerr
 }
+
+// The list ops are traced call by call, through the tracer's own methods.
+func (t *tracer) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
+	core.EachSpectralNorm(t, dst, as, vs, iters)
+}
+
+func (t *tracer) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
+	core.EachNewtonSchulz(t, res, xs, as, order, iters, warm, tols)
+}
