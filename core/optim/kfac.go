@@ -608,20 +608,45 @@ func (o *KFAC) refresh() error {
 			dev.Copy(kl.G, kl.wg)
 			kl.st.TraceA, kl.st.TraceG = trA[i], trG[i]
 		}
-		if c.Damping.NeedsNorm() {
-			kl.st.NormA = float64(dev.SpectralNorm(kl.A, kl.vA, spectralIters))
-			kl.st.NormG = float64(dev.SpectralNorm(kl.G, kl.vG, spectralIters))
+	}
+	if c.Damping.NeedsNorm() {
+		var as, vs []core.Mat
+		for _, kl := range o.layers {
+			as, vs = append(as, kl.A, kl.G), append(vs, kl.vA, kl.vG)
 		}
-		lamA, lamG := o.lambdas(kl)
-		var err error
-		if kl.extraA, err = o.invert(kl.Ai, kl.wa, kl.A, lamA, kl.st.TraceA, kl.have); err != nil {
+		norms := make([]float32, len(as))
+		dev.SpectralNorms(norms, as, vs, spectralIters)
+		for i, kl := range o.layers {
+			kl.st.NormA, kl.st.NormG = float64(norms[2*i]), float64(norms[2*i+1])
+		}
+	}
+	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
+	// InvertAll per start (all layers are warm after the first refresh).
+	for _, warm := range []bool{false, true} {
+		var xs, works, fs []core.Mat
+		var lams, traces []float64
+		var which []*kfacLayer
+		for _, kl := range o.layers {
+			if kl.have != warm {
+				continue
+			}
+			lamA, lamG := o.lambdas(kl)
+			xs, works, fs = append(xs, kl.Ai, kl.Gi), append(works, kl.wa, kl.wg), append(fs, kl.A, kl.G)
+			lams, traces = append(lams, lamA, lamG), append(traces, kl.st.TraceA, kl.st.TraceG)
+			which = append(which, kl)
+		}
+		if len(which) == 0 {
+			continue
+		}
+		extras, err := o.invertAll(xs, works, fs, lams, traces, warm)
+		if err != nil {
 			return err
 		}
-		if kl.extraG, err = o.invert(kl.Gi, kl.wg, kl.G, lamG, kl.st.TraceG, kl.have); err != nil {
-			return err
+		for i, kl := range which {
+			kl.extraA, kl.extraG = extras[2*i], extras[2*i+1]
+			kl.lamA, kl.lamG = lams[2*i]+kl.extraA, lams[2*i+1]+kl.extraG
+			kl.have = true
 		}
-		kl.lamA, kl.lamG = lamA+kl.extraA, lamG+kl.extraG
-		kl.have = true
 	}
 	return nil
 }
@@ -665,18 +690,29 @@ func (o *KFAC) lambdas(kl *kfacLayer) (float64, float64) {
 // invert sets x ≈ (f + λI)⁻¹ using work as the damped copy, and returns the
 // extra damping the inverter needed.
 func (o *KFAC) invert(x, work, f core.Mat, lambda, trace float64, warm bool) (float64, error) {
+	extras, err := o.invertAll([]core.Mat{x}, []core.Mat{work}, []core.Mat{f}, []float64{lambda}, []float64{trace}, warm)
+	return extras[0], err
+}
+
+// invertAll is invert for every factor, the first attempts in one
+// InvertAll; it records each method in o.Last.
+func (o *KFAC) invertAll(xs, works, fs []core.Mat, lambdas, traces []float64, warm bool) ([]float64, error) {
 	dev := o.net.Dev
-	dev.Copy(work, f)
-	dev.AddDiag(work, float32(lambda))
-	extra, res := invertDamped(dev, o.cfg.Inverse, x, work, warm, lambda, trace)
-	o.Last.Methods = append(o.Last.Methods, res.Method)
-	if extra > 0 || res.Method == "cholesky (fallback)" {
-		o.Last.Fallbacks++
+	for i := range xs {
+		dev.Copy(works[i], fs[i])
+		dev.AddDiag(works[i], float32(lambdas[i]))
 	}
-	if res.Err != nil {
-		return extra, &Diverged{Optimizer: o.name, What: fmt.Sprintf("the inverse of a damped Kronecker factor (%v)", res.Err)}
+	extras, results := invertAllDamped(dev, o.cfg.Inverse, xs, works, warm, lambdas, traces)
+	for i, res := range results {
+		o.Last.Methods = append(o.Last.Methods, res.Method)
+		if extras[i] > 0 || res.Method == "cholesky (fallback)" {
+			o.Last.Fallbacks++
+		}
+		if res.Err != nil {
+			return extras, &Diverged{Optimizer: o.name, What: fmt.Sprintf("the inverse of a damped Kronecker factor (%v)", res.Err)}
+		}
 	}
-	return extra, nil
+	return extras, nil
 }
 
 // eq11MaxRel bounds the relative damping change that eq. 11 follows; a

@@ -13,6 +13,9 @@ type Inverse interface {
 	// Invert sets x ≈ a⁻¹. With warm set, x holds the previous inverse of a
 	// nearby matrix, a valid starting guess. It never writes a.
 	Invert(dev core.Device, x, a core.Mat, warm bool) InvResult
+	// InvertAll is Invert on every pair (xs[i], as[i]), with the results in
+	// order; a device may batch the work (a refresh inverts all factors).
+	InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult
 	String() string
 }
 
@@ -46,19 +49,36 @@ func (ns NewtonSchulz) String() string {
 }
 
 func (ns NewtonSchulz) Invert(dev core.Device, x, a core.Mat, warm bool) InvResult {
-	sqrtN := math.Sqrt(float64(max(a.Rows(), 1)))
+	return ns.InvertAll(dev, []core.Mat{x}, []core.Mat{a}, warm)[0]
+}
+
+// InvertAll runs the iterations of all pairs in one device call
+// (NewtonSchulzAll: on a GPU, one readback per round for all of them) and
+// inverts those that miss Tol by Cholesky.
+func (ns NewtonSchulz) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult {
 	iters := ns.ColdIters
 	if warm {
 		iters = ns.Iters
 	}
-	r := float64(dev.NewtonSchulz(x, a, ns.Order, iters, warm, float32(ns.Tol*sqrtN))) / sqrtN
-	if r <= ns.Tol {
-		return InvResult{Method: "newton-schulz", Residual: r}
+	sqrtN := make([]float64, len(as))
+	tols := make([]float32, len(as))
+	for i, a := range as {
+		sqrtN[i] = math.Sqrt(float64(max(a.Rows(), 1)))
+		tols[i] = float32(ns.Tol * sqrtN[i])
 	}
-	if err := dev.CholeskyInverse(x, a); err != nil {
-		return InvResult{Method: "cholesky (fallback)", Residual: r, Err: err}
+	rs := make([]float32, len(as))
+	dev.NewtonSchulzAll(rs, xs, as, ns.Order, iters, warm, tols)
+	out := make([]InvResult, len(as))
+	for i := range as {
+		r := float64(rs[i]) / sqrtN[i]
+		switch {
+		case r <= ns.Tol:
+			out[i] = InvResult{Method: "newton-schulz", Residual: r}
+		default:
+			out[i] = InvResult{Method: "cholesky (fallback)", Residual: r, Err: dev.CholeskyInverse(xs[i], as[i])}
+		}
 	}
-	return InvResult{Method: "cholesky (fallback)", Residual: r}
+	return out
 }
 
 // Cholesky inverts by the device's CholeskyInverse (the classical K-FAC
@@ -71,6 +91,14 @@ func (Cholesky) Invert(dev core.Device, x, a core.Mat, _ bool) InvResult {
 	return InvResult{Method: "cholesky", Residual: math.NaN(), Err: dev.CholeskyInverse(x, a)}
 }
 
+func (c Cholesky) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult {
+	out := make([]InvResult, len(xs))
+	for i := range xs {
+		out[i] = c.Invert(dev, xs[i], as[i], warm)
+	}
+	return out
+}
+
 // maxDampingRetries bounds invertDamped's retries.
 const maxDampingRetries = 6
 
@@ -81,21 +109,29 @@ const maxDampingRetries = 6
 // cold start. It returns the extra damping that was added (0 when none) and
 // the last result.
 func invertDamped(dev core.Device, inv Inverse, x, a core.Mat, warm bool, lambda, trace float64) (float64, InvResult) {
-	res := inv.Invert(dev, x, a, warm)
-	if res.Err == nil {
-		return 0, res
-	}
-	n := float64(max(a.Rows(), 1))
-	step := max(lambda, 1e-6*trace/n, 1e-12)
-	extra := 0.0
-	for try := 0; try < maxDampingRetries; try++ {
-		dev.AddDiag(a, float32(step))
-		extra += step
-		res = inv.Invert(dev, x, a, false)
-		if res.Err == nil {
-			return extra, res
+	extras, res := invertAllDamped(dev, inv, []core.Mat{x}, []core.Mat{a}, warm, []float64{lambda}, []float64{trace})
+	return extras[0], res[0]
+}
+
+// invertAllDamped is invertDamped for every pair, the first attempt of all
+// of them in one InvertAll.
+func invertAllDamped(dev core.Device, inv Inverse, xs, as []core.Mat, warm bool, lambdas, traces []float64) ([]float64, []InvResult) {
+	res := inv.InvertAll(dev, xs, as, warm)
+	extras := make([]float64, len(xs))
+	for i := range res {
+		if res[i].Err == nil {
+			continue
 		}
-		step *= 10
+		n := float64(max(as[i].Rows(), 1))
+		step := max(lambdas[i], 1e-6*traces[i]/n, 1e-12)
+		for try := 0; try < maxDampingRetries; try++ {
+			dev.AddDiag(as[i], float32(step))
+			extras[i] += step
+			if res[i] = inv.Invert(dev, xs[i], as[i], false); res[i].Err == nil {
+				break
+			}
+			step *= 10
+		}
 	}
-	return extra, res
+	return extras, res
 }
