@@ -214,7 +214,12 @@ func (o *KFAC) State() []Var {
 			Var{Name: p + "lambdaA", F64: &kl.lamA}, Var{Name: p + "lambdaG", F64: &kl.lamG},
 			Var{Name: p + "extraA", F64: &kl.extraA}, Var{Name: p + "extraG", F64: &kl.extraG},
 			Var{Name: p + "have", Bool: &kl.have})
+	}
+	// Last, so that a checkpoint from before they existed is refused as
+	// missing them, by name.
+	for i, kl := range o.layers {
 		if kl.vA != nil {
+			p := "layer" + strconv.Itoa(i) + "/"
 			vs = append(vs, Var{Name: p + "powerA", Mat: kl.vA}, Var{Name: p + "powerG", Mat: kl.vG})
 		}
 	}
