@@ -336,14 +336,15 @@ func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
 	dev, c := o.net.Dev, o.cfg
 	o.gd, o.gtd = math.NaN(), math.NaN()
 	lm := c.LM.Due(o.step)
+	clip, both := c.KLClip > 0 || lm, lm && reg
 	var as, bs []core.Mat
 	if norm {
 		as, bs = append(as, o.trueG...), append(bs, o.trueG...)
 	}
-	if c.KLClip > 0 || lm {
+	if clip {
 		as, bs = append(as, o.gradsIn...), append(bs, o.deltas...)
 	}
-	if lm && reg {
+	if both {
 		as, bs = append(as, o.trueG...), append(bs, o.deltas...)
 	}
 	if len(as) == 0 {
@@ -364,11 +365,11 @@ func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
 			return &Diverged{Optimizer: o.name, What: "the gradient"}
 		}
 	}
-	if len(ds) > 0 {
+	if clip {
 		o.gtd = sum()
 		o.gd = o.gtd
 	}
-	if len(ds) > 0 {
+	if both {
 		o.gd = sum()
 	}
 	return nil
