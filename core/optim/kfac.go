@@ -511,26 +511,33 @@ func (o *KFAC) refresh() error {
 	invM := 1 / float32(m)
 	nl := len(o.layers)
 	trA, trG := make([]float64, nl), make([]float64, nl)
-	xs, ds := make([]core.Mat, nl), make([]float32, nl)
-	// Λ_batch = X̄ᵀX̄/m (X̄ is not touched by the backward passes below).
-	for i, kl := range o.layers {
+	// Λ_batch = X̄ᵀX̄/m (X̄ is not touched by the backward passes below); its
+	// trace ‖X̄‖²/m is read with the first trace of Γ, in one sync.
+	for _, kl := range o.layers {
 		dev.Gram(invM, kl.l.X, 0, kl.wa)
-		xs[i] = kl.l.X
 	}
-	dev.Dots(ds, xs, xs)
-	for i, d := range ds {
-		trA[i] = float64(d) / float64(m)
-	}
+	readTrA := true
 	// Γ_batch = E[eeᵀ] over the batch.
 	gram := func(alpha float32, beta float32) {
-		for i, kl := range o.layers {
+		var ms []core.Mat
+		for _, kl := range o.layers {
 			dev.Gram(alpha, kl.l.E, beta, kl.wg)
-			xs[i] = kl.l.E
+			ms = append(ms, kl.l.E)
 		}
-		dev.Dots(ds, xs, xs)
-		for i, d := range ds {
-			trG[i] += float64(alpha) * float64(d)
+		if readTrA {
+			for _, kl := range o.layers {
+				ms = append(ms, kl.l.X)
+			}
 		}
+		ds := make([]float32, len(ms))
+		dev.Dots(ds, ms, ms)
+		for i := range o.layers {
+			trG[i] += float64(alpha) * float64(ds[i])
+			if readTrA {
+				trA[i] = float64(ds[nl+i]) / float64(m)
+			}
+		}
+		readTrA = false
 	}
 	if c.Fisher != EmpiricalFisher {
 		// The sampled passes overwrite E; keep the true-label one for the
