@@ -102,19 +102,13 @@ func (c Cholesky) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []Inv
 // maxDampingRetries bounds invertDamped's retries.
 const maxDampingRetries = 6
 
-// invertDamped inverts the damped factor a (= factor + λI, overwritten by
-// the retries) into x. When the method fails (a not positive definite in
+// invertAllDamped inverts each damped factor as[i] (= factor + λ_i·I,
+// overwritten by the retries) into xs[i], the first attempts of all of them
+// in one InvertAll. When the method fails for one (not positive definite in
 // f32), it adds extra damping — max(λ, 1e-6·tr/n, 1e-12), then ten times
 // more each retry, at most maxDampingRetries times — and tries again from a
-// cold start. It returns the extra damping that was added (0 when none) and
-// the last result.
-func invertDamped(dev core.Device, inv Inverse, x, a core.Mat, warm bool, lambda, trace float64) (float64, InvResult) {
-	extras, res := invertAllDamped(dev, inv, []core.Mat{x}, []core.Mat{a}, warm, []float64{lambda}, []float64{trace})
-	return extras[0], res[0]
-}
-
-// invertAllDamped is invertDamped for every pair, the first attempt of all
-// of them in one InvertAll.
+// cold start. It returns the extra damping added to each (0 when none) and
+// the last results.
 func invertAllDamped(dev core.Device, inv Inverse, xs, as []core.Mat, warm bool, lambdas, traces []float64) ([]float64, []InvResult) {
 	res := inv.InvertAll(dev, xs, as, warm)
 	extras := make([]float64, len(xs))

@@ -574,7 +574,8 @@ func TestNewtonSchulzFallback(t *testing.T) {
 			A := tc.build()
 			a0 := download64(dev, A)
 			X := dev.New(n, n)
-			extra, res := invertDamped(dev, tc.inv, X, A, false, 0.1, 5)
+			extras, results := invertAllDamped(dev, tc.inv, []core.Mat{X}, []core.Mat{A}, false, []float64{0.1}, []float64{5})
+			extra, res := extras[0], results[0]
 			if res.Err != nil || math.Abs(extra-tc.extra) > 1e-9 {
 				t.Fatalf("extra damping %v (want %v), err %v", extra, tc.extra, res.Err)
 			}

@@ -174,9 +174,15 @@ func Build(name, spec string, net *nn.MLP, seed uint64) (Optimizer, error) {
 	return e.New(net, hp, seed)
 }
 
-// gradNorm returns ‖(g₁,…,g_L)‖₂.
+// gradNorm returns ‖(g₁,…,g_L)‖₂, summed in float64 (one sync point).
 func gradNorm(dev core.Device, gs []core.Mat) float64 {
-	return math.Sqrt(dotSum(dev, gs, gs))
+	ds := make([]float32, len(gs))
+	dev.Dots(ds, gs, gs)
+	var s float64
+	for _, d := range ds {
+		s += float64(d)
+	}
+	return math.Sqrt(s)
 }
 
 // checkedGradNorm is gradNorm with the divergence guard of the gradient: a
@@ -191,17 +197,6 @@ func checkedGradNorm(dev core.Device, name string, gs []core.Mat) (float64, erro
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-
-// dotSum is Σ_i ⟨as_i, bs_i⟩, summed in float64 (one sync point).
-func dotSum(dev core.Device, as, bs []core.Mat) float64 {
-	ds := make([]float32, len(as))
-	dev.Dots(ds, as, bs)
-	var s float64
-	for _, d := range ds {
-		s += float64(d)
-	}
-	return s
-}
 
 // finite reports whether every element of ms is finite (one AbsMaxes read:
 // the divergence guard's sync point).
