@@ -508,6 +508,15 @@ func (d *Device) AddDiag(a core.Mat, v float32) {
 // reach both paths.
 var powerFusedMax = 3584
 
+// The list ops (SpectralNorms, NewtonSchulzAll) put the scalar of matrix j
+// of a readback in slot listSlot0 + j (slots 0–3 are the single ops' own,
+// 2 and 3 holding ‖A‖₁, ‖A‖∞ of a cold Newton–Schulz start), so one
+// readback serves at most listSlots matrices.
+const (
+	listSlot0 = 8
+	listSlots = scalarSlots - listSlot0
+)
+
 // SpectralNorm runs power iteration entirely on the GPU and reads back one
 // scalar at the end: up to powerFusedMax in one dispatch (one workgroup,
 // which also stops at core.SpectralConverged), above it as a matrix–vector
@@ -532,8 +541,8 @@ func (d *Device) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
 	if vs != nil {
 		core.CheckLists("SpectralNorms", dst, vs)
 	}
-	for lo := 0; lo < len(as); lo += nsSlots {
-		hi := min(lo+nsSlots, len(as))
+	for lo := 0; lo < len(as); lo += listSlots {
+		hi := min(lo+listSlots, len(as))
 		var v []core.Mat
 		if vs != nil {
 			v = vs[lo:hi]
@@ -558,7 +567,7 @@ func (d *Device) spectralNorms(op string, dst []float32, as, vs []core.Mat, iter
 		switch {
 		case n == 0:
 		case n <= powerFusedMax:
-			p, vb := params{N: uint32(n), K: uint32(k), Off: uint32(nsSlot0 + len(fused)), S0: core.SpectralConverged}, d.dummyB()
+			p, vb := params{N: uint32(n), K: uint32(k), Off: uint32(listSlot0 + len(fused)), S0: core.SpectralConverged}, d.dummyB()
 			if V != nil {
 				p.Flags, vb = 1, V.bind()
 			}
@@ -569,7 +578,7 @@ func (d *Device) spectralNorms(op string, dst []float32, as, vs []core.Mat, iter
 		}
 	}
 	if len(fused) > 0 {
-		vals := d.readScalars(op, nsSlot0+len(fused))[nsSlot0:]
+		vals := d.readScalars(op, listSlot0+len(fused))[listSlot0:]
 		for j, i := range fused {
 			dst[i] = f32bits(vals[j])
 		}
@@ -625,7 +634,7 @@ func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters 
 	core.CheckNewtonSchulzLists(res, xs, as, tols)
 	for lo := 0; lo < len(xs); {
 		hi, bytes := lo+1, nsBytes(as[lo])
-		for hi < len(xs) && hi-lo < nsSlots && bytes+nsBytes(as[hi]) <= nsBatchBytes {
+		for hi < len(xs) && hi-lo < listSlots && bytes+nsBytes(as[hi]) <= nsBatchBytes {
 			bytes += nsBytes(as[hi])
 			hi++
 		}
@@ -634,17 +643,9 @@ func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters 
 	}
 }
 
-// nsSlot0 is the first scalar slot of the residuals of NewtonSchulzAll
-// (slots 2 and 3 hold ‖A‖₁, ‖A‖∞ of a cold start), and nsSlots how many
-// pairs one round reads back. A batch also keeps the work buffers of its
-// pairs (four n×n each, nsBytes) under nsBatchBytes, so that the factors
-// of wide layers take turns instead of holding them all at once.
-const (
-	nsSlot0 = 8
-	nsSlots = scalarSlots - nsSlot0
-)
-
-// nsBatchBytes is a variable so that tests reach the split into batches.
+// nsBatchBytes bounds the work buffers (four n×n a pair, nsBytes) that one
+// NewtonSchulzAll batch holds at once, so that the factors of wide layers
+// take turns; a variable so that tests reach the split into batches.
 var nsBatchBytes = 256 << 20
 
 func nsBytes(a core.Mat) int { return 16 * a.Rows() * a.Rows() }
@@ -684,9 +685,9 @@ func (d *Device) newtonSchulz(op string, res []float32, xs, as []core.Mat, order
 	// readResiduals records the residuals of js and reads them back at once.
 	readResiduals := func(js []*nsJob) {
 		for k, j := range js {
-			d.reduce(3, j.P, j.P, j.n*j.n, j.n, nsSlot0+k, 1)
+			d.reduce(3, j.P, j.P, j.n*j.n, j.n, listSlot0+k, 1)
 		}
-		vals := d.readScalars(op, nsSlot0+len(js))[nsSlot0:]
+		vals := d.readScalars(op, listSlot0+len(js))[listSlot0:]
 		for k, j := range js {
 			j.r, j.measured = f32bits(vals[k]), true
 		}
