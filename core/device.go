@@ -208,6 +208,26 @@ type Device interface {
 	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
 	// returns an error naming the failed pivot when A is not positive definite.
 	CholeskyInverse(dst, a Mat) error
+	// KalmanDiagUpdate is one sample's update of the diagonal R-Kalman
+	// filter on one layer (paper eq. 22), in one pass over the layer's
+	// weights w and variances σ (both (In+1)×Out): with σ' = σ + q,
+	//
+	//	w[a,b] += (x̄[a]·u[b])·σ'[a,b]                       (eqs. 22a–b)
+	//	σ[a,b]  = max(σ'[a,b] − ((x̄[a]²·t[b])·σ'[a,b])·σ'[a,b], floor)  (eq. 22c)
+	//
+	// for x̄ (1×(In+1)), u and t (1×Out), with each product rounded in the
+	// order written.
+	KalmanDiagUpdate(w, sigma, xbar, u, t Mat, q, floor float32)
+}
+
+// CheckKalmanDiagShapes panics with a *ShapeError unless the operands of
+// KalmanDiagUpdate fit w.
+func CheckKalmanDiagShapes(w, sigma, xbar, u, t Mat) {
+	const op = "KalmanDiagUpdate"
+	SameShape(op, w, sigma)
+	CheckShape(op, "xbar", xbar, 1, w.Rows())
+	CheckShape(op, "u", u, 1, w.Cols())
+	CheckShape(op, "t", t, 1, w.Cols())
 }
 
 // CheckLists panics with a *ShapeError unless dst has one slot per matrix

@@ -774,6 +774,38 @@ func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {
 	d.Axpby(-dlambda, xx, 1, X)
 }
 
+// KalmanDiagUpdate runs the rows of w and σ in parallel chunks, each row as
+// a few vector operations on L1-resident row buffers; every product is
+// rounded on its own, as the Device contract orders them.
+func (*Device) KalmanDiagUpdate(w, sigma, xbar, u, t core.Mat, q, floor float32) {
+	core.CheckKalmanDiagShapes(w, sigma, xbar, u, t)
+	const op = "KalmanDiagUpdate"
+	W, S := m32(op, w), m32(op, sigma)
+	X, U, T := m32(op, xbar).Data, m32(op, u).Data, m32(op, t).Data
+	cols := W.c
+	if cols == 0 {
+		return
+	}
+	parallelFor(W.r, max(memParallelMin/cols, 1), func(lo, hi int) {
+		sc := scratchPool.Get().(*scratch)
+		defer scratchPool.Put(sc)
+		sp, tmp := sc.get(0, cols), sc.get(1, cols)
+		for a := lo; a < hi; a++ {
+			x := X[a]
+			ws, ss := W.Data[a*cols:(a+1)*cols], S.Data[a*cols:(a+1)*cols]
+			vadds(sp, ss, q)    // σ' = σ + q
+			vscale(tmp, x, U)   // x̄_a·u_b
+			vmul(tmp, tmp, sp)  // (x̄_a·u_b)·σ'
+			vadd(ws, ws, tmp)   // w += …
+			vscale(tmp, x*x, T) // x̄_a²·t_b
+			vmul(tmp, tmp, sp)  // ·σ'
+			vmul(tmp, tmp, sp)  // ·σ'
+			vsub(ss, sp, tmp)   // σ' − …
+			vclamp(ss, ss, floor, float32(math.Inf(1)))
+		}
+	})
+}
+
 func (*Device) CholeskyInverse(dst, a core.Mat) error {
 	A := square("CholeskyInverse", a)
 	D := m32("CholeskyInverse", dst)

@@ -1583,3 +1583,92 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// TestKalmanDiagUpdate checks the fused R-Kalman update bit for bit against
+// the same products done by the separate ops (AddScalar, Map, Gemm, Apply,
+// Axpby, Clamp), and against float64 arithmetic, on shapes below and above
+// the parallel split, with q = 0 and q > 0 and variances driven to the floor.
+func TestKalmanDiagUpdate(t *testing.T) {
+	d := New()
+	rng := newRand(22)
+	for _, sh := range [][2]int{{1, 1}, {7, 5}, {300, 256}} {
+		for _, q := range []float32{0, 0.01} {
+			r, c := sh[0], sh[1]
+			w, _ := randMat(d, rng, r, c, 1)
+			sigma := d.New(r, c).(*Mat)
+			for i := range sigma.Data {
+				sigma.Data[i] = float32(0.05 + 0.2*rng.Float64())
+			}
+			xbar, _ := randMat(d, rng, 1, r, 1)
+			xbar.Data[r-1] = 1 // the bias input
+			if r > 2 {
+				xbar.Data[0] = 0 // a pixel that is always off
+			}
+			u, _ := randMat(d, rng, 1, c, 0.5)
+			tt := d.New(1, c).(*Mat)
+			for i := range tt.Data {
+				tt.Data[i] = float32(3 * rng.Float64()) // large enough to hit the floor
+			}
+			const floor = 1e-6
+			w0, s0 := f64(w.Data), f64(sigma.Data)
+
+			// the composition of separate ops
+			cw, cs := d.New(r, c), d.New(r, c)
+			d.Copy(cw, w)
+			sp := d.New(r, c)
+			d.AddScalar(sp, sigma, q)
+			delta, ds, xb2 := d.New(r, c), d.New(r, c), d.New(1, r)
+			d.Gemm(true, false, 1, xbar, u, 0, delta)
+			d.Apply(core.Mul, delta, delta, sp)
+			d.Axpby(1, delta, 1, cw)
+			d.Map(core.Square, xb2, xbar)
+			d.Gemm(true, false, 1, xb2, tt, 0, ds)
+			d.Apply(core.Mul, ds, ds, sp)
+			d.Apply(core.Mul, ds, ds, sp)
+			d.Apply(core.Sub, cs, sp, ds)
+			d.Clamp(cs, cs, floor, math.MaxFloat32)
+
+			d.KalmanDiagUpdate(w, sigma, xbar, u, tt, q, floor)
+			what := fmt.Sprintf("%d×%d q=%v", r, c, q)
+			floored := 0
+			for i := range w.Data {
+				a, b := i/c, i%c
+				if w.Data[i] != cw.(*Mat).Data[i] || sigma.Data[i] != cs.(*Mat).Data[i] {
+					t.Fatalf("%s: element (%d,%d) = (%v, %v), the separate ops give (%v, %v)",
+						what, a, b, w.Data[i], sigma.Data[i], cw.(*Mat).Data[i], cs.(*Mat).Data[i])
+				}
+				x := float64(xbar.Data[a])
+				s := s0[i] + float64(q)
+				wantW := w0[i] + x*float64(u.Data[b])*s
+				wantS := max(s-x*x*float64(tt.Data[b])*s*s, floor)
+				if wantS == floor {
+					floored++
+				}
+				if e := math.Abs(float64(w.Data[i]) - wantW); e > 4*eps32*(math.Abs(w0[i])+math.Abs(x*float64(u.Data[b])*s)) {
+					t.Fatalf("%s: w(%d,%d) = %v, want %v", what, a, b, w.Data[i], wantW)
+				}
+				if e := math.Abs(float64(sigma.Data[i]) - wantS); e > 8*eps32*(s+x*x*float64(tt.Data[b])*s*s) {
+					t.Fatalf("%s: σ(%d,%d) = %v, want %v", what, a, b, sigma.Data[i], wantS)
+				}
+			}
+			if r*c > 100 && floored == 0 {
+				t.Errorf("%s: no variance reached the floor; the test does not cover the clamp", what)
+			}
+		}
+	}
+	for _, bad := range []func(){
+		func() { d.KalmanDiagUpdate(d.New(3, 2), d.New(2, 3), d.New(1, 3), d.New(1, 2), d.New(1, 2), 0, 0) },
+		func() { d.KalmanDiagUpdate(d.New(3, 2), d.New(3, 2), d.New(1, 2), d.New(1, 2), d.New(1, 2), 0, 0) },
+		func() { d.KalmanDiagUpdate(d.New(3, 2), d.New(3, 2), d.New(1, 3), d.New(1, 3), d.New(1, 2), 0, 0) },
+		func() { d.KalmanDiagUpdate(d.New(3, 2), d.New(3, 2), d.New(1, 3), d.New(1, 2), d.New(2, 1), 0, 0) },
+	} {
+		func() {
+			defer func() {
+				if _, ok := recover().(*core.ShapeError); !ok {
+					t.Error("a mismatched shape did not panic with a *core.ShapeError")
+				}
+			}()
+			bad()
+		}()
+	}
+}

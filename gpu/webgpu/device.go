@@ -556,7 +556,7 @@ var kernelSpec = map[string]struct {
 	"map_grad": {"elementwise", 3, 256}, "map_grad2": {"elementwise", 3, 256}, "apply": {"elementwise", 3, 256},
 	"mul_row": {"elementwise", 3, 256}, "mul_col": {"elementwise", 3, 256}, "append_col": {"elementwise", 2, 256},
 	"copy_cols": {"elementwise", 2, 256}, "sub_from_i": {"elementwise", 2, 256}, "add_diag": {"elementwise", 1, 256},
-	"ns_init": {"elementwise", 3, 256}, "normalize_": {"elementwise", 3, 256}, "power_iter": {"power", 3, 256},
+	"ns_init": {"elementwise", 3, 256}, "kalman_diag": {"elementwise", 5, 256}, "normalize_": {"elementwise", 3, 256}, "power_iter": {"power", 3, 256},
 	"gemm64": {"gemm", 3, 0}, "gemm128": {"gemm", 3, 0},
 	"reduce1": {"reduce", 3, 256}, "reduce2": {"reduce", 4, 256},
 	"absmax1": {"absmax", 3, 256}, "absmax2": {"absmax", 4, 256},

@@ -50,7 +50,7 @@
 // into a GEMM and encodes the iterations without a readback (one submit
 // unless the work exceeds the budget); it reads back the residual once, or,
 // given a tolerance, once before each iteration. InvDampingUpdate (eq. 11) is a GEMM and an
-// axpby. CholeskyInverse downloads A, inverts it in float64 on the host
+// axpby; KalmanDiagUpdate (eq. 22) one elementwise kernel. CholeskyInverse downloads A, inverts it in float64 on the host
 // (gonum, through the CPU reference device, so results and error messages
 // match it) and uploads the result: a rare fallback, not a kernel.
 //

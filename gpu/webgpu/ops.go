@@ -801,6 +801,17 @@ func (d *Device) nsFinish(j *nsJob) {
 	}
 }
 
+// KalmanDiagUpdate is one elementwise kernel over the layer (kalman_diag).
+func (d *Device) KalmanDiagUpdate(w, sigma, xbar, u, t core.Mat, q, floor float32) {
+	defer d.lock()()
+	const op = "KalmanDiagUpdate"
+	core.CheckKalmanDiagShapes(w, sigma, xbar, u, t)
+	W, S := d.mat(op, w), d.mat(op, sigma)
+	X, U, T := d.mat(op, xbar), d.mat(op, u), d.mat(op, t)
+	d.run1("kalman_diag", params{N: uint32(W.c), S0: q, S1: floor}, W.n(), 6*float64(W.n()),
+		W.bind(), S.bind(), X.bind(), U.bind(), T.bind())
+}
+
 // InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X: one GEMM into a
 // work buffer and one axpby.
 func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {

@@ -347,6 +347,44 @@ func TestSquareOps(t *testing.T) {
 	}
 }
 
+// TestKalmanDiagUpdate compares the fused R-Kalman update with the CPU
+// device's on shapes that are not multiples of the workgroup size, with
+// variances driven to the floor and aliased operands (x̄ = u on a square
+// layer, bound twice).
+func TestKalmanDiagUpdate(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, sh := range [][2]int{{1, 1}, {17, 33}, {300, 257}} {
+		for _, q := range []float32{0, 0.01} {
+			r, c := sh[0], sh[1]
+			W := randPair(t, rng, r, c)
+			sv := make([]float32, r*c)
+			for i := range sv {
+				sv[i] = float32(0.05 + 0.2*rng.Float64())
+			}
+			S := newPair(t, r, c, sv)
+			X, U := randPair(t, rng, 1, r), randPair(t, rng, 1, c)
+			tv := make([]float32, c)
+			for i := range tv {
+				tv[i] = float32(3 * rng.Float64())
+			}
+			T := newPair(t, 1, c, tv)
+			d.KalmanDiagUpdate(W.g, S.g, X.g, U.g, T.g, q, 1e-6)
+			host.KalmanDiagUpdate(W.c, S.c, X.c, U.c, T.c, q, 1e-6)
+			what := fmt.Sprintf("KalmanDiagUpdate %d×%d q=%v", r, c, q)
+			W.check(t, what+" w", 1e-6, 1e-7)
+			S.check(t, what+" σ", 1e-6, 1e-7)
+		}
+	}
+	W, S, X := randPair(t, rng, 5, 5), newPair(t, 5, 5, nil), randPair(t, rng, 1, 5)
+	d.Fill(S.g, 0.1)
+	host.Fill(S.c, 0.1)
+	d.KalmanDiagUpdate(W.g, S.g, X.g, X.g, X.g, 0, 1e-6)
+	host.KalmanDiagUpdate(W.c, S.c, X.c, X.c, X.c, 0, 1e-6)
+	W.check(t, "KalmanDiagUpdate aliased w", 1e-6, 1e-7)
+	S.check(t, "KalmanDiagUpdate aliased σ", 1e-6, 1e-7)
+}
+
 func TestSoftmaxAndLabels(t *testing.T) {
 	d := gpu(t)
 	rng := rand.New(rand.NewPCG(13, 14))

@@ -19,7 +19,8 @@
 //
 // Fused kernels are single executables: NewtonSchulz (K iterations unrolled in
 // one graph, as GoMLX has no While op, with the X0 scaling inside the graph),
-// SpectralNorm (power iteration unrolled), InvDampingUpdate, SoftmaxXent.
+// SpectralNorm (power iteration unrolled), InvDampingUpdate, KalmanDiagUpdate,
+// SoftmaxXent.
 // CholeskyInverse is the exception: it downloads A, factors it on the host in
 // float64 with gonum (through the CPU reference device, so results and error
 // messages are identical) and uploads the inverse; it is the fallback path,

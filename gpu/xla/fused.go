@@ -184,6 +184,27 @@ func (d *Device) InvDampingUpdate(x core.Mat, dlambda float32) {
 	}, []*Mat{X}, []float32{dlambda}, []*Mat{X})
 }
 
+// KalmanDiagUpdate is one executable per layer shape, w and σ donated.
+func (d *Device) KalmanDiagUpdate(w, sigma, xbar, u, t core.Mat, q, floor float32) {
+	const op = "KalmanDiagUpdate"
+	core.CheckKalmanDiagShapes(w, sigma, xbar, u, t)
+	W, S := d.m(op, w), d.m(op, sigma)
+	X, U, T := d.m(op, xbar), d.m(op, u), d.m(op, t)
+	if W.empty() {
+		return
+	}
+	d.run("kalmandiag", func(in []*Node) []*Node {
+		w, s := in[0], in[1]
+		dims := w.Shape().Dimensions
+		col := BroadcastToDims(Reshape(in[2], dims[0], 1), dims...) // x̄[a]
+		row := func(v *Node) *Node { return BroadcastToDims(v, dims...) }
+		sp := Add(s, in[5])
+		w = Add(w, Mul(Mul(col, row(in[3])), sp))
+		ds := Mul(Mul(Mul(Mul(col, col), row(in[4])), sp), sp)
+		return []*Node{w, Max(Sub(sp, ds), BroadcastToDims(in[6], dims...))}
+	}, []*Mat{W, S, X, U, T}, []float32{q, floor}, []*Mat{W, S})
+}
+
 // CholeskyInverse runs on the host: A is downloaded, inverted in float64 by
 // gonum's Cholesky through the CPU reference device (same symmetrisation,
 // same error naming the failed pivot), and the inverse is uploaded. It is

@@ -48,6 +48,31 @@ func TestAddDiagInvDamping(t *testing.T) {
 	}
 }
 
+// TestKalmanDiagUpdate compares the fused R-Kalman update with the CPU
+// device's, with q = 0 and q > 0 and variances driven to the floor.
+func TestKalmanDiagUpdate(t *testing.T) {
+	e := newEnv(t, 23)
+	for _, sh := range [][2]int{{1, 1}, {7, 5}, {33, 17}} {
+		for _, q := range []float32{0, 0.01} {
+			r, c := sh[0], sh[1]
+			w, x, u := e.rand(r, c), e.rand(1, r), e.rand(1, c)
+			sv, tv := make([]float32, r*c), make([]float32, c)
+			for i := range sv {
+				sv[i] = float32(0.05 + 0.2*e.rng.Float64())
+			}
+			for i := range tv {
+				tv[i] = float32(3 * e.rng.Float64())
+			}
+			s, tt := e.from(r, c, sv), e.from(1, c, tv)
+			e.cpu.KalmanDiagUpdate(w.c, s.c, x.c, u.c, tt.c, q, 1e-6)
+			e.d.KalmanDiagUpdate(w.x, s.x, x.x, u.x, tt.x, q, 1e-6)
+			what := fmt.Sprintf("KalmanDiagUpdate %d×%d q=%v", r, c, q)
+			e.check(what+" w", w, 1e-6, 1e-7)
+			e.check(what+" σ", s, 1e-6, 1e-7)
+		}
+	}
+}
+
 // TestInvDampingUpdateFirstOrder checks paper eq. 11 against exact inverses:
 // X ← X − dλ·X·X moves (M+λI)⁻¹ towards (M+(λ+dλ)I)⁻¹ with an O(dλ²) error.
 func TestInvDampingUpdateFirstOrder(t *testing.T) {

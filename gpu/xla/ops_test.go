@@ -545,6 +545,7 @@ func TestShapeErrors(t *testing.T) {
 		{"NewtonSchulz order", func() { d.NewtonSchulz(m33, d.New(3, 3), 5, 2, false, 0) }},
 		{"InvDampingUpdate", func() { d.InvDampingUpdate(m23, 1) }},
 		{"CholeskyInverse", func() { _ = d.CholeskyInverse(m22, m33) }},
+		{"KalmanDiagUpdate", func() { d.KalmanDiagUpdate(m23, m23, m23, r13, r13, 0, 0) }},
 		{"foreign cpu Mat", func() { d.Copy(m22, cpuMat) }},
 		{"Mat of another xla device", func() { d.Copy(m22, foreign) }},
 		{"freed Mat", func() { d.Fill(freed, 1) }},

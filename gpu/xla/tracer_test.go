@@ -320,6 +320,13 @@ func (t *tracer) InvDampingUpdate(x core.Mat, dl float32) {
 	t.op("InvDampingUpdate", []core.Mat{x}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.InvDampingUpdate(m[0], dl); return 0 })
 }
 
+func (t *tracer) KalmanDiagUpdate(w, sigma, xbar, u, tt core.Mat, q, floor float32) {
+	t.op("KalmanDiagUpdate", []core.Mat{w, sigma, xbar, u, tt}, []int{0, 1}, func(d core.Device, m []core.Mat) float32 {
+		d.KalmanDiagUpdate(m[0], m[1], m[2], m[3], m[4], q, floor)
+		return 0
+	})
+}
+
 func (t *tracer) CholeskyInverse(dst, a core.Mat) error {
 	var xerr error
 	t.op("CholeskyInverse", []core.Mat{dst, a}, []int{0}, func(d core.Device, m []core.Mat) float32 {

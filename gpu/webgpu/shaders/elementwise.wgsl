@@ -7,6 +7,8 @@
 @group(0) @binding(1) var<storage, read_write> b1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> b2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> b3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> b4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> b5: array<f32>;
 
 const WG: u32 = 256u;
 const GELU_C: f32 = 0.7978845608028654; // √(2/π)
@@ -255,6 +257,22 @@ fn sub_from_i(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   var v = -b2[i];
   if (i / p.n == i % p.n) { v += p.s0; }
   b1[i] = v;
+}
+
+// kalman_diag: one sample's diagonal R-Kalman update of a layer (paper eq.
+// 22) on weights b1 and variances b2 (p.m×p.n), with x̄ (b3, 1×p.m), u and t
+// (b4, b5, 1×p.n), q = s0, floor = s1: σ' = σ + q, w += (x̄·u)·σ',
+// σ = max(σ' − ((x̄²·t)·σ')·σ', floor).
+@compute @workgroup_size(256)
+fn kalman_diag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = lin(wid, nwg, lid, WG);
+  if (i >= p.total) { return; }
+  let a = i / p.n;
+  let b = i % p.n;
+  let x = b3[a];
+  let sp = b2[i] + p.s0;
+  b1[i] += (x * b4[b]) * sp;
+  b2[i] = fmax(sp - (((x * x) * b5[b]) * sp) * sp, p.s1);
 }
 
 // add_diag: a[i,i] += s0 for i < p.total; p.n = columns.
