@@ -380,8 +380,10 @@ func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, ba
 //     before the first of them.
 //
 // The d_o×d_o quantities (R, R̃, A, A⁻¹) live on the host in float64: a
-// sample reads HΣHᵀ (d_o²) and y − ŷ (d_o) and uploads A⁻¹ and A⁻¹(y − ŷ);
-// with the divergence guard's one AbsMax per layer these are its sync points.
+// sample reads HΣHᵀ (d_o²) and y − ŷ (d_o), its two sync points, and uploads
+// A⁻¹ and A⁻¹(y − ŷ). The divergence guard of the update needs no third: the
+// host bounds |K̃(y − ŷ)| from HΣHᵀ, A⁻¹(y − ŷ) and a bound on σ that a Step
+// measures once (one AbsMaxes for the batch).
 //
 // Defaults (registry "rkalman"): σ0 = 0.2 (Table 4), ρ = 0.1 and β = 0.98.
 // Table 4's β = 0.2 fails when training an MLP from scratch with batch 1
@@ -407,8 +409,10 @@ func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, ba
 //	diag(K̃HΣ) = σ² ⊙ (x̄²ᵀt),       t_b = Σ_j (A⁻¹E)_{jb}E_{jb}     (eq. 22c)
 //
 // since (HᵀA⁻¹H)_{(a,b),(a,b)} = x̄_a²·(EᵀA⁻¹E)_{bb}. So a sample costs a few
-// GEMMs of d_o×Out and outer products of the weights' size; neither the
-// n×n covariance nor the n×d_o gain is ever formed. The new variance is
+// GEMMs of d_o×Out, one product x̄²σ that reads σ, and one pass of the fused
+// Device.KalmanDiagUpdate over μ and σ (the outer products x̄ᵀu and x̄²ᵀt
+// are never formed); neither the n×n covariance nor the n×d_o gain is ever
+// formed. The new variance is
 // σ ← σ − σ²⊙(x̄²ᵀt) = σ(1 − σ·(HᵀA⁻¹H)_ii), which is in (0, σ] because
 // A ⪰ HΣHᵀ; rounding is caught by a floor of 1e-12·σ0.
 //
@@ -421,11 +425,37 @@ type RKalman struct {
 	s, t, u   []core.Mat // 1×Out: x̄²σ, diag(EᵀA⁻¹E), vᵀE
 	es        []core.Mat // d_o×Out: E ⊙ s, then A⁻¹E ⊙ E
 	xb2       []core.Mat // 1×(In+1): x̄²
-	delta, ds []core.Mat // (In+1)×Out: K̃(y−ŷ) and diag(K̃HΣ)
 	hsh       core.Mat   // d_o×d_o
 	v, ainv   core.Mat   // d_o×1, d_o×d_o
 	sBak      []core.Mat
 	floor     float32
+	// sigmaMax bounds every σ from above: measured at the start of a Step,
+	// raised by q each sample (σ_k ≤ σ_{k−1} + q).
+	sigmaMax float64
+	bound    float64 // updateBound of the last sample (tests)
+}
+
+// maxKalmanUpdate is the largest bound on |K̃(y − ŷ)| that R-Kalman writes
+// into the weights: float32's range with room for rounding.
+const maxKalmanUpdate = math.MaxFloat32 / 4
+
+// updateBound returns the host-side bound on every entry of K̃(y − ŷ) of a
+// sample (see sample) from v = A⁻¹(y − ŷ) and HΣHᵀ (o.s64), or +Inf when v
+// or A⁻¹ do not fit in float32 (their uploads would hold ±Inf).
+func (o *RKalman) updateBound(v, ainv []float64) float64 {
+	for _, x := range ainv {
+		if !(math.Abs(x) <= math.MaxFloat32) {
+			return math.Inf(1)
+		}
+	}
+	var sum float64
+	for j, x := range v {
+		if !(math.Abs(x) <= math.MaxFloat32) {
+			return math.Inf(1)
+		}
+		sum += math.Abs(x) * math.Sqrt(max(o.s64[j*o.do+j], 0))
+	}
+	return math.Sqrt(o.sigmaMax+o.cfg.Q) * sum
 }
 
 // NewRKalman builds the diagonal R-Kalman filter for net with prior
@@ -452,8 +482,6 @@ func NewRKalman(net *nn.MLP, cfg KalmanConfig) (*RKalman, error) {
 		o.u = append(o.u, dev.New(1, l.Out))
 		o.es = append(o.es, dev.New(k.do, l.Out))
 		o.xb2 = append(o.xb2, dev.New(1, l.In+1))
-		o.delta = append(o.delta, dev.New(l.In+1, l.Out))
-		o.ds = append(o.ds, dev.New(l.In+1, l.Out))
 	}
 	if cfg.Q == 0 {
 		o.sp = o.sigma
@@ -471,6 +499,7 @@ func (o *RKalman) Var() []core.Mat { return o.sigma }
 // rejected (a non-finite quantity), the weights, σ and R return to where they
 // were before the batch.
 func (o *RKalman) Step(x, y core.Mat) (Stats, error) {
+	o.sigmaMax = absMax(o.dev, o.sigma) // σ may have been loaded or backed off
 	return o.step(x, y, o.sample, o.backup, o.restore)
 }
 
@@ -516,33 +545,29 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 	if err != nil {
 		return err
 	}
+	// The update is written only if every entry of K̃(y − ŷ) is finite, and
+	// the host knows a bound on them without a sync: with σ'_ab ≤ σmax + q
+	// and σ'_ab·x̄_a²·E_jb² ≤ (HΣHᵀ)_jj (a term of that sum),
+	// |σ'_ab·x̄_a·Σ_j v_jE_jb| ≤ √(σmax + q)·Σ_j |v_j|·√(HΣHᵀ)_jj.
+	if o.bound = o.updateBound(v, ainv); !(o.bound <= maxKalmanUpdate) {
+		return &Diverged{Optimizer: o.name, What: "the update"}
+	}
 	dev.Upload(o.v, kalF32(v))
 	dev.Upload(o.ainv, kalF32(ainv))
+	ws := o.net.Weights()
 	for l, L := range layers {
-		// K̃(y − ŷ) = σ ⊙ x̄ᵀ(vᵀE)   (eqs. 22a, 22b)
+		// u = vᵀE for K̃(y − ŷ) = σ' ⊙ x̄ᵀu (eqs. 22a, 22b) and
+		// t = colsum(A⁻¹E ⊙ E) for diag(K̃HΣ) = σ'² ⊙ x̄²ᵀt (eq. 22c), then
+		// μ and σ in one pass. σ' − diag(K̃HΣ) needs no finiteness check:
+		// 0 ≤ σ'_ab²x̄_a²t_b ≤ σ'_ab·s_b·t_b ≤ σ'_ab, since A ⪰ HΣHᵀ ⪰
+		// s_b·E_bE_bᵀ (E_b column b of E) gives s_b·t_b ≤ 1.
 		dev.Gemm(true, false, 1, o.v, L.E, 0, o.u[l])
-		dev.Gemm(true, false, 1, o.xbar[l], o.u[l], 0, o.delta[l])
-		dev.Apply(core.Mul, o.delta[l], o.delta[l], o.sp[l])
-		// diag(K̃HΣ) = σ² ⊙ x̄²ᵀt, t = colsum(A⁻¹E ⊙ E)   (eq. 22c)
 		dev.Gemm(false, false, 1, o.ainv, L.E, 0, o.es[l])
 		dev.Apply(core.Mul, o.es[l], o.es[l], L.E)
 		dev.SumRows(o.t[l], o.es[l])
-		dev.Gemm(true, false, 1, o.xb2[l], o.t[l], 0, o.ds[l])
-		dev.Apply(core.Mul, o.ds[l], o.ds[l], o.sp[l])
-		dev.Apply(core.Mul, o.ds[l], o.ds[l], o.sp[l])
+		dev.KalmanDiagUpdate(ws[l], o.sigma[l], o.xbar[l], o.u[l], o.t[l], float32(o.cfg.Q), o.floor)
 	}
-	// No finiteness check of ds is needed (it would cost a sync per layer):
-	// gain has checked HΣHᵀ, which is non-finite whenever σ, x̄ or E are, and
-	// A⁻¹; and 0 ≤ ds_ab = σ_ab²x̄_a²t_b ≤ σ_ab·s_b·t_b ≤ σ_ab, since
-	// A ⪰ HΣHᵀ ⪰ s_b·E_bE_bᵀ (E_b column b of E) gives s_b·t_b ≤ 1.
-	// μ_k = μ_{k|k−1} + K̃(y − ŷ): W ← W − (−1)·Δ.
-	if err := applyUpdate(dev, o.name, o.net.Weights(), o.delta, -1); err != nil {
-		return err
-	}
-	for l, s := range o.sigma {
-		dev.Apply(core.Sub, s, o.sp[l], o.ds[l])
-		dev.Clamp(s, s, o.floor, math.MaxFloat32)
-	}
+	o.sigmaMax += o.cfg.Q
 	o.r = rNew
 	return nil
 }

@@ -980,3 +980,42 @@ func ExampleRKalman() {
 	// W = [2.0 -1.0], bias 0.5
 	// variances < 1e-4: true
 }
+
+// TestKalmanUpdateBound checks the host-side bound that guards R-Kalman's
+// update without a sync: every sample's change of the weights stays within
+// it, for prior variances below and above 1 and with process noise (the
+// bound's √(σmax + q)), and it is not vacuous (every change is at least 1%
+// of it; 4–32% here). A bound that could not hold a non-finite update back would fail
+// the first part; one that dropped σ or q, the second.
+func TestKalmanUpdateBound(t *testing.T) {
+	for _, cfg := range []KalmanConfig{
+		{Sigma0: 0.05, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
+		{Sigma0: 20, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
+		{Sigma0: 0.01, Q: 1, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
+	} {
+		net, x, y, _, _ := kalProblem(t, "6-16-4:tanh", nn.CrossEntropy, 40, 3)
+		dev := net.Dev
+		o, err := NewRKalman(net, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := math.Inf(1)
+		for i := 0; i < x.Rows(); i++ {
+			w0 := kalFlat(dev, net.Weights())
+			if _, err := o.Step(kalRow(dev, x, i), kalRow(dev, y, i)); err != nil {
+				t.Fatal(err)
+			}
+			var d float64
+			for p, w := range kalFlat(dev, net.Weights()) {
+				d = max(d, math.Abs(w-w0[p]))
+			}
+			if d > o.bound*(1+1e-5) {
+				t.Fatalf("σ0=%v q=%v, sample %d: the weights moved by %.6g, beyond the bound %.6g", cfg.Sigma0, cfg.Q, i, d, o.bound)
+			}
+			worst = min(worst, d/o.bound)
+		}
+		if worst < 1e-2 {
+			t.Errorf("σ0=%v q=%v: some update was %.3g of its bound: the bound is vacuous", cfg.Sigma0, cfg.Q, worst)
+		}
+	}
+}

@@ -79,7 +79,7 @@ var notState = map[string]string{
 	"kalman.e64": "scratch", "kalman.bak": "rollback copy within a step", "kalman.rBak": "rollback copy within a step",
 	"kalman.lastRTild": "diagnostics of the last sample",
 	"RKalman.sp":       "σ itself (q = 0) or scratch σ + q", "RKalman.s": "scratch", "RKalman.t": "scratch", "RKalman.u": "scratch",
-	"RKalman.es": "scratch", "RKalman.xb2": "scratch", "RKalman.delta": "scratch", "RKalman.ds": "scratch",
+	"RKalman.es": "scratch", "RKalman.xb2": "scratch", "RKalman.sigmaMax": "measured at the start of every Step", "RKalman.bound": "diagnostics",
 	"RKalman.hsh": "scratch", "RKalman.v": "scratch", "RKalman.ainv": "scratch", "RKalman.sBak": "rollback copy within a step",
 	"KalmanFull.next": "scratch (swapped with cov)", "KalmanFull.covBak": "rollback copy within a step",
 	"KalmanFull.h": "scratch", "KalmanFull.hs": "scratch", "KalmanFull.delta": "scratch", "KalmanFull.xb": "scratch",
