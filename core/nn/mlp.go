@@ -51,6 +51,7 @@ type MLP struct {
 	m                     int      // rows the per-batch buffers are sized for
 	out                   core.Mat // alias of the last layer's Z
 	probs, dout, lossRows core.Mat // loss scratch (m×k, m×k, m×1)
+	ones                  core.Mat // m×1 of 1: Σ lossRows as a Dot (LossSum)
 	hvp                   []*rstate
 	onesK, rowDot, rowTmp core.Mat // HVP scratch for the softmax R-op
 
@@ -133,13 +134,14 @@ func (n *MLP) resize(m int) {
 			l.A = d.New(m, l.Out)
 		}
 	}
-	for _, b := range []core.Mat{n.probs, n.dout, n.lossRows} {
+	for _, b := range []core.Mat{n.probs, n.dout, n.lossRows, n.ones} {
 		if b != nil {
 			d.Free(b)
 		}
 	}
 	k := n.Outputs()
-	n.probs, n.dout, n.lossRows = d.New(m, k), d.New(m, k), d.New(m, 1)
+	n.probs, n.dout, n.lossRows, n.ones = d.New(m, k), d.New(m, k), d.New(m, 1), d.New(m, 1)
+	d.Fill(n.ones, 1)
 	for _, r := range n.hvp {
 		for _, b := range []core.Mat{r.rX, r.rZ, r.rA, r.rE, r.rdA, r.rdX, r.t} {
 			d.Free(b)
@@ -208,9 +210,20 @@ func (n *MLP) Backward(dout core.Mat) {
 	}
 }
 
-// lossOf returns the mean loss of the last Forward against y and, with grad
-// set, leaves ∂(mean loss)/∂out in n.dout.
-func (n *MLP) lossOf(y core.Mat, grad bool) float32 {
+// LossSum is a mean loss left on the device: Σ A⊙B / Div, so that a caller
+// can read it together with its own sums in one Dots (one sync point). A
+// and B are the model's scratch, valid until its next pass.
+type LossSum struct {
+	A, B core.Mat
+	Div  float32
+}
+
+// Value is the mean loss, given dot = Σ A⊙B.
+func (l LossSum) Value(dot float32) float32 { return dot / l.Div }
+
+// lossSum computes the loss of the last Forward against y and, with grad
+// set, its gradient w.r.t. the outputs into dout, without a sync point.
+func (n *MLP) lossSum(y core.Mat, grad bool) LossSum {
 	d, m := n.Dev, n.m
 	var dout core.Mat
 	if grad {
@@ -219,7 +232,7 @@ func (n *MLP) lossOf(y core.Mat, grad bool) float32 {
 	switch n.Objective {
 	case CrossEntropy:
 		d.SoftmaxXent(n.out, y, n.probs, dout, n.lossRows, 1/float32(m))
-		return d.Sum(n.lossRows) / float32(m)
+		return LossSum{A: n.lossRows, B: n.ones, Div: float32(m)}
 	case MSE:
 		core.SameShape("MLP.Loss", y, n.out)
 		d.Axpby(1, n.out, 0, n.probs) // probs holds out − y for MSE
@@ -227,22 +240,29 @@ func (n *MLP) lossOf(y core.Mat, grad bool) float32 {
 		if grad {
 			d.Axpby(1/float32(m), n.probs, 0, n.dout)
 		}
-		return d.Dot(n.probs, n.probs) / (2 * float32(m))
+		return LossSum{A: n.probs, B: n.probs, Div: 2 * float32(m)}
 	}
 	panic(fmt.Sprintf("nn: unknown loss %d", n.Objective))
 }
 
+// read returns the value of l (a sync point).
+func (n *MLP) read(l LossSum) float32 { return l.Value(n.Dev.Dot(l.A, l.B)) }
+
 // Loss returns the mean loss on (x, y) without touching the gradients.
 func (n *MLP) Loss(x, y core.Mat) float32 {
 	n.Forward(x)
-	return n.lossOf(y, false)
+	return n.read(n.lossSum(y, false))
 }
 
 // LossGrad runs forward and backward on (x, y): it returns the mean loss and
 // leaves its gradient in every layer's G.
-func (n *MLP) LossGrad(x, y core.Mat) float32 {
+func (n *MLP) LossGrad(x, y core.Mat) float32 { return n.read(n.LossGradSum(x, y)) }
+
+// LossGradSum is LossGrad without its sync point: the mean loss stays on
+// the device for the caller to read with its other sums.
+func (n *MLP) LossGradSum(x, y core.Mat) LossSum {
 	n.Forward(x)
-	l := n.lossOf(y, true)
+	l := n.lossSum(y, true)
 	n.Backward(n.dout)
 	return l
 }

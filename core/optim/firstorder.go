@@ -52,11 +52,10 @@ type SGD struct {
 }
 
 func (o *SGD) Step(x, y core.Mat) (Stats, error) {
-	loss, err := lossGrad(o.net, "sgd", x, y)
+	st, err := lossGradNorm(o.net, "sgd", x, y, "the gradient")
 	if err != nil {
-		return Stats{Loss: loss}, err
+		return st, err
 	}
-	st := Stats{Loss: loss, GradNorm: gradNorm(o.net.Dev, o.net.Grads())}
 	return st, o.descend("sgd", o.net.Grads())
 }
 
@@ -96,16 +95,11 @@ type AdamW struct {
 
 func (o *AdamW) Step(x, y core.Mat) (Stats, error) {
 	dev := o.net.Dev
-	loss, err := lossGrad(o.net, "adamw", x, y)
-	if err != nil {
-		return Stats{Loss: loss}, err
-	}
-	gs, ws := o.net.Grads(), o.net.Weights()
-	norm, err := checkedGradNorm(dev, "adamw", gs)
-	st := Stats{Loss: loss, GradNorm: norm}
+	st, err := lossGradNorm(o.net, "adamw", x, y, "the gradient")
 	if err != nil {
 		return st, err
 	}
+	gs, ws := o.net.Grads(), o.net.Weights()
 	t := o.step + 1
 	b1c := 1 - math.Pow(o.Beta1, float64(t))
 	b2c := 1 - math.Pow(o.Beta2, float64(t))

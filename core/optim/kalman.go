@@ -314,11 +314,10 @@ func (k *kalman) restoreWeights() {
 // filter step per sample (sample), rolled back as a whole when one is
 // rejected.
 func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, backup, restore func()) (Stats, error) {
-	loss, err := lossGrad(k.net, k.name, x, y)
+	st, err := lossGradNorm(k.net, k.name, x, y, "")
 	if err != nil {
-		return Stats{Loss: loss}, err
+		return st, err
 	}
-	st := Stats{Loss: loss, GradNorm: gradNorm(k.dev, k.net.Grads())}
 	m := x.Rows()
 	if m > 1 {
 		k.backupWeights()

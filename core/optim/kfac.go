@@ -272,19 +272,19 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		kl.folded, kl.stashed = false, false
 	}
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
-	loss, err := lossGrad(net, o.name, x, y)
-	st := Stats{Loss: loss}
-	if err != nil {
-		return st, err
-	}
+	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
 	refresh := o.step%c.Refresh == 0
 	reg := c.Gamma > 0 && (refresh || c.RegEvery)
-	// A refresh or the regularizer must not see a non-finite gradient, so
-	// they read ‖g‖ first; other steps read it with the step's other
-	// reductions, after preconditioning (a device sync point fewer).
+	// A refresh or the regularizer must not see a non-finite loss or
+	// gradient, so they read both first; other steps read them with the
+	// step's other reductions, after preconditioning (one device sync point
+	// for the step's sums). Until then such a step only moves the inverses
+	// to the current damping (followDamping), which a rejection keeps.
+	var st Stats
 	if refresh || reg {
-		if st.GradNorm, err = checkedGradNorm(dev, o.name, gs); err != nil {
+		var err error
+		if st, err = lossNorm(dev, o.name, loss, gs, "the gradient"); err != nil {
 			return st, err
 		}
 	}
@@ -315,7 +315,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for i, kl := range o.layers {
 		o.precondition(kl, o.gradsIn[i], !reg)
 	}
-	if err := o.reduce(&st, !(refresh || reg), reg); err != nil {
+	if err := o.reduce(&st, loss, !(refresh || reg), reg); err != nil {
 		return st, err
 	}
 	o.eta = c.LR / float64(len(o.layers))
@@ -329,16 +329,17 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 }
 
 // reduce reads, in one device sync, what the rest of the step needs of the
-// gradients and the update: ‖g‖ (when norm is set; Diverged when it is not
-// finite) and, for the KL clip and the Levenberg–Marquardt check, ⟨g̃, Δ⟩
-// into o.gtd and ⟨g, Δ⟩ into o.gd (the same sum unless reg made g̃ ≠ g).
-func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
+// loss, the gradients and the update: the loss and ‖g‖ (when first is set;
+// Diverged when either is not finite) and, for the KL clip and the
+// Levenberg–Marquardt check, ⟨g̃, Δ⟩ into o.gtd and ⟨g, Δ⟩ into o.gd (the
+// same sum unless reg made g̃ ≠ g).
+func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 	dev, c := o.net.Dev, o.cfg
 	o.gd, o.gtd = math.NaN(), math.NaN()
 	lm := c.LM.Due(o.step)
 	clip, both := c.KLClip > 0 || lm, lm && reg
 	var as, bs []core.Mat
-	if norm {
+	if first {
 		as, bs = append(as, o.trueG...), append(bs, o.trueG...)
 	}
 	if clip {
@@ -347,11 +348,21 @@ func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
 	if both {
 		as, bs = append(as, o.trueG...), append(bs, o.deltas...)
 	}
-	if len(as) == 0 {
+	if !first && len(as) == 0 {
 		return nil
 	}
-	ds := make([]float32, len(as))
-	dev.Dots(ds, as, bs)
+	var ds []float32
+	if first {
+		var l float64
+		l, ds = readSums(dev, loss, as, bs)
+		st.Loss = l
+		if _, err := checkedLoss(o.name, l); err != nil {
+			return err
+		}
+	} else {
+		ds = make([]float32, len(as))
+		dev.Dots(ds, as, bs)
+	}
 	sum := func() float64 {
 		var s float64
 		for _, d := range ds[:len(o.layers)] {
@@ -360,7 +371,7 @@ func (o *KFAC) reduce(st *Stats, norm, reg bool) error {
 		ds = ds[len(o.layers):]
 		return s
 	}
-	if norm {
+	if first {
 		if st.GradNorm = math.Sqrt(sum()); !isFinite(st.GradNorm) {
 			return &Diverged{Optimizer: o.name, What: "the gradient"}
 		}

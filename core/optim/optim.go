@@ -178,22 +178,7 @@ func Build(name, spec string, net *nn.MLP, seed uint64) (Optimizer, error) {
 func gradNorm(dev core.Device, gs []core.Mat) float64 {
 	ds := make([]float32, len(gs))
 	dev.Dots(ds, gs, gs)
-	var s float64
-	for _, d := range ds {
-		s += float64(d)
-	}
-	return math.Sqrt(s)
-}
-
-// checkedGradNorm is gradNorm with the divergence guard of the gradient: a
-// NaN or ±Inf entry makes ‖g‖ non-finite, and so does a gradient whose
-// float32 squares overflow, which no step should follow either.
-func checkedGradNorm(dev core.Device, name string, gs []core.Mat) (float64, error) {
-	n := gradNorm(dev, gs)
-	if !isFinite(n) {
-		return n, &Diverged{Optimizer: name, What: "the gradient"}
-	}
-	return n, nil
+	return sqrtSum(ds)
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
@@ -235,11 +220,54 @@ func applyUpdate(dev core.Device, name string, ws, deltas []core.Mat, scale floa
 // lossGrad runs forward and backward and checks the loss: a non-finite loss
 // rejects the step before any state changes.
 func lossGrad(net *nn.MLP, name string, x, y core.Mat) (float64, error) {
-	l := float64(net.LossGrad(x, y))
-	if math.IsNaN(l) || math.IsInf(l, 0) {
-		return l, &Diverged{Optimizer: name, What: "the loss"}
+	return checkedLoss(name, float64(net.LossGrad(x, y)))
+}
+
+// lossGradNorm is lossGrad that also reads ‖g‖, in the same device sync
+// point (one Dots); with gradWhat set, a non-finite ‖g‖ rejects the step
+// too, as Diverged naming gradWhat ("the gradient"): a NaN or ±Inf entry
+// makes ‖g‖ non-finite, and so does a gradient whose float32 squares
+// overflow, which no step should follow either.
+func lossGradNorm(net *nn.MLP, name string, x, y core.Mat, gradWhat string) (Stats, error) {
+	return lossNorm(net.Dev, name, net.LossGradSum(x, y), net.Grads(), gradWhat)
+}
+
+// lossNorm is lossGradNorm after the passes: it reads the loss l and ‖g‖ of
+// gs.
+func lossNorm(dev core.Device, name string, l nn.LossSum, gs []core.Mat, gradWhat string) (Stats, error) {
+	loss, ds := readSums(dev, l, gs, gs)
+	st := Stats{Loss: loss, GradNorm: sqrtSum(ds)}
+	_, err := checkedLoss(name, loss)
+	if err == nil && gradWhat != "" && !isFinite(st.GradNorm) {
+		err = &Diverged{Optimizer: name, What: gradWhat}
 	}
-	return l, nil
+	return st, err
+}
+
+// readSums reads the loss l and Σ as[i]⊙bs[i] in one Dots.
+func readSums(dev core.Device, l nn.LossSum, as, bs []core.Mat) (float64, []float32) {
+	as, bs = append(as[:len(as):len(as)], l.A), append(bs[:len(bs):len(bs)], l.B)
+	ds := make([]float32, len(as))
+	dev.Dots(ds, as, bs)
+	n := len(ds) - 1
+	return float64(l.Value(ds[n])), ds[:n]
+}
+
+// checkedLoss is Diverged ("the loss") unless loss is finite.
+func checkedLoss(name string, loss float64) (float64, error) {
+	if !isFinite(loss) {
+		return loss, &Diverged{Optimizer: name, What: "the loss"}
+	}
+	return loss, nil
+}
+
+// sqrtSum is √Σ ds, accumulated in float64 (‖g‖ from per-layer Dots).
+func sqrtSum(ds []float32) float64 {
+	var s float64
+	for _, d := range ds {
+		s += float64(d)
+	}
+	return math.Sqrt(s)
 }
 
 // newLike allocates one zeroed matrix per m, shaped like it.

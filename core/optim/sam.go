@@ -54,16 +54,12 @@ func NewSAM(net *nn.MLP, lr, momentum, rho, wd float64) *SAM {
 
 func (o *SAM) Step(x, y core.Mat) (Stats, error) {
 	dev := o.net.Dev
-	loss, err := lossGrad(o.net, "sam", x, y)
-	if err != nil {
-		return Stats{Loss: loss}, err
-	}
-	gs, ws := o.net.Grads(), o.net.Weights()
-	norm, err := checkedGradNorm(dev, "sam", gs)
-	st := Stats{Loss: loss, GradNorm: norm}
+	st, err := lossGradNorm(o.net, "sam", x, y, "the gradient")
 	if err != nil {
 		return st, err
 	}
+	gs, ws := o.net.Grads(), o.net.Weights()
+	norm := st.GradNorm
 	if norm > 0 && o.Rho > 0 {
 		for i, w := range ws {
 			dev.Copy(o.saved[i], w)
@@ -73,13 +69,10 @@ func (o *SAM) Step(x, y core.Mat) (Stats, error) {
 			o.restore(ws)
 			return st, err
 		}
-		_, err := lossGrad(o.net, "sam", x, y) // g_SAM into G
+		_, err := lossGradNorm(o.net, "sam", x, y, "the perturbed gradient") // g_SAM into G
 		o.restore(ws)
 		if err != nil {
 			return st, err
-		}
-		if !finite(dev, gs) {
-			return st, &Diverged{Optimizer: "sam", What: "the perturbed gradient"}
 		}
 	}
 	return st, o.base.descend("sam", gs)

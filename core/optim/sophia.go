@@ -108,16 +108,11 @@ func NewSophia(net *nn.MLP, lr, beta1, beta2, gamma, eps, wd float64, k int, see
 
 func (o *Sophia) Step(x, y core.Mat) (Stats, error) {
 	dev := o.net.Dev
-	loss, err := lossGrad(o.net, "sophia", x, y)
-	if err != nil {
-		return Stats{Loss: loss}, err
-	}
-	gs, ws := o.net.Grads(), o.net.Weights()
-	norm, err := checkedGradNorm(dev, "sophia", gs)
-	st := Stats{Loss: loss, GradNorm: norm}
+	st, err := lossGradNorm(o.net, "sophia", x, y, "the gradient")
 	if err != nil {
 		return st, err
 	}
+	gs, ws := o.net.Grads(), o.net.Weights()
 	for i, g := range gs {
 		dev.Copy(o.g[i], g) // the sampled-label pass overwrites G
 	}

@@ -1,0 +1,135 @@
+package optim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+
+	"grng/core"
+	"grng/core/cpu"
+	"grng/core/nn"
+)
+
+// syncCounter is the CPU device counting the calls that are sync points by
+// the Device contract (every call that returns a value to the host): on a
+// GPU each one waits for the queue to drain, so their number per step is a
+// cost that the CPU cannot show.
+type syncCounter struct {
+	*cpu.Device
+	calls map[string]int
+}
+
+func (s *syncCounter) count(op string) { s.calls[op]++ }
+
+func (s *syncCounter) Download(m core.Mat, dst []float32) {
+	s.count("Download")
+	s.Device.Download(m, dst)
+}
+func (s *syncCounter) Sum(m core.Mat) float32 { s.count("Sum"); return s.Device.Sum(m) }
+func (s *syncCounter) Dot(a, b core.Mat) float32 {
+	s.count("Dot")
+	return s.Device.Dot(a, b)
+}
+func (s *syncCounter) AbsMax(m core.Mat) float32 { s.count("AbsMax"); return s.Device.AbsMax(m) }
+func (s *syncCounter) Dots(dst []float32, as, bs []core.Mat) {
+	s.count("Dots")
+	s.Device.Dots(dst, as, bs)
+}
+func (s *syncCounter) AbsMaxes(dst []float32, ms []core.Mat) {
+	s.count("AbsMaxes")
+	s.Device.AbsMaxes(dst, ms)
+}
+func (s *syncCounter) SpectralNorm(a, v core.Mat, iters int) float32 {
+	s.count("SpectralNorm")
+	return s.Device.SpectralNorm(a, v, iters)
+}
+func (s *syncCounter) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
+	s.count("SpectralNorms")
+	s.Device.SpectralNorms(dst, as, vs, iters)
+}
+func (s *syncCounter) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
+	s.count("NewtonSchulz")
+	return s.Device.NewtonSchulz(x, a, order, iters, warm, tol)
+}
+func (s *syncCounter) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
+	s.count("NewtonSchulzAll")
+	s.Device.NewtonSchulzAll(res, xs, as, order, iters, warm, tols)
+}
+func (s *syncCounter) CholeskyInverse(dst, a core.Mat) error {
+	s.count("CholeskyInverse")
+	return s.Device.CholeskyInverse(dst, a)
+}
+
+func (s *syncCounter) String() string {
+	var ks []string
+	total := 0
+	for k, v := range s.calls {
+		ks = append(ks, fmt.Sprintf("%s %d", k, v))
+		total += v
+	}
+	sort.Strings(ks)
+	return fmt.Sprintf("%d (%s)", total, strings.Join(ks, ", "))
+}
+
+// TestSyncPoints counts the device sync points of 16 steps of every
+// optimizer (batch 8, an MLP 6-16-4, defaults; K-FAC refreshes twice, its
+// Levenberg–Marquardt check runs three times) against the counts the code
+// is meant to have, so that a change that adds a readback to a step shows
+// up here. The first step is not counted (first refreshes, cold starts).
+// Per step: AdamW reads the loss with ‖g‖ (Dots) and checks the update
+// (AbsMaxes); Sophia adds a check of its curvature estimate every k = 10
+// steps; SGD checks the gradient after weight decay (AbsMaxes) before its
+// momentum; SAM reads the perturbed loss and gradient (Dots) too; K-FAC's
+// plain steps read the loss, ‖g‖ and the KL and LM sums in one Dots, its
+// refresh steps read the loss and ‖g‖ first, then the spectral norms (RING)
+// and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ per sample
+// (Download) and bounds σ once a step (AbsMaxes); NGD inverts six factors
+// by Cholesky every step.
+func TestSyncPoints(t *testing.T) {
+	want := map[string]int{
+		"adamw": 32, "sgd": 48, "sam": 80, "sophia": 33,
+		"ngd": 147, "ring": 46, "reng": 44,
+		"rkalman": 288, "kalman-full": 784,
+	}
+	for _, name := range Names() {
+		dev := &syncCounter{Device: cpu.New(), calls: map[string]int{}}
+		spec, err := nn.ParseSpec("6-16-4:tanh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
+		opt, err := Build(name, "", net, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const m = 8
+		rng := rand.New(rand.NewPCG(3, 4))
+		x, y := dev.New(m, 6), dev.New(m, 1)
+		xs, ys := make([]float32, m*6), make([]float32, m)
+		for s := 0; s < 17; s++ {
+			for i := range xs {
+				xs[i] = float32(rng.NormFloat64())
+			}
+			for i := range ys {
+				ys[i] = float32(rng.IntN(4))
+			}
+			dev.Upload(x, xs)
+			dev.Upload(y, ys)
+			if s == 1 {
+				clear(dev.calls)
+			}
+			if _, err := opt.Step(x, y); err != nil {
+				t.Fatalf("%s, step %d: %v", name, s, err)
+			}
+		}
+		total := 0
+		for _, v := range dev.calls {
+			total += v
+		}
+		if w, ok := want[name]; !ok || total != w {
+			t.Errorf("%s: %v sync points in 16 steps, want %d", name, dev, w)
+		}
+	}
+}
