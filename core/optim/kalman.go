@@ -106,8 +106,8 @@ type kalman struct {
 	yt, z1, p, eps core.Mat   // 1×d_o: target, output row, ŷ, y − ŷ
 	seed, eye      core.Mat   // d_o×d_o: ∂ŷ/∂z (rows j: Jacobian of output j), I
 	xbar           []core.Mat // per layer: 1×(In+1), the homogeneous input x̄
-	hostS, hostE   []float32  // downloads of HΣHᵀ and y − ŷ
-	s64, e64       []float64
+	hostE          []float32  // download of y − ŷ (the dense variant)
+	s64, e64       []float64  // HΣHᵀ and y − ŷ on the host
 	bak            []core.Mat // weight backups for batches of m > 1
 	rBak           []float64
 	lastRTild      []float64 // R̃ of the last sample (diagnostics and tests)
@@ -136,7 +136,7 @@ func newKalman(name string, net *nn.MLP, cfg KalmanConfig) (*kalman, error) {
 		id[j*do+j] = 1
 	}
 	dev.Upload(k.eye, id)
-	k.hostS, k.hostE = make([]float32, do*do), make([]float32, do)
+	k.hostE = make([]float32, do)
 	k.s64, k.e64 = make([]float64, do*do), make([]float64, do)
 	return k, nil
 }
@@ -202,19 +202,6 @@ func (k *kalman) observe(x, y core.Mat, i int) {
 	k.jac.Backward(seed)
 	for l, L := range k.jac.Layers {
 		dev.GatherRows(k.xbar[l], L.X, k.zero)
-	}
-}
-
-// downloadInnovation reads HΣHᵀ (from s) and y − ŷ to the host in float64,
-// the two sync points of a sample.
-func (k *kalman) downloadInnovation(s core.Mat) {
-	k.dev.Download(s, k.hostS)
-	k.dev.Download(k.eps, k.hostE)
-	for i, v := range k.hostS {
-		k.s64[i] = float64(v)
-	}
-	for i, v := range k.hostE {
-		k.e64[i] = float64(v)
 	}
 }
 
@@ -379,10 +366,10 @@ func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, ba
 //     before the first of them.
 //
 // The d_o×d_o quantities (R, R̃, A, A⁻¹) live on the host in float64: a
-// sample reads HΣHᵀ (d_o²) and y − ŷ (d_o), its two sync points, and uploads
-// A⁻¹ and A⁻¹(y − ŷ). The divergence guard of the update needs no third: the
-// host bounds |K̃(y − ŷ)| from HΣHᵀ, A⁻¹(y − ŷ) and a bound on σ that a Step
-// measures once (one AbsMaxes for the batch).
+// sample reads HΣHᵀ (d_o²) and y − ŷ (d_o), stacked in one matrix, its one
+// sync point, and uploads A⁻¹ and A⁻¹(y − ŷ). The divergence guard of the
+// update needs no other: the host bounds |K̃(y − ŷ)| from HΣHᵀ, A⁻¹(y − ŷ)
+// and a bound on σ that a Step measures once (one AbsMaxes for the batch).
 //
 // Defaults (registry "rkalman"): σ0 = 0.2 (Table 4), ρ = 0.1 and β = 0.98.
 // Table 4's β = 0.2 fails when training an MLP from scratch with batch 1
@@ -425,9 +412,14 @@ type RKalman struct {
 	es        []core.Mat // d_o×Out: E ⊙ s, then A⁻¹E ⊙ E
 	xb2       []core.Mat // 1×(In+1): x̄²
 	hsh       core.Mat   // d_o×d_o
-	v, ainv   core.Mat   // d_o×1, d_o×d_o
-	sBak      []core.Mat
-	floor     float32
+	// innov stacks HΣHᵀ over y − ŷ ((d_o+1)×d_o), put there by two GEMMs
+	// with the selectors top = [I; 0] and bottom = [0 … 0 1]ᵀ, so that a
+	// sample reads both in one download.
+	innov, top, bottom core.Mat
+	hostI              []float32
+	v, ainv            core.Mat // d_o×1, d_o×d_o
+	sBak               []core.Mat
+	floor              float32
 	// sigmaMax bounds every σ from above: measured at the start of a Step,
 	// raised by q each sample (σ_k ≤ σ_{k−1} + q).
 	sigmaMax float64
@@ -486,6 +478,17 @@ func NewRKalman(net *nn.MLP, cfg KalmanConfig) (*RKalman, error) {
 		o.sp = o.sigma
 	}
 	o.hsh = dev.New(k.do, k.do)
+	o.innov, o.top, o.bottom = dev.New(k.do+1, k.do), dev.New(k.do+1, k.do), dev.New(k.do+1, 1)
+	sel := make([]float32, (k.do+1)*k.do)
+	for j := 0; j < k.do; j++ {
+		sel[j*k.do+j] = 1
+	}
+	dev.Upload(o.top, sel)
+	sel = sel[:k.do+1]
+	clear(sel)
+	sel[k.do] = 1
+	dev.Upload(o.bottom, sel)
+	o.hostI = make([]float32, (k.do+1)*k.do)
 	o.v, o.ainv = dev.New(k.do, 1), dev.New(k.do, k.do)
 	return o, nil
 }
@@ -539,7 +542,7 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 		}
 		dev.Gemm(false, true, 1, o.es[l], L.E, beta, o.hsh)
 	}
-	o.downloadInnovation(o.hsh)
+	o.readInnovation()
 	rNew, ainv, v, err := o.gain(o.s64, o.e64)
 	if err != nil {
 		return err
@@ -569,6 +572,21 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 	o.sigmaMax += o.cfg.Q
 	o.r = rNew
 	return nil
+}
+
+// readInnovation reads HΣHᵀ and y − ŷ to the host in float64 (s64, e64):
+// the one sync point of a sample.
+func (o *RKalman) readInnovation() {
+	dev, d := o.dev, o.do
+	dev.Gemm(false, false, 1, o.top, o.hsh, 0, o.innov)
+	dev.Gemm(false, false, 1, o.bottom, o.eps, 1, o.innov)
+	dev.Download(o.innov, o.hostI)
+	for i, v := range o.hostI[:d*d] {
+		o.s64[i] = float64(v)
+	}
+	for i, v := range o.hostI[d*d:] {
+		o.e64[i] = float64(v)
+	}
 }
 
 // kalF32 converts to float32 for an upload.
