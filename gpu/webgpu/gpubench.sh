@@ -30,10 +30,12 @@
 # VK_DRIVER_FILES is already set. Environment knobs: GEMM_SIZES, NS_SIZES
 # (comma lists), GPUBENCH_BIN (the binary), GRNG_WEBGPU_GEMM=gemm64|gemm128
 # (force a GEMM kernel; by default a second GEMM pass with gemm64 is run for
-# comparison: set COMPARE_KERNELS=0 to skip it), RACE_ROUNDS (AdamW/RING
-# pairs of section 6, default 3; 0 skips them), NATIVE_BIN. Output also goes
-# to $OUT/gpubench.txt when OUT is set. About 2–4 minutes on an H100, plus
-# about 10 s a race pair.
+# comparison: set COMPARE_KERNELS=0 to skip it), RACE_ROUNDS (rounds of
+# section 6, default 3; 0 skips them), RACE_OPTS (the optimizers of a round,
+# default "adamw ring"), STEP_OPTS (section 7's optimizers, default every
+# other one; empty skips it), NATIVE_BIN. Output also goes to
+# $OUT/gpubench.txt when OUT is set. About 2–4 minutes on an H100, plus about
+# 10 s a race pair and 30 s for section 7.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -141,27 +143,40 @@ fi
 # 6. the MNIST race of docs/bench/gpu.md, when a native binary
 #    (go build -o .gpubench/native ./cmd/native) and the data set
 #    (native data fetch mnist; GRNG_DATA names its folder) were carried:
-#    RACE_ROUNDS alternating AdamW/RING pairs, one epoch each, then the
-#    97%-at time, the steps to 97% and the mean step of every run.
+#    RACE_ROUNDS rounds of the RACE_OPTS optimizers in turn, one epoch each,
+#    then the 97%-at time, the steps to 97% and the mean step of every run.
+# 7. the mean step of the other optimizers (STEP_OPTS), 20 steps each.
 NATIVE=${NATIVE_BIN:-.gpubench/native}
-if [ -x "$NATIVE" ] && [ "${RACE_ROUNDS:-3}" -gt 0 ]; then
-	echo "== webgpu MNIST race, 784-256-256-10 batch 128, one epoch"
-	runs=$(mktemp -d)
-	for r in $(seq "${RACE_ROUNDS:-3}"); do
-		for opt in adamw ring; do
-			"$NATIVE" train --device webgpu --data mnist --model 784-256-256-10:relu --batch 128 --epochs 1 \
-				--eval-every 10 --target 0.97 --opt "$opt" --checkpoint-every 0 --quiet --out "$runs/$opt-$r" | tail -n 1 || rc=1
-			python3 - "$runs/$opt-$r" <<'PY' || rc=1
+runs=$(mktemp -d)
+# run NAME OPT ARGS...: one native train run into $runs/NAME, then its line.
+run() {
+	local name=$1 opt=$2
+	shift 2
+	"$NATIVE" train --device webgpu --data mnist --model 784-256-256-10:relu --batch 128 \
+		--opt "$opt" --checkpoint-every 0 --quiet --out "$runs/$name" "$@" | tail -n 1 || rc=1
+	python3 - "$runs/$name" <<'PY' || rc=1
 import csv, json, statistics, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(d + "/metrics.csv")))
 res = json.load(open(d + "/summary.json"))["result"]
 hit = next((r["step"] for r in rows if r["test_acc"] and float(r["test_acc"]) >= 0.97), None)
 steps = [float(r["step_ms"]) for r in rows]
-print(f"race {d.rsplit('/', 1)[1]:9s} test acc {res['test_acc']:.4f}  97% at {res['time_to_target_seconds']} s (step {hit})  first step {steps[0]:.0f} ms  mean step {statistics.mean(steps[1:]):.2f} ms")
+print(f"run {d.rsplit('/', 1)[1]:12s} test acc {res['test_acc']:.4f}  97% at {res['time_to_target_seconds']} s (step {hit})  first step {steps[0]:.0f} ms  mean step {statistics.mean(steps[1:]):.2f} ms")
 PY
+}
+if [ -x "$NATIVE" ] && [ "${RACE_ROUNDS:-3}" -gt 0 ]; then
+	echo "== webgpu MNIST race, 784-256-256-10 batch 128, one epoch"
+	for r in $(seq "${RACE_ROUNDS:-3}"); do
+		for opt in ${RACE_OPTS:-adamw ring}; do
+			run "$opt-$r" "$opt" --epochs 1 --eval-every 10 --target 0.97
 		done
 	done
-	rm -rf "$runs"
 fi
+if [ -x "$NATIVE" ] && [ -n "${STEP_OPTS-reng sgd sam sophia ngd rkalman}" ]; then
+	echo "== webgpu MNIST steps, 784-256-256-10 batch 128, 20 steps"
+	for opt in ${STEP_OPTS-reng sgd sam sophia ngd rkalman}; do
+		run "$opt-steps" "$opt" --steps 20 --eval-every 20
+	done
+fi
+rm -rf "$runs"
 exit $rc
