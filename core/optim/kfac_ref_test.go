@@ -171,23 +171,6 @@ func (r *ref64) lossSeed(p *pass, y []float64) []float64 {
 	return s
 }
 
-func (r *ref64) loss64(x, y []float64, m int) float64 {
-	p := r.forward(x, m)
-	k := r.spec.Sizes[len(r.spec.Sizes)-1]
-	var t float64
-	for i := 0; i < m; i++ {
-		if r.loss == nn.MSE {
-			for j := 0; j < k; j++ {
-				d := p.out[i*k+j] - y[i*k+j]
-				t += 0.5 * d * d
-			}
-		} else {
-			t -= math.Log(p.probs[i*k+int(y[i])])
-		}
-	}
-	return t / float64(m)
-}
-
 // grads returns the per-layer gradients X̄ᵀE of the mean loss.
 func (r *ref64) grads(x, y []float64, m int) [][]float64 {
 	p := r.forward(x, m)

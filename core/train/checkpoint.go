@@ -280,6 +280,5 @@ func (s *Session) restore(ck *ckpt.Checkpoint) error {
 	return nil
 }
 
-// Steps is the number of steps taken; Total the length of the run.
+// Steps is the number of steps taken.
 func (s *Session) Steps() int { return s.res.Steps }
-func (s *Session) Total() int { return s.total }

@@ -16,7 +16,6 @@ import (
 type Bar struct {
 	w        io.Writer
 	total    int
-	unit     string
 	tty      bool
 	interval time.Duration // minimum time between two draws
 	width    int           // characters of the bar itself (tty)
@@ -43,13 +42,10 @@ func Interval(d time.Duration) Option { return func(b *Bar) { b.interval = d } }
 // they count in the fraction but not in the rate.
 func From(done int) Option { return func(b *Bar) { b.base, b.done = done, done } }
 
-// Unit names what is counted in the rate ("steps" by default).
-func Unit(u string) Option { return func(b *Bar) { b.unit = u } }
-
 // New starts a bar for total units on w. With tty set, the bar is redrawn in
 // place (carriage return, erase line); otherwise plain lines are written.
 func New(w io.Writer, total int, tty bool, opts ...Option) *Bar {
-	b := &Bar{w: w, total: max(total, 0), unit: "steps", tty: tty, width: 30, now: time.Now}
+	b := &Bar{w: w, total: max(total, 0), tty: tty, width: 30, now: time.Now}
 	if tty {
 		b.interval = 100 * time.Millisecond
 	} else {
@@ -122,7 +118,7 @@ func (b *Bar) Line() string {
 	if b.total > 0 {
 		pct = 100 * float64(b.done) / float64(b.total)
 	}
-	s := fmt.Sprintf("%d/%d (%.1f%%) %.1f %s/s", b.done, b.total, pct, b.Rate(), b.unit)
+	s := fmt.Sprintf("%d/%d (%.1f%%) %.1f steps/s", b.done, b.total, pct, b.Rate())
 	if b.done >= b.total {
 		s += " in " + FormatDuration(b.now().Sub(b.start))
 	} else if eta, ok := b.ETA(); ok {
