@@ -4,10 +4,14 @@ package webgpu
 
 import (
 	"embed"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -192,6 +196,11 @@ func New() (*Device, error) {
 	d.status = mk(statusSize, usageMat)
 	d.dummy = mk(16, usageMat)
 	d.small = mk(smallSize, usageStage)
+	if err == nil {
+		if w := precompileWorkers(); w > 0 {
+			err = d.precompile(w)
+		}
+	}
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("webgpu: %s: %v", d.name, err)
@@ -565,8 +574,8 @@ var kernelSpec = map[string]struct {
 	"sample_categorical": {"rows", 3, 64}, "one_hot": {"rows", 6, 256}, "gather_rows": {"rows", 6, 256},
 }
 
-// kernel returns the cached pipeline of an entry point, building its shader
-// module and pipeline on first use.
+// kernel returns the pipeline of an entry point, building it (and its shader
+// module and layout) on first use where New has not built them all.
 func (d *Device) kernel(name string) *kernel {
 	if k := d.kernels[name]; k != nil {
 		return k
@@ -575,31 +584,84 @@ func (d *Device) kernel(name string) *kernel {
 	if !ok {
 		panic("webgpu: unknown kernel " + name)
 	}
-	mod := d.modules[spec.file]
-	if mod == nil {
-		src, err := shaderSource(spec.file)
-		if err == nil {
-			mod, err = d.dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
-				Label:          spec.file + ".wgsl",
-				WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
-			})
-		}
-		if err != nil {
-			panic(fmt.Errorf("webgpu: shader %s.wgsl: %v", spec.file, err))
-		}
-		d.modules[spec.file] = mod
+	k, err := d.buildKernel(name, d.module(spec.file), d.layout(spec.arity))
+	if err != nil {
+		panic(err)
 	}
+	d.kernels[name] = k
+	return k
+}
+
+// module returns the shader module of a file, building it on first use.
+func (d *Device) module(file string) *wgpu.ShaderModule {
+	if m := d.modules[file]; m != nil {
+		return m
+	}
+	src, err := shaderSource(file)
+	var mod *wgpu.ShaderModule
+	if err == nil {
+		mod, err = d.dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
+			Label:          file + ".wgsl",
+			WGSLDescriptor: &wgpu.ShaderModuleWGSLDescriptor{Code: src},
+		})
+	}
+	if err != nil {
+		panic(fmt.Errorf("webgpu: shader %s.wgsl: %v", file, err))
+	}
+	d.modules[file] = mod
+	return mod
+}
+
+// buildKernel creates the pipeline of an entry point from its module and
+// layout. It touches no Device state, so several goroutines may run it at
+// once (a wgpu-native device is thread-safe).
+func (d *Device) buildKernel(name string, mod *wgpu.ShaderModule, l *layout) (*kernel, error) {
+	spec := kernelSpec[name]
 	pipe, err := d.dev.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
-		Layout:  d.layout(spec.arity).pl,
+		Layout:  l.pl,
 		Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: name},
 	})
 	if err != nil {
-		panic(fmt.Errorf("webgpu: pipeline %s: %v", name, err))
+		return nil, fmt.Errorf("webgpu: pipeline %s: %v", name, err)
 	}
 	src, _ := shaderSource(spec.file)
-	k := &kernel{pipe: pipe, arity: spec.arity, wg: spec.wg, writes: writtenBindings(src, name)}
-	d.kernels[name] = k
-	return k
+	return &kernel{pipe: pipe, arity: spec.arity, wg: spec.wg, writes: writtenBindings(src, name)}, nil
+}
+
+// precompile builds the pipelines of every kernel, workers at a time (the
+// shader modules and layouts first, in turn). A driver compiles a pipeline
+// on the thread that creates it, so building them lazily made the first
+// training step pay for each of its kernels one after the other.
+func (d *Device) precompile(workers int) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // module or layout creation
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	names := slices.Sorted(maps.Keys(kernelSpec))
+	mods, lays := make([]*wgpu.ShaderModule, len(names)), make([]*layout, len(names))
+	for i, n := range names {
+		mods[i], lays[i] = d.module(kernelSpec[n].file), d.layout(kernelSpec[n].arity)
+	}
+	ks, errs := make([]*kernel, len(names)), make([]error, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
+				ks[i], errs[i] = d.buildKernel(names[i], mods[i], lays[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, n := range names {
+		if errs[i] != nil {
+			err = errors.Join(err, errs[i])
+			continue
+		}
+		d.kernels[n] = ks[i]
+	}
+	return err
 }
 
 // shaderSource is common.wgsl followed by the named file.

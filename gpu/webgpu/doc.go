@@ -9,8 +9,9 @@
 // A Mat is a storage buffer of float32 with its shape. Every Device op is a
 // WGSL compute kernel (shaders/*.wgsl, embedded with go:embed;
 // shaders/common.wgsl is prepended to each file): one shader module per
-// file, one compute pipeline per entry point, built on first use and cached
-// for the Device's lifetime. Kernels are specialised by a 64-byte uniform
+// file, one compute pipeline per entry point, cached for the Device's
+// lifetime: natively New builds them all, one goroutine per CPU (the driver
+// compiles on the creating thread), in the browser each on first use. Kernels are specialised by a 64-byte uniform
 // parameter block, never by recompiling: each dispatch takes a slot of a
 // uniform arena that is written once per submit. Pipelines use explicit
 // bind-group and pipeline layouts (binding 0 the uniform, 1…n storage

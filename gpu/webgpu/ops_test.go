@@ -775,3 +775,40 @@ func TestCholeskyInverse(t *testing.T) {
 		t.Fatalf("CholeskyInverse of an indefinite matrix: err %v", err)
 	}
 }
+
+// TestPrecompile checks that New has built every kernel's pipeline, as a
+// lazy first use would (the same bindings written), and that building them
+// again on a fresh device with one worker or many gives the same set.
+func TestPrecompile(t *testing.T) {
+	d := gpu(t)
+	for name, spec := range kernelSpec {
+		k := d.kernels[name]
+		if k == nil || k.pipe == nil {
+			t.Fatalf("kernel %s was not built by New", name)
+		}
+		src, err := shaderSource(spec.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := writtenBindings(src, name); fmt.Sprint(k.writes) != fmt.Sprint(want) || k.arity != spec.arity || k.wg != spec.wg {
+			t.Errorf("kernel %s: writes %v arity %d wg %d, want %v %d %d", name, k.writes, k.arity, k.wg, want, spec.arity, spec.wg)
+		}
+	}
+	for _, workers := range []int{1, 7} {
+		e, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range e.kernels { // New's own, built again below
+			k.pipe.Release()
+		}
+		clear(e.kernels)
+		if err := e.precompile(workers); err != nil {
+			t.Fatalf("precompile with %d workers: %v", workers, err)
+		}
+		if len(e.kernels) != len(kernelSpec) {
+			t.Errorf("precompile with %d workers built %d kernels, want %d", workers, len(e.kernels), len(kernelSpec))
+		}
+		e.Close()
+	}
+}

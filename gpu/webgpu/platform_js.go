@@ -25,6 +25,11 @@ func workBudget(bool) (budget, lo, hi float64) { return 5e10, 1e9, 1e12 }
 // waitIdle: mapAsync's promise resolves after the submitted work.
 func waitIdle(*Device) {}
 
+// precompileWorkers is 0: the browser compiles pipelines in its GPU process
+// as they are created, so they are built on first use, and the page's first
+// frame waits for none of them.
+func precompileWorkers() int { return 0 }
+
 // mapRead maps each buffer (MapAsync awaits the promise: never call the
 // Device directly inside a js.FuncOf callback; start a goroutine there) and
 // hands the copy GetMappedRange returns to use.

@@ -72,6 +72,11 @@ func workBudget(cpu bool) (budget, lo, hi float64) {
 	return 5e12, 1e11, 5e13
 }
 
+// precompileWorkers is how many goroutines New builds every kernel's
+// pipeline with, up front: one per CPU (a driver compiles on the calling
+// thread; all 35 take ~60–120 ms on llvmpipe on 2 cores).
+func precompileWorkers() int { return runtime.NumCPU() }
+
 // waitIdle waits until the queue is empty by polling without blocking.
 // Poll(true) must not be used: after 5 s it gives up, reports an empty
 // queue while work still runs and releases that work's resources, and the
