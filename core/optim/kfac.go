@@ -130,6 +130,7 @@ type KFAC struct {
 	deltas, ws, gradsIn []core.Mat
 	trueG               []core.Mat // the true-label batch gradient of this step
 	gd, gtd             float64    // ⟨g, Δ⟩ and ⟨g̃, Δ⟩ of this step (NaN when not read)
+	dnorm               float64    // ‖Δ‖_F of this step
 
 	// Info of the last step, for tests and the metrics stream.
 	Last KFACInfo
@@ -245,7 +246,7 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := applyUpdate(o.net.Dev, o.name, o.ws, o.deltas, float32(o.eta)); err != nil {
+	if err := applyUpdateBounded(o.net.Dev, o.name, o.ws, o.deltas, float32(o.eta), o.dnorm); err != nil {
 		return st, err
 	}
 	if o.cfg.LM.Due(o.step) {
@@ -330,9 +331,10 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 
 // reduce reads, in one device sync, what the rest of the step needs of the
 // loss, the gradients and the update: the loss and ‖g‖ (when first is set;
-// Diverged when either is not finite) and, for the KL clip and the
-// Levenberg–Marquardt check, ⟨g̃, Δ⟩ into o.gtd and ⟨g, Δ⟩ into o.gd (the
-// same sum unless reg made g̃ ≠ g).
+// Diverged when either is not finite), for the KL clip and the
+// Levenberg–Marquardt check ⟨g̃, Δ⟩ into o.gtd and ⟨g, Δ⟩ into o.gd (the
+// same sum unless reg made g̃ ≠ g), and ‖Δ‖_F into o.dnorm, which bounds
+// every entry of Δ for the update's divergence guard.
 func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 	dev, c := o.net.Dev, o.cfg
 	o.gd, o.gtd = math.NaN(), math.NaN()
@@ -348,9 +350,7 @@ func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 	if both {
 		as, bs = append(as, o.trueG...), append(bs, o.deltas...)
 	}
-	if !first && len(as) == 0 {
-		return nil
-	}
+	as, bs = append(as, o.deltas...), append(bs, o.deltas...)
 	var ds []float32
 	if first {
 		var l float64
@@ -383,6 +383,7 @@ func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 	if both {
 		o.gd = sum()
 	}
+	o.dnorm = math.Sqrt(sum())
 	return nil
 }
 

@@ -208,7 +208,18 @@ func absMax(dev core.Device, ms []core.Mat) float64 {
 // for every layer, sets W ← W − scale·Δ. It is the one place where
 // optimizers write weights, so no non-finite value ever reaches them.
 func applyUpdate(dev core.Device, name string, ws, deltas []core.Mat, scale float32) error {
-	if step := absMax(dev, deltas) * math.Abs(float64(scale)); !(step <= math.MaxFloat32) {
+	return applyUpdateBounded(dev, name, ws, deltas, scale, math.Inf(1))
+}
+
+// applyUpdateBounded is applyUpdate given a bound on every |Δ| entry that
+// the caller read with its other sums (‖Δ‖_F, say): the check then needs
+// its own sync point (AbsMaxes) only when bound·|scale| could leave
+// float32's range, or the bound is not finite (a NaN or ±Inf in Δ).
+func applyUpdateBounded(dev core.Device, name string, ws, deltas []core.Mat, scale float32, bound float64) error {
+	if !(bound*math.Abs(float64(scale)) <= math.MaxFloat32/2) {
+		bound = absMax(dev, deltas)
+	}
+	if step := bound * math.Abs(float64(scale)); !(step <= math.MaxFloat32) {
 		return &Diverged{Optimizer: name, What: "the update"}
 	}
 	for i, w := range ws {

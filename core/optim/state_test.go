@@ -62,7 +62,7 @@ var notState = map[string]string{
 	"AdamW.d": "scratch", "AdamW.t": "scratch", "SAM.saved": "scratch (pre-ascent weights)",
 	"Sophia.g": "scratch", "Sophia.hhat": "scratch (read only on the step that estimates it)",
 	"Sophia.rows": "buffer size", "Sophia.u": "scratch", "Sophia.yh": "scratch", "Sophia.seed": "scratch", "Sophia.oneh": "scratch", "Sophia.host": "scratch",
-	"KFAC.eta": "scratch", "KFAC.gd": "scratch", "KFAC.gtd": "scratch", "KFAC.m": "buffer size", "KFAC.seed": "scratch", "KFAC.oh": "scratch", "KFAC.lbl": "scratch",
+	"KFAC.eta": "scratch", "KFAC.gd": "scratch", "KFAC.gtd": "scratch", "KFAC.dnorm": "scratch", "KFAC.m": "buffer size", "KFAC.seed": "scratch", "KFAC.oh": "scratch", "KFAC.lbl": "scratch",
 	"KFAC.u": "scratch", "KFAC.col": "scratch", "KFAC.hostU": "scratch", "KFAC.hostN": "scratch",
 	"KFAC.deltas": "aliases of kfacLayer.d", "KFAC.ws": "the model's weights", "KFAC.gradsIn": "per-step pointers",
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",

@@ -2,6 +2,7 @@ package optim
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -82,9 +83,10 @@ func (s *syncCounter) String() string {
 // (AbsMaxes); Sophia adds a check of its curvature estimate every k = 10
 // steps; SGD checks the gradient after weight decay (AbsMaxes) before its
 // momentum; SAM reads the perturbed loss and gradient (Dots) too; K-FAC's
-// plain steps read the loss, ‖g‖ and the KL and LM sums in one Dots, its
-// refresh steps read the loss and ‖g‖ first, then the spectral norms (RING)
-// and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
+// plain steps read the loss, ‖g‖, the KL and LM sums and ‖Δ‖_F (which
+// bounds the update for its guard) in one Dots, its refresh steps read the
+// loss and ‖g‖ first, then check the factors (AbsMaxes), the spectral norms
+// (RING) and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
 // per sample and bounds σ once a step (AbsMaxes); NGD inverts its four
 // factors by Cholesky every step. RING's and RENG's Cholesky fallbacks and
 // extra-damping retries (CholeskyInverse, single NewtonSchulz calls) depend
@@ -92,7 +94,7 @@ func (s *syncCounter) String() string {
 func TestSyncPoints(t *testing.T) {
 	want := map[string]int{
 		"adamw": 32, "sgd": 48, "sam": 80, "sophia": 33,
-		"ngd": 147, "ring": 45, "reng": 43,
+		"ngd": 131, "ring": 29, "reng": 27,
 		"rkalman": 160, "kalman-full": 784,
 	}
 	for _, name := range Names() {
@@ -135,6 +137,53 @@ func TestSyncPoints(t *testing.T) {
 		}
 		if w, ok := want[name]; !ok || total != w {
 			t.Errorf("%s: %v sync points in 16 steps, want %d", name, dev, w)
+		}
+	}
+}
+
+// TestApplyUpdateBounded checks the update guard with a bound read
+// elsewhere: a finite bound within range spares the AbsMaxes sync point; a
+// bound that is not finite, or too large, falls back to it, which still
+// writes a finite update and rejects a non-finite one without touching the
+// weights.
+func TestApplyUpdateBounded(t *testing.T) {
+	dev := &syncCounter{Device: cpu.New(), calls: map[string]int{}}
+	w, d := dev.New(2, 3), dev.New(2, 3)
+	dev.Upload(w, []float32{1, 2, 3, 4, 5, 6})
+	dev.Upload(d, []float32{1, -1, 2, 0, 0.5, 3})
+	nan := float32(math.NaN())
+	for _, tc := range []struct {
+		name        string
+		bound       float64
+		poison      bool
+		wantSync    int
+		wantWritten bool
+	}{
+		{"finite bound", 5, false, 0, true},
+		{"NaN bound", math.NaN(), false, 1, true},
+		{"bound past float32", 1e39, false, 1, true},
+		{"NaN in Δ", math.NaN(), true, 1, false},
+		{"Inf bound, NaN in Δ", math.Inf(1), true, 1, false},
+	} {
+		if tc.poison {
+			dev.Upload(d, []float32{1, nan, 2, 0, 0.5, 3})
+		} else {
+			dev.Upload(d, []float32{1, -1, 2, 0, 0.5, 3})
+		}
+		before := make([]float32, 6)
+		dev.Download(w, before)
+		clear(dev.calls)
+		err := applyUpdateBounded(dev, "test", []core.Mat{w}, []core.Mat{d}, 0.5, tc.bound)
+		after := make([]float32, 6)
+		dev.Device.Download(w, after)
+		if got := dev.calls["AbsMaxes"]; got != tc.wantSync {
+			t.Errorf("%s: %d AbsMaxes, want %d", tc.name, got, tc.wantSync)
+		}
+		if written := after[0] != before[0]; written != tc.wantWritten || (err == nil) != tc.wantWritten {
+			t.Errorf("%s: written %v, err %v; want written %v", tc.name, written, err, tc.wantWritten)
+		}
+		if tc.wantWritten && after[0] != before[0]-0.5 {
+			t.Errorf("%s: w[0] = %v, want %v", tc.name, after[0], before[0]-0.5)
 		}
 	}
 }
