@@ -608,12 +608,18 @@ func (o *KFAC) refresh() error {
 			gram(invM, beta)
 		}
 	}
-	fs := make([]core.Mat, 0, 2*nl)
-	for _, kl := range o.layers {
-		fs = append(fs, kl.wa, kl.wg)
-	}
-	if !finite(dev, fs) {
-		return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
+	// An entry of a Gram factor αXᵀX is at most α‖X‖²_F, its trace, in
+	// magnitude (Cauchy–Schwarz, and a float32 sum of products is within
+	// rounding of the sum of their magnitudes), so traces finite and well
+	// inside float32's range vouch for the factors; otherwise they are read.
+	if !tracesBound(trA, trG) {
+		fs := make([]core.Mat, 0, 2*nl)
+		for _, kl := range o.layers {
+			fs = append(fs, kl.wa, kl.wg)
+		}
+		if !finite(dev, fs) {
+			return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
+		}
 	}
 	o.Last.Methods = o.Last.Methods[:0]
 	for i, kl := range o.layers {
@@ -669,6 +675,19 @@ func (o *KFAC) refresh() error {
 		}
 	}
 	return nil
+}
+
+// tracesBound reports whether every trace is finite and within a quarter
+// of float32's range.
+func tracesBound(trs ...[]float64) bool {
+	for _, tr := range trs {
+		for _, t := range tr {
+			if !(math.Abs(t) <= math.MaxFloat32/4) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // keepFold saves the running factors before a fold into them.

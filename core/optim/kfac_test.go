@@ -752,6 +752,38 @@ func TestKFACRejectsHugeGradientBetweenRefreshes(t *testing.T) {
 	}
 }
 
+// A batch whose loss and gradient are finite can still overflow a
+// Kronecker factor: an input of 1e20 saturates tanh (no error flows back to
+// it) while XᵀX holds 1e40. The trace bound cannot vouch for that factor, so
+// the refresh reads it and rejects the step.
+func TestKFACRejectsNonFiniteFactor(t *testing.T) {
+	net, x, y, _, _ := problem(t, "3-4-3:tanh", nn.CrossEntropy, 8, 3, false)
+	c := baseConfig(Constant{}, 1e-2)
+	c.Refresh = 1
+	o := mustKFAC(t, net, c)
+	if _, err := o.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	dev := net.Dev
+	xs := make([]float32, core.Len(x))
+	dev.Download(x, xs)
+	xs[0] = 1e20
+	huge := dev.New(x.Rows(), x.Cols())
+	dev.Upload(huge, xs)
+	before := snapshot(dev, net.Weights())
+	st, err := o.Step(huge, y)
+	var div *Diverged
+	if !errors.As(err, &div) || div.What != "a Kronecker factor" {
+		t.Fatalf("err %v, want *Diverged of a Kronecker factor", err)
+	}
+	if !isFinite(st.Loss) || !isFinite(st.GradNorm) {
+		t.Fatalf("loss %v, ‖g‖ %v: the test wants both finite, so that the factor check is what rejects", st.Loss, st.GradNorm)
+	}
+	if snapshot(dev, net.Weights()) != before {
+		t.Fatal("weights changed by a rejected step")
+	}
+}
+
 func TestKFACRejectsNonFiniteUpdate(t *testing.T) {
 	net, x, y, _, _ := problem(t, "3-4-3:tanh", nn.CrossEntropy, 8, 3, false)
 	c := baseConfig(Constant{}, 1e-2)

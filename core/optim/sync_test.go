@@ -85,8 +85,8 @@ func (s *syncCounter) String() string {
 // momentum; SAM reads the perturbed loss and gradient (Dots) too; K-FAC's
 // plain steps read the loss, ‖g‖, the KL and LM sums and ‖Δ‖_F (which
 // bounds the update for its guard) in one Dots, its refresh steps read the
-// loss and ‖g‖ first, then check the factors (AbsMaxes), the spectral norms
-// (RING) and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
+// loss and ‖g‖ first, then the batch factors' traces (which bound them for
+// their guard), the spectral norms (RING) and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
 // per sample and bounds σ once a step (AbsMaxes); NGD inverts its four
 // factors by Cholesky every step. RING's and RENG's Cholesky fallbacks and
 // extra-damping retries (CholeskyInverse, single NewtonSchulz calls) depend
@@ -94,7 +94,7 @@ func (s *syncCounter) String() string {
 func TestSyncPoints(t *testing.T) {
 	want := map[string]int{
 		"adamw": 32, "sgd": 48, "sam": 80, "sophia": 33,
-		"ngd": 131, "ring": 29, "reng": 27,
+		"ngd": 115, "ring": 27, "reng": 25,
 		"rkalman": 160, "kalman-full": 784,
 	}
 	for _, name := range Names() {
