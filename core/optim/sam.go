@@ -64,8 +64,8 @@ func (o *SAM) Step(x, y core.Mat) (Stats, error) {
 		for i, w := range ws {
 			dev.Copy(o.saved[i], w)
 		}
-		// w ← w + (ρ/‖g‖)·g.
-		if err := applyUpdate(dev, "sam", ws, gs, float32(-o.Rho/norm)); err != nil {
+		// w ← w + (ρ/‖g‖)·g; every |g_i| ≤ ‖g‖, so the step needs no read.
+		if err := applyUpdateBounded(dev, "sam", ws, gs, float32(-o.Rho/norm), norm); err != nil {
 			o.restore(ws)
 			return st, err
 		}
