@@ -356,7 +356,7 @@ func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 		var l float64
 		l, ds = readSums(dev, loss, as, bs)
 		st.Loss = l
-		if _, err := checkedLoss(o.name, l); err != nil {
+		if err := lossError(o.name, l); err != nil {
 			return err
 		}
 	} else {

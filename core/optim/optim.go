@@ -231,7 +231,8 @@ func applyUpdateBounded(dev core.Device, name string, ws, deltas []core.Mat, sca
 // lossGrad runs forward and backward and checks the loss: a non-finite loss
 // rejects the step before any state changes.
 func lossGrad(net *nn.MLP, name string, x, y core.Mat) (float64, error) {
-	return checkedLoss(name, float64(net.LossGrad(x, y)))
+	loss := float64(net.LossGrad(x, y))
+	return loss, lossError(name, loss)
 }
 
 // lossGradNorm is lossGrad that also reads ‖g‖, in the same device sync
@@ -248,7 +249,7 @@ func lossGradNorm(net *nn.MLP, name string, x, y core.Mat, gradWhat string) (Sta
 func lossNorm(dev core.Device, name string, l nn.LossSum, gs []core.Mat, gradWhat string) (Stats, error) {
 	loss, ds := readSums(dev, l, gs, gs)
 	st := Stats{Loss: loss, GradNorm: sqrtSum(ds)}
-	_, err := checkedLoss(name, loss)
+	err := lossError(name, loss)
 	if err == nil && gradWhat != "" && !isFinite(st.GradNorm) {
 		err = &Diverged{Optimizer: name, What: gradWhat}
 	}
@@ -264,12 +265,12 @@ func readSums(dev core.Device, l nn.LossSum, as, bs []core.Mat) (float64, []floa
 	return float64(l.Value(ds[n])), ds[:n]
 }
 
-// checkedLoss is Diverged ("the loss") unless loss is finite.
-func checkedLoss(name string, loss float64) (float64, error) {
+// lossError is Diverged ("the loss") unless loss is finite.
+func lossError(name string, loss float64) error {
 	if !isFinite(loss) {
-		return loss, &Diverged{Optimizer: name, What: "the loss"}
+		return &Diverged{Optimizer: name, What: "the loss"}
 	}
-	return loss, nil
+	return nil
 }
 
 // sqrtSum is √Σ ds, accumulated in float64 (‖g‖ from per-layer Dots).
