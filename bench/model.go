@@ -31,7 +31,7 @@ type modelHeader struct {
 func SaveMLP(path string, net *nn.MLP, hash string) error {
 	var b bytes.Buffer
 	b.WriteString(modelMagic)
-	h, _ := json.Marshal(modelHeader{Spec: net.Spec.String(), Objective: net.Objective.String(), Hash: hash})
+	h, _ := json.Marshal(modelHeader{Spec: net.Spec.String(), Objective: net.Objective().String(), Hash: hash})
 	b.Write(h)
 	b.WriteByte('\n')
 	for _, l := range net.Layers {

@@ -124,7 +124,8 @@ func NewLoRA(base *MLP, cfg LoRAConfig) (*MLP, *LoRA, error) {
 	}
 	r := cfg.Rank
 	lo := &LoRA{Rank: r, Scale: float32(cfg.Alpha / float64(r)), dev: d}
-	n := &MLP{Dev: d, Spec: base.Spec, Objective: base.Objective, body: lo}
+	n := &MLP{Dev: d, Spec: base.Spec, body: lo}
+	n.head = lossHead{dev: d, obj: base.Objective(), k: base.Outputs()}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x10ba))
 	for i, bl := range base.Layers {
 		l := &loraLayer{in: bl.In, out: bl.Out, act: bl.Act, w0: d.New(bl.In+1, bl.Out)}
@@ -163,13 +164,14 @@ func (lo *LoRA) Frozen() []core.Mat {
 // pass) sees the adapted network only through Twin.
 func (lo *LoRA) Twins() int { return lo.twins }
 
-// Twin returns a network that computes the same function as n with the
-// same weight matrices W (shared, not copied) and its own batch buffers and
-// gradients, so that a pass on it never resizes or overwrites n's per-batch
-// state. For a plain MLP it is the chain of Dense layers sharing W; for a
+// Twin returns a network (an *MLP) that computes the same function as n
+// with the same weight matrices W (shared, not copied) and its own batch
+// buffers and gradients, so that a pass on it never resizes or overwrites
+// n's per-batch state; with skipGrads its Backward sets E but not G. For a plain MLP it is the chain of Dense layers sharing W; for a
 // LoRA network it shares the frozen backbone and the adapters.
-func (n *MLP) Twin() *MLP {
-	t := &MLP{Dev: n.Dev, Spec: n.Spec, Objective: n.Objective}
+func (n *MLP) Twin(skipGrads bool) Model {
+	t := &MLP{Dev: n.Dev, Spec: n.Spec, SkipGrads: skipGrads}
+	t.head = lossHead{dev: n.Dev, obj: n.Objective(), k: n.Outputs()}
 	for _, l := range n.Layers {
 		c := NewDense(n.Dev, l.InShape(), l.Out, l.Act)
 		n.Dev.Free(c.W)
@@ -363,7 +365,7 @@ func (lo *LoRA) hvp(n *MLP, v, hv []core.Mat) {
 	}
 	// R{∂L/∂out}, as in MLP.HVP.
 	last := lo.layers[len(lo.layers)-1].hvpBuffers
-	d.Copy(last.rda, n.lossR(last.rh))
+	d.Copy(last.rda, n.head.lossR(last.rh))
 	// R-backward.
 	for i := len(lo.layers) - 1; i >= 0; i-- {
 		l, b := lo.layers[i], lo.layers[i].hvpBuffers

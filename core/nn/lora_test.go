@@ -174,7 +174,7 @@ func TestLoRATwin(t *testing.T) {
 	want := download(dev, p.net.Forward(p.x))
 	p.net.LossGrad(p.x, p.y)
 	wantG := download(dev, p.net.Layers[0].G)
-	tw := p.net.Twin()
+	tw := p.net.Twin(false).(*MLP)
 	if p.lo.Twins() != 1 {
 		t.Fatalf("Twins() = %d, want 1", p.lo.Twins())
 	}
@@ -203,7 +203,7 @@ func TestLoRATwin(t *testing.T) {
 	}
 	// A plain MLP's twin also shares W.
 	q := newProblem(t, "3-4-2:tanh", CrossEntropy, 2)
-	qt := q.net.Twin()
+	qt := q.net.Twin(false).(*MLP)
 	if qt.Layers[1].W != q.net.Layers[1].W || qt.Layers[1].G == q.net.Layers[1].G {
 		t.Fatal("plain twin: want shared W, own G")
 	}

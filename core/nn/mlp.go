@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 
@@ -52,17 +51,11 @@ type Dense struct {
 
 // MLP is a stack of Dense layers with a linear output layer.
 type MLP struct {
-	Dev       core.Device
-	Spec      Spec
-	Objective Loss
-	Layers    []*Dense
+	Dev    core.Device
+	Spec   Spec
+	Layers []*Dense
 
-	m                     int      // rows the per-batch buffers are sized for
-	out                   core.Mat // alias of the last layer's Z
-	probs, dout, lossRows core.Mat // loss scratch (m×k, m×k, m×1)
-	ones                  core.Mat // m×1 of 1: Σ lossRows as a Dot (LossSum)
-	onesK, rowDot, rowTmp core.Mat // HVP scratch for the softmax R-op
-	rdout                 core.Mat // R{∂L/∂out} (m×k)
+	head lossHead // the loss, its scratch and the last outputs
 
 	// body, when set, computes the network in place of the chain of Layers,
 	// which then lists its trainable blocks (LoRA adapters, lora.go).
@@ -78,7 +71,8 @@ type MLP struct {
 // (std √(2/fan_in)) for ReLU and GELU layers, Xavier uniform
 // (±√(6/(fan_in+fan_out))) for the others and the output layer; biases 0.
 func NewMLP(dev core.Device, spec Spec, loss Loss, seed uint64) *MLP {
-	n := &MLP{Dev: dev, Spec: spec, Objective: loss}
+	n := &MLP{Dev: dev, Spec: spec}
+	n.head = lossHead{dev: dev, obj: loss, k: spec.Sizes[len(spec.Sizes)-1]}
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	for i := 1; i < len(spec.Sizes); i++ {
 		in, out := spec.Sizes[i-1], spec.Sizes[i]
@@ -105,6 +99,9 @@ func NewMLP(dev core.Device, spec Spec, loss Loss, seed uint64) *MLP {
 	return n
 }
 
+// Inputs is the width of the input layer.
+func (n *MLP) Inputs() int { return n.Spec.Sizes[0] }
+
 // Outputs is the width of the output layer.
 func (n *MLP) Outputs() int { return n.Spec.Sizes[len(n.Spec.Sizes)-1] }
 
@@ -122,29 +119,14 @@ func (n *MLP) collect(f func(*Dense) core.Mat) []core.Mat {
 
 // resize (re)allocates the per-batch buffers for m rows.
 func (n *MLP) resize(m int) {
-	if m == n.m {
+	if m == n.head.m {
 		return
 	}
-	d := n.Dev
 	for _, l := range n.Layers {
 		l.alloc(m)
 	}
-	for _, b := range []core.Mat{n.probs, n.dout, n.lossRows, n.ones} {
-		if b != nil {
-			d.Free(b)
-		}
-	}
-	k := n.Outputs()
-	n.probs, n.dout, n.lossRows, n.ones = d.New(m, k), d.New(m, k), d.New(m, 1), d.New(m, 1)
-	d.Fill(n.ones, 1)
-	if n.rowDot != nil {
-		for _, b := range []core.Mat{n.onesK, n.rowDot, n.rowTmp, n.rdout} {
-			d.Free(b)
-		}
-		n.onesK, n.rowDot, n.rowTmp, n.rdout = nil, nil, nil, nil
-	}
-	n.m = m
-	n.out = n.Layers[len(n.Layers)-1].Z
+	n.head.resize(m)
+	n.head.out = n.Layers[len(n.Layers)-1].Z
 }
 
 // Forward runs the network on x (m×In) and returns the outputs (m×Out,
@@ -154,14 +136,14 @@ func (n *MLP) Forward(x core.Mat) core.Mat {
 	core.CheckShape("MLP.Forward", "x", x, x.Rows(), n.Spec.Sizes[0])
 	n.resize(x.Rows())
 	if n.body != nil {
-		n.out = n.body.forward(n, x)
-		return n.out
+		n.head.out = n.body.forward(n, x)
+		return n.head.out
 	}
 	in := x
 	for _, l := range n.Layers {
 		in = l.Forward(in, x.Rows())
 	}
-	return n.out
+	return n.head.out
 }
 
 // Backward propagates dout = ∂L/∂out (m×Out, any seed: loss gradients,
@@ -169,7 +151,7 @@ func (n *MLP) Forward(x core.Mat) core.Mat {
 // per-output Jacobians) and sets every layer's E and G. Forward must have run
 // on the same batch.
 func (n *MLP) Backward(dout core.Mat) {
-	core.CheckShape("MLP.Backward", "dout", dout, n.m, n.Outputs())
+	core.CheckShape("MLP.Backward", "dout", dout, n.head.m, n.Outputs())
 	if n.body != nil {
 		n.body.backward(n, dout)
 		return
@@ -191,55 +173,43 @@ type LossSum struct {
 // Value is the mean loss, given dot = Σ A⊙B.
 func (l LossSum) Value(dot float32) float32 { return dot / l.Div }
 
-// lossSum computes the loss of the last Forward against y and, with grad
-// set, its gradient w.r.t. the outputs into dout, without a sync point.
-func (n *MLP) lossSum(y core.Mat, grad bool) LossSum {
-	d, m := n.Dev, n.m
-	var dout core.Mat
-	if grad {
-		dout = n.dout
-	}
-	switch n.Objective {
-	case CrossEntropy:
-		d.SoftmaxXent(n.out, y, n.probs, dout, n.lossRows, 1/float32(m))
-		return LossSum{A: n.lossRows, B: n.ones, Div: float32(m)}
-	case MSE:
-		core.SameShape("MLP.Loss", y, n.out)
-		d.Axpby(1, n.out, 0, n.probs) // probs holds out − y for MSE
-		d.Axpby(-1, y, 1, n.probs)
-		if grad {
-			d.Axpby(1/float32(m), n.probs, 0, n.dout)
-		}
-		return LossSum{A: n.probs, B: n.probs, Div: 2 * float32(m)}
-	}
-	panic(fmt.Sprintf("nn: unknown loss %d", n.Objective))
-}
-
-// read returns the value of l (a sync point).
-func (n *MLP) read(l LossSum) float32 { return l.Value(n.Dev.Dot(l.A, l.B)) }
-
 // Loss returns the mean loss on (x, y) without touching the gradients.
 func (n *MLP) Loss(x, y core.Mat) float32 {
 	n.Forward(x)
-	return n.read(n.lossSum(y, false))
+	return n.head.read(n.head.sum(y, false))
 }
 
 // LossGrad runs forward and backward on (x, y): it returns the mean loss and
 // leaves its gradient in every layer's G.
-func (n *MLP) LossGrad(x, y core.Mat) float32 { return n.read(n.LossGradSum(x, y)) }
+func (n *MLP) LossGrad(x, y core.Mat) float32 { return n.head.read(n.LossGradSum(x, y)) }
 
 // LossGradSum is LossGrad without its sync point: the mean loss stays on
 // the device for the caller to read with its other sums.
 func (n *MLP) LossGradSum(x, y core.Mat) LossSum {
 	n.Forward(x)
-	l := n.lossSum(y, true)
-	n.Backward(n.dout)
+	l := n.head.sum(y, true)
+	n.Backward(n.head.dout)
 	return l
 }
 
 // Probs is the softmax of the last forward pass's logits, valid after Loss
 // or LossGrad with cross-entropy (the predictive distribution p(y|x,θ)).
-func (n *MLP) Probs() core.Mat { return n.probs }
+func (n *MLP) Probs() core.Mat { return n.head.probs }
 
 // Rows is the batch size of the last forward pass.
-func (n *MLP) Rows() int { return n.m }
+func (n *MLP) Rows() int { return n.head.m }
+
+// Device is n.Dev.
+func (n *MLP) Device() core.Device { return n.Dev }
+
+// Arch is the spec, e.g. "784-256-10:relu".
+func (n *MLP) Arch() string { return n.Spec.String() }
+
+// Objective is the loss.
+func (n *MLP) Objective() Loss { return n.head.obj }
+
+// Blocks are the Layers: every weight matrix is a Dense block.
+func (n *MLP) Blocks() ([]*Dense, error) { return n.Layers, nil }
+
+// CanHVP is nil: HVP is exact for every MLP and LoRA network.
+func (n *MLP) CanHVP() error { return nil }

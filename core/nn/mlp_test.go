@@ -131,7 +131,7 @@ func (p *problem) weights64() [][]float64 {
 }
 
 func (p *problem) loss64(w [][]float64) float64 {
-	return ref64(p.net.Spec, p.net.Objective, w, p.xh, p.yh, p.m)
+	return ref64(p.net.Spec, p.net.Objective(), w, p.xh, p.yh, p.m)
 }
 
 func relErr(a, b float64) float64 { return math.Abs(a-b) / math.Max(1e-3, math.Abs(a)+math.Abs(b)) }

@@ -17,9 +17,9 @@ func init() {
 			{Name: "nesterov", Default: 0, Min: 0, Max: 1, Int: true, Doc: "1 for Nesterov momentum"},
 			{Name: "wd", Default: 0, Min: 0, Max: 1, Doc: "L2 weight decay added to the gradient"},
 		},
-		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return &SGD{net: net, LR: hp["lr"], Momentum: hp["momentum"], Nesterov: hp["nesterov"] == 1, WD: hp["wd"],
-				vel: newLike(net.Dev, net.Weights())}, nil
+				vel: newLike(net.Device(), net.Weights())}, nil
 		},
 	})
 	Register(Entry{
@@ -33,10 +33,10 @@ func init() {
 			{Name: "wd", Default: 0.01, Min: 0, Max: 1, Doc: "decoupled weight decay"},
 			{Name: "warmup", Default: 0, Min: 0, Max: 1e7, Int: true, Doc: "steps of linear learning-rate warmup"},
 		},
-		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			ws := net.Weights()
 			return &AdamW{net: net, LR: hp["lr"], Beta1: hp["beta1"], Beta2: hp["beta2"], Eps: hp["eps"], WD: hp["wd"],
-				Warmup: int(hp["warmup"]), m: newLike(net.Dev, ws), v: newLike(net.Dev, ws), d: newLike(net.Dev, ws), t: newLike(net.Dev, ws)}, nil
+				Warmup: int(hp["warmup"]), m: newLike(net.Device(), ws), v: newLike(net.Device(), ws), d: newLike(net.Device(), ws), t: newLike(net.Device(), ws)}, nil
 		},
 	})
 }
@@ -44,7 +44,7 @@ func init() {
 // SGD is v ← μv + g (+ wd·w); w ← w − lr·v, or w ← w − lr·(g + μv) with
 // Nesterov momentum.
 type SGD struct {
-	net          *nn.MLP
+	net          nn.Model
 	LR, Momentum float64
 	Nesterov     bool
 	WD           float64
@@ -62,7 +62,7 @@ func (o *SGD) Step(x, y core.Mat) (Stats, error) {
 // descend takes the momentum step with the gradients gs (overwritten as
 // scratch); SAM uses it as its base step.
 func (o *SGD) descend(name string, gs []core.Mat) error {
-	dev, ws := o.net.Dev, o.net.Weights()
+	dev, ws := o.net.Device(), o.net.Weights()
 	if o.WD > 0 {
 		for i, g := range gs {
 			dev.Axpby(float32(o.WD), ws[i], 1, g)
@@ -86,7 +86,7 @@ func (o *SGD) descend(name string, gs []core.Mat) error {
 // w ← w − lr_t·(m̂/(√v̂ + ε) + wd·w) with bias-corrected m̂, v̂ and
 // lr_t = lr·min(1, t/warmup).
 type AdamW struct {
-	net                       *nn.MLP
+	net                       nn.Model
 	LR, Beta1, Beta2, Eps, WD float64
 	Warmup                    int
 	step                      int
@@ -94,7 +94,7 @@ type AdamW struct {
 }
 
 func (o *AdamW) Step(x, y core.Mat) (Stats, error) {
-	dev := o.net.Dev
+	dev := o.net.Device()
 	st, err := lossGradNorm(o.net, "adamw", x, y, "the gradient")
 	if err != nil {
 		return st, err

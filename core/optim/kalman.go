@@ -25,7 +25,7 @@ func init() {
 		Doc: "R-Kalman (§3.3, Alg. 2) with the diagonal covariance of eq. 22: one Kalman filter step per sample, " +
 			"regularized observation noise R(I+ρR)⁻¹, R estimated by an EMA",
 		Params: params(0.2, 0.98, 0.1),
-		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return NewRKalman(net, cfg(hp))
 		},
 	})
@@ -34,7 +34,7 @@ func init() {
 		Doc: fmt.Sprintf("R-Kalman (§3.3, Alg. 2) with a dense covariance, float64 on the host: the reference for "+
 			"small models (at most %d parameters)", MaxKalmanFullParams),
 		Params: params(0.2, 0.98, 0.1),
-		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return NewKalmanFull(net, cfg(hp))
 		},
 	})
@@ -87,12 +87,14 @@ func (c KalmanConfig) validate(name string) error {
 type kalman struct {
 	name string
 	cfg  KalmanConfig
-	net  *nn.MLP // the model; its G hold the batch gradient after Step
+	net  nn.Model // the model; its G hold the batch gradient after Step
 	// jac is net.Twin(): the same function on the same weight matrices with
 	// its own d_o-row buffers, so the per-sample Jacobian pass never resizes
 	// or overwrites the batch state of net. For a LoRA network its Layers are
 	// the adapter blocks, each a Dense whose X and E give H as below.
-	jac *nn.MLP
+	jac       nn.Model
+	jacBlocks []*nn.Dense // jac's blocks: X and E give H
+	blocks    []*nn.Dense // net's blocks, in the order of its Weights
 	dev core.Device
 	do  int // output width d_o
 	ce  bool
@@ -113,20 +115,43 @@ type kalman struct {
 	lastRTild      []float64 // R̃ of the last sample (diagnostics and tests)
 }
 
-func newKalman(name string, net *nn.MLP, cfg KalmanConfig) (*kalman, error) {
+// kalmanBlocks returns net's Kronecker blocks when R-Kalman can filter it:
+// every weight matrix a Dense block applied once per sample, whose
+// per-sample Jacobian is the outer product x̄ᵀe_j, in a model that can make
+// a twin for the Jacobian pass.
+func kalmanBlocks(name string, net nn.Model) ([]*nn.Dense, error) {
+	bs, err := net.Blocks()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if _, ok := net.(nn.Twinner); !ok {
+		return nil, fmt.Errorf("%s: model %s cannot make the twin of its per-sample Jacobian pass", name, net.Arch())
+	}
+	for i, b := range bs {
+		if p := b.InShape().Positions(); p > 1 {
+			return nil, fmt.Errorf("%s: weight matrix %d of %s is shared over %d positions; per-sample Jacobians of shared weights are not implemented yet", name, i+1, net.Arch(), p)
+		}
+	}
+	return bs, nil
+}
+
+func newKalman(name string, net nn.Model, cfg KalmanConfig) (*kalman, error) {
 	if err := cfg.validate(name); err != nil {
 		return nil, err
 	}
-	dev := net.Dev
+	dev := net.Device()
 	do := net.Outputs()
-	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, ce: net.Objective == nn.CrossEntropy}
-	k.jac = net.Twin()
-	k.jac.SkipGrads = true // H comes from X and E
-	for _, l := range k.jac.Layers {
+	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, ce: net.Objective() == nn.CrossEntropy}
+	var err error
+	if k.blocks, err = kalmanBlocks(name, net); err != nil {
+		return nil, err
+	}
+	k.jac = net.(nn.Twinner).Twin(true) // H comes from X and E
+	k.jacBlocks, _ = k.jac.Blocks()
+	for _, l := range k.jacBlocks {
 		k.xbar = append(k.xbar, dev.New(1, l.In+1))
 	}
 	k.r = make([]float64, do*do)
-	k.xr = dev.New(do, net.Spec.Sizes[0])
 	k.zero = dev.New(1, 1)
 	k.label = dev.New(1, 1)
 	k.yt, k.z1, k.p, k.eps = dev.New(1, do), dev.New(1, do), dev.New(1, do), dev.New(1, do)
@@ -183,6 +208,12 @@ func (k *kalman) indices(i int) (rep, one core.Mat) {
 func (k *kalman) observe(x, y core.Mat, i int) {
 	dev := k.dev
 	rep, one := k.indices(i)
+	if k.xr == nil || k.xr.Cols() != x.Cols() {
+		if k.xr != nil {
+			dev.Free(k.xr)
+		}
+		k.xr = dev.New(k.do, x.Cols())
+	}
 	dev.GatherRows(k.xr, x, rep)
 	out := k.jac.Forward(k.xr)
 	dev.GatherRows(k.z1, out, k.zero)
@@ -200,7 +231,7 @@ func (k *kalman) observe(x, y core.Mat, i int) {
 	dev.Copy(k.eps, k.yt)
 	dev.Axpby(-1, yhat, 1, k.eps)
 	k.jac.Backward(seed)
-	for l, L := range k.jac.Layers {
+	for l, L := range k.jacBlocks {
 		dev.GatherRows(k.xbar[l], L.X, k.zero)
 	}
 }
@@ -451,17 +482,17 @@ func (o *RKalman) updateBound(v, ainv []float64) float64 {
 
 // NewRKalman builds the diagonal R-Kalman filter for net with prior
 // N(current weights, cfg.Sigma0·I) and R0 = 0.
-func NewRKalman(net *nn.MLP, cfg KalmanConfig) (*RKalman, error) {
+func NewRKalman(net nn.Model, cfg KalmanConfig) (*RKalman, error) {
 	k, err := newKalman("rkalman", net, cfg)
 	if err != nil {
 		return nil, err
 	}
-	dev := net.Dev
+	dev := net.Device()
 	o := &RKalman{kalman: k, floor: float32(1e-12 * cfg.Sigma0)}
 	if o.floor == 0 {
 		o.floor = math.SmallestNonzeroFloat32
 	}
-	for _, l := range net.Layers {
+	for _, l := range k.blocks {
 		sg := dev.New(l.In+1, l.Out)
 		dev.Fill(sg, float32(cfg.Sigma0))
 		o.sigma = append(o.sigma, sg)
@@ -523,7 +554,7 @@ func (o *RKalman) restore() {
 func (o *RKalman) sample(x, y core.Mat, i int) error {
 	dev := o.dev
 	o.observe(x, y, i)
-	layers := o.jac.Layers
+	layers := o.jacBlocks
 	// Prediction: Σ_{k|k−1} = Σ_{k−1} + qI (Alg. 2 line 5), kept apart from σ
 	// until the step is accepted.
 	if o.cfg.Q > 0 {

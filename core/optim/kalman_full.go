@@ -40,26 +40,23 @@ type KalmanFull struct {
 // NewKalmanFull builds the dense R-Kalman filter for net with prior
 // N(current weights, cfg.Sigma0·I) and R0 = 0. It refuses models with more
 // than MaxKalmanFullParams parameters.
-func NewKalmanFull(net *nn.MLP, cfg KalmanConfig) (*KalmanFull, error) {
-	n := 0 // trainable parameters: the Dense blocks (adapters only for LoRA)
-	for _, l := range net.Layers {
-		n += (l.In + 1) * l.Out
-	}
+func NewKalmanFull(net nn.Model, cfg KalmanConfig) (*KalmanFull, error) {
+	n := nn.NumParams(net) // the adapters only for LoRA
 	if n > MaxKalmanFullParams {
-		return nil, fmt.Errorf("kalman-full: model %s has %d trainable parameters; its dense covariance allows at most %d (use rkalman, the diagonal variant)", net.Spec, n, MaxKalmanFullParams)
+		return nil, fmt.Errorf("kalman-full: model %s has %d trainable parameters; its dense covariance allows at most %d (use rkalman, the diagonal variant)", net.Arch(), n, MaxKalmanFullParams)
 	}
 	k, err := newKalman("kalman-full", net, cfg)
 	if err != nil {
 		return nil, err
 	}
-	dev := net.Dev
+	dev := net.Device()
 	o := &KalmanFull{kalman: k, n: n, cov: make([]float64, n*n), next: make([]float64, n*n),
 		h: make([]float64, k.do*n), hs: make([]float64, k.do*n)}
 	for i := 0; i < n; i++ {
 		o.cov[i*n+i] = cfg.Sigma0
 	}
 	off := 0
-	for _, l := range net.Layers {
+	for _, l := range k.blocks {
 		o.off = append(o.off, off)
 		off += (l.In + 1) * l.Out
 		o.delta = append(o.delta, dev.New(l.In+1, l.Out))
@@ -86,7 +83,7 @@ func (o *KalmanFull) sample(x, y core.Mat, i int) error {
 	dev, n, d, q := o.dev, o.n, o.do, o.cfg.Q
 	o.observe(x, y, i)
 	// H (d_o×n) on the host.
-	for l, L := range o.jac.Layers {
+	for l, L := range o.jacBlocks {
 		dev.Download(o.xbar[l], o.xb[l])
 		dev.Download(L.E, o.e[l])
 		for j := 0; j < d; j++ {
@@ -144,7 +141,7 @@ func (o *KalmanFull) sample(x, y core.Mat, i int) error {
 			kg[a*d+c] = acc
 		}
 	}
-	for l := range o.jac.Layers {
+	for l := range o.jacBlocks {
 		buf := o.dbuf[l]
 		for p := range buf {
 			a := o.off[l] + p

@@ -26,7 +26,7 @@ type kalNet struct {
 }
 
 func kalDownloadNet(net *nn.MLP) *kalNet {
-	k := &kalNet{spec: net.Spec, ce: net.Objective == nn.CrossEntropy}
+	k := &kalNet{spec: net.Spec, ce: net.Objective() == nn.CrossEntropy}
 	for _, w := range net.Weights() {
 		buf := make([]float32, core.Len(w))
 		net.Dev.Download(w, buf)

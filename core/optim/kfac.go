@@ -111,7 +111,7 @@ type KFACConfig struct {
 // A KFAC is not safe for concurrent use.
 type KFAC struct {
 	name string
-	net  *nn.MLP
+	net  nn.Model
 	cfg  KFACConfig
 	rho  float64 // current ρ (LM-adapted)
 	rng  *rand.Rand
@@ -172,9 +172,9 @@ type kfacLayer struct {
 
 // NewKFAC builds the engine for net; name labels its errors. seed drives the
 // sampled labels (math/rand/v2 PCG).
-func NewKFAC(name string, net *nn.MLP, c KFACConfig, seed uint64) (*KFAC, error) {
+func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error) {
 	switch {
-	case net == nil || len(net.Layers) == 0:
+	case net == nil || len(net.Weights()) == 0:
 		return nil, fmt.Errorf("%s: no model", name)
 	case !(c.LR >= 0) || math.IsInf(c.LR, 0):
 		return nil, fmt.Errorf("%s: learning rate α = %v, want a finite α ≥ 0", name, c.LR)
@@ -205,14 +205,23 @@ func NewKFAC(name string, net *nn.MLP, c KFACConfig, seed uint64) (*KFAC, error)
 		}
 	}
 	if c.Fisher == SampledFisher || c.Fisher == ExactFisher {
-		if net.Objective != nn.CrossEntropy && net.Objective != nn.MSE {
-			return nil, fmt.Errorf("%s: no predictive distribution for loss %v", name, net.Objective)
+		if net.Objective() != nn.CrossEntropy && net.Objective() != nn.MSE {
+			return nil, fmt.Errorf("%s: no predictive distribution for loss %v", name, net.Objective())
 		}
 	}
 	src := rand.NewPCG(seed, 0x6b666163)
 	o := &KFAC{name: name, net: net, cfg: c, rho: c.Rho, rng: rand.New(src), src: src}
-	dev := net.Dev
-	for _, l := range net.Layers {
+	dev := net.Device()
+	blocks, err := net.Blocks()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if c.Gamma > 0 && !c.FDHVP {
+		if err := net.CanHVP(); err != nil {
+			return nil, fmt.Errorf("%s: the gradient regularizer γ·Hg needs exact Hessian-vector products: %w (set fdhvp=1 for finite differences, or gamma=0)", name, err)
+		}
+	}
+	for _, l := range blocks {
 		a, k := l.In+1, l.Out
 		kl := &kfacLayer{l: l,
 			A: dev.New(a, a), G: dev.New(k, k), Ai: dev.New(a, a), Gi: dev.New(k, k),
@@ -246,7 +255,7 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := applyUpdateBounded(o.net.Dev, o.name, o.ws, o.deltas, float32(o.eta), o.dnorm); err != nil {
+	if err := applyUpdateBounded(o.net.Device(), o.name, o.ws, o.deltas, float32(o.eta), o.dnorm); err != nil {
 		return st, err
 	}
 	if o.cfg.LM.Due(o.step) {
@@ -267,7 +276,7 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 // prepare runs the passes of one step and leaves the update Δ_i in the
 // layers' d and its scale η = (α/L)·ν in o.eta, without touching the weights.
 func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
-	net, dev, c := o.net, o.net.Dev, o.cfg
+	net, dev, c := o.net, o.net.Device(), o.cfg
 	o.src0 = *o.src
 	for _, kl := range o.layers {
 		kl.folded, kl.stashed = false, false
@@ -336,7 +345,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 // same sum unless reg made g̃ ≠ g), and ‖Δ‖_F into o.dnorm, which bounds
 // every entry of Δ for the update's divergence guard.
 func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
-	dev, c := o.net.Dev, o.cfg
+	dev, c := o.net.Device(), o.cfg
 	o.gd, o.gtd = math.NaN(), math.NaN()
 	lm := c.LM.Due(o.step)
 	clip, both := c.KLClip > 0 || lm, lm && reg
@@ -393,8 +402,8 @@ func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 // a²m + amk + mk² instead of a²k + ak² multiply-adds (a = In+1, k = Out);
 // the same product, associated differently.
 func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
-	dev := o.net.Dev
-	a, k, m := kl.l.In+1, kl.l.Out, o.net.Rows()
+	dev := o.net.Device()
+	a, k, m := kl.l.In+1, kl.l.Out, kl.l.X.Rows() // m: rows, samples × positions
 	if trueGrad && a*a*m+a*m*k+m*k*k < a*a*k+a*k*k {
 		e := kl.l.E
 		if kl.estash != nil && kl.stashed {
@@ -423,7 +432,7 @@ func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
 // refresh step it then reruns LossGrad so that the model's per-batch state is
 // that of θ again for the sampled-label pass.
 func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
-	net, dev := o.net, o.net.Dev
+	net, dev := o.net, o.net.Device()
 	g := make([]core.Mat, len(o.layers))
 	hg := make([]core.Mat, len(o.layers))
 	for i, kl := range o.layers {
@@ -453,7 +462,7 @@ func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
 // ‖v‖·(∇L(θ + εv̂) − ∇L(θ − εv̂))/(2ε), v̂ = v/‖v‖, and restores the weights
 // bit for bit from a saved copy.
 func (o *KFAC) fdHVP(x, y core.Mat, v, hv []core.Mat) error {
-	net, dev := o.net, o.net.Dev
+	net, dev := o.net, o.net.Device()
 	nv := gradNorm(dev, v)
 	if nv == 0 {
 		for _, h := range hv {
@@ -500,7 +509,7 @@ func (o *KFAC) resize(m int) {
 	if m == o.m && o.seed != nil {
 		return
 	}
-	dev := o.net.Dev
+	dev := o.net.Device()
 	for _, b := range []core.Mat{o.seed, o.oh, o.lbl, o.u, o.col} {
 		if b != nil {
 			dev.Free(b)
@@ -518,15 +527,19 @@ func (o *KFAC) resize(m int) {
 // running averages, measures the statistics the damping rule needs and
 // inverts the damped factors.
 func (o *KFAC) refresh() error {
-	net, dev, c := o.net, o.net.Dev, o.cfg
+	net, dev, c := o.net, o.net.Device(), o.cfg
 	m := net.Rows()
 	invM := 1 / float32(m)
 	nl := len(o.layers)
 	trA, trG := make([]float64, nl), make([]float64, nl)
-	// Λ_batch = X̄ᵀX̄/m (X̄ is not touched by the backward passes below); its
-	// trace ‖X̄‖²/m is read with the first trace of Γ, in one sync.
+	// Λ_batch = X̄ᵀX̄/r over the r = m·T rows of the block (X̄ is not touched
+	// by the backward passes below); its trace ‖X̄‖²/r is read with the
+	// first trace of Γ, in one sync. A block applied to T positions of each
+	// sample (tokens, a convolution's patches) is K-FAC-expand (Eschenhagen
+	// et al. 2023), equivalently KFC (Grosse & Martens 2016): Λ averages
+	// over all rows, Γ = (1/m)·Σ_rows eeᵀ sums the positions of a sample.
 	for _, kl := range o.layers {
-		dev.Gram(invM, kl.l.X, 0, kl.wa)
+		dev.Gram(1/float32(kl.l.X.Rows()), kl.l.X, 0, kl.wa)
 	}
 	readTrA := true
 	// Γ_batch = E[eeᵀ] over the batch.
@@ -546,7 +559,7 @@ func (o *KFAC) refresh() error {
 		for i := range o.layers {
 			trG[i] += float64(alpha) * float64(ds[i])
 			if readTrA {
-				trA[i] = float64(ds[nl+i]) / float64(m)
+				trA[i] = float64(ds[nl+i]) / float64(o.layers[i].l.X.Rows())
 			}
 		}
 		readTrA = false
@@ -570,7 +583,7 @@ func (o *KFAC) refresh() error {
 		gram(float32(m), 0) // E rows are e_i/m
 	case SampledFisher:
 		o.resize(m)
-		if net.Objective == nn.CrossEntropy {
+		if net.Objective() == nn.CrossEntropy {
 			for j := range o.hostU {
 				o.hostU[j] = float32(o.rng.Float64())
 			}
@@ -591,7 +604,7 @@ func (o *KFAC) refresh() error {
 		o.resize(m)
 		for cls := 0; cls < net.Outputs(); cls++ {
 			dev.Fill(o.lbl, float32(cls))
-			if net.Objective == nn.CrossEntropy {
+			if net.Objective() == nn.CrossEntropy {
 				dev.OneHot(o.oh, o.lbl)
 				dev.Apply(core.Sub, o.seed, net.Probs(), o.oh)
 				dev.CopyCols(o.col, net.Probs(), cls)
@@ -736,7 +749,7 @@ func (o *KFAC) invert(x, work, f core.Mat, lambda, trace float64, warm bool) (fl
 // invertAll is invert for every factor, the first attempts in one
 // InvertAll; it records each method in o.Last.
 func (o *KFAC) invertAll(xs, works, fs []core.Mat, lambdas, traces []float64, warm bool) ([]float64, error) {
-	dev := o.net.Dev
+	dev := o.net.Device()
 	for i := range xs {
 		dev.Copy(works[i], fs[i])
 		dev.AddDiag(works[i], float32(lambdas[i]))
@@ -776,7 +789,7 @@ func (o *KFAC) follow(x, work, f core.Mat, have, want, trace float64) float64 {
 		return have
 	}
 	if math.Abs(dl) <= eq11MaxRel*have {
-		o.net.Dev.InvDampingUpdate(x, float32(dl))
+		o.net.Device().InvDampingUpdate(x, float32(dl))
 		return want
 	}
 	extra, err := o.invert(x, work, f, want, trace, true)
@@ -820,7 +833,7 @@ func kfacParams(d kfacDefaults) []Param {
 }
 
 // kfacFromHyper builds the engine from validated hyperparameters.
-func kfacFromHyper(name string, net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error) {
+func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 	rule, err := dampingRule(int(hp["damping"]))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -865,7 +878,7 @@ func init() {
 		Doc:  "natural gradient by K-FAC with factored Tikhonov damping adapted by Levenberg–Marquardt, Fisher refreshed every step, Cholesky inverses (the paper's NGD baseline)",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-4, phi: 0.995, lmEvery: 5, s: 1, decay: 0.95,
 			damping: 2, cholesky: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2}),
-		New: func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("ngd", net, hp, seed)
 		},
 	})
@@ -874,7 +887,7 @@ func init() {
 		Doc:  "RING: regularized implicit natural gradient, damping √ρ‖·‖₂ per factor (eq. 10a), lazy Fisher every S steps with eq. 11 in between, Newton–Schulz inverses",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-3, phi: 0.99, lmEvery: 5, s: 8, decay: 0.95,
 			damping: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2}),
-		New: func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("ring", net, hp, seed)
 		},
 	})
@@ -883,7 +896,7 @@ func init() {
 		Doc:  "RENG: regularized explicit natural gradient, g + γHg (eq. 9) preconditioned with constant damping √ρ (eq. 10b), lazy Fisher every S steps, Newton–Schulz inverses",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-3, phi: 0.995, lmEvery: 5, s: 8, decay: 0.95,
 			damping: 0, order: 3, iters: 3, iters0: 20, tol: 1e-2, gamma: 0.05, klclip: 1e-2}),
-		New: func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("reng", net, hp, seed)
 		},
 	})

@@ -819,7 +819,7 @@ func TestBackoffTakesBackTheFold(t *testing.T) {
 		return o, x, y
 	}
 	factors := func(o *KFAC) string {
-		return snapshot(o.net.Dev, []core.Mat{o.layers[0].A, o.layers[0].G, o.layers[1].A, o.layers[1].G})
+		return snapshot(o.net.Device(), []core.Mat{o.layers[0].A, o.layers[0].G, o.layers[1].A, o.layers[1].G})
 	}
 	ref, x, y := build()
 	failed, _, _ := build()

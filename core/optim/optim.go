@@ -62,7 +62,7 @@ type Entry struct {
 	Params []Param
 	// New builds the optimizer for net with validated hyperparameters; seed
 	// drives the host random numbers it needs (sampled labels).
-	New func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error)
+	New func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error)
 }
 
 var registry = map[string]Entry{}
@@ -162,7 +162,7 @@ func (e Entry) Parse(s string) (Hyper, error) {
 
 // Build looks up name and builds it with the hyperparameters spec
 // ("lr=0.1,rho=1e-3"; empty for defaults).
-func Build(name, spec string, net *nn.MLP, seed uint64) (Optimizer, error) {
+func Build(name, spec string, net nn.Model, seed uint64) (Optimizer, error) {
 	e, err := Lookup(name)
 	if err != nil {
 		return nil, err
@@ -230,7 +230,7 @@ func applyUpdateBounded(dev core.Device, name string, ws, deltas []core.Mat, sca
 
 // lossGrad runs forward and backward and checks the loss: a non-finite loss
 // rejects the step before any state changes.
-func lossGrad(net *nn.MLP, name string, x, y core.Mat) (float64, error) {
+func lossGrad(net nn.Model, name string, x, y core.Mat) (float64, error) {
 	loss := float64(net.LossGrad(x, y))
 	return loss, lossError(name, loss)
 }
@@ -240,8 +240,8 @@ func lossGrad(net *nn.MLP, name string, x, y core.Mat) (float64, error) {
 // too, as Diverged naming gradWhat ("the gradient"): a NaN or ±Inf entry
 // makes ‖g‖ non-finite, and so does a gradient whose float32 squares
 // overflow, which no step should follow either.
-func lossGradNorm(net *nn.MLP, name string, x, y core.Mat, gradWhat string) (Stats, error) {
-	return lossNorm(net.Dev, name, net.LossGradSum(x, y), net.Grads(), gradWhat)
+func lossGradNorm(net nn.Model, name string, x, y core.Mat, gradWhat string) (Stats, error) {
+	return lossNorm(net.Device(), name, net.LossGradSum(x, y), net.Grads(), gradWhat)
 }
 
 // lossNorm is lossGradNorm after the passes: it reads the loss l and ‖g‖ of

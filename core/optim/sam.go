@@ -15,7 +15,7 @@ func init() {
 			{Name: "rho", Default: 0.05, Min: 0, Max: 10, Doc: "neighbourhood radius ρ (ascent step length)"},
 			{Name: "wd", Default: 0, Min: 0, Max: 1, Doc: "L2 weight decay added to the SAM gradient"},
 		},
-		New: func(net *nn.MLP, hp Hyper, _ uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return NewSAM(net, hp["lr"], hp["momentum"], hp["rho"], hp["wd"]), nil
 		},
 	})
@@ -39,21 +39,21 @@ func init() {
 // lr 0.1 are the paper's CIFAR settings (and this package's SGD defaults);
 // wd defaults to 0 like SGD's (the paper used 5e-4 on CIFAR).
 type SAM struct {
-	net   *nn.MLP
+	net   nn.Model
 	base  *SGD // the base step
 	Rho   float64
 	saved []core.Mat
 }
 
 // NewSAM builds SAM for net.
-func NewSAM(net *nn.MLP, lr, momentum, rho, wd float64) *SAM {
+func NewSAM(net nn.Model, lr, momentum, rho, wd float64) *SAM {
 	ws := net.Weights()
-	base := &SGD{net: net, LR: lr, Momentum: momentum, WD: wd, vel: newLike(net.Dev, ws)}
-	return &SAM{net: net, base: base, Rho: rho, saved: newLike(net.Dev, ws)}
+	base := &SGD{net: net, LR: lr, Momentum: momentum, WD: wd, vel: newLike(net.Device(), ws)}
+	return &SAM{net: net, base: base, Rho: rho, saved: newLike(net.Device(), ws)}
 }
 
 func (o *SAM) Step(x, y core.Mat) (Stats, error) {
-	dev := o.net.Dev
+	dev := o.net.Device()
 	st, err := lossGradNorm(o.net, "sam", x, y, "the gradient")
 	if err != nil {
 		return st, err
@@ -81,6 +81,6 @@ func (o *SAM) Step(x, y core.Mat) (Stats, error) {
 // restore copies the saved pre-ascent weights back, bit for bit.
 func (o *SAM) restore(ws []core.Mat) {
 	for i, w := range ws {
-		o.net.Dev.Copy(w, o.saved[i])
+		o.net.Device().Copy(w, o.saved[i])
 	}
 }

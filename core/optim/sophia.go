@@ -22,7 +22,7 @@ func init() {
 			{Name: "wd", Default: 0.1, Min: 0, Max: 1, Doc: "decoupled weight decay (θ ← θ − η·wd·θ)"},
 			{Name: "k", Default: 10, Min: 1, Max: 1e6, Int: true, Doc: "steps between Hessian-diagonal estimates"},
 		},
-		New: func(net *nn.MLP, hp Hyper, seed uint64) (Optimizer, error) {
+		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return NewSophia(net, hp["lr"], hp["beta1"], hp["beta2"], hp["gamma"], hp["eps"], hp["wd"], int(hp["k"]), seed), nil
 		},
 	})
@@ -77,7 +77,7 @@ func init() {
 // loss, gradient or Hessian estimate is not finite is rejected before any
 // state changes.
 type Sophia struct {
-	net                              *nn.MLP
+	net                              nn.Model
 	LR, Beta1, Beta2, Gamma, Eps, WD float64
 	K                                int
 
@@ -95,11 +95,11 @@ type Sophia struct {
 }
 
 // NewSophia builds Sophia for net; seed drives the sampled labels.
-func NewSophia(net *nn.MLP, lr, beta1, beta2, gamma, eps, wd float64, k int, seed uint64) *Sophia {
+func NewSophia(net nn.Model, lr, beta1, beta2, gamma, eps, wd float64, k int, seed uint64) *Sophia {
 	if k < 1 {
 		panic(fmt.Sprintf("optim: Sophia interval k = %d < 1", k))
 	}
-	ws, dev := net.Weights(), net.Dev
+	ws, dev := net.Weights(), net.Device()
 	src := rand.NewPCG(seed, 0x50f1a)
 	return &Sophia{net: net, LR: lr, Beta1: beta1, Beta2: beta2, Gamma: gamma, Eps: eps, WD: wd, K: k,
 		rng: rand.New(src), src: src,
@@ -107,7 +107,7 @@ func NewSophia(net *nn.MLP, lr, beta1, beta2, gamma, eps, wd float64, k int, see
 }
 
 func (o *Sophia) Step(x, y core.Mat) (Stats, error) {
-	dev := o.net.Dev
+	dev := o.net.Device()
 	st, err := lossGradNorm(o.net, "sophia", x, y, "the gradient")
 	if err != nil {
 		return st, err
@@ -147,11 +147,11 @@ func (o *Sophia) Step(x, y core.Mat) (Stats, error) {
 // gradient ĝ of the mean loss on ŷ through the same forward pass, and leaves
 // ĥ = B·ĝ⊙ĝ in o.hhat. It overwrites the layers' E and G.
 func (o *Sophia) gnb() error {
-	net, dev := o.net, o.net.Dev
+	net, dev := o.net, o.net.Device()
 	b, k := net.Rows(), net.Outputs()
 	o.resize(b, k)
 	inv := 1 / float32(b)
-	switch net.Objective {
+	switch net.Objective() {
 	case nn.CrossEntropy:
 		// ∂/∂logits of (1/B)Σ −ln p_i[ŷ_i] is (p − onehot(ŷ))/B.
 		for i := range o.host[:b] {
@@ -171,7 +171,7 @@ func (o *Sophia) gnb() error {
 		dev.Upload(o.seed, o.host)
 		dev.Axpby(-inv, o.seed, 0, o.seed)
 	default:
-		panic(fmt.Sprintf("optim: Sophia has no GNB estimator for loss %v", net.Objective))
+		panic(fmt.Sprintf("optim: Sophia has no GNB estimator for loss %v", net.Objective()))
 	}
 	net.Backward(o.seed)
 	for i, g := range net.Grads() {
@@ -189,7 +189,7 @@ func (o *Sophia) resize(b, k int) {
 	if b == o.rows {
 		return
 	}
-	dev := o.net.Dev
+	dev := o.net.Device()
 	for _, m := range []core.Mat{o.u, o.yh, o.seed, o.oneh} {
 		if m != nil {
 			dev.Free(m)

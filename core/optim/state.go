@@ -150,7 +150,7 @@ func halveLR(lr *float64) string {
 // carry a shorter step there again.
 func (o *SGD) restart() {
 	for _, v := range o.vel {
-		o.net.Dev.Fill(v, 0)
+		o.net.Device().Fill(v, 0)
 	}
 }
 
@@ -238,7 +238,7 @@ const maxBackoffRho = 1e4
 // held factors (the jump is too large for eq. 11).
 func (o *KFAC) Backoff() string {
 	for _, kl := range o.layers {
-		kl.unfold(o.net.Dev)
+		kl.unfold(o.net.Device())
 	}
 	*o.src = o.src0
 	hi := math.Max(maxBackoffRho, o.cfg.LM.Max)

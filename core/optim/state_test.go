@@ -45,6 +45,7 @@ var notState = map[string]string{
 	// the model (its weights are saved with the model, not the optimizer)
 	"SGD.net": "model", "AdamW.net": "model", "SAM.net": "model", "Sophia.net": "model",
 	"KFAC.net": "model", "kalman.net": "model", "kalman.jac": "twin of the model (shares W)",
+	"kalman.jacBlocks": "the twin's layers", "kalman.blocks": "model layers",
 	"kfacLayer.l": "model layer",
 	// hyperparameters fixed at construction
 	"SGD.Momentum": "hyper", "SGD.Nesterov": "hyper", "SGD.WD": "hyper",
@@ -297,7 +298,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 				}
 			}
 			resume := func(withState bool) (*nn.MLP, Optimizer) {
-				net2 := nn.NewMLP(dev, netA.Spec, netA.Objective, 99) // other initial weights
+				net2 := nn.NewMLP(dev, netA.Spec, netA.Objective(), 99) // other initial weights
 				opt, err := Build(name, "", net2, 7)
 				if err != nil {
 					t.Fatal(err)

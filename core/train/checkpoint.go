@@ -126,7 +126,7 @@ func hasHyper(hp optim.Hyper, k string) bool { _, ok := hp[k]; return ok }
 func (s *Session) CheckpointRun() ckpt.Run {
 	c := s.c
 	r := ckpt.Run{Data: c.Train.Name, DataSHA256: s.fingerprint(), TrainSize: c.Train.N, Features: c.Train.D, Classes: c.Train.Classes,
-		Model: c.Model.String(), Loss: c.Loss.String(), Optimizer: strings.ToLower(c.Optimizer), Hyper: c.Hyper,
+		Model: c.Arch(), Loss: c.Loss.String(), Optimizer: strings.ToLower(c.Optimizer), Hyper: c.Hyper,
 		Hyperparameters: map[string]float64{}, Seed: c.Seed, Batch: c.BatchSize, Epochs: c.Epochs, Steps: c.Steps,
 		TotalSteps: s.total, Schedule: scheduleName(c.Schedule), EvalEvery: c.EvalEvery, Target: c.Target}
 	if c.Test != nil {

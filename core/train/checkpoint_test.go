@@ -333,7 +333,7 @@ func TestNaNInBatch(t *testing.T) {
 // after a step.
 type flaky struct {
 	optim.Optimizer
-	net       *nn.MLP
+	net       nn.Model
 	attempt   map[int]int  // step → attempts seen
 	failFirst map[int]int  // step → attempts to reject
 	spoil     map[int]bool // steps after which the output layer's weights are made NaN
@@ -348,12 +348,12 @@ func (f *flaky) Step(x, y core.Mat) (optim.Stats, error) {
 	}
 	st, err := f.Optimizer.Step(x, y)
 	if err == nil && f.spoil[f.step] {
-		w := f.net.Weights()[len(f.net.Layers)-1]
+		w := f.net.Weights()[len(f.net.Weights())-1]
 		v := make([]float32, core.Len(w))
 		for i := range v {
 			v[i] = float32(math.NaN())
 		}
-		f.net.Dev.Upload(w, v)
+		f.net.Device().Upload(w, v)
 	}
 	return st, err
 }

@@ -42,9 +42,10 @@ type Config struct {
 	// diverging however it backs off).
 	MaxRejects int
 	// Net, when set, is the model to train (a pretrained or adapted
-	// network); Model and Loss are then taken from it and Seed does not
-	// initialise it. Nil builds a fresh MLP from Model, Loss and Seed.
-	Net *nn.MLP
+	// network, a composed model); Model is then ignored, Loss is taken
+	// from it and Seed does not initialise it. Nil builds a fresh MLP from
+	// Model, Loss and Seed.
+	Net nn.Model
 	// Meta holds labels that checkpoints carry for the program that writes
 	// them (the command line stores its data set name there); it does not
 	// change the run.
@@ -102,17 +103,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: max-rejects %d is negative", c.MaxRejects)
 	case c.Loss != nn.CrossEntropy && c.Loss != nn.MSE:
 		return fmt.Errorf("train: unknown loss %d", int(c.Loss))
-	case len(c.Model.Sizes) < 2:
+	case c.Net == nil && len(c.Model.Sizes) < 2:
 		return errors.New("train: model spec has no layers")
-	case c.Model.Sizes[0] != c.Train.D:
-		return fmt.Errorf("train: model input width %d does not match the data's %d features", c.Model.Sizes[0], c.Train.D)
-	case c.Loss == nn.CrossEntropy && c.Model.Sizes[len(c.Model.Sizes)-1] != c.Train.Classes:
-		return fmt.Errorf("train: model output width %d does not match the data's %d classes", c.Model.Sizes[len(c.Model.Sizes)-1], c.Train.Classes)
+	}
+	in, out := c.widths()
+	switch {
+	case in != c.Train.D:
+		return fmt.Errorf("train: model input width %d does not match the data's %d features", in, c.Train.D)
+	case c.Loss == nn.CrossEntropy && out != c.Train.Classes:
+		return fmt.Errorf("train: model output width %d does not match the data's %d classes", out, c.Train.Classes)
 	case c.Test != nil && c.Test.D != c.Train.D:
 		return fmt.Errorf("train: test set has %d features, training set %d", c.Test.D, c.Train.D)
 	}
 	for i, n := range c.Model.Sizes {
-		if n < 1 {
+		if c.Net == nil && n < 1 {
 			return fmt.Errorf("train: model layer %d has width %d", i, n)
 		}
 	}
@@ -130,6 +134,22 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// widths are the model's input and output widths.
+func (c *Config) widths() (in, out int) {
+	if c.Net != nil {
+		return c.Net.Inputs(), c.Net.Outputs()
+	}
+	return c.Model.Sizes[0], c.Model.Sizes[len(c.Model.Sizes)-1]
+}
+
+// Arch names the model: the Net's architecture, else the MLP spec.
+func (c *Config) Arch() string {
+	if c.Net != nil {
+		return c.Net.Arch()
+	}
+	return c.Model.String()
+}
+
 // TotalSteps is the number of optimizer steps the run will take.
 func (c *Config) TotalSteps() int {
 	if c.Steps > 0 {
@@ -144,7 +164,7 @@ func stepsPerEpoch(n, b int) int { return n / b } // the last partial batch is d
 // Session is a training run advanced one step at a time: the UI steps it
 // inside its frame loop, Run drives it to the end.
 type Session struct {
-	Net *nn.MLP
+	Net nn.Model
 	Opt optim.Optimizer
 	// OnBackoff, when set, is told of each rejected attempt that is retried:
 	// the step (1-based), the optimizer's error and what its backoff did.
@@ -169,7 +189,10 @@ type Session struct {
 // all at once).
 func NewSession(c Config) (*Session, error) {
 	if c.Net != nil {
-		c.Model, c.Loss = c.Net.Spec, c.Net.Objective
+		c.Loss = c.Net.Objective()
+		if mlp, ok := c.Net.(*nn.MLP); ok {
+			c.Model = mlp.Spec
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -184,7 +207,7 @@ func NewSession(c Config) (*Session, error) {
 	}
 	net := c.Net
 	if net == nil {
-		net = nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed)
+		net = nn.Model(nn.NewMLP(c.Device, c.Model, c.Loss, c.Seed))
 	}
 	opt, err := e.New(net, hp, c.Seed+1)
 	if err != nil {
@@ -303,7 +326,7 @@ func (s *Session) Step() (Metrics, error) {
 // onMetric (which may be nil). It stops early, with the context's error,
 // when ctx is cancelled, and with the optimizer's error when a step
 // diverges; the Result then covers the steps taken.
-func Run(ctx context.Context, c Config, onMetric func(Metrics)) (*nn.MLP, Result, error) {
+func Run(ctx context.Context, c Config, onMetric func(Metrics)) (nn.Model, Result, error) {
 	s, err := NewSession(c)
 	if err != nil {
 		return nil, Result{}, err
@@ -353,7 +376,7 @@ type runner struct {
 	epoch, per int
 }
 
-func newRunner(c Config, net *nn.MLP) (*runner, error) {
+func newRunner(c Config, net nn.Model) (*runner, error) {
 	dev := c.Device
 	tr := c.Train
 	ycols := 1
@@ -434,7 +457,7 @@ func (r *runner) batch(step int) {
 
 // keep saves the weights before a step (for the schedule's shrink), and
 // keeps those before the previous step (for rewind).
-func (r *runner) keep(net *nn.MLP) {
+func (r *runner) keep(net nn.Model) {
 	r.prev, r.back = r.back, r.prev
 	for i, w := range net.Weights() {
 		r.dev.Copy(r.prev[i], w)
@@ -443,7 +466,7 @@ func (r *runner) keep(net *nn.MLP) {
 
 // rewind sets the weights to those before the previous step, and makes
 // them the weights before this step.
-func (r *runner) rewind(net *nn.MLP) {
+func (r *runner) rewind(net nn.Model) {
 	for i, w := range net.Weights() {
 		r.dev.Copy(w, r.back[i])
 		r.dev.Copy(r.prev[i], r.back[i])
@@ -454,7 +477,7 @@ func (r *runner) rewind(net *nn.MLP) {
 // every optimizer whose update is linear in its learning rate (all but
 // R-Kalman, whose mean update it damps) this is the learning-rate schedule,
 // applied in one place for all of them.
-func (r *runner) shrink(net *nn.MLP, s float64) {
+func (r *runner) shrink(net nn.Model, s float64) {
 	if s == 1 {
 		return
 	}
@@ -477,8 +500,8 @@ const evalChunk = 1000
 
 // Evaluate returns the mean loss and the accuracy (NaN for regression) of
 // net on ds, in chunks of at most 1000 rows.
-func Evaluate(net *nn.MLP, ds *data.Dataset) (loss, acc float64) {
-	dev := net.Dev
+func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
+	dev := net.Device()
 	ycols := len(ds.Y) / max(ds.N, 1)
 	var sum float64
 	correct := 0
@@ -490,7 +513,7 @@ func Evaluate(net *nn.MLP, ds *data.Dataset) (loss, acc float64) {
 		dev.Upload(x, ds.X[lo*ds.D:hi*ds.D])
 		dev.Upload(y, ds.Y[lo*ycols:hi*ycols])
 		sum += float64(net.Loss(x, y)) * float64(n)
-		if net.Objective == nn.CrossEntropy {
+		if net.Objective() == nn.CrossEntropy {
 			am := dev.New(n, 1)
 			dev.ArgmaxRows(am, net.Probs())
 			pred = pred[:n]
@@ -507,7 +530,7 @@ func Evaluate(net *nn.MLP, ds *data.Dataset) (loss, acc float64) {
 	}
 	loss = sum / float64(max(ds.N, 1))
 	acc = math.NaN()
-	if net.Objective == nn.CrossEntropy {
+	if net.Objective() == nn.CrossEntropy {
 		acc = float64(correct) / float64(max(ds.N, 1))
 	}
 	return loss, acc
