@@ -95,9 +95,9 @@ type kalman struct {
 	jac       nn.Model
 	jacBlocks []*nn.Dense // jac's blocks: X and E give H
 	blocks    []*nn.Dense // net's blocks, in the order of its Weights
-	dev core.Device
-	do  int // output width d_o
-	ce  bool
+	dev       core.Device
+	do        int // output width d_o
+	ce        bool
 
 	r []float64 // R_{k−1} (d_o×d_o, float64, host)
 
