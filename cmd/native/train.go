@@ -107,7 +107,7 @@ const maxModelParams = 1 << 28
 func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.data, "data", "", "`NAME` of the data set: "+strings.Join(dataNames(), ", "))
 	fs.StringVar(&f.dataDir, "data-dir", data.DefaultDir(), "`DIR` holding the fetched data sets (also $GRNG_DATA)")
-	fs.StringVar(&f.model, "model", "", "model `SPEC` such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity); default: a data-specific MLP, e.g. 784-256-10:relu\nfor MNIST, 2-32-32-2:tanh for moons")
+	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
 	fs.StringVar(&f.opt, "opt", "adamw", "optimizer `NAME`: "+strings.Join(optim.Names(), ", "))
 	fs.StringVar(&f.hp, "hp", "", "hyperparameters over the optimizer's defaults, `\"k=v,...\"` (see --list-hp)")
 	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
@@ -194,12 +194,12 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 		return refuse("out", f.out, dir)
 	}
 	if set["model"] {
-		spec, err := nn.ParseSpec(f.model)
+		arch, err := nn.ParseArch(f.model)
 		if err != nil {
 			return usagef("--model: %v", err)
 		}
-		if spec.String() != r.Model {
-			return refuse("model", spec, r.Model)
+		if arch.String() != r.Model {
+			return refuse("model", arch, r.Model)
 		}
 	}
 	if set["hp"] {
@@ -366,16 +366,29 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if modelSpec == "" {
 		modelSpec = defaultModel(f.data, trainSet)
 	}
-	spec, err := nn.ParseSpec(modelSpec)
+	arch, err := nn.ParseArch(modelSpec)
 	if err != nil {
 		return usagef("--model: %v", err)
 	}
-	if in, out := spec.Sizes[0], spec.Sizes[len(spec.Sizes)-1]; in != trainSet.D || out != trainSet.Classes {
-		return usagef("--model %s: widths %d-…-%d do not match %s, which has %d features and %d classes (e.g. --model %s)",
-			modelSpec, in, out, f.data, trainSet.D, trainSet.Classes, defaultModel(f.data, trainSet))
-	}
-	if n := spec.NumParams(); n > maxModelParams {
-		return usagef("--model %s: %d parameters, more than the %d this command allows (1 GiB of float32 weights)", modelSpec, n, maxModelParams)
+	var (
+		spec   nn.Spec
+		net    nn.Model
+		params int
+	)
+	if sp, ok := arch.(nn.Spec); ok {
+		spec, params = sp, sp.NumParams()
+		if in, out := spec.Sizes[0], spec.Sizes[len(spec.Sizes)-1]; in != trainSet.D || out != trainSet.Classes {
+			return usagef("--model %s: widths %d-…-%d do not match %s, which has %d features and %d classes (e.g. --model %s)",
+				modelSpec, in, out, f.data, trainSet.D, trainSet.Classes, defaultModel(f.data, trainSet))
+		}
+		if params > maxModelParams {
+			return usagef("--model %s: %d parameters, more than the %d this command allows (1 GiB of float32 weights)", modelSpec, params, maxModelParams)
+		}
+	} else {
+		if net, err = arch.Build(dev, sampleShape(trainSet), trainSet.Classes, nn.CrossEntropy, f.seed); err != nil {
+			return usagef("--model: %v", err)
+		}
+		params = nn.NumParams(net)
 	}
 	if f.batch > trainSet.N && !flagWasSet(fs, "batch") {
 		f.batch = trainSet.N // small sets: the default batch is the whole set
@@ -383,7 +396,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if f.batch > trainSet.N {
 		return usagef("--batch %d: larger than the %d training samples of %s", f.batch, trainSet.N, f.data)
 	}
-	cfg := train.Config{Device: dev, Model: spec, Loss: nn.CrossEntropy, Optimizer: entry.Name, Hyper: f.hp,
+	cfg := train.Config{Device: dev, Model: spec, Net: net, Loss: nn.CrossEntropy, Optimizer: entry.Name, Hyper: f.hp,
 		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target, Schedule: f.schedule,
 		Train: trainSet, Test: testSet,
 		Meta: map[string]string{"data": f.data, "data_dir": f.dataDir, "checkpoint_every": strconv.Itoa(f.ckptEvery)}}
@@ -537,7 +550,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		Version:   buildVersion(),
 		Config: summaryConfig{
 			Data: f.data, DataDir: f.dataDir, TrainSize: trainSet.N, TestSize: testSet.N, Features: trainSet.D, Classes: trainSet.Classes,
-			Model: spec.String(), Params: spec.NumParams(), Optimizer: entry.Name, Hyper: f.hp,
+			Model: arch.String(), Params: params, Optimizer: entry.Name, Hyper: f.hp,
 			Epochs: jfloat(f.epochs), Steps: f.steps, TotalSteps: total, Batch: f.batch, Schedule: f.schedule, EvalEvery: f.evalEvery, Seed: f.seed, Target: jfloat(f.target),
 			CheckpointEvery: f.ckptEvery,
 		},

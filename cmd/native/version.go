@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"grng/core/nn"
 	"grng/core/optim"
 )
 
@@ -33,6 +34,10 @@ func runVersion(_ context.Context, a *app, c *command, args []string) error {
 	fmt.Fprintf(a.stdout, "go:         %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(a.stdout, "devices:    %s\n", strings.Join(deviceNames(), ", "))
 	fmt.Fprintf(a.stdout, "optimizers: %s\n", strings.Join(optim.Names(), ", "))
+	fmt.Fprintf(a.stdout, "models: MLP specs such as 784-256-10:relu, and\n")
+	for _, n := range nn.ArchNames() {
+		fmt.Fprint(a.stdout, "  ", nn.ArchDoc(n))
+	}
 	return nil
 }
 

@@ -1,6 +1,11 @@
 package nn
 
-import "grng/core"
+import (
+	"math"
+	"math/rand/v2"
+
+	"grng/core"
+)
 
 // NewDense returns a dense layer In → Out with activation act, applied to
 // every position of a sample of shape at (its channels C must be In), with
@@ -8,6 +13,26 @@ import "grng/core"
 func NewDense(dev core.Device, at Shape, out int, act core.Unary) *Dense {
 	return &Dense{In: at.C, Out: out, Act: act, W: dev.New(at.C+1, out), G: dev.New(at.C+1, out),
 		dev: dev, h: at.H, w: at.W}
+}
+
+// Init draws W from rng: Kaiming normal (std √(2/fan_in)) for ReLU and
+// GELU layers, Xavier uniform (±√(6/(fan_in+fan_out))) for the others; the
+// bias row 0.
+func (l *Dense) Init(rng *rand.Rand) {
+	in, out := l.In, l.Out
+	w := make([]float32, (in+1)*out)
+	if l.Act == core.ReLU || l.Act == core.GELU {
+		std := math.Sqrt(2 / float64(in))
+		for j := 0; j < in*out; j++ {
+			w[j] = float32(rng.NormFloat64() * std)
+		}
+	} else {
+		lim := math.Sqrt(6 / float64(in+out))
+		for j := 0; j < in*out; j++ {
+			w[j] = float32((2*rng.Float64() - 1) * lim)
+		}
+	}
+	l.dev.Upload(l.W, w)
 }
 
 // Kind is "dense".

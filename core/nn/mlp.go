@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"math"
 	"math/rand/v2"
 
 	"grng/core"
@@ -80,20 +79,8 @@ func NewMLP(dev core.Device, spec Spec, loss Loss, seed uint64) *MLP {
 		if i == len(spec.Sizes)-1 {
 			act = core.Identity
 		}
-		w := make([]float32, (in+1)*out)
-		if act == core.ReLU || act == core.GELU {
-			std := math.Sqrt(2 / float64(in))
-			for j := 0; j < in*out; j++ {
-				w[j] = float32(rng.NormFloat64() * std)
-			}
-		} else {
-			lim := math.Sqrt(6 / float64(in+out))
-			for j := 0; j < in*out; j++ {
-				w[j] = float32((2*rng.Float64() - 1) * lim)
-			}
-		}
 		l := NewDense(dev, Vector(in), out, act)
-		dev.Upload(l.W, w)
+		l.Init(rng)
 		n.Layers = append(n.Layers, l)
 	}
 	return n
