@@ -63,9 +63,6 @@ type LoRA struct {
 	layers []*loraLayer
 	m      int
 	twins  int // twins made by MLP.Twin (see Twins)
-
-	// HVP scratch for the softmax R-op (sized for m rows).
-	onesK, rowDot, rowTmp core.Mat
 }
 
 // loraLayer is one backbone layer, frozen, with its adapter blocks when it
@@ -133,8 +130,8 @@ func NewLoRA(base *MLP, cfg LoRAConfig) (*MLP, *LoRA, error) {
 		l := &loraLayer{in: bl.In, out: bl.Out, act: bl.Act, w0: d.New(bl.In+1, bl.Out)}
 		d.Copy(l.w0, bl.W)
 		if adapt[i] {
-			l.a = &Dense{In: bl.In, Out: r, Act: core.Identity, W: d.New(bl.In+1, r), G: d.New(bl.In+1, r)}
-			l.b = &Dense{In: r, Out: bl.Out, Act: core.Identity, W: d.New(r+1, bl.Out), G: d.New(r+1, bl.Out)}
+			l.a = NewDense(d, Vector(bl.In), r, core.Identity)
+			l.b = NewDense(d, Vector(r), bl.Out, core.Identity)
 			w := make([]float32, (bl.In+1)*r)
 			lim := 1 / math.Sqrt(float64(bl.In))
 			for j := 0; j < bl.In*r; j++ { // the bias row stays 0
@@ -174,7 +171,10 @@ func (lo *LoRA) Twins() int { return lo.twins }
 func (n *MLP) Twin() *MLP {
 	t := &MLP{Dev: n.Dev, Spec: n.Spec, Objective: n.Objective}
 	for _, l := range n.Layers {
-		t.Layers = append(t.Layers, &Dense{In: l.In, Out: l.Out, Act: l.Act, W: l.W, G: n.Dev.New(l.In+1, l.Out)})
+		c := NewDense(n.Dev, l.InShape(), l.Out, l.Act)
+		n.Dev.Free(c.W)
+		c.W = l.W
+		t.Layers = append(t.Layers, c)
 	}
 	if lo, ok := n.body.(*LoRA); ok {
 		lo.twins++
@@ -240,8 +240,6 @@ func (lo *LoRA) resize(m int) {
 			l.tmp = d.New(m, lo.Rank+1)
 		}
 	}
-	free(lo.rowDot, lo.rowTmp)
-	lo.rowDot, lo.rowTmp = nil, nil
 	lo.m = m
 }
 
@@ -318,14 +316,6 @@ func (lo *LoRA) backward(n *MLP, dout core.Mat) {
 func (lo *LoRA) hvp(n *MLP, v, hv []core.Mat) {
 	d, m := lo.dev, lo.m
 	r := lo.Rank
-	if lo.rowDot == nil {
-		k := n.Outputs()
-		if lo.onesK == nil {
-			lo.onesK = d.New(k, 1)
-			d.Fill(lo.onesK, 1)
-		}
-		lo.rowDot, lo.rowTmp = d.New(m, 1), d.New(m, k)
-	}
 	for _, l := range lo.layers {
 		if l.hvpBuffers != nil {
 			continue
@@ -373,15 +363,7 @@ func (lo *LoRA) hvp(n *MLP, v, hv []core.Mat) {
 	}
 	// R{∂L/∂out}, as in MLP.HVP.
 	last := lo.layers[len(lo.layers)-1].hvpBuffers
-	switch n.Objective {
-	case CrossEntropy:
-		d.Apply(core.Mul, lo.rowTmp, n.probs, last.rh)
-		d.Gemm(false, false, 1, lo.rowTmp, lo.onesK, 0, lo.rowDot)
-		d.MulCol(last.rda, n.probs, lo.rowDot)
-		d.Axpby(1/float32(m), lo.rowTmp, -1/float32(m), last.rda)
-	case MSE:
-		d.Axpby(1/float32(m), last.rh, 0, last.rda)
-	}
+	d.Copy(last.rda, n.lossR(last.rh))
 	// R-backward.
 	for i := len(lo.layers) - 1; i >= 0; i-- {
 		l, b := lo.layers[i], lo.layers[i].hvpBuffers

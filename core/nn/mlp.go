@@ -29,8 +29,9 @@ func (l Loss) String() string {
 // Dense is a fully connected layer z = x̄·W with the bias folded in as the
 // last row of W ((In+1)×Out), followed by an activation a = f(z).
 //
-// After a forward and backward pass of m samples it holds X (m×(In+1), the
-// homogeneous inputs x̄), Z, A and E = ∂L/∂Z (m×Out), and G = X̄ᵀE, the
+// After a forward and backward pass of r rows (m samples, or m samples ×
+// positions when the layer acts on every position) it holds X (r×(In+1),
+// the homogeneous inputs x̄), Z, A and E = ∂L/∂Z (r×Out), and G = X̄ᵀE, the
 // gradient of W (paper eq. 5 summed over the batch).
 type Dense struct {
 	In, Out int
@@ -38,7 +39,15 @@ type Dense struct {
 	W, G    core.Mat
 
 	X, Z, A, E core.Mat
-	dA, dX     core.Mat // ∂L/∂A (m×Out) and the scratch m×(In+1) input gradient
+	dA         core.Mat // ∂L/∂A of the last Backward (the caller's)
+	dX, dx     core.Mat // r×(In+1) scratch and r×In input gradient
+
+	dev  core.Device
+	h, w int // positions of a sample (0: one)
+	rows int // rows the buffers are sized for
+	// R-operator buffers (dense.go), allocated by the first RForward.
+	rX, rZ, rA, rE, rdX, rdx, t core.Mat
+	hasRX                       bool // the last RForward had an R{x}
 }
 
 // MLP is a stack of Dense layers with a linear output layer.
@@ -52,8 +61,8 @@ type MLP struct {
 	out                   core.Mat // alias of the last layer's Z
 	probs, dout, lossRows core.Mat // loss scratch (m×k, m×k, m×1)
 	ones                  core.Mat // m×1 of 1: Σ lossRows as a Dot (LossSum)
-	hvp                   []*rstate
 	onesK, rowDot, rowTmp core.Mat // HVP scratch for the softmax R-op
+	rdout                 core.Mat // R{∂L/∂out} (m×k)
 
 	// body, when set, computes the network in place of the chain of Layers,
 	// which then lists its trainable blocks (LoRA adapters, lora.go).
@@ -89,7 +98,7 @@ func NewMLP(dev core.Device, spec Spec, loss Loss, seed uint64) *MLP {
 				w[j] = float32((2*rng.Float64() - 1) * lim)
 			}
 		}
-		l := &Dense{In: in, Out: out, Act: act, W: dev.New(in+1, out), G: dev.New(in+1, out)}
+		l := NewDense(dev, Vector(in), out, act)
 		dev.Upload(l.W, w)
 		n.Layers = append(n.Layers, l)
 	}
@@ -118,21 +127,7 @@ func (n *MLP) resize(m int) {
 	}
 	d := n.Dev
 	for _, l := range n.Layers {
-		if l.A == l.Z { // the identity layer's A is its Z: free it once
-			l.A = nil
-		}
-		for _, b := range []core.Mat{l.X, l.Z, l.A, l.E, l.dA, l.dX} {
-			if b != nil {
-				d.Free(b)
-			}
-		}
-		l.X, l.dX = d.New(m, l.In+1), d.New(m, l.In+1)
-		l.Z, l.E, l.dA = d.New(m, l.Out), d.New(m, l.Out), d.New(m, l.Out)
-		if l.Act == core.Identity {
-			l.A = l.Z
-		} else {
-			l.A = d.New(m, l.Out)
-		}
+		l.alloc(m)
 	}
 	for _, b := range []core.Mat{n.probs, n.dout, n.lossRows, n.ones} {
 		if b != nil {
@@ -142,17 +137,12 @@ func (n *MLP) resize(m int) {
 	k := n.Outputs()
 	n.probs, n.dout, n.lossRows, n.ones = d.New(m, k), d.New(m, k), d.New(m, 1), d.New(m, 1)
 	d.Fill(n.ones, 1)
-	for _, r := range n.hvp {
-		for _, b := range []core.Mat{r.rX, r.rZ, r.rA, r.rE, r.rdA, r.rdX, r.t} {
+	if n.rowDot != nil {
+		for _, b := range []core.Mat{n.onesK, n.rowDot, n.rowTmp, n.rdout} {
 			d.Free(b)
 		}
+		n.onesK, n.rowDot, n.rowTmp, n.rdout = nil, nil, nil, nil
 	}
-	if n.hvp != nil {
-		d.Free(n.onesK)
-		d.Free(n.rowDot)
-		d.Free(n.rowTmp)
-	}
-	n.hvp = nil
 	n.m = m
 	n.out = n.Layers[len(n.Layers)-1].Z
 }
@@ -167,15 +157,9 @@ func (n *MLP) Forward(x core.Mat) core.Mat {
 		n.out = n.body.forward(n, x)
 		return n.out
 	}
-	d := n.Dev
 	in := x
 	for _, l := range n.Layers {
-		d.AppendCol(l.X, in, 1)
-		d.Gemm(false, false, 1, l.X, l.W, 0, l.Z)
-		if l.Act != core.Identity {
-			d.Map(l.Act, l.A, l.Z)
-		}
-		in = l.A
+		in = l.Forward(in, x.Rows())
 	}
 	return n.out
 }
@@ -190,23 +174,9 @@ func (n *MLP) Backward(dout core.Mat) {
 		n.body.backward(n, dout)
 		return
 	}
-	d := n.Dev
-	last := len(n.Layers) - 1
-	d.Copy(n.Layers[last].dA, dout)
-	for i := last; i >= 0; i-- {
-		l := n.Layers[i]
-		if l.Act == core.Identity {
-			d.Copy(l.E, l.dA)
-		} else {
-			d.MapGrad(l.Act, l.E, l.Z, l.dA)
-		}
-		if !n.SkipGrads {
-			d.Gemm(true, false, 1, l.X, l.E, 0, l.G)
-		}
-		if i > 0 {
-			d.Gemm(false, true, 1, l.E, l.W, 0, l.dX)
-			d.CopyCols(n.Layers[i-1].dA, l.dX, 0)
-		}
+	dy := dout
+	for i := len(n.Layers) - 1; i >= 0; i-- {
+		dy = n.Layers[i].Backward(dy, Pass{NeedX: i > 0, SkipGrads: n.SkipGrads})
 	}
 }
 

@@ -1,0 +1,136 @@
+package nn
+
+import "grng/core"
+
+// NewDense returns a dense layer In → Out with activation act, applied to
+// every position of a sample of shape at (its channels C must be In), with
+// zero weights; its parameter is W ((In+1)×Out, the bias as its last row).
+func NewDense(dev core.Device, at Shape, out int, act core.Unary) *Dense {
+	return &Dense{In: at.C, Out: out, Act: act, W: dev.New(at.C+1, out), G: dev.New(at.C+1, out),
+		dev: dev, h: at.H, w: at.W}
+}
+
+// Kind is "dense".
+func (l *Dense) Kind() string { return "dense" }
+
+// InShape and OutShape are the per-sample shapes; a Dense made by NewMLP
+// acts on plain vectors.
+func (l *Dense) InShape() Shape  { return Shape{H: max(l.h, 1), W: max(l.w, 1), C: l.In} }
+func (l *Dense) OutShape() Shape { return Shape{H: max(l.h, 1), W: max(l.w, 1), C: l.Out} }
+
+// Params and Grads are W and G.
+func (l *Dense) Params() []core.Mat { return []core.Mat{l.W} }
+func (l *Dense) Grads() []core.Mat  { return []core.Mat{l.G} }
+
+// Blocks is the layer itself: one Kronecker block.
+func (l *Dense) Blocks() []*Dense { return []*Dense{l} }
+
+// alloc (re)allocates the buffers of a batch of r rows.
+func (l *Dense) alloc(r int) {
+	d := l.dev
+	if l.A == l.Z { // the identity layer's A is its Z (and R{a} its R{z}): free them once
+		l.A = nil
+	}
+	if l.rA == l.rZ {
+		l.rA = nil
+	}
+	for _, b := range []core.Mat{l.X, l.Z, l.A, l.E, l.dX, l.dx, l.rX, l.rZ, l.rA, l.rE, l.rdX, l.rdx, l.t} {
+		if b != nil {
+			d.Free(b)
+		}
+	}
+	l.rX, l.rZ, l.rA, l.rE, l.rdX, l.rdx, l.t = nil, nil, nil, nil, nil, nil, nil
+	l.X, l.dX = d.New(r, l.In+1), d.New(r, l.In+1)
+	l.Z, l.E = d.New(r, l.Out), d.New(r, l.Out)
+	l.dx = d.New(r, l.In)
+	if l.Act == core.Identity {
+		l.A = l.Z
+	} else {
+		l.A = d.New(r, l.Out)
+	}
+	l.rows = r
+}
+
+// Forward sets X = [x | 1], Z = X·W and A = f(Z), and returns A.
+func (l *Dense) Forward(x core.Mat, m int) core.Mat {
+	if x.Rows() != l.rows {
+		l.alloc(x.Rows())
+	}
+	d := l.dev
+	d.AppendCol(l.X, x, 1)
+	d.Gemm(false, false, 1, l.X, l.W, 0, l.Z)
+	if l.Act != core.Identity {
+		d.Map(l.Act, l.A, l.Z)
+	}
+	return l.A
+}
+
+// Backward sets E = f'(Z)⊙dy and G = X̄ᵀE, and returns ∂L/∂x = (E·Wᵀ)[:, :In].
+func (l *Dense) Backward(dy core.Mat, p Pass) core.Mat {
+	d := l.dev
+	l.dA = dy
+	if l.Act == core.Identity {
+		d.Copy(l.E, dy)
+	} else {
+		d.MapGrad(l.Act, l.E, l.Z, dy)
+	}
+	if !p.SkipGrads {
+		d.Gemm(true, false, 1, l.X, l.E, 0, l.G)
+	}
+	if !p.NeedX {
+		return nil
+	}
+	d.Gemm(false, true, 1, l.E, l.W, 0, l.dX)
+	d.CopyCols(l.dx, l.dX, 0)
+	return l.dx
+}
+
+// RForward: R{z} = x̄V + R{x̄}W with R{x̄} = [R{x} | 0], R{a} = f'(z)⊙R{z}.
+func (l *Dense) RForward(rx core.Mat, v []core.Mat) core.Mat {
+	d, r := l.dev, l.rows
+	if l.rZ == nil {
+		l.rX, l.rdX = d.New(r, l.In+1), d.New(r, l.In+1)
+		l.rZ, l.rE, l.t, l.rdx = d.New(r, l.Out), d.New(r, l.Out), d.New(r, l.Out), d.New(r, l.In)
+		l.rA = l.rZ
+		if l.Act != core.Identity {
+			l.rA = d.New(r, l.Out)
+		}
+	}
+	core.SameShape("Dense.RForward", v[0], l.W)
+	d.Gemm(false, false, 1, l.X, v[0], 0, l.rZ)
+	l.hasRX = rx != nil
+	if l.hasRX {
+		d.AppendCol(l.rX, rx, 0)
+		d.Gemm(false, false, 1, l.rX, l.W, 1, l.rZ)
+	}
+	if l.Act != core.Identity {
+		d.MapGrad(l.Act, l.rA, l.Z, l.rZ)
+	}
+	return l.rA
+}
+
+// RBackward: R{e} = f'(z)⊙R{∂a} + f”(z)⊙R{z}⊙∂a, H·v = X̄ᵀR{e} + R{x̄}ᵀe,
+// R{∂x̄} = R{e}Wᵀ + eVᵀ.
+func (l *Dense) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat {
+	d := l.dev
+	core.SameShape("Dense.RBackward", hv[0], l.W)
+	if l.Act == core.Identity {
+		d.Copy(l.rE, rdy)
+	} else {
+		d.MapGrad(l.Act, l.rE, l.Z, rdy)
+		d.Apply(core.Mul, l.t, l.rZ, l.dA)
+		d.MapGrad2(l.Act, l.t, l.Z, l.t)
+		d.Axpby(1, l.t, 1, l.rE)
+	}
+	d.Gemm(true, false, 1, l.X, l.rE, 0, hv[0])
+	if l.hasRX {
+		d.Gemm(true, false, 1, l.rX, l.E, 1, hv[0])
+	}
+	if !needX {
+		return nil
+	}
+	d.Gemm(false, true, 1, l.rE, l.W, 0, l.rdX)
+	d.Gemm(false, true, 1, l.E, v[0], 1, l.rdX)
+	d.CopyCols(l.rdx, l.rdX, 0)
+	return l.rdx
+}
