@@ -97,7 +97,6 @@ func (l *LayerNorm) Forward(x core.Mat, m int) core.Mat {
 	d.MulCol(l.xhat, l.t, l.s)
 	d.MulRow(l.y, l.xhat, l.gamma)
 	d.Gemm(false, false, 1, l.onesR, l.beta, 1, l.y)
-	l.hasDX = false
 	return l.y
 }
 
