@@ -1,0 +1,261 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"grng/core"
+)
+
+// initStd is the standard deviation of the embeddings' normal initialisation
+// (as in GPT-2 and ViT).
+const initStd = 0.02
+
+func randNormal(dev core.Device, rows, cols int, std float64, rng *rand.Rand) core.Mat {
+	v := make([]float32, rows*cols)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * std)
+	}
+	m := dev.New(rows, cols)
+	dev.Upload(m, v)
+	return m
+}
+
+// PositionEmbedding adds a learned P×C matrix E (P = H·W positions) to every
+// sample: y = x + E per sample. The batch is read as m×(P·C), where adding E
+// to every row is a rank-1 GEMM with a column of ones, and ∂L/∂E is the sum
+// of dy over the samples.
+type PositionEmbedding struct {
+	e, de core.Mat // P×C
+
+	dev  core.Device
+	at   Shape
+	m    int
+	ones core.Mat // m×1 of 1
+	flat core.Mat // 1×(P·C): E, V or a gradient, flattened
+	wide core.Mat // m×(P·C) scratch
+	y    core.Mat // (m·P)×C: the output, then R{y}
+	ry   core.Mat
+	dx   core.Mat // (m·P)×C: ∂L/∂x, then R{∂L/∂x}
+	rdx  core.Mat
+}
+
+// NewPositionEmbedding returns a position embedding for samples of shape
+// at, with E drawn from N(0, 0.02²) by rng.
+func NewPositionEmbedding(dev core.Device, at Shape, rng *rand.Rand) *PositionEmbedding {
+	return &PositionEmbedding{dev: dev, at: at, e: randNormal(dev, at.Positions(), at.C, initStd, rng),
+		de: dev.New(at.Positions(), at.C), flat: dev.New(1, at.Len())}
+}
+
+// Kind is "posembed".
+func (l *PositionEmbedding) Kind() string { return "posembed" }
+
+// InShape and OutShape are the shape it was made for.
+func (l *PositionEmbedding) InShape() Shape  { return l.at }
+func (l *PositionEmbedding) OutShape() Shape { return l.at }
+
+// Params is E; Grads its gradient.
+func (l *PositionEmbedding) Params() []core.Mat { return []core.Mat{l.e} }
+func (l *PositionEmbedding) Grads() []core.Mat  { return []core.Mat{l.de} }
+
+func (l *PositionEmbedding) alloc(m int) {
+	d := l.dev
+	for _, b := range []core.Mat{l.ones, l.wide, l.y, l.ry, l.dx, l.rdx} {
+		if b != nil {
+			d.Free(b)
+		}
+	}
+	r, c := m*l.at.Positions(), l.at.C
+	l.ones, l.wide = d.New(m, 1), d.New(m, l.at.Len())
+	l.y, l.ry, l.dx, l.rdx = d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c)
+	d.Fill(l.ones, 1)
+	l.m = m
+}
+
+// add sets dst = x + p per sample (x nil: 0 + p), p P×C.
+func (l *PositionEmbedding) add(dst, x, p core.Mat) {
+	d := l.dev
+	beta := float32(0)
+	if x != nil {
+		d.Reshape(l.wide, x)
+		beta = 1
+	}
+	d.Reshape(l.flat, p)
+	d.Gemm(false, false, 1, l.ones, l.flat, beta, l.wide)
+	d.Reshape(dst, l.wide)
+}
+
+// sum sets dst (P×C) to the sum of dy over the samples.
+func (l *PositionEmbedding) sum(dst, dy core.Mat) {
+	d := l.dev
+	d.Reshape(l.wide, dy)
+	d.SumRows(l.flat, l.wide)
+	d.Reshape(dst, l.flat)
+}
+
+// Forward returns x + E for every sample.
+func (l *PositionEmbedding) Forward(x core.Mat, m int) core.Mat {
+	core.CheckShape("PositionEmbedding.Forward", "x", x, m*l.at.Positions(), l.at.C)
+	if m != l.m {
+		l.alloc(m)
+	}
+	l.add(l.y, x, l.e)
+	return l.y
+}
+
+// Backward sets ∂L/∂E = Σ_samples dy and returns ∂L/∂x = dy (a copy).
+func (l *PositionEmbedding) Backward(dy core.Mat, p Pass) core.Mat {
+	core.SameShape("PositionEmbedding.Backward", dy, l.y)
+	if !p.SkipGrads {
+		l.sum(l.de, dy)
+	}
+	if !p.NeedX {
+		return nil
+	}
+	l.dev.Copy(l.dx, dy)
+	return l.dx
+}
+
+// RForward: R{y} = R{x} + V per sample.
+func (l *PositionEmbedding) RForward(rx core.Mat, v []core.Mat) core.Mat {
+	core.SameShape("PositionEmbedding.RForward", v[0], l.e)
+	if rx != nil {
+		core.SameShape("PositionEmbedding.RForward", rx, l.y)
+	}
+	l.add(l.ry, rx, v[0])
+	return l.ry
+}
+
+// RBackward: H·v = Σ_samples R{dy}, R{∂L/∂x} = R{dy}.
+func (l *PositionEmbedding) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat {
+	core.SameShape("PositionEmbedding.RBackward", hv[0], l.e)
+	core.SameShape("PositionEmbedding.RBackward", rdy, l.y)
+	l.sum(hv[0], rdy)
+	if !needX {
+		return nil
+	}
+	l.dev.Copy(l.rdx, rdy)
+	return l.rdx
+}
+
+// Embedding maps token ids to the rows of a learned V×C table: its input is
+// the (m·T)×1 matrix of the ids of m samples of T tokens, stored as floats,
+// and its output the (m·T)×C matrix of their rows, y = GatherRows(table, ids).
+//
+// The table's gradient is the scatter-add of dy into the rows of the ids,
+// composed as OneHot(ids)ᵀ·dy from an (m·T)×V one-hot matrix (m·T·V floats:
+// the price of staying within the Device's ops). Ids are not
+// differentiable: Backward and RBackward return nil, and panic with a
+// *core.ShapeError if asked for ∂L/∂x, as RForward does given an R{x}.
+//
+// Ids must be integers in [0, V). The CPU device panics with a
+// *core.ShapeError on any other in Forward (GatherRows), except −1, which
+// GatherRows reads as a zero row and OneHot then rejects in Backward.
+type Embedding struct {
+	table, grad core.Mat // V×C
+
+	dev    core.Device
+	at     Shape // T×1×1 in, T×1×C out (at.C is 1)
+	dim    int
+	rows   int
+	ids    core.Mat // (m·T)×1: a copy of the last Forward's ids
+	onehot core.Mat // (m·T)×V
+	hot    bool     // onehot is that of ids
+	y, ry  core.Mat // (m·T)×C
+}
+
+// NewEmbedding returns an embedding of vocab ids into dim channels for
+// samples of shape at (at.C must be 1: one id a position), with the table
+// drawn from N(0, 0.02²) by rng.
+func NewEmbedding(dev core.Device, at Shape, vocab, dim int, rng *rand.Rand) *Embedding {
+	if at.C != 1 {
+		panic(&core.ShapeError{Op: "NewEmbedding", What: fmt.Sprintf("input shape %v, want one id a position (C = 1)", at)})
+	}
+	return &Embedding{dev: dev, at: at, dim: dim,
+		table: randNormal(dev, vocab, dim, initStd, rng), grad: dev.New(vocab, dim)}
+}
+
+// Kind is "embedding".
+func (l *Embedding) Kind() string { return "embedding" }
+
+// InShape is the ids' shape (C = 1), OutShape that of their embeddings.
+func (l *Embedding) InShape() Shape  { return l.at }
+func (l *Embedding) OutShape() Shape { return Shape{H: l.at.H, W: l.at.W, C: l.dim} }
+
+// Params is the table; Grads its gradient.
+func (l *Embedding) Params() []core.Mat { return []core.Mat{l.table} }
+func (l *Embedding) Grads() []core.Mat  { return []core.Mat{l.grad} }
+
+func (l *Embedding) alloc(r int) {
+	d := l.dev
+	for _, b := range []core.Mat{l.ids, l.onehot, l.y, l.ry} {
+		if b != nil {
+			d.Free(b)
+		}
+	}
+	l.ids, l.y, l.ry = d.New(r, 1), d.New(r, l.dim), d.New(r, l.dim)
+	l.onehot = nil // allocated by the first pass that needs it
+	l.rows = r
+}
+
+// Forward returns the table's rows of the ids x.
+func (l *Embedding) Forward(x core.Mat, m int) core.Mat {
+	core.CheckShape("Embedding.Forward", "ids", x, m*l.at.Positions(), 1)
+	if x.Rows() != l.rows {
+		l.alloc(x.Rows())
+	}
+	l.dev.Copy(l.ids, x)
+	l.dev.GatherRows(l.y, l.table, l.ids)
+	l.hot = false
+	return l.y
+}
+
+func (l *Embedding) noX(op string) {
+	panic(&core.ShapeError{Op: op, What: "token ids have no gradient (NeedX on an embedding)"})
+}
+
+// scatter sets dst = OneHot(ids)ᵀ·dy: dy's rows added into the ids' rows.
+func (l *Embedding) scatter(dst, dy core.Mat) {
+	d := l.dev
+	if !l.hot {
+		if l.onehot == nil {
+			l.onehot = d.New(l.rows, l.table.Rows())
+		}
+		d.OneHot(l.onehot, l.ids)
+		l.hot = true
+	}
+	d.Gemm(true, false, 1, l.onehot, dy, 0, dst)
+}
+
+// Backward sets the table's gradient OneHot(ids)ᵀ·dy and returns nil.
+func (l *Embedding) Backward(dy core.Mat, p Pass) core.Mat {
+	if p.NeedX {
+		l.noX("Embedding.Backward")
+	}
+	core.SameShape("Embedding.Backward", dy, l.y)
+	if !p.SkipGrads {
+		l.scatter(l.grad, dy)
+	}
+	return nil
+}
+
+// RForward: R{y} = GatherRows(V, ids); rx must be nil.
+func (l *Embedding) RForward(rx core.Mat, v []core.Mat) core.Mat {
+	if rx != nil {
+		l.noX("Embedding.RForward")
+	}
+	core.SameShape("Embedding.RForward", v[0], l.table)
+	l.dev.GatherRows(l.ry, v[0], l.ids)
+	return l.ry
+}
+
+// RBackward: H·v = OneHot(ids)ᵀ·R{dy}; returns nil.
+func (l *Embedding) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat {
+	if needX {
+		l.noX("Embedding.RBackward")
+	}
+	core.SameShape("Embedding.RBackward", hv[0], l.table)
+	core.SameShape("Embedding.RBackward", rdy, l.y)
+	l.scatter(hv[0], rdy)
+	return nil
+}
