@@ -138,7 +138,13 @@ type Device interface {
 	CopyCols(dst, src Mat, col int)
 	// GatherRows sets dst[r, :] = src[idx[r], :] for row indices idx (r×1,
 	// stored as floats): mini-batches and single samples without a host trip.
+	// An index of −1 gives a row of zeros (a convolution's padding).
 	GatherRows(dst, src, idx Mat)
+	// Reshape sets dst to the elements of src in row-major order; the two
+	// hold as many elements and may not alias. A batch of m samples with T
+	// positions is an (m·T)×C matrix, and the same memory read as m×(T·C):
+	// layers move between the two views with it.
+	Reshape(dst, src Mat)
 
 	// SumRows sets dst (1×c) to the column sums of src (r×c).
 	SumRows(dst, src Mat)

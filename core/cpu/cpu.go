@@ -114,6 +114,17 @@ func (*Device) Copy(dst, src core.Mat) {
 	parallelFor(len(D), memParallelMin, func(lo, hi int) { copy(D[lo:hi], S[lo:hi]) })
 }
 
+func (*Device) Reshape(dst, src core.Mat) {
+	D, S := m32("Reshape", dst), m32("Reshape", src)
+	if len(D.Data) != len(S.Data) {
+		panic(&core.ShapeError{Op: "Reshape", What: fmt.Sprintf("%d×%d into %d×%d", S.r, S.c, D.r, D.c)})
+	}
+	if len(D.Data) > 0 && &D.Data[0] == &S.Data[0] {
+		panic(&core.ShapeError{Op: "Reshape", What: "dst aliases src"})
+	}
+	parallelFor(len(D.Data), memParallelMin, func(lo, hi int) { copy(D.Data[lo:hi], S.Data[lo:hi]) })
+}
+
 func (*Device) Fill(dst core.Mat, v float32) {
 	d := m32("Fill", dst).Data
 	for i := range d {

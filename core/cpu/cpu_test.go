@@ -601,23 +601,41 @@ func TestGatherRows(t *testing.T) {
 		for _, m := range []int{0, 1, 2 * r} {
 			idx := d.New(m, 1).(*Mat)
 			for i := range idx.Data {
-				idx.Data[i] = float32(rng.IntN(r))
+				idx.Data[i] = float32(rng.IntN(r+1) - 1) // −1: a zero row
 			}
 			D := d.New(m, c).(*Mat)
+			d.Fill(D, 7)
 			d.GatherRows(D, S, idx)
 			want := make([]float32, m*c)
 			for i, v := range idx.Data {
-				copy(want[i*c:(i+1)*c], S.Data[int(v)*c:(int(v)+1)*c])
+				if v >= 0 {
+					copy(want[i*c:(i+1)*c], S.Data[int(v)*c:(int(v)+1)*c])
+				}
 			}
 			checkExact(t, fmt.Sprintf("GatherRows %dx%d m=%d", r, c, m), D.Data, want)
 		}
 	}
 	S := d.New(3, 2)
-	for _, bad := range []float32{3, -1, 0.5, float32(math.NaN())} {
+	for _, bad := range []float32{3, -2, -0.5, 0.5, float32(math.NaN())} {
 		mustShapePanic(t, fmt.Sprintf("index %v", bad), func() { d.GatherRows(d.New(1, 2), S, FromSlice(1, 1, []float32{bad})) })
 	}
 	mustShapePanic(t, "dst cols", func() { d.GatherRows(d.New(1, 3), S, d.New(1, 1)) })
 	mustShapePanic(t, "idx shape", func() { d.GatherRows(d.New(2, 2), S, d.New(1, 1)) })
+}
+
+// Reshape keeps the row-major order of the elements and refuses another
+// count or an alias.
+func TestReshape(t *testing.T) {
+	d := New()
+	rng := newRand(78)
+	S, _ := randMat(d, rng, 6, 4, 1)
+	for _, sh := range [][2]int{{24, 1}, {1, 24}, {3, 8}, {6, 4}} {
+		D := d.New(sh[0], sh[1]).(*Mat)
+		d.Reshape(D, S)
+		checkExact(t, fmt.Sprintf("Reshape 6x4 → %dx%d", sh[0], sh[1]), D.Data, S.Data)
+	}
+	mustShapePanic(t, "count", func() { d.Reshape(d.New(5, 5), S) })
+	mustShapePanic(t, "alias", func() { d.Reshape(S, S) })
 }
 
 // Dots and AbsMaxes give, matrix by matrix, exactly Dot's and AbsMax's
@@ -1514,6 +1532,7 @@ func TestForeignMat(t *testing.T) {
 		"AppendCol":         func() { d.AppendCol(m(2, 3), f(2, 2), 1) },
 		"CopyCols":          func() { d.CopyCols(f(2, 1), m(2, 2), 0) },
 		"GatherRows":        func() { d.GatherRows(m(1, 2), m(2, 2), f(1, 1)) },
+		"Reshape":           func() { d.Reshape(m(1, 4), f(2, 2)) },
 		"SumRows":           func() { d.SumRows(m(1, 2), f(2, 2)) },
 		"Sum":               func() { d.Sum(f(2, 2)) },
 		"Dot":               func() { d.Dot(m(2, 2), f(2, 2)) },

@@ -49,8 +49,12 @@ func (*Device) GatherRows(dst, src, idx core.Mat) {
 	core.CheckShape("GatherRows", "idx", idx, D.r, 1)
 	for r, v := range m32("GatherRows", idx).Data {
 		i := int(v)
+		if i == -1 && v == -1 {
+			clear(D.Data[r*S.c : (r+1)*S.c])
+			continue
+		}
 		if float32(i) != v || i < 0 || i >= S.r {
-			panic(&core.ShapeError{Op: "GatherRows", What: fmt.Sprintf("row index %v outside [0,%d)", v, S.r)})
+			panic(&core.ShapeError{Op: "GatherRows", What: fmt.Sprintf("row index %v outside [0,%d) and not −1", v, S.r)})
 		}
 		copy(D.Data[r*S.c:(r+1)*S.c], S.Data[i*S.c:(i+1)*S.c])
 	}
