@@ -736,7 +736,7 @@ func (d *Device) checkStatus(st uint32) {
 	writeBuffer(d.queue, d.status, make([]byte, statusSize))
 	var what []string
 	if st&badGather != 0 {
-		what = append(what, "GatherRows: a row index was not an integer in range")
+		what = append(what, "GatherRows: a row index was neither an integer in range nor −1")
 	}
 	if st&badXent != 0 {
 		what = append(what, "SoftmaxXent: a label was not an integer in [0,k)")

@@ -44,6 +44,8 @@ func TestShapeErrors(t *testing.T) {
 		{"CopyCols negative", func() { d.CopyCols(m(2, 2), m(2, 3), -1) }},
 		{"GatherRows idx", func() { d.GatherRows(m(2, 3), m(5, 3), m(3, 1)) }},
 		{"GatherRows dst", func() { d.GatherRows(m(2, 4), m(5, 3), m(2, 1)) }},
+		{"Reshape count", func() { d.Reshape(m(5, 5), m(4, 6)) }},
+		{"Reshape alias", func() { x := m(2, 3); d.Reshape(x, x) }},
 		{"SumRows", func() { d.SumRows(m(2, 3), m(4, 3)) }},
 		{"Dot", func() { d.Dot(m(2, 3), m(3, 2)) }},
 		{"ArgmaxRows", func() { d.ArgmaxRows(m(3, 1), m(2, 3)) }},
@@ -130,6 +132,12 @@ func TestLabelErrors(t *testing.T) {
 			d.GatherRows(dst, src.g, idx)
 			return dst
 		}},
+		{"GatherRows −2", "GatherRows", func() core.Mat {
+			dst, idx := d.New(3, 3), d.New(3, 1)
+			d.Upload(idx, []float32{-1, -2, 0})
+			d.GatherRows(dst, src.g, idx)
+			return dst
+		}},
 		{"GatherRows fraction", "GatherRows", func() core.Mat {
 			dst, idx := d.New(1, 3), d.New(1, 1)
 			d.Upload(idx, []float32{0.5})
@@ -168,6 +176,20 @@ func TestLabelErrors(t *testing.T) {
 			t.Errorf("%s: no NaN marks the bad rows: %v", c.name, got)
 		}
 	}
+	// −1 is no error: its row is zeros next to the flagged row's NaN
+	dst, idx := d.New(3, 3), d.New(3, 1)
+	d.Fill(dst, 7)
+	d.Upload(idx, []float32{-1, -2, 0})
+	d.GatherRows(dst, src.g, idx)
+	mustPanic(t, "GatherRows −1, −2, 0", func() { down(d, dst) })
+	got := down(d, dst)
+	for j := range 3 {
+		if got[j] != 0 || !math.IsNaN(float64(got[3+j])) || got[6+j] != src.data[j] {
+			t.Fatalf("GatherRows −1, −2, 0: %v, want zeros, NaN, then %v", got, src.data[:3])
+		}
+	}
+	d.Free(dst)
+	d.Free(idx)
 	if s := d.Sum(src.g); s != 78 {
 		t.Fatalf("after the label errors, Sum = %v", s)
 	}

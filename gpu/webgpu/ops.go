@@ -109,6 +109,21 @@ func (d *Device) Copy(dst, src core.Mat) {
 	d.run1("copy", params{}, D.n(), float64(D.n()), D.bind(), S.bind())
 }
 
+// Reshape copies src's elements in row-major order into dst, a matrix of
+// another shape with as many elements: both buffers hold the same flat
+// array, so the copy kernel does it.
+func (d *Device) Reshape(dst, src core.Mat) {
+	defer d.lock()()
+	D, S := d.mat("Reshape", dst), d.mat("Reshape", src)
+	if D.n() != S.n() {
+		panic(&core.ShapeError{Op: "Reshape", What: fmt.Sprintf("%d×%d into %d×%d", S.r, S.c, D.r, D.c)})
+	}
+	if D.buf == S.buf && D.n() > 0 {
+		panic(&core.ShapeError{Op: "Reshape", What: "dst aliases src"})
+	}
+	d.run1("copy", params{}, D.n(), float64(D.n()), D.bind(), S.bind())
+}
+
 func (d *Device) Fill(dst core.Mat, v float32) {
 	defer d.lock()()
 	D := d.mat("Fill", dst)

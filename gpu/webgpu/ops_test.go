@@ -309,15 +309,27 @@ func TestElementwise(t *testing.T) {
 		d.SumRows(S.g, B.g)
 		host.SumRows(S.c, B.c)
 		S.check(t, name("SumRows"), 1e-6, 1e-6)
-		idx := make([]float32, 7)
+		idx := make([]float32, 9)
 		for i := range idx {
-			idx[i] = float32(rng.IntN(r))
+			idx[i] = float32(rng.IntN(r+1) - 1) // −1: a zero row
 		}
-		I := newPair(t, 7, 1, idx)
-		G := newPair(t, 7, c, nil)
+		idx[0], idx[1] = -1, float32(r-1) // both kinds in every shape
+		I := newPair(t, len(idx), 1, idx)
+		G := newPair(t, len(idx), c, nil)
+		d.Fill(G.g, 7) // the zero rows must be written, not left alone
+		host.Fill(G.c, 7)
 		d.GatherRows(G.g, B.g, I.g)
 		host.GatherRows(G.c, B.c, I.c)
 		G.check(t, name("GatherRows"), 0, 0)
+		for _, sh := range [][2]int{{r * c, 1}, {1, r * c}, {c, r}} {
+			R := newPair(t, sh[0], sh[1], nil)
+			d.Fill(R.g, 7)
+			host.Fill(R.c, 7)
+			d.Reshape(R.g, B.g)
+			host.Reshape(R.c, B.c)
+			R.check(t, name(fmt.Sprintf("Reshape into %s", dims(sh[0], sh[1]))), 0, 0)
+			R.free(t)
+		}
 		for _, p := range []pair{A, B, D, Y, V, W, E, S, I, G} {
 			p.free(t)
 		}

@@ -272,6 +272,9 @@ func (d *Device) CopyCols(dst, src core.Mat, col int) {
 	}, []*Mat{S}, nil, []*Mat{D})
 }
 
+// GatherRows gathers rows of src; an index of exactly −1 gives a row of
+// zeros, and any other index that is not an integer in [0, src rows) a row
+// of NaN (the CPU device panics; see the package comment).
 func (d *Device) GatherRows(dst, src, idx core.Mat) {
 	D, S := d.m("GatherRows", dst), d.m("GatherRows", src)
 	core.CheckShape("GatherRows", "dst", D, D.r, S.c)
@@ -280,15 +283,45 @@ func (d *Device) GatherRows(dst, src, idx core.Mat) {
 	if D.empty() {
 		return
 	}
-	if S.r == 0 {
-		panic(&core.ShapeError{Op: "GatherRows", What: "row index outside [0,0)"})
+	if S.r == 0 { // nothing to gather from: −1 gives zeros, the rest NaN
+		c := D.c
+		d.run(fmt.Sprintf("gatherrows0/%d", c), func(in []*Node) []*Node {
+			idx := in[0]
+			g := idx.Graph()
+			pad := BroadcastToDims(Equal(idx, c32(g, -1)), idx.Shape().Dimensions[0], c)
+			return []*Node{Where(pad, c32(g, 0), c32(g, math.NaN()))}
+		}, []*Mat{I}, nil, []*Mat{D})
+		return
 	}
 	d.run("gatherrows", func(in []*Node) []*Node {
 		src, idx := in[0], in[1]
+		g := src.Graph()
 		valid := validIndex(idx, src.Shape().Dimensions[0])
-		safe := ConvertDType(Where(valid, idx, c32(src.Graph(), 0)), dtypes.Int32) // m×1: one index per row
-		return []*Node{nanWhereInvalid(valid, Gather(src, safe))}
+		pad := Equal(idx, c32(g, -1))
+		safe := ConvertDType(Where(valid, idx, c32(g, 0)), dtypes.Int32) // m×1: one index per row
+		rows := Gather(src, safe)
+		rows = Where(BroadcastToDims(pad, rows.Shape().Dimensions...), c32(g, 0), rows)
+		return []*Node{nanWhereInvalid(LogicalOr(valid, pad), rows)}
 	}, []*Mat{S, I}, nil, []*Mat{D})
+}
+
+// Reshape copies src's elements in row-major order into dst, a matrix of
+// another shape with as many elements.
+func (d *Device) Reshape(dst, src core.Mat) {
+	D, S := d.m("Reshape", dst), d.m("Reshape", src)
+	if D.r*D.c != S.r*S.c {
+		panic(&core.ShapeError{Op: "Reshape", What: fmt.Sprintf("%d×%d into %d×%d", S.r, S.c, D.r, D.c)})
+	}
+	if D.empty() {
+		return
+	}
+	if D == S {
+		panic(&core.ShapeError{Op: "Reshape", What: "dst aliases src"})
+	}
+	r, c := D.r, D.c
+	d.run(fmt.Sprintf("reshape/%d/%d", r, c), func(in []*Node) []*Node {
+		return []*Node{Reshape(in[0], r, c)}
+	}, []*Mat{S}, nil, []*Mat{D})
 }
 
 func (d *Device) SumRows(dst, src core.Mat) {

@@ -369,24 +369,80 @@ func TestSoftmax(t *testing.T) {
 	}
 }
 
+// GatherRows matches the CPU exactly, −1 indices (zero rows over a dst
+// that held other values) included; any other invalid index gives a NaN
+// row where the CPU device panics.
 func TestGatherRows(t *testing.T) {
 	e := newEnv(t, 6)
 	src := e.rand(9, 5)
-	for _, idx := range [][]float32{{0}, {8, 0, 3, 3, 7}, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2}} {
+	for _, idx := range [][]float32{{0}, {8, 0, 3, 3, 7}, {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+		{-1}, {-1, 0, -1, 8, -1}, {-1, -1, -1}, {0, 8, 1, -1}} {
 		id := e.from(len(idx), 1, idx)
-		dst := e.rand(len(idx), 5)
+		dst := e.fill(len(idx), 5, 7)
 		e.cpu.GatherRows(dst.c, src.c, id.c)
 		e.d.GatherRows(dst.x, src.x, id.x)
 		e.check(fmt.Sprintf("GatherRows %v", idx), dst, 0, 0)
 	}
-	bad := e.from(2, 1, []float32{9, -1})
-	dst := e.rand(2, 5)
-	e.d.GatherRows(dst.x, src.x, bad.x)
-	for i, v := range e.down(dst.x) {
-		if !math.IsNaN(float64(v)) {
-			t.Fatalf("GatherRows out-of-range index: element %d is %v, want NaN", i, v)
+	// invalid indices give NaN rows; the −1 among them still a zero row
+	nan := float32(math.NaN())
+	bad := []float32{9, -2, -1, 0.5, -0.5, nan, 1.5, -1}
+	dst := e.fill(len(bad), 5, 7)
+	e.d.GatherRows(dst.x, src.x, e.from(len(bad), 1, bad).x)
+	got := e.down(dst.x)
+	for r, v := range bad {
+		for j := range 5 {
+			g := got[r*5+j]
+			if v == -1 && g != 0 || v != -1 && !math.IsNaN(float64(g)) {
+				t.Fatalf("GatherRows index %v: element %d of its row is %v, want %s", v, j, g, map[bool]string{true: "0", false: "NaN"}[v == -1])
+			}
 		}
 	}
+	// from a source with no rows only −1 is valid
+	empty := e.from(0, 5, nil)
+	for _, idx := range [][]float32{{-1, -1}, {-1, 0}} {
+		dst := e.fill(len(idx), 5, 7)
+		e.d.GatherRows(dst.x, empty.x, e.from(len(idx), 1, idx).x)
+		got := e.down(dst.x)
+		for r, v := range idx {
+			for j := range 5 {
+				g := got[r*5+j]
+				if v == -1 && g != 0 || v != -1 && !math.IsNaN(float64(g)) {
+					t.Fatalf("GatherRows from 0×5, indices %v: row %d is %v", idx, r, got[r*5:r*5+5])
+				}
+			}
+		}
+	}
+	id := e.from(2, 1, []float32{-1, -1})
+	zeros := e.fill(2, 5, 7)
+	e.cpu.GatherRows(zeros.c, empty.c, id.c)
+	e.d.GatherRows(zeros.x, empty.x, id.x)
+	e.check("GatherRows −1 from 0×5", zeros, 0, 0)
+}
+
+// Reshape matches the CPU exactly: the elements in row-major order, into
+// a dst that held other values, and refuses another count or an alias.
+func TestReshape(t *testing.T) {
+	e := newEnv(t, 78)
+	src := e.rand(6, 4)
+	for _, sh := range [][2]int{{24, 1}, {1, 24}, {3, 8}, {8, 3}, {6, 4}, {2, 12}} {
+		dst := e.fill(sh[0], sh[1], 7)
+		e.cpu.Reshape(dst.c, src.c)
+		e.d.Reshape(dst.x, src.x)
+		e.check(fmt.Sprintf("Reshape 6x4 → %dx%d", sh[0], sh[1]), dst, 0, 0)
+	}
+	// chained: back to the first shape gives the source again
+	mid, back := e.fill(3, 8, 7), e.fill(6, 4, 7)
+	e.d.Reshape(mid.x, src.x)
+	e.d.Reshape(back.x, mid.x)
+	want := e.down(src.x)
+	for i, v := range e.down(back.x) {
+		if v != want[i] {
+			t.Fatalf("Reshape there and back: element %d is %v, want %v", i, v, want[i])
+		}
+	}
+	e.d.Reshape(e.d.New(3, 0), e.d.New(0, 5)) // empty: nothing to do
+	mustPanicShape(t, "Reshape count", func() { e.d.Reshape(e.d.New(5, 5), src.x) })
+	mustPanicShape(t, "Reshape alias", func() { e.d.Reshape(src.x, src.x) })
 }
 
 // Dots and AbsMaxes equal the xla device's Dot and AbsMax pair by pair
@@ -529,6 +585,8 @@ func TestShapeErrors(t *testing.T) {
 		{"CopyCols negative", func() { d.CopyCols(m22, m23, -1) }},
 		{"GatherRows idx", func() { d.GatherRows(m23, m33, r13) }},
 		{"GatherRows cols", func() { d.GatherRows(m22, m33, c21) }},
+		{"Reshape count", func() { d.Reshape(m22, m23) }},
+		{"Reshape alias", func() { d.Reshape(m23, m23) }},
 		{"SumRows", func() { d.SumRows(c21, m23) }},
 		{"Dot", func() { d.Dot(m23, m32) }},
 		{"ArgmaxRows", func() { d.ArgmaxRows(r13, m23) }},

@@ -236,6 +236,10 @@ func (t *tracer) GatherRows(dst, src, idx core.Mat) {
 	t.op("GatherRows", []core.Mat{dst, src, idx}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.GatherRows(m[0], m[1], m[2]); return 0 })
 }
 
+func (t *tracer) Reshape(dst, src core.Mat) {
+	t.op("Reshape", []core.Mat{dst, src}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.Reshape(m[0], m[1]); return 0 })
+}
+
 func (t *tracer) SumRows(dst, src core.Mat) {
 	t.op("SumRows", []core.Mat{dst, src}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.SumRows(m[0], m[1]); return 0 })
 }

@@ -187,14 +187,20 @@ fn one_hot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 // gather_rows: b1[r, :] = b2[idx[r], :] with idx = b3 (r×1), b2 has p.k rows
-// and p.n columns; one thread per element of b1.
+// and p.n columns; an index of exactly −1 gives a row of zeros (a
+// convolution's padding). One thread per element of b1.
 @compute @workgroup_size(256)
 fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let e = lin(wid, nwg, lid, 256u);
   if (e >= p.total) { return; }
   let r = e / p.n;
   let j = e % p.n;
-  let src = label(b3[r], p.k);
+  let v = b3[r];
+  if (v == -1.0) {
+    b1[e] = 0.0;
+    return;
+  }
+  let src = label(v, p.k);
   if (src < 0) {
     if (j == 0u) { atomicOr(&st[0], BAD_GATHER); }
     b1[e] = qnan();
