@@ -100,6 +100,42 @@ func dense64(x, w []float64, rows, in, out int, act core.Unary) []float64 {
 	return y
 }
 
+// avgpool64 averages x over k×k windows with stride s, no padding.
+func avgpool64(x []float64, m int, in Shape, k, s int) []float64 {
+	ho, wo := (in.H-k)/s+1, (in.W-k)/s+1
+	var y []float64
+	for n := range m {
+		for oy := range ho {
+			for ox := range wo {
+				for c := range in.C {
+					var sum float64
+					for ky := range k {
+						for kx := range k {
+							sum += x[((n*in.H+oy*s+ky)*in.W+ox*s+kx)*in.C+c]
+						}
+					}
+					y = append(y, sum/float64(k*k))
+				}
+			}
+		}
+	}
+	return y
+}
+
+// gap64 averages x over each sample's positions.
+func gap64(x []float64, m int, in Shape) []float64 {
+	P := in.Positions()
+	y := make([]float64, m*in.C)
+	for n := range m {
+		for j := range P {
+			for c := range in.C {
+				y[n*in.C+c] += x[(n*P+j)*in.C+c] / float64(P)
+			}
+		}
+	}
+	return y
+}
+
 // ref64Of is the float64 forward pass of l, written from its
 // hyperparameters alone: y = f(x, w) for a batch of m (w: the layer's W,
 // nil without parameters).
@@ -111,6 +147,12 @@ func ref64Of(t *testing.T, l Layer) func(x, w []float64, m int) []float64 {
 	case *Dense:
 		in, P := l.InShape(), l.InShape().Positions()
 		return func(x, w []float64, m int) []float64 { return dense64(x, w, m*P, in.C, l.Out, l.Act) }
+	case *AvgPool2D:
+		return func(x, _ []float64, m int) []float64 { return avgpool64(x, m, l.InShape(), l.Kernel, l.Stride) }
+	case *GlobalAvgPool:
+		return func(x, _ []float64, m int) []float64 { return gap64(x, m, l.InShape()) }
+	case *Flatten:
+		return func(x, _ []float64, m int) []float64 { return append([]float64(nil), x...) }
 	}
 	t.Fatalf("no float64 reference for %T", l)
 	return nil
@@ -402,15 +444,52 @@ func TestConv2DBlocksAreKFCStatistics(t *testing.T) {
 	}
 }
 
-// The R-operator of a small model of convolutions against mixed second
-// differences of the float64 reference: exact Hessian-vector products
-// through R{x} of every layer.
+// The R-operator of small models made of every layer kind (stride 2,
+// padding, pooling that overlaps and pooling that does not) against mixed
+// second differences of the float64 reference: exact Hessian-vector
+// products through R{x} of every layer.
 func TestConvChainHVP(t *testing.T) {
 	for i, build := range []func(core.Device) []Layer{
 		func(d core.Device) []Layer { // Conv2D → Conv2D (stride 2) → Dense on every position
 			c1 := mustConv(t, d, Shape{5, 6, 2}, 3, 3, 1, 1, core.Tanh)
 			c2 := mustConv(t, d, c1.OutShape(), 2, 3, 2, 1, core.Sigmoid)
 			return []Layer{c1, c2, NewDense(d, c2.OutShape(), 2, core.GELU)}
+		},
+		func(d core.Device) []Layer { // Conv2D → Conv2D (stride 2) → GlobalAvgPool → Dense
+			c1 := mustConv(t, d, Shape{6, 5, 2}, 3, 3, 1, 1, core.Tanh)
+			c2 := mustConv(t, d, c1.OutShape(), 4, 3, 2, 1, core.GELU)
+			g := NewGlobalAvgPool(d, c2.OutShape())
+			return []Layer{c1, c2, g, NewDense(d, g.OutShape(), 3, core.Identity)}
+		},
+		func(d core.Device) []Layer { // Conv2D → AvgPool2D (2, 2) → Flatten → Dense
+			c := mustConv(t, d, Shape{5, 6, 2}, 2, 3, 1, 1, core.Sigmoid)
+			p, err := NewAvgPool2D(d, c.OutShape(), 2, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := NewFlatten(d, p.OutShape())
+			return []Layer{c, p, f, NewDense(d, f.OutShape(), 2, core.Tanh)}
+		},
+		func(d core.Device) []Layer { // Conv2D → AvgPool2D (3, 1) → Conv2D (5×5, stride 2) → Flatten → Dense
+			c1 := mustConv(t, d, Shape{7, 6, 1}, 2, 3, 1, 1, core.Tanh)
+			p, err := NewAvgPool2D(d, c1.OutShape(), 3, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2 := mustConv(t, d, p.OutShape(), 3, 5, 2, 2, core.Tanh)
+			f := NewFlatten(d, c2.OutShape())
+			return []Layer{c1, p, c2, f, NewDense(d, f.OutShape(), 2, core.Identity)}
+		},
+		func(d core.Device) []Layer { // AvgPool2D first (R{x} = nil) → Conv2D (stride 2) → Conv2D 1×1 → GlobalAvgPool → Dense → Flatten
+			p, err := NewAvgPool2D(d, Shape{6, 7, 2}, 2, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := mustConv(t, d, p.OutShape(), 3, 3, 2, 0, core.GELU)
+			c1 := mustConv(t, d, c.OutShape(), 2, 1, 1, 0, core.Tanh)
+			g := NewGlobalAvgPool(d, c1.OutShape())
+			dn := NewDense(d, g.OutShape(), 2, core.Tanh)
+			return []Layer{p, c, c1, g, dn, NewFlatten(d, dn.OutShape())}
 		},
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
