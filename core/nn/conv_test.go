@@ -588,3 +588,51 @@ func TestConv2DPass(t *testing.T) {
 		t.Fatal("G depends on NeedX")
 	}
 }
+
+// The benchmark layer: a batch of 128 samples of 28×28×16 into 32 channels
+// by 3×3 filters, padding 1.
+const benchM, benchH, benchW, benchC, benchOut, benchK = 128, 28, 28, 16, 32, 3
+
+// convFlops is the multiply-adds of one forward pass of the benchmark
+// layer, counted twice: 2·m·Ho·Wo·(k·k·C+1)·Out.
+const convFlops = 2.0 * benchM * benchH * benchW * (benchK*benchK*benchC + 1) * benchOut
+
+func reportGFLOPS(b *testing.B, flops float64) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(flops*float64(b.N)/s/1e9, "GFLOP/s")
+	}
+}
+
+func randMat(dev core.Device, rng *rand.Rand, r, c int) core.Mat {
+	return uploadMat(dev, r, c, randVec(rng, r*c, 1))
+}
+
+// BenchmarkConv2DForward times the forward pass (im2col, GEMM, ReLU) of
+// the benchmark layer; compare its GFLOP/s with BenchmarkConv2DGemmOnly.
+func BenchmarkConv2DForward(b *testing.B) {
+	dev := cpu.New()
+	l := mustConv(b, dev, Shape{H: benchH, W: benchW, C: benchC}, benchOut, benchK, 1, 1, core.ReLU)
+	rng := rand.New(rand.NewPCG(1, 2))
+	l.InitKaiming(rng)
+	x := randMat(dev, rng, benchM*benchH*benchW, benchC)
+	l.Forward(x, benchM) // the indices and buffers, once per batch size
+	b.ResetTimer()
+	for range b.N {
+		l.Forward(x, benchM)
+	}
+	reportGFLOPS(b, convFlops)
+}
+
+// BenchmarkConv2DGemmOnly times the product of BenchmarkConv2DForward
+// alone: (m·Ho·Wo)×(k·k·C+1) times (k·k·C+1)×Out on the CPU device.
+func BenchmarkConv2DGemmOnly(b *testing.B) {
+	dev := cpu.New()
+	rng := rand.New(rand.NewPCG(1, 2))
+	rows, in := benchM*benchH*benchW, benchK*benchK*benchC+1
+	x, w, z := randMat(dev, rng, rows, in), randMat(dev, rng, in, benchOut), dev.New(rows, benchOut)
+	b.ResetTimer()
+	for range b.N {
+		dev.Gemm(false, false, 1, x, w, 0, z)
+	}
+	reportGFLOPS(b, convFlops)
+}
