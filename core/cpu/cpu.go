@@ -389,10 +389,12 @@ func (*Device) MulCol(dst, src, v core.Mat) {
 func (*Device) AppendCol(dst, src core.Mat, v float32) {
 	core.CheckShape("AppendCol", "dst", dst, src.Rows(), src.Cols()+1)
 	D, S := m32("AppendCol", dst), m32("AppendCol", src)
-	for i := 0; i < S.r; i++ {
-		copy(D.Data[i*D.c:], S.Data[i*S.c:(i+1)*S.c])
-		D.Data[i*D.c+S.c] = v
-	}
+	parallelFor(S.r, max(memParallelMin/D.c, 2), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			copy(D.Data[i*D.c:], S.Data[i*S.c:(i+1)*S.c])
+			D.Data[i*D.c+S.c] = v
+		}
+	})
 }
 
 func (*Device) CopyCols(dst, src core.Mat, col int) {

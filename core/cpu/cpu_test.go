@@ -623,6 +623,44 @@ func TestGatherRows(t *testing.T) {
 	mustShapePanic(t, "idx shape", func() { d.GatherRows(d.New(2, 2), S, d.New(1, 1)) })
 }
 
+// GatherRows and AppendCol on matrices large enough to be split over the
+// cores (a convolution's patches): the same rows as one loop, and a bad
+// index past the first split still panics in the caller.
+func TestGatherAppendColParallel(t *testing.T) {
+	d := New()
+	rng := newRand(78)
+	for _, s := range [][2]int{{1000, 1}, {3000, 16}, {70000, 1}, {20000, 7}} {
+		r, c := s[0], s[1]
+		S, _ := randMat(d, rng, r, c, 1)
+		m := 2*r + 3
+		idx := d.New(m, 1).(*Mat)
+		for i := range idx.Data {
+			idx.Data[i] = float32(rng.IntN(r+1) - 1)
+		}
+		D := d.New(m, c).(*Mat)
+		d.Fill(D, 7)
+		d.GatherRows(D, S, idx)
+		want := make([]float32, m*c)
+		for i, v := range idx.Data {
+			if v >= 0 {
+				copy(want[i*c:(i+1)*c], S.Data[int(v)*c:(int(v)+1)*c])
+			}
+		}
+		checkExact(t, fmt.Sprintf("GatherRows %dx%d m=%d", r, c, m), D.Data, want)
+		idx.Data[m-1] = float32(r)
+		mustShapePanic(t, fmt.Sprintf("GatherRows %dx%d last index", r, c), func() { d.GatherRows(D, S, idx) })
+
+		E := d.New(r, c+1).(*Mat)
+		d.AppendCol(E, S, 1)
+		w := make([]float32, r*(c+1))
+		for i := range r {
+			copy(w[i*(c+1):], S.Data[i*c:(i+1)*c])
+			w[i*(c+1)+c] = 1
+		}
+		checkExact(t, fmt.Sprintf("AppendCol %dx%d", r, c), E.Data, w)
+	}
+}
+
 // Reshape keeps the row-major order of the elements and refuses another
 // count or an alias.
 func TestReshape(t *testing.T) {

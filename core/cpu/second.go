@@ -47,15 +47,21 @@ func (*Device) GatherRows(dst, src, idx core.Mat) {
 	D, S := m32("GatherRows", dst), m32("GatherRows", src)
 	core.CheckShape("GatherRows", "dst", D, D.r, S.c)
 	core.CheckShape("GatherRows", "idx", idx, D.r, 1)
-	for r, v := range m32("GatherRows", idx).Data {
-		i := int(v)
-		if i == -1 && v == -1 {
-			clear(D.Data[r*S.c : (r+1)*S.c])
-			continue
-		}
-		if float32(i) != v || i < 0 || i >= S.r {
+	I, c := m32("GatherRows", idx).Data, S.c
+	// Check every index before copying, so that a bad one panics here, in
+	// the caller's goroutine, not in a helper's.
+	for _, v := range I {
+		if i := int(v); !(i == -1 && v == -1) && (float32(i) != v || i < 0 || i >= S.r) {
 			panic(&core.ShapeError{Op: "GatherRows", What: fmt.Sprintf("row index %v outside [0,%d) and not −1", v, S.r)})
 		}
-		copy(D.Data[r*S.c:(r+1)*S.c], S.Data[i*S.c:(i+1)*S.c])
 	}
+	parallelFor(D.r, max(memParallelMin/max(c, 1), 2), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			if i := int(I[r]); i < 0 {
+				clear(D.Data[r*c : (r+1)*c])
+			} else {
+				copy(D.Data[r*c:(r+1)*c], S.Data[i*c:(i+1)*c])
+			}
+		}
+	})
 }
