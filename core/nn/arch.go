@@ -189,8 +189,8 @@ func checkArchValue(k, v string) error {
 	}
 	for _, f := range strings.Split(v, "-") {
 		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 || n > 1<<16 {
-			return fmt.Errorf("%s=%s: %q is not an integer in [1, 65536] (lists join them with -)", k, v, f)
+		if err != nil || n < 0 || n > 1<<16 {
+			return fmt.Errorf("%s=%s: %q is not an integer in [0, 65536] (lists join them with -)", k, v, f)
 		}
 	}
 	return nil

@@ -58,14 +58,14 @@ func TestPositionEmbeddingFiniteDifferences(t *testing.T) {
 			dev := cpu.New()
 			rng := rand.New(rand.NewPCG(uint64(tc.at.Len()), 2))
 			l := NewPositionEmbedding(dev, tc.at, rng)
-			dev.Upload(l.e, randVec(rng, tc.at.Len(), 1)) // larger than the init, for tanh to bend
-			c := &chainCase{dev: dev, layers: []Layer{l}, m: tc.m, x: randVec(rng, tc.m*tc.at.Len(), 1),
+			dev.Upload(l.e, randVec32(rng, tc.at.Len(), 1)) // larger than the init, for tanh to bend
+			c := &chainCase{dev: dev, layers: []Layer{l}, m: tc.m, x: randVec32(rng, tc.m*tc.at.Len(), 1),
 				inCols: tc.at.C, diffX: true,
 				ref: func(x []float64, p [][]float64) []float64 { return posEmbed64(x, p[0]) }}
 			c.run(t)
 			// the same layer on a batch of another size
 			c.m++
-			c.x = randVec(rng, c.m*tc.at.Len(), 1)
+			c.x = randVec32(rng, c.m*tc.at.Len(), 1)
 			c.run(t)
 		})
 	}
@@ -84,7 +84,7 @@ func TestEmbeddingFiniteDifferences(t *testing.T) {
 			dev := cpu.New()
 			rng := rand.New(rand.NewPCG(uint64(tc.seq), uint64(tc.vocab)))
 			l := NewEmbedding(dev, Shape{tc.seq, 1, 1}, tc.vocab, tc.dim, rng)
-			dev.Upload(l.table, randVec(rng, tc.vocab*tc.dim, 1))
+			dev.Upload(l.table, randVec32(rng, tc.vocab*tc.dim, 1))
 			c := &chainCase{dev: dev, layers: []Layer{l}, m: tc.m, x: randIDs(rng, tc.m*tc.seq, tc.vocab), inCols: 1,
 				ref: func(x []float64, p [][]float64) []float64 { return embed64(x, p[0], tc.dim) }}
 			c.run(t)
@@ -104,9 +104,9 @@ func TestEmbeddingChainFiniteDifferences(t *testing.T) {
 	emb := NewEmbedding(dev, Shape{seq, 1, 1}, vocab, dim, rng)
 	pos := NewPositionEmbedding(dev, at, rng)
 	ln := NewLayerNorm(dev, at)
-	dev.Upload(emb.table, randVec(rng, vocab*dim, 1))
-	dev.Upload(pos.e, randVec(rng, seq*dim, 1))
-	dev.Upload(ln.beta, randVec(rng, dim, 0.5))
+	dev.Upload(emb.table, randVec32(rng, vocab*dim, 1))
+	dev.Upload(pos.e, randVec32(rng, seq*dim, 1))
+	dev.Upload(ln.beta, randVec32(rng, dim, 0.5))
 	eps := float64(ln.Eps)
 	c := &chainCase{dev: dev, layers: []Layer{emb, pos, ln}, m: m, x: randIDs(rng, m*seq, vocab), inCols: 1,
 		ref: func(x []float64, p [][]float64) []float64 {
@@ -123,12 +123,12 @@ func TestEmbeddingScatterAdd(t *testing.T) {
 	const seq, vocab, dim, m = 3, 6, 4, 2
 	l := NewEmbedding(dev, Shape{seq, 1, 1}, vocab, dim, rng)
 	ids := []float32{2, 0, 2, 5, 2, 0} // 2 three times, 0 twice, 1, 3 and 4 absent
-	x := upload(dev, m*seq, 1, ids)
+	x := newUploaded(dev, m*seq, 1, ids)
 	l.Forward(x, m)
 	dev.Upload(x, []float32{1, 1, 1, 1, 1, 1}) // the caller's batch is the caller's
-	dy := randVec(rng, m*seq*dim, 1)
+	dy := randVec32(rng, m*seq*dim, 1)
 	for _, p := range []Pass{{}, {SkipGrads: true}} {
-		if dx := l.Backward(upload(dev, m*seq, dim, dy), p); dx != nil {
+		if dx := l.Backward(newUploaded(dev, m*seq, dim, dy), p); dx != nil {
 			t.Fatal("Backward returned an input gradient")
 		}
 	}
@@ -163,7 +163,7 @@ func TestEmbeddingRefusals(t *testing.T) {
 	dev := cpu.New()
 	rng := rand.New(rand.NewPCG(1, 2))
 	l := NewEmbedding(dev, Shape{2, 1, 1}, 3, 2, rng)
-	ids := upload(dev, 4, 1, []float32{0, 1, 2, 1})
+	ids := newUploaded(dev, 4, 1, []float32{0, 1, 2, 1})
 	l.Forward(ids, 2)
 	dy := dev.New(4, 2)
 	shapePanic(t, "Backward with NeedX", func() { l.Backward(dy, Pass{NeedX: true}) })
@@ -175,10 +175,10 @@ func TestEmbeddingRefusals(t *testing.T) {
 	shapePanic(t, "ids of a wrong batch", func() { l.Forward(ids, 3) })
 	shapePanic(t, "input with channels", func() { NewEmbedding(dev, Shape{2, 1, 2}, 3, 2, rng) })
 	for _, bad := range []float32{3, -2, 0.5, float32(math.NaN())} {
-		shapePanic(t, fmt.Sprint("id ", bad), func() { l.Forward(upload(dev, 4, 1, []float32{0, bad, 1, 1}), 2) })
+		shapePanic(t, fmt.Sprint("id ", bad), func() { l.Forward(newUploaded(dev, 4, 1, []float32{0, bad, 1, 1}), 2) })
 	}
 	// −1 is GatherRows's zero row, and OneHot's error.
-	y := download(dev, l.Forward(upload(dev, 4, 1, []float32{0, -1, 1, 1}), 2))
+	y := download(dev, l.Forward(newUploaded(dev, 4, 1, []float32{0, -1, 1, 1}), 2))
 	if y[2] != 0 || y[3] != 0 {
 		t.Fatalf("id −1 gave row %v", y[2:4])
 	}

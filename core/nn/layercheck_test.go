@@ -42,7 +42,7 @@ func (c *chainCase) grads() []core.Mat {
 	return gs
 }
 
-func randVec(rng *rand.Rand, n int, std float64) []float32 {
+func randVec32(rng *rand.Rand, n int, std float64) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = float32(std * rng.NormFloat64())
@@ -50,7 +50,7 @@ func randVec(rng *rand.Rand, n int, std float64) []float32 {
 	return v
 }
 
-func upload(dev core.Device, rows, cols int, v []float32) core.Mat {
+func newUploaded(dev core.Device, rows, cols int, v []float32) core.Mat {
 	m := dev.New(rows, cols)
 	dev.Upload(m, v)
 	return m
@@ -88,7 +88,7 @@ func (c *chainCase) run(t *testing.T) {
 	dev := c.dev
 	rng := rand.New(rand.NewPCG(11, 12))
 	rows := len(c.x) / c.inCols
-	X := upload(dev, rows, c.inCols, c.x)
+	X := newUploaded(dev, rows, c.inCols, c.x)
 	x64 := to64(c.x)
 	var p64 [][]float64
 	for _, p := range c.params() {
@@ -105,7 +105,7 @@ func (c *chainCase) run(t *testing.T) {
 			t.Fatalf("y[%d] = %v, float64 reference %v", i, y[i], y64[i])
 		}
 	}
-	cw := to64(randVec(rng, len(y64), 1))
+	cw := to64(randVec32(rng, len(y64), 1))
 	loss := func(x []float64, p [][]float64) float64 {
 		var s float64
 		for i, v := range c.ref(x, p) {
@@ -119,7 +119,7 @@ func (c *chainCase) run(t *testing.T) {
 		dyv[i] = float32(cw[i] * (1 - th*th))
 		d2[i] = cw[i] * -2 * th * (1 - th*th)
 	}
-	dy := upload(dev, h.Rows(), h.Cols(), dyv)
+	dy := newUploaded(dev, h.Rows(), h.Cols(), dyv)
 	dx := dy
 	for i := len(c.layers) - 1; i >= 0; i-- {
 		dx = c.layers[i].Backward(dx, Pass{NeedX: i > 0 || c.diffX && !c.lazyX})
@@ -168,14 +168,14 @@ func (c *chainCase) run(t *testing.T) {
 	var rx core.Mat
 	var rx64 []float64
 	if c.diffX {
-		rxv := randVec(rng, len(c.x), 1)
-		rx, rx64 = upload(dev, rows, c.inCols, rxv), to64(rxv)
+		rxv := randVec32(rng, len(c.x), 1)
+		rx, rx64 = newUploaded(dev, rows, c.inCols, rxv), to64(rxv)
 	}
 	var v, hv []core.Mat
 	var v64 [][]float64
 	for _, p := range c.params() {
-		vv := randVec(rng, core.Len(p), 1)
-		v, v64 = append(v, upload(dev, p.Rows(), p.Cols(), vv)), append(v64, to64(vv))
+		vv := randVec32(rng, core.Len(p), 1)
+		v, v64 = append(v, newUploaded(dev, p.Rows(), p.Cols(), vv)), append(v64, to64(vv))
 		hv = append(hv, dev.New(p.Rows(), p.Cols()))
 	}
 	r := rx
@@ -197,7 +197,7 @@ func (c *chainCase) run(t *testing.T) {
 		}
 		rdyv[i] = float32(d2[i] * float64(ry[i]))
 	}
-	rd := upload(dev, r.Rows(), r.Cols(), rdyv)
+	rd := newUploaded(dev, r.Rows(), r.Cols(), rdyv)
 	for i := len(rls) - 1; i >= 0; i-- {
 		n := len(rls[i].Params())
 		k -= n

@@ -39,13 +39,13 @@ func newLayerNormCase(dev core.Device, at Shape, m int, seed uint64) (*LayerNorm
 	rng := rand.New(rand.NewPCG(seed, 1))
 	l := NewLayerNorm(dev, at)
 	c := at.C
-	g := randVec(rng, c, 0.5)
+	g := randVec32(rng, c, 0.5)
 	for i := range g {
 		g[i]++
 	}
 	dev.Upload(l.gamma, g)
-	dev.Upload(l.beta, randVec(rng, c, 0.5))
-	x := randVec(rng, m*at.Len(), 1.5)
+	dev.Upload(l.beta, randVec32(rng, c, 0.5))
+	x := randVec32(rng, m*at.Len(), 1.5)
 	eps := float64(l.Eps)
 	return l, &chainCase{dev: dev, layers: []Layer{l}, m: m, x: x, inCols: c, diffX: true,
 		ref: func(x []float64, p [][]float64) []float64 { return layerNorm64(x, p[0], p[1], c, eps) }}
@@ -79,9 +79,9 @@ func TestLayerNormFiniteDifferences(t *testing.T) {
 func TestLayerNormOneChannel(t *testing.T) {
 	dev := cpu.New()
 	l, c := newLayerNormCase(dev, Vector(1), 4, 3)
-	y := download(dev, l.Forward(upload(dev, 4, 1, c.x), 4))
+	y := download(dev, l.Forward(newUploaded(dev, 4, 1, c.x), 4))
 	beta := download(dev, l.beta)
-	dx := download(dev, l.Backward(upload(dev, 4, 1, []float32{1, -2, 3, 4}), Pass{NeedX: true}))
+	dx := download(dev, l.Backward(newUploaded(dev, 4, 1, []float32{1, -2, 3, 4}), Pass{NeedX: true}))
 	for i := range y {
 		if y[i] != beta[0] || dx[i] != 0 {
 			t.Fatalf("row %d: y %v (β %v), ∂x %v", i, y[i], beta[0], dx[i])

@@ -1,0 +1,59 @@
+package nn
+
+import (
+	"strings"
+	"testing"
+
+	"grng/core/cpu"
+)
+
+// ParseArch reads MLP specs and named architectures, writes them back in
+// canonical form, and names the bad part of a wrong one.
+func TestParseArch(t *testing.T) {
+	for in, want := range map[string]string{
+		"784-256-10:relu":              "784-256-10:relu",
+		"cnn":                          "cnn:channels=16-32,kernel=3,hidden=0,act=relu",
+		"cnn:kernel=5, channels=8":     "cnn:channels=8,kernel=5,hidden=0,act=relu",
+		"cnn:channels=4-8-16,act=tanh": "cnn:channels=4-8-16,kernel=3,hidden=0,act=tanh",
+	} {
+		a, err := ParseArch(in)
+		if err != nil || a.String() != want {
+			t.Errorf("ParseArch(%q) = %v, %v; want %s", in, a, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"resnet:depth=3":        `unknown architecture "resnet"`,
+		"cnn:chanels=16":        `"chanels=16" is not name=value with a name among channels, kernel, hidden, act`,
+		"cnn:channels=16-x":     `"x" is not an integer`,
+		"cnn:act=softmax":       "unknown activation",
+		"cnn:kernel=3,kernel=5": "kernel given twice",
+		"784-x-10":              "width 2",
+	} {
+		if _, err := ParseArch(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseArch(%q): %v, want an error containing %q", in, err, want)
+		}
+	}
+	dev := cpu.New()
+	for in, want := range map[string]string{
+		"cnn:kernel=4":           "want an odd size",
+		"cnn:channels=8-0":       "at least 1 channel",
+		"cnn:channels=4-4-4-4-4": "too small",
+	} {
+		a, err := ParseArch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Build(dev, Shape{H: 8, W: 8, C: 1}, 10, CrossEntropy, 1); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s on 8×8 images: %v, want an error containing %q", in, err, want)
+		}
+	}
+	a, _ := ParseArch("cnn:channels=4-6,hidden=12")
+	m, err := a.Build(dev, Shape{H: 12, W: 10, C: 2}, 3, CrossEntropy, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// conv 2→4 (3×3), conv 4→6, 3×2×6 flattened → 12 → 3.
+	if got, want := NumParams(m), (9*2+1)*4+(9*4+1)*6+(36+1)*12+(12+1)*3; got != want || m.Inputs() != 240 || m.Outputs() != 3 {
+		t.Errorf("cnn: %d parameters (want %d), %d inputs, %d outputs", got, want, m.Inputs(), m.Outputs())
+	}
+}
