@@ -568,11 +568,11 @@ func (o *KFAC) refresh() error {
 		// The sampled passes overwrite E; keep the true-label one for the
 		// low-rank product of precondition.
 		for _, kl := range o.layers {
-			if kl.estash == nil || kl.estash.Rows() != m {
+			if r := kl.l.E.Rows(); kl.estash == nil || kl.estash.Rows() != r {
 				if kl.estash != nil {
 					dev.Free(kl.estash)
 				}
-				kl.estash = dev.New(m, kl.l.Out)
+				kl.estash = dev.New(r, kl.l.Out)
 			}
 			dev.Copy(kl.estash, kl.l.E)
 			kl.stashed = true
