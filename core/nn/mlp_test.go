@@ -13,19 +13,6 @@ import (
 // ref64 evaluates the mean loss of an MLP in float64, independently of the
 // device code: the exact reference for finite differences.
 func ref64(spec Spec, loss Loss, w [][]float64, x []float64, y []float64, m int) float64 {
-	act := func(f core.Unary, z float64) float64 {
-		switch f {
-		case core.ReLU:
-			return math.Max(z, 0)
-		case core.Tanh:
-			return math.Tanh(z)
-		case core.Sigmoid:
-			return 1 / (1 + math.Exp(-z))
-		case core.GELU:
-			return 0.5 * z * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(z+0.044715*z*z*z)))
-		}
-		return z
-	}
 	h := x
 	for li := 1; li < len(spec.Sizes); li++ {
 		in, out := spec.Sizes[li-1], spec.Sizes[li]
@@ -37,7 +24,7 @@ func ref64(spec Spec, loss Loss, w [][]float64, x []float64, y []float64, m int)
 					s += h[r*in+i] * w[li-1][i*out+j]
 				}
 				if li < len(spec.Sizes)-1 {
-					s = act(spec.Act, s)
+					s = act64(spec.Act, s)
 				}
 				nh[r*out+j] = s
 			}
