@@ -109,6 +109,11 @@ type Device interface {
 	// Gemm sets C = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when the flag is set.
 	// beta == 0 overwrites C (NaNs in C do not propagate).
 	Gemm(transA, transB bool, alpha float32, a, b Mat, beta float32, c Mat)
+	// GemmBatched is Gemm on batch independent products at once, the heads
+	// of every sample of multi-head attention: A, B and C hold batch
+	// matrices each, stacked by rows (A is (batch·r)×c and its b-th matrix
+	// rows b·r … b·r+r−1), and C_b = alpha·op(A_b)·op(B_b) + beta·C_b.
+	GemmBatched(batch int, transA, transB bool, alpha float32, a, b Mat, beta float32, c Mat)
 	// Gram sets C = beta·C + alpha·XᵀX (a Kronecker factor, paper eq. 7).
 	Gram(alpha float32, x Mat, beta float32, c Mat)
 	// Axpby sets y = alpha·x + beta·y.
@@ -224,6 +229,37 @@ type Device interface {
 	// for x̄ (1×(In+1)), u and t (1×Out), with each product rounded in the
 	// order written.
 	KalmanDiagUpdate(w, sigma, xbar, u, t Mat, q, floor float32)
+}
+
+// GemmBatchedDims checks the operands of GemmBatched and returns the
+// per-matrix shape of the product, op(A_b) m×k times op(B_b) k×n; it panics
+// with a *ShapeError when they do not fit.
+func GemmBatchedDims(batch int, transA, transB bool, a, b, c Mat) (m, n, k int) {
+	const op = "GemmBatched"
+	if batch < 1 {
+		panic(&ShapeError{Op: op, What: fmt.Sprintf("batch %d < 1", batch)})
+	}
+	for _, x := range []struct {
+		name string
+		m    Mat
+	}{{"A", a}, {"B", b}, {"C", c}} {
+		if x.m.Rows()%batch != 0 {
+			panic(&ShapeError{Op: op, What: fmt.Sprintf("%s has %d rows, not a multiple of batch %d", x.name, x.m.Rows(), batch)})
+		}
+	}
+	m, k = a.Rows()/batch, a.Cols()
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b.Rows()/batch, b.Cols()
+	if transB {
+		kb, n = n, kb
+	}
+	if k != kb {
+		panic(&ShapeError{Op: op, What: fmt.Sprintf("inner dimensions %d and %d differ", k, kb)})
+	}
+	CheckShape(op, "C", c, batch*m, n)
+	return m, n, k
 }
 
 // CheckKalmanDiagShapes panics with a *ShapeError unless the operands of

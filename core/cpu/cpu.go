@@ -151,6 +151,27 @@ func (*Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta floa
 	gemm(transA, transB, ar, bc, ac, alpha, A.Data, A.c, B.Data, B.c, beta, C.Data, C.c)
 }
 
+func (*Device) GemmBatched(batch int, transA, transB bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
+	A, B, C := m32("GemmBatched", a), m32("GemmBatched", b), m32("GemmBatched", c)
+	m, n, k := core.GemmBatchedDims(batch, transA, transB, a, b, c)
+	sa, sb, sc := len(A.Data)/batch, len(B.Data)/batch, m*n
+	one := func(i int) {
+		gemm(transA, transB, m, n, k, alpha, A.Data[i*sa:(i+1)*sa], A.c, B.Data[i*sb:(i+1)*sb], B.c, beta, C.Data[i*sc:(i+1)*sc], n)
+	}
+	if float64(m)*float64(n)*float64(k) >= parallelMNK { // each product splits over the cores
+		for i := range batch {
+			one(i)
+		}
+		return
+	}
+	// Small products (attention heads) one per task: one round of goroutines.
+	workers := runtime.GOMAXPROCS(0)
+	if float64(batch)*float64(m)*float64(n)*float64(k) < parallelMNK {
+		workers = 1
+	}
+	runTasks(workers, batch, func(_, i int) { one(i) })
+}
+
 func scale(d []float32, beta float32) {
 	switch beta {
 	case 0:

@@ -254,6 +254,47 @@ func TestGemm(t *testing.T) {
 	mustShapePanic(t, "C transposed", func() { d.Gemm(true, false, 1, A, d.New(2, 4), 0, d.New(2, 4)) })
 }
 
+func TestGemmBatched(t *testing.T) {
+	d := New()
+	rng := newRand(11)
+	dims := [][4]int{ // batch, m, k, n
+		{1, 3, 4, 5}, {6, 17, 16, 17}, {6, 17, 17, 16}, {256, 9, 8, 9}, // one round of tasks
+		{2, 170, 160, 170}, // each product parallel
+	}
+	for _, dm := range dims {
+		nb, m, k, n := dm[0], dm[1], dm[2], dm[3]
+		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+			for _, co := range [][2]float32{{1, 0}, {0.25, 1.5}} {
+				t.Run(fmt.Sprintf("%d×%dx%dx%d/tA=%v,tB=%v/beta=%v", nb, m, k, n, tr[0], tr[1], co[1]), func(t *testing.T) {
+					ar, ac := m, k
+					if tr[0] {
+						ar, ac = k, m
+					}
+					br, bc := k, n
+					if tr[1] {
+						br, bc = n, k
+					}
+					A, a := randMat(d, rng, nb*ar, ac, 1)
+					B, b := randMat(d, rng, nb*br, bc, 1)
+					C, c := randMat(d, rng, nb*m, n, 1)
+					var ref, bound []float64
+					for i := range nb { // each product on its own block of rows
+						r, bd := refGemm(tr[0], tr[1], m, n, k, float64(co[0]), a[i*ar*ac:(i+1)*ar*ac], b[i*br*bc:(i+1)*br*bc], float64(co[1]), c[i*m*n:(i+1)*m*n])
+						ref, bound = append(ref, r...), append(bound, bd...)
+					}
+					d.GemmBatched(nb, tr[0], tr[1], co[0], A, B, co[1], C)
+					checkBound(t, "C", C.Data, ref, bound)
+				})
+			}
+		}
+	}
+	A, B := d.New(6, 3), d.New(6, 4)
+	mustShapePanic(t, "rows not a multiple", func() { d.GemmBatched(4, false, false, 1, A, B, 0, d.New(4, 4)) })
+	mustShapePanic(t, "inner", func() { d.GemmBatched(2, false, true, 1, A, B, 0, d.New(6, 3)) })
+	mustShapePanic(t, "C shape", func() { d.GemmBatched(2, false, false, 1, A, d.New(6, 4), 0, d.New(6, 3)) })
+	mustShapePanic(t, "batch 0", func() { d.GemmBatched(0, false, false, 1, A, B, 0, d.New(6, 4)) })
+}
+
 func TestGram(t *testing.T) {
 	d := New()
 	rng := newRand(2)

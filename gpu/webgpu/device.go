@@ -92,6 +92,7 @@ type Device struct {
 	inflight  float64           // work submitted since the queue was last drained
 	since     time.Time         // when the first of that work was submitted
 	submits   int               // command buffers submitted (tests count them)
+	launches  int               // dispatches recorded (tests count them)
 
 	scalars *wgpu.Buffer // reduction results (64 slots of 4 bytes)
 	part    *wgpu.Buffer // stage-1 partials of the reductions
@@ -472,17 +473,23 @@ type binding struct {
 
 func (m *Mat) bind() binding { return binding{m.buf, m.size} }
 
-// dispatch records one kernel run over a grid of workgroups.
+// dispatch records one kernel run over a 2-D grid of workgroups.
 func (d *Device) dispatch(name string, p params, gx, gy uint32, work float64, bs ...binding) {
+	d.dispatch3(name, p, gx, gy, 1, work, bs...)
+}
+
+// dispatch3 records one kernel run over a 3-D grid of workgroups (the
+// batched GEMM runs its products along z).
+func (d *Device) dispatch3(name string, p params, gx, gy, gz uint32, work float64, bs ...binding) {
 	k := d.kernel(name)
 	if len(bs) != k.arity {
 		panic(fmt.Sprintf("webgpu: kernel %s takes %d buffers, got %d", name, k.arity, len(bs)))
 	}
 	lim := d.limits.MaxComputeWorkgroupsPerDimension
-	if gx > lim || gy > lim {
-		panic(&LimitError{Op: name, What: "the dispatch", Need: uint64(max(gx, gy)), Limit: uint64(lim), Name: "maxComputeWorkgroupsPerDimension (workgroups)"})
+	if gx > lim || gy > lim || gz > lim {
+		panic(&LimitError{Op: name, What: "the dispatch", Need: uint64(max(gx, gy, gz)), Limit: uint64(lim), Name: "maxComputeWorkgroupsPerDimension (workgroups)"})
 	}
-	if gx == 0 || gy == 0 {
+	if gx == 0 || gy == 0 || gz == 0 {
 		return
 	}
 	if d.slots == d.maxSlots {
@@ -509,7 +516,8 @@ func (d *Device) dispatch(name string, p params, gx, gy uint32, work float64, bs
 	pass := d.computePass()
 	pass.SetPipeline(k.pipe)
 	pass.SetBindGroup(0, bg, nil)
-	pass.DispatchWorkgroups(gx, gy, 1)
+	pass.DispatchWorkgroups(gx, gy, gz)
+	d.launches++
 	d.pending += work
 }
 

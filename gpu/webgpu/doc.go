@@ -33,6 +33,10 @@
 // gemm128: 128×128 tiles, 8×8 per thread, used on GPUs for products of at
 // least 512×512; GRNG_WEBGPU_GEMM forces one), zero-padded edges, and beta
 // = 0 never reading C; Gram is the GEMM with transA (exactly symmetric).
+// GemmBatched is the same kernel with the products along the grid's z
+// dimension (a per-product offset into A, B and C): the heads of every
+// sample of multi-head attention in one dispatch, several only past the
+// per-dimension limit of workgroups or the per-submit budget.
 // Elementwise kernels for axpby, add-scalar, clamp, every Unary, the first
 // and second derivatives of every activation and every Binary, with Go's NaN
 // rules (NaN tests on the bits: WGSL lets compilers assume NaN absent);

@@ -158,10 +158,35 @@ func (d *Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta fl
 	d.gemm(transA, transB, alpha, A.bind(), A.c, B.bind(), B.c, beta, C.bind(), C.c, ar, bc, ac, 0)
 }
 
+// GemmBatched runs all batch products in one dispatch of the GEMM kernel,
+// product along the grid's z dimension: a multi-head attention step is
+// thousands of tiny products (17×16 by 16×17), and a dispatch each would
+// cost far more than the arithmetic. More products than a dispatch
+// dimension holds (or than one submit's budget) go out in several
+// dispatches of consecutive products.
+func (d *Device) GemmBatched(batch int, transA, transB bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
+	defer d.lock()()
+	A, B, C := d.mat("GemmBatched", a), d.mat("GemmBatched", b), d.mat("GemmBatched", c)
+	m, n, k := core.GemmBatchedDims(batch, transA, transB, a, b, c)
+	if C.buf == A.buf || C.buf == B.buf {
+		panic(&core.ShapeError{Op: "GemmBatched", What: "C aliases an input"})
+	}
+	d.gemmBatched(batch, A.n()/batch, B.n()/batch, transA, transB, alpha, A.bind(), A.c, B.bind(), B.c, beta, C.bind(), C.c, m, n, k, 0)
+}
+
 // gemm records C (m×n) = alpha·op(A)·op(B) + beta·C + diag·I. A product
 // over the per-submit budget is split into row panels, each its own submit.
 func (d *Device) gemm(ta, tb bool, alpha float32, a binding, lda int, b binding, ldb int, beta float32, c binding, ldc, m, n, k int, diag float32) {
-	if m == 0 || n == 0 {
+	d.gemmBatched(1, 0, 0, ta, tb, alpha, a, lda, b, ldb, beta, c, ldc, m, n, k, diag)
+}
+
+// gemmBatched records gemm on batch products stacked by rows: product i
+// reads A from element i·sa and B from element i·sb, and writes the m rows
+// of C from row i·m. Consecutive products share a dispatch (grid z) up to
+// the per-dimension limit and the per-submit budget; a single product over
+// the budget is split into row panels.
+func (d *Device) gemmBatched(batch, sa, sb int, ta, tb bool, alpha float32, a binding, lda int, b binding, ldb int, beta float32, c binding, ldc, m, n, k int, diag float32) {
+	if batch == 0 || m == 0 || n == 0 {
 		return
 	}
 	if alpha == 0 {
@@ -184,18 +209,26 @@ func (d *Device) gemm(ta, tb bool, alpha float32, a binding, lda int, b binding,
 	// work as the padded tiles compute it (a 4M×1 product runs 65536 tiles)
 	pad := func(x, t int) float64 { return float64(ceilDiv(max(x, 1), t) * t) }
 	perRow := 2*pad(n, tile)*pad(k, 16) + wElem*pad(n, tile)
-	rows := m
-	if perRow*pad(m, tile) > d.budget {
+	lim := int(d.limits.MaxComputeWorkgroupsPerDimension)
+	rows, per := m, 1 // rows of a panel, products of a dispatch
+	if w := perRow * pad(m, tile); w > d.budget {
 		rows = max(tile, int(d.budget/perRow)/tile*tile)
+	} else {
+		per = int(min(d.budget/w, float64(batch)))
 	}
-	rows = min(rows, int(d.limits.MaxComputeWorkgroupsPerDimension)*tile)
-	for r0 := 0; r0 < m; r0 += rows {
-		nr := min(rows, m-r0)
-		p := params{M: uint32(m), N: uint32(n), K: uint32(k), Flags: flags,
-			Lda: uint32(lda), Ldb: uint32(ldb), Ldc: uint32(ldc), Off: uint32(r0),
-			Alpha: alpha, Beta: beta, S0: diag}
-		d.dispatch(name, p, uint32(ceilDiv(n, tile)), uint32(ceilDiv(nr, tile)), perRow*pad(nr, tile), a, b, c)
-		d.flushIfOver()
+	rows = min(rows, lim*tile)
+	per = max(min(per, lim), 1)
+	for b0 := 0; b0 < batch; b0 += per {
+		nb := min(per, batch-b0)
+		for r0 := 0; r0 < m; r0 += rows {
+			nr := min(rows, m-r0)
+			p := params{M: uint32(m), N: uint32(n), K: uint32(k), Flags: flags,
+				Lda: uint32(lda), Ldb: uint32(ldb), Ldc: uint32(ldc), Off: uint32(r0),
+				Alpha: alpha, Beta: beta, S0: diag,
+				Op: uint32(sa), Total: uint32(sb), Base: uint32(b0)}
+			d.dispatch3(name, p, uint32(ceilDiv(n, tile)), uint32(ceilDiv(nr, tile)), uint32(nb), float64(nb)*perRow*pad(nr, tile), a, b, c)
+			d.flushIfOver()
+		}
 	}
 }
 

@@ -118,6 +118,168 @@ func TestGemmNaNs(t *testing.T) {
 	gemmKernel = ""
 }
 
+// absProductBatched is absProduct for GemmBatched: the bound of every
+// element of every product, from the CPU device's GemmBatched on |·|.
+func absProductBatched(batch int, ta, tb bool, alpha float32, a, b []float32, ar, ac, br, bc int, beta float32, c []float32, m, n int) []float32 {
+	abs := func(v []float32) []float32 {
+		o := make([]float32, len(v))
+		for i, x := range v {
+			o[i] = float32(math.Abs(float64(x)))
+		}
+		return o
+	}
+	out := abs(c)
+	host.GemmBatched(batch, ta, tb, float32(math.Abs(float64(alpha))), cpu.FromSlice(batch*ar, ac, abs(a)), cpu.FromSlice(batch*br, bc, abs(b)),
+		float32(math.Abs(float64(beta))), cpu.FromSlice(batch*m, n, out))
+	return out
+}
+
+// checkGemmBatched runs GemmBatched on both devices with random operands
+// and compares C with TestGemm's tolerance.
+func checkGemmBatched(t *testing.T, rng *rand.Rand, name string, batch, m, n, k int, ta, tb bool, alpha, beta float32) {
+	t.Helper()
+	d := gpu(t)
+	ar, ac := m, k
+	if ta {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tb {
+		br, bc = n, k
+	}
+	A, B, C := randPair(t, rng, batch*ar, ac), randPair(t, rng, batch*br, bc), randPair(t, rng, batch*m, n)
+	defer A.free(t)
+	defer B.free(t)
+	defer C.free(t)
+	tol := absProductBatched(batch, ta, tb, alpha, A.data, B.data, ar, ac, br, bc, beta, C.data, m, n)
+	d.GemmBatched(batch, ta, tb, alpha, A.g, B.g, beta, C.g)
+	host.GemmBatched(batch, ta, tb, alpha, A.c, B.c, beta, C.c)
+	got := down(d, C.g)
+	bad := 0
+	for j := range got {
+		lim := 1e-6*float64(max(k, 1))*float64(tol[j]) + 1e-7
+		if diff := math.Abs(float64(got[j] - C.c.Data[j])); !(diff <= lim) {
+			if bad < 3 {
+				t.Errorf("%s: product %d [%d] webgpu %v cpu %v |Δ| %.3g > %.3g", name, j/(m*n), j%(m*n), got[j], C.c.Data[j], diff, lim)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d of %d elements differ", name, bad, len(got))
+	}
+}
+
+// withBudget sets the device's per-submit budget (fixed, not adapted) until
+// the returned function restores it.
+func withBudget(d *Device, b float64) (restore func()) {
+	d.mu.Lock()
+	saved := [3]float64{d.budget, d.bmin, d.bmax}
+	d.budget, d.bmin, d.bmax = b, b, b
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		d.budget, d.bmin, d.bmax = saved[0], saved[1], saved[2]
+		d.mu.Unlock()
+	}
+}
+
+// TestGemmBatched: GemmBatched against the CPU device, all four
+// transposes, several alpha/beta, attention-sized products and products of
+// several tiles, both kernels.
+func TestGemmBatched(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	sizes := [][4]int{ // batch, m, n, k
+		{1, 3, 5, 4}, {2, 1, 1, 1}, {6, 17, 17, 16}, {6, 17, 16, 17}, {256, 9, 9, 8},
+		{3, 65, 130, 70}, {4, 130, 3, 17}, {3, 5, 7, 0},
+	}
+	ab := [][2]float32{{1, 0}, {0.5, -1.5}, {0, 2}, {-2, 1}}
+	for _, kern := range []string{"gemm64", "gemm128"} {
+		gemmKernel = kern
+		for _, s := range sizes {
+			for tr := 0; tr < 4; tr++ {
+				ta, tb := tr&1 != 0, tr&2 != 0
+				for i, x := range ab {
+					if kern == "gemm128" && i%2 == 1 {
+						continue
+					}
+					checkGemmBatched(t, rng, fmt.Sprintf("%s %d×(%d×%d×%d) tA=%v tB=%v α=%v β=%v", kern, s[0], s[1], s[2], s[3], ta, tb, x[0], x[1]),
+						s[0], s[1], s[2], s[3], ta, tb, x[0], x[1])
+				}
+			}
+		}
+	}
+	gemmKernel = ""
+}
+
+// beta == 0 overwrites every product's C: NaNs there never propagate;
+// alpha == 0 reads neither A nor B.
+func TestGemmBatchedNaNs(t *testing.T) {
+	d := gpu(t)
+	nan := float32(math.NaN())
+	fill := func(n int, v float32) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = v
+		}
+		return s
+	}
+	const nb = 5
+	for _, kern := range []string{"gemm64", "gemm128"} {
+		gemmKernel = kern
+		A, B := newPair(t, nb*17, 9, fill(nb*17*9, 1)), newPair(t, nb*9, 33, fill(nb*9*33, 2))
+		C := newPair(t, nb*17, 33, fill(nb*17*33, nan))
+		d.GemmBatched(nb, false, false, 1, A.g, B.g, 0, C.g)
+		host.GemmBatched(nb, false, false, 1, A.c, B.c, 0, C.c)
+		C.check(t, kern+" beta=0 over NaN", 0, 0)
+		An, Bn := newPair(t, nb*17, 9, fill(nb*17*9, nan)), newPair(t, nb*9, 33, fill(nb*9*33, nan))
+		d.GemmBatched(nb, false, false, 0, An.g, Bn.g, 0.5, C.g)
+		host.GemmBatched(nb, false, false, 0, An.c, Bn.c, 0.5, C.c)
+		C.check(t, kern+" alpha=0 with NaN A and B", 0, 0)
+		for _, p := range []pair{A, B, C, An, Bn} {
+			p.free(t)
+		}
+	}
+	gemmKernel = ""
+}
+
+// Attention-sized batches are one dispatch; more products than a dispatch
+// dimension holds go out in several dispatches (product offsets past the
+// first dispatch), and a small per-submit budget splits the products
+// (and a large product into row panels): results are unchanged.
+func TestGemmBatchedSplit(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(43, 44))
+	restore := withBudget(d, 1e15)
+	defer restore()
+	launches := func(f func()) int {
+		d.mu.Lock()
+		before := d.launches
+		d.mu.Unlock()
+		f()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.launches - before
+	}
+	if n := launches(func() { checkGemmBatched(t, rng, "256 heads", 256, 17, 17, 16, false, true, 0.25, 0) }); n != 1 {
+		t.Errorf("GemmBatched of 256 products of 17×16 by 16×17: %d dispatches, want 1", n)
+	}
+	// a product of the second dispatch reads A, B and C past the first's
+	lim := int(d.limits.MaxComputeWorkgroupsPerDimension)
+	name := fmt.Sprintf("%d×(2×3×2)", lim+2)
+	if n := launches(func() { checkGemmBatched(t, rng, name, lim+2, 2, 3, 2, false, true, 1.5, -0.5) }); n != 2 {
+		t.Errorf("%s: %d dispatches, want 2", name, n)
+	}
+	restore()
+	defer withBudget(d, 1e6)()
+	if n := launches(func() { checkGemmBatched(t, rng, "small budget, 300 products", 300, 9, 9, 8, true, false, 1, 0.5) }); n < 50 {
+		t.Errorf("small budget, 300 products: %d dispatches, want them split", n)
+	}
+	if n := launches(func() { checkGemmBatched(t, rng, "small budget, row panels", 3, 300, 70, 130, false, false, 1, 0) }); n != 15 {
+		t.Errorf("small budget, 3 products of 300 rows: %d dispatches, want 15 (5 panels each)", n)
+	}
+}
+
 func TestGram(t *testing.T) {
 	d := gpu(t)
 	rng := rand.New(rand.NewPCG(3, 4))

@@ -37,6 +37,27 @@ func cIMinus(m *Node, c float64) *Node {
 // matmul is a·b for rank-2 nodes.
 func matmul(a, b *Node) *Node { return DotGeneral(a, []int{1}, nil, b, []int{0}, nil) }
 
+// batchedMatmul is op(A_b)·op(B_b) for the batch matrices stacked by rows
+// in the rank-2 nodes a and b, stacked by rows again: a (batch·r)×c node is
+// reshaped to [batch, r, c], one DotGeneral contracts each matrix's inner
+// axis with axis 0 as the batch axis, and its [batch, m, n] result is
+// reshaped to (batch·m)×n.
+func batchedMatmul(batch int, transA, transB bool, a, b *Node) *Node {
+	ad, bd := a.Shape().Dimensions, b.Shape().Dimensions
+	a3 := Reshape(a, batch, ad[0]/batch, ad[1])
+	b3 := Reshape(b, batch, bd[0]/batch, bd[1])
+	ca, cb := 2, 1 // contracting axes of A_b and B_b
+	if transA {
+		ca = 1
+	}
+	if transB {
+		cb = 2
+	}
+	p := DotGeneral(a3, []int{ca}, []int{0}, b3, []int{cb}, []int{0})
+	pd := p.Shape().Dimensions
+	return Reshape(p, pd[0]*pd[1], pd[2])
+}
+
 // validIndex is true where v is an integer in [0, n) (as CPU label checks).
 func validIndex(v *Node, n int) *Node {
 	g := v.Graph()

@@ -86,6 +86,34 @@ func (d *Device) Gemm(transA, transB bool, alpha float32, a, b core.Mat, beta fl
 	}, []*Mat{A, B, C}, []float32{alpha, beta}, []*Mat{C})
 }
 
+// GemmBatched is one DotGeneral with a batch axis: A, B and C are read as
+// [batch, rows/batch, cols] (a reshape of the row-major storage)
+// and the batch products run in one executable, however many heads.
+func (d *Device) GemmBatched(batch int, transA, transB bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
+	A, B, C := d.m("GemmBatched", a), d.m("GemmBatched", b), d.m("GemmBatched", c)
+	m, n, k := core.GemmBatchedDims(batch, transA, transB, a, b, c)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		d.scale(C, beta) // as in BLAS, A and B are not read when alpha == 0
+		return
+	}
+	// The batch count is not in the operands' shapes (A is (batch·r)×c), so
+	// it selects the Exec, as the transposes do.
+	if beta == 0 {
+		// C is not an input: NaNs in C never propagate.
+		d.run(fmt.Sprintf("gemmb/%d/%t/%t", batch, transA, transB), func(in []*Node) []*Node {
+			return []*Node{Mul(batchedMatmul(batch, transA, transB, in[0], in[1]), in[2])}
+		}, []*Mat{A, B}, []float32{alpha}, []*Mat{C})
+		return
+	}
+	d.run(fmt.Sprintf("gemmb+c/%d/%t/%t", batch, transA, transB), func(in []*Node) []*Node {
+		ab := batchedMatmul(batch, transA, transB, in[0], in[1])
+		return []*Node{Add(Mul(ab, in[3]), Mul(in[2], in[4]))}
+	}, []*Mat{A, B, C}, []float32{alpha, beta}, []*Mat{C})
+}
+
 // gramNode is XᵀX with its upper triangle mirrored into the lower one, so the
 // result is exactly symmetric (as the CPU's Syrk + mirror).
 func gramNode(x *Node) *Node {

@@ -114,6 +114,51 @@ func TestGemm(t *testing.T) {
 	}
 }
 
+// TestGemmBatched compares GemmBatched with the CPU device: batch counts from
+// one product to many small ones (attention heads), per-matrix shapes from
+// 1×1 to odd rectangles, all four transposes, and beta 0 over a C of NaNs.
+func TestGemmBatched(t *testing.T) {
+	e := newEnv(t, 12)
+	ab := [][2]float32{{1, 0}, {-0.7, 0}, {1.3, 0.5}, {0, 2}, {2, 1}}
+	shapes := [][3]int{{1, 1, 1}, {6, 6, 6}, {3, 1, 4}, {7, 5, 3}, {8, 16, 8}, {9, 4, 13}}
+	shapes = append(shapes, [3]int{1 + e.rng.IntN(20), 1 + e.rng.IntN(20), 1 + e.rng.IntN(20)})
+	for _, nb := range []int{1, 2, 3, 8} {
+		for _, sh := range shapes {
+			m, k, n := sh[0], sh[1], sh[2]
+			for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+				ta, tb := tr[0], tr[1]
+				ar, ac := m, k
+				if ta {
+					ar, ac = k, m
+				}
+				br, bc := k, n
+				if tb {
+					br, bc = n, k
+				}
+				for _, co := range ab {
+					alpha, beta := co[0], co[1]
+					name := fmt.Sprintf("batch%d m%d k%d n%d tA=%t tB=%t alpha=%v beta=%v", nb, m, k, n, ta, tb, alpha, beta)
+					a, b := e.rand(nb*ar, ac), e.rand(nb*br, bc)
+					var c pair
+					if beta == 0 {
+						c = e.fill(nb*m, n, float32(math.NaN())) // beta 0 overwrites: NaNs must not propagate
+					} else {
+						c = e.rand(nb*m, n)
+					}
+					var scale []float64
+					for i := range nb { // each product on its own block of rows
+						sa, sb, sc := ar*ac, br*bc, m*n
+						scale = append(scale, gemmScale(ta, tb, alpha, a.c.Data[i*sa:(i+1)*sa], b.c.Data[i*sb:(i+1)*sb], ar, ac, br, bc, beta, c.c.Data[i*sc:(i+1)*sc])...)
+					}
+					e.cpu.GemmBatched(nb, ta, tb, alpha, a.c, b.c, beta, c.c)
+					e.d.GemmBatched(nb, ta, tb, alpha, a.x, b.x, beta, c.x)
+					e.checkScaled(name, c, dotRTol, 0, scale)
+				}
+			}
+		}
+	}
+}
+
 func TestGram(t *testing.T) {
 	e := newEnv(t, 2)
 	for _, sh := range [][2]int{{1, 1}, {5, 1}, {1, 4}, {7, 3}, {3, 7}, {16, 9}, {33, 17}} {
@@ -525,6 +570,14 @@ func TestZeroSized(t *testing.T) {
 			t.Fatalf("Gemm with k=0, beta=0: %v, want 0", v)
 		}
 	}
+	d.Fill(c, float32(math.NaN()))
+	d.GemmBatched(3, false, false, 1, d.New(3, 0), d.New(0, 3), 0, c) // k=0 in each of 3 products
+	for _, v := range e.down(c) {
+		if v != 0 {
+			t.Fatalf("GemmBatched with k=0, beta=0: %v, want 0", v)
+		}
+	}
+	d.GemmBatched(2, false, false, 1, d.New(0, 3), d.New(6, 3), 0, d.New(0, 3)) // m=0: nothing to do
 	if s := d.Sum(a); s != 0 {
 		t.Fatalf("Sum of 0×3 = %v", s)
 	}
@@ -567,6 +620,11 @@ func TestShapeErrors(t *testing.T) {
 		{"Gemm inner", func() { d.Gemm(false, false, 1, m23, m23, 0, m22) }},
 		{"Gemm C", func() { d.Gemm(false, false, 1, m23, m32, 0, m33) }},
 		{"Gemm transA C", func() { d.Gemm(true, false, 1, m23, m23, 0, m22) }},
+		{"GemmBatched batch 0", func() { d.GemmBatched(0, false, false, 1, m22, m22, 0, m22) }},
+		{"GemmBatched rows", func() { d.GemmBatched(2, false, false, 1, m33, m22, 0, m22) }},
+		{"GemmBatched inner", func() { d.GemmBatched(2, false, true, 1, m22, d.New(4, 3), 0, m22) }},
+		{"GemmBatched C", func() { d.GemmBatched(2, false, false, 1, m22, d.New(2, 3), 0, m22) }},
+		{"GemmBatched foreign", func() { d.GemmBatched(1, false, false, 1, m22, cpuMat, 0, m22) }},
 		{"Gram C", func() { d.Gram(1, m23, 0, m22) }},
 		{"Axpby", func() { d.Axpby(1, m23, 1, m32) }},
 		{"AddScalar", func() { d.AddScalar(m23, m32, 1) }},

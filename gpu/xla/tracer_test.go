@@ -184,6 +184,42 @@ func productScale(ta, tb bool, alpha float32, a, b core.Mat, beta float32, c cor
 	return scale
 }
 
+func (t *tracer) GemmBatched(batch int, ta, tb bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) {
+	t.opScaled(fmt.Sprintf("GemmBatched(%t,%t)", ta, tb), []core.Mat{a, b, c}, []int{2}, func(d core.Device, m []core.Mat) float32 {
+		d.GemmBatched(batch, ta, tb, alpha, m[0], m[1], beta, m[2])
+		return 0
+	}, func(m []core.Mat) float64 { return batchedProductScale(batch, ta, tb, alpha, m[0], m[1], beta, m[2]) })
+}
+
+// batchedProductScale is productScale of a GemmBatched: the largest entry of
+// gemmScale over the batch products, each on its own block of rows.
+func batchedProductScale(batch int, ta, tb bool, alpha float32, a, b core.Mat, beta float32, c core.Mat) float64 {
+	if batch < 1 || a.Rows()%batch != 0 || b.Rows()%batch != 0 || c.Rows()%batch != 0 {
+		return 0 // a shape error: the op panics on both devices
+	}
+	ar, br, cr := a.Rows()/batch, b.Rows()/batch, c.Rows()/batch
+	m, k, kb, n := ar, a.Cols(), br, b.Cols()
+	if ta {
+		m, k = k, m
+	}
+	if tb {
+		kb, n = n, kb
+	}
+	if k != kb || cr != m || c.Cols() != n {
+		return 0
+	}
+	data := func(m core.Mat) []float32 { return m.(*cpu.Mat).Data }
+	sa, sb, sc := ar*a.Cols(), br*b.Cols(), cr*c.Cols()
+	var scale float64
+	for i := range batch {
+		ab, bb, cb := data(a)[i*sa:(i+1)*sa], data(b)[i*sb:(i+1)*sb], data(c)[i*sc:(i+1)*sc]
+		for _, v := range gemmScale(ta, tb, alpha, ab, bb, ar, a.Cols(), br, b.Cols(), beta, cb) {
+			scale = max(scale, v)
+		}
+	}
+	return scale
+}
+
 func (t *tracer) Gram(alpha float32, x core.Mat, beta float32, c core.Mat) {
 	t.op("Gram", []core.Mat{x, c}, []int{1}, func(d core.Device, m []core.Mat) float32 { d.Gram(alpha, m[0], beta, m[1]); return 0 })
 }

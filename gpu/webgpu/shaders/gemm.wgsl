@@ -6,6 +6,12 @@
 // so that each submit stays short on CPU adapters). The s0·I term lets
 // Newton–Schulz fuse its c·I − P·T steps into the product.
 //
+// Batched (GemmBatched): the grid's z dimension runs over products stacked
+// by rows; workgroup z computes product b = p.base + z (p.base: the first
+// product of this dispatch), which reads A from element b·p.op and B from
+// element b·p.total (the per-product strides) and writes C from element
+// b·m·ldc. A single product is b = 0 (z = 0, p.base = 0): no offset.
+//
 // Two register-blocked kernels, 256 threads each, tiles staged in
 // workgroup memory and zero-padded at the edges (any m, n, k):
 //   gemm64:  64×64 tile of C, 4×4 outputs per thread, k-slices of 16;
@@ -16,21 +22,28 @@
 @group(0) @binding(2) var<storage, read_write> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
-fn load_a(gi: u32, gk: u32) -> f32 {
+// batch_offsets returns the first elements of the A, B and C of the
+// product that workgroup z of this dispatch computes.
+fn batch_offsets(z: u32) -> vec3<u32> {
+  let b = p.base + z;
+  return vec3<u32>(b * p.op, b * p.total, b * p.m * p.ldc);
+}
+
+fn load_a(oa: u32, gi: u32, gk: u32) -> f32 {
   if (gi >= p.m || gk >= p.k) { return 0.0; }
-  if ((p.flags & 1u) != 0u) { return A[gk * p.lda + gi]; }
-  return A[gi * p.lda + gk];
+  if ((p.flags & 1u) != 0u) { return A[oa + gk * p.lda + gi]; }
+  return A[oa + gi * p.lda + gk];
 }
 
-fn load_b(gk: u32, gj: u32) -> f32 {
+fn load_b(ob: u32, gk: u32, gj: u32) -> f32 {
   if (gk >= p.k || gj >= p.n) { return 0.0; }
-  if ((p.flags & 2u) != 0u) { return B[gj * p.ldb + gk]; }
-  return B[gk * p.ldb + gj];
+  if ((p.flags & 2u) != 0u) { return B[ob + gj * p.ldb + gk]; }
+  return B[ob + gk * p.ldb + gj];
 }
 
-fn store_c(gi: u32, gj: u32, acc: f32) {
+fn store_c(oc: u32, gi: u32, gj: u32, acc: f32) {
   if (gi >= p.m || gj >= p.n) { return; }
-  let idx = gi * p.ldc + gj;
+  let idx = oc + gi * p.ldc + gj;
   var v = p.alpha * acc;
   if ((p.flags & 4u) != 0u) { v += p.beta * C[idx]; }
   if (gi == gj) { v += p.s0; }
@@ -46,6 +59,7 @@ var<workgroup> Bs64: array<vec4<f32>, 256>; // [16 k][16 column quads]
 fn gemm64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = p.off + wid.y * 64u;
   let col0 = wid.x * 64u;
+  let o = batch_offsets(wid.z);
   let tid = lid.y * 16u + lid.x;
   let ta = (p.flags & 1u) != 0u;
   let tb = (p.flags & 2u) != 0u;
@@ -60,11 +74,11 @@ fn gemm64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
       var i = e / 16u;
       var kk = e % 16u;
       if (ta) { kk = e / 64u; i = e % 64u; }
-      As64[kk * 16u + i / 4u][i % 4u] = load_a(row0 + i, k0 + kk);
+      As64[kk * 16u + i / 4u][i % 4u] = load_a(o.x, row0 + i, k0 + kk);
       var j = e % 64u;
       var kb = e / 64u;
       if (tb) { j = e / 16u; kb = e % 16u; }
-      Bs64[kb * 16u + j / 4u][j % 4u] = load_b(k0 + kb, col0 + j);
+      Bs64[kb * 16u + j / 4u][j % 4u] = load_b(o.y, k0 + kb, col0 + j);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 16u; kk++) {
@@ -80,10 +94,10 @@ fn gemm64(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
   let r = row0 + lid.y * 4u;
   let c = col0 + lid.x * 4u;
   for (var q = 0u; q < 4u; q++) {
-    store_c(r, c + q, acc0[q]);
-    store_c(r + 1u, c + q, acc1[q]);
-    store_c(r + 2u, c + q, acc2[q]);
-    store_c(r + 3u, c + q, acc3[q]);
+    store_c(o.z, r, c + q, acc0[q]);
+    store_c(o.z, r + 1u, c + q, acc1[q]);
+    store_c(o.z, r + 2u, c + q, acc2[q]);
+    store_c(o.z, r + 3u, c + q, acc3[q]);
   }
 }
 
@@ -96,6 +110,7 @@ var<workgroup> Bs128: array<vec4<f32>, 256>; // [8 k][32 column quads]
 fn gemm128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let row0 = p.off + wid.y * 128u;
   let col0 = wid.x * 128u;
+  let o = batch_offsets(wid.z);
   let tid = lid.y * 16u + lid.x;
   let ta = (p.flags & 1u) != 0u;
   let tb = (p.flags & 2u) != 0u;
@@ -109,11 +124,11 @@ fn gemm128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       var i = e / 8u;
       var kk = e % 8u;
       if (ta) { kk = e / 128u; i = e % 128u; }
-      As128[kk * 32u + i / 4u][i % 4u] = load_a(row0 + i, k0 + kk);
+      As128[kk * 32u + i / 4u][i % 4u] = load_a(o.x, row0 + i, k0 + kk);
       var j = e % 128u;
       var kb = e / 128u;
       if (tb) { j = e / 8u; kb = e % 8u; }
-      Bs128[kb * 32u + j / 4u][j % 4u] = load_b(k0 + kb, col0 + j);
+      Bs128[kb * 32u + j / 4u][j % 4u] = load_b(o.y, k0 + kb, col0 + j);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 8u; kk++) {
@@ -140,8 +155,8 @@ fn gemm128(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
       let c0 = col0 + lid.x * 4u;
       let c1 = col0 + 64u + lid.x * 4u;
       for (var q = 0u; q < 4u; q++) {
-        store_c(gi, c0 + q, q0[q]);
-        store_c(gi, c1 + q, q1[q]);
+        store_c(o.z, gi, c0 + q, q0[q]);
+        store_c(o.z, gi, c1 + q, q1[q]);
       }
     }
   }
