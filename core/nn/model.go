@@ -176,28 +176,47 @@ func (s *Sequential) Grads() []core.Mat {
 	return gs
 }
 
-func (s *Sequential) Blocks() ([]*Dense, error) {
-	var bs []*Dense
-	for i, l := range s.layers {
-		if len(l.Params()) == 0 {
-			continue
+// leaves calls f on every layer that is not a Container, depth first,
+// with its position ("3" or "3.2" inside a container) for errors.
+func leaves(layers []Layer, prefix string, f func(at string, l Layer) error) error {
+	for i, l := range layers {
+		at := fmt.Sprint(prefix, i+1)
+		var err error
+		if c, ok := l.(Container); ok {
+			err = leaves(c.Layers(), at+".", f)
+		} else {
+			err = f(at, l)
 		}
-		k, ok := l.(KronLayer)
-		if !ok || len(k.Blocks()) != len(l.Params()) {
-			return nil, fmt.Errorf("layer %d (%s) of %s has no Kronecker block", i+1, l.Kind(), s.arch)
-		}
-		bs = append(bs, k.Blocks()...)
-	}
-	return bs, nil
-}
-
-func (s *Sequential) CanHVP() error {
-	for i, l := range s.layers {
-		if _, ok := l.(RLayer); !ok {
-			return fmt.Errorf("layer %d (%s) of %s has no R-operator (exact Hessian-vector product)", i+1, l.Kind(), s.arch)
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (s *Sequential) Blocks() ([]*Dense, error) {
+	var bs []*Dense
+	err := leaves(s.layers, "", func(at string, l Layer) error {
+		if len(l.Params()) == 0 {
+			return nil
+		}
+		k, ok := l.(KronLayer)
+		if !ok || len(k.Blocks()) != len(l.Params()) {
+			return fmt.Errorf("layer %s (%s) of %s has no Kronecker block", at, l.Kind(), s.arch)
+		}
+		bs = append(bs, k.Blocks()...)
+		return nil
+	})
+	return bs, err
+}
+
+func (s *Sequential) CanHVP() error {
+	return leaves(s.layers, "", func(at string, l Layer) error {
+		if _, ok := l.(RLayer); !ok {
+			return fmt.Errorf("layer %s (%s) of %s has no R-operator (exact Hessian-vector product)", at, l.Kind(), s.arch)
+		}
+		return nil
+	})
 }
 
 // HVP runs the R-operator through the chain; CanHVP must be nil.

@@ -1,0 +1,280 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"grng/core"
+)
+
+// Attention is multi-head self-attention over the T = H·W positions of a
+// sample (Vaswani et al. 2017): with the dense projections q = x̄W_q,
+// k = x̄W_k, v = x̄W_v split into h heads of d = C/h channels,
+//
+//	S = q_h k_hᵀ/√d (+ M),  P = softmax(S) row by row,  o_h = P v_h,
+//
+// and y = ō W_o of the heads' outputs side by side. M is the causal mask
+// (−∞ above the diagonal: a position attends to itself and the ones
+// before it) when Causal is set.
+//
+// The four projections are Dense layers applied to every position, each a
+// Kronecker block (K-FAC-expand over the positions). The heads of all
+// samples are one GemmBatched: a batch of m·h products of T×d matrices,
+// laid out by splitHeads.
+type Attention struct {
+	Heads  int
+	Causal bool
+	// Q, K, V and O are the projections; Params lists their weights in
+	// this order.
+	Q, K, V, O *Dense
+
+	dev   core.Device
+	at    Shape
+	d     int     // channels per head
+	scale float32 // 1/√d
+	m     int
+
+	split, merge core.Mat // (m·T·h)×1 row indices: positions×heads ↔ heads×positions
+	mask         core.Mat // (m·h·T)×T: 0 on and below the diagonal, −1e30 above (causal)
+	onesT        core.Mat // T×1 of 1: row sums of T×T blocks
+	wide         core.Mat // (m·T·h)×d scratch: a (m·T)×C matrix read as rows of d
+	qh, kh, vh   core.Mat // (m·h·T)×d: the projections, heads split
+	s, p         core.Mat // (m·h·T)×T: scores, probabilities
+	oh, o        core.Mat // the heads' outputs (m·h·T)×d, merged (m·T)×C
+
+	// Backward
+	doh, dqh, dkh, dvh core.Mat // (m·h·T)×d
+	dp, ds, t          core.Mat // (m·h·T)×T: ∂L/∂P, ∂L/∂S, scratch
+	rsum               core.Mat // (m·h·T)×1: rowsum(P⊙∂P)
+	dq, dk, dv         core.Mat // (m·T)×C, kept by the projections for RBackward
+	dx                 core.Mat // (m·T)×C
+	// R-operator, allocated by the first RForward
+	rqh, rkh, rvh, roh, ro core.Mat
+	rs, rp                 core.Mat
+	rdqh, rdkh, rdvh, rdoh core.Mat
+	rdp, rds, rt           core.Mat
+	rr                     core.Mat
+	rdq, rdk, rdv, rdx     core.Mat
+}
+
+// NewAttention returns self-attention with the given number of heads over
+// samples of shape at (heads must divide at.C), with Xavier-initialised
+// projections and zero biases drawn from rng.
+func NewAttention(dev core.Device, at Shape, heads int, causal bool, rng *rand.Rand) (*Attention, error) {
+	if heads < 1 || at.C%heads != 0 {
+		return nil, fmt.Errorf("attention: %d heads do not divide %d channels", heads, at.C)
+	}
+	l := &Attention{Heads: heads, Causal: causal, dev: dev, at: at, d: at.C / heads,
+		scale: float32(1 / math.Sqrt(float64(at.C/heads)))}
+	for _, p := range []**Dense{&l.Q, &l.K, &l.V, &l.O} {
+		*p = NewDense(dev, at, at.C, core.Identity)
+		(*p).Init(rng)
+	}
+	l.onesT = dev.New(at.Positions(), 1)
+	dev.Fill(l.onesT, 1)
+	return l, nil
+}
+
+// Kind is "attention".
+func (l *Attention) Kind() string { return "attention" }
+
+// InShape and OutShape are the shape it was made for.
+func (l *Attention) InShape() Shape  { return l.at }
+func (l *Attention) OutShape() Shape { return l.at }
+
+// Params are W_q, W_k, W_v and W_o; Grads their gradients.
+func (l *Attention) Params() []core.Mat {
+	return []core.Mat{l.Q.W, l.K.W, l.V.W, l.O.W}
+}
+func (l *Attention) Grads() []core.Mat {
+	return []core.Mat{l.Q.G, l.K.G, l.V.G, l.O.G}
+}
+
+// Blocks are the four projections.
+func (l *Attention) Blocks() []*Dense { return []*Dense{l.Q, l.K, l.V, l.O} }
+
+func (l *Attention) alloc(m int) {
+	d := l.dev
+	for _, b := range []core.Mat{l.split, l.merge, l.mask, l.wide, l.qh, l.kh, l.vh, l.s, l.p, l.oh, l.o,
+		l.doh, l.dqh, l.dkh, l.dvh, l.dp, l.ds, l.t, l.rsum, l.dq, l.dk, l.dv, l.dx,
+		l.rqh, l.rkh, l.rvh, l.roh, l.ro, l.rs, l.rp, l.rdqh, l.rdkh, l.rdvh, l.rdoh, l.rdp, l.rds, l.rt, l.rr,
+		l.rdq, l.rdk, l.rdv, l.rdx} {
+		if b != nil {
+			d.Free(b)
+		}
+	}
+	l.mask, l.rqh = nil, nil
+	T, h, dh, c := l.at.Positions(), l.Heads, l.d, l.at.C
+	n := m * h * T
+	if n > 1<<24 {
+		panic(&core.ShapeError{Op: "Attention", What: fmt.Sprintf("%d head rows exceed the 2²⁴ exact float indices of GatherRows", n)})
+	}
+	split, merge := make([]float32, n), make([]float32, n)
+	for i := range m {
+		for hd := range h {
+			for t := range T {
+				hr, pr := (i*h+hd)*T+t, (i*T+t)*h+hd // head-major row, position-major row
+				split[hr], merge[pr] = float32(pr), float32(hr)
+			}
+		}
+	}
+	l.split, l.merge = d.New(n, 1), d.New(n, 1)
+	d.Upload(l.split, split)
+	d.Upload(l.merge, merge)
+	if l.Causal {
+		mask := make([]float32, n*T)
+		for r := range n {
+			for j := r%T + 1; j < T; j++ {
+				mask[r*T+j] = -1e30
+			}
+		}
+		l.mask = d.New(n, T)
+		d.Upload(l.mask, mask)
+	}
+	l.wide = d.New(n, dh)
+	l.qh, l.kh, l.vh, l.oh = d.New(n, dh), d.New(n, dh), d.New(n, dh), d.New(n, dh)
+	l.doh, l.dqh, l.dkh, l.dvh = d.New(n, dh), d.New(n, dh), d.New(n, dh), d.New(n, dh)
+	l.s, l.p, l.dp, l.ds, l.t = d.New(n, T), d.New(n, T), d.New(n, T), d.New(n, T), d.New(n, T)
+	l.rsum = d.New(n, 1)
+	l.o, l.dq, l.dk, l.dv, l.dx = d.New(m*T, c), d.New(m*T, c), d.New(m*T, c), d.New(m*T, c), d.New(m*T, c)
+	l.m = m
+}
+
+// splitHeads sets dst ((m·h·T)×d, head after head of each sample) from src
+// ((m·T)×C, the heads side by side).
+func (l *Attention) splitHeads(dst, src core.Mat) {
+	l.dev.Reshape(l.wide, src)
+	l.dev.GatherRows(dst, l.wide, l.split)
+}
+
+// mergeHeads is the inverse of splitHeads.
+func (l *Attention) mergeHeads(dst, src core.Mat) {
+	l.dev.GatherRows(l.wide, src, l.merge)
+	l.dev.Reshape(dst, l.wide)
+}
+
+// softmaxJVP sets dst = P⊙(g − rowsum(P⊙g)1ᵀ), the Jacobian of the
+// row-wise softmax (symmetric) applied to g, and sum = rowsum(P⊙g); it
+// uses tmp.
+func (l *Attention) softmaxJVP(dst, sum, tmp, g core.Mat) {
+	d := l.dev
+	d.Apply(core.Mul, tmp, l.p, g)
+	d.Gemm(false, false, 1, tmp, l.onesT, 0, sum)
+	d.MulCol(dst, l.p, sum)
+	d.Apply(core.Sub, dst, tmp, dst)
+}
+
+// Forward computes the projections, the scores, their softmax, the heads'
+// outputs and the output projection.
+func (l *Attention) Forward(x core.Mat, m int) core.Mat {
+	core.CheckShape("Attention.Forward", "x", x, m*l.at.Positions(), l.at.C)
+	if m != l.m {
+		l.alloc(m)
+	}
+	d, b := l.dev, m*l.Heads
+	l.splitHeads(l.qh, l.Q.Forward(x, m))
+	l.splitHeads(l.kh, l.K.Forward(x, m))
+	l.splitHeads(l.vh, l.V.Forward(x, m))
+	d.GemmBatched(b, false, true, l.scale, l.qh, l.kh, 0, l.s)
+	if l.Causal {
+		d.Apply(core.Add, l.s, l.s, l.mask)
+	}
+	d.Softmax(l.p, l.s)
+	d.GemmBatched(b, false, false, 1, l.p, l.vh, 0, l.oh)
+	l.mergeHeads(l.o, l.oh)
+	return l.O.Forward(l.o, m)
+}
+
+// Backward: ∂P = ∂o_h v_hᵀ, ∂v_h = Pᵀ∂o_h, ∂S = P⊙(∂P − rowsum(P⊙∂P)),
+// ∂q_h = ∂S k_h/√d, ∂k_h = ∂Sᵀq_h/√d, then through the projections;
+// ∂L/∂x is the sum of the three input projections' ∂x.
+func (l *Attention) Backward(dy core.Mat, p Pass) core.Mat {
+	d, b := l.dev, l.m*l.Heads
+	l.splitHeads(l.doh, l.O.Backward(dy, Pass{NeedX: true, SkipGrads: p.SkipGrads}))
+	d.GemmBatched(b, false, true, 1, l.doh, l.vh, 0, l.dp)
+	d.GemmBatched(b, true, false, 1, l.p, l.doh, 0, l.dvh)
+	l.softmaxJVP(l.ds, l.rsum, l.t, l.dp)
+	d.GemmBatched(b, false, false, l.scale, l.ds, l.kh, 0, l.dqh)
+	d.GemmBatched(b, true, false, l.scale, l.ds, l.qh, 0, l.dkh)
+	l.mergeHeads(l.dq, l.dqh)
+	l.mergeHeads(l.dk, l.dkh)
+	l.mergeHeads(l.dv, l.dvh)
+	return l.sumInputs(l.dx, p.NeedX,
+		func(q Pass) core.Mat { return l.Q.Backward(l.dq, q) },
+		func(q Pass) core.Mat { return l.K.Backward(l.dk, q) },
+		func(q Pass) core.Mat { return l.V.Backward(l.dv, q) }, p.SkipGrads)
+}
+
+// sumInputs runs the three input projections' backward passes and, with
+// needX, returns dst = the sum of their ∂x.
+func (l *Attention) sumInputs(dst core.Mat, needX bool, q, k, v func(Pass) core.Mat, skip bool) core.Mat {
+	p := Pass{NeedX: needX, SkipGrads: skip}
+	dxq, dxk, dxv := q(p), k(p), v(p)
+	if !needX {
+		return nil
+	}
+	l.dev.Copy(dst, dxq)
+	l.dev.Axpby(1, dxk, 1, dst)
+	l.dev.Axpby(1, dxv, 1, dst)
+	return dst
+}
+
+// RForward: R{S} = (R{q_h}k_hᵀ + q_h R{k_h}ᵀ)/√d, R{P} = J_P·R{S},
+// R{o_h} = R{P}v_h + P R{v_h}, then the output projection.
+func (l *Attention) RForward(rx core.Mat, v []core.Mat) core.Mat {
+	d, b := l.dev, l.m*l.Heads
+	if l.rqh == nil {
+		n, T, dh, r, c := b*l.at.Positions(), l.at.Positions(), l.d, l.m*l.at.Positions(), l.at.C
+		l.rqh, l.rkh, l.rvh, l.roh = d.New(n, dh), d.New(n, dh), d.New(n, dh), d.New(n, dh)
+		l.rdqh, l.rdkh, l.rdvh, l.rdoh = d.New(n, dh), d.New(n, dh), d.New(n, dh), d.New(n, dh)
+		l.rs, l.rp, l.rdp, l.rds, l.rt = d.New(n, T), d.New(n, T), d.New(n, T), d.New(n, T), d.New(n, T)
+		l.rr = d.New(n, 1)
+		l.ro, l.rdq, l.rdk, l.rdv, l.rdx = d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c)
+	}
+	l.splitHeads(l.rqh, l.Q.RForward(rx, v[0:1]))
+	l.splitHeads(l.rkh, l.K.RForward(rx, v[1:2]))
+	l.splitHeads(l.rvh, l.V.RForward(rx, v[2:3]))
+	d.GemmBatched(b, false, true, l.scale, l.rqh, l.kh, 0, l.rs)
+	d.GemmBatched(b, false, true, l.scale, l.qh, l.rkh, 1, l.rs)
+	l.softmaxJVP(l.rp, l.rr, l.rt, l.rs)
+	d.GemmBatched(b, false, false, 1, l.rp, l.vh, 0, l.roh)
+	d.GemmBatched(b, false, false, 1, l.p, l.rvh, 1, l.roh)
+	l.mergeHeads(l.ro, l.roh)
+	return l.O.RForward(l.ro, v[3:4])
+}
+
+// RBackward differentiates Backward along the direction:
+//
+//	R{∂P}  = R{∂o_h}v_hᵀ + ∂o_h R{v_h}ᵀ,   R{∂v_h} = R{P}ᵀ∂o_h + PᵀR{∂o_h},
+//	R{∂S}  = R{P}⊙(∂P − rowsum(P⊙∂P)1ᵀ) + J_P·R{∂P} − P⊙rowsum(R{P}⊙∂P)1ᵀ,
+//	R{∂q_h} = (R{∂S}k_h + ∂S R{k_h})/√d,  R{∂k_h} = (R{∂S}ᵀq_h + ∂SᵀR{q_h})/√d.
+func (l *Attention) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat {
+	d, b := l.dev, l.m*l.Heads
+	l.splitHeads(l.rdoh, l.O.RBackward(rdy, v[3:4], hv[3:4], true))
+	d.GemmBatched(b, false, true, 1, l.rdoh, l.vh, 0, l.rdp)
+	d.GemmBatched(b, false, true, 1, l.doh, l.rvh, 1, l.rdp)
+	d.GemmBatched(b, true, false, 1, l.rp, l.doh, 0, l.rdvh)
+	d.GemmBatched(b, true, false, 1, l.p, l.rdoh, 1, l.rdvh)
+	// R{∂S}: J_P·R{∂P} first, then the two terms from R{P}.
+	l.softmaxJVP(l.rds, l.rr, l.rt, l.rdp)
+	d.Copy(l.t, l.dp)
+	d.Gemm(false, true, -1, l.rsum, l.onesT, 1, l.t) // ∂P − rowsum(P⊙∂P)1ᵀ
+	d.Apply(core.Mul, l.t, l.rp, l.t)
+	d.Axpby(1, l.t, 1, l.rds)
+	d.Apply(core.Mul, l.t, l.rp, l.dp)
+	d.Gemm(false, false, 1, l.t, l.onesT, 0, l.rr)
+	d.MulCol(l.t, l.p, l.rr)
+	d.Axpby(-1, l.t, 1, l.rds)
+	d.GemmBatched(b, false, false, l.scale, l.rds, l.kh, 0, l.rdqh)
+	d.GemmBatched(b, false, false, l.scale, l.ds, l.rkh, 1, l.rdqh)
+	d.GemmBatched(b, true, false, l.scale, l.rds, l.qh, 0, l.rdkh)
+	d.GemmBatched(b, true, false, l.scale, l.ds, l.rqh, 1, l.rdkh)
+	l.mergeHeads(l.rdq, l.rdqh)
+	l.mergeHeads(l.rdk, l.rdkh)
+	l.mergeHeads(l.rdv, l.rdvh)
+	return l.sumInputs(l.rdx, needX,
+		func(q Pass) core.Mat { return l.Q.RBackward(l.rdq, v[0:1], hv[0:1], q.NeedX) },
+		func(q Pass) core.Mat { return l.K.RBackward(l.rdk, v[1:2], hv[1:2], q.NeedX) },
+		func(q Pass) core.Mat { return l.V.RBackward(l.rdv, v[2:3], hv[2:3], q.NeedX) }, false)
+}
