@@ -15,6 +15,7 @@ func TestParseArch(t *testing.T) {
 		"cnn":                          "cnn:channels=16-32,kernel=3,hidden=0,act=relu",
 		"cnn:kernel=5, channels=8":     "cnn:channels=8,kernel=5,hidden=0,act=relu",
 		"cnn:channels=4-8-16,act=tanh": "cnn:channels=4-8-16,kernel=3,hidden=0,act=tanh",
+		"vit:depth=2":                  "vit:patch=7,width=64,depth=2,heads=4,mlp=2",
 	} {
 		a, err := ParseArch(in)
 		if err != nil || a.String() != want {
@@ -38,6 +39,8 @@ func TestParseArch(t *testing.T) {
 		"cnn:kernel=4":           "want an odd size",
 		"cnn:channels=8-0":       "at least 1 channel",
 		"cnn:channels=4-4-4-4-4": "too small",
+		"vit:patch=3":            "patch=3 does not divide the 8×8×1 image",
+		"vit:patch=4,width=6":    "heads=4 does not divide width=6",
 	} {
 		a, err := ParseArch(in)
 		if err != nil {
@@ -55,5 +58,21 @@ func TestParseArch(t *testing.T) {
 	// conv 2→4 (3×3), conv 4→6, 3×2×6 flattened → 12 → 3.
 	if got, want := NumParams(m), (9*2+1)*4+(9*4+1)*6+(36+1)*12+(12+1)*3; got != want || m.Inputs() != 240 || m.Outputs() != 3 {
 		t.Errorf("cnn: %d parameters (want %d), %d inputs, %d outputs", got, want, m.Inputs(), m.Outputs())
+	}
+
+	a, _ = ParseArch("vit:patch=4,width=8,depth=2,heads=2,mlp=3")
+	m, err = a.Build(dev, Shape{H: 8, W: 12, C: 2}, 3, CrossEntropy, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// patches 4·4·2 → 8, 2×3 positions of 8, per block attention 4·(9·8),
+	// two layer norms 2·2·8, MLP (9·24 + 25·8); a final norm, 9·3.
+	block := 4*9*8 + 2*2*8 + 9*24 + 25*8
+	if got, want := NumParams(m), (32+1)*8+6*8+2*block+2*8+9*3; got != want || m.Inputs() != 192 || m.Outputs() != 3 {
+		t.Errorf("vit: %d parameters (want %d), %d inputs, %d outputs", got, want, m.Inputs(), m.Outputs())
+	}
+	x := dev.New(5, 192)
+	if y := m.Forward(x); y.Rows() != 5 || y.Cols() != 3 {
+		t.Errorf("vit: output %d×%d, want 5×3", y.Rows(), y.Cols())
 	}
 }
