@@ -104,7 +104,9 @@ func (l *Attention) alloc(m int) {
 			d.Free(b)
 		}
 	}
-	l.mask, l.rqh = nil, nil
+	l.mask = nil
+	l.rqh, l.rkh, l.rvh, l.roh, l.ro, l.rs, l.rp, l.rdqh, l.rdkh, l.rdvh, l.rdoh, l.rdp, l.rds, l.rt, l.rr = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
+	l.rdq, l.rdk, l.rdv, l.rdx = nil, nil, nil, nil
 	T, h, dh, c := l.at.Positions(), l.Heads, l.d, l.at.C
 	n := m * h * T
 	if n > 1<<24 {

@@ -100,6 +100,27 @@ func TestAttentionFiniteDifferences(t *testing.T) {
 	}
 }
 
+// One attention layer over batches of changing sizes, some without an
+// R-operator pass in between (an evaluation batch): each new size
+// reallocates, the R-operator's buffers once.
+func TestAttentionBatchSizes(t *testing.T) {
+	dev := cpu.New()
+	at, heads := Shape{3, 1, 4}, 2
+	rng := rand.New(rand.NewPCG(3, 3))
+	l := newAttention(t, dev, at, heads, false, rng)
+	for _, m := range []int{2, 3, 1, 4} {
+		if m == 3 {
+			l.Forward(newUploaded(dev, m*at.Positions(), at.C, randVec32(rng, m*at.Len(), 1)), m)
+			continue
+		}
+		c := &chainCase{dev: dev, layers: []Layer{l}, m: m, x: randVec32(rng, m*at.Len(), 1), inCols: at.C, diffX: true,
+			ref: func(x []float64, p [][]float64) []float64 {
+				return attention64(x, p, m, at.Positions(), at.C, heads, false)
+			}}
+		c.run(t)
+	}
+}
+
 // A pre-norm transformer block, x + attn(LN(x)) then x + W₂·gelu(W₁·LN(x)),
 // as two Residuals, against its float64 definition; the blocks and
 // R-operators are found through the containers.
