@@ -172,6 +172,16 @@ func TestTransformerBlockFiniteDifferences(t *testing.T) {
 	if _, err := s.Blocks(); err == nil || err.Error() != "layer 1.1 (layernorm) of block has no Kronecker block" {
 		t.Fatalf("Blocks: %v", err)
 	}
+	// The natural-gradient optimizers take it: layer norms have diagonal
+	// blocks.
+	cs, err := s.Curvature()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Curvature{{Diag: ln1}, {Kron: att.Blocks()}, {Diag: ln2}, {Kron: []*Dense{up}}, {Kron: []*Dense{down}}}
+	if fmt.Sprint(cs) != fmt.Sprint(want) {
+		t.Fatalf("Curvature %v, want %v", cs, want)
+	}
 }
 
 func TestAttentionErrors(t *testing.T) {

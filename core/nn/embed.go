@@ -24,7 +24,8 @@ func randNormal(dev core.Device, rows, cols int, std float64, rng *rand.Rand) co
 // PositionEmbedding adds a learned P×C matrix E (P = H·W positions) to every
 // sample: y = x + E per sample. The batch is read as m×(P·C), where adding E
 // to every row is a rank-1 GEMM with a column of ones, and ∂L/∂E is the sum
-// of dy over the samples.
+// of dy over the samples. Sample s's own gradient is its dy_s, so its
+// diagonal Fisher block is exact (DiagLayer).
 type PositionEmbedding struct {
 	e, de core.Mat // P×C
 
@@ -38,6 +39,7 @@ type PositionEmbedding struct {
 	ry   core.Mat
 	dx   core.Mat // (m·P)×C: ∂L/∂x, then R{∂L/∂x}
 	rdx  core.Mat
+	dy   core.Mat // the last Backward's dy (the caller's), kept for SquaredGrads
 }
 
 // NewPositionEmbedding returns a position embedding for samples of shape
@@ -106,6 +108,7 @@ func (l *PositionEmbedding) Forward(x core.Mat, m int) core.Mat {
 // Backward sets ∂L/∂E = Σ_samples dy and returns ∂L/∂x = dy (a copy).
 func (l *PositionEmbedding) Backward(dy core.Mat, p Pass) core.Mat {
 	core.SameShape("PositionEmbedding.Backward", dy, l.y)
+	l.dy = dy
 	if !p.SkipGrads {
 		l.sum(l.de, dy)
 	}
@@ -114,6 +117,21 @@ func (l *PositionEmbedding) Backward(dy core.Mat, p Pass) core.Mat {
 	}
 	l.dev.Copy(l.dx, dy)
 	return l.dx
+}
+
+// SquaredGrads (DiagLayer) sets dst[0] = beta·dst[0] + alpha·Σ_s dy_s⊙dy_s
+// (P×C) for the dy of the last Backward: the squares read as m×(P·C), summed
+// over the samples by a GEMM with the column of ones.
+func (l *PositionEmbedding) SquaredGrads(alpha, beta float32, dst []core.Mat) {
+	d := l.dev
+	core.SameShape("PositionEmbedding.SquaredGrads", l.e, dst[0])
+	d.Reshape(l.wide, l.dy)
+	d.Map(core.Square, l.wide, l.wide)
+	if beta != 0 {
+		d.Reshape(l.flat, dst[0])
+	}
+	d.Gemm(true, false, alpha, l.ones, l.wide, beta, l.flat)
+	d.Reshape(dst[0], l.flat)
 }
 
 // RForward: R{y} = R{x} + V per sample.
@@ -147,6 +165,13 @@ func (l *PositionEmbedding) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool
 // the price of staying within the Device's ops). Ids are not
 // differentiable: Backward and RBackward return nil, and panic with a
 // *core.ShapeError if asked for ∂L/∂x, as RForward does given an R{x}.
+//
+// Embedding is no DiagLayer: a sample's own gradient of the table is the
+// scatter of its T rows of dy, and tokens repeat within a sample, so the
+// square of that sum is not the sum of the rows' squares; the exact
+// per-sample squares would take a V×C matrix per sample (m·V·C floats).
+// Model.Curvature therefore refuses it, and the natural-gradient optimizers
+// with it.
 //
 // Ids must be integers in [0, V). The CPU device panics with a
 // *core.ShapeError on any other in Forward (GatherRows), except −1, which

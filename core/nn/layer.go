@@ -46,7 +46,7 @@ type Pass struct {
 // samples and keeps it until m changes; what Forward and Backward return is
 // the layer's own, valid until its next call. Backward reads what the last
 // Forward left (and may keep a reference to dy until its next Backward: the
-// R-operator reads it).
+// R-operator and DiagLayer.SquaredGrads read it).
 type Layer interface {
 	// Kind names the layer kind ("dense", "conv2d", …): curvature blocks
 	// are registered by kind.
@@ -91,4 +91,20 @@ type RLayer interface {
 type KronLayer interface {
 	Layer
 	Blocks() []*Dense
+}
+
+// DiagLayer is a layer whose parameters have diagonal Fisher blocks (scale
+// and shift, learned positions: the diagonal blocks of kfac-jax, beside the
+// Kronecker blocks of the dense-like layers). Its per-sample gradients are
+// cheap, so the diagonal of the Fisher block, E[g⊙g] over the samples' own
+// gradients g (paper eq. 2 restricted to the diagonal), is exact rather
+// than Kronecker-factored.
+type DiagLayer interface {
+	Layer
+	// SquaredGrads sets dst[i] = beta·dst[i] + alpha·Σ_s g_s⊙g_s (dst[i]
+	// shaped like Params()[i]) after a Backward, where g_s is sample s's own
+	// contribution to Grads()[i] in that pass (sample s owns the rows
+	// s·P … s·P+P−1, P = InShape().Positions()). It holds also after a
+	// Backward with SkipGrads.
+	SquaredGrads(alpha, beta float32, dst []core.Mat)
 }

@@ -198,5 +198,14 @@ func (n *MLP) Objective() Loss { return n.head.obj }
 // Blocks are the Layers: every weight matrix is a Dense block.
 func (n *MLP) Blocks() ([]*Dense, error) { return n.Layers, nil }
 
+// Curvature is one Kronecker block per Layer.
+func (n *MLP) Curvature() ([]Curvature, error) {
+	cs := make([]Curvature, len(n.Layers))
+	for i, l := range n.Layers {
+		cs[i] = Curvature{Kron: []*Dense{l}}
+	}
+	return cs, nil
+}
+
 // CanHVP is nil: HVP is exact for every MLP and LoRA network.
 func (n *MLP) CanHVP() error { return nil }

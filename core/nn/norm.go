@@ -30,7 +30,7 @@ type LayerNorm struct {
 	k1, k2  core.Mat // rows×1 scratch
 
 	// Backward
-	dy    core.Mat // the caller's, kept for RBackward
+	dy    core.Mat // the caller's, kept for RBackward and SquaredGrads
 	g, dx core.Mat // rows×C: γ⊙dy and ∂L/∂x
 	a     core.Mat // rows×1: mean(x̂⊙g)
 	hasDX bool     // g, dx and a are those of the last Backward
@@ -38,6 +38,10 @@ type LayerNorm struct {
 	ry, rxhat, rg, rdx core.Mat // rows×C
 	rho                core.Mat // rows×1: mean(x̂⊙R{x})
 	hasRX              bool
+	// SquaredGrads, allocated by its first call
+	perSample core.Mat // m×C: one sample's gradient a row
+	onesP     core.Mat // m×P of 1: a sample's rows summed by GemmBatched
+	onesM     core.Mat // m×1 of 1: the samples summed by a GEMM
 }
 
 // NewLayerNorm returns a layer norm over the channels of samples of shape
@@ -67,12 +71,13 @@ func (l *LayerNorm) Grads() []core.Mat  { return []core.Mat{l.dGamma, l.dBeta} }
 func (l *LayerNorm) alloc(r int) {
 	d, c := l.dev, l.at.C
 	for _, b := range []core.Mat{l.onesR, l.xhat, l.y, l.s, l.t, l.u, l.k1, l.k2, l.g, l.dx, l.a,
-		l.ry, l.rxhat, l.rg, l.rdx, l.rho} {
+		l.ry, l.rxhat, l.rg, l.rdx, l.rho, l.perSample, l.onesP, l.onesM} {
 		if b != nil {
 			d.Free(b)
 		}
 	}
 	l.ry, l.rxhat, l.rg, l.rdx, l.rho = nil, nil, nil, nil, nil
+	l.perSample, l.onesP, l.onesM = nil, nil, nil
 	l.onesR, l.s, l.k1, l.k2, l.a = d.New(r, 1), d.New(r, 1), d.New(r, 1), d.New(r, 1), d.New(r, 1)
 	l.xhat, l.y, l.t, l.u, l.g, l.dx = d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c)
 	d.Fill(l.onesR, 1)
@@ -130,6 +135,37 @@ func (l *LayerNorm) Backward(dy core.Mat, p Pass) core.Mat {
 	}
 	l.inputGrad()
 	return l.dx
+}
+
+// SquaredGrads (DiagLayer) squares the per-sample gradients of the last
+// Backward, Σ x̂⊙dy (γ) and Σ dy (β) over each sample's P positions (the
+// dy that Backward keeps, with or without SkipGrads).
+func (l *LayerNorm) SquaredGrads(alpha, beta float32, dst []core.Mat) {
+	core.SameShape("LayerNorm.SquaredGrads", l.gamma, dst[0], dst[1])
+	l.dev.Apply(core.Mul, l.u, l.dy, l.xhat)
+	l.squaredSampleSums(alpha, beta, dst[0], l.u)
+	l.squaredSampleSums(alpha, beta, dst[1], l.dy)
+}
+
+// squaredSampleSums sets dst (1×C) = beta·dst + alpha·Σ_s v_s⊙v_s for v_s
+// the sum of v's rows of sample s: the rows of a sample summed by one
+// GemmBatched with a row of ones per sample, the squares summed over the
+// samples by a GEMM with a column of ones.
+func (l *LayerNorm) squaredSampleSums(alpha, beta float32, dst, v core.Mat) {
+	d, p := l.dev, l.at.Positions()
+	m := l.rows / p
+	if l.perSample == nil {
+		l.perSample, l.onesP, l.onesM = d.New(m, l.at.C), d.New(m, p), d.New(m, 1)
+		d.Fill(l.onesP, 1)
+		d.Fill(l.onesM, 1)
+	}
+	if p == 1 {
+		d.Map(core.Square, l.perSample, v)
+	} else {
+		d.GemmBatched(m, false, false, 1, l.onesP, v, 0, l.perSample)
+		d.Map(core.Square, l.perSample, l.perSample)
+	}
+	d.Gemm(true, false, alpha, l.onesM, l.perSample, beta, dst)
 }
 
 // inputGrad sets g = γ⊙dy, dx = J·g and a = mean(x̂⊙g).
