@@ -9,7 +9,8 @@ import (
 	"grng/core/nn"
 )
 
-// FisherMode says which errors build the error factor Γ = E[eeᵀ].
+// FisherMode says which errors build the error factor Γ = E[eeᵀ] and the
+// diagonal blocks D = E[g⊙g].
 type FisherMode int
 
 const (
@@ -51,7 +52,9 @@ type KFACConfig struct {
 	// et al. 2018 (the paper's [11]), where α/L makes the block-diagonal
 	// update of an L-layer linear network the exact natural gradient (each
 	// layer's block moves the output by the whole step, so L blocks would
-	// overshoot L times). For one layer it is plain K-FAC with step α.
+	// overshoot L times). For one layer it is plain K-FAC with step α. L
+	// counts every curvature block, one per trainable matrix: Kronecker and
+	// diagonal (a layer norm's γ and β are two).
 	LR float64
 	// Rho is the damping coefficient ρ of eq. 10 (RING, RENG) or the
 	// Tikhonov λ₀ of NGD; the rule below turns it into per-factor λ.
@@ -66,10 +69,11 @@ type KFACConfig struct {
 	// moves the inverses by eq. 11.
 	Refresh int
 	// Decay is the running-average factor of the Kronecker factors, updated
-	// at each refresh: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ), as in
-	// K-FAC (Martens & Grosse §5, kfac-pytorch's factor_decay). The first
-	// refresh takes the batch factors as they are; Decay = 0 uses only the
-	// current refresh batch (the paper's Algorithm 1 as written).
+	// at each refresh: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ and the
+	// diagonal blocks D), as in K-FAC (Martens & Grosse §5, kfac-pytorch's
+	// factor_decay). The first refresh takes the batch factors as they are;
+	// Decay = 0 uses only the current refresh batch (the paper's Algorithm 1
+	// as written).
 	Decay  float64
 	Fisher FisherMode
 	// Gamma is RENG's explicit gradient regularizer γ (the paper's "Grad
@@ -101,12 +105,23 @@ type KFACConfig struct {
 // Fisher block is Λ⊗Γ, so (Λ̃⊗Γ̃)⁻¹vec(G) = vec(Λ̃⁻¹GΓ̃⁻¹) with Λ̃⁻¹ on the
 // left and Γ̃⁻¹ on the right.
 //
+// Per parameter matrix P of a layer with diagonal blocks (nn.DiagLayer: layer
+// norms, learned positions) it keeps instead the diagonal of its Fisher block,
+//
+//	D = E[g⊙g]  (shaped like P, g a sample's own gradient, eq. 2),
+//
+// from the same passes, refreshes and running average as Γ, and steps
+// P ← P − (α/L)·ν·g̃ ⊘ (D + λ), λ the rule's Damping.DiagLambda.
+//
 // Scale conventions (MLP.Backward's E rows are per-sample ∂ℓ/∂z times the
 // seed's scale): the true-label pass of LossGrad uses seed (p − onehot(y))/m,
 // so its E rows are e_i/m and G = X̄ᵀE = (1/m)Σ x̄_i e_iᵀ, the mean gradient.
 // The sampled pass uses seed p − onehot(ŷ) with scale 1, so its rows are e_i
 // and Γ = (1/m)·EᵀE (Gram with α = 1/m); the empirical Fisher reuses the
-// true-label E, Γ = m·EᵀE. Λ = (1/m)·X̄ᵀX̄.
+// true-label E, Γ = m·EᵀE. Λ = (1/m)·X̄ᵀX̄. The per-sample gradients of a
+// pass carry the seed's scale as E does, so D takes Γ's α:
+// D = α·Σ_s g_s⊙g_s (nn.DiagLayer.SquaredGrads), the mean over the batch of
+// the squared per-sample gradients of ℓ_s in every mode.
 //
 // A KFAC is not safe for concurrent use.
 type KFAC struct {
@@ -118,9 +133,12 @@ type KFAC struct {
 	src  *rand.PCG // rng's source, kept for checkpoints (state.go)
 	src0 rand.PCG  // src at the start of the current attempt (Backoff rewinds to it)
 
-	layers []*kfacLayer
-	step   int // steps taken (0-based index of the next step)
-	eta    float64
+	layers     []*kfacLayer
+	diags      []*kfacDiag      // the diagonal blocks, in the order of Weights
+	diagLayers []*kfacDiagLayer // the layers they belong to
+	bufs       []*kfacBufs      // every block's buffers, in the order of Weights
+	step       int              // steps taken (0-based index of the next step)
+	eta        float64
 
 	// batch buffers (sized for m rows)
 	m                   int
@@ -146,18 +164,38 @@ type KFACInfo struct {
 	Fallbacks int // inversions that fell back to Cholesky or needed extra damping
 }
 
+// kfacBufs are what every block keeps of its weight matrix: the gradient it
+// preconditions and the update.
+type kfacBufs struct {
+	at     int      // the matrix's index in the model's Weights
+	g      core.Mat // copy of the true-label batch gradient
+	hg, gt core.Mat // Hg and g + γHg
+	d      core.Mat // the update Δ
+	wsave  core.Mat // weights saved by the finite-difference HVP
+}
+
+func newKFACBufs(dev core.Device, at, rows, cols int, c KFACConfig) kfacBufs {
+	b := kfacBufs{at: at, g: dev.New(rows, cols), d: dev.New(rows, cols)}
+	if c.Gamma > 0 {
+		b.hg, b.gt = dev.New(rows, cols), dev.New(rows, cols)
+		if c.FDHVP {
+			b.wsave = dev.New(rows, cols)
+		}
+	}
+	return b
+}
+
+// kfacLayer is the Kronecker block of one Dense map.
 type kfacLayer struct {
+	kfacBufs
 	l       *nn.Dense
 	A, G    core.Mat // running Λ, Γ (undamped)
 	Ai, Gi  core.Mat // inverses of the damped factors
 	wa, wg  core.Mat // work: the batch factor, then the damped copy
-	g       core.Mat // copy of the true-label batch gradient
-	hg, gt  core.Mat // Hg and g + γHg
-	tmp, d  core.Mat // g̃·Γ̃⁻¹ and the update Δ = Λ̃⁻¹g̃Γ̃⁻¹
+	tmp     core.Mat // g̃·Γ̃⁻¹
 	p, q    core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
 	estash  core.Mat // the true-label E, kept across the sampled pass
 	stashed bool     // estash holds this step's E
-	wsave   core.Mat // weights saved by the finite-difference HVP
 	// The running factors before this attempt's fold, so that Backoff can
 	// take a rejected attempt's fold back (its retry folds the batch again).
 	prevA, prevG     core.Mat
@@ -168,6 +206,25 @@ type kfacLayer struct {
 	lamA, lamG       float64  // damping inside Ai, Gi (eq. 11 follows ρ from these)
 	extraA, extraG   float64  // extra damping the inverter needed at the refresh
 	have             bool
+}
+
+// kfacDiag is the diagonal block of one parameter matrix of an nn.DiagLayer.
+// The damped diagonal is inverted exactly on every step, so a change of ρ
+// between refreshes needs no eq. 11.
+type kfacDiag struct {
+	kfacBufs
+	D      core.Mat // running diagonal Fisher E[g⊙g] (undamped)
+	work   core.Mat // the batch diagonal, then D + λ
+	norm   float64  // ‖D‖₂ = max D, measured at the refresh
+	prevD  core.Mat // D before this attempt's fold (Backoff takes it back)
+	folded bool     // this attempt folded a batch into D
+	have   bool
+}
+
+// kfacDiagLayer is a layer with diagonal blocks, one per parameter.
+type kfacDiagLayer struct {
+	l     nn.DiagLayer
+	batch []core.Mat // its blocks' work, where SquaredGrads leaves the batch diagonals
 }
 
 // NewKFAC builds the engine for net; name labels its errors. seed drives the
@@ -212,7 +269,7 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 	src := rand.NewPCG(seed, 0x6b666163)
 	o := &KFAC{name: name, net: net, cfg: c, rho: c.Rho, rng: rand.New(src), src: src}
 	dev := net.Device()
-	blocks, err := net.Blocks()
+	curv, err := net.Curvature()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -221,28 +278,41 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			return nil, fmt.Errorf("%s: the gradient regularizer γ·Hg needs exact Hessian-vector products: %w (set fdhvp=1 for finite differences, or gamma=0)", name, err)
 		}
 	}
-	for _, l := range blocks {
-		a, k := l.In+1, l.Out
-		kl := &kfacLayer{l: l,
-			A: dev.New(a, a), G: dev.New(k, k), Ai: dev.New(a, a), Gi: dev.New(k, k),
-			wa: dev.New(a, a), wg: dev.New(k, k),
-			g: dev.New(a, k), tmp: dev.New(a, k), d: dev.New(a, k),
-			st: FactorStats{DimA: a, DimG: k}}
-		if c.Damping.NeedsNorm() {
-			kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
-		}
-		if c.Gamma > 0 {
-			kl.hg, kl.gt = dev.New(a, k), dev.New(a, k)
-			if c.FDHVP {
-				kl.wsave = dev.New(a, k)
-			}
-		}
-		o.layers = append(o.layers, kl)
-		o.deltas = append(o.deltas, kl.d)
-	}
 	o.ws = net.Weights()
-	o.gradsIn = make([]core.Mat, len(o.layers))
-	o.trueG = make([]core.Mat, len(o.layers))
+	for _, cv := range curv {
+		for _, l := range cv.Kron {
+			a, k := l.In+1, l.Out
+			kl := &kfacLayer{l: l, kfacBufs: newKFACBufs(dev, len(o.bufs), a, k, c),
+				A: dev.New(a, a), G: dev.New(k, k), Ai: dev.New(a, a), Gi: dev.New(k, k),
+				wa: dev.New(a, a), wg: dev.New(k, k), tmp: dev.New(a, k),
+				st: FactorStats{DimA: a, DimG: k}}
+			if c.Damping.NeedsNorm() {
+				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
+			}
+			o.layers = append(o.layers, kl)
+			o.bufs = append(o.bufs, &kl.kfacBufs)
+		}
+		if cv.Diag != nil {
+			dl := &kfacDiagLayer{l: cv.Diag}
+			for _, p := range cv.Diag.Params() {
+				r, k := p.Rows(), p.Cols()
+				b := &kfacDiag{kfacBufs: newKFACBufs(dev, len(o.bufs), r, k, c), D: dev.New(r, k), work: dev.New(r, k)}
+				dl.batch = append(dl.batch, b.work)
+				o.diags = append(o.diags, b)
+				o.bufs = append(o.bufs, &b.kfacBufs)
+			}
+			o.diagLayers = append(o.diagLayers, dl)
+		}
+	}
+	if len(o.bufs) != len(o.ws) {
+		return nil, fmt.Errorf("%s: model %s has %d curvature blocks for %d weight matrices", name, net.Arch(), len(o.bufs), len(o.ws))
+	}
+	for i, b := range o.bufs {
+		core.SameShape(name+": curvature block", o.ws[i], b.d)
+		o.deltas = append(o.deltas, b.d)
+	}
+	o.gradsIn = make([]core.Mat, len(o.bufs))
+	o.trueG = make([]core.Mat, len(o.bufs))
 	return o, nil
 }
 
@@ -281,6 +351,9 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for _, kl := range o.layers {
 		kl.folded, kl.stashed = false, false
 	}
+	for _, b := range o.diags {
+		b.folded = false
+	}
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
@@ -300,11 +373,11 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	}
 	// The true-label gradient is kept aside when the sampled-label backward of
 	// a refresh or the finite-difference HVP would overwrite the model's G.
-	for i, kl := range o.layers {
+	for i, b := range o.bufs {
 		o.trueG[i] = gs[i]
 		if refresh || reg {
-			dev.Copy(kl.g, gs[i])
-			o.trueG[i] = kl.g
+			dev.Copy(b.g, gs[i])
+			o.trueG[i] = b.g
 		}
 		o.gradsIn[i] = o.trueG[i]
 	}
@@ -321,14 +394,17 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	} else {
 		o.followDamping()
 	}
-	// Δ = Λ̃⁻¹ g̃ Γ̃⁻¹ (eqs. 8, 10).
-	for i, kl := range o.layers {
-		o.precondition(kl, o.gradsIn[i], !reg)
+	// Δ = Λ̃⁻¹ g̃ Γ̃⁻¹ (eqs. 8, 10), and g̃ ⊘ (D + λ) for the diagonal blocks.
+	for _, kl := range o.layers {
+		o.precondition(kl, o.gradsIn[kl.at], !reg)
+	}
+	for _, b := range o.diags {
+		o.preconditionDiag(b, o.gradsIn[b.at])
 	}
 	if err := o.reduce(&st, loss, !(refresh || reg), reg); err != nil {
 		return st, err
 	}
-	o.eta = c.LR / float64(len(o.layers))
+	o.eta = c.LR / float64(len(o.bufs))
 	if c.KLClip > 0 {
 		if q := o.eta * o.eta * math.Abs(o.gtd); q > c.KLClip {
 			o.Last.Nu = math.Sqrt(c.KLClip / q)
@@ -374,10 +450,10 @@ func (o *KFAC) reduce(st *Stats, loss nn.LossSum, first, reg bool) error {
 	}
 	sum := func() float64 {
 		var s float64
-		for _, d := range ds[:len(o.layers)] {
+		for _, d := range ds[:len(o.bufs)] {
 			s += float64(d)
 		}
-		ds = ds[len(o.layers):]
+		ds = ds[len(o.bufs):]
 		return s
 	}
 	if first {
@@ -426,17 +502,26 @@ func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
 	dev.Gemm(false, false, 1, kl.Ai, kl.tmp, 0, kl.d)
 }
 
-// regularize sets gt = g + γ·Hg for every layer (eq. 9) and points gradsIn
+// preconditionDiag sets b.d = g ⊘ (D + λ), the exact inverse of the damped
+// diagonal block at the current ρ.
+func (o *KFAC) preconditionDiag(b *kfacDiag, g core.Mat) {
+	dev := o.net.Device()
+	lambda := max(o.cfg.Damping.DiagLambda(o.rho, b.norm), minLambda)
+	dev.AddScalar(b.work, b.D, float32(lambda))
+	dev.Apply(core.Div, b.d, g, b.work)
+}
+
+// regularize sets gt = g + γ·Hg for every block (eq. 9) and points gradsIn
 // at it. The finite-difference variant perturbs the weights by ±ε·g/‖g‖,
 // recomputes the gradients and restores the weights exactly (a copy); on a
 // refresh step it then reruns LossGrad so that the model's per-batch state is
 // that of θ again for the sampled-label pass.
 func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
 	net, dev := o.net, o.net.Device()
-	g := make([]core.Mat, len(o.layers))
-	hg := make([]core.Mat, len(o.layers))
-	for i, kl := range o.layers {
-		g[i], hg[i] = kl.g, kl.hg
+	g := make([]core.Mat, len(o.bufs))
+	hg := make([]core.Mat, len(o.bufs))
+	for i, b := range o.bufs {
+		g[i], hg[i] = b.g, b.hg
 	}
 	if !o.cfg.FDHVP {
 		net.HVP(g, hg)
@@ -450,10 +535,10 @@ func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
 			}
 		}
 	}
-	for i, kl := range o.layers {
-		dev.Copy(kl.gt, kl.g)
-		dev.Axpby(float32(o.cfg.Gamma), kl.hg, 1, kl.gt)
-		o.gradsIn[i] = kl.gt
+	for i, b := range o.bufs {
+		dev.Copy(b.gt, b.g)
+		dev.Axpby(float32(o.cfg.Gamma), b.hg, 1, b.gt)
+		o.gradsIn[i] = b.gt
 	}
 	return nil
 }
@@ -471,33 +556,33 @@ func (o *KFAC) fdHVP(x, y core.Mat, v, hv []core.Mat) error {
 		return nil
 	}
 	eps := o.cfg.FDEps
-	for i, kl := range o.layers {
-		dev.Copy(kl.wsave, o.ws[i])
+	for i, b := range o.bufs {
+		dev.Copy(b.wsave, o.ws[i])
 	}
 	restore := func() {
-		for i, kl := range o.layers {
-			dev.Copy(o.ws[i], kl.wsave)
+		for i, b := range o.bufs {
+			dev.Copy(o.ws[i], b.wsave)
 		}
 	}
 	defer restore()
 	gs := net.Grads()
-	for i := range o.layers {
+	for i := range o.ws {
 		dev.Axpby(float32(eps/nv), v[i], 1, o.ws[i])
 	}
 	if _, err := lossGrad(net, o.name, x, y); err != nil {
 		return err
 	}
-	for i := range o.layers {
+	for i := range o.ws {
 		dev.Copy(hv[i], gs[i])
 	}
 	restore()
-	for i := range o.layers {
+	for i := range o.ws {
 		dev.Axpby(float32(-eps/nv), v[i], 1, o.ws[i])
 	}
 	if _, err := lossGrad(net, o.name, x, y); err != nil {
 		return err
 	}
-	for i := range o.layers {
+	for i := range o.ws {
 		dev.Axpby(-1, gs[i], 1, hv[i])
 		dev.Axpby(float32(nv/(2*eps)), hv[i], 0, hv[i])
 	}
@@ -542,12 +627,16 @@ func (o *KFAC) refresh() error {
 		dev.Gram(1/float32(kl.l.X.Rows()), kl.l.X, 0, kl.wa)
 	}
 	readTrA := true
-	// Γ_batch = E[eeᵀ] over the batch.
-	gram := func(alpha float32, beta float32) {
+	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
+	// and per-sample gradients of the last backward pass (same α and β).
+	passStats := func(alpha float32, beta float32) {
 		var ms []core.Mat
 		for _, kl := range o.layers {
 			dev.Gram(alpha, kl.l.E, beta, kl.wg)
 			ms = append(ms, kl.l.E)
+		}
+		for _, dl := range o.diagLayers {
+			dl.l.SquaredGrads(alpha, beta, dl.batch)
 		}
 		if readTrA {
 			for _, kl := range o.layers {
@@ -580,7 +669,7 @@ func (o *KFAC) refresh() error {
 	}
 	switch c.Fisher {
 	case EmpiricalFisher:
-		gram(float32(m), 0) // E rows are e_i/m
+		passStats(float32(m), 0) // E rows are e_i/m
 	case SampledFisher:
 		o.resize(m)
 		if net.Objective() == nn.CrossEntropy {
@@ -599,7 +688,7 @@ func (o *KFAC) refresh() error {
 			dev.Upload(o.seed, o.hostN)
 		}
 		net.Backward(o.seed)
-		gram(invM, 0)
+		passStats(invM, 0)
 	case ExactFisher:
 		o.resize(m)
 		for cls := 0; cls < net.Outputs(); cls++ {
@@ -618,7 +707,7 @@ func (o *KFAC) refresh() error {
 			if cls == 0 {
 				beta = 0
 			}
-			gram(invM, beta)
+			passStats(invM, beta)
 		}
 	}
 	// An entry of a Gram factor αXᵀX is at most α‖X‖²_F, its trace, in
@@ -647,6 +736,9 @@ func (o *KFAC) refresh() error {
 			dev.Copy(kl.G, kl.wg)
 			kl.st.TraceA, kl.st.TraceG = trA[i], trG[i]
 		}
+	}
+	if err := o.foldDiags(); err != nil {
+		return err
 	}
 	if c.Damping.NeedsNorm() {
 		var as, vs []core.Mat
@@ -690,6 +782,38 @@ func (o *KFAC) refresh() error {
 	return nil
 }
 
+// foldDiags folds the batch diagonals into the running D (with Decay, as Λ
+// and Γ) and reads every block's ‖D‖₂ = max D in one sync, which also
+// guards D: a D that is not finite rejects the step (Backoff takes the
+// fold back).
+func (o *KFAC) foldDiags() error {
+	if len(o.diags) == 0 {
+		return nil
+	}
+	dev, decay := o.net.Device(), o.cfg.Decay
+	ds := make([]core.Mat, len(o.diags))
+	for i, b := range o.diags {
+		if b.have {
+			b.keepFold(dev)
+			dev.Axpby(float32(1-decay), b.work, float32(decay), b.D)
+		} else {
+			dev.Copy(b.D, b.work)
+		}
+		ds[i] = b.D
+	}
+	norms := make([]float32, len(ds))
+	dev.AbsMaxes(norms, ds)
+	for _, n := range norms {
+		if !isFinite(float64(n)) {
+			return &Diverged{Optimizer: o.name, What: "a diagonal Fisher block"}
+		}
+	}
+	for i, b := range o.diags {
+		b.norm, b.have = float64(norms[i]), true
+	}
+	return nil
+}
+
 // tracesBound reports whether every trace is finite and within a quarter
 // of float32's range.
 func tracesBound(trs ...[]float64) bool {
@@ -723,6 +847,23 @@ func (kl *kfacLayer) unfold(dev core.Device) {
 	dev.Copy(kl.G, kl.prevG)
 	kl.st.TraceA, kl.st.TraceG = kl.prevTrA, kl.prevTrG
 	kl.folded = false
+}
+
+// keepFold saves the running diagonal before a fold into it.
+func (b *kfacDiag) keepFold(dev core.Device) {
+	if b.prevD == nil {
+		b.prevD = dev.New(b.D.Rows(), b.D.Cols())
+	}
+	dev.Copy(b.prevD, b.D)
+	b.folded = true
+}
+
+// unfold takes back the fold of a rejected attempt.
+func (b *kfacDiag) unfold(dev core.Device) {
+	if b.folded {
+		dev.Copy(b.D, b.prevD)
+		b.folded = false
+	}
 }
 
 // spectralIters caps the power iterations of ‖·‖₂ (RING's eq. 10a); warm-
@@ -811,14 +952,14 @@ type kfacDefaults struct {
 // defaults; all presets accept all of them (a preset is only defaults).
 func kfacParams(d kfacDefaults) []Param {
 	return []Param{
-		{Name: "lr", Default: d.lr, Min: 0, Max: 100, Doc: "α of eq. 10; the step is α/L with L the number of layers (Bernacchia et al. 2018). Paper: 1.0"},
+		{Name: "lr", Default: d.lr, Min: 0, Max: 100, Doc: "α of eq. 10; the step is α/L with L the number of curvature blocks, one per weight matrix (Bernacchia et al. 2018). Paper: 1.0"},
 		{Name: "rho", Default: d.rho, Min: 1e-12, Max: 1e4, Doc: "damping coefficient ρ (eq. 10; NGD: Tikhonov λ₀). Paper: NGD 0.4e-4..2e-4, RING 4e-4..1e-3, RENG 2e-4..4e-3"},
 		{Name: "damping", Default: d.damping, Min: 0, Max: 2, Int: true, Doc: "damping rule: 0 constant √ρ (RENG, eq. 10b), 1 √ρ‖·‖₂ (RING, eq. 10a), 2 factored Tikhonov π√ρ, √ρ/π (NGD)"},
 		{Name: "phi", Default: d.phi, Min: 0.5, Max: 1, Doc: "Levenberg–Marquardt discount φ per step (ρ·φ^T when r > 3/4, ρ/φ^T when r < 1/4); 1 = fixed ρ. Paper: 0.99..0.995 (RENG on GLUE 0.999..0.9999)"},
 		{Name: "T", Default: d.lmEvery, Min: 1, Max: 1e6, Int: true, Doc: "steps between Levenberg–Marquardt checks (each costs one forward pass)"},
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval (lazy Fisher, Algorithm 1). Paper: NGD 1, RING/RENG 8 (4 on small sets)"},
-		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors per refresh; 0 = current batch only"},
-		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
+		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per refresh; 0 = current batch only"},
+		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 1, Int: true, Doc: "1 inverts the damped factors by Cholesky, 0 by Newton–Schulz (eqs. 19–21) with Cholesky fallback (float64 on the host; slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU)"},
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},

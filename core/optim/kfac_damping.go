@@ -17,11 +17,19 @@ type FactorStats struct {
 
 // Damping turns the damping coefficient ρ into the λ added to each Kronecker
 // factor of a layer: Λ̃ = Λ + λ_Λ·I, Γ̃ = Γ + λ_Γ·I (paper §3.2, below
-// eq. 10). The three rules below are the only difference between the damping
-// of NGD, RING and RENG; everything else is the same engine.
+// eq. 10), and into the λ added to a diagonal block, D̃ = D + λ. The three
+// rules below are the only difference between the damping of NGD, RING and
+// RENG; everything else is the same engine.
+//
+// A diagonal block needs no Kronecker split: it takes the damped curvature
+// that eq. 10 splits between Λ and Γ as it is, F + ρI (Appendix D.2,
+// Remark D.2) for RENG and NGD's Tikhonov damping, and F + ρ‖F‖₂I (the
+// line of D.2 before the split) for RING.
 type Damping interface {
 	// Lambdas returns λ_Λ and λ_Γ for coefficient rho and statistics s.
 	Lambdas(rho float64, s FactorStats) (lamA, lamG float64)
+	// DiagLambda returns λ for a diagonal block D with ‖D‖₂ = max D = norm.
+	DiagLambda(rho, norm float64) float64
 	// NeedsNorm reports whether Lambdas reads NormA and NormG (a power
 	// iteration per factor and refresh, a sync point).
 	NeedsNorm() bool
@@ -34,40 +42,50 @@ type Damping interface {
 // A factor that is exactly zero (a LoRA adapter whose partner starts at
 // zero has no error signal yet) would get no damping at all, and its
 // inverse would blow up once the signal appears before the next refresh; it
-// gets RENG's √ρ instead, the damping of the unit-norm factor.
+// gets RENG's √ρ instead, the damping of the unit-norm factor. A diagonal
+// block gets ρ‖D‖₂ (ρ when D = 0).
 type NormScaled struct{}
+
+// unitIfZero is the norm that RING's damping scales with: norm, or 1 for a
+// statistic that is exactly zero.
+func unitIfZero(norm float64) float64 {
+	if norm == 0 {
+		return 1
+	}
+	return norm
+}
 
 func (NormScaled) Lambdas(rho float64, s FactorStats) (float64, float64) {
 	r := math.Sqrt(rho)
-	scale := func(norm float64) float64 {
-		if norm == 0 {
-			return 1
-		}
-		return norm
-	}
-	return r * scale(s.NormA), r * scale(s.NormG)
+	return r * unitIfZero(s.NormA), r * unitIfZero(s.NormG)
 }
-func (NormScaled) NeedsNorm() bool { return true }
-func (NormScaled) String() string  { return "norm-scaled √ρ‖·‖₂ (eq. 10a)" }
+func (NormScaled) DiagLambda(rho, norm float64) float64 { return rho * unitIfZero(norm) }
+func (NormScaled) NeedsNorm() bool                      { return true }
+func (NormScaled) String() string                       { return "norm-scaled √ρ‖·‖₂ (eq. 10a)" }
 
 // Constant is RENG's damping (paper eq. 10b): λ_Λ = λ_Γ = √ρ, the split of
-// (Λ⊗Γ + ρI) ≈ (Λ + √ρI)⊗(Γ + √ρI) of Appendix D.2.
+// (Λ⊗Γ + ρI) ≈ (Λ + √ρI)⊗(Γ + √ρI) of Appendix D.2; a diagonal block gets
+// the unsplit ρ.
 type Constant struct{}
 
 func (Constant) Lambdas(rho float64, _ FactorStats) (float64, float64) {
 	r := math.Sqrt(rho)
 	return r, r
 }
-func (Constant) NeedsNorm() bool { return false }
-func (Constant) String() string  { return "constant √ρ (eq. 10b)" }
+func (Constant) DiagLambda(rho, _ float64) float64 { return rho }
+func (Constant) NeedsNorm() bool                   { return false }
+func (Constant) String() string                    { return "constant √ρ (eq. 10b)" }
 
 // FactoredTikhonov is K-FAC's factored Tikhonov damping (Martens & Grosse
 // 2015, §6.3), used by the NGD baseline: with ρ the Tikhonov coefficient of
 // F + ρI, λ_Λ = π·√ρ and λ_Γ = √ρ/π with
 // π = √((tr Λ/(In+1)) / (tr Γ/Out)), which balances the two factors so that
 // the damping does not depend on how the scale is split between Λ and Γ. π is
-// clamped to [1e-4, 1e4] and taken as 1 when either trace is zero.
+// clamped to [1e-4, 1e4] and taken as 1 when either trace is zero. A
+// diagonal block gets the Tikhonov ρ itself.
 type FactoredTikhonov struct{}
+
+func (FactoredTikhonov) DiagLambda(rho, _ float64) float64 { return rho }
 
 func (FactoredTikhonov) Lambdas(rho float64, s FactorStats) (float64, float64) {
 	r := math.Sqrt(rho)

@@ -201,7 +201,9 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // the factor statistics held between refreshes, the damping λ inside the
 // inverses and the extra damping the inverter needed, whether the layer's
 // factors exist yet, and, for a damping rule that reads ‖·‖₂, the power-
-// iteration vectors the next refresh starts from.
+// iteration vectors the next refresh starts from; then per diagonal block i
+// (in the order of the model's weights) its running diagonal D ("diag<i>/D"),
+// ‖D‖₂ and whether D exists yet.
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -223,6 +225,10 @@ func (o *KFAC) State() []Var {
 			vs = append(vs, Var{Name: p + "powerA", Mat: kl.vA}, Var{Name: p + "powerG", Mat: kl.vG})
 		}
 	}
+	for i, b := range o.diags {
+		p := "diag" + strconv.Itoa(i) + "/"
+		vs = append(vs, Var{Name: p + "D", Mat: b.D}, Var{Name: p + "norm", F64: &b.norm}, Var{Name: p + "have", Bool: &b.have})
+	}
 	return vs
 }
 
@@ -231,14 +237,17 @@ func (o *KFAC) State() []Var {
 const maxBackoffRho = 1e4
 
 // Backoff takes back the rejected attempt's fold of its batch into the
-// running factors and its draws of sampled labels (the retry folds and draws
-// again) and raises ρ tenfold (at
+// running factors, Kronecker and diagonal, and its draws of sampled labels
+// (the retry folds and draws again) and raises ρ tenfold (at
 // most to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
 // inverses follow at the next step: by a refresh, or by re-inverting the
 // held factors (the jump is too large for eq. 11).
 func (o *KFAC) Backoff() string {
 	for _, kl := range o.layers {
 		kl.unfold(o.net.Device())
+	}
+	for _, b := range o.diags {
+		b.unfold(o.net.Device())
 	}
 	*o.src = o.src0
 	hi := math.Max(maxBackoffRho, o.cfg.LM.Max)

@@ -46,7 +46,7 @@ var notState = map[string]string{
 	"SGD.net": "model", "AdamW.net": "model", "SAM.net": "model", "Sophia.net": "model",
 	"KFAC.net": "model", "kalman.net": "model", "kalman.jac": "twin of the model (shares W)",
 	"kalman.jacBlocks": "the twin's layers", "kalman.blocks": "model layers",
-	"kfacLayer.l": "model layer",
+	"kfacLayer.l": "model layer", "kfacDiagLayer.l": "model layer", "kfacBufs.at": "index into the model's weights",
 	// hyperparameters fixed at construction
 	"SGD.Momentum": "hyper", "SGD.Nesterov": "hyper", "SGD.WD": "hyper",
 	"AdamW.Beta1": "hyper", "AdamW.Beta2": "hyper", "AdamW.Eps": "hyper", "AdamW.WD": "hyper", "AdamW.Warmup": "hyper",
@@ -65,11 +65,13 @@ var notState = map[string]string{
 	"Sophia.rows": "buffer size", "Sophia.u": "scratch", "Sophia.yh": "scratch", "Sophia.seed": "scratch", "Sophia.oneh": "scratch", "Sophia.host": "scratch",
 	"KFAC.eta": "scratch", "KFAC.gd": "scratch", "KFAC.gtd": "scratch", "KFAC.dnorm": "scratch", "KFAC.m": "buffer size", "KFAC.seed": "scratch", "KFAC.oh": "scratch", "KFAC.lbl": "scratch",
 	"KFAC.u": "scratch", "KFAC.col": "scratch", "KFAC.hostU": "scratch", "KFAC.hostN": "scratch",
-	"KFAC.deltas": "aliases of kfacLayer.d", "KFAC.ws": "the model's weights", "KFAC.gradsIn": "per-step pointers",
+	"KFAC.deltas": "aliases of kfacBufs.d", "KFAC.ws": "the model's weights", "KFAC.gradsIn": "per-step pointers",
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
-	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacLayer.g": "scratch", "kfacLayer.hg": "scratch",
-	"kfacLayer.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacLayer.d": "scratch", "kfacLayer.p": "scratch",
-	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacLayer.wsave": "scratch",
+	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
+	"kfacBufs.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacBufs.d": "scratch", "kfacLayer.p": "scratch",
+	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch",
+	"kfacDiag.work": "scratch", "kfacDiagLayer.batch": "aliases of kfacDiag.work",
+	"kfacDiag.prevD": "rollback copy within a step", "kfacDiag.folded": "reset by each step",
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
 	"kfacLayer.prevTrA": "rollback copy within a step", "kfacLayer.prevTrG": "rollback copy within a step",
 	"kfacLayer.folded": "reset by each step", "KFAC.src0": "rollback copy within a step",
@@ -93,98 +95,20 @@ var (
 )
 
 // Every field of every registered optimizer is either reached by State or
-// classified in notState.
+// classified in notState; the K-FAC engine's diagonal blocks are reached on
+// a vision transformer (layer norms, learned positions).
 func TestStateCoversEveryField(t *testing.T) {
 	used := map[string]bool{}
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
 			net, x, y := fixedProblem(t, 16)
-			var hps []string
-			if e, _ := Lookup(name); e.Name != "" {
-				for _, p := range e.Params {
-					switch {
-					case p.Name == "gamma" && e.Name != "sophia":
-						hps = append(hps, "gamma=0.05,fdhvp=1") // allocate the regularizer's buffers too
-					case p.Name == "damping":
-						hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
-					}
-				}
-			}
-			hp := strings.Join(hps, ",")
-			opt, err := Build(name, hp, net, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 3; i++ { // lazily allocated buffers exist after a few steps
-				if _, err := opt.Step(x, y); err != nil {
-					t.Fatal(err)
-				}
-			}
-			covered := map[uintptr]bool{}
-			mats := map[core.Mat]bool{}
-			for _, v := range opt.(Stateful).State() {
-				switch {
-				case v.Mat != nil:
-					mats[v.Mat] = true
-				case v.F64 != nil:
-					covered[uintptr(unsafe.Pointer(v.F64))] = true
-				case v.F64s != nil:
-					covered[uintptr(unsafe.Pointer(v.F64s))] = true
-				case v.Int != nil:
-					covered[uintptr(unsafe.Pointer(v.Int))] = true
-				case v.Ints != nil:
-					covered[uintptr(unsafe.Pointer(v.Ints))] = true
-				case v.Bool != nil:
-					covered[uintptr(unsafe.Pointer(v.Bool))] = true
-				case v.RNG != nil:
-					covered[uintptr(unsafe.Pointer(v.RNG))] = true
-				}
-			}
-			var walk func(v reflect.Value, typeName string)
-			walk = func(v reflect.Value, typeName string) {
-				for i := 0; i < v.NumField(); i++ {
-					sf := v.Type().Field(i)
-					f := v.Field(i)
-					path := typeName + "." + sf.Name
-					if _, ok := notState[path]; ok {
-						used[path] = true
-						continue
-					}
-					f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem() // readable
-					addr := f.Addr().Pointer()
-					switch {
-					case f.Type() == matType:
-						if f.IsNil() || !mats[f.Interface().(core.Mat)] {
-							t.Errorf("%s: matrix field %s is neither in State nor classified as not state", name, path)
-						}
-					case f.Kind() == reflect.Slice && f.Type().Elem() == matType:
-						for j := 0; j < f.Len(); j++ {
-							if m := f.Index(j).Interface(); m == nil || !mats[m.(core.Mat)] {
-								t.Errorf("%s: matrix %s[%d] is neither in State nor classified", name, path, j)
-							}
-						}
-					case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct && f.Type() != pcgPtrType:
-						if !f.IsNil() {
-							walk(f.Elem(), f.Type().Elem().Name())
-						}
-					case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Pointer && f.Type().Elem().Elem().Kind() == reflect.Struct:
-						for j := 0; j < f.Len(); j++ {
-							walk(f.Index(j).Elem(), f.Type().Elem().Elem().Name())
-						}
-					case f.Kind() == reflect.Struct:
-						walk(f, f.Type().Name())
-					case f.Type() == pcgPtrType:
-						if !covered[f.Pointer()] {
-							t.Errorf("%s: random source %s is not in State", name, path)
-						}
-					default:
-						if !covered[addr] {
-							t.Errorf("%s: field %s (%s) is neither in State nor classified as not state", name, path, f.Type())
-						}
-					}
-				}
-			}
-			walk(reflect.ValueOf(opt).Elem(), reflect.TypeOf(opt).Elem().Name())
+			checkStateCovers(t, name, net, x, y, used)
+		})
+	}
+	for _, name := range []string{"ngd", "ring", "reng"} {
+		t.Run(name+"/vit", func(t *testing.T) {
+			net, x, y := vitProblem(t, 8, 1)
+			checkStateCovers(t, name, net, x, y, used)
 		})
 	}
 	for path := range notState {
@@ -192,6 +116,99 @@ func TestStateCoversEveryField(t *testing.T) {
 			t.Errorf("notState lists %s, which no optimizer has", path)
 		}
 	}
+}
+
+// checkStateCovers builds the optimizer name on net (with every optional
+// buffer), takes a few steps on (x, y) and walks its fields: each must be
+// reached by State or classified in notState (marked in used).
+func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, used map[string]bool) {
+	t.Helper()
+	var hps []string
+	if e, _ := Lookup(name); e.Name != "" {
+		for _, p := range e.Params {
+			switch {
+			case p.Name == "gamma" && e.Name != "sophia":
+				hps = append(hps, "gamma=0.05,fdhvp=1") // allocate the regularizer's buffers too
+			case p.Name == "damping":
+				hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
+			}
+		}
+	}
+	hp := strings.Join(hps, ",")
+	opt, err := Build(name, hp, net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // lazily allocated buffers exist after a few steps
+		if _, err := opt.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	covered := map[uintptr]bool{}
+	mats := map[core.Mat]bool{}
+	for _, v := range opt.(Stateful).State() {
+		switch {
+		case v.Mat != nil:
+			mats[v.Mat] = true
+		case v.F64 != nil:
+			covered[uintptr(unsafe.Pointer(v.F64))] = true
+		case v.F64s != nil:
+			covered[uintptr(unsafe.Pointer(v.F64s))] = true
+		case v.Int != nil:
+			covered[uintptr(unsafe.Pointer(v.Int))] = true
+		case v.Ints != nil:
+			covered[uintptr(unsafe.Pointer(v.Ints))] = true
+		case v.Bool != nil:
+			covered[uintptr(unsafe.Pointer(v.Bool))] = true
+		case v.RNG != nil:
+			covered[uintptr(unsafe.Pointer(v.RNG))] = true
+		}
+	}
+	var walk func(v reflect.Value, typeName string)
+	walk = func(v reflect.Value, typeName string) {
+		for i := 0; i < v.NumField(); i++ {
+			sf := v.Type().Field(i)
+			f := v.Field(i)
+			path := typeName + "." + sf.Name
+			if _, ok := notState[path]; ok {
+				used[path] = true
+				continue
+			}
+			f = reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem() // readable
+			addr := f.Addr().Pointer()
+			switch {
+			case f.Type() == matType:
+				if f.IsNil() || !mats[f.Interface().(core.Mat)] {
+					t.Errorf("%s: matrix field %s is neither in State nor classified as not state", name, path)
+				}
+			case f.Kind() == reflect.Slice && f.Type().Elem() == matType:
+				for j := 0; j < f.Len(); j++ {
+					if m := f.Index(j).Interface(); m == nil || !mats[m.(core.Mat)] {
+						t.Errorf("%s: matrix %s[%d] is neither in State nor classified", name, path, j)
+					}
+				}
+			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct && f.Type() != pcgPtrType:
+				if !f.IsNil() {
+					walk(f.Elem(), f.Type().Elem().Name())
+				}
+			case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Pointer && f.Type().Elem().Elem().Kind() == reflect.Struct:
+				for j := 0; j < f.Len(); j++ {
+					walk(f.Index(j).Elem(), f.Type().Elem().Elem().Name())
+				}
+			case f.Kind() == reflect.Struct:
+				walk(f, f.Type().Name())
+			case f.Type() == pcgPtrType:
+				if !covered[f.Pointer()] {
+					t.Errorf("%s: random source %s is not in State", name, path)
+				}
+			default:
+				if !covered[addr] {
+					t.Errorf("%s: field %s (%s) is neither in State nor classified as not state", name, path, f.Type())
+				}
+			}
+		}
+	}
+	walk(reflect.ValueOf(opt).Elem(), reflect.TypeOf(opt).Elem().Name())
 }
 
 // batches cuts x, y (m rows) into k consecutive mini-batches.
@@ -250,7 +267,7 @@ func copyState(t *testing.T, dev core.Device, dst, src []Var) {
 }
 
 // stateBits renders weights and state bit for bit.
-func stateBits(dev core.Device, net *nn.MLP, vs []Var) string {
+func stateBits(dev core.Device, net nn.Model, vs []Var) string {
 	var b strings.Builder
 	b.WriteString(snapshot(dev, net.Weights()))
 	for _, v := range vs {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,88 @@ func TestResumeBitForBit(t *testing.T) {
 				math.Float64bits(ra.TestAcc) != math.Float64bits(rb.TestAcc) || ra.Rejected != rb.Rejected ||
 				(ra.TimeToTarget == 0) != (rb.TimeToTarget == 0) {
 				t.Fatalf("result %+v vs %+v", rb, ra)
+			}
+			a, b := filepath.Join(dir, "a.grng"), filepath.Join(dir, "b.grng")
+			if err := straight.SaveCheckpoint(a); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.SaveCheckpoint(b); err != nil {
+				t.Fatal(err)
+			}
+			compareCheckpoints(t, a, b)
+		})
+	}
+}
+
+// quadrants is n 4×4 one-channel images of 3 classes, the class
+// brightening one quadrant.
+func quadrants(n int, seed uint64) *data.Dataset {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	d := &data.Dataset{N: n, D: 16, Classes: 3, Name: "quadrants", Shape: []int{4, 4},
+		X: make([]float32, n*16), Y: make([]float32, n)}
+	for i := range d.Y {
+		c := rng.IntN(3)
+		d.Y[i] = float32(c)
+		for p := 0; p < 16; p++ {
+			v := 0.5 * rng.NormFloat64()
+			if 2*(p/8)+p%4/2 == c {
+				v += 1.5
+			}
+			d.X[i*16+p] = float32(v)
+		}
+	}
+	return d
+}
+
+// A vision transformer (layer norms and learned positions preconditioned by
+// diagonal blocks) resumes from a checkpoint file bit for bit under NGD,
+// RING and RENG, as TestResumeBitForBit's MLP.
+func TestResumeViTBitForBit(t *testing.T) {
+	arch, err := nn.ParseArch("vit:patch=2,width=8,depth=1,heads=2,mlp=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(opt string) Config {
+		dev := cpu.New()
+		net, err := arch.Build(dev, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Config{Device: dev, Net: net, Optimizer: opt, Hyper: "S=3", Steps: 12, BatchSize: 8, EvalEvery: 5,
+			Seed: 5, Train: quadrants(32, 1), Test: quadrants(16, 2)}
+	}
+	for _, opt := range []string{"ngd", "ring", "reng"} {
+		t.Run(opt, func(t *testing.T) {
+			dir := t.TempDir()
+			straight, err := NewSession(config(opt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer straight.Close()
+			want := stepN(t, straight, 12)
+			first, err := NewSession(config(opt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := stepN(t, first, 5)
+			path := filepath.Join(dir, "checkpoint.grng")
+			if err := first.SaveCheckpoint(path); err != nil {
+				t.Fatal(err)
+			}
+			first.Close()
+			second, err := ResumeSession(config(opt), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Close()
+			got = append(got, stepN(t, second, 12)...)
+			if len(got) != len(want) {
+				t.Fatalf("%d metrics, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if !sameMetrics(got[i], want[i]) {
+					t.Fatalf("step %d: resumed %+v, straight %+v", i+1, got[i], want[i])
+				}
 			}
 			a, b := filepath.Join(dir, "a.grng"), filepath.Join(dir, "b.grng")
 			if err := straight.SaveCheckpoint(a); err != nil {
