@@ -91,6 +91,23 @@ func (l *Attention) Grads() []core.Mat {
 	return []core.Mat{l.Q.G, l.K.G, l.V.G, l.O.G}
 }
 
+// Twin is attention of the same heads and mask on the same projections
+// (their twins).
+func (l *Attention) Twin() Layer {
+	c := &Attention{Heads: l.Heads, Causal: l.Causal, dev: l.dev, at: l.at, d: l.d, scale: l.scale,
+		Q: l.Q.Twin().(*Dense), K: l.K.Twin().(*Dense), V: l.V.Twin().(*Dense), O: l.O.Twin().(*Dense)}
+	c.onesT = l.dev.New(l.at.Positions(), 1)
+	l.dev.Fill(c.onesT, 1)
+	return c
+}
+
+// SampleGrads is the four projections', in the order of Params.
+func (l *Attention) SampleGrads(dst []core.Mat) {
+	for i, p := range l.Blocks() {
+		p.SampleGrads(dst[i : i+1])
+	}
+}
+
 // Blocks are the four projections.
 func (l *Attention) Blocks() []*Dense { return []*Dense{l.Q, l.K, l.V, l.O} }
 

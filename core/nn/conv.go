@@ -231,6 +231,22 @@ func (l *Conv2D) OutShape() Shape { return l.win.outShape(l.d.Out) }
 func (l *Conv2D) Params() []core.Mat { return l.d.Params() }
 func (l *Conv2D) Grads() []core.Mat  { return l.d.Grads() }
 
+// Twin is a convolution of the same geometry on the same filters.
+func (l *Conv2D) Twin() Layer {
+	c, err := NewConv2D(l.dev, l.win.in, l.d.Out, l.Kernel, l.Stride, l.Pad, l.d.Act)
+	if err != nil { // l was made by NewConv2D
+		panic(err)
+	}
+	l.dev.Free(c.d.W)
+	l.dev.Free(c.d.G)
+	c.d = l.d.Twin().(*Dense)
+	return c
+}
+
+// SampleGrads is the inner Dense's: sample s's gradient of the filters sums
+// the products of its Ho·Wo patches and their output errors.
+func (l *Conv2D) SampleGrads(dst []core.Mat) { l.d.SampleGrads(dst) }
+
 // Blocks is the inner Dense: one Kronecker block, KFC's.
 func (l *Conv2D) Blocks() []*Dense { return []*Dense{l.d} }
 

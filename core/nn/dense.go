@@ -47,6 +47,35 @@ func (l *Dense) OutShape() Shape { return Shape{H: max(l.h, 1), W: max(l.w, 1), 
 func (l *Dense) Params() []core.Mat { return []core.Mat{l.W} }
 func (l *Dense) Grads() []core.Mat  { return []core.Mat{l.G} }
 
+// Twin is a Dense on the same W with its own buffers and G.
+func (l *Dense) Twin() Layer {
+	c := NewDense(l.dev, l.InShape(), l.Out, l.Act)
+	l.dev.Free(c.W)
+	c.W = l.W
+	return c
+}
+
+// SampleGrads sets dst[0] (m × (In+1)·Out) to the per-sample gradients
+// X̄_sᵀE_s of W, s's P rows of X̄ and E (P positions a sample): one
+// GemmBatched of the m blocks into an (m·(In+1))×Out product, reshaped. With
+// one position, row s is the outer product x̄_sᵀe_s.
+func (l *Dense) SampleGrads(dst []core.Mat) {
+	if dst[0] == nil {
+		return
+	}
+	d := l.dev
+	m := l.rows / (max(l.h, 1) * max(l.w, 1))
+	core.CheckShape("Dense.SampleGrads", "dst", dst[0], m, core.Len(l.W))
+	if l.sg == nil || l.sg.Rows() != m*(l.In+1) {
+		if l.sg != nil {
+			d.Free(l.sg)
+		}
+		l.sg = d.New(m*(l.In+1), l.Out)
+	}
+	d.GemmBatched(m, true, false, 1, l.X, l.E, 0, l.sg)
+	d.Reshape(dst[0], l.sg)
+}
+
 // Blocks is the layer itself: one Kronecker block.
 func (l *Dense) Blocks() []*Dense { return []*Dense{l} }
 

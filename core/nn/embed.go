@@ -39,7 +39,7 @@ type PositionEmbedding struct {
 	ry   core.Mat
 	dx   core.Mat // (m·P)×C: ∂L/∂x, then R{∂L/∂x}
 	rdx  core.Mat
-	dy   core.Mat // the last Backward's dy (the caller's), kept for SquaredGrads
+	dy   core.Mat // the last Backward's dy (the caller's), for SquaredGrads and SampleGrads
 }
 
 // NewPositionEmbedding returns a position embedding for samples of shape
@@ -59,6 +59,23 @@ func (l *PositionEmbedding) OutShape() Shape { return l.at }
 // Params is E; Grads its gradient.
 func (l *PositionEmbedding) Params() []core.Mat { return []core.Mat{l.e} }
 func (l *PositionEmbedding) Grads() []core.Mat  { return []core.Mat{l.de} }
+
+// Twin is a position embedding on the same E with its own buffers and
+// gradient.
+func (l *PositionEmbedding) Twin() Layer {
+	return &PositionEmbedding{dev: l.dev, at: l.at, e: l.e,
+		de: l.dev.New(l.at.Positions(), l.at.C), flat: l.dev.New(1, l.at.Len())}
+}
+
+// SampleGrads sets dst[0] (m × P·C) to each sample's gradient of E: its
+// own dy, flattened (the dy that Backward kept).
+func (l *PositionEmbedding) SampleGrads(dst []core.Mat) {
+	if dst[0] == nil {
+		return
+	}
+	core.CheckShape("PositionEmbedding.SampleGrads", "dst", dst[0], l.m, l.at.Len())
+	l.dev.Reshape(dst[0], l.dy)
+}
 
 func (l *PositionEmbedding) alloc(m int) {
 	d := l.dev
@@ -187,6 +204,8 @@ type Embedding struct {
 	onehot core.Mat // (m·T)×V
 	hot    bool     // onehot is that of ids
 	y, ry  core.Mat // (m·T)×C
+	dy     core.Mat // the last Backward's (the caller's), for SampleGrads
+	sg     core.Mat // (m·V)×C: SampleGrads' product
 }
 
 // NewEmbedding returns an embedding of vocab ids into dim channels for
@@ -210,6 +229,33 @@ func (l *Embedding) OutShape() Shape { return Shape{H: l.at.H, W: l.at.W, C: l.d
 // Params is the table; Grads its gradient.
 func (l *Embedding) Params() []core.Mat { return []core.Mat{l.table} }
 func (l *Embedding) Grads() []core.Mat  { return []core.Mat{l.grad} }
+
+// Twin is an embedding on the same table with its own buffers and
+// gradient.
+func (l *Embedding) Twin() Layer {
+	return &Embedding{dev: l.dev, at: l.at, dim: l.dim, table: l.table, grad: l.dev.New(l.table.Rows(), l.dim)}
+}
+
+// SampleGrads sets dst[0] (m × V·C) to each sample's gradient of the
+// table, OneHot(ids_s)ᵀ·dy_s over its T tokens: one GemmBatched into an
+// (m·V)×C product, reshaped (m·V·C floats: the general form; the rows
+// are zero but for the sample's ids). It reads the dy that Backward kept.
+func (l *Embedding) SampleGrads(dst []core.Mat) {
+	if dst[0] == nil {
+		return
+	}
+	d, V := l.dev, l.table.Rows()
+	m := l.rows / l.at.Positions()
+	core.CheckShape("Embedding.SampleGrads", "dst", dst[0], m, V*l.dim)
+	if l.sg == nil || l.sg.Rows() != m*V {
+		if l.sg != nil {
+			d.Free(l.sg)
+		}
+		l.sg = d.New(m*V, l.dim)
+	}
+	d.GemmBatched(m, true, false, 1, l.oneHot(), l.dy, 0, l.sg)
+	d.Reshape(dst[0], l.sg)
+}
 
 func (l *Embedding) alloc(r int) {
 	d := l.dev
@@ -239,17 +285,21 @@ func (l *Embedding) noX(op string) {
 	panic(&core.ShapeError{Op: op, What: "token ids have no gradient (NeedX on an embedding)"})
 }
 
-// scatter sets dst = OneHot(ids)ᵀ·dy: dy's rows added into the ids' rows.
-func (l *Embedding) scatter(dst, dy core.Mat) {
-	d := l.dev
+// oneHot returns OneHot(ids) ((m·T)×V), made on first use after Forward.
+func (l *Embedding) oneHot() core.Mat {
 	if !l.hot {
 		if l.onehot == nil {
-			l.onehot = d.New(l.rows, l.table.Rows())
+			l.onehot = l.dev.New(l.rows, l.table.Rows())
 		}
-		d.OneHot(l.onehot, l.ids)
+		l.dev.OneHot(l.onehot, l.ids)
 		l.hot = true
 	}
-	d.Gemm(true, false, 1, l.onehot, dy, 0, dst)
+	return l.onehot
+}
+
+// scatter sets dst = OneHot(ids)ᵀ·dy: dy's rows added into the ids' rows.
+func (l *Embedding) scatter(dst, dy core.Mat) {
+	l.dev.Gemm(true, false, 1, l.oneHot(), dy, 0, dst)
 }
 
 // Backward sets the table's gradient OneHot(ids)ᵀ·dy and returns nil.
@@ -258,6 +308,7 @@ func (l *Embedding) Backward(dy core.Mat, p Pass) core.Mat {
 		l.noX("Embedding.Backward")
 	}
 	core.SameShape("Embedding.Backward", dy, l.y)
+	l.dy = dy
 	if !p.SkipGrads {
 		l.scatter(l.grad, dy)
 	}

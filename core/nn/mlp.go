@@ -46,6 +46,8 @@ type Dense struct {
 	// R-operator buffers (dense.go), allocated by the first RForward.
 	rX, rZ, rA, rE, rdX, rdx, t core.Mat
 	hasRX                       bool // the last RForward had an R{x}
+	// sg is SampleGrads' (m·(In+1))×Out product, allocated by its first call.
+	sg core.Mat
 }
 
 // MLP is a stack of Dense layers with a linear output layer.

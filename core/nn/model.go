@@ -76,6 +76,8 @@ func kronBlocks(l Layer) ([]*Dense, bool) {
 // function with the same weight matrices (shared) and its own batch
 // buffers and gradients, whose Backward, with skipGrads, sets the
 // curvature statistics only (R-Kalman's per-sample Jacobian pass).
+// *Sequential is one whose Twin needs every layer to be a TwinLayer: its
+// CanTwin says which is not.
 type Twinner interface {
 	Model
 	Twin(skipGrads bool) Model

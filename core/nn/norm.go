@@ -68,6 +68,34 @@ func (l *LayerNorm) OutShape() Shape { return l.at }
 func (l *LayerNorm) Params() []core.Mat { return []core.Mat{l.gamma, l.beta} }
 func (l *LayerNorm) Grads() []core.Mat  { return []core.Mat{l.dGamma, l.dBeta} }
 
+// Twin is a layer norm on the same γ and β with its own buffers and
+// gradients.
+func (l *LayerNorm) Twin() Layer {
+	c := NewLayerNorm(l.dev, l.at)
+	l.dev.Free(c.gamma)
+	l.dev.Free(c.beta)
+	c.gamma, c.beta, c.Eps = l.gamma, l.beta, l.Eps
+	return c
+}
+
+// SampleGrads sets the per-sample gradients of γ (dst[0], m×C) and β
+// (dst[1], m×C): x̂⊙dy and dy summed over each sample's T positions, as
+// GemmBatched of the m blocks of T rows with a column of ones. It reads the
+// dy that Backward kept.
+func (l *LayerNorm) SampleGrads(dst []core.Mat) {
+	d, T := l.dev, l.at.Positions()
+	m := l.rows / T
+	if dst[0] != nil {
+		core.CheckShape("LayerNorm.SampleGrads", "dst[0]", dst[0], m, l.at.C)
+		d.Apply(core.Mul, l.u, l.dy, l.xhat)
+		d.GemmBatched(m, true, false, 1, l.onesR, l.u, 0, dst[0])
+	}
+	if dst[1] != nil {
+		core.CheckShape("LayerNorm.SampleGrads", "dst[1]", dst[1], m, l.at.C)
+		d.GemmBatched(m, true, false, 1, l.onesR, l.dy, 0, dst[1])
+	}
+}
+
 func (l *LayerNorm) alloc(r int) {
 	d, c := l.dev, l.at.C
 	for _, b := range []core.Mat{l.onesR, l.xhat, l.y, l.s, l.t, l.u, l.k1, l.k2, l.g, l.dx, l.a,

@@ -56,6 +56,15 @@ func (l *AvgPool2D) OutShape() Shape { return l.win.outShape(l.win.in.C) }
 func (l *AvgPool2D) Params() []core.Mat { return nil }
 func (l *AvgPool2D) Grads() []core.Mat  { return nil }
 
+// Twin is the same pooling with its own buffers.
+func (l *AvgPool2D) Twin() Layer {
+	c, err := NewAvgPool2D(l.dev, l.win.in, l.Kernel, l.Stride)
+	if err != nil { // l was made by NewAvgPool2D
+		panic(err)
+	}
+	return c
+}
+
 func (l *AvgPool2D) alloc(m int) {
 	d, w := l.dev, l.win
 	freeAll(d, l.y, l.ry, l.dx, l.rdx, l.to, l.ti)
@@ -174,6 +183,9 @@ func (l *GlobalAvgPool) OutShape() Shape { return Vector(l.in.C) }
 // Params and Grads are empty.
 func (l *GlobalAvgPool) Params() []core.Mat { return nil }
 func (l *GlobalAvgPool) Grads() []core.Mat  { return nil }
+
+// Twin is the same pooling with its own buffers.
+func (l *GlobalAvgPool) Twin() Layer { return NewGlobalAvgPool(l.dev, l.in) }
 
 func (l *GlobalAvgPool) alloc(m int) {
 	d, P, C := l.dev, l.in.Positions(), l.in.C
@@ -297,6 +309,9 @@ func (l *Flatten) OutShape() Shape { return Vector(l.in.Len()) }
 // Params and Grads are empty.
 func (l *Flatten) Params() []core.Mat { return nil }
 func (l *Flatten) Grads() []core.Mat  { return nil }
+
+// Twin is a Flatten with its own buffers.
+func (l *Flatten) Twin() Layer { return NewFlatten(l.dev, l.in) }
 
 // Forward returns x ((m·H·W)×C) as m×(H·W·C).
 func (l *Flatten) Forward(x core.Mat, m int) core.Mat {

@@ -62,6 +62,37 @@ func (r *Residual) OutShape() Shape { return r.at }
 func (r *Residual) Params() []core.Mat { return r.parms }
 func (r *Residual) Grads() []core.Mat  { return r.grads }
 
+// Twin is x + f(x) for the twins of the body's layers, which must all be
+// TwinLayers (it panics naming the first that is not).
+func (r *Residual) Twin() Layer {
+	body := make([]Layer, len(r.body))
+	for i, l := range r.body {
+		t, ok := l.(TwinLayer)
+		if !ok {
+			panic(fmt.Errorf("residual: layer %d (%s) cannot make a twin", i+1, l.Kind()))
+		}
+		body[i] = t.Twin()
+	}
+	c, err := NewResidual(r.dev, body...)
+	if err != nil { // the twins have the body's shapes
+		panic(err)
+	}
+	return c
+}
+
+// SampleGrads is the body's, layer after layer; every body layer with
+// parameters must be a SampleGradLayer.
+func (r *Residual) SampleGrads(dst []core.Mat) {
+	k := 0
+	for _, l := range r.body {
+		n := len(l.Params())
+		if n > 0 {
+			l.(SampleGradLayer).SampleGrads(dst[k : k+n])
+		}
+		k += n
+	}
+}
+
 func (r *Residual) alloc(rows int) {
 	for _, b := range []core.Mat{r.y, r.dx, r.ry, r.rdx} {
 		if b != nil {
