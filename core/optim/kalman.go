@@ -92,12 +92,19 @@ type kalman struct {
 	// its own d_o-row buffers, so the per-sample Jacobian pass never resizes
 	// or overwrites the batch state of net. For a LoRA network its Layers are
 	// the adapter blocks, each a Dense whose X and E give H as below.
-	jac       nn.Model
-	jacBlocks []*nn.Dense // jac's blocks: X and E give H
-	blocks    []*nn.Dense // net's blocks, in the order of its Weights
-	dev       core.Device
-	do        int // output width d_o
-	ce        bool
+	jac nn.Model
+	// jacBlocks has, per weight matrix of net (in the order of Weights),
+	// jac's Dense block when the weight is one applied once per sample (X
+	// and E give H, rank 1 per output), else nil: H is sgrad's.
+	jacBlocks []*nn.Dense
+	// sgrad has, per weight matrix without a rank-1 block, H (d_o×n_w: row
+	// j the gradient of output j, flattened), jac's SampleGrads; nil
+	// entries for the others, and all nil for a model of rank-1 blocks.
+	sgrad   []core.Mat
+	general bool // some weight matrix has no rank-1 block
+	dev     core.Device
+	do      int // output width d_o
+	ce      bool
 
 	r []float64 // R_{k−1} (d_o×d_o, float64, host)
 
@@ -107,7 +114,7 @@ type kalman struct {
 	label          core.Mat   // 1×1 (cross-entropy)
 	yt, z1, p, eps core.Mat   // 1×d_o: target, output row, ŷ, y − ŷ
 	seed, eye      core.Mat   // d_o×d_o: ∂ŷ/∂z (rows j: Jacobian of output j), I
-	xbar           []core.Mat // per layer: 1×(In+1), the homogeneous input x̄
+	xbar           []core.Mat // per rank-1 block: 1×(In+1), the homogeneous input x̄
 	hostE          []float32  // download of y − ŷ (the dense variant)
 	s64, e64       []float64  // HΣHᵀ and y − ŷ on the host
 	bak            []core.Mat // weight backups for batches of m > 1
@@ -115,24 +122,57 @@ type kalman struct {
 	lastRTild      []float64 // R̃ of the last sample (diagnostics and tests)
 }
 
-// kalmanBlocks returns net's Kronecker blocks when R-Kalman can filter it:
-// every weight matrix a Dense block applied once per sample, whose
-// per-sample Jacobian is the outer product x̄ᵀe_j, in a model that can make
-// a twin for the Jacobian pass.
-func kalmanBlocks(name string, net nn.Model) ([]*nn.Dense, error) {
-	bs, err := net.Blocks()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+// kalmanTwin makes the twin of net that R-Kalman's per-sample Jacobian
+// pass runs on, and says for every weight matrix how its Jacobian H is
+// found: blocks[i] is the twin's Dense block when weight i is one applied
+// once per sample (H_j = x̄ᵀe_j, rank 1), and nil when H comes from the
+// twin's per-sample gradients (nn.SampleGradder: weights shared over
+// positions, layer norms, embeddings). It refuses, naming the model or the
+// layer, a model without a twin, or with a weight matrix of neither kind.
+func kalmanTwin(name string, net nn.Model) (jac nn.Model, blocks []*nn.Dense, err error) {
+	tw, ok := net.(nn.Twinner)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: model %s cannot make the twin of its per-sample Jacobian pass", name, net.Arch())
 	}
-	if _, ok := net.(nn.Twinner); !ok {
-		return nil, fmt.Errorf("%s: model %s cannot make the twin of its per-sample Jacobian pass", name, net.Arch())
-	}
-	for i, b := range bs {
-		if p := b.InShape().Positions(); p > 1 {
-			return nil, fmt.Errorf("%s: weight matrix %d of %s is shared over %d positions; per-sample Jacobians of shared weights are not implemented yet", name, i+1, net.Arch(), p)
+	if c, ok := net.(interface{ CanTwin() error }); ok {
+		if err := c.CanTwin(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w: the per-sample Jacobian pass runs on a twin", name, err)
 		}
 	}
-	return bs, nil
+	sg, ok := net.(nn.SampleGradder)
+	if !ok { // an MLP: every weight a Dense block of one position
+		bs, err := net.Blocks()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for i, b := range bs {
+			if p := b.InShape().Positions(); p > 1 {
+				return nil, nil, fmt.Errorf("%s: weight matrix %d of %s is shared over %d positions and the model gives no per-sample gradients", name, i+1, net.Arch(), p)
+			}
+		}
+		jac = tw.Twin(true)
+		blocks, err = jac.Blocks()
+		return jac, blocks, err
+	}
+	rank1, general := sg.DenseBlocks(), false
+	for i, b := range rank1 {
+		if b == nil || b.InShape().Positions() > 1 {
+			rank1[i], general = nil, true
+		}
+	}
+	if general {
+		if err := sg.CanSampleGrads(); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	jac = tw.Twin(true)
+	blocks = jac.(nn.SampleGradder).DenseBlocks()
+	for i := range blocks {
+		if rank1[i] == nil {
+			blocks[i] = nil
+		}
+	}
+	return jac, blocks, nil
 }
 
 func newKalman(name string, net nn.Model, cfg KalmanConfig) (*kalman, error) {
@@ -143,13 +183,18 @@ func newKalman(name string, net nn.Model, cfg KalmanConfig) (*kalman, error) {
 	do := net.Outputs()
 	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, ce: net.Objective() == nn.CrossEntropy}
 	var err error
-	if k.blocks, err = kalmanBlocks(name, net); err != nil {
+	if k.jac, k.jacBlocks, err = kalmanTwin(name, net); err != nil {
 		return nil, err
 	}
-	k.jac = net.(nn.Twinner).Twin(true) // H comes from X and E
-	k.jacBlocks, _ = k.jac.Blocks()
-	for _, l := range k.jacBlocks {
-		k.xbar = append(k.xbar, dev.New(1, l.In+1))
+	for i, w := range net.Weights() {
+		var xb, h core.Mat
+		if l := k.jacBlocks[i]; l != nil {
+			xb = dev.New(1, l.In+1)
+		} else {
+			h = dev.New(do, core.Len(w))
+			k.general = true
+		}
+		k.xbar, k.sgrad = append(k.xbar, xb), append(k.sgrad, h)
 	}
 	k.r = make([]float64, do*do)
 	k.zero = dev.New(1, 1)
@@ -202,9 +247,11 @@ func (k *kalman) indices(i int) (rep, one core.Mat) {
 // observe runs the Jacobian pass on sample i of (x, y): the forward pass of
 // the sample replicated d_o times, ŷ and ε = y − ŷ (k.eps), and the backward
 // pass of the seed rows ∂ŷ_j/∂z (diag(p) − ppᵀ for softmax, I for MSE), after
-// which every layer of k.jac holds X (d_o identical rows x̄) and E with row
-// j = ∂ŷ_j/∂Z, and k.xbar[l] holds x̄ of layer l. The Jacobian of output j
-// with respect to layer l's W is then x̄ᵀE_j: H_j|W[a,b] = x̄_a·E[j,b].
+// which every rank-1 block l of k.jac holds X (d_o identical rows x̄) and E
+// with row j = ∂ŷ_j/∂Z, and k.xbar[l] holds x̄. The Jacobian of output j
+// with respect to that block's W is then x̄ᵀE_j: H_j|W[a,b] = x̄_a·E[j,b].
+// For every other weight matrix, replica j's own gradient is that of
+// output j: k.sgrad holds H (the twin's SampleGrads).
 func (k *kalman) observe(x, y core.Mat, i int) {
 	dev := k.dev
 	rep, one := k.indices(i)
@@ -232,7 +279,12 @@ func (k *kalman) observe(x, y core.Mat, i int) {
 	dev.Axpby(-1, yhat, 1, k.eps)
 	k.jac.Backward(seed)
 	for l, L := range k.jacBlocks {
-		dev.GatherRows(k.xbar[l], L.X, k.zero)
+		if L != nil {
+			dev.GatherRows(k.xbar[l], L.X, k.zero)
+		}
+	}
+	if k.general {
+		k.jac.(nn.SampleGradder).SampleGrads(k.sgrad)
 	}
 }
 
@@ -412,37 +464,65 @@ func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, ba
 // probabilities R is small (its diagonal is ~1e-3 after a few hundred
 // samples), so results hardly depend on ρ ≤ 1; 0.1 honours §3.3's ρ ≪ 1.
 //
-// Diagonal covariance. The state is μ (the model's weights: the W of
-// net.Layers, so only the adapters of a LoRA network) and σ, one variance per
-// weight, with the shapes of the weights; everything of size n runs on the
-// device. With Σ = diag(σ), Σ is block diagonal over layers, and
-// the Jacobian of output j with respect to layer W ((In+1)×Out)
-// is the outer product H_j|W = x̄ᵀe_j (x̄ the layer's homogeneous input, e_j
-// row j of E from the seeded backward pass, see observe). Then, per layer,
-// with x̄² and σ elementwise:
+// Diagonal covariance. The state is μ (the model's weights: every matrix of
+// its Weights, so only the adapters of a LoRA network) and σ, one variance
+// per weight, with the shapes of the weights; everything of size n runs on
+// the device. With Σ_{k|k−1} = diag(σ'), σ' = σ + q, Algorithm 2 lines 12–14
+// need no n×n matrix: with h_a column a of H (d_o×n),
 //
-//	HΣHᵀ     = Σ_layers (E ⊙ s)Eᵀ,  s = x̄²σ (1×Out)               (eq. 22a, inner)
-//	K̃(y−ŷ)  = σ ⊙ (x̄ᵀu),           u = vᵀE, v = A⁻¹(y−ŷ)          (eqs. 22a, 22b)
-//	diag(K̃HΣ) = σ² ⊙ (x̄²ᵀt),       t_b = Σ_j (A⁻¹E)_{jb}E_{jb}     (eq. 22c)
+//	HΣ'Hᵀ       = Σ_a σ'_a·h_ah_aᵀ = (H ⊙ 1σ'ᵀ)Hᵀ                   (eq. 22a, inner)
+//	K̃(y−ŷ)     = Σ'HᵀA⁻¹(y−ŷ) = σ' ⊙ (vᵀH)ᵀ,  v = A⁻¹(y−ŷ)          (eqs. 22a, 22b)
+//	diag(K̃HΣ') = σ'_a²·h_aᵀA⁻¹h_a = σ'² ⊙ colsum(H ⊙ A⁻¹H)          (eq. 22c)
 //
-// since (HᵀA⁻¹H)_{(a,b),(a,b)} = x̄_a²·(EᵀA⁻¹E)_{bb}. So a sample costs a few
-// GEMMs of d_o×Out, one product x̄²σ that reads σ, and one pass of the fused
-// Device.KalmanDiagUpdate over μ and σ (the outer products x̄ᵀu and x̄²ᵀt
-// are never formed); neither the n×n covariance nor the n×d_o gain is ever
-// formed. The new variance is
-// σ ← σ − σ²⊙(x̄²ᵀt) = σ(1 − σ·(HᵀA⁻¹H)_ii), which is in (0, σ] because
-// A ⪰ HΣHᵀ; rounding is caught by a floor of 1e-12·σ0.
+// and σ ← σ' − diag(K̃HΣ'): eq. 22 with the weight matrices side by side,
+// each adding its columns to HΣ'Hᵀ and taking its own rows of the gain.
+//
+// Rank-1 blocks. For a Dense block applied once per sample (the layers of
+// an MLP, a classifier on pooled features) the Jacobian of output j with
+// respect to its W ((In+1)×Out) is the outer product H_j|W = x̄ᵀe_j (x̄ the
+// layer's homogeneous input, e_j row j of E from the seeded backward pass,
+// see observe), h_(a,b) = x̄_a·E_{:,b}, and the three lines factor, with x̄²
+// and σ' elementwise:
+//
+//	HΣ'Hᵀ       ∋ (E ⊙ s)Eᵀ,     s = x̄²σ' (1×Out)
+//	K̃(y−ŷ)     = σ' ⊙ (x̄ᵀu),    u = vᵀE
+//	diag(K̃HΣ') = σ'² ⊙ (x̄²ᵀt),  t_b = Σ_j (A⁻¹E)_{jb}E_{jb}
+//
+// So such a block costs a few GEMMs of d_o×Out, one product x̄²σ' that reads
+// σ, and one pass of the fused Device.KalmanDiagUpdate over μ and σ (the
+// outer products x̄ᵀu and x̄²ᵀt are never formed).
+//
+// Other weight matrices (dense layers and convolutions shared over
+// positions, attention's projections, layer norms' γ and β, embeddings)
+// have no such factorisation: sample s's Jacobian sums over its positions.
+// For them H_w (d_o×n_w) is formed, row j the twin's per-sample gradient of
+// replica j (nn.SampleGradder; replica j is seeded with ∂ŷ_j/∂z, see
+// observe), and the three lines run as written on flattened copies of σ'
+// (Reshape, MulRow, Gemm, Apply, SumRows, Clamp, Axpby): O(d_o²·n_w) a
+// sample, on top of the d_o-replica forward and backward passes and
+// SampleGrads' products.
+//
+// Neither the n×n covariance nor the n×d_o gain is ever formed. The new
+// variance is σ' − σ'²·h_aᵀA⁻¹h_a = σ'(1 − σ'·h_aᵀA⁻¹h_a), which is in
+// (0, σ'] because A ⪰ HΣ'Hᵀ ⪰ σ'_a·h_ah_aᵀ; rounding is caught by a floor
+// of 1e-12·σ0.
 //
 // After one sample from the prior Σ0 = σ0·I, μ and σ equal the mean and the
 // diagonal of the dense filter's posterior exactly; later they differ, since
 // the dense filter keeps the correlations the diagonal drops.
 type RKalman struct {
 	*kalman
-	sigma, sp []core.Mat // σ per layer; σ + q when q > 0
-	s, t, u   []core.Mat // 1×Out: x̄²σ, diag(EᵀA⁻¹E), vᵀE
-	es        []core.Mat // d_o×Out: E ⊙ s, then A⁻¹E ⊙ E
-	xb2       []core.Mat // 1×(In+1): x̄²
-	hsh       core.Mat   // d_o×d_o
+	sigma, sp []core.Mat // σ per weight matrix, shaped like it; σ + q when q > 0
+	// per rank-1 block (nil for the other weights):
+	s, t, u []core.Mat // 1×Out: x̄²σ, diag(EᵀA⁻¹E), vᵀE
+	es      []core.Mat // d_o×Out: E ⊙ s, then A⁻¹E ⊙ E
+	xb2     []core.Mat // 1×(In+1): x̄²
+	// per weight matrix without a rank-1 block (nil for the others):
+	hw  []core.Mat // d_o×n_w: H ⊙ σ'ᵀ, then A⁻¹H ⊙ H
+	sf  []core.Mat // 1×n_w: σ' flattened, then the new σ
+	row []core.Mat // 1×n_w: K̃(y − ŷ), then diag(K̃HΣ')
+	dw  []core.Mat // shaped like the weight: K̃(y − ŷ)
+	hsh core.Mat   // d_o×d_o
 	// innov stacks HΣHᵀ over y − ŷ ((d_o+1)×d_o), put there by two GEMMs
 	// with the selectors top = [I; 0] and bottom = [0 … 0 1]ᵀ, so that a
 	// sample reads both in one download.
@@ -492,18 +572,23 @@ func NewRKalman(net nn.Model, cfg KalmanConfig) (*RKalman, error) {
 	if o.floor == 0 {
 		o.floor = math.SmallestNonzeroFloat32
 	}
-	for _, l := range k.blocks {
-		sg := dev.New(l.In+1, l.Out)
+	for i, w := range net.Weights() {
+		sg := dev.New(w.Rows(), w.Cols())
 		dev.Fill(sg, float32(cfg.Sigma0))
 		o.sigma = append(o.sigma, sg)
 		if cfg.Q > 0 {
-			o.sp = append(o.sp, dev.New(l.In+1, l.Out))
+			o.sp = append(o.sp, dev.New(w.Rows(), w.Cols()))
 		}
-		o.s = append(o.s, dev.New(1, l.Out))
-		o.t = append(o.t, dev.New(1, l.Out))
-		o.u = append(o.u, dev.New(1, l.Out))
-		o.es = append(o.es, dev.New(k.do, l.Out))
-		o.xb2 = append(o.xb2, dev.New(1, l.In+1))
+		var s, t, u, es, xb2, hw, sf, row, dw core.Mat
+		if l := k.jacBlocks[i]; l != nil {
+			s, t, u = dev.New(1, l.Out), dev.New(1, l.Out), dev.New(1, l.Out)
+			es, xb2 = dev.New(k.do, l.Out), dev.New(1, l.In+1)
+		} else {
+			n := core.Len(w)
+			hw, sf, row, dw = dev.New(k.do, n), dev.New(1, n), dev.New(1, n), dev.New(w.Rows(), w.Cols())
+		}
+		o.s, o.t, o.u, o.es, o.xb2 = append(o.s, s), append(o.t, t), append(o.u, u), append(o.es, es), append(o.xb2, xb2)
+		o.hw, o.sf, o.row, o.dw = append(o.hw, hw), append(o.sf, sf), append(o.row, row), append(o.dw, dw)
 	}
 	if cfg.Q == 0 {
 		o.sp = o.sigma
@@ -524,8 +609,8 @@ func NewRKalman(net nn.Model, cfg KalmanConfig) (*RKalman, error) {
 	return o, nil
 }
 
-// Var returns σ, the diagonal of the covariance, one matrix per layer shaped
-// like its weights. The matrices are the optimizer's own; do not write them.
+// Var returns σ, the diagonal of the covariance, one matrix per weight
+// matrix (in the order of the model's Weights) shaped like it. The matrices are the optimizer's own; do not write them.
 func (o *RKalman) Var() []core.Mat { return o.sigma }
 
 // Step runs one filter step per sample of (x, y), in order. When a sample is
@@ -554,7 +639,7 @@ func (o *RKalman) restore() {
 func (o *RKalman) sample(x, y core.Mat, i int) error {
 	dev := o.dev
 	o.observe(x, y, i)
-	layers := o.jacBlocks
+	blocks := o.jacBlocks // per weight matrix: its rank-1 block, or nil
 	// Prediction: Σ_{k|k−1} = Σ_{k−1} + qI (Alg. 2 line 5), kept apart from σ
 	// until the step is accepted.
 	if o.cfg.Q > 0 {
@@ -562,15 +647,21 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 			dev.AddScalar(o.sp[l], s, float32(o.cfg.Q))
 		}
 	}
-	// HΣHᵀ = Σ_l (E ⊙ x̄²σ)Eᵀ.
-	for l, L := range layers {
-		dev.Map(core.Square, o.xb2[l], o.xbar[l])
-		dev.Gemm(false, false, 1, o.xb2[l], o.sp[l], 0, o.s[l])
-		dev.MulRow(o.es[l], L.E, o.s[l])
+	// HΣHᵀ = Σ_blocks (E ⊙ x̄²σ)Eᵀ + Σ_others (H ⊙ σ'ᵀ)Hᵀ.
+	for l, L := range blocks {
 		beta := float32(1)
 		if l == 0 {
 			beta = 0
 		}
+		if L == nil {
+			dev.Reshape(o.sf[l], o.sp[l])
+			dev.MulRow(o.hw[l], o.sgrad[l], o.sf[l])
+			dev.Gemm(false, true, 1, o.hw[l], o.sgrad[l], beta, o.hsh)
+			continue
+		}
+		dev.Map(core.Square, o.xb2[l], o.xbar[l])
+		dev.Gemm(false, false, 1, o.xb2[l], o.sp[l], 0, o.s[l])
+		dev.MulRow(o.es[l], L.E, o.s[l])
 		dev.Gemm(false, true, 1, o.es[l], L.E, beta, o.hsh)
 	}
 	o.readInnovation()
@@ -579,16 +670,22 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 		return err
 	}
 	// The update is written only if every entry of K̃(y − ŷ) is finite, and
-	// the host knows a bound on them without a sync: with σ'_ab ≤ σmax + q
-	// and σ'_ab·x̄_a²·E_jb² ≤ (HΣHᵀ)_jj (a term of that sum),
-	// |σ'_ab·x̄_a·Σ_j v_jE_jb| ≤ √(σmax + q)·Σ_j |v_j|·√(HΣHᵀ)_jj.
+	// the host knows a bound on them without a sync: with σ'_a ≤ σmax + q
+	// and σ'_a·H_ja² ≤ (HΣHᵀ)_jj (a term of that sum, H_ja = x̄_a·E_jb for
+	// entry (a, b) of a rank-1 block),
+	// |σ'_a·Σ_j v_jH_ja| ≤ Σ_j |v_j|·√σ'_a·√(σ'_a·H_ja²)
+	// ≤ √(σmax + q)·Σ_j |v_j|·√(HΣHᵀ)_jj.
 	if o.bound = o.updateBound(v, ainv); !(o.bound <= maxKalmanUpdate) {
 		return &Diverged{Optimizer: o.name, What: "the update"}
 	}
 	dev.Upload(o.v, kalF32(v))
 	dev.Upload(o.ainv, kalF32(ainv))
 	ws := o.net.Weights()
-	for l, L := range layers {
+	for l, L := range blocks {
+		if L == nil {
+			o.generalUpdate(l, ws[l])
+			continue
+		}
 		// u = vᵀE for K̃(y − ŷ) = σ' ⊙ x̄ᵀu (eqs. 22a, 22b) and
 		// t = colsum(A⁻¹E ⊙ E) for diag(K̃HΣ) = σ'² ⊙ x̄²ᵀt (eq. 22c), then
 		// μ and σ in one pass. σ' − diag(K̃HΣ) needs no finiteness check:
@@ -603,6 +700,29 @@ func (o *RKalman) sample(x, y core.Mat, i int) error {
 	o.sigmaMax += o.cfg.Q
 	o.r = rNew
 	return nil
+}
+
+// generalUpdate is the update of weight matrix l without a rank-1 block,
+// from its H (k.sgrad[l], d_o×n), σ' flattened (sf[l]), v and A⁻¹:
+// K̃(y − ŷ) = σ' ⊙ vᵀH (eqs. 22a, 22b) into w, and
+// σ = max(σ' − σ'²⊙colsum(A⁻¹H ⊙ H), floor) (eq. 22c), with the products
+// rounded in KalmanDiagUpdate's order. σ' − diag(K̃HΣ') needs no
+// finiteness check: 0 ≤ σ'_a²·h_aᵀA⁻¹h_a ≤ σ'_a, since A ⪰ HΣ'Hᵀ ⪰
+// σ'_a·h_ah_aᵀ (h_a column a of H) gives σ'_a·h_aᵀA⁻¹h_a ≤ 1.
+func (o *RKalman) generalUpdate(l int, w core.Mat) {
+	dev, h, sf, row := o.dev, o.sgrad[l], o.sf[l], o.row[l]
+	dev.Gemm(true, false, 1, o.v, h, 0, row)
+	dev.Apply(core.Mul, row, row, sf)
+	dev.Reshape(o.dw[l], row)
+	dev.Axpby(1, o.dw[l], 1, w)
+	dev.Gemm(false, false, 1, o.ainv, h, 0, o.hw[l])
+	dev.Apply(core.Mul, o.hw[l], o.hw[l], h)
+	dev.SumRows(row, o.hw[l])
+	dev.Apply(core.Mul, row, row, sf)
+	dev.Apply(core.Mul, row, row, sf)
+	dev.Axpby(-1, row, 1, sf)
+	dev.Clamp(sf, sf, o.floor, math.MaxFloat32)
+	dev.Reshape(o.sigma[l], sf)
 }
 
 // readInnovation reads HΣHᵀ and y − ŷ to the host in float64 (s64, e64):

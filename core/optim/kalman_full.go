@@ -15,9 +15,11 @@ const MaxKalmanFullParams = 5000
 // kept in float64 on the host: the reference the diagonal RKalman is tested
 // against, and a usable optimizer for very small models (2D landscapes).
 // The Jacobian pass is RKalman's (observe); H (d_o×n) is assembled on the
-// host from each block's x̄ and E, H_j[off_l + a·Out + b] = x̄_a·E[j,b] (the
-// parameters are the W of net.Layers in order, each row-major: the layers of
-// a plain MLP, the adapter blocks of a LoRA network), and then
+// host, the parameters being the model's Weights in order, each row-major
+// (the layers of a plain MLP, the adapter blocks of a LoRA network, every
+// parameter matrix of a composed model): from each rank-1 block's x̄ and E,
+// H_j[off_l + a·Out + b] = x̄_a·E[j,b], and from the per-sample gradients
+// of the other weight matrices, H_j[off_l + p] = sgrad_l[j, p]; and then
 //
 //	Σp = Σ + qI,  S = HΣpHᵀ,  A = S + R̃,  K̃ = ΣpHᵀA⁻¹      (Alg. 2 lines 5, 9–12; eq. 15)
 //	μ ← μ + K̃(y − ŷ),  Σ ← Σp − K̃HΣp                      (Alg. 2 lines 13–14)
@@ -32,8 +34,9 @@ type KalmanFull struct {
 	next   []float64 // Σ_k under construction
 	covBak []float64
 	h, hs  []float64   // H (d_o×n), HΣp (d_o×n)
-	delta  []core.Mat  // per layer: K̃(y − ŷ)
-	xb, e  [][]float32 // per layer downloads of x̄ and E
+	delta  []core.Mat  // per weight matrix: K̃(y − ŷ)
+	xb, e  [][]float32 // per rank-1 block: downloads of x̄ and E (nil for the others)
+	hb     [][]float32 // per other weight matrix: download of its H (nil for the blocks)
 	dbuf   [][]float32
 }
 
@@ -56,13 +59,18 @@ func NewKalmanFull(net nn.Model, cfg KalmanConfig) (*KalmanFull, error) {
 		o.cov[i*n+i] = cfg.Sigma0
 	}
 	off := 0
-	for _, l := range k.blocks {
+	for i, w := range net.Weights() {
 		o.off = append(o.off, off)
-		off += (l.In + 1) * l.Out
-		o.delta = append(o.delta, dev.New(l.In+1, l.Out))
-		o.xb = append(o.xb, make([]float32, l.In+1))
-		o.e = append(o.e, make([]float32, k.do*l.Out))
-		o.dbuf = append(o.dbuf, make([]float32, (l.In+1)*l.Out))
+		off += core.Len(w)
+		o.delta = append(o.delta, dev.New(w.Rows(), w.Cols()))
+		var xb, e, hb []float32
+		if l := k.jacBlocks[i]; l != nil {
+			xb, e = make([]float32, l.In+1), make([]float32, k.do*l.Out)
+		} else {
+			hb = make([]float32, k.do*core.Len(w))
+		}
+		o.xb, o.e, o.hb = append(o.xb, xb), append(o.e, e), append(o.hb, hb)
+		o.dbuf = append(o.dbuf, make([]float32, core.Len(w)))
 	}
 	return o, nil
 }
@@ -84,6 +92,17 @@ func (o *KalmanFull) sample(x, y core.Mat, i int) error {
 	o.observe(x, y, i)
 	// H (d_o×n) on the host.
 	for l, L := range o.jacBlocks {
+		if L == nil {
+			dev.Download(o.sgrad[l], o.hb[l])
+			w := len(o.dbuf[l])
+			for j := 0; j < d; j++ {
+				row := o.h[j*n+o.off[l] : j*n+o.off[l]+w]
+				for p, v := range o.hb[l][j*w : (j+1)*w] {
+					row[p] = float64(v)
+				}
+			}
+			continue
+		}
 		dev.Download(o.xbar[l], o.xb[l])
 		dev.Download(L.E, o.e[l])
 		for j := 0; j < d; j++ {

@@ -272,8 +272,8 @@ func (k *kalman) raiseJitter() {
 // kalmanShrink is the factor Backoff applies to the covariance.
 const kalmanShrink = 0.1
 
-// State of R-Kalman (diagonal): R, the jitter and the variances σ per layer
-// (the mean μ is the model's weights).
+// State of R-Kalman (diagonal): R, the jitter and the variances σ, one
+// matrix per weight matrix (the mean μ is the model's weights).
 func (o *RKalman) State() []Var {
 	return append(o.kalmanState(), perLayer("sigma", o.sigma)...)
 }

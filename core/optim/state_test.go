@@ -45,7 +45,7 @@ var notState = map[string]string{
 	// the model (its weights are saved with the model, not the optimizer)
 	"SGD.net": "model", "AdamW.net": "model", "SAM.net": "model", "Sophia.net": "model",
 	"KFAC.net": "model", "kalman.net": "model", "kalman.jac": "twin of the model (shares W)",
-	"kalman.jacBlocks": "the twin's layers", "kalman.blocks": "model layers",
+	"kalman.jacBlocks": "the twin's layers", "kalman.general": "derived from the model",
 	"kfacLayer.l": "model layer", "kfacDiagLayer.l": "model layer", "kfacBufs.at": "index into the model's weights",
 	// hyperparameters fixed at construction
 	"SGD.Momentum": "hyper", "SGD.Nesterov": "hyper", "SGD.WD": "hyper",
@@ -78,15 +78,16 @@ var notState = map[string]string{
 	"kalman.xr": "scratch", "kalman.rep": "constant index vectors", "kalman.one": "constant index vectors",
 	"kalman.zero": "constant", "kalman.label": "scratch", "kalman.yt": "scratch", "kalman.z1": "scratch",
 	"kalman.p": "scratch", "kalman.eps": "scratch", "kalman.seed": "scratch", "kalman.eye": "constant",
-	"kalman.xbar": "scratch", "kalman.hostE": "scratch", "kalman.s64": "scratch",
+	"kalman.xbar": "scratch", "kalman.sgrad": "scratch", "kalman.hostE": "scratch", "kalman.s64": "scratch",
 	"kalman.e64": "scratch", "kalman.bak": "rollback copy within a step", "kalman.rBak": "rollback copy within a step",
 	"kalman.lastRTild": "diagnostics of the last sample",
 	"RKalman.sp":       "σ itself (q = 0) or scratch σ + q", "RKalman.s": "scratch", "RKalman.t": "scratch", "RKalman.u": "scratch",
 	"RKalman.es": "scratch", "RKalman.xb2": "scratch", "RKalman.sigmaMax": "measured at the start of every Step", "RKalman.bound": "diagnostics",
+	"RKalman.hw": "scratch", "RKalman.sf": "scratch", "RKalman.row": "scratch", "RKalman.dw": "scratch",
 	"RKalman.hsh": "scratch", "RKalman.innov": "scratch", "RKalman.top": "constant selector", "RKalman.bottom": "constant selector", "RKalman.hostI": "scratch", "RKalman.v": "scratch", "RKalman.ainv": "scratch", "RKalman.sBak": "rollback copy within a step",
 	"KalmanFull.next": "scratch (swapped with cov)", "KalmanFull.covBak": "rollback copy within a step",
 	"KalmanFull.h": "scratch", "KalmanFull.hs": "scratch", "KalmanFull.delta": "scratch", "KalmanFull.xb": "scratch",
-	"KalmanFull.e": "scratch", "KalmanFull.dbuf": "scratch",
+	"KalmanFull.e": "scratch", "KalmanFull.hb": "scratch", "KalmanFull.dbuf": "scratch",
 }
 
 var (
