@@ -395,6 +395,45 @@ func TestKalmanComposedStateResume(t *testing.T) {
 	}
 }
 
+// The host-side bound on R-Kalman's update holds for the weights without a
+// rank-1 block too (σ'_a·H_ja² is a term of (HΣHᵀ)_jj for every
+// parameter): over a ViT's and a CNN's samples no weight moves further
+// than it, and it is not vacuous.
+func TestKalmanUpdateBoundComposed(t *testing.T) {
+	for _, arch := range []string{"vit:patch=2,width=4,depth=1,heads=2,mlp=1", "cnn:channels=2,kernel=3,hidden=3,act=tanh"} {
+		for _, cfg := range []KalmanConfig{
+			{Sigma0: 0.05, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
+			{Sigma0: 20, Q: 0.5, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
+		} {
+			net, x, y, _ := kalComposed(t, arch, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 20, 4)
+			dev := net.Device()
+			o, err := NewRKalman(net, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := math.Inf(1)
+			for i := range x.Rows() {
+				w0 := kalFlat(dev, net.Weights())
+				if _, err := o.Step(kalRow(dev, x, i), kalRow(dev, y, i)); err != nil {
+					t.Fatal(err)
+				}
+				var d float64
+				for p, w := range kalFlat(dev, net.Weights()) {
+					d = max(d, math.Abs(w-w0[p]))
+				}
+				if d > o.bound*(1+1e-5) {
+					t.Fatalf("%s σ0=%v, sample %d: the weights moved by %.6g, beyond the bound %.6g", arch, cfg.Sigma0, i, d, o.bound)
+				}
+				worst = min(worst, d/o.bound)
+			}
+			t.Logf("%s σ0=%v: smallest move/bound %.3g", arch, cfg.Sigma0, worst)
+			if worst < 1e-2 {
+				t.Errorf("%s σ0=%v: some update was %.3g of its bound: the bound is vacuous", arch, cfg.Sigma0, worst)
+			}
+		}
+	}
+}
+
 // R-Kalman refuses a model whose layer cannot make a twin, naming it.
 func TestKalmanRefusesModelWithoutTwin(t *testing.T) {
 	dev := cpu.New()
