@@ -145,6 +145,15 @@ type Device interface {
 	// stored as floats): mini-batches and single samples without a host trip.
 	// An index of −1 gives a row of zeros (a convolution's padding).
 	GatherRows(dst, src, idx Mat)
+	// Im2Row sets each row i of dst (r×(k·c+1)) to the k rows of src (·×c)
+	// that idx ((r·k)×1 row indices, stored as floats) names for it, side by
+	// side, then the value v: dst[i, o·c : (o+1)·c] = src[idx[i·k+o], :] and
+	// dst[i, k·c] = v. An index of −1 gives zeros (a convolution's
+	// padding). It is GatherRows, a Reshape to r×(k·c) and AppendCol in one
+	// pass: with v = 1 the homogeneous patch matrix [patches | 1] of a
+	// convolution (im2col with a patch per row), with v = 0 the [R{patches} | 0]
+	// of its R-operator. dst may not alias src or idx.
+	Im2Row(dst, src, idx Mat, k int, v float32)
 	// Reshape sets dst to the elements of src in row-major order; the two
 	// hold as many elements and may not alias. A batch of m samples with T
 	// positions is an (m·T)×C matrix, and the same memory read as m×(T·C):
@@ -260,6 +269,20 @@ func GemmBatchedDims(batch int, transA, transB bool, a, b, c Mat) (m, n, k int) 
 	}
 	CheckShape(op, "C", c, batch*m, n)
 	return m, n, k
+}
+
+// Im2RowDims checks the operands of Im2Row and returns the rows r of dst
+// and the columns c of src; it panics with a *ShapeError when they do not
+// fit k.
+func Im2RowDims(dst, src, idx Mat, k int) (r, c int) {
+	const op = "Im2Row"
+	if k < 1 {
+		panic(&ShapeError{Op: op, What: fmt.Sprintf("k = %d rows a patch, want ≥ 1", k)})
+	}
+	r, c = dst.Rows(), src.Cols()
+	CheckShape(op, "dst", dst, r, k*c+1)
+	CheckShape(op, "idx", idx, r*k, 1)
+	return r, c
 }
 
 // CheckKalmanDiagShapes panics with a *ShapeError unless the operands of

@@ -702,6 +702,68 @@ func TestGatherAppendColParallel(t *testing.T) {
 	}
 }
 
+// im2rowRef is Im2Row written out plainly: row i of the r×(k·c+1) result
+// is the rows idx[i·k], …, idx[i·k+k−1] of src (·×c), zeros for −1, then v.
+func im2rowRef(src []float32, c int, idx []float32, k int, v float32) []float32 {
+	r := len(idx) / k
+	out := make([]float32, 0, r*(k*c+1))
+	for i := range r {
+		for o := range k {
+			for j := range c {
+				x := float32(0)
+				if s := int(idx[i*k+o]); s >= 0 {
+					x = src[s*c+j]
+				}
+				out = append(out, x)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// Im2Row equals the plain reference, for every kind of index (−1 among
+// them), on shapes small and large enough to be split over the cores, and
+// over a dst that held other values; a bad index past the first split
+// still panics in the caller.
+func TestIm2Row(t *testing.T) {
+	d := New()
+	rng := newRand(79)
+	for _, s := range [][4]int{ // src rows, c, r, k
+		{1, 1, 1, 1}, {5, 3, 4, 1}, {5, 3, 4, 9}, {7, 0, 3, 2}, {6, 4, 0, 3}, {17, 33, 5, 4},
+		{3000, 16, 2000, 9}, {20000, 3, 9000, 9}, {70000, 1, 70000, 1},
+	} {
+		n, c, r, k := s[0], s[1], s[2], s[3]
+		S, _ := randMat(d, rng, n, c, 1)
+		idx := d.New(r*k, 1).(*Mat)
+		for i := range idx.Data {
+			idx.Data[i] = float32(rng.IntN(n+1) - 1) // −1: zeros
+		}
+		if len(idx.Data) > 1 {
+			idx.Data[0], idx.Data[len(idx.Data)-1] = -1, float32(n-1)
+		}
+		for _, v := range []float32{1, 0, -2.5} {
+			D := d.New(r, k*c+1).(*Mat)
+			d.Fill(D, 7)
+			d.Im2Row(D, S, idx, k, v)
+			checkExact(t, fmt.Sprintf("Im2Row %d×%d r=%d k=%d v=%v", n, c, r, k, v), D.Data, im2rowRef(S.Data, c, idx.Data, k, v))
+		}
+		if r*k > 0 {
+			idx.Data[r*k-1] = float32(n)
+			mustShapePanic(t, fmt.Sprintf("Im2Row %d×%d r=%d k=%d last index", n, c, r, k), func() { d.Im2Row(d.New(r, k*c+1), S, idx, k, 1) })
+		}
+	}
+	S := d.New(3, 2)
+	for _, bad := range []float32{3, -2, -0.5, 0.5, float32(math.NaN())} {
+		mustShapePanic(t, fmt.Sprintf("Im2Row index %v", bad), func() { d.Im2Row(d.New(1, 5), S, FromSlice(2, 1, []float32{0, bad}), 2, 1) })
+	}
+	mustShapePanic(t, "Im2Row k 0", func() { d.Im2Row(d.New(1, 1), S, d.New(0, 1), 0, 1) })
+	mustShapePanic(t, "Im2Row dst without the last column", func() { d.Im2Row(d.New(1, 4), S, d.New(2, 1), 2, 1) })
+	mustShapePanic(t, "Im2Row dst cols", func() { d.Im2Row(d.New(1, 6), S, d.New(2, 1), 2, 1) })
+	mustShapePanic(t, "Im2Row idx rows", func() { d.Im2Row(d.New(1, 5), S, d.New(3, 1), 2, 1) })
+	mustShapePanic(t, "Im2Row idx cols", func() { d.Im2Row(d.New(1, 5), S, d.New(2, 2), 2, 1) })
+}
+
 // Reshape keeps the row-major order of the elements and refuses another
 // count or an alias.
 func TestReshape(t *testing.T) {
@@ -1611,6 +1673,8 @@ func TestForeignMat(t *testing.T) {
 		"AppendCol":         func() { d.AppendCol(m(2, 3), f(2, 2), 1) },
 		"CopyCols":          func() { d.CopyCols(f(2, 1), m(2, 2), 0) },
 		"GatherRows":        func() { d.GatherRows(m(1, 2), m(2, 2), f(1, 1)) },
+		"Im2Row":            func() { d.Im2Row(m(1, 5), m(2, 2), f(2, 1), 2, 1) },
+		"Im2Row src":        func() { d.Im2Row(m(1, 5), f(2, 2), m(2, 1), 2, 1) },
 		"Reshape":           func() { d.Reshape(m(1, 4), f(2, 2)) },
 		"SumRows":           func() { d.SumRows(m(1, 2), f(2, 2)) },
 		"Sum":               func() { d.Sum(f(2, 2)) },

@@ -48,13 +48,7 @@ func (*Device) GatherRows(dst, src, idx core.Mat) {
 	core.CheckShape("GatherRows", "dst", D, D.r, S.c)
 	core.CheckShape("GatherRows", "idx", idx, D.r, 1)
 	I, c := m32("GatherRows", idx).Data, S.c
-	// Check every index before copying, so that a bad one panics here, in
-	// the caller's goroutine, not in a helper's.
-	for _, v := range I {
-		if i := int(v); !(i == -1 && v == -1) && (float32(i) != v || i < 0 || i >= S.r) {
-			panic(&core.ShapeError{Op: "GatherRows", What: fmt.Sprintf("row index %v outside [0,%d) and not −1", v, S.r)})
-		}
-	}
+	checkRowIndices("GatherRows", I, S.r)
 	parallelFor(D.r, max(memParallelMin/max(c, 1), 2), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			if i := int(I[r]); i < 0 {
@@ -62,6 +56,38 @@ func (*Device) GatherRows(dst, src, idx core.Mat) {
 			} else {
 				copy(D.Data[r*c:(r+1)*c], S.Data[i*c:(i+1)*c])
 			}
+		}
+	})
+}
+
+// checkRowIndices panics with a *core.ShapeError unless every index of I is
+// an integer row of a matrix of rows rows, or −1. Gathers check before they
+// copy, so that a bad index panics in the caller's goroutine, not in a
+// helper's.
+func checkRowIndices(op string, I []float32, rows int) {
+	for _, v := range I {
+		if i := int(v); !(i == -1 && v == -1) && (float32(i) != v || i < 0 || i >= rows) {
+			panic(&core.ShapeError{Op: op, What: fmt.Sprintf("row index %v outside [0,%d) and not −1", v, rows)})
+		}
+	}
+}
+
+func (*Device) Im2Row(dst, src, idx core.Mat, k int, v float32) {
+	r, c := core.Im2RowDims(dst, src, idx, k)
+	D, S, I := m32("Im2Row", dst), m32("Im2Row", src), m32("Im2Row", idx).Data
+	checkRowIndices("Im2Row", I, S.r)
+	n := D.c
+	parallelFor(r, max(memParallelMin/n, 2), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := D.Data[i*n : (i+1)*n]
+			for o, f := range I[i*k : (i+1)*k] {
+				if j := int(f); j < 0 {
+					clear(row[o*c : (o+1)*c])
+				} else {
+					copy(row[o*c:(o+1)*c], S.Data[j*c:(j+1)*c])
+				}
+			}
+			row[n-1] = v
 		}
 	})
 }

@@ -146,6 +146,7 @@ const (
 	badGather = 1 << iota
 	badXent
 	badOneHot
+	badIm2Row
 )
 
 // New opens the default (high-performance) WebGPU adapter. Without one it
@@ -580,6 +581,7 @@ var kernelSpec = map[string]struct {
 	"sum_rows": {"rows", 2, 64}, "col_abs_sum": {"rows", 2, 64}, "row_dot": {"rows", 3, 64},
 	"argmax_rows": {"rows", 2, 64}, "softmax": {"rows", 2, 64}, "softmax_xent": {"rows", 6, 64},
 	"sample_categorical": {"rows", 3, 64}, "one_hot": {"rows", 6, 256}, "gather_rows": {"rows", 6, 256},
+	"im2row": {"rows", 6, 256},
 }
 
 // kernel returns the pipeline of an entry point, building it (and its shader
@@ -745,6 +747,9 @@ func (d *Device) checkStatus(st uint32) {
 	var what []string
 	if st&badGather != 0 {
 		what = append(what, "GatherRows: a row index was neither an integer in range nor −1")
+	}
+	if st&badIm2Row != 0 {
+		what = append(what, "Im2Row: a row index was neither an integer in range nor −1")
 	}
 	if st&badXent != 0 {
 		what = append(what, "SoftmaxXent: a label was not an integer in [0,k)")

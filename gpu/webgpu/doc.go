@@ -40,7 +40,8 @@
 // Elementwise kernels for axpby, add-scalar, clamp, every Unary, the first
 // and second derivatives of every activation and every Binary, with Go's NaN
 // rules (NaN tests on the bits: WGSL lets compilers assume NaN absent);
-// mul-row/col, append-col, copy-cols, gather-rows, sum-rows. Two-stage
+// mul-row/col, append-col, copy-cols, gather-rows, im2row (a
+// convolution's homogeneous patch rows in one pass), sum-rows. Two-stage
 // reductions: Sum and Dot as float32 trees (the CPU sums in float64), AbsMax
 // as an integer max over |x|'s bits, exact, NaN and ±Inf included. Row
 // kernels keep the CPU's operation order (argmax, softmax, softmax-xent,

@@ -49,6 +49,10 @@ func TestShapeErrors(t *testing.T) {
 		{"CopyCols negative", func() { d.CopyCols(m(2, 2), m(2, 3), -1) }},
 		{"GatherRows idx", func() { d.GatherRows(m(2, 3), m(5, 3), m(3, 1)) }},
 		{"GatherRows dst", func() { d.GatherRows(m(2, 4), m(5, 3), m(2, 1)) }},
+		{"Im2Row k", func() { d.Im2Row(m(2, 1), m(5, 3), m(0, 1), 0, 1) }},
+		{"Im2Row dst", func() { d.Im2Row(m(2, 6), m(5, 3), m(4, 1), 2, 1) }},
+		{"Im2Row idx", func() { d.Im2Row(m(2, 7), m(5, 3), m(3, 1), 2, 1) }},
+		{"Im2Row alias", func() { x := m(2, 1); d.Im2Row(x, m(5, 0), x, 1, 1) }},
 		{"Reshape count", func() { d.Reshape(m(5, 5), m(4, 6)) }},
 		{"Reshape alias", func() { x := m(2, 3); d.Reshape(x, x) }},
 		{"SumRows", func() { d.SumRows(m(2, 3), m(4, 3)) }},
@@ -147,6 +151,18 @@ func TestLabelErrors(t *testing.T) {
 			dst, idx := d.New(1, 3), d.New(1, 1)
 			d.Upload(idx, []float32{0.5})
 			d.GatherRows(dst, src.g, idx)
+			return dst
+		}},
+		{"Im2Row", "Im2Row", func() core.Mat {
+			dst, idx := d.New(2, 7), d.New(4, 1)
+			d.Upload(idx, []float32{0, -1, 3, 4})
+			d.Im2Row(dst, src.g, idx, 2, 1)
+			return dst
+		}},
+		{"Im2Row fraction", "Im2Row", func() core.Mat {
+			dst, idx := d.New(1, 7), d.New(2, 1)
+			d.Upload(idx, []float32{-0.5, 1})
+			d.Im2Row(dst, src.g, idx, 2, 1)
 			return dst
 		}},
 		{"SoftmaxXent", "SoftmaxXent", func() core.Mat {

@@ -361,6 +361,19 @@ func (d *Device) GatherRows(dst, src, idx core.Mat) {
 		D.bind(), S.bind(), I.bind(), d.dummyB(), d.dummyB(), d.statusB())
 }
 
+// Im2Row checks shapes on the host; its indices are checked on the device,
+// as GatherRows's are.
+func (d *Device) Im2Row(dst, src, idx core.Mat, k int, v float32) {
+	defer d.lock()()
+	_, c := core.Im2RowDims(dst, src, idx, k)
+	D, S, I := d.mat("Im2Row", dst), d.mat("Im2Row", src), d.mat("Im2Row", idx)
+	if D.buf == S.buf || D.buf == I.buf {
+		panic(&core.ShapeError{Op: "Im2Row", What: "dst aliases an input"})
+	}
+	d.run1("im2row", params{N: uint32(D.c), K: uint32(S.r), Lda: uint32(c), S0: v}, D.n(), float64(D.n()),
+		D.bind(), S.bind(), I.bind(), d.dummyB(), d.dummyB(), d.statusB())
+}
+
 func (d *Device) dummyB() binding  { return binding{d.dummy, 16} }
 func (d *Device) statusB() binding { return binding{d.status, statusSize} }
 func (d *Device) partB() binding   { return binding{d.part, partSlots * 4} }

@@ -498,6 +498,39 @@ func TestElementwise(t *testing.T) {
 	}
 }
 
+// Im2Row matches the CPU exactly: every column offset of every patch row,
+// −1 indices (zeros over a dst that held other values), the last column for
+// several v, one and many rows a patch, and a source without columns.
+func TestIm2Row(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, s := range [][4]int{ // src rows, c, r, k
+		{1, 1, 1, 1}, {5, 3, 4, 1}, {9, 5, 7, 9}, {7, 0, 3, 2}, {33, 17, 65, 4}, {300, 16, 200, 9},
+	} {
+		n, c, r, k := s[0], s[1], s[2], s[3]
+		S := randPair(t, rng, n, c)
+		idx := make([]float32, r*k)
+		for i := range idx {
+			idx[i] = float32(rng.IntN(n+1) - 1) // −1: zeros
+		}
+		if len(idx) > 1 {
+			idx[0], idx[len(idx)-1] = -1, float32(n-1)
+		}
+		I := newPair(t, r*k, 1, idx)
+		for _, v := range []float32{1, 0, -2.5} {
+			D := newPair(t, r, k*c+1, nil)
+			d.Fill(D.g, 7)
+			host.Fill(D.c, 7)
+			d.Im2Row(D.g, S.g, I.g, k, v)
+			host.Im2Row(D.c, S.c, I.c, k, v)
+			D.check(t, fmt.Sprintf("Im2Row %s r=%d k=%d v=%v", dims(n, c), r, k, v), 0, 0)
+			D.free(t)
+		}
+		S.free(t)
+		I.free(t)
+	}
+}
+
 func TestSquareOps(t *testing.T) {
 	d := gpu(t)
 	rng := rand.New(rand.NewPCG(11, 12))

@@ -34,7 +34,7 @@
 // checks the CPU device turns into panics (a label that is not an integer in
 // range, a row index that is neither that nor −1) cannot be checked on the device without a sync point,
 // so the affected rows come out NaN instead (SoftmaxXent's loss and dlogits,
-// OneHot, GatherRows), which the optimizers' divergence guards catch.
+// OneHot, GatherRows, Im2Row), which the optimizers' divergence guards catch.
 // ArgmaxRows follows the backend on NaN rows (ties go to the first index, as
 // on the CPU).
 package xla

@@ -314,23 +314,70 @@ func (d *Device) GatherRows(dst, src, idx core.Mat) {
 	if S.r == 0 { // nothing to gather from: −1 gives zeros, the rest NaN
 		c := D.c
 		d.run(fmt.Sprintf("gatherrows0/%d", c), func(in []*Node) []*Node {
-			idx := in[0]
-			g := idx.Graph()
-			pad := BroadcastToDims(Equal(idx, c32(g, -1)), idx.Shape().Dimensions[0], c)
-			return []*Node{Where(pad, c32(g, 0), c32(g, math.NaN()))}
+			return []*Node{gatherEmpty(in[0], c)}
 		}, []*Mat{I}, nil, []*Mat{D})
 		return
 	}
 	d.run("gatherrows", func(in []*Node) []*Node {
-		src, idx := in[0], in[1]
-		g := src.Graph()
-		valid := validIndex(idx, src.Shape().Dimensions[0])
-		pad := Equal(idx, c32(g, -1))
-		safe := ConvertDType(Where(valid, idx, c32(g, 0)), dtypes.Int32) // m×1: one index per row
-		rows := Gather(src, safe)
-		rows = Where(BroadcastToDims(pad, rows.Shape().Dimensions...), c32(g, 0), rows)
-		return []*Node{nanWhereInvalid(LogicalOr(valid, pad), rows)}
+		return []*Node{gatherRows(in[0], in[1])}
 	}, []*Mat{S, I}, nil, []*Mat{D})
+}
+
+// gatherRows is the graph of GatherRows: row idx[i] of src for each index
+// (m×1), zeros for −1, NaN for any other index that is not a row of src.
+func gatherRows(src, idx *Node) *Node {
+	g := src.Graph()
+	valid := validIndex(idx, src.Shape().Dimensions[0])
+	pad := Equal(idx, c32(g, -1))
+	safe := ConvertDType(Where(valid, idx, c32(g, 0)), dtypes.Int32) // m×1: one index per row
+	rows := Gather(src, safe)
+	rows = Where(BroadcastToDims(pad, rows.Shape().Dimensions...), c32(g, 0), rows)
+	return nanWhereInvalid(LogicalOr(valid, pad), rows)
+}
+
+// gatherEmpty is gatherRows from a source of no rows and c columns: only
+// −1 is valid.
+func gatherEmpty(idx *Node, c int) *Node {
+	g := idx.Graph()
+	pad := BroadcastToDims(Equal(idx, c32(g, -1)), idx.Shape().Dimensions[0], c)
+	return Where(pad, c32(g, 0), c32(g, math.NaN()))
+}
+
+// Im2Row is GatherRows, a reshape of the gathered rows to k a row, and the
+// column v appended, in one executable; invalid indices give NaN where the
+// CPU device panics (see the package comment).
+func (d *Device) Im2Row(dst, src, idx core.Mat, k int, v float32) {
+	r, c := core.Im2RowDims(dst, src, idx, k)
+	D, S, I := d.m("Im2Row", dst), d.m("Im2Row", src), d.m("Im2Row", idx)
+	if D == S || D == I {
+		panic(&core.ShapeError{Op: "Im2Row", What: "dst aliases an input"})
+	}
+	if r == 0 {
+		return
+	}
+	if c == 0 { // no columns to gather: dst is the column v alone
+		d.Fill(D, v)
+		return
+	}
+	// The executables are cached by key and traced again for new shapes:
+	// r and c come from the operands' shapes, k from the key.
+	if S.r == 0 {
+		d.run(fmt.Sprintf("im2row0/%d/%d", k, c), func(in []*Node) []*Node {
+			return []*Node{patchRows(gatherEmpty(in[0], c), k, in[1])}
+		}, []*Mat{I}, []float32{v}, []*Mat{D})
+		return
+	}
+	d.run(fmt.Sprintf("im2row/%d", k), func(in []*Node) []*Node {
+		return []*Node{patchRows(gatherRows(in[0], in[1]), k, in[2])}
+	}, []*Mat{S, I}, []float32{v}, []*Mat{D})
+}
+
+// patchRows turns gathered rows ((r·k)×c) into [patches | v] (r×(k·c+1)),
+// k gathered rows side by side in each row.
+func patchRows(rows *Node, k int, v *Node) *Node {
+	dims := rows.Shape().Dimensions
+	r, c := dims[0]/k, dims[1]
+	return Concatenate([]*Node{Reshape(rows, r, k*c), BroadcastToDims(v, r, 1)}, 1)
 }
 
 // Reshape copies src's elements in row-major order into dst, a matrix of

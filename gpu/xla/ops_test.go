@@ -464,6 +464,61 @@ func TestGatherRows(t *testing.T) {
 	e.check("GatherRows −1 from 0×5", zeros, 0, 0)
 }
 
+// Im2Row matches the CPU exactly: every column offset of every patch row,
+// −1 indices (zeros over a dst that held other values), the last column for
+// several v, one and many rows a patch, one executable for several shapes,
+// and a source without columns; any other invalid index gives NaN in its
+// block of the row where the CPU device panics, and from a source of no
+// rows only −1 is valid.
+func TestIm2Row(t *testing.T) {
+	e := newEnv(t, 7)
+	for _, s := range [][4]int{ // src rows, c, r, k
+		{1, 1, 1, 1}, {5, 3, 4, 1}, {9, 5, 7, 9}, {7, 0, 3, 2}, {6, 4, 0, 3}, {33, 17, 13, 4}, {20, 5, 11, 9},
+	} {
+		n, c, r, k := s[0], s[1], s[2], s[3]
+		src := e.rand(n, c)
+		idx := make([]float32, r*k)
+		for i := range idx {
+			idx[i] = float32(e.rng.IntN(n+1) - 1) // −1: zeros
+		}
+		if len(idx) > 1 {
+			idx[0], idx[len(idx)-1] = -1, float32(n-1)
+		}
+		id := e.from(r*k, 1, idx)
+		for _, v := range []float32{1, 0, -2.5} {
+			dst := e.fill(r, k*c+1, 7)
+			e.cpu.Im2Row(dst.c, src.c, id.c, k, v)
+			e.d.Im2Row(dst.x, src.x, id.x, k, v)
+			e.check(fmt.Sprintf("Im2Row %d×%d r=%d k=%d v=%v", n, c, r, k, v), dst, 0, 0)
+		}
+	}
+	// invalid indices: NaN in their block, the −1 beside them zeros
+	src := e.rand(9, 5)
+	nan := float32(math.NaN())
+	bad := []float32{9, -2, -1, 0.5, -0.5, nan, 1.5, -1}
+	for _, from := range []pair{src, e.from(0, 5, nil)} {
+		dst := e.fill(len(bad)/2, 11, 7)
+		e.d.Im2Row(dst.x, from.x, e.from(len(bad), 1, bad).x, 2, 1)
+		got := e.down(dst.x)
+		for i, v := range bad {
+			for j := range 5 {
+				g := got[i/2*11+i%2*5+j]
+				if v == -1 && g != 0 || v != -1 && !math.IsNaN(float64(g)) {
+					t.Fatalf("Im2Row from %d×5, index %v: element %d of its block is %v", from.c.Rows(), v, j, g)
+				}
+			}
+			if g := got[i/2*11+10]; g != 1 {
+				t.Fatalf("Im2Row from %d×5: row %d ends in %v, want 1", from.c.Rows(), i/2, g)
+			}
+		}
+	}
+	empty, id := e.from(0, 5, nil), e.from(4, 1, []float32{-1, -1, -1, -1})
+	zeros := e.fill(2, 11, 7)
+	e.cpu.Im2Row(zeros.c, empty.c, id.c, 2, 0.5)
+	e.d.Im2Row(zeros.x, empty.x, id.x, 2, 0.5)
+	e.check("Im2Row −1 from 0×5", zeros, 0, 0)
+}
+
 // Reshape matches the CPU exactly: the elements in row-major order, into
 // a dst that held other values, and refuses another count or an alias.
 func TestReshape(t *testing.T) {
@@ -643,6 +698,11 @@ func TestShapeErrors(t *testing.T) {
 		{"CopyCols negative", func() { d.CopyCols(m22, m23, -1) }},
 		{"GatherRows idx", func() { d.GatherRows(m23, m33, r13) }},
 		{"GatherRows cols", func() { d.GatherRows(m22, m33, c21) }},
+		{"Im2Row k", func() { d.Im2Row(c21, m33, d.New(0, 1), 0, 1) }},
+		{"Im2Row dst", func() { d.Im2Row(d.New(1, 6), m23, c21, 2, 1) }},
+		{"Im2Row idx", func() { d.Im2Row(d.New(1, 7), m23, d.New(3, 1), 2, 1) }},
+		{"Im2Row alias", func() { d.Im2Row(c21, d.New(3, 0), c21, 1, 1) }},
+		{"Im2Row foreign", func() { d.Im2Row(d.New(1, 7), m23, e.cpu.New(2, 1), 2, 1) }},
 		{"Reshape count", func() { d.Reshape(m22, m23) }},
 		{"Reshape alias", func() { d.Reshape(m23, m23) }},
 		{"SumRows", func() { d.SumRows(c21, m23) }},

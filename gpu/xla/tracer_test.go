@@ -272,6 +272,10 @@ func (t *tracer) GatherRows(dst, src, idx core.Mat) {
 	t.op("GatherRows", []core.Mat{dst, src, idx}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.GatherRows(m[0], m[1], m[2]); return 0 })
 }
 
+func (t *tracer) Im2Row(dst, src, idx core.Mat, k int, v float32) {
+	t.op("Im2Row", []core.Mat{dst, src, idx}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.Im2Row(m[0], m[1], m[2], k, v); return 0 })
+}
+
 func (t *tracer) Reshape(dst, src core.Mat) {
 	t.op("Reshape", []core.Mat{dst, src}, []int{0}, func(d core.Device, m []core.Mat) float32 { d.Reshape(m[0], m[1]); return 0 })
 }

@@ -16,6 +16,7 @@
 const BAD_GATHER: u32 = 1u;
 const BAD_XENT: u32 = 2u;
 const BAD_ONEHOT: u32 = 4u;
+const BAD_IM2ROW: u32 = 8u;
 
 // sum_rows: b1 (1×n) = column sums of b2 (m×n), summed in row order.
 @compute @workgroup_size(64)
@@ -207,4 +208,35 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     return;
   }
   b1[e] = b2[u32(src) * p.n + j];
+}
+
+// im2row: b1 (r×n, n = k·c+1) = for each row i the k rows of b2 (p.k rows,
+// c = p.lda columns) named by idx = b3 ((r·k)×1) side by side, then p.s0:
+// b1[i, o·c + j] = b2[idx[i·k+o], j], b1[i, n−1] = p.s0. An index of
+// exactly −1 gives zeros. One thread per element of b1.
+@compute @workgroup_size(256)
+fn im2row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let e = lin(wid, nwg, lid, 256u);
+  if (e >= p.total) { return; }
+  let i = e / p.n;
+  let j = e % p.n;
+  if (j == p.n - 1u) {
+    b1[e] = p.s0;
+    return;
+  }
+  let c = p.lda;
+  let k = (p.n - 1u) / c;
+  let o = j / c;
+  let v = b3[i * k + o];
+  if (v == -1.0) {
+    b1[e] = 0.0;
+    return;
+  }
+  let src = label(v, p.k);
+  if (src < 0) {
+    if (j % c == 0u) { atomicOr(&st[0], BAD_IM2ROW); }
+    b1[e] = qnan();
+    return;
+  }
+  b1[e] = b2[u32(src) * c + j % c];
 }
