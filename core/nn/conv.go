@@ -166,10 +166,11 @@ var (
 // and EᵀE summed over positions and samples (up to KFC's normalisation),
 // and G = X̄ᵀE is the gradient of W.
 //
-// The patches are one GatherRows of the input rows (index −1 for the
-// padding) and a Reshape; the backward pass is the transpose of that
-// gather (col2im), one gather per kernel offset, summed. A 1×1 kernel with
-// stride 1 needs neither: its patches are the input rows.
+// The homogeneous patches are one Im2Row of the input rows (index −1 for
+// the padding), written straight into the inner Dense's X; the backward
+// pass is the transpose of that gather (col2im), one gather per kernel
+// offset, summed. A 1×1 kernel with stride 1 needs neither: its patches
+// are the input rows.
 type Conv2D struct {
 	Kernel, Stride, Pad int
 
@@ -182,8 +183,6 @@ type Conv2D struct {
 	m       int        // batch the buffers are sized for
 	g       core.Mat   // (m·Ho·Wo·k²)×1 im2col index
 	sc      []core.Mat // per kernel offset, (m·H·W)×1 col2im index (nil: unread)
-	cols    core.Mat   // (m·Ho·Wo·k²)×C gathered rows (nil for k = 1)
-	patches core.Mat   // (m·Ho·Wo)×(k²C), cols reshaped
 	part    core.Mat   // (m·Ho·Wo)×C, one offset's columns of ∂L/∂patches
 	t       core.Mat   // (m·H·W)×C scratch of col2im
 	dx, rdx core.Mat   // (m·H·W)×C: ∂L/∂x and R{∂L/∂x}
@@ -253,9 +252,9 @@ func (l *Conv2D) Blocks() []*Dense { return []*Dense{l.d} }
 // alloc (re)builds the indices and buffers of a batch of m samples.
 func (l *Conv2D) alloc(m int) {
 	d, w := l.dev, l.win
-	freeAll(d, l.g, l.cols, l.patches, l.part, l.t, l.dx, l.rdx)
+	freeAll(d, l.g, l.part, l.t, l.dx, l.rdx)
 	freeAll(d, l.sc...)
-	l.g, l.sc, l.cols, l.patches, l.part, l.t, l.dx, l.rdx = nil, nil, nil, nil, nil, nil, nil, nil
+	l.g, l.sc, l.part, l.t, l.dx, l.rdx = nil, nil, nil, nil, nil, nil
 	l.m = m
 	if l.pointwise {
 		return
@@ -270,25 +269,14 @@ func (l *Conv2D) alloc(m int) {
 			l.sc[o] = upload(d, idx)
 		}
 	}
-	l.patches, l.part = d.New(rows, kk*C), d.New(rows, C)
-	if kk > 1 {
-		l.cols = d.New(rows*kk, C)
-	}
+	l.part = d.New(rows, C)
 	l.t, l.dx = d.New(m*w.in.Positions(), C), d.New(m*w.in.Positions(), C)
 }
 
-// im2col sets the patches of x and returns them.
-func (l *Conv2D) im2col(x core.Mat) core.Mat {
-	switch {
-	case l.pointwise:
-		return x
-	case l.cols == nil: // k = 1: the rows are the patches
-		l.dev.GatherRows(l.patches, x, l.g)
-		return l.patches
-	}
-	l.dev.GatherRows(l.cols, x, l.g)
-	l.dev.Reshape(l.patches, l.cols)
-	return l.patches
+// im2row sets dst ((m·Ho·Wo)×(k²C+1)) = [patches of x | v]: the inner
+// Dense's X̄ (v = 1) or R{X̄} (v = 0), in one pass.
+func (l *Conv2D) im2row(dst, x core.Mat, v float32) {
+	l.dev.Im2Row(dst, x, l.g, l.win.k*l.win.k, v)
 }
 
 // col2im sets dst = the transpose of im2col applied to dp ((m·Ho·Wo)×(k²C),
@@ -307,14 +295,18 @@ func (l *Conv2D) col2im(dst, dp core.Mat) core.Mat {
 	return dst
 }
 
-// Forward gathers the patches of x ((m·H·W)×C) and returns the inner
-// Dense's output ((m·Ho·Wo)×Out).
+// Forward gathers the homogeneous patches of x ((m·H·W)×C) into the inner
+// Dense's X and returns its output ((m·Ho·Wo)×Out).
 func (l *Conv2D) Forward(x core.Mat, m int) core.Mat {
 	core.CheckShape("Conv2D.Forward", "x", x, m*l.win.in.Positions(), l.win.in.C)
 	if m != l.m {
 		l.alloc(m)
 	}
-	return l.d.Forward(l.im2col(x), m)
+	if l.pointwise {
+		return l.d.Forward(x, m)
+	}
+	l.im2row(l.d.input(m*l.win.ho*l.win.wo), x, 1)
+	return l.d.forwardX()
 }
 
 // Backward sets the inner Dense's E and G and returns ∂L/∂x, col2im of
@@ -327,13 +319,18 @@ func (l *Conv2D) Backward(dy core.Mat, p Pass) core.Mat {
 	return l.col2im(l.dx, dp)
 }
 
-// RForward is the inner Dense's with R{patches} = im2col(R{x}).
+// RForward is the inner Dense's with R{patches} = im2col(R{x}), gathered
+// straight into its R{X̄} = [R{patches} | 0].
 func (l *Conv2D) RForward(rx core.Mat, v []core.Mat) core.Mat {
-	if rx != nil {
-		core.CheckShape("Conv2D.RForward", "rx", rx, l.m*l.win.in.Positions(), l.win.in.C)
-		rx = l.im2col(rx)
+	if rx == nil {
+		return l.d.RForward(nil, v)
 	}
-	return l.d.RForward(rx, v)
+	core.CheckShape("Conv2D.RForward", "rx", rx, l.m*l.win.in.Positions(), l.win.in.C)
+	if l.pointwise {
+		return l.d.RForward(rx, v)
+	}
+	l.im2row(l.d.rInput(), rx, 0)
+	return l.d.rForwardX(true, v)
 }
 
 // RBackward is the inner Dense's, with R{∂L/∂x} = col2im(R{∂L/∂patches}).

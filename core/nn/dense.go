@@ -107,11 +107,23 @@ func (l *Dense) alloc(r int) {
 
 // Forward sets X = [x | 1], Z = X·W and A = f(Z), and returns A.
 func (l *Dense) Forward(x core.Mat, m int) core.Mat {
-	if x.Rows() != l.rows {
-		l.alloc(x.Rows())
+	l.dev.AppendCol(l.input(x.Rows()), x, 1)
+	return l.forwardX()
+}
+
+// input returns X, (re)allocated for a batch of r rows, to a caller that
+// builds the homogeneous input [x | 1] itself (a convolution gathers its
+// patches straight into it); forwardX then runs the layer on it.
+func (l *Dense) input(r int) core.Mat {
+	if r != l.rows {
+		l.alloc(r)
 	}
+	return l.X
+}
+
+// forwardX sets Z = X·W and A = f(Z) for the X in place, and returns A.
+func (l *Dense) forwardX() core.Mat {
 	d := l.dev
-	d.AppendCol(l.X, x, 1)
 	d.Gemm(false, false, 1, l.X, l.W, 0, l.Z)
 	if l.Act != core.Identity {
 		d.Map(l.Act, l.A, l.Z)
@@ -141,6 +153,16 @@ func (l *Dense) Backward(dy core.Mat, p Pass) core.Mat {
 
 // RForward: R{z} = x̄V + R{x̄}W with R{x̄} = [R{x} | 0], R{a} = f'(z)⊙R{z}.
 func (l *Dense) RForward(rx core.Mat, v []core.Mat) core.Mat {
+	if rx == nil {
+		return l.rForwardX(false, v)
+	}
+	l.dev.AppendCol(l.rInput(), rx, 0)
+	return l.rForwardX(true, v)
+}
+
+// rInput returns R{X̄} (sized as X) to a caller that builds [R{x} | 0]
+// itself; rForwardX then runs the R-operator with it.
+func (l *Dense) rInput() core.Mat {
 	d, r := l.dev, l.rows
 	if l.rZ == nil {
 		l.rX, l.rdX = d.New(r, l.In+1), d.New(r, l.In+1)
@@ -150,11 +172,18 @@ func (l *Dense) RForward(rx core.Mat, v []core.Mat) core.Mat {
 			l.rA = d.New(r, l.Out)
 		}
 	}
+	return l.rX
+}
+
+// rForwardX is RForward with R{X̄} in place when hasRX, and R{x} = 0
+// otherwise.
+func (l *Dense) rForwardX(hasRX bool, v []core.Mat) core.Mat {
+	d := l.dev
+	l.rInput()
 	core.SameShape("Dense.RForward", v[0], l.W)
 	d.Gemm(false, false, 1, l.X, v[0], 0, l.rZ)
-	l.hasRX = rx != nil
+	l.hasRX = hasRX
 	if l.hasRX {
-		d.AppendCol(l.rX, rx, 0)
 		d.Gemm(false, false, 1, l.rX, l.W, 1, l.rZ)
 	}
 	if l.Act != core.Identity {
