@@ -753,6 +753,22 @@ func TestIm2Row(t *testing.T) {
 			mustShapePanic(t, fmt.Sprintf("Im2Row %d×%d r=%d k=%d last index", n, c, r, k), func() { d.Im2Row(d.New(r, k*c+1), S, idx, k, 1) })
 		}
 	}
+	// runs of consecutive rows and of −1 (copied and cleared at once), runs
+	// broken by a repeat, a gap or a descent, a run through a whole row
+	R, _ := randMat(d, rng, 10, 3, 1)
+	runs := []float32{
+		0, 1, 2, 3, 4, 5, 6, 7,
+		-1, -1, 0, 1, 2, -1, 9, 9,
+		5, 6, 8, 9, -1, 0, 1, -1,
+		3, 2, 1, 0, -1, -1, -1, -1,
+		-1, -1, -1, -1, -1, -1, -1, -1,
+		7, 8, 9, -1, 2, 3, 4, 5,
+	}
+	idx := FromSlice(len(runs), 1, runs)
+	D := d.New(len(runs)/8, 8*3+1).(*Mat)
+	d.Fill(D, 7)
+	d.Im2Row(D, R, idx, 8, 1)
+	checkExact(t, "Im2Row runs", D.Data, im2rowRef(R.Data, 3, runs, 8, 1))
 	S := d.New(3, 2)
 	for _, bad := range []float32{3, -2, -0.5, 0.5, float32(math.NaN())} {
 		mustShapePanic(t, fmt.Sprintf("Im2Row index %v", bad), func() { d.Im2Row(d.New(1, 5), S, FromSlice(2, 1, []float32{0, bad}), 2, 1) })
