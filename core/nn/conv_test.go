@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"grng/core"
 	"grng/core/cpu"
@@ -635,4 +637,43 @@ func BenchmarkConv2DGemmOnly(b *testing.B) {
 		dev.Gemm(false, false, 1, x, w, 0, z)
 	}
 	reportGFLOPS(b, convFlops)
+}
+
+// BenchmarkConv2DForwardVsGemm alternates the two benchmarks above, one
+// forward pass and one bare product an iteration, each timed on its own,
+// and reports rates from the median times and their ratio (fwd/gemm): on
+// a machine whose load changes from one benchmark to the next, or stalls
+// one iteration, this ratio is steadier than that of the two benchmarks.
+func BenchmarkConv2DForwardVsGemm(b *testing.B) {
+	dev := cpu.New()
+	l := mustConv(b, dev, Shape{H: benchH, W: benchW, C: benchC}, benchOut, benchK, 1, 1, core.ReLU)
+	rng := rand.New(rand.NewPCG(1, 2))
+	l.InitKaiming(rng)
+	x := randMat(dev, rng, benchM*benchH*benchW, benchC)
+	rows, in := benchM*benchH*benchW, benchK*benchK*benchC+1
+	xg, w, z := randMat(dev, rng, rows, in), randMat(dev, rng, in, benchOut), dev.New(rows, benchOut)
+	l.Forward(x, benchM)
+	dev.Gemm(false, false, 1, xg, w, 0, z)
+	fwd, gemm := make([]float64, b.N), make([]float64, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		l.Forward(x, benchM)
+		t1 := time.Now()
+		dev.Gemm(false, false, 1, xg, w, 0, z)
+		fwd[i], gemm[i] = t1.Sub(t0).Seconds(), time.Since(t1).Seconds()
+	}
+	f, g := median(fwd), median(gemm)
+	b.ReportMetric(convFlops/f/1e9, "fwd-GFLOP/s")
+	b.ReportMetric(convFlops/g/1e9, "gemm-GFLOP/s")
+	b.ReportMetric(g/f, "fwd/gemm")
+}
+
+// median returns the median of v, reordering v.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	if n := len(v); n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[len(v)/2]
 }
