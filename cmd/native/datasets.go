@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"grng/core/data"
-	"grng/core/nn"
 )
 
 // The synthetic 2-D sets are generated in memory from fixed seeds, so every
@@ -70,18 +69,6 @@ func synthDescription(name string) string {
 	classes := data.Synthetic[name](3, 0, 1).Classes
 	return fmt.Sprintf("synthetic 2-D %s, %d classes, %d train / %d test, noise σ=%g (generated in memory)",
 		name, classes, synthTrain, synthTest, synthNoise[name])
-}
-
-// sampleShape is the per-sample shape of d's inputs: an image's H×W×1
-// (channels last for more than two dimensions), else a vector.
-func sampleShape(d *data.Dataset) nn.Shape {
-	switch len(d.Shape) {
-	case 2:
-		return nn.Shape{H: d.Shape[0], W: d.Shape[1], C: 1}
-	case 3:
-		return nn.Shape{H: d.Shape[0], W: d.Shape[1], C: d.Shape[2]}
-	}
-	return nn.Vector(d.D)
 }
 
 // defaultModel is the model spec train uses when --model is not given: the

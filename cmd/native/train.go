@@ -385,7 +385,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			return usagef("--model %s: %d parameters, more than the %d this command allows (1 GiB of float32 weights)", modelSpec, params, maxModelParams)
 		}
 	} else {
-		if net, err = arch.Build(dev, sampleShape(trainSet), trainSet.Classes, nn.CrossEntropy, f.seed); err != nil {
+		if net, err = arch.Build(dev, trainSet.SampleShape(), trainSet.Classes, nn.CrossEntropy, f.seed); err != nil {
 			return usagef("--model: %v", err)
 		}
 		params = nn.NumParams(net)
