@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"grng/core"
+	"grng/core/data"
 	"grng/core/nn"
 	"grng/core/optim"
 )
@@ -98,6 +99,7 @@ type job struct {
 	resolved bool
 	sum      *Summary
 	steps    int
+	info     *modelInfo // the task's model (the cost model's prior reads it)
 }
 
 func (j *job) label() string {
@@ -118,6 +120,7 @@ type bencher struct {
 	byHash  map[string]*job
 	sweeps  map[string]*sweepResult // by task hash + optimizer
 	models  map[string]*nn.MLP      // pretrained backbones by task hash
+	infos   map[string]*modelInfo   // the tasks' models by task hash
 	bbHash  map[string]string       // backbone config hash by task hash
 	cost    costModel
 	started time.Time
@@ -138,7 +141,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		return Outcome{}, err
 	}
 	b := &bencher{o: o, ld: newLoader(o.DataDir), byHash: map[string]*job{}, sweeps: map[string]*sweepResult{},
-		models: map[string]*nn.MLP{}, bbHash: map[string]string{}, started: time.Now()}
+		models: map[string]*nn.MLP{}, infos: map[string]*modelInfo{}, bbHash: map[string]string{}, started: time.Now()}
 	b.cost = newCostModel()
 	if err := b.plan(); err != nil {
 		return Outcome{}, err
@@ -166,6 +169,9 @@ func (b *bencher) plan() error {
 	}
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
+		if _, err := parseModel(e.Task); err != nil {
+			return err
+		}
 		if l := e.Task.LoRA; l != nil {
 			if _, ok := b.bbHash[e.Task.hash()]; !ok {
 				b.jobs = append(b.jobs, &job{kind: jobPretrain, task: e.Task, arm: Arm{Optimizer: l.Optimizer, Hyper: l.Hyper}, seed: 1})
@@ -233,6 +239,9 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	}
 	sets, err := b.ld.cut(j.task)
 	if err != nil {
+		return false, err
+	}
+	if j.info, err = b.modelInfo(j.task, sets.Train); err != nil {
 		return false, err
 	}
 	j.steps = stepsOf(j.task, j.arm.Optimizer, sets.Train.N)
@@ -437,17 +446,24 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 			return nil, err
 		}
 		in.net = net
-	} else {
-		spec, err := nn.ParseSpec(j.task.Model)
-		if err != nil {
-			return nil, err
-		}
-		if spec.Sizes[0] != sets.Train.D || spec.Sizes[len(spec.Sizes)-1] != sets.Train.Classes {
-			return nil, fmt.Errorf("task %s: model %s does not fit %d features, %d classes", j.task.Name, spec, sets.Train.D, sets.Train.Classes)
-		}
-		in.net = nn.NewMLP(dev, spec, nn.CrossEntropy, j.seed)
+	} else if in.net, err = buildModel(dev, j.task, sets.Train, j.seed); err != nil {
+		return nil, err
 	}
 	return trainLoop(ctx, in)
+}
+
+// modelInfo describes task t's model, built once for the samples of d.
+func (b *bencher) modelInfo(t *Task, d *data.Dataset) (*modelInfo, error) {
+	key := t.hash()
+	if m, ok := b.infos[key]; ok {
+		return m, nil
+	}
+	m, err := describe(b.o.Device, t, d)
+	if err != nil {
+		return nil, err
+	}
+	b.infos[key] = m
+	return m, nil
 }
 
 // sortedKeys returns m's keys in order.

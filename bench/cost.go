@@ -3,16 +3,16 @@ package bench
 import (
 	"math"
 
-	"grng/core/nn"
 	"grng/core/optim"
 )
 
 // costModel estimates the training seconds of a run, for the progress bar's
-// ETA. A prior from the model's size (a step of AdamW costs about 6·P·B
-// flops at an assumed rate; the other optimizers are multiples of it, and
-// K-FAC adds its factor inversions) is replaced by the measured time per
-// step once a run of the same optimizer on the same task has finished, and
-// the others are scaled by how far the priors have been off so far.
+// ETA. A prior from the model's sizes (a step of AdamW costs about 6·M·B
+// flops for M multiply-adds per sample, at an assumed rate; the other
+// optimizers are multiples of it, and K-FAC adds its factor inversions) is
+// replaced by the measured time per step once a run of the same optimizer
+// on the same task has finished, and the others are scaled by how far the
+// priors have been off so far.
 type costModel struct {
 	measured         map[string]float64 // seconds per step by task hash + optimizer
 	priorSum, actSum float64
@@ -41,30 +41,28 @@ func (c *costModel) estimate(j *job) float64 {
 	return c.prior(j) * steps * c.scale()
 }
 
-// prior is the assumed seconds per step of j.
+// prior is the assumed seconds per step of j, from its model's sizes
+// (modelInfo): a forward and backward pass is 6·MACs flops per sample.
 func (c *costModel) prior(j *job) float64 {
-	spec, err := nn.ParseSpec(j.task.Model)
-	if err != nil {
+	m := j.info
+	if m == nil {
 		return 0.01
 	}
-	p := float64(spec.NumParams())
-	trainable := p
-	if l := j.task.LoRA; l != nil && j.kind != jobPretrain {
-		trainable = 0
-		for i := 1; i < len(spec.Sizes); i++ {
-			trainable += float64((spec.Sizes[i-1]+1)*l.Rank + (l.Rank+1)*spec.Sizes[i])
-		}
+	macs := m.MACs
+	trainable := float64(m.Params)
+	if j.task.LoRA != nil && j.kind != jobPretrain {
+		trainable = float64(m.LoRA)
 	}
 	batch := float64(j.task.Batch)
 	if j.kind == jobPretrain {
 		batch = float64(j.task.LoRA.Batch)
 	}
-	base := 6 * p * batch / flopRate
+	base := 6 * macs * batch / flopRate
 	opt := j.arm.Optimizer
 	if isKalman(opt) {
 		// one filter step per sample: a d_o-row forward and backward pass
-		k := float64(spec.Sizes[len(spec.Sizes)-1])
-		per := 8 * p * k / flopRate
+		k := float64(m.Outputs)
+		per := 8 * macs * k / flopRate
 		if opt == "kalman-full" {
 			if trainable > optim.MaxKalmanFullParams {
 				return 1e-3 // refused at construction
@@ -73,23 +71,18 @@ func (c *costModel) prior(j *job) float64 {
 		}
 		return per * batch
 	}
-	m, ok := stepMultiplier[opt]
+	mult, ok := stepMultiplier[opt]
 	if !ok {
-		m = 2
+		mult = 2
 	}
-	s := base * m
+	s := base * mult
 	if opt == "ngd" || opt == "ring" || opt == "reng" {
 		// factor inversions, ~n³ each (NGD every step by Cholesky; RING and
 		// RENG every S = 8 steps by a few Newton–Schulz products)
-		var cubes float64
-		for i := 1; i < len(spec.Sizes); i++ {
-			a, k := float64(spec.Sizes[i-1]+1), float64(spec.Sizes[i])
-			cubes += a*a*a + k*k*k
-		}
 		if opt == "ngd" {
-			s += 2 * cubes / flopRate
+			s += 2 * m.Cubes / flopRate
 		} else {
-			s += 12 * cubes / 8 / flopRate
+			s += 12 * m.Cubes / 8 / flopRate
 		}
 	}
 	return s

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"grng/core/data"
+	"grng/core/nn"
 )
 
 // Fixed seeds of the data cuts: every run of every seed sees the same
@@ -92,10 +93,15 @@ func cutSets(tr, te *data.Dataset, trainN, valN, testN int) (*sets, error) {
 }
 
 // hash identifies the task's data, model and run length: a run's config
-// hash includes it, so a changed task redoes its runs.
+// hash includes it, so a changed task redoes its runs. The model counts by
+// its canonical architecture, defaults spelled out: "cnn" is redone when
+// the cnn's defaults change.
 func (t *Task) hash() string {
 	c := *t
 	c.Title = ""
+	if a, err := nn.ParseArch(c.Model); err == nil {
+		c.Model = a.String()
+	}
 	b, _ := json.Marshal(c)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])

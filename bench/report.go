@@ -16,7 +16,6 @@ import (
 
 	"gonum.org/v1/plot/plotter"
 
-	"grng/core/nn"
 	"grng/core/train"
 )
 
@@ -566,6 +565,7 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 	w.WriteString("## Setup\n\n")
 	seen := map[string]bool{}
 	var rows [][]string
+	var models []string
 	for _, e := range exps {
 		t := e.exp.Task
 		if seen[t.Name] {
@@ -576,11 +576,12 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 			Epochs: t.Epochs, KalmanEp: t.KalmanEpochs, Target: t.Target, EvalEvery: t.EvalEvery, ZeroShot: jfloat(math.NaN())}
 		if s, err := b.ld.cut(t); err == nil {
 			ti.Train, ti.Val, ti.Test = s.Train.N, s.Val.N, s.Test.N
+			if m, err := b.modelInfo(t, s.Train); err == nil {
+				ti.Model, ti.Params = m.Arch, m.Params
+			}
 		}
-		if sp, err := nn.ParseSpec(t.Model); err == nil {
-			ti.Params = sp.NumParams()
-		}
-		model := fmt.Sprintf("%s (%d parameters)", t.Model, ti.Params)
+		models = append(models, ti.Model)
+		model := fmt.Sprintf("%s (%d parameters)", ti.Model, ti.Params)
 		if l := t.LoRA; l != nil {
 			ti.LoRA = fmt.Sprintf("rank %d, α %g, every layer; backbone: %s (%s) for %g epochs on %d %s images", l.Rank, l.Alpha,
 				Label(l.Optimizer), l.Hyper, l.Epochs, l.TrainN, l.Data)
@@ -596,7 +597,7 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 			for _, a := range e.Arms {
 				params = max(params, a.Params)
 			}
-			model = fmt.Sprintf("%s frozen, LoRA r=%d α=%g (%d trainable parameters)", t.Model, l.Rank, l.Alpha, params)
+			model = fmt.Sprintf("%s frozen, LoRA r=%d α=%g (%d trainable parameters)", ti.Model, l.Rank, l.Alpha, params)
 		}
 		res.Tasks = append(res.Tasks, ti)
 		kal := "—"
@@ -609,7 +610,8 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 	w.WriteString("Every task trains on a fixed random cut of the data set's training file and validates on another " +
 		"(the same for every seed and optimizer); test accuracy is measured once, at the end, on the test file. " +
 		"Seeds change the initial weights (the adapters' A for LoRA), the batch order and the optimizers' random draws. " +
-		"The model is an MLP with ReLU hidden layers and softmax cross-entropy.\n\n")
+		"Every model is trained under softmax cross-entropy; the Model column gives its architecture as `native train --model` reads it, " +
+		"defaults spelled out, and its trainable parameters: " + archFamilies(models) + ".\n\n")
 	table(w, "tasks", []string{"Task", "Data", "Train", "Validation", "Test", "Model", "Batch", "Epochs", "R-Kalman epochs", "Target (val)", "Eval every"}, rows)
 	for _, ti := range res.Tasks {
 		if ti.LoRA != "" {

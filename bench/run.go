@@ -71,7 +71,8 @@ type Summary struct {
 	Error      string  `json:"error,omitempty"`
 	ConfigHash string  `json:"config_hash"`
 	Config     runSpec `json:"config"`
-	HyperArg   string  `json:"hp"` // the explicit part of the hyperparameters
+	HyperArg   string  `json:"hp"`    // the explicit part of the hyperparameters
+	Model      string  `json:"model"` // the architecture trained (the backbone's for LoRA)
 	Started    string  `json:"started"`
 	LoadAvg    jfloat  `json:"load_avg_1m"` // /proc/loadavg at the start (null where unknown)
 	Result     Result  `json:"result"`
@@ -214,19 +215,10 @@ func stepsOf(t *Task, opt string, n int) int {
 
 func isKalman(opt string) bool { return opt == "rkalman" || opt == "kalman-full" }
 
-// trainable counts the parameters the optimizer moves.
-func trainable(net *nn.MLP) int {
-	n := 0
-	for _, w := range net.Weights() {
-		n += core.Len(w)
-	}
-	return n
-}
-
 // loopInput is what one training loop needs.
 type loopInput struct {
 	dev        core.Device
-	net        *nn.MLP
+	net        nn.Model
 	spec       runSpec
 	hyperArg   string
 	train, val *data.Dataset
@@ -245,7 +237,8 @@ func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
 		GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, CPUs: runtime.GOMAXPROCS(0)}
 	res := &sum.Result
 	nan := jfloat(math.NaN())
-	*res = Result{TrainableParams: trainable(net), TrainSeconds: 0, SecondsPerStep: nan, ValAcc: nan, ValLoss: nan,
+	sum.Model = net.Arch()
+	*res = Result{TrainableParams: nn.NumParams(net), TrainSeconds: 0, SecondsPerStep: nan, ValAcc: nan, ValLoss: nan,
 		BestValAcc: nan, TestAcc: nan, TestLoss: nan, TimeToTargetSeconds: nan, FirstLoss: nan, LastLoss: nan, MeanGradNorm: nan}
 	rec, err := train.NewRecorder(in.dir)
 	if err != nil {

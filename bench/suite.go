@@ -22,8 +22,12 @@ type Task struct {
 	// Fold, when > 0, folds the features into Fold buckets by summing
 	// feature i into bucket i mod Fold: for hashed bags of words with D a
 	// multiple of Fold, the same hashing with Fold buckets.
-	Fold   int
-	Model  string  // MLP spec, e.g. "784-256-256-10:relu"
+	Fold int
+	// Model is the architecture as nn.ParseArch reads it: an MLP spec such
+	// as "784-256-256-10:relu" or a named one such as "cnn" or
+	// "vit:patch=7,width=64", built for the data's sample shape. A LoRA
+	// task's model is an MLP.
+	Model  string
 	Batch  int     // mini-batch of every optimizer
 	Epochs float64 // run length of the batch optimizers, in passes over the training set
 	// KalmanEpochs is the run length of the Kalman filters (one filter step
@@ -210,7 +214,8 @@ var (
 )
 
 // The quick tasks: sklearn digits (64 features) for the tables and
-// ablations, a small cut of the sentiment set, and a narrow transfer model.
+// ablations, a small cut of the sentiment set, a narrow transfer model, and
+// a tiny CNN and ViT on the 8×8 digits (the composed models' path).
 var (
 	quickDigits = &Task{Name: "digits", Title: "Digits (sklearn)", Data: "digits", TrainN: 800, ValN: 300,
 		Model: "64-16-10:relu", Batch: 32, Epochs: 2, KalmanEpochs: 0.5, EvalEvery: 5, Target: 0.85}
@@ -219,6 +224,10 @@ var (
 	quickTransfer = &Task{Name: "lora-fashion-small", Title: "MNIST → Fashion (LoRA on the head)", Data: "fashion-mnist", TrainN: 640, ValN: 300, TestN: 2000,
 		Model: "784-32-10:relu", Batch: 64, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.3,
 		LoRA: &LoRATask{Data: "mnist", TrainN: 3000, Epochs: 1, Batch: 64, Optimizer: "adamw", Hyper: "lr=3e-3", Rank: 4, Alpha: 4, Layers: []int{1}}}
+	quickCNN = &Task{Name: "digits-cnn", Title: "Digits (CNN)", Data: "digits", TrainN: 800, ValN: 300,
+		Model: "cnn:channels=4", Batch: 32, Epochs: 2, KalmanEpochs: 0.5, EvalEvery: 5, Target: 0.85}
+	quickViT = &Task{Name: "digits-vit", Title: "Digits (ViT)", Data: "digits", TrainN: 800, ValN: 300,
+		Model: "vit:patch=4,width=16,depth=1,heads=2", Batch: 32, Epochs: 2, KalmanEpochs: 0.5, EvalEvery: 5, Target: 0.5}
 )
 
 // ablationArms are the hyperparameter variants of the ablation sections.
@@ -289,6 +298,8 @@ func Suites(registry []string) []Suite {
 		{Section: Accuracy, Group: "vision", Task: qd, Arms: armsOf(registry), Sweep: swept},
 		{Section: Accuracy, Group: "transfer", Task: quickTransfer, Arms: armsOf(registry)},
 		{Section: Accuracy, Group: "text", Task: quickText, Arms: armsOf(registry)},
+		{Section: Accuracy, Group: "models", Task: quickCNN, Arms: armsOf(registry), Sweep: swept},
+		{Section: Accuracy, Group: "models", Task: quickViT, Arms: armsOf(registry), Sweep: swept},
 		{Section: GradNorm, Group: "gradnorm", Task: qd, Arms: armsOf(registry, gradNormOpts...), Sweep: []string{"adamw", "sam"}},
 		{Section: Skip, Group: "skip", Task: qd, Arms: skipArms(), Seeds: -1},
 		{Section: Rho, Group: "rho", Task: qd, Arms: []Arm{
@@ -326,8 +337,9 @@ func Suites(registry []string) []Suite {
 			Experiments: all(vision, transfer, text, gradnorm, skip, rho, sigma0, beta), Budget: "the sum of the suites above"},
 		{Name: "mnist-full", Doc: "MLP 784-256-256-10 on all of MNIST, batch 128, one epoch, every optimizer: test accuracy, wall time, time to 97% validation accuracy, gradient norms",
 			Experiments: full, Budget: "9 optimizers × seeds and the first-order learning-rate sweeps; 59000 training images, 1 epoch (460 steps); not part of all"},
-		{Name: "quick", Doc: "every report section on small data: digits, a sentiment cut, a narrow LoRA transfer (the CI preset, --quick)",
-			Experiments: quick, Grid: quickGrid, Budget: "1 seed; sklearn digits 800 images (MLP 64-16-10), 480 sentiment sentences in 256 buckets, LoRA on the head of a 784-32-10 MLP with 640 images"},
+		{Name: "quick", Doc: "every report section on small data: digits, a sentiment cut, a narrow LoRA transfer, a tiny CNN and ViT on digits (the CI preset, --quick)",
+			Experiments: quick, Grid: quickGrid, Budget: "1 seed; sklearn digits 800 images (MLP 64-16-10; cnn:channels=4; vit:patch=4,width=16,depth=1,heads=2), " +
+				"480 sentiment sentences in 256 buckets, LoRA on the head of a 784-32-10 MLP with 640 images"},
 	}
 }
 
