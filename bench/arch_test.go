@@ -203,3 +203,32 @@ func TestModelInfoCountsPositions(t *testing.T) {
 		t.Errorf("MLP %+v", mlp)
 	}
 }
+
+// Every task of every suite names a model that builds for its data.
+func TestSuiteModelsBuild(t *testing.T) {
+	opened := map[string]*data.Dataset{}
+	seen := map[*Task]bool{}
+	for _, s := range Suites(optim.Names()) {
+		for _, e := range s.Experiments {
+			task := e.Task
+			if seen[task] {
+				continue
+			}
+			seen[task] = true
+			d := opened[task.Data]
+			if d == nil {
+				tr, _, err := newLoader(data.DefaultDir()).open(task.Data, 0, 0)
+				if err != nil {
+					t.Fatalf("%v\n(fetch the data first: go run ./cmd/native data fetch all)", err)
+				}
+				d, opened[task.Data] = tr, tr
+			}
+			if task.Fold > 0 {
+				d = &data.Dataset{D: task.Fold, Classes: d.Classes}
+			}
+			if _, err := describe(cpu.New(), task, d); err != nil {
+				t.Errorf("suite %s: %v", s.Name, err)
+			}
+		}
+	}
+}

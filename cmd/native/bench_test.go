@@ -44,7 +44,7 @@ func TestBenchList(t *testing.T) {
 			t.Errorf("--list lacks suite %s (%s):\n%s", s.Name, s.Budget, out)
 		}
 	}
-	for _, want := range []string{"vision", "transfer", "text", "gradnorm", "skip", "rho", "sigma0", "beta", "quick"} {
+	for _, want := range []string{"vision", "transfer", "text", "gradnorm", "skip", "rho", "sigma0", "beta", "mnist-full", "models", "quick"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--list lacks %q", want)
 		}
