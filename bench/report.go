@@ -583,7 +583,11 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 		models = append(models, ti.Model)
 		model := fmt.Sprintf("%s (%d parameters)", ti.Model, ti.Params)
 		if l := t.LoRA; l != nil {
-			ti.LoRA = fmt.Sprintf("rank %d, α %g, every layer; backbone: %s (%s) for %g epochs on %d %s images", l.Rank, l.Alpha,
+			where := "every layer"
+			if l.Layers != nil {
+				where = fmt.Sprintf("layers %v (from 0)", l.Layers)
+			}
+			ti.LoRA = fmt.Sprintf("rank %d, α %g, %s; backbone: %s (%s) for %g epochs on %d %s images", l.Rank, l.Alpha, where,
 				Label(l.Optimizer), l.Hyper, l.Epochs, l.TrainN, l.Data)
 			if acc, ok := b.zeroShot(t); ok {
 				ti.ZeroShot = jfloat(acc)
