@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -230,5 +231,34 @@ func TestSuiteModelsBuild(t *testing.T) {
 				t.Errorf("suite %s: %v", s.Name, err)
 			}
 		}
+	}
+}
+
+// The ETA counts nothing for the seeds of an optimizer that refused the
+// model, and a refusal does not rescale the other estimates.
+func TestCostModelSkipsUnsupported(t *testing.T) {
+	digits := openDigits(t)
+	info, err := describe(cpu.New(), quickCNN, digits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCostModel()
+	job := func(opt string, seed uint64) *job {
+		return &job{kind: jobMain, task: quickCNN, arm: Arm{Optimizer: opt}, seed: seed, steps: 50, info: info}
+	}
+	sgd := c.estimate(job("sgd", 1))
+	if k := c.estimate(job("rkalman", 2)); k <= 0 {
+		t.Fatalf("prior of an R-Kalman run %v, want > 0", k)
+	}
+	c.observe(job("rkalman", 1), StatusUnsupported, 0.001)
+	if k := c.estimate(job("rkalman", 2)); k != 0 {
+		t.Errorf("after a refusal, another seed is estimated at %vs, want 0", k)
+	}
+	if got := c.estimate(job("sgd", 1)); got != sgd {
+		t.Errorf("a refusal rescaled SGD's estimate from %v to %v", sgd, got)
+	}
+	c.observe(job("sgd", 1), StatusCompleted, 2*sgd)
+	if got := c.estimate(job("adamw", 1)); math.Abs(got/c.prior(job("adamw", 1))/float64(50)-2) > 1e-9 {
+		t.Errorf("after SGD took twice its prior, AdamW's estimate is %v (prior %v per step)", got, c.prior(job("adamw", 1)))
 	}
 }

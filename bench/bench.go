@@ -396,7 +396,7 @@ func (b *bencher) execute(ctx context.Context) error {
 			return err
 		}
 		j.sum = sum
-		b.cost.observe(j, time.Since(t0).Seconds())
+		b.cost.observe(j, sum.Status, time.Since(t0).Seconds())
 		b.out.Executed++
 		if sum.Status == StatusFailed {
 			b.out.Failed++

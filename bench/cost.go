@@ -88,8 +88,15 @@ func (c *costModel) prior(j *job) float64 {
 	return s
 }
 
-// observe records a finished run's training time.
-func (c *costModel) observe(j *job, seconds float64) {
+// observe records a finished run's training time. An unsupported run
+// (the optimizer refused the model) trained nothing: the other seeds of its
+// task and optimizer will cost nothing either, and it says nothing about
+// how far the priors are off.
+func (c *costModel) observe(j *job, status string, seconds float64) {
+	if status == StatusUnsupported {
+		c.measured[c.key(j)] = 0
+		return
+	}
 	if seconds <= 0 || math.IsNaN(seconds) || j.steps < 1 {
 		return
 	}
