@@ -107,8 +107,12 @@ func archFamilies(models []string) string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range models {
+		a, err := nn.ParseArch(m)
+		if err != nil {
+			continue
+		}
 		name, _, _ := strings.Cut(m, ":")
-		if name == "" || name[0] >= '0' && name[0] <= '9' {
+		if _, mlp := a.(nn.Spec); mlp {
 			name = "mlp"
 		}
 		if seen[name] {

@@ -121,6 +121,10 @@ func TestComposedModelTasks(t *testing.T) {
 		if cell := want + " (" + strconv.Itoa(params) + " parameters)"; !strings.Contains(string(report), "| "+cell+" |") {
 			t.Errorf("report.md: the task table has no cell %q", cell)
 		}
+		family, _, _ := strings.Cut(want, ":")
+		if doc := "`" + family + "`: "; !strings.Contains(string(report), doc) {
+			t.Errorf("report.md does not describe the %s architecture (no %q)", family, doc)
+		}
 	}
 	if strings.Contains(string(report), "MLP with ReLU") {
 		t.Error("report.md describes the models as MLPs")
