@@ -353,7 +353,7 @@ func Suites(registry []string) []Suite {
 			Experiments: full, Budget: "9 optimizers × seeds and the first-order learning-rate sweeps; 59000 training images, 1 epoch (460 steps); not part of all"},
 		{Name: "models", Doc: "composed models, every optimizer: the default CNN on Fashion-MNIST and the default ViT on MNIST, 5 epochs at batch 64; time to 91% and 98% validation accuracy",
 			Experiments: models, Budget: "2 tasks × 9 optimizers × seeds and the first-order learning-rate sweeps (16 runs per task); 59000 training images, 5 epochs (4605 steps per run); " +
-				"on a 2-core CPU a run takes minutes (SGD on the CNN) to an hour (NGD on the CNN), about a day at 5 seeds: meant for a GPU; not part of all"},
+				"on a 2-core CPU a run takes minutes (SGD on the CNN) to an hour (NGD on the CNN): about 8 hours at 1 seed, a day at 5; meant for a GPU; not part of all"},
 		{Name: "quick", Doc: "every report section on small data: digits, a sentiment cut, a narrow LoRA transfer, a tiny CNN and ViT on digits (the CI preset, --quick)",
 			Experiments: quick, Grid: quickGrid, Budget: "1 seed; sklearn digits 800 images (MLP 64-16-10; cnn:channels=4; vit:patch=4,width=16,depth=1,heads=2), " +
 				"480 sentiment sentences in 256 buckets, LoRA on the head of a 784-32-10 MLP with 640 images"},
