@@ -30,7 +30,8 @@ func trainCommand() *command {
 		name:  "train",
 		args:  "--data NAME [flags]",
 		short: "train a model with one optimizer and record its metrics",
-		long: `Train trains a freshly initialised MLP on a data set with one optimizer and
+		long: `Train trains a freshly initialised model (--model: an MLP, a CNN, a ViT) on a
+data set with one optimizer and
 records the run in --out: metrics.csv (one row per step: loss, gradient norm,
 step time, and test loss/accuracy at each evaluation) and summary.json (the
 configuration, the optimizer's resolved hyperparameters, final test
@@ -107,7 +108,7 @@ const maxModelParams = 1 << 28
 func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.data, "data", "", "`NAME` of the data set: "+strings.Join(dataNames(), ", "))
 	fs.StringVar(&f.dataDir, "data-dir", data.DefaultDir(), "`DIR` holding the fetched data sets (also $GRNG_DATA)")
-	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
+	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 or vit:patch=7,width=64 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
 	fs.StringVar(&f.opt, "opt", "adamw", "optimizer `NAME`: "+strings.Join(optim.Names(), ", "))
 	fs.StringVar(&f.hp, "hp", "", "hyperparameters over the optimizer's defaults, `\"k=v,...\"` (see --list-hp)")
 	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
