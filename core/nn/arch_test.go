@@ -15,7 +15,7 @@ func TestParseArch(t *testing.T) {
 		"cnn":                          "cnn:channels=16-32,kernel=3,hidden=0,act=relu",
 		"cnn:kernel=5, channels=8":     "cnn:channels=8,kernel=5,hidden=0,act=relu",
 		"cnn:channels=4-8-16,act=tanh": "cnn:channels=4-8-16,kernel=3,hidden=0,act=tanh",
-		"vit:depth=2":                  "vit:patch=7,width=64,depth=2,heads=4,mlp=2",
+		"vit:depth=2":                  "vit:patch=7,width=64,depth=2,heads=4,mlp=2,cls=0",
 	} {
 		a, err := ParseArch(in)
 		if err != nil || a.String() != want {
@@ -41,6 +41,7 @@ func TestParseArch(t *testing.T) {
 		"cnn:channels=4-4-4-4-4": "too small",
 		"vit:patch=3":            "patch=3 does not divide the 8×8×1 image",
 		"vit:patch=4,width=6":    "heads=4 does not divide width=6",
+		"vit:patch=4,cls=2":      "cls=2: want 0 (mean pooling) or 1 (a class token)",
 	} {
 		a, err := ParseArch(in)
 		if err != nil {
@@ -74,5 +75,21 @@ func TestParseArch(t *testing.T) {
 	x := dev.New(5, 192)
 	if y := m.Forward(x); y.Rows() != 5 || y.Cols() != 3 {
 		t.Errorf("vit: output %d×%d, want 5×3", y.Rows(), y.Cols())
+	}
+	// A class token: one more position for the position embedding, and C
+	// parameters of its own.
+	a, _ = ParseArch("vit:patch=4,width=8,depth=2,heads=2,mlp=3,cls=1")
+	m, err = a.Build(dev, Shape{H: 8, W: 12, C: 2}, 3, CrossEntropy, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := NumParams(m), (32+1)*8+8+7*8+2*block+2*8+9*3; got != want {
+		t.Errorf("vit with cls=1: %d parameters, want %d", got, want)
+	}
+	if y := m.Forward(x); y.Rows() != 5 || y.Cols() != 3 {
+		t.Errorf("vit with cls=1: output %d×%d, want 5×3", y.Rows(), y.Cols())
+	}
+	if _, err := m.Curvature(); err != nil {
+		t.Errorf("vit with cls=1: %v", err)
 	}
 }

@@ -176,7 +176,9 @@ func (c *chainCase) run(t *testing.T) {
 	for _, p := range c.params() {
 		vv := randVec32(rng, core.Len(p), 1)
 		v, v64 = append(v, newUploaded(dev, p.Rows(), p.Cols(), vv)), append(v64, to64(vv))
-		hv = append(hv, dev.New(p.Rows(), p.Cols()))
+		h := dev.New(p.Rows(), p.Cols())
+		dev.Fill(h, float32(math.NaN())) // RBackward sets hv, whatever it held
+		hv = append(hv, h)
 	}
 	r := rx
 	k := 0
