@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"grng/core"
 )
@@ -18,16 +19,18 @@ import (
 // (−∞ above the diagonal: a position attends to itself and the ones
 // before it) when Causal is set.
 //
-// The four projections are Dense layers applied to every position, each a
-// Kronecker block (K-FAC-expand over the positions). The heads of all
-// samples are one GemmBatched: a batch of m·h products of T×d matrices,
-// laid out by splitHeads.
+// The four projections are dense layers applied to every position: a
+// *Dense each as NewAttention makes them, a Kronecker block each
+// (K-FAC-expand over the positions). Any of them may be another Projection
+// (WithProjections): a *LoRADense (two adapter blocks) or a frozen dense
+// (Freeze: no parameter). The heads of all samples are one GemmBatched: a
+// batch of m·h products of T×d matrices, laid out by splitHeads.
 type Attention struct {
 	Heads  int
 	Causal bool
-	// Q, K, V and O are the projections; Params lists their weights in
-	// this order.
-	Q, K, V, O *Dense
+	// Q, K, V and O are the projections; Params lists their parameters in
+	// this order (one matrix each for plain Dense projections).
+	Q, K, V, O Projection
 
 	dev   core.Device
 	at    Shape
@@ -67,13 +70,67 @@ func NewAttention(dev core.Device, at Shape, heads int, causal bool, rng *rand.R
 	}
 	l := &Attention{Heads: heads, Causal: causal, dev: dev, at: at, d: at.C / heads,
 		scale: float32(1 / math.Sqrt(float64(at.C/heads)))}
-	for _, p := range []**Dense{&l.Q, &l.K, &l.V, &l.O} {
-		*p = NewDense(dev, at, at.C, core.Identity)
-		(*p).Init(rng)
+	for _, p := range []*Projection{&l.Q, &l.K, &l.V, &l.O} {
+		d := NewDense(dev, at, at.C, core.Identity)
+		d.Init(rng)
+		*p = d
 	}
 	l.onesT = dev.New(at.Positions(), 1)
 	dev.Fill(l.onesT, 1)
 	return l, nil
+}
+
+// Projection is what Attention asks of its q, k, v and o maps: a
+// dense-like layer from the C channels of every position to C channels,
+// with an R-operator, a Kronecker block per parameter (Blocks in the order
+// of Params), per-sample gradients and a twin that is again a Projection.
+// *Dense, *LoRADense and a frozen *Dense (Freeze) are Projections.
+type Projection interface {
+	RLayer
+	Blocks() []*Dense
+	SampleGrads(dst []core.Mat)
+	Twin() Layer
+}
+
+var _ Projection = (*Dense)(nil)
+
+// WithProjections returns attention of l's heads and mask over the
+// projections q, k, v and o (nil keeps l's), with its own batch buffers:
+// l is left as it is, and shares with the result the projections kept.
+// Each projection must map l's shape to itself.
+func (l *Attention) WithProjections(q, k, v, o Projection) (*Attention, error) {
+	c := &Attention{Heads: l.Heads, Causal: l.Causal, dev: l.dev, at: l.at, d: l.d, scale: l.scale,
+		Q: l.Q, K: l.K, V: l.V, O: l.O}
+	for i, p := range []Projection{q, k, v, o} {
+		if p == nil {
+			continue
+		}
+		if p.InShape() != l.at || p.OutShape() != l.at {
+			return nil, fmt.Errorf("attention: projection %s (%s) maps %v to %v, want %v to itself", projNames[i], p.Kind(), p.InShape(), p.OutShape(), l.at)
+		}
+		*c.projs()[i] = p
+	}
+	c.onesT = l.dev.New(l.at.Positions(), 1)
+	l.dev.Fill(c.onesT, 1)
+	return c, nil
+}
+
+// projNames names the projections in the order of Params.
+var projNames = [4]string{"q", "k", "v", "o"}
+
+// projs points at Q, K, V and O.
+func (l *Attention) projs() [4]*Projection { return [4]*Projection{&l.Q, &l.K, &l.V, &l.O} }
+
+// perProjection cuts ms (shaped like Params) into the four projections' parts.
+func (l *Attention) perProjection(ms []core.Mat) (q, k, v, o []core.Mat) {
+	var out [4][]core.Mat
+	j := 0
+	for i, p := range []Projection{l.Q, l.K, l.V, l.O} {
+		n := len(p.Params())
+		out[i] = ms[j : j+n]
+		j += n
+	}
+	return out[0], out[1], out[2], out[3]
 }
 
 // Kind is "attention".
@@ -83,33 +140,39 @@ func (l *Attention) Kind() string { return "attention" }
 func (l *Attention) InShape() Shape  { return l.at }
 func (l *Attention) OutShape() Shape { return l.at }
 
-// Params are W_q, W_k, W_v and W_o; Grads their gradients.
+// Params are the projections' parameters in the order q, k, v, o (W_q,
+// W_k, W_v and W_o for Dense projections); Grads their gradients.
 func (l *Attention) Params() []core.Mat {
-	return []core.Mat{l.Q.W, l.K.W, l.V.W, l.O.W}
+	return slices.Concat(l.Q.Params(), l.K.Params(), l.V.Params(), l.O.Params())
 }
 func (l *Attention) Grads() []core.Mat {
-	return []core.Mat{l.Q.G, l.K.G, l.V.G, l.O.G}
+	return slices.Concat(l.Q.Grads(), l.K.Grads(), l.V.Grads(), l.O.Grads())
 }
 
 // Twin is attention of the same heads and mask on the same projections
 // (their twins).
 func (l *Attention) Twin() Layer {
-	c := &Attention{Heads: l.Heads, Causal: l.Causal, dev: l.dev, at: l.at, d: l.d, scale: l.scale,
-		Q: l.Q.Twin().(*Dense), K: l.K.Twin().(*Dense), V: l.V.Twin().(*Dense), O: l.O.Twin().(*Dense)}
-	c.onesT = l.dev.New(l.at.Positions(), 1)
-	l.dev.Fill(c.onesT, 1)
+	c, err := l.WithProjections(l.Q.Twin().(Projection), l.K.Twin().(Projection), l.V.Twin().(Projection), l.O.Twin().(Projection))
+	if err != nil { // twins keep their shapes
+		panic(err)
+	}
 	return c
 }
 
 // SampleGrads is the four projections', in the order of Params.
 func (l *Attention) SampleGrads(dst []core.Mat) {
-	for i, p := range l.Blocks() {
-		p.SampleGrads(dst[i : i+1])
-	}
+	q, k, v, o := l.perProjection(dst)
+	l.Q.SampleGrads(q)
+	l.K.SampleGrads(k)
+	l.V.SampleGrads(v)
+	l.O.SampleGrads(o)
 }
 
-// Blocks are the four projections.
-func (l *Attention) Blocks() []*Dense { return []*Dense{l.Q, l.K, l.V, l.O} }
+// Blocks are the projections' blocks (the four projections themselves
+// when they are Dense).
+func (l *Attention) Blocks() []*Dense {
+	return slices.Concat(l.Q.Blocks(), l.K.Blocks(), l.V.Blocks(), l.O.Blocks())
+}
 
 func (l *Attention) alloc(m int) {
 	d := l.dev
@@ -251,16 +314,17 @@ func (l *Attention) RForward(rx core.Mat, v []core.Mat) core.Mat {
 		l.rr = d.New(n, 1)
 		l.ro, l.rdq, l.rdk, l.rdv, l.rdx = d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c), d.New(r, c)
 	}
-	l.splitHeads(l.rqh, l.Q.RForward(rx, v[0:1]))
-	l.splitHeads(l.rkh, l.K.RForward(rx, v[1:2]))
-	l.splitHeads(l.rvh, l.V.RForward(rx, v[2:3]))
+	vq, vk, vv, vo := l.perProjection(v)
+	l.splitHeads(l.rqh, l.Q.RForward(rx, vq))
+	l.splitHeads(l.rkh, l.K.RForward(rx, vk))
+	l.splitHeads(l.rvh, l.V.RForward(rx, vv))
 	d.GemmBatched(b, false, true, l.scale, l.rqh, l.kh, 0, l.rs)
 	d.GemmBatched(b, false, true, l.scale, l.qh, l.rkh, 1, l.rs)
 	l.softmaxJVP(l.rp, l.rr, l.rt, l.rs)
 	d.GemmBatched(b, false, false, 1, l.rp, l.vh, 0, l.roh)
 	d.GemmBatched(b, false, false, 1, l.p, l.rvh, 1, l.roh)
 	l.mergeHeads(l.ro, l.roh)
-	return l.O.RForward(l.ro, v[3:4])
+	return l.O.RForward(l.ro, vo)
 }
 
 // RBackward differentiates Backward along the direction:
@@ -270,7 +334,9 @@ func (l *Attention) RForward(rx core.Mat, v []core.Mat) core.Mat {
 //	R{∂q_h} = (R{∂S}k_h + ∂S R{k_h})/√d,  R{∂k_h} = (R{∂S}ᵀq_h + ∂SᵀR{q_h})/√d.
 func (l *Attention) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat {
 	d, b := l.dev, l.m*l.Heads
-	l.splitHeads(l.rdoh, l.O.RBackward(rdy, v[3:4], hv[3:4], true))
+	vq, vk, vv, vo := l.perProjection(v)
+	hq, hk, hvv, ho := l.perProjection(hv)
+	l.splitHeads(l.rdoh, l.O.RBackward(rdy, vo, ho, true))
 	d.GemmBatched(b, false, true, 1, l.rdoh, l.vh, 0, l.rdp)
 	d.GemmBatched(b, false, true, 1, l.doh, l.rvh, 1, l.rdp)
 	d.GemmBatched(b, true, false, 1, l.rp, l.doh, 0, l.rdvh)
@@ -293,7 +359,7 @@ func (l *Attention) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.M
 	l.mergeHeads(l.rdk, l.rdkh)
 	l.mergeHeads(l.rdv, l.rdvh)
 	return l.sumInputs(l.rdx, needX,
-		func(q Pass) core.Mat { return l.Q.RBackward(l.rdq, v[0:1], hv[0:1], q.NeedX) },
-		func(q Pass) core.Mat { return l.K.RBackward(l.rdk, v[1:2], hv[1:2], q.NeedX) },
-		func(q Pass) core.Mat { return l.V.RBackward(l.rdv, v[2:3], hv[2:3], q.NeedX) }, false)
+		func(q Pass) core.Mat { return l.Q.RBackward(l.rdq, vq, hq, q.NeedX) },
+		func(q Pass) core.Mat { return l.K.RBackward(l.rdk, vk, hk, q.NeedX) },
+		func(q Pass) core.Mat { return l.V.RBackward(l.rdv, vv, hvv, q.NeedX) }, false)
 }

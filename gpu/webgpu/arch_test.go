@@ -162,7 +162,9 @@ func keyBiases(m nn.Model) map[int]bool {
 		for _, l := range ls {
 			switch l := l.(type) {
 			case *nn.Attention:
-				keys[l.K.W] = true
+				for _, w := range l.K.Params() {
+					keys[w] = true
+				}
 			case nn.Container:
 				walk(l.Layers())
 			}
