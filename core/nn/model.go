@@ -256,8 +256,10 @@ func (s *Sequential) Curvature() ([]Curvature, error) {
 	return cs, err
 }
 
+// CanHVP is nil when every layer, inside containers and wrappers too, is
+// an RLayer, and otherwise an error naming the first that is not.
 func (s *Sequential) CanHVP() error {
-	return leaves(s.layers, "", func(at string, l Layer) error {
+	return walkAll(s.layers, "", func(at string, l Layer) error {
 		if _, ok := l.(RLayer); !ok {
 			return fmt.Errorf("layer %s (%s) of %s has no R-operator (exact Hessian-vector product)", at, l.Kind(), s.arch)
 		}

@@ -60,17 +60,24 @@ var (
 )
 
 // walkAll calls f on every layer, containers and the layers inside them,
-// depth first, with its position ("3" or "3.2") for errors.
+// and wrappers (Frozen) and the layer they wrap, depth first, with its
+// position ("3" or "3.2"; a wrapped layer is its wrapper's ".1") for
+// errors.
 func walkAll(layers []Layer, prefix string, f func(at string, l Layer) error) error {
 	for i, l := range layers {
 		at := fmt.Sprint(prefix, i+1)
 		if err := f(at, l); err != nil {
 			return err
 		}
-		if c, ok := l.(Container); ok {
-			if err := walkAll(c.Layers(), at+".", f); err != nil {
-				return err
-			}
+		var inner []Layer
+		switch c := l.(type) {
+		case Container:
+			inner = c.Layers()
+		case interface{ Unwrap() Layer }:
+			inner = []Layer{c.Unwrap()}
+		}
+		if err := walkAll(inner, at+".", f); err != nil {
+			return err
 		}
 	}
 	return nil
