@@ -55,7 +55,7 @@ func frozenChain(dev core.Device, first bool) (*chainCase, []*Frozen) {
 func TestFrozenFiniteDifferences(t *testing.T) {
 	for _, tc := range []struct {
 		first, diffX, lazyX bool
-	}{{false, true, false}, {false, true, true}, {false, false, false}, {true, true, false}, {true, false, false}} {
+	}{{false, true, false}, {false, true, true}, {false, false, false}, {true, true, false}, {true, true, true}, {true, false, false}} {
 		t.Run(fmt.Sprintf("first=%v/x=%v/lazy=%v", tc.first, tc.diffX, tc.lazyX), func(t *testing.T) {
 			dev := cpu.New()
 			c, frozen := frozenChain(dev, tc.first)
