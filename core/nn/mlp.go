@@ -6,24 +6,6 @@ import (
 	"grng/core"
 )
 
-// Loss names the objective of an MLP. Both are negative log-likelihoods of
-// an exponential-family model, so the Fisher of paper eq. 2 is defined.
-type Loss int
-
-const (
-	// CrossEntropy is softmax cross-entropy with integer labels (m×1).
-	CrossEntropy Loss = iota
-	// MSE is ½‖out − target‖² per sample (a unit-variance Gaussian), targets m×k.
-	MSE
-)
-
-func (l Loss) String() string {
-	if l == MSE {
-		return "mse"
-	}
-	return "cross-entropy"
-}
-
 // Dense is a fully connected layer z = x̄·W with the bias folded in as the
 // last row of W ((In+1)×Out), followed by an activation a = f(z).
 //

@@ -103,8 +103,8 @@ type kalman struct {
 	sgrad   []core.Mat
 	general bool // some weight matrix has no rank-1 block
 	dev     core.Device
-	do      int // output width d_o
-	ce      bool
+	do      int         // output width d_o
+	loss    nn.LossFunc // the model's: the predictive mean h and its Jacobian
 
 	r []float64 // R_{k−1} (d_o×d_o, float64, host)
 
@@ -181,7 +181,7 @@ func newKalman(name string, net nn.Model, cfg KalmanConfig) (*kalman, error) {
 	}
 	dev := net.Device()
 	do := net.Outputs()
-	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, ce: net.Objective() == nn.CrossEntropy}
+	k := &kalman{name: name, cfg: cfg, net: net, dev: dev, do: do, loss: net.Objective().Func()}
 	var err error
 	if k.jac, k.jacBlocks, err = kalmanTwin(name, net); err != nil {
 		return nil, err
@@ -264,17 +264,8 @@ func (k *kalman) observe(x, y core.Mat, i int) {
 	dev.GatherRows(k.xr, x, rep)
 	out := k.jac.Forward(k.xr)
 	dev.GatherRows(k.z1, out, k.zero)
-	seed, yhat := k.eye, k.z1
-	if k.ce {
-		dev.GatherRows(k.label, y, one)
-		dev.OneHot(k.yt, k.label)
-		dev.Softmax(k.p, k.z1)
-		dev.MulRow(k.seed, k.eye, k.p)                 // diag(p)
-		dev.Gemm(true, false, -1, k.p, k.p, 1, k.seed) // − ppᵀ
-		seed, yhat = k.seed, k.p
-	} else {
-		dev.GatherRows(k.yt, y, one)
-	}
+	k.loss.Target(dev, k.yt, y, one, k.label)
+	yhat, seed := k.loss.Mean(dev, k.z1, k.p, k.seed, k.eye)
 	dev.Copy(k.eps, k.yt)
 	dev.Axpby(-1, yhat, 1, k.eps)
 	k.jac.Backward(seed)
@@ -342,7 +333,7 @@ func (k *kalman) gain(s, eps []float64) (rNew, ainv, v []float64, err error) {
 	if !(tr > 0) {
 		tr = 1
 	}
-	if k.ce && d > 1 {
+	if k.loss.SimplexMean() && d > 1 {
 		c := tr / float64(d)
 		for i := range a {
 			a[i] += c

@@ -16,15 +16,17 @@ type FisherMode int
 const (
 	// SampledFisher backpropagates errors of labels drawn from the model's
 	// predictive distribution, one per input: the true Fisher of eqs. 2 and 7
-	// (Monte Carlo, unbiased). Cross-entropy: ŷ ~ softmax(z), drawn by the
-	// device's SampleCategorical from host uniforms; MSE (unit-variance
-	// Gaussian): e = ε, ε ~ N(0, I) from the host.
+	// (Monte Carlo, unbiased), the seeds of the loss's SampleSeeds
+	// (nn.LossFunc). Cross-entropy: ŷ ~ softmax(z), drawn by the device's
+	// SampleCategorical from host uniforms; MSE (unit-variance Gaussian):
+	// e = −ε, ε ~ N(0, I) from the host.
 	SampledFisher FisherMode = iota
 	// EmpiricalFisher uses the true labels' errors (the "empirical Fisher");
 	// no extra backward pass.
 	EmpiricalFisher
 	// ExactFisher takes the expectation over the predictive distribution
-	// exactly, with one backward pass per output class: for cross-entropy
+	// exactly, with one backward pass per output class (the loss's
+	// ExactSeed): for cross-entropy
 	// Σ_c p_c (p − e_c)(p − e_c)ᵀ = diag(p) − ppᵀ per sample (seeds
 	// √p_c·(p − e_c)); for MSE the identity (seeds e_c). Costs k backward
 	// passes per refresh; meant for tests and small models.
@@ -142,9 +144,8 @@ type KFAC struct {
 
 	// batch buffers (sized for m rows)
 	m                   int
-	seed, oh            core.Mat // m×k
-	lbl, u, col         core.Mat // m×1
-	hostU, hostN        []float32
+	seed                core.Mat       // m×k
+	scr                 nn.SeedScratch // the loss's buffers for the seeds
 	deltas, ws, gradsIn []core.Mat
 	trueG               []core.Mat // the true-label batch gradient of this step
 	gd, gtd             float64    // ⟨g, Δ⟩ and ⟨g̃, Δ⟩ of this step (NaN when not read)
@@ -262,7 +263,7 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 		}
 	}
 	if c.Fisher == SampledFisher || c.Fisher == ExactFisher {
-		if net.Objective() != nn.CrossEntropy && net.Objective() != nn.MSE {
+		if !net.Objective().Valid() {
 			return nil, fmt.Errorf("%s: no predictive distribution for loss %v", name, net.Objective())
 		}
 	}
@@ -589,21 +590,23 @@ func (o *KFAC) fdHVP(x, y core.Mat, v, hv []core.Mat) error {
 	return nil
 }
 
+// kfacDraws are the Fisher sample's random numbers: uniforms as float32 of a
+// float64 draw, standard normals.
+type kfacDraws struct{ rng *rand.Rand }
+
+func (r kfacDraws) Uniform() float32 { return float32(r.rng.Float64()) }
+func (r kfacDraws) Normal() float32  { return float32(r.rng.NormFloat64()) }
+
 // resize (re)allocates the batch buffers for m rows.
 func (o *KFAC) resize(m int) {
 	if m == o.m && o.seed != nil {
 		return
 	}
 	dev := o.net.Device()
-	for _, b := range []core.Mat{o.seed, o.oh, o.lbl, o.u, o.col} {
-		if b != nil {
-			dev.Free(b)
-		}
+	if o.seed != nil {
+		dev.Free(o.seed)
 	}
-	k := o.net.Outputs()
-	o.seed, o.oh = dev.New(m, k), dev.New(m, k)
-	o.lbl, o.u, o.col = dev.New(m, 1), dev.New(m, 1), dev.New(m, 1)
-	o.hostU, o.hostN = make([]float32, m), make([]float32, m*k)
+	o.seed = dev.New(m, o.net.Outputs())
 	o.m = m
 }
 
@@ -672,36 +675,14 @@ func (o *KFAC) refresh() error {
 		passStats(float32(m), 0) // E rows are e_i/m
 	case SampledFisher:
 		o.resize(m)
-		if net.Objective() == nn.CrossEntropy {
-			for j := range o.hostU {
-				o.hostU[j] = float32(o.rng.Float64())
-			}
-			dev.Upload(o.u, o.hostU)
-			dev.SampleCategorical(o.lbl, net.Probs(), o.u)
-			dev.OneHot(o.oh, o.lbl)
-			dev.Apply(core.Sub, o.seed, net.Probs(), o.oh)
-		} else {
-			// y ~ N(out, I): e = out − y = −ε; the sign does not matter.
-			for j := range o.hostN {
-				o.hostN[j] = float32(o.rng.NormFloat64())
-			}
-			dev.Upload(o.seed, o.hostN)
-		}
+		net.Objective().Func().SampleSeeds(dev, o.seed, net.Probs(), 1, kfacDraws{o.rng}, &o.scr)
 		net.Backward(o.seed)
 		passStats(invM, 0)
 	case ExactFisher:
 		o.resize(m)
+		loss := net.Objective().Func()
 		for cls := 0; cls < net.Outputs(); cls++ {
-			dev.Fill(o.lbl, float32(cls))
-			if net.Objective() == nn.CrossEntropy {
-				dev.OneHot(o.oh, o.lbl)
-				dev.Apply(core.Sub, o.seed, net.Probs(), o.oh)
-				dev.CopyCols(o.col, net.Probs(), cls)
-				dev.Map(core.Sqrt, o.col, o.col)
-				dev.MulCol(o.seed, o.seed, o.col)
-			} else {
-				dev.OneHot(o.seed, o.lbl)
-			}
+			loss.ExactSeed(dev, o.seed, net.Probs(), cls, &o.scr)
 			net.Backward(o.seed)
 			beta := float32(1)
 			if cls == 0 {

@@ -81,17 +81,15 @@ type Sophia struct {
 	LR, Beta1, Beta2, Gamma, Eps, WD float64
 	K                                int
 
-	step  int
-	rng   *rand.Rand
-	src   *rand.PCG  // rng's source, kept for checkpoints (state.go)
-	m, h  []core.Mat // gradient and Hessian-diagonal EMAs
-	g     []core.Mat // the true-label gradient, then the update
-	hhat  []core.Mat // B·ĝ⊙ĝ of the last estimate
-	rows  int        // batch rows the sampling buffers are sized for
-	u, yh core.Mat   // host uniforms and the sampled labels (B×1, cross-entropy)
-	seed  core.Mat   // ∂(mean sampled loss)/∂out (B×k); for MSE from host normals
-	oneh  core.Mat   // one-hot of ŷ (B×k)
-	host  []float32
+	step int
+	rng  *rand.Rand
+	src  *rand.PCG      // rng's source, kept for checkpoints (state.go)
+	m, h []core.Mat     // gradient and Hessian-diagonal EMAs
+	g    []core.Mat     // the true-label gradient, then the update
+	hhat []core.Mat     // B·ĝ⊙ĝ of the last estimate
+	rows int            // batch rows the sampling buffers are sized for
+	seed core.Mat       // ∂(mean sampled loss)/∂out (B×k)
+	scr  nn.SeedScratch // the loss's buffers for the seed
 }
 
 // NewSophia builds Sophia for net; seed drives the sampled labels.
@@ -151,28 +149,9 @@ func (o *Sophia) gnb() error {
 	b, k := net.Rows(), net.Outputs()
 	o.resize(b, k)
 	inv := 1 / float32(b)
-	switch net.Objective() {
-	case nn.CrossEntropy:
-		// ∂/∂logits of (1/B)Σ −ln p_i[ŷ_i] is (p − onehot(ŷ))/B.
-		for i := range o.host[:b] {
-			o.host[i] = o.rng.Float32()
-		}
-		dev.Upload(o.u, o.host[:b])
-		probs := net.Probs()
-		dev.SampleCategorical(o.yh, probs, o.u)
-		dev.OneHot(o.oneh, o.yh)
-		dev.Axpby(inv, probs, 0, o.seed)
-		dev.Axpby(-inv, o.oneh, 1, o.seed)
-	case nn.MSE:
-		// ŷ = out + z, z ~ N(0, I): ∂/∂out of (1/2B)Σ‖out − ŷ‖² is −z/B.
-		for i := range o.host {
-			o.host[i] = float32(o.rng.NormFloat64())
-		}
-		dev.Upload(o.seed, o.host)
-		dev.Axpby(-inv, o.seed, 0, o.seed)
-	default:
-		panic(fmt.Sprintf("optim: Sophia has no GNB estimator for loss %v", net.Objective()))
-	}
+	// ∂/∂out of the mean loss (1/B)Σ ℓ(out_i, ŷ_i): for cross-entropy
+	// (p − onehot(ŷ))/B, for MSE (ŷ = out + ε) −ε/B.
+	net.Objective().Func().SampleSeeds(dev, o.seed, net.Probs(), inv, sophiaDraws{o.rng}, &o.scr)
 	net.Backward(o.seed)
 	for i, g := range net.Grads() {
 		dev.Map(core.Square, o.hhat[i], g)
@@ -190,13 +169,16 @@ func (o *Sophia) resize(b, k int) {
 		return
 	}
 	dev := o.net.Device()
-	for _, m := range []core.Mat{o.u, o.yh, o.seed, o.oneh} {
-		if m != nil {
-			dev.Free(m)
-		}
+	if o.seed != nil {
+		dev.Free(o.seed)
 	}
-	o.u, o.yh = dev.New(b, 1), dev.New(b, 1)
-	o.seed, o.oneh = dev.New(b, k), dev.New(b, k)
-	o.host = make([]float32, b*k)
+	o.seed = dev.New(b, k)
 	o.rows = b
 }
+
+// sophiaDraws are the GNB estimator's random numbers: float32 uniforms,
+// standard normals.
+type sophiaDraws struct{ rng *rand.Rand }
+
+func (r sophiaDraws) Uniform() float32 { return r.rng.Float32() }
+func (r sophiaDraws) Normal() float32  { return float32(r.rng.NormFloat64()) }

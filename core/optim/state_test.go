@@ -54,7 +54,7 @@ var notState = map[string]string{
 	"Sophia.Beta1": "hyper", "Sophia.Beta2": "hyper", "Sophia.Gamma": "hyper", "Sophia.Eps": "hyper", "Sophia.WD": "hyper", "Sophia.K": "hyper",
 	"KFAC.name": "label", "KFAC.cfg": "hyper (ρ's current value is KFAC.rho)",
 	"FactorStats.DimA": "shape", "FactorStats.DimG": "shape",
-	"kalman.name": "label", "kalman.dev": "device", "kalman.do": "shape", "kalman.ce": "loss kind",
+	"kalman.name": "label", "kalman.dev": "device", "kalman.do": "shape", "kalman.loss": "the model's loss",
 	"KalmanConfig.Sigma0": "hyper (prior)", "KalmanConfig.Q": "hyper", "KalmanConfig.Beta": "hyper", "KalmanConfig.Rho": "hyper",
 	"RKalman.floor": "derived from σ0", "KalmanFull.n": "shape", "KalmanFull.off": "shape",
 	// random generators whose source is listed
@@ -62,9 +62,9 @@ var notState = map[string]string{
 	// scratch: written before it is read within every step
 	"AdamW.d": "scratch", "AdamW.t": "scratch", "SAM.saved": "scratch (pre-ascent weights)",
 	"Sophia.g": "scratch", "Sophia.hhat": "scratch (read only on the step that estimates it)",
-	"Sophia.rows": "buffer size", "Sophia.u": "scratch", "Sophia.yh": "scratch", "Sophia.seed": "scratch", "Sophia.oneh": "scratch", "Sophia.host": "scratch",
-	"KFAC.eta": "scratch", "KFAC.gd": "scratch", "KFAC.gtd": "scratch", "KFAC.dnorm": "scratch", "KFAC.m": "buffer size", "KFAC.seed": "scratch", "KFAC.oh": "scratch", "KFAC.lbl": "scratch",
-	"KFAC.u": "scratch", "KFAC.col": "scratch", "KFAC.hostU": "scratch", "KFAC.hostN": "scratch",
+	"Sophia.rows": "buffer size", "Sophia.seed": "scratch", "Sophia.scr": "scratch",
+	"KFAC.eta": "scratch", "KFAC.gd": "scratch", "KFAC.gtd": "scratch", "KFAC.dnorm": "scratch", "KFAC.m": "buffer size", "KFAC.seed": "scratch",
+	"KFAC.scr":    "scratch",
 	"KFAC.deltas": "aliases of kfacBufs.d", "KFAC.ws": "the model's weights", "KFAC.gradsIn": "per-step pointers",
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
 	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
