@@ -69,10 +69,7 @@ func LoadMLP(path string, dev core.Device) (*nn.MLP, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
-	obj := nn.CrossEntropy
-	if h.Objective == nn.MSE.String() {
-		obj = nn.MSE
-	}
+	obj, _ := nn.ParseLoss(h.Objective) // cross-entropy for anything else, as before
 	net := nn.NewMLP(dev, spec, obj, 0)
 	for _, l := range net.Layers {
 		w := make([]float32, core.Len(l.W))

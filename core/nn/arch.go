@@ -22,7 +22,7 @@ type Arch interface {
 
 // Build makes the MLP of the spec; its widths must match the data.
 func (s Spec) Build(dev core.Device, in Shape, classes int, loss Loss, seed uint64) (Model, error) {
-	if first, last := s.Sizes[0], s.Sizes[len(s.Sizes)-1]; first != in.Len() || loss == CrossEntropy && last != classes {
+	if first, last := s.Sizes[0], s.Sizes[len(s.Sizes)-1]; first != in.Len() || loss.Func().Labels() && last != classes {
 		return nil, fmt.Errorf("model %s: widths %d-…-%d do not match data with %d features and %d classes", s, first, last, in.Len(), classes)
 	}
 	return NewMLP(dev, s, loss, seed), nil

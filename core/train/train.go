@@ -101,7 +101,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: target accuracy %v out of range [0, 1]", c.Target)
 	case c.MaxRejects < 0:
 		return fmt.Errorf("train: max-rejects %d is negative", c.MaxRejects)
-	case c.Loss != nn.CrossEntropy && c.Loss != nn.MSE:
+	case !c.Loss.Valid():
 		return fmt.Errorf("train: unknown loss %d", int(c.Loss))
 	case c.Net == nil && len(c.Model.Sizes) < 2:
 		return errors.New("train: model spec has no layers")
@@ -110,7 +110,7 @@ func (c *Config) Validate() error {
 	switch {
 	case in != c.Train.D:
 		return fmt.Errorf("train: model input width %d does not match the data's %d features", in, c.Train.D)
-	case c.Loss == nn.CrossEntropy && out != c.Train.Classes:
+	case c.Loss.Func().Labels() && out != c.Train.Classes:
 		return fmt.Errorf("train: model output width %d does not match the data's %d classes", out, c.Train.Classes)
 	case c.Test != nil && c.Test.D != c.Train.D:
 		return fmt.Errorf("train: test set has %d features, training set %d", c.Test.D, c.Train.D)
@@ -380,7 +380,7 @@ func newRunner(c Config, net nn.Model) (*runner, error) {
 	dev := c.Device
 	tr := c.Train
 	ycols := 1
-	if c.Loss == nn.MSE {
+	if !c.Loss.Func().Labels() {
 		ycols = len(tr.Y) / tr.N
 	}
 	if len(tr.X) != tr.N*tr.D || len(tr.Y) != tr.N*ycols {
@@ -506,6 +506,7 @@ func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 	var sum float64
 	correct := 0
 	pred := make([]float32, 0, evalChunk)
+	labels := net.Objective().Func().Labels() // accuracy is defined
 	for lo := 0; lo < ds.N; lo += evalChunk {
 		hi := min(lo+evalChunk, ds.N)
 		n := hi - lo
@@ -513,7 +514,7 @@ func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 		dev.Upload(x, ds.X[lo*ds.D:hi*ds.D])
 		dev.Upload(y, ds.Y[lo*ycols:hi*ycols])
 		sum += float64(net.Loss(x, y)) * float64(n)
-		if net.Objective() == nn.CrossEntropy {
+		if labels {
 			am := dev.New(n, 1)
 			dev.ArgmaxRows(am, net.Probs())
 			pred = pred[:n]
@@ -530,7 +531,7 @@ func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 	}
 	loss = sum / float64(max(ds.N, 1))
 	acc = math.NaN()
-	if net.Objective() == nn.CrossEntropy {
+	if labels {
 		acc = float64(correct) / float64(max(ds.N, 1))
 	}
 	return loss, acc
