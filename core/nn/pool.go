@@ -18,19 +18,64 @@ var (
 	_ RLayer = (*Flatten)(nil)
 )
 
+// linearPasses are the backward pass and R-operator that the pooling and
+// flattening layers share: each is linear in its input and has no
+// parameters, y = apply(x) and ∂L/∂x = transpose(∂L/∂y), so R{y} =
+// apply(R{x}) and R{∂L/∂x} = transpose(R{∂L/∂y}). The layer allocates y
+// and dx for its batch (and resets ry and rdx to nil); R{y} and R{∂L/∂x}
+// are allocated by their first use.
+type linearPasses struct {
+	op               string // the layer's type, for shape errors
+	apply, transpose func(dst, src core.Mat) core.Mat
+	dev              core.Device
+	y, ry            core.Mat // the output and R{y}
+	dx, rdx          core.Mat // ∂L/∂x and R{∂L/∂x}
+}
+
+// Backward returns ∂L/∂x = transpose(dy).
+func (l *linearPasses) Backward(dy core.Mat, p Pass) core.Mat {
+	if !p.NeedX {
+		return nil
+	}
+	core.SameShape(l.op+".Backward", dy, l.y)
+	return l.transpose(l.dx, dy)
+}
+
+// RForward returns apply(R{x}) (nil without R{x}).
+func (l *linearPasses) RForward(rx core.Mat, _ []core.Mat) core.Mat {
+	if rx == nil {
+		return nil
+	}
+	core.SameShape(l.op+".RForward", rx, l.dx)
+	if l.ry == nil {
+		l.ry = l.dev.New(l.y.Rows(), l.y.Cols())
+	}
+	return l.apply(l.ry, rx)
+}
+
+// RBackward returns transpose(R{∂L/∂y}).
+func (l *linearPasses) RBackward(rdy core.Mat, _, _ []core.Mat, needX bool) core.Mat {
+	if !needX {
+		return nil
+	}
+	core.SameShape(l.op+".RBackward", rdy, l.y)
+	if l.rdx == nil {
+		l.rdx = l.dev.New(l.dx.Rows(), l.dx.Cols())
+	}
+	return l.transpose(l.rdx, rdy)
+}
+
 // AvgPool2D averages each channel over k×k windows moved with stride s,
 // without padding: y = (1/k²)·Σ_o gather_o(x), one gather per kernel
 // offset o, and ∂L/∂x the sum of the transposed gathers of ∂L/∂y/k².
 type AvgPool2D struct {
 	Kernel, Stride int
 
-	win window
-	dev core.Device
+	win          window
+	linearPasses // y, ry (m·Ho·Wo)×C; dx, rdx (m·H·W)×C
 
 	m        int
 	fwd, bwd []core.Mat // per offset: (m·Ho·Wo)×1 gather, (m·H·W)×1 its transpose (nil: unread)
-	y, ry    core.Mat   // (m·Ho·Wo)×C: the output and R{y}
-	dx, rdx  core.Mat   // (m·H·W)×C: ∂L/∂x and R{∂L/∂x}
 	to, ti   core.Mat   // scratch shaped like y and like dx
 }
 
@@ -42,7 +87,9 @@ func NewAvgPool2D(dev core.Device, in Shape, kernel, stride int) (*AvgPool2D, er
 	if err != nil {
 		return nil, err
 	}
-	return &AvgPool2D{Kernel: kernel, Stride: stride, win: w, dev: dev}, nil
+	l := &AvgPool2D{Kernel: kernel, Stride: stride, win: w}
+	l.linearPasses = linearPasses{op: "AvgPool2D", apply: l.pool, transpose: l.unpool, dev: dev}
+	return l, nil
 }
 
 // Kind is "avgpool".
@@ -108,63 +155,29 @@ func (l *AvgPool2D) Forward(x core.Mat, m int) core.Mat {
 	return l.pool(l.y, x)
 }
 
-// Backward returns ∂L/∂x: each input row gets ∂L/∂y/k² of every window
-// that holds it.
-func (l *AvgPool2D) Backward(dy core.Mat, p Pass) core.Mat {
-	if !p.NeedX {
-		return nil
-	}
-	core.SameShape("AvgPool2D.Backward", dy, l.y)
-	return l.unpool(l.dx, dy)
-}
-
-// RForward returns pool(R{x}).
-func (l *AvgPool2D) RForward(rx core.Mat, _ []core.Mat) core.Mat {
-	if rx == nil {
-		return nil
-	}
-	core.SameShape("AvgPool2D.RForward", rx, l.dx)
-	if l.ry == nil {
-		l.ry = l.dev.New(l.y.Rows(), l.y.Cols())
-	}
-	return l.pool(l.ry, rx)
-}
-
-// RBackward returns the backward pass of R{∂L/∂y}.
-func (l *AvgPool2D) RBackward(rdy core.Mat, _, _ []core.Mat, needX bool) core.Mat {
-	if !needX {
-		return nil
-	}
-	core.SameShape("AvgPool2D.RBackward", rdy, l.y)
-	if l.rdx == nil {
-		l.rdx = l.dev.New(l.dx.Rows(), l.dx.Cols())
-	}
-	return l.unpool(l.rdx, rdy)
-}
-
 // GlobalAvgPool is the mean of each channel over all H·W positions of a
 // sample: (m·P)×C → m×C. Forward sums pairs of rows by two gathers a round
 // (an odd count pads with −1), ⌈log₂P⌉ rounds, then scales by 1/P: O(m·P·C)
 // memory traffic and no multiplications by constants; backward is one
 // gather (every position reads its sample's row of ∂L/∂y/P).
 type GlobalAvgPool struct {
-	in  Shape
-	dev core.Device
+	in           Shape
+	linearPasses // y, ry m×C; dx, rdx (m·P)×C
 
 	m       int
 	a, b    []core.Mat // per round: the gathers of each pair's first and second row
 	sums, t []core.Mat // per round: the pair sums and scratch
 	up      core.Mat   // (m·P)×1: the sample of each row
-	y, ry   core.Mat   // m×C
 	s       core.Mat   // m×C: ∂L/∂y/P
-	dx, rdx core.Mat   // (m·P)×C
 }
 
 // NewGlobalAvgPool returns global average pooling of inputs of shape in
 // (H, W, C ≥ 1): the output is a vector of C per sample.
 func NewGlobalAvgPool(dev core.Device, in Shape) *GlobalAvgPool {
 	checkShape("NewGlobalAvgPool", in)
-	return &GlobalAvgPool{in: in, dev: dev}
+	l := &GlobalAvgPool{in: in}
+	l.linearPasses = linearPasses{op: "GlobalAvgPool", apply: l.pool, transpose: l.unpool, dev: dev}
+	return l
 }
 
 func checkShape(op string, s Shape) {
@@ -249,54 +262,30 @@ func (l *GlobalAvgPool) Forward(x core.Mat, m int) core.Mat {
 	return l.pool(l.y, x)
 }
 
-// Backward returns ∂L/∂x: every position of a sample gets ∂L/∂y/P.
-func (l *GlobalAvgPool) Backward(dy core.Mat, p Pass) core.Mat {
-	if !p.NeedX {
-		return nil
-	}
-	core.SameShape("GlobalAvgPool.Backward", dy, l.y)
-	return l.unpool(l.dx, dy)
-}
-
-// RForward returns the means of R{x}.
-func (l *GlobalAvgPool) RForward(rx core.Mat, _ []core.Mat) core.Mat {
-	if rx == nil {
-		return nil
-	}
-	core.SameShape("GlobalAvgPool.RForward", rx, l.dx)
-	if l.ry == nil {
-		l.ry = l.dev.New(l.m, l.in.C)
-	}
-	return l.pool(l.ry, rx)
-}
-
-// RBackward returns the backward pass of R{∂L/∂y}.
-func (l *GlobalAvgPool) RBackward(rdy core.Mat, _, _ []core.Mat, needX bool) core.Mat {
-	if !needX {
-		return nil
-	}
-	core.SameShape("GlobalAvgPool.RBackward", rdy, l.y)
-	if l.rdx == nil {
-		l.rdx = l.dev.New(l.dx.Rows(), l.dx.Cols())
-	}
-	return l.unpool(l.rdx, rdy)
-}
-
 // Flatten makes each sample's positions and channels one vector:
 // (m·P)×C → m×(P·C), row-major (position by position), by a Reshape; its
 // backward pass is the Reshape back.
 type Flatten struct {
-	in  Shape
-	dev core.Device
+	in           Shape
+	linearPasses // y, ry m×(P·C); dx, rdx (m·P)×C
 
-	m              int
-	y, ry, dx, rdx core.Mat
+	m int
 }
 
 // NewFlatten returns the flattening of inputs of shape in (H, W, C ≥ 1).
 func NewFlatten(dev core.Device, in Shape) *Flatten {
 	checkShape("NewFlatten", in)
-	return &Flatten{in: in, dev: dev}
+	l := &Flatten{in: in}
+	l.linearPasses = linearPasses{op: "Flatten", apply: reshape(dev), transpose: reshape(dev), dev: dev}
+	return l
+}
+
+// reshape returns Reshape on dev as an apply or transpose of linearPasses.
+func reshape(dev core.Device) func(dst, src core.Mat) core.Mat {
+	return func(dst, src core.Mat) core.Mat {
+		dev.Reshape(dst, src)
+		return dst
+	}
 }
 
 // Kind is "flatten".
@@ -323,40 +312,4 @@ func (l *Flatten) Forward(x core.Mat, m int) core.Mat {
 	}
 	l.dev.Reshape(l.y, x)
 	return l.y
-}
-
-// Backward returns dy (m×(H·W·C)) as (m·H·W)×C.
-func (l *Flatten) Backward(dy core.Mat, p Pass) core.Mat {
-	if !p.NeedX {
-		return nil
-	}
-	core.SameShape("Flatten.Backward", dy, l.y)
-	l.dev.Reshape(l.dx, dy)
-	return l.dx
-}
-
-// RForward returns R{x} flattened.
-func (l *Flatten) RForward(rx core.Mat, _ []core.Mat) core.Mat {
-	if rx == nil {
-		return nil
-	}
-	core.SameShape("Flatten.RForward", rx, l.dx)
-	if l.ry == nil {
-		l.ry = l.dev.New(l.y.Rows(), l.y.Cols())
-	}
-	l.dev.Reshape(l.ry, rx)
-	return l.ry
-}
-
-// RBackward returns R{∂L/∂y} unflattened.
-func (l *Flatten) RBackward(rdy core.Mat, _, _ []core.Mat, needX bool) core.Mat {
-	if !needX {
-		return nil
-	}
-	core.SameShape("Flatten.RBackward", rdy, l.y)
-	if l.rdx == nil {
-		l.rdx = l.dev.New(l.dx.Rows(), l.dx.Cols())
-	}
-	l.dev.Reshape(l.rdx, rdy)
-	return l.rdx
 }
