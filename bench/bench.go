@@ -441,7 +441,13 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 		if base == nil {
 			return nil, fmt.Errorf("%s: the pretrained backbone is not available", j.label())
 		}
-		net, _, err := nn.NewLoRA(base, nn.LoRAConfig{Rank: l.Rank, Alpha: l.Alpha, Layers: l.Layers, Seed: j.seed, Device: dev})
+		// A copy of the backbone in the run's scope: the adapted model
+		// shares its frozen weights and batch buffers, freed with the run.
+		own := nn.NewMLP(dev, base.Spec, base.Objective(), 0)
+		for i, w := range base.Weights() {
+			dev.Copy(own.Weights()[i], w)
+		}
+		net, err := nn.ApplyLoRA(own.Sequential, nn.LoRAOptions{Rank: l.Rank, Alpha: l.Alpha, Targets: []string{"dense"}, Layers: l.Layers, FreezeHead: true, Seed: j.seed})
 		if err != nil {
 			return nil, err
 		}

@@ -34,9 +34,9 @@ func SaveMLP(path string, net *nn.MLP, hash string) error {
 	h, _ := json.Marshal(modelHeader{Spec: net.Spec.String(), Objective: net.Objective().String(), Hash: hash})
 	b.Write(h)
 	b.WriteByte('\n')
-	for _, l := range net.Layers {
+	for _, l := range net.Dense {
 		w := make([]float32, core.Len(l.W))
-		net.Dev.Download(l.W, w)
+		net.Device().Download(l.W, w)
 		for _, v := range w {
 			binary.Write(&b, binary.LittleEndian, math.Float32bits(v))
 		}
@@ -71,7 +71,7 @@ func LoadMLP(path string, dev core.Device) (*nn.MLP, string, error) {
 	}
 	obj, _ := nn.ParseLoss(h.Objective) // cross-entropy for anything else, as before
 	net := nn.NewMLP(dev, spec, obj, 0)
-	for _, l := range net.Layers {
+	for _, l := range net.Dense {
 		w := make([]float32, core.Len(l.W))
 		buf := make([]byte, 4*len(w))
 		if _, err := io.ReadFull(r, buf); err != nil {

@@ -35,12 +35,12 @@ type Factors struct {
 // forward and k backward passes on net (k classes), and overwrites its
 // gradients: pass a copy that is not training.
 func ComputeFactors(net *nn.MLP, x, y core.Mat, layer int, rule string, rho float64) Factors {
-	dev := net.Dev
+	dev := net.Device()
 	m, k := x.Rows(), net.Outputs()
 	net.Loss(x, y)
 	probs := make([]float32, m*k)
 	dev.Download(net.Probs(), probs)
-	l := net.Layers[layer]
+	l := net.Dense[layer]
 	lx := l.X
 	a := lx.Cols()
 	xs := make([]float32, m*a)

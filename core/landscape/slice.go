@@ -17,9 +17,9 @@ import (
 // weights (a sync point).
 func Flatten(net *nn.MLP) []float64 {
 	var out []float64
-	for _, l := range net.Layers {
+	for _, l := range net.Dense {
 		buf := make([]float32, core.Len(l.W))
-		net.Dev.Download(l.W, buf)
+		net.Device().Download(l.W, buf)
 		for _, v := range buf {
 			out = append(out, float64(v))
 		}
@@ -33,13 +33,13 @@ func SetFlat(net *nn.MLP, w []float64) {
 		panic(&core.ShapeError{Op: "landscape.SetFlat", What: fmt.Sprintf("%d values for %d parameters", len(w), net.Spec.NumParams())})
 	}
 	off := 0
-	for _, l := range net.Layers {
+	for _, l := range net.Dense {
 		n := core.Len(l.W)
 		buf := make([]float32, n)
 		for i := range buf {
 			buf[i] = float32(w[off+i])
 		}
-		net.Dev.Upload(l.W, buf)
+		net.Device().Upload(l.W, buf)
 		off += n
 	}
 }

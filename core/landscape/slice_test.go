@@ -143,7 +143,7 @@ func TestSliceAgreesWithNetwork(t *testing.T) {
 	net, x, y := smallNet(t)
 	w := Flatten(net)
 	want := float64(net.Loss(x, y))
-	scratch := nn.NewMLP(net.Dev, net.Spec, net.Objective(), 99)
+	scratch := nn.NewMLP(net.Device(), net.Spec, net.Objective(), 99)
 	p := Plane{Center: w, D1: FilterNormalized(net.Spec, w, 1), D2: FilterNormalized(net.Spec, w, 2)}
 	s := NewSlice(scratch, x, y, p, Box{-1, 1, -1, 1}, 5, 5)
 	steps := 0

@@ -7,6 +7,32 @@ import (
 	"grng/core"
 )
 
+// Dense is a fully connected layer z = x̄·W with the bias folded in as the
+// last row of W ((In+1)×Out), followed by an activation a = f(z).
+//
+// After a forward and backward pass of r rows (m samples, or m samples ×
+// positions when the layer acts on every position) it holds X (r×(In+1),
+// the homogeneous inputs x̄), Z, A and E = ∂L/∂Z (r×Out), and G = X̄ᵀE, the
+// gradient of W (paper eq. 5 summed over the batch).
+type Dense struct {
+	In, Out int
+	Act     core.Unary
+	W, G    core.Mat
+
+	X, Z, A, E core.Mat
+	dA         core.Mat // ∂L/∂A of the last Backward (the caller's)
+	dX, dx     core.Mat // r×(In+1) scratch and r×In input gradient
+
+	dev  core.Device
+	h, w int // positions of a sample (0: one)
+	rows int // rows the buffers are sized for
+	// R-operator buffers (dense.go), allocated by the first RForward.
+	rX, rZ, rA, rE, rdX, rdx, t core.Mat
+	hasRX                       bool // the last RForward had an R{x}
+	// sg is SampleGrads' (m·(In+1))×Out product, allocated by its first call.
+	sg core.Mat
+}
+
 // NewDense returns a dense layer In → Out with activation act, applied to
 // every position of a sample of shape at (its channels C must be In), with
 // zero weights; its parameter is W ((In+1)×Out, the bias as its last row).

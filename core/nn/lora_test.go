@@ -4,66 +4,79 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"grng/core"
 	"grng/core/cpu"
 )
 
-// loraProblem is an adapted network with random adapters (B ≠ 0, so that A
-// has gradients) on a random batch, and the float64 reference of its loss.
+// loraProblem is an MLP adapted by ApplyLoRA on its dense layers, with
+// random adapters (B ≠ 0, so that A has gradients), on a random batch, and
+// the float64 reference of its loss.
 type loraProblem struct {
-	*problem
-	lo   *LoRA
-	base [][]float64 // frozen W0 per layer, float64
-	// adapted[i] is the index in net.Layers of layer i's A block (−1: frozen)
-	adapted []int
+	net   *Sequential
+	spec  Spec
+	x, y  core.Mat
+	xh    []float64
+	yh    []float64
+	m     int
+	base  [][]float64  // frozen W0 per layer, float64
+	lora  []*LoRADense // per layer: its adapter, nil when frozen
+	scale float64
 }
 
 func newLoRAProblem(t *testing.T, spec string, loss Loss, m, rank int, alpha float64, layers []int) *loraProblem {
 	t.Helper()
 	p := newProblem(t, spec, loss, m)
 	base := p.net
-	net, lo, err := NewLoRA(base, LoRAConfig{Rank: rank, Alpha: alpha, Layers: layers, Seed: 5})
+	net, err := ApplyLoRA(base.Sequential, LoRAOptions{Rank: rank, Alpha: alpha, Targets: []string{"dense"}, Layers: layers, FreezeHead: true, Seed: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev := base.Dev
+	dev := base.Device()
 	rng := rand.New(rand.NewPCG(9, 9))
-	for _, l := range net.Layers {
-		v := make([]float32, core.Len(l.W))
+	for _, w := range net.Weights() {
+		v := make([]float32, core.Len(w))
 		for i := range v {
 			v[i] = float32(0.5 * rng.NormFloat64())
 		}
-		dev.Upload(l.W, v)
+		dev.Upload(w, v)
 	}
-	lp := &loraProblem{problem: &problem{net: net, x: p.x, y: p.y, xh: p.xh, yh: p.yh, m: m}, lo: lo}
-	for _, w := range lo.Frozen() {
-		lp.base = append(lp.base, to64(download(dev, w)))
-	}
-	k := 0
-	for _, l := range lo.layers {
-		if l.a != nil {
-			lp.adapted = append(lp.adapted, k)
-			k += 2
-		} else {
-			lp.adapted = append(lp.adapted, -1)
+	lp := &loraProblem{net: net, spec: base.Spec, x: p.x, y: p.y, xh: p.xh, yh: p.yh, m: m,
+		scale: alpha / float64(rank)}
+	for i, l := range net.Layers() {
+		lp.base = append(lp.base, to64(download(dev, base.Dense[i].W)))
+		ld, _ := l.(*LoRADense)
+		if want := layers == nil || slices.Contains(layers, i); (ld != nil) != want {
+			t.Fatalf("layer %d: adapted %v, want %v (layers %v)", i, ld != nil, want, layers)
 		}
+		lp.lora = append(lp.lora, ld)
 	}
 	return lp
 }
 
+func (p *loraProblem) weights64() [][]float64 {
+	var w [][]float64
+	for _, m := range p.net.Weights() {
+		w = append(w, to64(download(p.net.Device(), m)))
+	}
+	return w
+}
+
 // effective returns every layer's W0 + s·A·B_r, with s·(B's bias row) added
-// to the bias row: the plain-MLP weights of the adapted network.
+// to the bias row: the plain-MLP weights of the adapted network, from the
+// adapters' blocks in the order of Weights.
 func (p *loraProblem) effective(blocks [][]float64) [][]float64 {
-	s := float64(p.lo.Scale)
-	r := p.lo.Rank
+	s := p.scale
 	var out [][]float64
-	for i, l := range p.lo.layers {
+	k := 0
+	for i, l := range p.lora {
 		w := append([]float64(nil), p.base[i]...)
-		if k := p.adapted[i]; k >= 0 {
+		if l != nil {
 			a, b := blocks[k], blocks[k+1]
-			in1, o := l.in+1, l.out
+			k += 2
+			r, in1, o := l.Rank, l.Base().In+1, l.Base().Out
 			for row := 0; row < in1; row++ {
 				for c := 0; c < o; c++ {
 					var sum float64
@@ -74,7 +87,7 @@ func (p *loraProblem) effective(blocks [][]float64) [][]float64 {
 				}
 			}
 			for c := 0; c < o; c++ {
-				w[l.in*o+c] += s * b[r*o+c]
+				w[(in1-1)*o+c] += s * b[r*o+c]
 			}
 		}
 		out = append(out, w)
@@ -82,7 +95,9 @@ func (p *loraProblem) effective(blocks [][]float64) [][]float64 {
 	return out
 }
 
-func (p *loraProblem) lossOf(blocks [][]float64) float64 { return p.loss64(p.effective(blocks)) }
+func (p *loraProblem) lossOf(blocks [][]float64) float64 {
+	return ref64(p.spec, p.net.Objective(), p.effective(blocks), p.xh, p.yh, p.m)
+}
 
 var loraCases = []struct {
 	spec   string
@@ -110,8 +125,8 @@ func TestLoRAGradientFiniteDifferences(t *testing.T) {
 				t.Fatalf("loss %v, float64 reference %v", loss, l64)
 			}
 			const h = 1e-6
-			for bi, l := range p.net.Layers {
-				g := download(p.net.Dev, l.G)
+			for bi, gm := range p.net.Grads() {
+				g := download(p.net.Device(), gm)
 				var norm float64
 				for i := range w[bi] {
 					orig := w[bi][i]
@@ -149,97 +164,50 @@ func TestLoRAHVPFiniteDifferences(t *testing.T) {
 // At initialisation (B = 0) the adapted network computes the backbone.
 func TestLoRAStartsAsBackbone(t *testing.T) {
 	p := newProblem(t, "5-7-6-4:relu", CrossEntropy, 6)
-	want := download(p.net.Dev, p.net.Forward(p.x))
-	net, _, err := NewLoRA(p.net, LoRAConfig{Rank: 2, Alpha: 2})
+	want := download(p.net.Device(), p.net.Forward(p.x))
+	net, err := ApplyLoRA(p.net.Sequential, LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"dense"}, FreezeHead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := download(net.Dev, net.Forward(p.x))
+	got := download(net.Device(), net.Forward(p.x))
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("output %d: adapted %v, backbone %v", i, got[i], want[i])
 		}
 	}
-	if len(net.Layers) != 6 {
-		t.Fatalf("%d blocks, want A and B for each of 3 layers", len(net.Layers))
+	if len(net.Weights()) != 6 {
+		t.Fatalf("%d blocks, want A and B for each of 3 layers", len(net.Weights()))
 	}
 }
 
-// A twin computes the same outputs and gradients with its own buffers, on
-// a different batch size, without disturbing the original's batch state.
-func TestLoRATwin(t *testing.T) {
-	p := newLoRAProblem(t, "5-7-6-4:tanh", CrossEntropy, 6, 2, 2, nil)
-	dev := p.net.Dev
-	p.net.LossGrad(p.x, p.y)
-	want := download(dev, p.net.Forward(p.x))
-	p.net.LossGrad(p.x, p.y)
-	wantG := download(dev, p.net.Layers[0].G)
-	tw := p.net.Twin(false).(*MLP)
-	if p.lo.Twins() != 1 {
-		t.Fatalf("Twins() = %d, want 1", p.lo.Twins())
-	}
-	one := dev.New(1, 5)
-	dev.Upload(one, download(dev, p.x)[:5])
-	tw.Forward(one) // a different batch size on the twin
-	got := download(dev, tw.Forward(p.x))
-	for i := range want {
-		if math.Abs(float64(got[i]-want[i])) > 1e-6 {
-			t.Fatalf("output %d: twin %v, original %v", i, got[i], want[i])
-		}
-	}
-	tw.LossGrad(p.x, p.y)
-	gotG := download(dev, tw.Layers[0].G)
-	for i := range wantG {
-		if math.Abs(float64(gotG[i]-wantG[i])) > 1e-6 {
-			t.Fatalf("grad %d: twin %v, original %v", i, gotG[i], wantG[i])
-		}
-	}
-	if p.net.Rows() != 6 {
-		t.Fatalf("the original's batch size changed to %d", p.net.Rows())
-	}
-	// The twin shares the weights.
-	if tw.Layers[0].W != p.net.Layers[0].W {
-		t.Fatal("the twin does not share the adapter weights")
-	}
-	// A plain MLP's twin also shares W.
-	q := newProblem(t, "3-4-2:tanh", CrossEntropy, 2)
-	qt := q.net.Twin(false).(*MLP)
-	if qt.Layers[1].W != q.net.Layers[1].W || qt.Layers[1].G == q.net.Layers[1].G {
-		t.Fatal("plain twin: want shared W, own G")
-	}
-}
-
-func TestLoRAConfigErrors(t *testing.T) {
+func TestLoRAOnMLPErrors(t *testing.T) {
 	dev := cpu.New()
 	spec, _ := ParseSpec("4-5-3:relu")
 	base := NewMLP(dev, spec, CrossEntropy, 1)
-	for _, c := range []LoRAConfig{
-		{Rank: 0, Alpha: 1},
-		{Rank: 2, Alpha: 0},
-		{Rank: 2, Alpha: 2, Layers: []int{2}},
-		{Rank: 2, Alpha: 2, Layers: []int{1, 1}},
-		{Rank: 2, Alpha: 2, Layers: []int{}},
+	for _, c := range []struct {
+		o    LoRAOptions
+		want string
+	}{
+		{LoRAOptions{Rank: 0, Alpha: 1, Targets: []string{"dense"}}, "rank 0"},
+		{LoRAOptions{Rank: 2, Alpha: 0, Targets: []string{"dense"}}, "α = 0"},
+		{LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"dense"}, Layers: []int{2}}, "layer 2 out of range [0, 2)"},
+		{LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"dense"}, Layers: []int{1, 1}}, "layer 1 listed twice"},
+		{LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"dense"}, Layers: []int{}}, "no layer to put dense adapters on"},
+		{LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"q"}}, "no layer to put q adapters on"},
 	} {
-		if _, _, err := NewLoRA(base, c); err == nil {
-			t.Errorf("NewLoRA(%+v): no error", c)
+		if _, err := ApplyLoRA(base.Sequential, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ApplyLoRA(%+v): %v, want an error with %q", c.o, err, c.want)
 		}
-	}
-	net, _, err := NewLoRA(base, LoRAConfig{Rank: 1, Alpha: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := NewLoRA(net, LoRAConfig{Rank: 1, Alpha: 1}); err == nil {
-		t.Error("NewLoRA of an adapted network: no error")
 	}
 }
 
-// With SkipGrads, Backward sets the same E as without, on a plain MLP and on
-// a LoRA network, and leaves every G as it was.
+// A twin made with skipGrads sets in its Backward the same E as the model,
+// on a plain MLP and on a LoRA network, and leaves every G as it was.
 func TestBackwardSkipGrads(t *testing.T) {
-	for _, net := range []*MLP{newProblem(t, "3-4-2:tanh", CrossEntropy, 5).net,
+	for _, net := range []*Sequential{newProblem(t, "3-4-2:tanh", CrossEntropy, 5).net.Sequential,
 		newLoRAProblem(t, "5-7-6-4:tanh", CrossEntropy, 6, 2, 2, nil).net} {
-		dev := net.Dev
-		x := dev.New(5, net.Spec.Sizes[0])
+		dev := net.Device()
+		x := dev.New(5, net.Inputs())
 		xs := make([]float32, core.Len(x))
 		for i := range xs {
 			xs[i] = float32(math.Sin(float64(i)))
@@ -253,18 +221,20 @@ func TestBackwardSkipGrads(t *testing.T) {
 		dev.Upload(seed, ones)
 		net.Forward(x)
 		net.Backward(seed)
+		tw := net.Twin(true).(*Sequential)
 		var wantE, oldG [][]float32
-		for _, l := range net.Layers {
+		for _, l := range net.DenseBlocks() {
 			wantE = append(wantE, download(dev, l.E))
+		}
+		for _, l := range tw.DenseBlocks() {
 			dev.Fill(l.G, 7)
 			oldG = append(oldG, download(dev, l.G))
 		}
-		net.SkipGrads = true
-		net.Forward(x)
-		net.Backward(seed)
-		for i, l := range net.Layers {
+		tw.Forward(x)
+		tw.Backward(seed)
+		for i, l := range tw.DenseBlocks() {
 			if e, g := download(dev, l.E), download(dev, l.G); !slices.Equal(e, wantE[i]) || !slices.Equal(g, oldG[i]) {
-				t.Errorf("%s layer %d: E changed %v, G written %v", net.Spec, i, !slices.Equal(e, wantE[i]), !slices.Equal(g, oldG[i]))
+				t.Errorf("%s block %d: E changed %v, G written %v", net.Arch(), i, !slices.Equal(e, wantE[i]), !slices.Equal(g, oldG[i]))
 			}
 		}
 	}

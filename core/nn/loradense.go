@@ -15,8 +15,10 @@ import (
 //
 // with x̄ = [x | 1], W0 ((In+1)×Out, bias row last) and f the base layer's
 // weights and activation, A ((In+1)×r) the down-projection, B ((r+1)×Out)
-// the up-projection and s = α/r: the conventions of the MLP's LoRA body
-// (lora.go), which this layer is for any model made of Layers.
+// the up-projection and s = α/r. Both adapter matrices carry a bias row,
+// like every Dense: A's makes the update ΔW = s·A·B_r of the whole
+// homogeneous W0 (bias included) rank r, and B's is an extra trainable bias
+// of the layer.
 //
 // W0 is the base layer's own matrix, shared and never written (the
 // pretrained weights are not copied: a ViT's or a language model's would

@@ -76,7 +76,7 @@ func TestLossExactSeedsSumToFisher(t *testing.T) {
 		t.Run(loss.String(), func(t *testing.T) {
 			const m, k = 3, 4
 			net, f := lossProblem(t, loss, m)
-			dev := net.Dev
+			dev := net.Device()
 			dst := dev.New(m, k)
 			var scr SeedScratch
 			defer scr.Free()
@@ -111,7 +111,7 @@ func TestLossSampledSeedsHaveFisherCovariance(t *testing.T) {
 		t.Run(loss.String(), func(t *testing.T) {
 			const m, k, reps, scale = 4000, 4, 10, 0.5
 			net, f := lossProblem(t, loss, m)
-			dev := net.Dev
+			dev := net.Device()
 			dst := dev.New(m, k)
 			var scr SeedScratch
 			defer scr.Free()

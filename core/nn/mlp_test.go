@@ -111,8 +111,8 @@ func download(dev core.Device, m core.Mat) []float32 {
 
 func (p *problem) weights64() [][]float64 {
 	var w [][]float64
-	for _, l := range p.net.Layers {
-		w = append(w, to64(download(p.net.Dev, l.W)))
+	for _, l := range p.net.Dense {
+		w = append(w, to64(download(p.net.Device(), l.W)))
 	}
 	return w
 }
@@ -144,8 +144,8 @@ func TestGradientFiniteDifferences(t *testing.T) {
 				t.Fatalf("loss %v, float64 reference %v", loss, l64)
 			}
 			const h = 1e-6
-			for li, l := range p.net.Layers {
-				g := download(p.net.Dev, l.G)
+			for li, l := range p.net.Dense {
+				g := download(p.net.Device(), l.G)
 				for i := range w[li] {
 					orig := w[li][i]
 					w[li][i] = orig + h
@@ -212,7 +212,7 @@ func TestInitDeterministic(t *testing.T) {
 	spec, _ := ParseSpec("10-20-3:relu")
 	dev := cpu.New()
 	a, b, c := NewMLP(dev, spec, CrossEntropy, 1), NewMLP(dev, spec, CrossEntropy, 1), NewMLP(dev, spec, CrossEntropy, 2)
-	wa, wb, wc := download(dev, a.Layers[0].W), download(dev, b.Layers[0].W), download(dev, c.Layers[0].W)
+	wa, wb, wc := download(dev, a.Dense[0].W), download(dev, b.Dense[0].W), download(dev, c.Dense[0].W)
 	if fmt.Sprint(wa) != fmt.Sprint(wb) || fmt.Sprint(wa) == fmt.Sprint(wc) {
 		t.Fatal("initialisation is not a function of the seed")
 	}
@@ -229,21 +229,21 @@ func TestInitDeterministic(t *testing.T) {
 // checkHVP compares net.HVP along a seeded random direction (LossGrad must
 // have run) with mixed second differences of the float64 reference loss
 // lossOf at the weights w, one block per layer.
-func checkHVP(t *testing.T, net *MLP, w [][]float64, lossOf func([][]float64) float64) {
+func checkHVP(t *testing.T, net Model, w [][]float64, lossOf func([][]float64) float64) {
 	t.Helper()
-	dev := net.Dev
+	dev := net.Device()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var v, hv []core.Mat
 	var vh [][]float64
-	for _, l := range net.Layers {
-		vs := make([]float32, core.Len(l.W))
+	for _, wm := range net.Weights() {
+		vs := make([]float32, core.Len(wm))
 		for i := range vs {
 			vs[i] = float32(rng.NormFloat64())
 		}
-		vm := dev.New(l.W.Rows(), l.W.Cols())
+		vm := dev.New(wm.Rows(), wm.Cols())
 		dev.Upload(vm, vs)
 		v, vh = append(v, vm), append(vh, to64(vs))
-		hv = append(hv, dev.New(l.W.Rows(), l.W.Cols()))
+		hv = append(hv, dev.New(wm.Rows(), wm.Cols()))
 	}
 	net.HVP(v, hv)
 	shift := func(s float64) [][]float64 {
@@ -258,7 +258,7 @@ func checkHVP(t *testing.T, net *MLP, w [][]float64, lossOf func([][]float64) fl
 	}
 	const e, h = 1e-4, 1e-4
 	wp, wm := shift(e), shift(-e)
-	for bi := range net.Layers {
+	for bi := range hv {
 		got := download(dev, hv[bi])
 		for i := range w[bi] {
 			at := func(ws [][]float64, s float64) float64 {

@@ -8,8 +8,8 @@ import (
 
 // Model is what every optimizer, the trainer, checkpoints and the bench
 // take: a network with a loss, trained on batches of m samples (x: m×in,
-// y: labels m×1 or targets m×k). *MLP (and its LoRA adaptation) and
-// *Sequential implement it.
+// y: labels m×1 or targets m×k). *Sequential implements it, and so every
+// composition: an MLP, a CNN, a ViT, their LoRA adaptations.
 type Model interface {
 	// Device is the device that holds the model.
 	Device() core.Device
@@ -29,7 +29,10 @@ type Model interface {
 	// Backward propagates dout = ∂L/∂out (any seed) after Forward and sets
 	// the gradients and the curvature statistics of every layer.
 	Backward(dout core.Mat)
-	// Loss, LossGrad and LossGradSum as MLP's.
+	// Loss returns the mean loss on (x, y) without touching the
+	// gradients; LossGrad runs forward and backward and leaves the
+	// gradient in Grads; LossGradSum is LossGrad without its sync point
+	// (the mean loss stays on the device).
 	Loss(x, y core.Mat) float32
 	LossGrad(x, y core.Mat) float32
 	LossGradSum(x, y core.Mat) LossSum
@@ -53,6 +56,17 @@ type Model interface {
 	HVP(v, hv []core.Mat)
 	CanHVP() error
 }
+
+// LossSum is a mean loss left on the device: Σ A⊙B / Div, so that a caller
+// can read it together with its own sums in one Dots (one sync point). A
+// and B are the model's scratch, valid until its next pass.
+type LossSum struct {
+	A, B core.Mat
+	Div  float32
+}
+
+// Value is the mean loss, given dot = Σ A⊙B.
+func (l LossSum) Value(dot float32) float32 { return dot / l.Div }
 
 // Curvature is how the parameters of one layer are preconditioned: by
 // Kronecker blocks (a KronLayer: Kron[i] is the block of Params()[i]) or by

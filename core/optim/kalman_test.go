@@ -29,7 +29,7 @@ func kalDownloadNet(net *nn.MLP) *kalNet {
 	k := &kalNet{spec: net.Spec, ce: net.Objective() == nn.CrossEntropy}
 	for _, w := range net.Weights() {
 		buf := make([]float32, core.Len(w))
-		net.Dev.Download(w, buf)
+		net.Device().Download(w, buf)
 		f := make([]float64, len(buf))
 		for i, v := range buf {
 			f[i] = float64(v)
@@ -433,7 +433,7 @@ func TestKalmanLinearGaussianPosterior(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			net, _, _, x64, y64 := kalProblem(t, "3-2:identity", nn.MSE, tc.n, 11)
-			dev := net.Dev
+			dev := net.Device()
 			mu0 := kalDownloadNet(net).flat()
 			o := kalBuild(t, tc.full, net, KalmanConfig{Sigma0: tc.sigma0, Beta: 1})
 			o.SetR(r)
@@ -531,7 +531,7 @@ func TestKalmanLemmaD3(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			net, x, y, x64, y64 := kalProblem(t, tc.spec, tc.loss, tc.samples, 3)
-			dev := net.Dev
+			dev := net.Device()
 			o, err := NewKalmanFull(net, KalmanConfig{Sigma0: tc.sigma0, Beta: tc.beta, Rho: tc.rho, Q: tc.q})
 			if err != nil {
 				t.Fatal(err)
@@ -585,7 +585,7 @@ func TestKalmanLemmaD3(t *testing.T) {
 // Lemma D.3 with the model's own gradient: for MSE with fixed R = r·I and
 // ρ = 0, L_k = ½‖ŷ − y‖²/r, so μ_k − μ_{k|k−1} = −Σ_k·g/r with g the gradient
 // LossGrad leaves in the model (Step computes it at μ_{k|k−1}). This checks
-// the Jacobian pass on any network the MLP type describes, here LoRA
+// the Jacobian pass on a network other than the plain MLP, here LoRA
 // adapters on a frozen backbone (H of the adapter blocks only), and a plain
 // MLP for comparison.
 func TestKalmanLemmaD3ModelGradient(t *testing.T) {
@@ -593,14 +593,14 @@ func TestKalmanLemmaD3ModelGradient(t *testing.T) {
 	for _, lora := range []bool{false, true} {
 		t.Run(map[bool]string{false: "mlp", true: "lora"}[lora], func(t *testing.T) {
 			base, x, y, _, _ := kalProblem(t, "3-5-4-2:tanh", nn.MSE, 12, 8)
-			net := base
+			net := nn.Model(base)
 			if lora {
 				var err error
-				if net, _, err = nn.NewLoRA(base, nn.LoRAConfig{Rank: 2, Alpha: 2, Seed: 3}); err != nil {
+				if net, err = nn.ApplyLoRA(base.Sequential, nn.LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"dense"}, FreezeHead: true, Seed: 3}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			dev := net.Dev
+			dev := net.Device()
 			o, err := NewKalmanFull(net, KalmanConfig{Sigma0: 0.5, Beta: 1})
 			if err != nil {
 				t.Fatal(err)
@@ -676,7 +676,7 @@ func TestKalmanRegularizedGain(t *testing.T) {
 		eps := mat.NewVecDense(2, []float64{y64[0][0] - yhat[0], y64[0][1] - yhat[1]})
 		var dmu mat.VecDense
 		dmu.MulVec(&k, eps)
-		mu := kalFlat(net.Dev, net.Weights())
+		mu := kalFlat(net.Device(), net.Weights())
 		got := make([]float64, n)
 		for i := range got {
 			got[i] = mu[i] - mu0[i]
@@ -733,7 +733,7 @@ func TestKalmanMatchesReference(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			net, x, y, x64, y64 := kalProblem(t, tc.spec, tc.loss, tc.samples, 21)
-			dev := net.Dev
+			dev := net.Device()
 			ref := kalDownloadNet(net)
 			n, do := net.Spec.NumParams(), net.Outputs()
 			f := newKalRef(ref.flat(), tc.s, do, !tc.full, tc.loss == nn.CrossEntropy, tc.beta, tc.rho, tc.q)
@@ -788,7 +788,7 @@ func TestKalmanMatchesReference(t *testing.T) {
 // overall, over a few hundred cross-entropy samples.
 func TestKalmanVarianceShrinksAndStaysPositive(t *testing.T) {
 	net, x, y := fixedProblem(t, 300)
-	dev := net.Dev
+	dev := net.Device()
 	o, err := NewRKalman(net, KalmanConfig{Sigma0: 0.2, Beta: 0.2, Rho: 1e-3, Jitter: DefaultKalmanJitter})
 	if err != nil {
 		t.Fatal(err)
@@ -849,7 +849,7 @@ func TestKalmanRejectedStepRollsBack(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			net, x, y, _, _ := kalProblem(t, tc.spec, nn.CrossEntropy, 6, 5)
-			dev := net.Dev
+			dev := net.Device()
 			o := kalBuild(t, tc.full, net, tc.cfg)
 			// a few good steps first, so that R and σ are not at their start
 			for i := 0; i < 3 && tc.warm; i++ {
@@ -939,7 +939,7 @@ func BenchmarkKalmanStep(b *testing.B) {
 	}
 	rows := make([][2]core.Mat, 64)
 	for i := range rows {
-		rows[i] = [2]core.Mat{kalRow(net.Dev, x, i), kalRow(net.Dev, y, i)}
+		rows[i] = [2]core.Mat{kalRow(net.Device(), x, i), kalRow(net.Device(), y, i)}
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -994,7 +994,7 @@ func TestKalmanUpdateBound(t *testing.T) {
 		{Sigma0: 0.01, Q: 1, Beta: 0.9, Rho: 0.1, Jitter: DefaultKalmanJitter},
 	} {
 		net, x, y, _, _ := kalProblem(t, "6-16-4:tanh", nn.CrossEntropy, 40, 3)
-		dev := net.Dev
+		dev := net.Device()
 		o, err := NewRKalman(net, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -24,8 +24,8 @@ type ref64 struct {
 // refFrom copies net's weights into a float64 reference.
 func refFrom(net *nn.MLP) *ref64 {
 	r := &ref64{spec: net.Spec, loss: net.Objective()}
-	for _, l := range net.Layers {
-		r.w = append(r.w, download64(net.Dev, l.W))
+	for _, l := range net.Dense {
+		r.w = append(r.w, download64(net.Device(), l.W))
 	}
 	return r
 }

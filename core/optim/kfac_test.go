@@ -32,7 +32,7 @@ func TestKFACOneSampleIsExactNaturalGradient(t *testing.T) {
 			if _, err := o.prepare(x, y); err != nil {
 				t.Fatal(err)
 			}
-			dev, kl := net.Dev, o.layers[0]
+			dev, kl := net.Device(), o.layers[0]
 			r := refFrom(net)
 			p := r.forward(xs, 1)
 			in, k := 4, 3
@@ -146,7 +146,7 @@ func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 					lam, gam := r.factors(r.forward(xs, m))
 					gs := r.grads(xs, ys, m)
 					for l, kl := range o.layers {
-						dev := net.Dev
+						dev := net.Device()
 						if d := relDiff(download64(dev, kl.A), symSlice(lam[l])); d > 1e-5 {
 							t.Errorf("layer %d: Λ relative error %.2e", l, d)
 						}
@@ -191,7 +191,7 @@ func TestKFACSampledFisherIsUnbiased(t *testing.T) {
 			net, x, y, xs, _ := problem(t, tc.spec, tc.loss, m, 5, false)
 			r := refFrom(net)
 			_, gam := r.factors(r.forward(xs, m))
-			dev := net.Dev
+			dev := net.Device()
 			mean := func(mode FisherMode, n int) [][]float64 {
 				c := baseConfig(Constant{}, 1e-2)
 				c.Fisher = mode
@@ -243,10 +243,10 @@ func TestKFACPreconditionsTrueLabelGradient(t *testing.T) {
 	}
 	want := refFrom(net).grads(xs, ys, m)
 	for l := range o.layers {
-		if d := relDiff(download64(net.Dev, o.gradsIn[l]), want[l]); d > 1e-5 {
+		if d := relDiff(download64(net.Device(), o.gradsIn[l]), want[l]); d > 1e-5 {
 			t.Errorf("layer %d: preconditioned gradient is not the batch gradient (relative %.2e)", l, d)
 		}
-		if d := relDiff(download64(net.Dev, net.Layers[l].G), want[l]); d < 1e-3 {
+		if d := relDiff(download64(net.Device(), net.Dense[l].G), want[l]); d < 1e-3 {
 			t.Errorf("layer %d: the model's G still holds the batch gradient; the test does not exercise the sampled pass", l)
 		}
 	}
@@ -276,7 +276,7 @@ func TestKFACEq11FollowsDampingChange(t *testing.T) {
 			if _, err := o.Step(x, y); err != nil {
 				t.Fatal(err)
 			}
-			dev := net.Dev
+			dev := net.Device()
 			type snap struct{ f, inv []float64 }
 			old := make([][2]snap, len(o.layers))
 			lam0 := make([][2]float64, len(o.layers))
@@ -404,16 +404,16 @@ func TestRENGRegularizedGradient(t *testing.T) {
 				c := baseConfig(Constant{}, 1e-2)
 				c.Gamma, c.RegEvery, c.FDHVP, c.FDEps = gamma, true, fd, 1e-2
 				o := mustKFAC(t, net, c)
-				before := snapshot(net.Dev, net.Weights())
+				before := snapshot(net.Device(), net.Weights())
 				if _, err := o.prepare(x, y); err != nil {
 					t.Fatal(err)
 				}
-				if snapshot(net.Dev, net.Weights()) != before {
+				if snapshot(net.Device(), net.Weights()) != before {
 					t.Fatal("the regularizer changed the weights")
 				}
 				got := make([][]float64, len(o.layers))
 				for l := range o.layers {
-					got[l] = download64(net.Dev, o.gradsIn[l])
+					got[l] = download64(net.Device(), o.gradsIn[l])
 				}
 				// float64 reference: g + γ(∇L(θ+hv̂) − ∇L(θ−hv̂))·‖g‖/(2h), v̂ = g/‖g‖.
 				r := refFrom(net)
@@ -666,7 +666,7 @@ func TestKFACKLClip(t *testing.T) {
 	}
 	var vg float64
 	for l, kl := range o.layers {
-		vg += float64(net.Dev.Dot(kl.d, o.gradsIn[l]))
+		vg += float64(net.Device().Dot(kl.d, o.gradsIn[l]))
 	}
 	if o.Last.Nu >= 1 {
 		t.Fatalf("ν = %v: the step was not clipped; raise the test's lr or lower clip", o.Last.Nu)
@@ -735,7 +735,7 @@ func TestKFACRejectsHugeGradientBetweenRefreshes(t *testing.T) {
 	if _, err := o.Step(x, y); err != nil {
 		t.Fatal(err)
 	}
-	dev := net.Dev
+	dev := net.Device()
 	huge := dev.New(x.Rows(), x.Cols())
 	dev.Axpby(1e30, x, 0, huge)
 	before := snapshot(dev, net.Weights())
@@ -764,7 +764,7 @@ func TestKFACRejectsNonFiniteFactor(t *testing.T) {
 	if _, err := o.Step(x, y); err != nil {
 		t.Fatal(err)
 	}
-	dev := net.Dev
+	dev := net.Device()
 	xs := make([]float32, core.Len(x))
 	dev.Download(x, xs)
 	xs[0] = 1e20
@@ -792,7 +792,7 @@ func TestKFACRejectsNonFiniteUpdate(t *testing.T) {
 	if _, err := o.Step(x, y); err != nil {
 		t.Fatal(err)
 	}
-	dev := net.Dev
+	dev := net.Device()
 	dev.Fill(o.layers[0].Gi, float32(math.NaN()))
 	before := snapshot(dev, net.Weights())
 	_, err := o.Step(x, y)

@@ -76,7 +76,7 @@ func TestNonFiniteStepNeverReachesWeights(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dev := net.Dev
+			dev := net.Device()
 			xs := make([]float32, core.Len(x))
 			dev.Download(x, xs)
 			xs[3] = float32(math.Inf(1))

@@ -13,7 +13,7 @@ import (
 func TestSAMPerturbedGradientAndStep(t *testing.T) {
 	const rho, lr = 0.05, 0.1
 	net, x, y := fixedProblem(t, 32)
-	dev := net.Dev
+	dev := net.Device()
 
 	// The reference: g at w, then ∇L(w + ρg/‖g‖) on a clone of the same net.
 	ref, _, _ := fixedProblem(t, 32)
@@ -74,7 +74,7 @@ func TestSAMPerturbedGradientAndStep(t *testing.T) {
 // ascent to w + ε̂ is undone from a copy, not by subtraction.
 func TestSAMRestoresWeightsExactly(t *testing.T) {
 	net, x, y := fixedProblem(t, 32)
-	dev := net.Dev
+	dev := net.Device()
 	for _, rho := range []float64{0.05, 0.7, 3} {
 		o := NewSAM(net, 0, 0.9, rho, 0)
 		before := download(dev, net.Weights())
@@ -94,7 +94,7 @@ func TestSAMWithoutRadiusIsSGD(t *testing.T) {
 	a, x, y := fixedProblem(t, 32)
 	b, _, _ := fixedProblem(t, 32)
 	sam := NewSAM(a, 0.1, 0.9, 0, 0.01)
-	sgd := &SGD{net: b, LR: 0.1, Momentum: 0.9, WD: 0.01, vel: newLike(b.Dev, b.Weights())}
+	sgd := &SGD{net: b, LR: 0.1, Momentum: 0.9, WD: 0.01, vel: newLike(b.Device(), b.Weights())}
 	for s := 0; s < 5; s++ {
 		sa, err := sam.Step(x, y)
 		if err != nil {
@@ -108,7 +108,7 @@ func TestSAMWithoutRadiusIsSGD(t *testing.T) {
 			t.Fatalf("step %d: stats %+v vs SGD %+v", s, sa, sb)
 		}
 	}
-	if !sameAs(download(a.Dev, a.Weights()), download(b.Dev, b.Weights())) {
+	if !sameAs(download(a.Device(), a.Weights()), download(b.Device(), b.Weights())) {
 		t.Fatal("SAM with ρ = 0 and SGD disagree")
 	}
 }

@@ -36,7 +36,7 @@ func newLinearProblem(t *testing.T, loss nn.Loss, b int, seed uint64) *linearPro
 		w[i] = float32(1.2 * rng.NormFloat64()) // spread-out probabilities
 		p.w = append(p.w, float64(w[i]))
 	}
-	dev.Upload(p.net.Layers[0].W, w)
+	dev.Upload(p.net.Dense[0].W, w)
 	xs := make([]float32, b*p.in)
 	for i := 0; i < b; i++ {
 		row := make([]float64, p.in+1)
@@ -137,7 +137,7 @@ func TestSophiaGNBIsGaussNewtonDiagonal(t *testing.T) {
 		t.Run(fmt.Sprintf("%v/B=%d", tc.loss, tc.b), func(t *testing.T) {
 			p := newLinearProblem(t, tc.loss, tc.b, 7)
 			o := NewSophia(p.net, 1e-3, 0.965, 0.99, 0.05, 1e-12, 0, 1, 3)
-			dev := p.net.Dev
+			dev := p.net.Device()
 			p.net.Loss(p.x, p.y) // the forward pass the estimator reuses
 			want := p.gaussNewtonDiag(tc.loss)
 			sum, sq := make([]float64, len(want)), make([]float64, len(want))
@@ -177,7 +177,7 @@ func TestSophiaGNBIsGaussNewtonDiagonal(t *testing.T) {
 // lr·m/(γh); no coordinate ever moves by more than lr.
 func TestSophiaClipBoundsTheStep(t *testing.T) {
 	net, x, y := fixedProblem(t, 32)
-	dev := net.Dev
+	dev := net.Device()
 	const lr, beta1, gamma, eps = 0.01, 0.965, 0.05, 1e-12
 	o := NewSophia(net, lr, beta1, 0.99, gamma, eps, 0, 10, 1)
 	o.step = 1 // no estimate this step: h stays as set below
@@ -235,7 +235,7 @@ func TestSophiaOrderAndSchedule(t *testing.T) {
 	const k = 3
 	beta1, beta2 := 0.965, 0.99 // float64 variables: the same rounding as the optimizer's
 	net, x, y := fixedProblem(t, 32)
-	dev := net.Dev
+	dev := net.Device()
 	o := NewSophia(net, 1e-3, beta1, beta2, 0.05, 1e-12, 0.1, k, 9)
 
 	ref, _, _ := fixedProblem(t, 32) // same weights, same sampling seed

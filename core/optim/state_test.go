@@ -303,7 +303,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
 			netA, x, y := fixedProblem(t, 64)
-			dev := netA.Dev
+			dev := netA.Device()
 			xs, ys := batches(t, dev, x, y, 4)
 			optA, err := Build(name, "", netA, 7)
 			if err != nil {
@@ -413,11 +413,11 @@ func TestBackoff(t *testing.T) {
 	sgd, _ := Build("sgd", "", net, 1)
 	sgd.Step(x, y)
 	vel := sgd.(*SGD).vel[0]
-	if a := net.Dev.AbsMax(vel); a == 0 {
+	if a := net.Device().AbsMax(vel); a == 0 {
 		t.Fatal("no velocity after a step")
 	}
 	sgd.(Backoff).Backoff()
-	if a := net.Dev.AbsMax(vel); a != 0 {
+	if a := net.Device().AbsMax(vel); a != 0 {
 		t.Fatalf("velocity %v after backoff, want 0", a)
 	}
 	// R-Kalman's σ shrinks tenfold.
@@ -426,7 +426,7 @@ func TestBackoff(t *testing.T) {
 	sig := rk.(*RKalman).Var()[0]
 	h := make([]float32, core.Len(sig))
 	rk.(Backoff).Backoff()
-	net.Dev.Download(sig, h)
+	net.Device().Download(sig, h)
 	if h[0] != float32(0.2)*0.1 {
 		t.Fatalf("σ %v after backoff, want 0.02", h[0])
 	}
