@@ -397,3 +397,33 @@ func TestTrainSIGTERMResume(t *testing.T) {
 	}
 	sameRun(t, ref, run)
 }
+
+// A run interrupted at step 47 by the build before models became
+// compositions (testdata/mlp-checkpoint-v1: its checkpoint and metrics.csv,
+// written with resumeArgs(…, 150) and --data-dir grng-data) resumes with
+// this build and ends bit for bit as this build's uninterrupted run: the
+// MLP's weights, their order and the optimizer's state kept their meaning.
+func TestTrainResumesCheckpointOfEarlierBuild(t *testing.T) {
+	root := t.TempDir()
+	ref, run := filepath.Join(root, "ref"), filepath.Join(root, "run")
+	if code, _, errs := runCLI(t, append(resumeArgs(ref, 150), "--data-dir", "grng-data")...); code != exitOK {
+		t.Fatalf("reference run: exit %d: %s", code, errs)
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{checkpointName, "metrics.csv"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "mlp-checkpoint-v1", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(run, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, errs := runCLI(t, "train", "--resume", run, "--quiet", "--device", "cpu")
+	if code != exitOK || !strings.HasPrefix(stdout, "completed moons ring") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errs)
+	}
+	sameRun(t, ref, run)
+}
