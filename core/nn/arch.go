@@ -136,9 +136,13 @@ func (n named) Build(dev core.Device, in Shape, classes int, loss Loss, seed uin
 // ParseArch reads --model: an MLP spec such as "784-256-10:relu", or a
 // named architecture with optional parameters such as
 // "cnn:channels=16-32,kernel=3". Errors name the bad part and what is
-// allowed.
+// allowed. A LoRA adaptation ("…+lora(…)", an Arch of ApplyLoRA) is
+// refused: it is made from a trained model, not built by name.
 func ParseArch(s string) (Arch, error) {
 	s = strings.TrimSpace(s)
+	if base, _, ok := strings.Cut(s, "+lora("); ok {
+		return nil, fmt.Errorf("model %q: a LoRA adaptation of %s is made from a trained model (nn.ApplyLoRA), not built by name", s, base)
+	}
 	name, rest, _ := strings.Cut(s, ":")
 	if name == "" || name[0] >= '0' && name[0] <= '9' {
 		sp, err := ParseSpec(s)

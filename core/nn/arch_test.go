@@ -23,7 +23,8 @@ func TestParseArch(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		"resnet:depth=3":        `unknown architecture "resnet"`,
+		"resnet:depth=3": `unknown architecture "resnet"`,
+		"64-32-10:tanh+lora(r=2,alpha=2,dense,head=frozen)": `model "64-32-10:tanh+lora(r=2,alpha=2,dense,head=frozen)": a LoRA adaptation of 64-32-10:tanh is made from a trained model (nn.ApplyLoRA), not built by name`,
 		"cnn:chanels=16":        `"chanels=16" is not name=value with a name among channels, kernel, hidden, act`,
 		"cnn:channels=16-x":     `"x" is not an integer`,
 		"cnn:act=softmax":       "unknown activation",
