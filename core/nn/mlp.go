@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math/rand/v2"
 
 	"grng/core"
@@ -182,11 +183,16 @@ func (n *MLP) Objective() Loss { return n.head.obj }
 // Blocks are the Layers: every weight matrix is a Dense block.
 func (n *MLP) Blocks() ([]*Dense, error) { return n.Layers, nil }
 
-// Curvature is one Kronecker block per Layer.
+// Curvature is the registered block of every Layer (CurvatureOf): one
+// Kronecker block each, unless the kind "dense" is registered otherwise.
 func (n *MLP) Curvature() ([]Curvature, error) {
 	cs := make([]Curvature, len(n.Layers))
 	for i, l := range n.Layers {
-		cs[i] = Curvature{Kron: []*Dense{l}}
+		c, err := CurvatureOf(l)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s) of %s has no curvature block: %w", i+1, l.Kind(), n.Arch(), err)
+		}
+		cs[i] = c
 	}
 	return cs, nil
 }
