@@ -45,6 +45,7 @@ var curvatures = struct {
 	"posembed":   DiagCurvature,
 	"classtoken": DiagCurvature,
 	"embedding":  DiagCurvature,
+	"scaleshift": DiagCurvature,
 }}
 
 // RegisterCurvature makes f the curvature block builder of the layers of
