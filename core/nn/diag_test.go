@@ -134,8 +134,8 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 }
 
 // A Sequential's curvature: each layer with parameters gets Kronecker or
-// diagonal blocks, found through containers; a layer with neither (an
-// Embedding) is named.
+// diagonal blocks, found through containers; a layer whose registered
+// builder refuses it (an Embedding that is no DiagLayer) is named.
 func TestSequentialCurvature(t *testing.T) {
 	dev := cpu.New()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -181,7 +181,7 @@ func TestSequentialCurvature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Curvature(); err == nil || err.Error() != "layer 1 (embedding) of lm has no curvature block" {
+	if _, err := s.Curvature(); err == nil || err.Error() != "layer 1 (embedding) of lm has no curvature block: *nn.Embedding is no DiagLayer (it has no SquaredGrads)" {
 		t.Fatalf("Curvature with an embedding: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"grng/core"
 	"grng/core/cpu"
 	"grng/core/nn"
+	"grng/core/optim"
 )
 
 // A model of one's own from layers: a small transformer over 8 tokens of
@@ -75,4 +76,42 @@ func ExampleApplyLoRA() {
 	// 18538 parameters, 1498 of them trainable after LoRA
 	// 9 weight matrices, 9 Kronecker blocks
 	// same loss at the start: true
+}
+
+// myDense is a layer kind of one's own: a dense layer (embedded, so that
+// its X and E are K-FAC's statistics) under the kind "mydense".
+type myDense struct{ *nn.Dense }
+
+func (myDense) Kind() string { return "mydense" }
+
+// A layer kind of one's own gets its curvature blocks from a builder
+// registered for its kind. This one keeps a Dense's statistics, so the
+// built-in Kronecker builder fits; a builder of one's own returns the
+// layer's blocks as an nn.Curvature. Unregistered, the kind is refused by
+// the model's Curvature, and so by every natural-gradient optimizer, with
+// the layer named.
+func ExampleRegisterCurvature() {
+	nn.RegisterCurvature("mydense", nn.KronCurvature)
+
+	dev := cpu.New()
+	hidden := myDense{nn.NewDense(dev, nn.Vector(4), 8, core.Tanh)}
+	head := nn.NewDense(dev, nn.Vector(8), 2, core.Identity)
+	model, err := nn.NewSequential(dev, "mine", nn.MSE, hidden, head)
+	if err != nil {
+		panic(err)
+	}
+	cs, err := model.Curvature()
+	if err != nil {
+		panic(err)
+	}
+	for i, c := range cs {
+		fmt.Printf("block %d: %d Kronecker, diagonal %v\n", i+1, len(c.Kron), c.Diag != nil)
+	}
+	ring, _ := optim.Lookup("ring")
+	_, err = ring.New(model, ring.Defaults(), 1)
+	fmt.Println("ring:", err)
+	// Output:
+	// block 1: 1 Kronecker, diagonal false
+	// block 2: 1 Kronecker, diagonal false
+	// ring: <nil>
 }

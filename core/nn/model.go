@@ -47,8 +47,9 @@ type Model interface {
 	// parameters have none.
 	Blocks() ([]*Dense, error)
 	// Curvature returns the curvature blocks of every layer with
-	// parameters, in the order of Weights, or an error naming the first
-	// layer whose parameters have none.
+	// parameters, each chosen by its kind (RegisterCurvature), in the
+	// order of Weights, or an error naming the first layer whose
+	// parameters have none.
 	Curvature() ([]Curvature, error)
 	// HVP sets hv = ∇²L·v (exact, R-operator) after LossGrad on the same
 	// batch; CanHVP says whether the model has one (an error naming the
@@ -67,24 +68,6 @@ type LossSum struct {
 
 // Value is the mean loss, given dot = Σ A⊙B.
 func (l LossSum) Value(dot float32) float32 { return dot / l.Div }
-
-// Curvature is how the parameters of one layer are preconditioned: by
-// Kronecker blocks (a KronLayer: Kron[i] is the block of Params()[i]) or by
-// diagonal blocks (a DiagLayer: Diag, one block per parameter). Exactly one
-// of the two is set; a layer that is both is taken as Kronecker.
-type Curvature struct {
-	Kron []*Dense
-	Diag DiagLayer
-}
-
-// kronBlocks returns l's Kronecker blocks when every parameter has one.
-func kronBlocks(l Layer) ([]*Dense, bool) {
-	k, ok := l.(KronLayer)
-	if !ok || len(k.Blocks()) != len(l.Params()) {
-		return nil, false
-	}
-	return k.Blocks(), true
-}
 
 // Twinner is a Model that can make a twin: a model computing the same
 // function with the same weight matrices (shared) and its own batch
@@ -248,24 +231,23 @@ func (s *Sequential) Blocks() ([]*Dense, error) {
 	return bs, err
 }
 
-// Curvature finds the blocks of every layer through the containers:
-// Kronecker blocks for the dense-like layers, diagonal ones for the
-// DiagLayers.
+// Curvature finds the blocks of every layer with parameters through the
+// containers, each from the builder registered for its kind
+// (CurvatureOf): Kronecker blocks for the dense-like layers, diagonal ones
+// for scale and shift and embeddings. A layer whose kind has no builder,
+// or whose builder refuses it, is named with its position and kind.
 func (s *Sequential) Curvature() ([]Curvature, error) {
 	var cs []Curvature
 	err := leaves(s.layers, "", func(at string, l Layer) error {
 		if len(l.Params()) == 0 {
 			return nil
 		}
-		if k, ok := kronBlocks(l); ok {
-			cs = append(cs, Curvature{Kron: k})
-			return nil
+		c, err := CurvatureOf(l)
+		if err != nil {
+			return fmt.Errorf("layer %s (%s) of %s has no curvature block: %w", at, l.Kind(), s.arch, err)
 		}
-		if d, ok := l.(DiagLayer); ok {
-			cs = append(cs, Curvature{Diag: d})
-			return nil
-		}
-		return fmt.Errorf("layer %s (%s) of %s has no curvature block", at, l.Kind(), s.arch)
+		cs = append(cs, c)
+		return nil
 	})
 	return cs, err
 }

@@ -60,13 +60,14 @@ func vitNet(t testing.TB, dev core.Device, depth int, seed uint64) nn.Model {
 	return net
 }
 
-// NGD, RING and RENG (also with the finite-difference Hg) precondition every
-// weight of a vision transformer, layer norms and learned positions by
-// diagonal blocks, and lower its loss. Every step is α/L with L counting
+// NGD, RING and RENG (also with the finite-difference Hg, and RING with
+// K-FAC-reduce over the tokens) precondition every weight of a vision
+// transformer, layer norms and learned positions by diagonal blocks, and
+// lower its loss. Every step is α/L with L counting
 // all blocks, and the KL clip's ⟨g̃, Δ⟩ sums over all of them.
 func TestKFACTrainsViT(t *testing.T) {
 	for _, tc := range []struct{ name, hp string }{
-		{"ngd", ""}, {"ring", "S=2"}, {"reng", "S=2"}, {"reng", "S=2,fdhvp=1,regevery=1"},
+		{"ngd", ""}, {"ring", "S=2"}, {"reng", "S=2"}, {"reng", "S=2,fdhvp=1,regevery=1"}, {"ring", "S=2,reduce=1"},
 	} {
 		t.Run(tc.name+"/"+tc.hp, func(t *testing.T) {
 			net, x, y := vitProblem(t, 24, 3)
@@ -368,14 +369,16 @@ func TestRENGRegularizesDiagonalBlocks(t *testing.T) {
 }
 
 // NGD, RING and RENG on a vision transformer, resumed from State after k
-// steps, continue bit for bit, diagonal blocks included.
+// steps, continue bit for bit, diagonal blocks included; so does RING with
+// K-FAC-reduce, whose factors are the same state.
 func TestKFACViTStateContinuesBitForBit(t *testing.T) {
-	for _, name := range []string{"ngd", "ring", "reng"} {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct{ name, hp string }{{"ngd", "S=3"}, {"ring", "S=3"}, {"reng", "S=3"}, {"ring", "S=3,reduce=1"}} {
+		name := tc.name
+		t.Run(name+"/"+tc.hp, func(t *testing.T) {
 			netA, x, y := vitProblem(t, 32, 4)
 			dev := netA.Device()
 			xs, ys := batches(t, dev, x, y, 4)
-			optA, err := Build(name, "S=3", netA, 7)
+			optA, err := Build(name, tc.hp, netA, 7)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,7 +392,7 @@ func TestKFACViTStateContinuesBitForBit(t *testing.T) {
 			for i, w := range netA.Weights() {
 				dev.Copy(netB.Weights()[i], w)
 			}
-			optB, err := Build(name, "S=3", netB, 7)
+			optB, err := Build(name, tc.hp, netB, 7)
 			if err != nil {
 				t.Fatal(err)
 			}

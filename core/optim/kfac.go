@@ -78,6 +78,21 @@ type KFACConfig struct {
 	// as written).
 	Decay  float64
 	Fisher FisherMode
+	// Reduce builds the factors of a Kronecker block applied to T > 1
+	// positions of each sample (tokens, a convolution's patches) by
+	// K-FAC-reduce instead of K-FAC-expand (Eschenhagen et al. 2023): over
+	// the m samples rather than the m·T rows, from each sample's mean input
+	// ā_n = (1/T)Σ_t x̄_{n,t} and summed error ē_n = Σ_t e_{n,t},
+	//
+	//	Λ = (1/m)·Σ_n ā_n ā_nᵀ,   Γ = E[ē ēᵀ] over the samples,
+	//
+	// in place of expand's Λ = (1/(m·T))·Σ_{n,t} x̄x̄ᵀ, Γ = E[Σ_t e eᵀ]
+	// (eq. 7 with every position a sample). Expand is exact where the loss
+	// reads every position (a deep linear network with a loss per token),
+	// reduce where the positions are pooled before the loss (mean pooling,
+	// as a classifier over tokens); with one position the two coincide. A
+	// convolution's block becomes KFC-reduce.
+	Reduce bool
 	// Gamma is RENG's explicit gradient regularizer γ (the paper's "Grad
 	// Reg."): the preconditioned gradient is ∇(L + γ/2‖∇L‖²) = g + γ·Hg
 	// (eq. 9), Hg the exact Hessian-vector product (R-operator) or, with
@@ -101,6 +116,9 @@ type KFACConfig struct {
 //
 //	Λ_i = E[x̄x̄ᵀ]  ((In+1)×(In+1), the homogeneous inputs, eq. 7),
 //	Γ_i = E[eeᵀ]  (Out×Out, errors of sampled labels, eqs. 2 and 7),
+//
+// (for a layer applied to several positions of a sample, K-FAC-expand or
+// K-FAC-reduce: KFACConfig.Reduce),
 //
 // and steps W_i ← W_i − (α/L)·ν·Λ̃_i⁻¹ g̃_i Γ̃_i⁻¹ (eqs. 8, 10). In row-major
 // vec order vec(W) = Σ w_ab e_a⊗e_b, the per-sample gradient is x̄⊗e and the
@@ -207,6 +225,14 @@ type kfacLayer struct {
 	lamA, lamG       float64  // damping inside Ai, Gi (eq. 11 follows ρ from these)
 	extraA, extraG   float64  // extra damping the inverter needed at the refresh
 	have             bool
+
+	// K-FAC-reduce (KFACConfig.Reduce) of a block over T > 1 positions:
+	// its factors are over the samples' mean inputs Ā and summed errors Ē
+	// (m rows each), per-sample sums of the T rows of X̄ and E by one
+	// GemmBatched with a column of ones.
+	reduce     bool
+	ones       core.Mat // (m·T)×1 of 1
+	xbar, ebar core.Mat // m×(In+1), m×Out
 }
 
 // kfacDiag is the diagonal block of one parameter matrix of an nn.DiagLayer.
@@ -286,7 +312,7 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			kl := &kfacLayer{l: l, kfacBufs: newKFACBufs(dev, len(o.bufs), a, k, c),
 				A: dev.New(a, a), G: dev.New(k, k), Ai: dev.New(a, a), Gi: dev.New(k, k),
 				wa: dev.New(a, a), wg: dev.New(k, k), tmp: dev.New(a, k),
-				st: FactorStats{DimA: a, DimG: k}}
+				st: FactorStats{DimA: a, DimG: k}, reduce: c.Reduce && l.InShape().Positions() > 1}
 			if c.Damping.NeedsNorm() {
 				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
 			}
@@ -620,14 +646,18 @@ func (o *KFAC) refresh() error {
 	invM := 1 / float32(m)
 	nl := len(o.layers)
 	trA, trG := make([]float64, nl), make([]float64, nl)
-	// Λ_batch = X̄ᵀX̄/r over the r = m·T rows of the block (X̄ is not touched
-	// by the backward passes below); its trace ‖X̄‖²/r is read with the
-	// first trace of Γ, in one sync. A block applied to T positions of each
-	// sample (tokens, a convolution's patches) is K-FAC-expand (Eschenhagen
-	// et al. 2023), equivalently KFC (Grosse & Martens 2016): Λ averages
-	// over all rows, Γ = (1/m)·Σ_rows eeᵀ sums the positions of a sample.
-	for _, kl := range o.layers {
-		dev.Gram(1/float32(kl.l.X.Rows()), kl.l.X, 0, kl.wa)
+	// Λ_batch = SᵀS/r over the r rows of the block's input statistic S (X̄
+	// is not touched by the backward passes below); its trace ‖S‖²/r is
+	// read with the first trace of Γ, in one sync. A block applied to T
+	// positions of each sample (tokens, a convolution's patches) is
+	// K-FAC-expand (Eschenhagen et al. 2023), equivalently KFC (Grosse &
+	// Martens 2016): S = X̄ over all r = m·T rows, and Γ = (1/m)·Σ_rows eeᵀ
+	// sums the positions of a sample; or, with Reduce, K-FAC-reduce: S = Ā
+	// (r = m), and Γ from the summed errors Ē.
+	xs := make([]core.Mat, nl)
+	for i, kl := range o.layers {
+		xs[i] = kl.inputStat(dev)
+		dev.Gram(1/float32(xs[i].Rows()), xs[i], 0, kl.wa)
 	}
 	readTrA := true
 	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
@@ -635,23 +665,22 @@ func (o *KFAC) refresh() error {
 	passStats := func(alpha float32, beta float32) {
 		var ms []core.Mat
 		for _, kl := range o.layers {
-			dev.Gram(alpha, kl.l.E, beta, kl.wg)
-			ms = append(ms, kl.l.E)
+			e := kl.errorStat(dev)
+			dev.Gram(alpha, e, beta, kl.wg)
+			ms = append(ms, e)
 		}
 		for _, dl := range o.diagLayers {
 			dl.l.SquaredGrads(alpha, beta, dl.batch)
 		}
 		if readTrA {
-			for _, kl := range o.layers {
-				ms = append(ms, kl.l.X)
-			}
+			ms = append(ms, xs...)
 		}
 		ds := make([]float32, len(ms))
 		dev.Dots(ds, ms, ms)
 		for i := range o.layers {
 			trG[i] += float64(alpha) * float64(ds[i])
 			if readTrA {
-				trA[i] = float64(ds[nl+i]) / float64(o.layers[i].l.X.Rows())
+				trA[i] = float64(ds[nl+i]) / float64(xs[i].Rows())
 			}
 		}
 		readTrA = false
@@ -808,6 +837,48 @@ func tracesBound(trs ...[]float64) bool {
 	return true
 }
 
+// inputStat returns the rows whose Gram over their count is the batch Λ:
+// X̄ (K-FAC-expand, and any block of one position), or for K-FAC-reduce Ā,
+// each sample's mean of its T rows of X̄ (paper eq. 7 over samples).
+func (kl *kfacLayer) inputStat(dev core.Device) core.Mat {
+	if !kl.reduce {
+		return kl.l.X
+	}
+	t := kl.l.InShape().Positions()
+	kl.sized(dev, kl.l.X.Rows(), t)
+	dev.GemmBatched(kl.xbar.Rows(), true, false, 1/float32(t), kl.ones, kl.l.X, 0, kl.xbar)
+	return kl.xbar
+}
+
+// errorStat returns the rows whose Gram, with the pass's α, is the batch
+// Γ: E, or for K-FAC-reduce Ē, each sample's sum of its T rows of E.
+func (kl *kfacLayer) errorStat(dev core.Device) core.Mat {
+	if !kl.reduce {
+		return kl.l.E
+	}
+	kl.sized(dev, kl.l.E.Rows(), kl.l.InShape().Positions())
+	dev.GemmBatched(kl.ebar.Rows(), true, false, 1, kl.ones, kl.l.E, 0, kl.ebar)
+	return kl.ebar
+}
+
+// sized (re)allocates K-FAC-reduce's buffers for r = m·t rows.
+func (kl *kfacLayer) sized(dev core.Device, r, t int) {
+	if r%t != 0 {
+		panic(&core.ShapeError{Op: "KFAC (reduce)", What: fmt.Sprintf("%d rows are not samples of %d positions", r, t)})
+	}
+	if kl.ones != nil && kl.ones.Rows() == r {
+		return
+	}
+	for _, b := range []core.Mat{kl.ones, kl.xbar, kl.ebar} {
+		if b != nil {
+			dev.Free(b)
+		}
+	}
+	m := r / t
+	kl.ones, kl.xbar, kl.ebar = dev.New(r, 1), dev.New(m, kl.l.In+1), dev.New(m, kl.l.Out)
+	dev.Fill(kl.ones, 1)
+}
+
 // keepFold saves the running factors before a fold into them.
 func (kl *kfacLayer) keepFold(dev core.Device) {
 	if kl.prevA == nil {
@@ -941,6 +1012,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval (lazy Fisher, Algorithm 1). Paper: NGD 1, RING/RENG 8 (4 on small sets)"},
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per refresh; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
+		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
 		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 1, Int: true, Doc: "1 inverts the damped factors by Cholesky, 0 by Newton–Schulz (eqs. 19–21) with Cholesky fallback (float64 on the host; slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU)"},
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},
@@ -967,7 +1039,7 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 	c := KFACConfig{
 		LR: hp["lr"], Rho: hp["rho"], Damping: rule,
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
-		Inverse: inv, Refresh: int(hp["S"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]),
+		Inverse: inv, Refresh: int(hp["S"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
 		KLClip: hp["klclip"],
 	}

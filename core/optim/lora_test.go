@@ -25,8 +25,9 @@ func TestOptimizersTrainLoRAViT(t *testing.T) {
 	}{
 		{"ngd", "", false}, {"ring", "S=2", false}, {"reng", "S=2", false}, {"adamw", "lr=0.01", false}, {"rkalman", "", false},
 		{"ngd", "", true}, {"ring", "S=2", true}, {"reng", "S=2", true}, {"adamw", "lr=0.01", true}, {"rkalman", "", true},
+		{"ring", "S=2,reduce=1", false},
 	} {
-		t.Run(fmt.Sprintf("%s/freezehead=%v", tc.name, tc.freezeHead), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/freezehead=%v", tc.name, tc.hp, tc.freezeHead), func(t *testing.T) {
 			base, x, y := vitProblem(t, 24, 3)
 			net, err := nn.ApplyLoRA(base.(*nn.Sequential), nn.LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"q", "v"}, FreezeHead: tc.freezeHead, Seed: 7})
 			if err != nil {

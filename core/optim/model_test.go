@@ -9,7 +9,8 @@ import (
 )
 
 // Every optimizer trains a small CNN (convolutions are Kronecker blocks
-// over their patches, K-FAC-expand/KFC; R-Kalman's Jacobians of the
+// over their patches, K-FAC-expand/KFC, and with reduce=1 KFC-reduce;
+// R-Kalman's Jacobians of the
 // convolutions are per-sample gradients): the loss falls over a few steps.
 func TestOptimizersOnCNN(t *testing.T) {
 	dev := cpu.New()
@@ -29,17 +30,24 @@ func TestOptimizersOnCNN(t *testing.T) {
 	x, y := dev.New(m, 64), dev.New(m, 1)
 	dev.Upload(x, xs)
 	dev.Upload(y, ys)
+	type run struct{ name, hp string }
+	var runs []run
 	for _, name := range Names() {
-		net, err := arch.Build(dev, nn.Shape{H: 8, W: 8, C: 1}, k, nn.CrossEntropy, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
 		hp := ""
 		switch name {
 		case "sgd", "sam":
 			hp = "lr=0.05"
 		case "ngd", "ring", "reng":
 			hp = "S=2"
+		}
+		runs = append(runs, run{name, hp})
+	}
+	runs = append(runs, run{"ring", "S=2,reduce=1"}) // KFC-reduce
+	for _, r := range runs {
+		name, hp := r.name, r.hp
+		net, err := arch.Build(dev, nn.Shape{H: 8, W: 8, C: 1}, k, nn.CrossEntropy, 1)
+		if err != nil {
+			t.Fatal(err)
 		}
 		o, err := Build(name, hp, net, 1)
 		if err != nil {

@@ -75,6 +75,8 @@ var notState = map[string]string{
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
 	"kfacLayer.prevTrA": "rollback copy within a step", "kfacLayer.prevTrG": "rollback copy within a step",
 	"kfacLayer.folded": "reset by each step", "KFAC.src0": "rollback copy within a step",
+	"kfacLayer.reduce": "hyper (KFAC.cfg.Reduce for a block over several positions)", "kfacLayer.ones": "constant",
+	"kfacLayer.xbar": "scratch", "kfacLayer.ebar": "scratch",
 	"kalman.xr": "scratch", "kalman.rep": "constant index vectors", "kalman.one": "constant index vectors",
 	"kalman.zero": "constant", "kalman.label": "scratch", "kalman.yt": "scratch", "kalman.z1": "scratch",
 	"kalman.p": "scratch", "kalman.eps": "scratch", "kalman.seed": "scratch", "kalman.eye": "constant",
@@ -132,6 +134,8 @@ func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, us
 				hps = append(hps, "gamma=0.05,fdhvp=1") // allocate the regularizer's buffers too
 			case p.Name == "damping":
 				hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
+			case p.Name == "reduce":
+				hps = append(hps, "reduce=1") // and K-FAC-reduce's buffers
 			}
 		}
 	}
