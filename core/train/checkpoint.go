@@ -257,6 +257,16 @@ func ResumeSession(c Config, path string) (*Session, error) {
 }
 
 func (s *Session) restore(ck *ckpt.Checkpoint) error {
+	// A hyperparameter added after the checkpoint was written ran there at
+	// its default: a new knob's default keeps the earlier behaviour.
+	if e, err := optim.Lookup(ck.Header.Run.Optimizer); err == nil {
+		hp := ck.Header.Run.Hyperparameters
+		for _, p := range e.Params {
+			if _, ok := hp[p.Name]; !ok && hp != nil {
+				hp[p.Name] = p.Default
+			}
+		}
+	}
 	if err := ck.CheckRun(s.CheckpointRun()); err != nil {
 		return err
 	}
