@@ -68,8 +68,9 @@ const (
 // (patch embedding, positions, LayerNorm, multi-head attention as
 // GemmBatched with the head split/merge GatherRows, GELU, mean pooling) on
 // 8×8 strokes. The CNN also runs under RING, whose Kronecker factors of the
-// convolution are KFC's; the ViT runs with first-order optimizers only (its
-// LayerNorm and position embedding have no curvature blocks yet).
+// convolution are KFC's; the ViT also runs under RING, with Kronecker
+// blocks on its projections and diagonal ones on its LayerNorms and
+// position embedding.
 //
 // As for the MLP (see paritySpec), the hyperparameters keep each run where
 // float32 rounding is not amplified. Measured on the CPU against itself
@@ -88,6 +89,7 @@ var archParity = []struct{ model, opt, spec string }{
 	{archCNN, "ring", "lr=0.1,rho=3e-2"},
 	{archViT, "adamw", ""},
 	{archViT, "sgd", "lr=0.03"},
+	{archViT, "ring", "lr=0.1,rho=3e-2"},
 }
 
 // archRecord is what a run reports: every step's loss and gradient norm,
