@@ -333,3 +333,35 @@ func TestMaxPoolTiesMatchCPU(t *testing.T) {
 		}
 	}
 }
+
+// A token embedding's SquaredGrads (its per-sample indicator of equal ids
+// from GatherRows, MulCol, Sub, Square, Neg, AddScalar and Clamp, then
+// GemmBatched and the one-hot scatter) matches the CPU's, with ids
+// repeated within samples and ids whose difference passes 2¹².
+func TestEmbeddingSquaredGradsMatchCPU(t *testing.T) {
+	const seq, vocab, dim, m = 6, 5000, 3, 4
+	rng := rand.New(rand.NewPCG(6, 1))
+	ids, dy := make([]float32, m*seq), make([]float32, m*seq*dim)
+	for i := range ids {
+		ids[i] = float32([]int{0, 1, 7, 4097, 4999}[rng.IntN(5)])
+	}
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	run := func(dev core.Device) []float32 {
+		l := nn.NewEmbedding(dev, nn.Shape{H: seq, W: 1, C: 1}, vocab, dim, rand.New(rand.NewPCG(1, 1)))
+		x, d, dst := dev.New(m*seq, 1), dev.New(m*seq, dim), dev.New(vocab, dim)
+		dev.Upload(x, ids)
+		dev.Upload(d, dy)
+		l.Forward(x, m)
+		l.Backward(d, nn.Pass{})
+		l.SquaredGrads(1, 0, []core.Mat{dst})
+		return down(dev, dst)
+	}
+	want, got := run(host), run(gpu(t))
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*(1+math.Abs(float64(want[i])))) {
+			t.Fatalf("Σ g⊙g [%d,%d] = %v, cpu %v", i/dim, i%dim, got[i], want[i])
+		}
+	}
+}
