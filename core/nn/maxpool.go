@@ -21,14 +21,17 @@ var _ RLayer = (*MaxPool2D)(nil)
 // ties with a window of −Inf come after it), ArgmaxRows finds the
 // window-local argmax j(w) in [0, k²), the window's first entry w·k² plus
 // j(w) names the scalar a(w) in the gather table, and a GatherRows reads
-// y. Given the argmax the layer is linear:
-// the backward pass is the transpose of that gather, ∂L/∂x_s = Σ_w
-// [a(w) = s]·∂L/∂y_w, exact also for overlapping windows (stride < k),
-// where one scalar is the maximum of several windows; it is formed as
-// OneHot(j)⊙∂L/∂y, one value per window entry, summed back to the scalars
-// by as many gathers as the most-read scalar has readers (1 for windows
-// that do not overlap, ⌈k/s⌉² otherwise). The R-operator is the same
-// linear map: R{y} = R{x} read at the argmax, and RBackward is Backward.
+// y. Given the argmax the layer is linear: the backward pass is the
+// transpose of that gather, ∂L/∂x_s = Σ_w [a(w) = s]·∂L/∂y_w, exact also
+// for overlapping windows (stride < k), where one scalar is the maximum of
+// several windows. It is formed as OneHot(j)⊙∂L/∂y, one value per window
+// entry, summed back to the scalars by as many gathers as the most-read
+// scalar has readers (1 for windows that do not overlap, at most ⌈k/s⌉²
+// otherwise). The R-operator is the same linear map: R{y} = R{x} read at
+// the argmax, and RBackward is Backward. Memory of a batch, beside y and
+// ∂L/∂x: (4k²+5)·R + 2·N values of scratch and index tables of
+// (k²+1)·R + N per backward gather, for N = m·H·W·C input values and
+// R = m·Ho·Wo·C windows (with k = s = 2, about 10·N in all).
 //
 // Indices travel as float32, exact up to 2²⁴: the m·H·W·C input values and
 // the m·Ho·Wo·C·k² window entries of a batch must each be at most 2²⁴.
