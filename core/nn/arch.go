@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,15 @@ type namedArch struct {
 // ArchParam documents one parameter of a named architecture.
 type ArchParam struct {
 	Name, Default, Doc string
+	// Values, when set, are the words the parameter may take (read with
+	// ArchParams.Word); otherwise it takes a non-negative integer, a list
+	// of them joined by "-", or, for a key named act, an activation.
+	Values []string
+	// OmitDefault leaves the parameter out of the canonical text while it
+	// has its default value: a parameter added to an architecture whose
+	// names are already in use (checkpoints, bench results keyed by them)
+	// keeps those names.
+	OmitDefault bool
 }
 
 // ArchParams are a named architecture's parameters, validated by its
@@ -57,6 +67,9 @@ func (p ArchParams) Ints(name string) []int {
 // Int reads an integer.
 func (p ArchParams) Int(name string) int { return p.Ints(name)[0] }
 
+// Word reads a parameter with Values.
+func (p ArchParams) Word(name string) string { return p.get(name) }
+
 // Act reads an activation.
 func (p ArchParams) Act(name string) core.Unary {
 	a, _ := core.ParseActivation(p.get(name))
@@ -74,9 +87,8 @@ func (p ArchParams) get(name string) string {
 var archs = map[string]*namedArch{}
 
 // RegisterArch adds a named architecture: ParseArch reads
-// "name:key=value,…" over the defaults of params (each value a positive
-// integer, a list of them joined by "-", or, for a key named act, an
-// activation) and build makes its layers, the last one giving classes
+// "name:key=value,…" over the defaults of params (each value as its
+// ArchParam says) and build makes its layers, the last one giving classes
 // outputs per sample. A duplicate name is a programmer error.
 func RegisterArch(name, doc string, params []ArchParam, build func(p ArchParams, dev core.Device, in Shape, classes int, loss Loss, rng *rand.Rand) ([]Layer, error)) {
 	if _, dup := archs[name]; dup {
@@ -119,6 +131,9 @@ type named struct {
 func (n named) String() string {
 	var kv []string
 	for _, p := range n.a.params {
+		if p.OmitDefault && n.p[p.Name] == p.Default {
+			continue
+		}
 		kv = append(kv, p.Name+"="+n.p[p.Name])
 	}
 	return n.name + ":" + strings.Join(kv, ",")
@@ -155,9 +170,9 @@ func ParseArch(s string) (Arch, error) {
 	if a == nil {
 		return nil, fmt.Errorf("model %q: unknown architecture %q (known: %s, or an MLP spec such as 784-256-10:relu)", s, name, strings.Join(ArchNames(), ", "))
 	}
-	p := ArchParams{}
+	p, decl := ArchParams{}, map[string]ArchParam{}
 	for _, d := range a.params {
-		p[d.Name] = d.Default
+		p[d.Name], decl[d.Name] = d.Default, d
 	}
 	seen := map[string]bool{}
 	for _, kv := range strings.Split(rest, ",") {
@@ -177,7 +192,7 @@ func ParseArch(s string) (Arch, error) {
 			return nil, fmt.Errorf("model %q: %s given twice", s, k)
 		}
 		seen[k] = true
-		if err := checkArchValue(k, v); err != nil {
+		if err := checkArchValue(decl[k], v); err != nil {
 			return nil, fmt.Errorf("model %q: %w", s, err)
 		}
 		p[k] = v
@@ -185,8 +200,15 @@ func ParseArch(s string) (Arch, error) {
 	return named{name: name, a: a, p: p}, nil
 }
 
-// checkArchValue validates one parameter value.
-func checkArchValue(k, v string) error {
+// checkArchValue validates a value of parameter d.
+func checkArchValue(d ArchParam, v string) error {
+	k := d.Name
+	if d.Values != nil {
+		if !slices.Contains(d.Values, v) {
+			return fmt.Errorf("%s=%s: want one of %s", k, v, strings.Join(d.Values, ", "))
+		}
+		return nil
+	}
 	if k == "act" {
 		_, err := core.ParseActivation(v)
 		return err

@@ -16,6 +16,8 @@ func TestParseArch(t *testing.T) {
 		"cnn:kernel=5, channels=8":     "cnn:channels=8,kernel=5,hidden=0,act=relu",
 		"cnn:channels=4-8-16,act=tanh": "cnn:channels=4-8-16,kernel=3,hidden=0,act=tanh",
 		"vit:depth=2":                  "vit:patch=7,width=64,depth=2,heads=4,mlp=2,cls=0",
+		"cnn:pool=max,kernel=5":        "cnn:channels=16-32,kernel=5,hidden=0,act=relu,pool=max",
+		"cnn:pool=avg":                 "cnn:channels=16-32,kernel=3,hidden=0,act=relu", // the default is left out: older names stay
 	} {
 		a, err := ParseArch(in)
 		if err != nil || a.String() != want {
@@ -25,7 +27,9 @@ func TestParseArch(t *testing.T) {
 	for in, want := range map[string]string{
 		"resnet:depth=3": `unknown architecture "resnet"`,
 		"64-32-10:tanh+lora(r=2,alpha=2,dense,head=frozen)": `model "64-32-10:tanh+lora(r=2,alpha=2,dense,head=frozen)": a LoRA adaptation of 64-32-10:tanh is made from a trained model (nn.ApplyLoRA), not built by name`,
-		"cnn:chanels=16":        `"chanels=16" is not name=value with a name among channels, kernel, hidden, act`,
+		"cnn:chanels=16":        `"chanels=16" is not name=value with a name among channels, kernel, hidden, act, pool`,
+		"cnn:pool=min":          "pool=min: want one of avg, max",
+		"cnn:pool=":             "pool=: want one of avg, max",
 		"cnn:channels=16-x":     `"x" is not an integer`,
 		"cnn:act=softmax":       "unknown activation",
 		"cnn:kernel=3,kernel=5": "kernel given twice",
@@ -60,6 +64,26 @@ func TestParseArch(t *testing.T) {
 	// conv 2→4 (3×3), conv 4→6, 3×2×6 flattened → 12 → 3.
 	if got, want := NumParams(m), (9*2+1)*4+(9*4+1)*6+(36+1)*12+(12+1)*3; got != want || m.Inputs() != 240 || m.Outputs() != 3 {
 		t.Errorf("cnn: %d parameters (want %d), %d inputs, %d outputs", got, want, m.Inputs(), m.Outputs())
+	}
+
+	// pool=max: the same layers and parameters, max pooling in place of
+	// the average.
+	for pool, kind := range map[string]string{"avg": "avgpool", "max": "maxpool"} {
+		a, _ = ParseArch("cnn:channels=4-6,hidden=12,pool=" + pool)
+		m, err = a.Build(dev, Shape{H: 12, W: 10, C: 2}, 3, CrossEntropy, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, l := range m.(*Sequential).Layers() {
+			kinds = append(kinds, l.Kind())
+		}
+		if got, want := strings.Join(kinds, " "), "conv2d "+kind+" conv2d "+kind+" flatten dense dense"; got != want {
+			t.Errorf("cnn with pool=%s: layers %s, want %s", pool, got, want)
+		}
+		if got, want := NumParams(m), (9*2+1)*4+(9*4+1)*6+(36+1)*12+(12+1)*3; got != want {
+			t.Errorf("cnn with pool=%s: %d parameters, want %d", pool, got, want)
+		}
 	}
 
 	a, _ = ParseArch("vit:patch=4,width=8,depth=2,heads=2,mlp=3")

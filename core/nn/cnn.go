@@ -8,12 +8,14 @@ import (
 )
 
 func init() {
-	RegisterArch("cnn", "convolutions (padding k/2, stride 1), each followed by 2×2 average pooling, then a dense classifier on the flattened features",
+	RegisterArch("cnn", "convolutions (padding k/2, stride 1), each followed by 2×2 pooling with stride 2, then a dense classifier on the flattened features",
 		[]ArchParam{
 			{Name: "channels", Default: "16-32", Doc: "output channels of each convolution, joined by -"},
 			{Name: "kernel", Default: "3", Doc: "odd kernel size k"},
 			{Name: "hidden", Default: "0", Doc: "width of a dense hidden layer before the classifier; 0: none"},
 			{Name: "act", Default: "relu", Doc: "activation of the convolutions and the hidden layer"},
+			{Name: "pool", Default: "avg", Doc: "the pooling: avg (window means) or max (window maxima)",
+				Values: []string{"avg", "max"}, OmitDefault: true},
 		}, buildCNN)
 }
 
@@ -35,9 +37,17 @@ func buildCNN(p ArchParams, dev core.Device, in Shape, classes int, _ Loss, rng 
 			return nil, err
 		}
 		conv.InitKaiming(rng)
-		pool, err := NewAvgPool2D(dev, conv.OutShape(), 2, 2)
-		if err != nil {
+		if o := conv.OutShape(); o.H < 2 || o.W < 2 {
 			return nil, fmt.Errorf("channels: a %v image is too small for another convolution and 2×2 pooling", at)
+		}
+		var pool Layer
+		if p.Word("pool") == "max" {
+			pool, err = NewMaxPool2D(dev, conv.OutShape(), 2, 2, 0)
+		} else {
+			pool, err = NewAvgPool2D(dev, conv.OutShape(), 2, 2)
+		}
+		if err != nil {
+			return nil, err
 		}
 		ls = append(ls, conv, pool)
 		at = pool.OutShape()

@@ -151,6 +151,8 @@ func ref64Of(t *testing.T, l Layer) func(x, w []float64, m int) []float64 {
 		return func(x, w []float64, m int) []float64 { return dense64(x, w, m*P, in.C, l.Out, l.Act) }
 	case *AvgPool2D:
 		return func(x, _ []float64, m int) []float64 { return avgpool64(x, m, l.InShape(), l.Kernel, l.Stride) }
+	case *MaxPool2D:
+		return func(x, _ []float64, m int) []float64 { return maxpool64(x, m, l.InShape(), l.Kernel, l.Stride) }
 	case *GlobalAvgPool:
 		return func(x, _ []float64, m int) []float64 { return gap64(x, m, l.InShape()) }
 	case *Flatten:
@@ -447,7 +449,7 @@ func TestConv2DBlocksAreKFCStatistics(t *testing.T) {
 }
 
 // The R-operator of small models made of every layer kind (stride 2,
-// padding, pooling that overlaps and pooling that does not) against mixed
+// padding, average and max pooling that overlaps and that does not) against mixed
 // second differences of the float64 reference: exact Hessian-vector
 // products through R{x} of every layer.
 func TestConvChainHVP(t *testing.T) {
@@ -492,6 +494,19 @@ func TestConvChainHVP(t *testing.T) {
 			g := NewGlobalAvgPool(d, c1.OutShape())
 			dn := NewDense(d, g.OutShape(), 2, core.Tanh)
 			return []Layer{p, c, c1, g, dn, NewFlatten(d, dn.OutShape())}
+		},
+		func(d core.Device) []Layer { // Conv2D → MaxPool2D (3, 2), overlapping → Flatten → Dense
+			c := mustConv(t, d, Shape{7, 6, 2}, 3, 3, 1, 1, core.Tanh)
+			p := mustMaxPool(t, d, c.OutShape(), 3, 2)
+			f := NewFlatten(d, p.OutShape())
+			return []Layer{c, p, f, NewDense(d, f.OutShape(), 2, core.Tanh)}
+		},
+		func(d core.Device) []Layer { // MaxPool2D (2, 2) first (R{x} = nil) → Conv2D → MaxPool2D (2, 1) → GlobalAvgPool → Dense
+			p := mustMaxPool(t, d, Shape{8, 6, 2}, 2, 2)
+			c := mustConv(t, d, p.OutShape(), 3, 3, 1, 1, core.GELU)
+			p2 := mustMaxPool(t, d, c.OutShape(), 2, 1)
+			g := NewGlobalAvgPool(d, p2.OutShape())
+			return []Layer{p, c, p2, g, NewDense(d, g.OutShape(), 2, core.Identity)}
 		},
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {

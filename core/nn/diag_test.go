@@ -13,6 +13,7 @@ import (
 var (
 	_ DiagLayer = (*LayerNorm)(nil)
 	_ DiagLayer = (*PositionEmbedding)(nil)
+	_ DiagLayer = (*Embedding)(nil)
 )
 
 // sampleGrads64 returns g[s][i], the gradient in parameter i of sample s's
@@ -49,15 +50,18 @@ func sampleGrads64(ref func(x []float64, p [][]float64) []float64, x []float64, 
 }
 
 // SquaredGrads of LayerNorm (γ: x̂⊙dy, β: dy, each summed over a sample's
-// positions) and PositionEmbedding (dy_s) against the squares of float64
-// per-sample gradients: with and without SkipGrads and NeedX, with the
-// beta·dst accumulation, and on batches of changing sizes. Without
-// SkipGrads the per-sample gradients also sum to Grads.
+// positions), PositionEmbedding (dy_s) and Embedding (the scatter of a
+// sample's dy rows, with ids repeated within every sample, so that a
+// table row's per-sample gradient is a sum) against the squares of float64
+// per-sample gradients: with and without SkipGrads and NeedX (not for the
+// ids), with the beta·dst accumulation, and on batches of changing sizes.
+// Without SkipGrads the per-sample gradients also sum to Grads.
 func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 	type diagCase struct {
 		name string
 		l    DiagLayer
 		ref  func(x []float64, p [][]float64) []float64
+		ids  int // > 0: the input is ids in [0, ids), not differentiable
 	}
 	dev := cpu.New()
 	var cases []diagCase
@@ -72,24 +76,35 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 		dev.Upload(l.beta, randVec32(rng, at.C, 0.5))
 		c, eps := at.C, float64(l.Eps)
 		cases = append(cases, diagCase{fmt.Sprint("layernorm ", at), l,
-			func(x []float64, p [][]float64) []float64 { return layerNorm64(x, p[0], p[1], c, eps) }})
+			func(x []float64, p [][]float64) []float64 { return layerNorm64(x, p[0], p[1], c, eps) }, 0})
 	}
 	for _, at := range []Shape{Vector(3), {3, 1, 4}, {2, 2, 3}} {
 		rng := rand.New(rand.NewPCG(uint64(at.Len()), 4))
 		l := NewPositionEmbedding(dev, at, rng)
 		dev.Upload(l.e, randVec32(rng, at.Len(), 1))
 		cases = append(cases, diagCase{fmt.Sprint("posembed ", at), l,
-			func(x []float64, p [][]float64) []float64 { return posEmbed64(x, p[0]) }})
+			func(x []float64, p [][]float64) []float64 { return posEmbed64(x, p[0]) }, 0})
+	}
+	for _, e := range []struct{ seq, vocab, dim int }{{5, 3, 4}, {6, 2, 1}, {1, 4, 3}, {4, 9, 2}} {
+		rng := rand.New(rand.NewPCG(uint64(e.seq), 6))
+		l := NewEmbedding(dev, Shape{e.seq, 1, 1}, e.vocab, e.dim, rng)
+		dev.Upload(l.table, randVec32(rng, e.vocab*e.dim, 1))
+		dim := e.dim
+		cases = append(cases, diagCase{fmt.Sprintf("embedding T=%d,V=%d,C=%d", e.seq, e.vocab, e.dim), l,
+			func(x []float64, p [][]float64) []float64 { return embed64(x, p[0], dim) }, e.vocab})
 	}
 	const alpha, beta = 0.7, 0.5
 	for _, tc := range cases {
 		for i, m := range []int{3, 1, 4} {
-			pass := Pass{NeedX: i != 1, SkipGrads: i == 2}
+			pass := Pass{NeedX: i != 1 && tc.ids == 0, SkipGrads: i == 2}
 			t.Run(fmt.Sprintf("%s/m=%d/%+v", tc.name, m, pass), func(t *testing.T) {
-				at := tc.l.InShape()
+				at, out := tc.l.InShape(), tc.l.OutShape()
 				rng := rand.New(rand.NewPCG(uint64(m), 5))
 				x := randVec32(rng, m*at.Len(), 1.5)
-				dy := randVec32(rng, m*at.Len(), 1)
+				if tc.ids > 0 {
+					x = randIDs(rng, m*at.Len(), tc.ids)
+				}
+				dy := randVec32(rng, m*out.Len(), 1)
 				var p64 [][]float64
 				for _, p := range tc.l.Params() {
 					p64 = append(p64, to64(download(dev, p)))
@@ -98,7 +113,7 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 					dev.Fill(g, 7) // SkipGrads must leave them
 				}
 				tc.l.Forward(newUploaded(dev, m*at.Positions(), at.C, x), m)
-				tc.l.Backward(newUploaded(dev, m*at.Positions(), at.C, dy), pass)
+				tc.l.Backward(newUploaded(dev, m*out.Positions(), out.C, dy), pass)
 				var dst []core.Mat
 				var before [][]float32
 				for _, p := range tc.l.Params() {
@@ -134,8 +149,8 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 }
 
 // A Sequential's curvature: each layer with parameters gets Kronecker or
-// diagonal blocks, found through containers; a layer whose registered
-// builder refuses it (an Embedding that is no DiagLayer) is named.
+// diagonal blocks (a token embedding's table too), found through
+// containers; a layer its kind's builder refuses is named.
 func TestSequentialCurvature(t *testing.T) {
 	dev := cpu.New()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -181,7 +196,15 @@ func TestSequentialCurvature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Curvature(); err == nil || err.Error() != "layer 1 (embedding) of lm has no curvature block: *nn.Embedding is no DiagLayer (it has no SquaredGrads)" {
-		t.Fatalf("Curvature with an embedding: %v", err)
+	if cs, err := s.Curvature(); err != nil || len(cs) != 2 || cs[0].Diag != DiagLayer(emb) || cs[1].Kron == nil {
+		t.Fatalf("Curvature with an embedding: %+v, %v; want the table's diagonal block, then the dense layer's", cs, err)
+	}
+	ln2 := NewLayerNorm(dev, at)
+	s, err = NewSequential(dev, "opaque", CrossEntropy, opaque{ln2}, NewGlobalAvgPool(dev, at), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Curvature(); err == nil || err.Error() != "layer 1 (layernorm) of opaque has no curvature block: nn.opaque is no DiagLayer (it has no SquaredGrads)" {
+		t.Fatalf("Curvature with a layer of neither kind: %v", err)
 	}
 }

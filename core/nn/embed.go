@@ -183,12 +183,8 @@ func (l *PositionEmbedding) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool
 // differentiable: Backward and RBackward return nil, and panic with a
 // *core.ShapeError if asked for ∂L/∂x, as RForward does given an R{x}.
 //
-// Embedding is no DiagLayer: a sample's own gradient of the table is the
-// scatter of its T rows of dy, and tokens repeat within a sample, so the
-// square of that sum is not the sum of the rows' squares; the exact
-// per-sample squares would take a V×C matrix per sample (m·V·C floats).
-// Model.Curvature therefore refuses it, and the natural-gradient optimizers
-// with it.
+// It is a DiagLayer (see SquaredGrads): the natural-gradient optimizers
+// precondition the table by its exact diagonal Fisher block.
 //
 // Ids must be integers in [0, V). The CPU device panics with a
 // *core.ShapeError on any other in Forward (GatherRows), except −1, which
@@ -204,8 +200,17 @@ type Embedding struct {
 	onehot core.Mat // (m·T)×V
 	hot    bool     // onehot is that of ids
 	y, ry  core.Mat // (m·T)×C
-	dy     core.Mat // the last Backward's (the caller's), for SampleGrads
+	dy     core.Mat // the last Backward's (the caller's), for SampleGrads and SquaredGrads
 	sg     core.Mat // (m·V)×C: SampleGrads' product
+
+	// SquaredGrads' buffers, allocated by its first call for a batch:
+	same   core.Mat // (m·T)×T: [id_{s,t} = id_{s,t'}], row s·T+t, column t'
+	sameOK bool     // same is that of ids
+	idsW   core.Mat // m×T: the ids, a sample a row
+	sample core.Mat // (m·T)×1: s, the sample of row s·T+t
+	ones   core.Mat // (m·T)×T of 1
+	pair   core.Mat // (m·T)×T scratch: every row its sample's ids
+	u      core.Mat // (m·T)×C: g_s[id_{s,t}], then g_s[id_{s,t}]⊙dy_{s,t}
 }
 
 // NewEmbedding returns an embedding of vocab ids into dim channels for
@@ -259,13 +264,10 @@ func (l *Embedding) SampleGrads(dst []core.Mat) {
 
 func (l *Embedding) alloc(r int) {
 	d := l.dev
-	for _, b := range []core.Mat{l.ids, l.onehot, l.y, l.ry} {
-		if b != nil {
-			d.Free(b)
-		}
-	}
+	freeAll(d, l.ids, l.onehot, l.y, l.ry, l.same, l.idsW, l.sample, l.ones, l.pair, l.u)
 	l.ids, l.y, l.ry = d.New(r, 1), d.New(r, l.dim), d.New(r, l.dim)
-	l.onehot = nil // allocated by the first pass that needs it
+	l.onehot = nil // allocated by the first pass that needs it, as are SquaredGrads' buffers
+	l.same, l.idsW, l.sample, l.ones, l.pair, l.u = nil, nil, nil, nil, nil, nil
 	l.rows = r
 }
 
@@ -277,7 +279,7 @@ func (l *Embedding) Forward(x core.Mat, m int) core.Mat {
 	}
 	l.dev.Copy(l.ids, x)
 	l.dev.GatherRows(l.y, l.table, l.ids)
-	l.hot = false
+	l.hot, l.sameOK = false, false
 	return l.y
 }
 
@@ -313,6 +315,52 @@ func (l *Embedding) Backward(dy core.Mat, p Pass) core.Mat {
 		l.scatter(l.grad, dy)
 	}
 	return nil
+}
+
+// SquaredGrads (DiagLayer) sets dst[0] = beta·dst[0] + alpha·Σ_s g_s⊙g_s
+// (V×C) for the dy of the last Backward, where g_s = OneHot(ids_s)ᵀ·dy_s,
+// whose row v sums dy over the tokens of sample s with id v (ids repeat
+// within a sample, so the sum of the rows' squares would not do). With
+// u_{s,t} = Σ_{t'} [id_{s,t'} = id_{s,t}]·dy_{s,t'} = g_s[id_{s,t}], the
+// rows of sample s with id v give Σ_t u_{s,t}⊙dy_{s,t} = g_s[v]⊙g_s[v], so
+//
+//	Σ_s g_s⊙g_s = OneHot(ids)ᵀ·(u⊙dy),
+//
+// the scatter of Backward applied to u⊙dy. The indicator matrix (T×T per
+// sample, made once per Forward from the ids: the difference d of two ids,
+// then clamp(1 − d², 0, 1), exact for integers) and u (one GemmBatched)
+// cost O(m·T²) values and 2·m·T²·C flops; the scatter costs what
+// Backward's does, 2·m·T·V·C flops with the one-hot matrix. Forming the
+// per-sample gradients instead (SampleGrads) would take m·V·C values.
+func (l *Embedding) SquaredGrads(alpha, beta float32, dst []core.Mat) {
+	core.SameShape("Embedding.SquaredGrads", l.table, dst[0])
+	d, T := l.dev, l.at.Positions()
+	m := l.rows / T
+	if l.same == nil {
+		r := l.rows
+		l.same, l.pair, l.ones, l.u = d.New(r, T), d.New(r, T), d.New(r, T), d.New(r, l.dim)
+		l.idsW = d.New(m, T)
+		s := make([]float32, r)
+		for i := range s {
+			s[i] = float32(i / T)
+		}
+		l.sample = upload(d, s)
+		d.Fill(l.ones, 1)
+	}
+	if !l.sameOK {
+		d.Reshape(l.idsW, l.ids)
+		d.GatherRows(l.pair, l.idsW, l.sample) // row s·T+t: id_{s,t'} over t'
+		d.MulCol(l.same, l.ones, l.ids)        // row s·T+t: id_{s,t}
+		d.Apply(core.Sub, l.same, l.pair, l.same)
+		d.Map(core.Square, l.same, l.same)
+		d.Map(core.Neg, l.same, l.same)
+		d.AddScalar(l.same, l.same, 1)
+		d.Clamp(l.same, l.same, 0, 1)
+		l.sameOK = true
+	}
+	d.GemmBatched(m, false, false, 1, l.same, l.dy, 0, l.u)
+	d.Apply(core.Mul, l.u, l.u, l.dy)
+	d.Gemm(true, false, alpha, l.oneHot(), l.u, beta, dst[0])
 }
 
 // RForward: R{y} = GatherRows(V, ids); rx must be nil.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"grng/core"
 	"grng/core/cpu"
@@ -146,6 +147,54 @@ func TestEmbeddingScatterAdd(t *testing.T) {
 	}
 }
 
+// SquaredGrads follows the ids and dy of the last passes: two batches of
+// the same size with other ids, and on each two backward passes (as the
+// exact Fisher's k passes after one Forward), each against Σ_s g_s⊙g_s
+// with g_s[v] = Σ_{t: id_{s,t} = v} dy_{s,t} in float64; ids repeat
+// within samples, and large ids (differences past 2¹²) are told apart.
+func TestEmbeddingSquaredGradsFollowsIds(t *testing.T) {
+	dev := cpu.New()
+	rng := rand.New(rand.NewPCG(3, 4))
+	const seq, vocab, dim, m = 4, 5000, 2, 3
+	l := NewEmbedding(dev, Shape{seq, 1, 1}, vocab, dim, rng)
+	dst := dev.New(vocab, dim)
+	for _, ids := range [][]float32{
+		{7, 7, 4999, 7, 0, 1, 0, 4097, 3, 3, 3, 3},
+		{4999, 903, 4999, 4999, 1, 2, 3, 4, 4097, 1, 4097, 1},
+	} {
+		l.Forward(newUploaded(dev, m*seq, 1, ids), m)
+		for range 2 {
+			dy := randVec32(rng, m*seq*dim, 1)
+			l.Backward(newUploaded(dev, m*seq, dim, dy), Pass{SkipGrads: true})
+			l.SquaredGrads(1, 0, []core.Mat{dst})
+			want := make([]float64, vocab*dim)
+			for s := range m {
+				g := map[int][]float64{}
+				for t := range seq {
+					v := int(ids[s*seq+t])
+					if g[v] == nil {
+						g[v] = make([]float64, dim)
+					}
+					for c := range dim {
+						g[v][c] += float64(dy[(s*seq+t)*dim+c])
+					}
+				}
+				for v, gv := range g {
+					for c, x := range gv {
+						want[v*dim+c] += x * x
+					}
+				}
+			}
+			got := download(dev, dst)
+			for i := range want {
+				if !near(float64(got[i]), want[i], 1e-5, 1e-5) {
+					t.Fatalf("ids %v: Σ g⊙g [%d,%d] = %v, want %v", ids, i/dim, i%dim, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 func shapePanic(t *testing.T, what string, f func()) {
 	t.Helper()
 	defer func() {
@@ -218,4 +267,44 @@ func TestEmbeddingInit(t *testing.T) {
 			t.Fatalf("std %v, want ≈ 0.02", std)
 		}
 	}
+}
+
+// BenchmarkEmbeddingSquaredGrads alternates, an iteration, a forward and
+// backward pass of an embedding (m = 32 samples of T = 32 tokens, V = 2000
+// ids, C = 64 channels), its SquaredGrads (the indicator made anew, as
+// after every Forward), and the route through per-sample gradients
+// (SampleGrads' m×(V·C) matrix, squared, summed over the samples), each
+// timed on its own, and reports their median times relative to the pass.
+func BenchmarkEmbeddingSquaredGrads(b *testing.B) {
+	const m, T, V, C = 32, 32, 2000, 64
+	dev := cpu.New()
+	rng := rand.New(rand.NewPCG(1, 2))
+	l := NewEmbedding(dev, Shape{T, 1, 1}, V, C, rng)
+	x := newUploaded(dev, m*T, 1, randIDs(rng, m*T, V))
+	dy := newUploaded(dev, m*T, C, randVec32(rng, m*T*C, 1))
+	dst, per, sum := dev.New(V, C), dev.New(m, V*C), dev.New(1, V*C)
+	pass := func() {
+		l.Forward(x, m)
+		l.Backward(dy, Pass{})
+	}
+	pass()
+	l.SquaredGrads(1, 0, []core.Mat{dst})
+	l.SampleGrads([]core.Mat{per})
+	ps, sq, rt := make([]float64, b.N), make([]float64, b.N), make([]float64, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		pass()
+		t1 := time.Now()
+		l.SquaredGrads(1, 0, []core.Mat{dst})
+		t2 := time.Now()
+		l.SampleGrads([]core.Mat{per})
+		dev.Map(core.Square, per, per)
+		dev.SumRows(sum, per)
+		ps[i], sq[i], rt[i] = t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), time.Since(t2).Seconds()
+	}
+	p := median(ps)
+	b.ReportMetric(p*1e3, "pass-ms")
+	b.ReportMetric(median(sq)/p, "squaredgrads/pass")
+	b.ReportMetric(median(rt)/p, "samplegrads-route/pass")
 }

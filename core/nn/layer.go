@@ -94,11 +94,11 @@ type KronLayer interface {
 }
 
 // DiagLayer is a layer whose parameters have diagonal Fisher blocks (scale
-// and shift, learned positions: the diagonal blocks of kfac-jax, beside the
-// Kronecker blocks of the dense-like layers). Its per-sample gradients are
-// cheap, so the diagonal of the Fisher block, E[g⊙g] over the samples' own
-// gradients g (paper eq. 2 restricted to the diagonal), is exact rather
-// than Kronecker-factored.
+// and shift, learned positions, token embeddings: the diagonal blocks of
+// kfac-jax, beside the Kronecker blocks of the dense-like layers). The sum
+// of its per-sample gradients' squares is cheap, so the diagonal of the
+// Fisher block, E[g⊙g] over the samples' own gradients g (paper eq. 2
+// restricted to the diagonal), is exact rather than Kronecker-factored.
 type DiagLayer interface {
 	Layer
 	// SquaredGrads sets dst[i] = beta·dst[i] + alpha·Σ_s g_s⊙g_s (dst[i]

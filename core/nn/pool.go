@@ -23,7 +23,10 @@ var (
 // parameters, y = apply(x) and ∂L/∂x = transpose(∂L/∂y), so R{y} =
 // apply(R{x}) and R{∂L/∂x} = transpose(R{∂L/∂y}). The layer allocates y
 // and dx for its batch (and resets ry and rdx to nil); R{y} and R{∂L/∂x}
-// are allocated by their first use.
+// are allocated by their first use. MaxPool2D shares them too: once its
+// Forward has found each window's maximum it is linear in its input
+// (apply reads the input there), and that is the map its backward pass
+// and R-operator differentiate.
 type linearPasses struct {
 	op               string // the layer's type, for shape errors
 	apply, transpose func(dst, src core.Mat) core.Mat

@@ -105,8 +105,9 @@ func TestNewAvgPool2DErrors(t *testing.T) {
 func TestPoolKinds(t *testing.T) {
 	dev := cpu.New()
 	p, _ := NewAvgPool2D(dev, Shape{4, 4, 1}, 2, 2)
+	mp, _ := NewMaxPool2D(dev, Shape{4, 4, 1}, 2, 2, 0)
 	c, _ := NewConv2D(dev, Shape{4, 4, 1}, 1, 3, 1, 1, 0)
-	for l, want := range map[Layer]string{c: "conv2d", p: "avgpool", NewGlobalAvgPool(dev, Shape{2, 2, 1}): "globalavgpool", NewFlatten(dev, Shape{2, 2, 1}): "flatten"} {
+	for l, want := range map[Layer]string{c: "conv2d", p: "avgpool", mp: "maxpool", NewGlobalAvgPool(dev, Shape{2, 2, 1}): "globalavgpool", NewFlatten(dev, Shape{2, 2, 1}): "flatten"} {
 		if l.Kind() != want {
 			t.Errorf("%T.Kind() = %q, want %q", l, l.Kind(), want)
 		}

@@ -15,6 +15,7 @@ var (
 	_ TwinLayer       = (*Dense)(nil)
 	_ TwinLayer       = (*Conv2D)(nil)
 	_ TwinLayer       = (*AvgPool2D)(nil)
+	_ TwinLayer       = (*MaxPool2D)(nil)
 	_ TwinLayer       = (*GlobalAvgPool)(nil)
 	_ TwinLayer       = (*Flatten)(nil)
 	_ TwinLayer       = (*LayerNorm)(nil)
@@ -154,7 +155,8 @@ func (c *chainCase) twinSampleGrads(t *testing.T) {
 
 // Every layer kind's twin and per-sample gradients, alone and chained:
 // dense layers on vectors (one position: outer products) and on positions,
-// convolutions (padded, strided, pointwise) with pooling and flattening,
+// convolutions (padded, strided, pointwise) with average and max pooling
+// and flattening,
 // layer norm, position and token embeddings (ids repeated within a
 // sample), attention (causal or not) and a pre-norm transformer block of
 // two residuals.
@@ -200,6 +202,21 @@ func TestTwinSampleGradsFiniteDifferences(t *testing.T) {
 					h = conv64(h, p[1], m, pool.OutShape(), 2, 1, 1, 0, core.Identity)
 					h = conv64(h, p[2], m, c2.OutShape(), 3, 2, 2, 0, core.Tanh)
 					return dense64(h, p[3], m, 3, 2, core.Identity)
+				}}
+		}},
+		{"conv/maxpool/flatten/dense", func(dev core.Device, rng *rand.Rand) *chainCase {
+			in := Shape{5, 5, 2}
+			c1 := mustConv(t, dev, in, 3, 3, 1, 1, core.Tanh)
+			pool := mustMaxPool(t, dev, c1.OutShape(), 3, 2) // overlapping
+			fl := NewFlatten(dev, pool.OutShape())
+			d := NewDense(dev, fl.OutShape(), 2, core.Identity)
+			randomize(dev, rng, c1, d)
+			const m = 2
+			return &chainCase{dev: dev, layers: []Layer{c1, pool, fl, d}, m: m, x: randVec32(rng, m*in.Len(), 1), inCols: in.C,
+				ref: func(x []float64, p [][]float64) []float64 {
+					h := conv64(x, p[0], m, in, 3, 3, 1, 1, core.Tanh)
+					h = maxpool64(h, m, c1.OutShape(), 3, 2)
+					return dense64(h, p[1], m, fl.OutShape().C, 2, core.Identity)
 				}}
 		}},
 		{"conv/globalavgpool", func(dev core.Device, rng *rand.Rand) *chainCase {

@@ -126,7 +126,8 @@ type KFACConfig struct {
 // left and Γ̃⁻¹ on the right.
 //
 // Per parameter matrix P of a layer with diagonal blocks (nn.DiagLayer: layer
-// norms, learned positions) it keeps instead the diagonal of its Fisher block,
+// norms, learned positions, token embeddings' tables) it keeps instead the
+// diagonal of its Fisher block,
 //
 //	D = E[g⊙g]  (shaped like P, g a sample's own gradient, eq. 2),
 //

@@ -8,13 +8,21 @@ import (
 	"grng/core/nn"
 )
 
-// Every optimizer trains a small CNN (convolutions are Kronecker blocks
-// over their patches, K-FAC-expand/KFC, and with reduce=1 KFC-reduce;
-// R-Kalman's Jacobians of the
-// convolutions are per-sample gradients): the loss falls over a few steps.
+// Every optimizer trains a small CNN, with average and with max pooling
+// (convolutions are Kronecker blocks over their patches, K-FAC-expand/KFC,
+// and with reduce=1 KFC-reduce;
+// R-Kalman's Jacobians of the convolutions are per-sample gradients; RENG's
+// Hg goes through the pooling's R-operator): the loss falls over a few
+// steps.
 func TestOptimizersOnCNN(t *testing.T) {
+	for _, pool := range []string{"avg", "max"} {
+		t.Run(pool, func(t *testing.T) { optimizersOnCNN(t, "cnn:channels=3-4,hidden=6,pool="+pool) })
+	}
+}
+
+func optimizersOnCNN(t *testing.T, model string) {
 	dev := cpu.New()
-	arch, err := nn.ParseArch("cnn:channels=3-4,hidden=6")
+	arch, err := nn.ParseArch(model)
 	if err != nil {
 		t.Fatal(err)
 	}

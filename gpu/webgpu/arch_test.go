@@ -51,11 +51,12 @@ func strokes(n, s int, seed uint64) *data.Dataset {
 }
 
 const (
-	archCNN   = "cnn:channels=4-8,kernel=3"
-	archViT   = "vit:patch=4,width=16,depth=2,heads=2,mlp=2"
-	archSide  = 8
-	archBatch = 32
-	archSteps = 50
+	archCNN    = "cnn:channels=4-8,kernel=3"
+	archCNNMax = "cnn:channels=4-8,kernel=3,pool=max"
+	archViT    = "vit:patch=4,width=16,depth=2,heads=2,mlp=2"
+	archSide   = 8
+	archBatch  = 32
+	archSteps  = 50
 	// archWeightTol bounds every weight's difference, relative to its
 	// matrix's largest, every 10 steps (the xla package's bound for the
 	// MLP: a few ulps per op, times what 50 steps accumulate).
@@ -64,7 +65,10 @@ const (
 
 // archParity are the composed models whose 50-step training runs must
 // match the CPU device: a CNN (conv, average pooling, flatten, dense: the
-// im2col GatherRows with −1 padding indices, Reshape, col2im) and a ViT
+// im2col GatherRows with −1 padding indices, Reshape, col2im), the same
+// CNN with max pooling (Im2Row with a −Inf column, ArgmaxRows, OneHot,
+// MulCol and its gathers; ReLU makes ties of zeros, which route their
+// gradient to a zero whose ReLU derivative is 0 whichever is picked) and a ViT
 // (patch embedding, positions, LayerNorm, multi-head attention as
 // GemmBatched with the head split/merge GatherRows, GELU, mean pooling) on
 // 8×8 strokes. The CNN also runs under RING, whose Kronecker factors of the
@@ -87,6 +91,8 @@ var archParity = []struct{ model, opt, spec string }{
 	{archCNN, "adamw", ""},
 	{archCNN, "sgd", ""},
 	{archCNN, "ring", "lr=0.1,rho=3e-2"},
+	{archCNNMax, "adamw", ""},
+	{archCNNMax, "ring", "lr=0.1,rho=3e-2"},
 	{archViT, "adamw", ""},
 	{archViT, "sgd", "lr=0.03"},
 	{archViT, "ring", "lr=0.1,rho=3e-2"},
@@ -207,8 +213,8 @@ func weightDiff(got, want archRecord, k int) (worst float64, where string) {
 	return worst, where
 }
 
-// TestTrainingParityCNN and TestTrainingParityViT train the CNN and the
-// ViT of archParity on the CPU device and on WebGPU through train.Session
+// TestTrainingParityCNN, TestTrainingParityCNNMax and TestTrainingParityViT
+// train the CNNs and the ViT of archParity on the CPU device and on WebGPU through train.Session
 // (the same seeded batches, gathered on each device) and compare, as
 // TestTrainingParity does for the MLP, every step's loss and gradient norm
 // to parityTolDefault relative, and beyond it the weights every 10 steps to
@@ -216,8 +222,9 @@ func weightDiff(got, want archRecord, k int) (worst float64, where string) {
 // see keyBiases) and the final test loss to parityTolDefault. When a run
 // differs by more, it is repeated on the CPU under ulpGemm and may differ
 // by 4× that run's own drift (logged: a weak parity check).
-func TestTrainingParityCNN(t *testing.T) { archParityRuns(t, archCNN) }
-func TestTrainingParityViT(t *testing.T) { archParityRuns(t, archViT) }
+func TestTrainingParityCNN(t *testing.T)    { archParityRuns(t, archCNN) }
+func TestTrainingParityCNNMax(t *testing.T) { archParityRuns(t, archCNNMax) }
+func TestTrainingParityViT(t *testing.T)    { archParityRuns(t, archViT) }
 
 func archParityRuns(t *testing.T, model string) {
 	d := gpu(t)
@@ -272,5 +279,91 @@ func archParityRuns(t *testing.T, model string) {
 				t.Errorf("the CPU run did not learn: %v → %v", want.losses[0], want.losses[n])
 			}
 		})
+	}
+}
+
+// Max pooling at ties and at windows of −Inf picks what the CPU picks (the
+// first maximum; the −Inf that Im2Row appends to each window beats
+// nothing): the same outputs, ∂L/∂x and R{y}, value for value, on inputs
+// of 0, 1 and 2 with overlapping windows (3×3, stride 2), one window of
+// −Inf and one of −MaxFloat32 after a −Inf.
+func TestMaxPoolTiesMatchCPU(t *testing.T) {
+	in, m := nn.Shape{H: 7, W: 7, C: 2}, 2
+	rng := rand.New(rand.NewPCG(4, 2))
+	x, dy, rx := make([]float32, m*in.Len()), make([]float32, m*9*in.C), make([]float32, m*in.Len())
+	for i := range x {
+		x[i], rx[i] = float32(rng.IntN(3)), float32(rng.NormFloat64())
+	}
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	for ky := range 3 {
+		for kx := range 3 {
+			x[(ky*in.W+kx)*in.C] = float32(math.Inf(-1))
+			x[(ky*in.W+kx)*in.C+1] = -math.MaxFloat32
+		}
+	}
+	x[1] = float32(math.Inf(-1))
+	run := func(dev core.Device) (y, dx, ry []float32) {
+		l, err := nn.NewMaxPool2D(dev, in, 3, 2, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := func(v []float32, r, c int) core.Mat {
+			a := dev.New(r, c)
+			dev.Upload(a, v)
+			return a
+		}
+		y = down(dev, l.Forward(up(x, m*in.Positions(), in.C), m))
+		dx = down(dev, l.Backward(up(dy, m*9, in.C), nn.Pass{NeedX: true}))
+		ry = down(dev, l.RForward(up(rx, m*in.Positions(), in.C), nil))
+		return y, dx, ry
+	}
+	cy, cdx, cry := run(host)
+	gy, gdx, gry := run(gpu(t))
+	if !math.IsInf(float64(cy[0]), -1) || cy[1] != -math.MaxFloat32 {
+		t.Fatalf("the CPU gives %v and %v for the windows of −Inf and −MaxFloat32", cy[0], cy[1])
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []float32
+	}{{"y", gy, cy}, {"∂L/∂x", gdx, cdx}, {"R{y}", gry, cry}} {
+		for i := range c.want {
+			if c.got[i] != c.want[i] {
+				t.Fatalf("%s[%d] = %v, cpu %v", c.name, i, c.got[i], c.want[i])
+			}
+		}
+	}
+}
+
+// A token embedding's SquaredGrads (its per-sample indicator of equal ids
+// from GatherRows, MulCol, Sub, Square, Neg, AddScalar and Clamp, then
+// GemmBatched and the one-hot scatter) matches the CPU's, with ids
+// repeated within samples and ids whose difference passes 2¹².
+func TestEmbeddingSquaredGradsMatchCPU(t *testing.T) {
+	const seq, vocab, dim, m = 6, 5000, 3, 4
+	rng := rand.New(rand.NewPCG(6, 1))
+	ids, dy := make([]float32, m*seq), make([]float32, m*seq*dim)
+	for i := range ids {
+		ids[i] = float32([]int{0, 1, 7, 4097, 4999}[rng.IntN(5)])
+	}
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	run := func(dev core.Device) []float32 {
+		l := nn.NewEmbedding(dev, nn.Shape{H: seq, W: 1, C: 1}, vocab, dim, rand.New(rand.NewPCG(1, 1)))
+		x, d, dst := dev.New(m*seq, 1), dev.New(m*seq, dim), dev.New(vocab, dim)
+		dev.Upload(x, ids)
+		dev.Upload(d, dy)
+		l.Forward(x, m)
+		l.Backward(d, nn.Pass{})
+		l.SquaredGrads(1, 0, []core.Mat{dst})
+		return down(dev, dst)
+	}
+	want, got := run(host), run(gpu(t))
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*(1+math.Abs(float64(want[i])))) {
+			t.Fatalf("Σ g⊙g [%d,%d] = %v, cpu %v", i/dim, i%dim, got[i], want[i])
+		}
 	}
 }

@@ -52,7 +52,10 @@ func strokes(n, s int, seed uint64) *data.Dataset {
 
 // archTrainCases are the composed models whose 50-step training runs must
 // match the CPU device: a CNN (conv, average pooling, flatten, dense: the
-// im2col GatherRows with −1 padding indices, Reshape, col2im) and a ViT
+// im2col GatherRows with −1 padding indices, Reshape, col2im), the same
+// CNN with max pooling (Im2Row with a −Inf column, ArgmaxRows, OneHot,
+// MulCol and its gathers; ReLU makes ties of zeros, which route their
+// gradient to a zero whose ReLU derivative is 0 whichever is picked) and a ViT
 // (patch embedding, positions, LayerNorm, multi-head attention as
 // GemmBatched with the head split/merge GatherRows, GELU, mean pooling) on
 // 8×8 strokes. The CNN also runs under RING, whose Kronecker factors of the
@@ -75,16 +78,19 @@ var archTrainCases = []struct{ model, opt, spec string }{
 	{archCNN, "adamw", ""},
 	{archCNN, "sgd", ""},
 	{archCNN, "ring", "lr=0.1,rho=3e-2"},
+	{archCNNMax, "adamw", ""},
+	{archCNNMax, "ring", "lr=0.1,rho=3e-2"},
 	{archViT, "adamw", ""},
 	{archViT, "sgd", "lr=0.03"},
 	{archViT, "ring", "lr=0.1,rho=3e-2"},
 }
 
 const (
-	archCNN   = "cnn:channels=4-8,kernel=3"
-	archViT   = "vit:patch=4,width=16,depth=2,heads=2,mlp=2"
-	archSide  = 8
-	archBatch = 32
+	archCNN    = "cnn:channels=4-8,kernel=3"
+	archCNNMax = "cnn:channels=4-8,kernel=3,pool=max"
+	archViT    = "vit:patch=4,width=16,depth=2,heads=2,mlp=2"
+	archSide   = 8
+	archBatch  = 32
 )
 
 // archSession builds the model (seed 1) on dev and a training session of
@@ -165,16 +171,17 @@ func weightDiff(cd, xd core.Device, c, x nn.Model, skipBias map[int]bool) (worst
 	return worst, where
 }
 
-// TestTrainingParityCNN and TestTrainingParityViT train the CNN and the
-// ViT of archTrainCases on the CPU device and on the xla device through
+// TestTrainingParityCNN, TestTrainingParityCNNMax and TestTrainingParityViT
+// train the CNNs and the ViT of archTrainCases on the CPU device and on the xla device through
 // train.Session (batches gathered on the device from the same seeded
 // permutation) and require the runs to agree as TestTrainingParity's MLP
 // runs do: every step's mean batch loss to trainLossRTol (+trainLossATol),
 // every weight every 10 steps to trainWeightTol of its matrix's largest (but
 // the attention key biases, see keyBiases), and the final test loss to
 // trainLossRTol.
-func TestTrainingParityCNN(t *testing.T) { archParity(t, archCNN) }
-func TestTrainingParityViT(t *testing.T) { archParity(t, archViT) }
+func TestTrainingParityCNN(t *testing.T)    { archParity(t, archCNN) }
+func TestTrainingParityCNNMax(t *testing.T) { archParity(t, archCNNMax) }
+func TestTrainingParityViT(t *testing.T)    { archParity(t, archViT) }
 
 func archParity(t *testing.T, model string) {
 	xd := testDevice(t)
@@ -246,7 +253,11 @@ func TestArchOpsOnTrainingInputs(t *testing.T) {
 	xd := testDevice(t)
 	for _, c := range archTrainCases {
 		family, _, _ := strings.Cut(c.model, ":")
-		t.Run(family+"/"+c.opt, func(t *testing.T) {
+		name := family
+		if c.model == archCNNMax {
+			name += "-maxpool"
+		}
+		t.Run(name+"/"+c.opt, func(t *testing.T) {
 			tr := newTracer(xd)
 			s := archSession(t, tr, c.model, c.opt, "")
 			for i := range 3 {
@@ -257,6 +268,9 @@ func TestArchOpsOnTrainingInputs(t *testing.T) {
 			want := []string{"GatherRows out0", "Reshape out0"}
 			if family == "vit" {
 				want = append(want, "GemmBatched(false,true) out2", "GemmBatched(false,false) out2", "GemmBatched(true,false) out2")
+			}
+			if c.model == archCNNMax {
+				want = append(want, "Im2Row out0", "ArgmaxRows out0", "OneHot out0", "MulCol out0")
 			}
 			for _, k := range want {
 				if tr.worst[k] == nil {
@@ -279,5 +293,91 @@ func TestArchOpsOnTrainingInputs(t *testing.T) {
 				t.Logf("ops of %s under %s, worst first:\n%s", c.model, c.opt, tr.report())
 			}
 		})
+	}
+}
+
+// Max pooling at ties and at windows of −Inf picks what the CPU picks (the
+// first maximum; the −Inf that Im2Row appends to each window beats
+// nothing): the same outputs, ∂L/∂x and R{y}, value for value, on inputs
+// of 0, 1 and 2 with overlapping windows (3×3, stride 2), one window of
+// −Inf and one of −MaxFloat32 after a −Inf.
+func TestMaxPoolTiesMatchCPU(t *testing.T) {
+	in, m := nn.Shape{H: 7, W: 7, C: 2}, 2
+	rng := rand.New(rand.NewPCG(4, 2))
+	x, dy, rx := make([]float32, m*in.Len()), make([]float32, m*9*in.C), make([]float32, m*in.Len())
+	for i := range x {
+		x[i], rx[i] = float32(rng.IntN(3)), float32(rng.NormFloat64())
+	}
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	for ky := range 3 {
+		for kx := range 3 {
+			x[(ky*in.W+kx)*in.C] = float32(math.Inf(-1))
+			x[(ky*in.W+kx)*in.C+1] = -math.MaxFloat32
+		}
+	}
+	x[1] = float32(math.Inf(-1))
+	run := func(dev core.Device) (y, dx, ry []float32) {
+		l, err := nn.NewMaxPool2D(dev, in, 3, 2, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := func(v []float32, r, c int) core.Mat {
+			a := dev.New(r, c)
+			dev.Upload(a, v)
+			return a
+		}
+		y = download(dev, l.Forward(up(x, m*in.Positions(), in.C), m))
+		dx = download(dev, l.Backward(up(dy, m*9, in.C), nn.Pass{NeedX: true}))
+		ry = download(dev, l.RForward(up(rx, m*in.Positions(), in.C), nil))
+		return y, dx, ry
+	}
+	cy, cdx, cry := run(cpu.New())
+	gy, gdx, gry := run(testDevice(t))
+	if !math.IsInf(float64(cy[0]), -1) || cy[1] != -math.MaxFloat32 {
+		t.Fatalf("the CPU gives %v and %v for the windows of −Inf and −MaxFloat32", cy[0], cy[1])
+	}
+	for _, c := range []struct {
+		name      string
+		got, want []float32
+	}{{"y", gy, cy}, {"∂L/∂x", gdx, cdx}, {"R{y}", gry, cry}} {
+		for i := range c.want {
+			if c.got[i] != c.want[i] {
+				t.Fatalf("%s[%d] = %v, cpu %v", c.name, i, c.got[i], c.want[i])
+			}
+		}
+	}
+}
+
+// A token embedding's SquaredGrads (its per-sample indicator of equal ids
+// from GatherRows, MulCol, Sub, Square, Neg, AddScalar and Clamp, then
+// GemmBatched and the one-hot scatter) matches the CPU's, with ids
+// repeated within samples and ids whose difference passes 2¹².
+func TestEmbeddingSquaredGradsMatchCPU(t *testing.T) {
+	const seq, vocab, dim, m = 6, 5000, 3, 4
+	rng := rand.New(rand.NewPCG(6, 1))
+	ids, dy := make([]float32, m*seq), make([]float32, m*seq*dim)
+	for i := range ids {
+		ids[i] = float32([]int{0, 1, 7, 4097, 4999}[rng.IntN(5)])
+	}
+	for i := range dy {
+		dy[i] = float32(rng.NormFloat64())
+	}
+	run := func(dev core.Device) []float32 {
+		l := nn.NewEmbedding(dev, nn.Shape{H: seq, W: 1, C: 1}, vocab, dim, rand.New(rand.NewPCG(1, 1)))
+		x, d, dst := dev.New(m*seq, 1), dev.New(m*seq, dim), dev.New(vocab, dim)
+		dev.Upload(x, ids)
+		dev.Upload(d, dy)
+		l.Forward(x, m)
+		l.Backward(d, nn.Pass{})
+		l.SquaredGrads(1, 0, []core.Mat{dst})
+		return download(dev, dst)
+	}
+	want, got := run(cpu.New()), run(testDevice(t))
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-5*(1+math.Abs(float64(want[i])))) {
+			t.Fatalf("Σ g⊙g [%d,%d] = %v, cpu %v", i/dim, i%dim, got[i], want[i])
+		}
 	}
 }
