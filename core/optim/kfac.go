@@ -763,13 +763,18 @@ func (o *KFAC) refresh() error {
 		}
 	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
-	// InvertAll per start (all layers are warm after the first refresh).
+	// InvertAll per start (all layers are warm after the first refresh):
+	// each layer once, from the start it had when the refresh began.
+	warmAt := make([]bool, len(o.layers))
+	for i, kl := range o.layers {
+		warmAt[i] = kl.have
+	}
 	for _, warm := range []bool{false, true} {
 		var xs, works, fs []core.Mat
 		var lams, traces []float64
 		var which []*kfacLayer
-		for _, kl := range o.layers {
-			if kl.have != warm {
+		for i, kl := range o.layers {
+			if warmAt[i] != warm {
 				continue
 			}
 			lamA, lamG := o.lambdas(kl)

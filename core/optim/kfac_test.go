@@ -620,7 +620,7 @@ func TestLevenbergMarquardtRule(t *testing.T) {
 }
 
 // On a quadratic loss (linear model, MSE, exact Fisher = Hessian) the
-// reduction ratio of the full natural step is 1 and ρ shrinks; a step far
+// reduction ratio of the natural step is 1 at any length and ρ shrinks; a step far
 // too long on a nonlinear model (α/L = 1 with almost no damping) increases
 // the loss and ρ grows.
 func TestLevenbergMarquardtReductionRatio(t *testing.T) {
@@ -632,6 +632,7 @@ func TestLevenbergMarquardtReductionRatio(t *testing.T) {
 		rhoShrink bool
 	}{
 		{"4-2", nn.MSE, 1, 0.98, 1.02, true},
+		{"4-2", nn.MSE, 0.5, 0.98, 1.02, true}, // η ≠ η²: the model's ½η²⟨g̃, Δ⟩
 		{"3-6-3:tanh", nn.CrossEntropy, 2, -1e9, 0.25, false},
 	} {
 		t.Run(tc.spec, func(t *testing.T) {
