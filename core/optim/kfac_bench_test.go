@@ -1,12 +1,119 @@
 package optim
 
 import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
+	"grng/core"
 	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/nn"
 )
+
+// mnistBatches returns load, which uploads the next batch of m real MNIST
+// samples (consecutive batches of a fixed shuffle) into x, y; it skips b
+// when the data set is not fetched.
+func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load func()) {
+	train, _, err := data.Open("mnist", data.DefaultDir())
+	if err != nil {
+		b.Skip(err)
+	}
+	perm := train.Perm(1)
+	x, y = dev.New(m, 784), dev.New(m, 1)
+	xs, ys := make([]float32, 0, m*784), make([]float32, m)
+	next := 0
+	return x, y, func() {
+		xs = xs[:0]
+		for i := range m {
+			j := perm[(next+i)%len(perm)]
+			xs = append(xs, train.Row(j)...)
+			ys[i] = train.Y[j]
+		}
+		next += m
+		dev.Upload(x, xs)
+		dev.Upload(y, ys)
+	}
+}
+
+// BenchmarkWidth sweeps the width W of a 784-W-W-10 ReLU MLP (MNIST
+// batches of 128) and times AdamW's, RING's and RENG's steps at their
+// defaults, reporting the mean step and, for the K-FAC methods, the mean
+// refresh step, the mean step between refreshes, the longest step over the
+// mean and the Cholesky fallbacks per refresh (ms/step, refresh-ms,
+// plain-ms, max/mean, fallbacks/refresh). Widths come from
+// GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
+// 4096). Run with a -benchtime of a multiple of S (e.g. -benchtime=16x) so
+// that every run holds whole refresh periods; the first (cold) step is
+// excluded.
+func BenchmarkWidth(b *testing.B) {
+	widths := []int{64, 256, 1024}
+	if s := os.Getenv("GRNG_BENCH_WIDTHS"); s != "" {
+		widths = widths[:0]
+		for _, f := range strings.Split(s, ",") {
+			w, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || w < 1 {
+				b.Fatalf("GRNG_BENCH_WIDTHS=%q: %q is not a width", s, f)
+			}
+			widths = append(widths, w)
+		}
+	}
+	const m = 128
+	for _, w := range widths {
+		for _, name := range []string{"adamw", "ring", "reng"} {
+			b.Run(fmt.Sprintf("W=%d/%s", w, name), func(b *testing.B) {
+				dev := cpu.New()
+				spec, err := nn.ParseSpec(fmt.Sprintf("784-%d-%d-10:relu", w, w))
+				if err != nil {
+					b.Fatal(err)
+				}
+				net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
+				opt, err := Build(name, "", net, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x, y, load := mnistBatches(b, dev, m)
+				load()
+				if _, err := opt.Step(x, y); err != nil {
+					b.Fatal(err)
+				}
+				var refresh, plain, worst time.Duration
+				var nr, np, fallbacks int
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					load()
+					b.StartTimer()
+					t0 := time.Now()
+					if _, err := opt.Step(x, y); err != nil {
+						b.Fatal(err)
+					}
+					d := time.Since(t0)
+					worst = max(worst, d)
+					if k, ok := opt.(*KFAC); ok && k.Last.Refreshed {
+						refresh, nr = refresh+d, nr+1
+						fallbacks += k.Last.Fallbacks
+					} else {
+						plain, np = plain+d, np+1
+					}
+				}
+				mean := float64(refresh+plain) / float64(b.N)
+				b.ReportMetric(mean/1e6, "ms/step")
+				b.ReportMetric(float64(worst)/mean, "max/mean")
+				if nr > 0 {
+					b.ReportMetric(float64(refresh)/float64(nr)/1e6, "refresh-ms")
+					b.ReportMetric(float64(fallbacks)/float64(nr), "fallbacks/refresh")
+				}
+				if _, ok := opt.(*KFAC); ok && np > 0 {
+					b.ReportMetric(float64(plain)/float64(np)/1e6, "plain-ms")
+				}
+			})
+		}
+	}
+}
 
 // BenchmarkStep times one optimizer step on the problem: a
 // 784-256-256-10 ReLU MLP trained on real MNIST batches of 128 (consecutive
@@ -18,12 +125,7 @@ import (
 // step (cold Newton–Schulz from X0) is excluded. The -cholesky variants
 // invert by Cholesky instead of Newton–Schulz.
 func BenchmarkStep(b *testing.B) {
-	train, _, err := data.Open("mnist", data.DefaultDir())
-	if err != nil {
-		b.Skip(err)
-	}
 	const m = 128
-	perm := train.Perm(1)
 	for _, c := range []struct{ name, opt, hp string }{
 		{"adamw", "adamw", ""}, {"ngd", "ngd", ""}, {"ring", "ring", ""}, {"reng", "reng", ""},
 		{"ring-cholesky", "ring", "cholesky=1"}, {"reng-cholesky", "reng", "cholesky=1"},
@@ -39,20 +141,7 @@ func BenchmarkStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			x, y := dev.New(m, 784), dev.New(m, 1)
-			xs, ys := make([]float32, 0, m*784), make([]float32, m)
-			next := 0
-			load := func() { // the next batch, untimed
-				xs = xs[:0]
-				for i := range m {
-					j := perm[(next+i)%len(perm)]
-					xs = append(xs, train.Row(j)...)
-					ys[i] = train.Y[j]
-				}
-				next += m
-				dev.Upload(x, xs)
-				dev.Upload(y, ys)
-			}
+			x, y, load := mnistBatches(b, dev, m)
 			load()
 			if _, err := opt.Step(x, y); err != nil {
 				b.Fatal(err)
