@@ -246,21 +246,33 @@ func keys(u *ui.UI, ks ...ui.Key) {
 	}
 }
 
+// pick switches the network lab to a data set and a model preset with D
+// and M, as a user does.
+func pick(u *ui.UI, data, model string) {
+	u.SetView(ui.ViewNetwork)
+	for range len(ui.NetDatasets) {
+		if u.State().Data != data {
+			keys(u, "d")
+		}
+	}
+	for range len(ui.NetModels) {
+		if u.State().Model != model {
+			keys(u, "m")
+		}
+	}
+}
+
 // imageScenes train the network lab's image models on the digits (from
 // the data folder; without them the lab shows its message): the CNN while
 // the cursor moves, then the ViT while ρ is dragged over the factors of
 // its first attention block.
 var imageScenes = []liveScene{
 	{"network: training a CNN on the digits", ui.ViewNetwork,
-		func(u *ui.UI) {
-			u.SetView(ui.ViewNetwork)
-			keys(u, "d", "d", "d", "d", "m") // spiral → digits, MLP → CNN
-		},
+		func(u *ui.UI) { pick(u, "digits", "cnn") },
 		func(tick int) ui.Input { x, y := circle(700, 300, 150, tick); return ui.Input{X: x, Y: y, In: true} }},
 	{"kronecker: a ViT's attention, dragging ρ", ui.ViewKronecker,
 		func(u *ui.UI) {
-			u.SetView(ui.ViewNetwork)
-			keys(u, "m") // the ViT
+			pick(u, "digits", "vit")
 			u.SetView(ui.ViewKronecker)
 			keys(u, "[", "[", "]", "]", "]", "]") // block 5: the query projection
 		},
