@@ -173,7 +173,7 @@ func netArch(model, name string, d *data.Dataset) (nn.Arch, error) {
 		}
 	case "cnn", "vit":
 		if !img {
-			return nil, fmt.Errorf("The %s takes images, and the %s set's samples are points (%d features): choose the digits or the MLP.",
+			return nil, fmt.Errorf("the %s takes images, and the %s set's samples are points (%d features): choose the digits or the MLP",
 				netModelLabels[slices.Index(NetModels, model)], name, d.D)
 		}
 		spec = map[string]string{"cnn": "cnn:channels=8,kernel=3", "vit": "vit:patch=4,width=16,depth=1,heads=2,mlp=2"}[model]
