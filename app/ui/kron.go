@@ -61,6 +61,9 @@ func Blocks(net nn.Model) ([]Block, error) {
 			}
 			continue
 		}
+		if c.Diag == nil {
+			return nil, fmt.Errorf("%s: curvature entry %d has neither Kronecker nor diagonal blocks", net.Arch(), i+1)
+		}
 		for j, p := range c.Diag.Params() {
 			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(),
 				About: diagAbout(c.Diag, j, p)})
