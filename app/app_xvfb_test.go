@@ -239,6 +239,46 @@ var liveScenes = []liveScene{
 		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
 }
 
+// keys is the input of pressing the keys one per tick.
+func keys(u *ui.UI, ks ...ui.Key) {
+	for _, k := range ks {
+		u.Update(ui.Input{Keys: []ui.Key{k}})
+	}
+}
+
+// pick switches the network lab to a data set and a model preset with D
+// and M, as a user does.
+func pick(u *ui.UI, data, model string) {
+	u.SetView(ui.ViewNetwork)
+	for range len(ui.NetDatasets) {
+		if u.State().Data != data {
+			keys(u, "d")
+		}
+	}
+	for range len(ui.NetModels) {
+		if u.State().Model != model {
+			keys(u, "m")
+		}
+	}
+}
+
+// imageScenes train the network lab's image models on the digits (from
+// the data folder; without them the lab shows its message): the CNN while
+// the cursor moves, then the ViT while ρ is dragged over the factors of
+// its first attention block.
+var imageScenes = []liveScene{
+	{"network: training a CNN on the digits", ui.ViewNetwork,
+		func(u *ui.UI) { pick(u, "digits", "cnn") },
+		func(tick int) ui.Input { x, y := circle(700, 300, 150, tick); return ui.Input{X: x, Y: y, In: true} }},
+	{"kronecker: a ViT's attention, dragging ρ", ui.ViewKronecker,
+		func(u *ui.UI) {
+			pick(u, "digits", "vit")
+			u.SetView(ui.ViewKronecker)
+			keys(u, "[", "[", "]", "]", "]", "]") // block 5: the query projection
+		},
+		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+}
+
 // cpuTime returns the CPU time used by this process so far (its goroutines
 // and the GL driver's threads: software GL renders in the process).
 func cpuTime() time.Duration {
@@ -278,9 +318,9 @@ func TestFrameRate(t *testing.T) {
 		}
 	}
 	only := os.Getenv("GRNG_UI_FPS_ONLY") // a part of the names of the scenes to measure
-	for _, sc := range liveScenes {
+	play := func(sc liveScene) {
 		if !strings.Contains(sc.name, only) {
-			continue
+			return
 		}
 		game.Do(func(u *ui.UI) {
 			u.SetView(sc.view)
@@ -300,8 +340,10 @@ func TestFrameRate(t *testing.T) {
 		game.ClearInjected()
 		waitFrames(t, 2)
 	}
+	for _, sc := range liveScenes {
+		play(sc)
+	}
 	game.SetOptions(Options{ForceRedraw: true})
-	defer game.SetOptions(Options{})
 	for _, v := range ui.Views {
 		name := v + ": worst case, all redrawn"
 		if !strings.Contains(name, only) {
@@ -310,6 +352,11 @@ func TestFrameRate(t *testing.T) {
 		game.Do(func(u *ui.UI) { u.SetView(v) })
 		waitFrames(t, 5)
 		measure(name)
+	}
+	game.SetOptions(Options{})
+	// Last, as they leave the lab on the digits.
+	for _, sc := range imageScenes {
+		play(sc)
 	}
 	_ = plot.Background
 }

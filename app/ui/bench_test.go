@@ -9,18 +9,23 @@ import (
 // cursor probing the landscape while the races run, a slider dragged, the
 // networks training (here each run takes one step before each frame,
 // untimed, so that only drawing is measured: the training's time is
-// budgeted separately, trainBudget per tick).
+// budgeted separately, trainBudget per tick). model, when set, trains that
+// model on the digits (blobImages in their place).
 var benchScenes = []struct {
 	name, view string
 	input      func(tick int) Input
+	model      string
+	block      int
 }{
 	{"landscape-probe", ViewLandscape, func(tick int) Input {
 		a := 2 * math.Pi * float64(tick) / (4 * TPS)
 		return Input{X: int(384 + 200*math.Cos(a)), Y: int(404 + 200*math.Sin(a)), In: true}
-	}},
-	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(810, 940, 337, tick) }},
-	{"network-curves", ViewNetwork, func(int) Input { return Input{} }},
-	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }},
+	}, "", 0},
+	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(810, 940, 337, tick) }, "", 0},
+	{"network-curves", ViewNetwork, func(int) Input { return Input{} }, "", 0},
+	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "", 0},
+	{"network-cnn-curves", ViewNetwork, func(int) Input { return Input{} }, "cnn", 0},
+	{"kronecker-vit-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "vit", 5},
 }
 
 // sweep holds the button down on a slider's track and sweeps it from end
@@ -41,7 +46,14 @@ func BenchmarkFrame(b *testing.B) {
 		b.Run(sc.name, func(b *testing.B) {
 			st := DefaultState()
 			st.View = sc.view
-			u, err := New(st, testOptions())
+			opts := testOptions()
+			if sc.model != "" {
+				st.Data, st.Model, opts = "digits", sc.model, imageOptions()
+			}
+			if sc.block > 0 {
+				st.Layer = sc.block
+			}
+			u, err := New(st, opts)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,91 +5,279 @@ import (
 	"image"
 	"math"
 	"slices"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 
 	"grng/app/plot"
 	"grng/core"
-	"grng/core/landscape"
 	"grng/core/nn"
+	"grng/core/optim"
 )
 
-// Factors are the Kronecker factors of one Dense layer at the current
-// weights (paper eq. 7): Λ = E[x̄x̄ᵀ] of its homogeneous inputs and
-// Γ = E_x E_{y∼p(y|x)}[eeᵀ] of its output errors e = ∂ℓ/∂z, the exact
-// expectation over the model's classes (the Fisher of eq. 2, not the
-// empirical one), with their damped inverses for damping λ.
-type Factors struct {
-	Layer              int
-	Lambda, Gamma      *mat.SymDense
-	LamEig, GamEig     []float64 // eigenvalues, descending
-	LamD, GamD         float64   // damping λ of each factor
-	LamInv, GamInv     *mat.Dense
-	CondLam, CondGam   float64 // condition numbers of the undamped factors
-	CondLamD, CondGamD float64 // and of the damped ones
+// Block is one curvature block of a model as the Kronecker view lists
+// them, in the order of the model's Weights: a Kronecker block (a dense
+// layer, a convolution's filters, one of attention's projections) or the
+// diagonal block of one parameter of a DiagLayer (a layer norm's scale or
+// shift, learned positions, a class token).
+type Block struct {
+	Kron  *nn.Dense    // the Kronecker block, or nil
+	Diag  nn.DiagLayer // the layer of a diagonal block, or nil
+	Param int          // Diag: which of its parameters
+	// Kind is the kind of the layer the block belongs to ("dense",
+	// "conv2d", "attention", "layernorm", …), About what it is.
+	Kind, About string
+	// Positions is the rows a sample gives the block: the patches of a
+	// convolution, the tokens of a transformer (1 for a plain vector).
+	Positions int
 }
 
-// ComputeFactors returns the factors of layer (0-based) of the
-// cross-entropy network net on the batch (x, y), damped by the rule
-// ("ring": √ρ‖·‖₂ per factor, eq. 10a; "reng": √ρ, eq. 10b). It runs one
-// forward and k backward passes on net (k classes), and overwrites its
+// Blocks lists the curvature blocks of net (nn.Model.Curvature), each
+// described by the layer it belongs to where the model lists its layers
+// (nn.Sequential), or an error naming a layer that has none.
+func Blocks(net nn.Model) ([]Block, error) {
+	cs, err := net.Curvature()
+	if err != nil {
+		return nil, err
+	}
+	// The leaves with parameters are the layers of the curvature entries,
+	// in order (as nn.Sequential finds them).
+	var owners []nn.Layer
+	if s, ok := net.(interface{ Layers() []nn.Layer }); ok {
+		owners = paramLeaves(s.Layers(), nil)
+		if len(owners) != len(cs) {
+			owners = nil
+		}
+	}
+	var bs []Block
+	for i, c := range cs {
+		var owner nn.Layer
+		if owners != nil {
+			owner = owners[i]
+		}
+		if c.Kron != nil {
+			for j, d := range c.Kron {
+				bs = append(bs, kronBlock(owner, j, len(c.Kron), d))
+			}
+			continue
+		}
+		if c.Diag == nil {
+			return nil, fmt.Errorf("%s: curvature entry %d has neither Kronecker nor diagonal blocks", net.Arch(), i+1)
+		}
+		for j, p := range c.Diag.Params() {
+			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(),
+				About: diagAbout(c.Diag, j, p)})
+		}
+	}
+	return bs, nil
+}
+
+// paramLeaves appends the layers with parameters of ls, through the
+// containers, depth first.
+func paramLeaves(ls []nn.Layer, out []nn.Layer) []nn.Layer {
+	for _, l := range ls {
+		if c, ok := l.(nn.Container); ok {
+			out = paramLeaves(c.Layers(), out)
+		} else if len(l.Params()) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// kronBlock describes Kronecker block j of n of the layer owner (nil when
+// unknown: a plain dense layer).
+func kronBlock(owner nn.Layer, j, n int, d *nn.Dense) Block {
+	b := Block{Kron: d, Kind: "dense", Positions: d.InShape().Positions()}
+	if owner != nil {
+		b.Kind = owner.Kind()
+	}
+	over := ""
+	if b.Positions > 1 {
+		over = fmt.Sprintf(" at %d positions", b.Positions)
+	}
+	switch l := owner.(type) {
+	case *nn.Conv2D:
+		b.About = fmt.Sprintf("convolution, %d×%d filters on %s → %d channels, at %d patches", l.Kernel, l.Kernel, plural(l.InShape().C, "channel"), d.Out, b.Positions)
+	case *nn.Attention:
+		name := fmt.Sprint(j + 1)
+		if n == 4 {
+			name = [4]string{"query", "key", "value", "output"}[j]
+		}
+		b.About = fmt.Sprintf("self-attention, %s projection %d→%d over %d tokens", name, d.In, d.Out, b.Positions)
+	default:
+		b.About = fmt.Sprintf("%s %d→%d, %v%s", b.Kind, d.In, d.Out, d.Act, over)
+		if n > 1 {
+			b.About = fmt.Sprintf("%s, block %d of %d: %d→%d%s", b.Kind, j+1, n, d.In, d.Out, over)
+		}
+	}
+	return b
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// diagAbout describes parameter j (p) of a layer with diagonal blocks.
+func diagAbout(l nn.DiagLayer, j int, p core.Mat) string {
+	size := fmt.Sprintf("%d×%d", p.Rows(), p.Cols())
+	switch l.Kind() {
+	case "layernorm":
+		if len(l.Params()) == 2 {
+			return fmt.Sprintf("layer norm, %s (%s)", [2]string{"scale γ", "shift β"}[j], size)
+		}
+	case "posembed":
+		return fmt.Sprintf("learned positions (%s: a vector per position)", size)
+	case "classtoken":
+		return fmt.Sprintf("class token (%s)", size)
+	}
+	return fmt.Sprintf("%s, parameter %d of %d (%s)", l.Kind(), j+1, len(l.Params()), size)
+}
+
+// Factors are the curvature of one block of a model at the current
+// weights, as K-FAC estimates it (the exact expectation over the model's
+// predictive distribution: the Fisher of eq. 2, not the empirical one),
+// with the damped inverses for damping ρ.
+//
+// A Kronecker block's Fisher block is F ≈ Λ ⊗ Γ (paper eq. 7): Λ = E[x̄x̄ᵀ]
+// of its homogeneous inputs x̄ = [x, 1], averaged over every row (sample ×
+// position), and Γ = E_x E_{y∼p(y|x)}[Σ_positions eeᵀ] of its output errors
+// e = ∂ℓ/∂z, summed over a sample's positions: K-FAC for a dense layer,
+// KFC for a convolution (Grosse & Martens 2016), K-FAC-expand for a layer
+// over tokens (Eschenhagen et al. 2023), as core/optim computes them.
+//
+// A diagonal block (Diag) is F ≈ diag(D), D = E[g⊙g] over the samples' own
+// gradients g of the parameter, shaped like it: exact, not factored; it is
+// shown in place of Λ, with (D + λ)⁻¹ entry by entry in place of Λ's
+// inverse, and has no Γ.
+type Factors struct {
+	Block, Blocks int // the block (0-based) and how many the model has
+	Info          Block
+	Diag          bool
+
+	Lambda, Gamma      *mat.SymDense // nil for a diagonal block
+	LamEig, GamEig     []float64     // eigenvalues, descending (a diagonal block: D's entries)
+	LamD, GamD         float64       // damping λ of each factor (a diagonal block: LamD)
+	LamInv, GamInv     *mat.Dense    // damped inverses (a diagonal block: 1/(D + λ) in LamInv)
+	CondLam, CondGam   float64       // condition numbers of the undamped factors
+	CondLamD, CondGamD float64       // and of the damped ones
+
+	D *mat.Dense // a diagonal block's D, shaped like the parameter
+}
+
+// ComputeFactors returns the factors of block (0-based, among Blocks(net))
+// of net on the batch (x, y), damped by the rule ("ring": eq. 10a; "reng":
+// eq. 10b; see Damp). It runs one forward and k backward passes on net (k
+// outputs, one per seed of the loss's exact Fisher), and overwrites its
 // gradients: pass a copy that is not training.
-func ComputeFactors(net *nn.MLP, x, y core.Mat, layer int, rule string, rho float64) Factors {
+func ComputeFactors(net nn.Model, x, y core.Mat, block int, rule string, rho float64) (Factors, error) {
+	bs, err := Blocks(net)
+	if err != nil {
+		return Factors{}, err
+	}
+	if block < 0 || block >= len(bs) {
+		return Factors{}, fmt.Errorf("block %d: %s has blocks 1 to %d", block+1, net.Arch(), len(bs))
+	}
+	b := bs[block]
 	dev := net.Device()
 	m, k := x.Rows(), net.Outputs()
 	net.Loss(x, y)
-	probs := make([]float32, m*k)
-	dev.Download(net.Probs(), probs)
-	l := net.Dense[layer]
-	lx := l.X
-	a := lx.Cols()
-	xs := make([]float32, m*a)
-	dev.Download(lx, xs)
-	lam := mat.NewSymDense(a, nil)
-	xd := mat.NewDense(m, a, f64s(xs))
-	lam.SymOuterK(1/float64(m), xd.T())
-	// Γ = Σ_c E_c ᵀE_c/m with seeds (p − e_c)·√p_c: the expectation over y.
-	out := l.E.Cols()
-	gam := mat.NewSymDense(out, nil)
-	seed := dev.New(m, k)
-	host := make([]float32, m*k)
-	es := make([]float32, m*out)
-	for cl := range k {
-		for i := range m {
-			sq := float32(math.Sqrt(float64(probs[i*k+cl])))
-			for j := range k {
-				v := probs[i*k+j]
-				if j == cl {
-					v--
-				}
-				host[i*k+j] = v * sq
-			}
+	// The Kronecker factors are summed in float64 on the host, so that
+	// their spectra show the eigenvalues below float32's resolution of the
+	// largest one (κ ≫ 1e7 is common, and is what the damping is for).
+	var lam, gam *mat.SymDense
+	var ds []core.Mat
+	if b.Kron != nil {
+		// Λ = X̄ᵀX̄/r over the r = m·positions rows (the backward passes
+		// leave X̄ as it is).
+		lam = gramHost(dev, b.Kron.X, 1/float64(b.Kron.X.Rows()), nil)
+	} else {
+		for _, p := range b.Diag.Params() {
+			ds = append(ds, dev.New(p.Rows(), p.Cols()))
 		}
-		dev.Upload(seed, host)
-		net.Backward(seed)
-		dev.Download(l.E, es)
-		ed := mat.NewDense(m, out, f64s(es))
-		var t mat.SymDense
-		t.SymOuterK(1/float64(m), ed.T())
-		gam.AddSym(gam, &t)
 	}
+	// Γ = (1/m)·Σ_c E_cᵀE_c and D = (1/m)·Σ_c Σ_s g_s⊙g_s over the k exact
+	// seeds s_c (Σ_c s_c s_cᵀ = the outputs' Fisher per sample, diag(p) − ppᵀ
+	// for softmax): the expectation over y ∼ p(y|x), not a sample of it.
+	loss := net.Objective().Func()
+	seed := dev.New(m, k)
+	var scr nn.SeedScratch
+	for c := range k {
+		loss.ExactSeed(dev, seed, net.Probs(), c, &scr)
+		net.Backward(seed)
+		beta := float32(min(c, 1))
+		if b.Kron != nil {
+			gam = gramHost(dev, b.Kron.E, 1/float64(m), gam)
+		} else {
+			b.Diag.SquaredGrads(1/float32(m), beta, ds)
+		}
+	}
+	scr.Free()
 	dev.Free(seed)
-	f := Factors{Layer: layer, Lambda: lam, Gamma: gam}
-	f.LamEig, f.GamEig = eigDesc(lam), eigDesc(gam)
-	f.CondLam, f.CondGam = cond64(f.LamEig, 0), cond64(f.GamEig, 0)
+	f := Factors{Block: block, Blocks: len(bs), Info: b, Diag: b.Kron == nil}
+	if f.Diag {
+		d := ds[b.Param]
+		f.D = mat.NewDense(d.Rows(), d.Cols(), download(dev, d))
+		for _, d := range ds {
+			dev.Free(d)
+		}
+		f.LamEig = slices.Clone(f.D.RawMatrix().Data)
+		slices.Sort(f.LamEig)
+		slices.Reverse(f.LamEig)
+		f.CondLam = cond64(f.LamEig, 0)
+	} else {
+		f.Lambda, f.Gamma = lam, gam
+		f.LamEig, f.GamEig = eigDesc(f.Lambda), eigDesc(f.Gamma)
+		f.CondLam, f.CondGam = cond64(f.LamEig, 0), cond64(f.GamEig, 0)
+	}
 	f.Damp(rule, rho)
-	return f
+	return f, nil
 }
 
-// Damp sets the damping of both factors by the rule ("ring": √ρ‖·‖₂ per
-// factor, eq. 10a; "reng": √ρ, eq. 10b) and the damped inverses and
-// condition numbers that follow; the factors themselves stay.
-func (f *Factors) Damp(rule string, rho float64) {
-	s := math.Sqrt(rho)
-	f.LamD, f.GamD = s, s
-	if rule == "ring" {
-		f.LamD, f.GamD = s*f.LamEig[0], s*f.GamEig[0]
+// download returns m's entries as float64.
+func download(dev core.Device, m core.Mat) []float64 {
+	buf := make([]float32, core.Len(m))
+	dev.Download(m, buf)
+	return f64s(buf)
+}
+
+// gramHost returns acc + alpha·XᵀX (acc nil: zero), summed in float64 on
+// the host.
+func gramHost(dev core.Device, x core.Mat, alpha float64, acc *mat.SymDense) *mat.SymDense {
+	xd := mat.NewDense(x.Rows(), x.Cols(), download(dev, x))
+	var t mat.SymDense
+	t.SymOuterK(alpha, xd.T())
+	if acc == nil {
+		return &t
 	}
+	acc.AddSym(acc, &t)
+	return acc
+}
+
+// Damp sets the damping by the rule and ρ, with the damped inverses and
+// condition numbers that follow; the factors themselves stay. The rules
+// are core/optim's: "ring" is RING's norm-scaled damping (eq. 10a), λ =
+// √ρ‖·‖₂ per factor and ρ‖D‖₂ for a diagonal block; "reng" RENG's constant
+// one (eq. 10b), √ρ per factor and ρ for a diagonal block (which needs no
+// Kronecker split of ρ).
+func (f *Factors) Damp(rule string, rho float64) {
+	var d optim.Damping = optim.Constant{}
+	if rule == "ring" {
+		d = optim.NormScaled{}
+	}
+	if f.Diag {
+		f.LamD = d.DiagLambda(rho, f.LamEig[0])
+		r, c := f.D.Dims()
+		f.LamInv = mat.NewDense(r, c, nil)
+		f.LamInv.Apply(func(_, _ int, v float64) float64 { return 1 / (v + f.LamD) }, f.D)
+		f.CondLamD = cond64(f.LamEig, f.LamD)
+		return
+	}
+	f.LamD, f.GamD = d.Lambdas(rho, optim.FactorStats{NormA: f.LamEig[0], NormG: f.GamEig[0]})
 	f.LamInv, f.GamInv = dampedInv(f.Lambda, f.LamD), dampedInv(f.Gamma, f.GamD)
 	f.CondLamD, f.CondGamD = cond64(f.LamEig, f.LamD), cond64(f.GamEig, f.GamD)
 }
@@ -137,15 +325,19 @@ func dampedInv(s *mat.SymDense, lam float64) *mat.Dense {
 	return &inv
 }
 
-// kronView shows the Kronecker factors Λ and Γ of one layer of the focus
-// network of the network lab, their damped inverses, and their spectra with
-// the damping levels of RING and RENG.
+// kronView shows the curvature of one block of the focus network of the
+// network lab: a Kronecker block's factors Λ and Γ, their damped inverses
+// and their spectra with the damping levels of RING and RENG, or a
+// diagonal block's D and (D + λ)⁻¹ with its entries sorted.
 type kronView struct {
 	u        *UI
 	f        *Factors
-	at       int // tick of the last computation
+	err      error // why there are no factors (the model has a layer without a curvature block)
+	at       int   // tick of the last computation
 	atStep   int
-	layerBtn []*button
+	atBuild  int // the lab's build of the last computation
+	blockBtn []*button
+	stepper  bool // blockBtn are "<" and ">" (too many blocks for a button each)
 	ruleBtn  []*button
 	rhoS     *slider
 	gen      int // bumped when the factors change
@@ -161,14 +353,17 @@ type kronDrawn struct {
 	spec                  [2]plot.Axes // the spectra's axes
 }
 
+// maxBlockButtons is the most blocks that get a button each.
+const maxBlockButtons = 16
+
 // Kronecker view layout.
 var (
 	kronMat    = [4]image.Rectangle{image.Rect(60, 112, 320, 372), image.Rect(380, 112, 640, 372), image.Rect(60, 480, 320, 740), image.Rect(380, 480, 640, 740)}
 	kronSpecA  = image.Rect(760, 110, 1250, 330)
 	kronSpecG  = image.Rect(760, 400, 1250, 620)
 	kronCtrl   = image.Rect(700, 660, 1268, 770)
-	kronLayerR = image.Rect(830, 672, 1060, 698)
-	kronRuleR  = image.Rect(1080, 672, 1258, 698)
+	kronBlockR = image.Rect(770, 670, 1258, 696)
+	kronRuleR  = image.Rect(1080, 710, 1258, 736)
 
 	// The regions of the layers (each redrawn whole, clipped to itself).
 	kronHead    = image.Rect(0, 44, 1280, 84)
@@ -189,27 +384,51 @@ func newKronView(u *UI) *kronView {
 }
 
 // recompute takes the focus network's weights and computes the factors of
-// the chosen layer on a fixed batch of training samples.
+// the chosen block on a fixed batch of training samples.
 func (k *kronView) recompute() {
 	n := k.u.net
 	k.at = k.u.tick
 	k.changed = true
 	k.gen++
+	k.f, k.err, k.atBuild = nil, nil, n.builds
 	if !n.started || n.err != nil || n.focus == nil {
-		k.f = nil
 		return
 	}
-	nl := len(n.spec.Sizes) - 1
-	k.u.st.Layer = max(1, min(k.u.st.Layer, nl))
-	if len(k.layerBtn) != nl {
-		var labels []string
-		for i := 1; i <= nl; i++ {
-			labels = append(labels, fmt.Sprintf("layer %d", i))
-		}
-		k.layerBtn = buttonRow(kronLayerR, labels, 4)
+	bs, err := Blocks(n.clone)
+	if err != nil {
+		k.err = fmt.Errorf("no curvature blocks to show: %w", err)
+		return
 	}
-	landscape.SetFlat(n.clone, landscape.Flatten(n.focus.net))
-	f := ComputeFactors(n.clone, n.sx, n.sy, k.u.st.Layer-1, k.u.st.Damping, k.u.st.KRho)
+	nb := len(bs)
+	k.u.st.Layer = max(1, min(k.u.st.Layer, nb))
+	if stepper := nb > maxBlockButtons; len(k.blockBtn) != nb && !stepper || stepper && !k.stepper {
+		k.stepper = stepper
+		var labels []string
+		if stepper {
+			labels = []string{"<", ">"}
+		} else {
+			for i := 1; i <= nb; i++ {
+				labels = append(labels, fmt.Sprint(i))
+			}
+		}
+		r := kronBlockR
+		if stepper { // the buttons at the ends, the block's number between
+			r.Max.X = r.Min.X + 120
+		}
+		k.blockBtn = buttonRow(r, labels, 4)
+		if stepper {
+			k.blockBtn[1].rect = k.blockBtn[1].rect.Add(image.Pt(kronBlockR.Max.X-r.Max.X, 0))
+		}
+		k.drawn.ctrl = ""
+	}
+	t0 := time.Now()
+	n.copyWeights(n.clone, n.focus.net)
+	f, err := ComputeFactors(n.clone, n.sx, n.sy, k.u.st.Layer-1, k.u.st.Damping, k.u.st.KRho)
+	n.credit -= time.Since(t0) // the lab's share of the time pays for it
+	if err != nil {
+		k.err = err
+		return
+	}
 	k.f, k.atStep = &f, n.focus.step
 }
 
@@ -222,17 +441,25 @@ func (k *kronView) redamp() {
 	}
 }
 
+// refreshDue reports whether the factors are due for a refresh: half a
+// second after the last one while the focus trains, once the lab's time
+// share has paid for the last one (a CNN's or a ViT's take tens of ms).
+func (k *kronView) refreshDue() bool {
+	n := k.u.net
+	return n.started && !n.done() && !n.paused && k.u.tick-k.at >= TPS/2 && (n.credit > 0 || k.u.fastForward)
+}
+
 func (k *kronView) animating() bool {
-	return k.changed || k.u.net.started && !k.u.net.done() && !k.u.net.paused && k.u.tick-k.at >= TPS/2
+	return k.changed || k.refreshDue()
 }
 
 func (k *kronView) help() string {
-	return "[ ]: layer   D: RING/RENG damping   drag ρ   F: next focus optimizer   Space: pause training"
+	return "[ ]: block   D: RING/RENG damping   drag ρ   F: next focus optimizer   Space: pause training"
 }
 
 func (k *kronView) update(in Input) {
 	u := k.u
-	if k.f == nil || k.u.tick-k.at >= TPS/2 && !u.net.done() {
+	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds || k.refreshDue() {
 		k.recompute()
 	}
 	for _, key := range in.Keys {
@@ -262,9 +489,16 @@ func (k *kronView) update(in Input) {
 		if u.startDrag(in, []*slider{k.rhoS}) {
 			return
 		}
-		for i, b := range k.layerBtn {
+		for i, b := range k.blockBtn {
 			if in.Pt().In(b.rect) {
-				u.st.Layer = i + 1
+				switch {
+				case !k.stepper:
+					u.st.Layer = i + 1
+				case i == 0:
+					u.st.Layer = max(1, u.st.Layer-1)
+				default:
+					u.st.Layer++
+				}
 				k.recompute()
 			}
 		}
@@ -300,6 +534,54 @@ func dense(m mat.Matrix) (int, int, []float64) {
 	return r, cc, out
 }
 
+// fitCells returns the part of r, at its top left, where a rows×cols
+// matrix has square cells (a parameter's diagonal block is rarely square).
+func fitCells(r image.Rectangle, rows, cols int) image.Rectangle {
+	cell := min(float64(r.Dx())/float64(cols), float64(r.Dy())/float64(rows))
+	return image.Rect(r.Min.X, r.Min.Y, r.Min.X+int(math.Max(1, math.Round(cell*float64(cols)))), r.Min.Y+int(math.Max(1, math.Round(cell*float64(rows)))))
+}
+
+// kronTexts are what the view writes about a block: the header's second
+// line and the titles of the four matrix panels (for a diagonal block, the
+// second and fourth are explanations, not matrices).
+func (f *Factors) kronTexts() (sub string, titles [4]string) {
+	if f.Diag {
+		r, c := f.D.Dims()
+		sub = "Diagonal block: F ≈ diag(D), D = E[g²] entry by entry over the samples' own gradients g: exact, not factored; RING damps it by ρ|D|₂, RENG by ρ"
+		titles = [4]string{
+			fmt.Sprintf("D = E[g²], shaped like the parameter (%d×%d)", r, c),
+			"No Γ: a diagonal block has one factor",
+			fmt.Sprintf("1 / (D + λ) entry by entry, λ = %s", fmtValue(f.LamD)),
+			"The step divides the gradient by D + λ",
+		}
+		return sub, titles
+	}
+	sub = "Kronecker block: F ≈ kron(Λ, Γ) (eq. 7)"
+	lam := fmt.Sprintf("Λ = E[xx'], x = [input, 1] (%d×%d)", f.Lambda.SymmetricDim(), f.Lambda.SymmetricDim())
+	gam := fmt.Sprintf("Γ = E[ee'], e = dℓ/dz, y ~ model (%d×%d)", f.Gamma.SymmetricDim(), f.Gamma.SymmetricDim())
+	if p := f.Info.Positions; p > 1 {
+		what := "positions"
+		switch f.Info.Kind {
+		case "conv2d":
+			what = "patches"
+			sub += fmt.Sprintf(", the filters shared by %d patches: KFC (Grosse & Martens 2016)", p)
+		default:
+			if f.Info.Kind == "attention" || f.Info.Kind == "dense" {
+				what = "tokens"
+			}
+			sub += fmt.Sprintf(", the weights shared by %d %s: K-FAC-expand (Eschenhagen et al. 2023)", p, what)
+		}
+		sub += fmt.Sprintf("; Λ averages over all %s, Γ sums each sample's", what)
+		lam = fmt.Sprintf("Λ = E[xx'] over the %s (%d×%d)", what, f.Lambda.SymmetricDim(), f.Lambda.SymmetricDim())
+		gam = fmt.Sprintf("Γ = E[Σ ee'], y ~ model (%d×%d)", f.Gamma.SymmetricDim(), f.Gamma.SymmetricDim())
+	}
+	titles = [4]string{lam, gam,
+		fmt.Sprintf("(Λ + λI)⁻¹, λ = %s", fmtValue(f.LamD)),
+		fmt.Sprintf("(Γ + λI)⁻¹, λ = %s", fmtValue(f.GamD)),
+	}
+	return sub, titles
+}
+
 // layers redraws the view's layers whose inputs changed: the header and
 // the factors when they were recomputed, the inverses and the spectra when
 // the damping changed too, the controls when their state did.
@@ -314,6 +596,8 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 		}
 		if n.err != nil {
 			msg = n.err.Error()
+		} else if k.err != nil {
+			msg = k.err.Error()
 		}
 	}
 	if full || msg != k.drawn.msg {
@@ -321,7 +605,7 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 			c.Clear(plot.Background)
 		}
 		k.drawn = kronDrawn{msg: msg, gen: -1, dampGen: -1}
-		for _, b := range k.layerBtn {
+		for _, b := range k.blockBtn {
 			b.active = false
 		}
 		k.rhoS.drawn = false
@@ -335,23 +619,21 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 	f := k.f
 	old := c.Clip
 	defer c.WithClip(old)
-	head := fmt.Sprintf("Kronecker factors of layer %d of %s's network at step %d: its Fisher block is F ≈ kron(Λ, Γ) (eq. 7)",
-		f.Layer+1, optLabel(n.focus.name), k.atStep)
-	if head != k.drawn.head {
-		k.drawn.head = head
+	sub, titles := f.kronTexts()
+	head := fmt.Sprintf("Block %d of %d of %s's network at step %d: %s", f.Block+1, f.Blocks, optLabel(n.focus.name), k.atStep, f.Info.About)
+	if head+sub != k.drawn.head {
+		k.drawn.head = head + sub
 		c.WithClip(kronHead)
 		c.Clear(plot.Background)
-		c.Text(60, 58, head, plot.Font(16, true), plot.Text, plot.Left|plot.Top)
+		c.Text(60, 48, head, plot.Font(16, true), plot.Text, plot.Left|plot.Top)
+		c.Text(60, 67, sub, plot.Font(12, false), plot.Dim, plot.Left|plot.Top)
 	}
 	newF, newD := k.gen != k.drawn.gen, k.gen != k.drawn.gen || k.dampGen != k.drawn.dampGen
 	k.drawn.gen, k.drawn.dampGen = k.gen, k.dampGen
-	titles := [4]string{
-		fmt.Sprintf("Λ = E[xx'], x = [input, 1] (%d×%d)", f.Lambda.SymmetricDim(), f.Lambda.SymmetricDim()),
-		fmt.Sprintf("Γ = E[ee'], e = dℓ/dz, y ~ model (%d×%d)", f.Gamma.SymmetricDim(), f.Gamma.SymmetricDim()),
-		fmt.Sprintf("(Λ + λI)⁻¹, λ = %s", fmtValue(f.LamD)),
-		fmt.Sprintf("(Γ + λI)⁻¹, λ = %s", fmtValue(f.GamD)),
-	}
 	ms := [4]mat.Matrix{f.Lambda, f.Gamma, f.LamInv, f.GamInv}
+	if f.Diag {
+		ms = [4]mat.Matrix{f.D, nil, f.LamInv, nil}
+	}
 	for i, m := range ms {
 		if i < 2 && !newF || i >= 2 && !newD {
 			continue
@@ -359,51 +641,81 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 		c.WithClip(kronMatReg[i])
 		c.Clear(plot.Background)
 		r := kronMat[i]
+		if m == nil { // no matrix: say why
+			c.StrokeRect(r.Inset(-1), 1, plot.Frame)
+			c.Text(float64(r.Min.X), float64(r.Min.Y-10), titles[i], plot.Font(14, true), plot.Text, plot.Left|plot.Baseline)
+			lines := []string{"A layer norm's scale and shift,", "learned positions and a class", "token have cheap per-sample", "gradients: K-FAC keeps the exact", "diagonal of their Fisher block", "(eq. 2 on the diagonal) instead", "of two Kronecker factors."}
+			if i == 3 {
+				lines = []string{"Δ = G / (D + λ) entry by entry:", "each entry of the gradient G is", "divided by its own curvature plus", "the damping (left).", "", "The eigenvalues of a diagonal", "matrix are its entries (right)."}
+			}
+			for j, l := range lines {
+				c.Text(float64(r.Min.X+16), float64(r.Min.Y+24+22*j), l, plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+			}
+			continue
+		}
 		rows, cols, vals := dense(m)
+		r = fitCells(r, rows, cols)
 		s := symAbsMax(m)
 		for j, x := range vals { // signed square root: small entries stay visible
 			vals[j] = math.Copysign(math.Sqrt(math.Abs(x)/math.Max(s, 1e-300)), x)
 		}
 		c.Matrix(r, rows, cols, vals, -1, 1, plot.RdBu)
 		c.StrokeRect(r.Inset(-1), 1, plot.Frame)
-		c.Text(float64(r.Min.X), float64(r.Min.Y-10), titles[i], plot.Font(14, true), plot.Text, plot.Left|plot.Baseline)
+		c.Text(float64(r.Min.X), float64(kronMat[i].Min.Y-10), titles[i], plot.Font(14, true), plot.Text, plot.Left|plot.Baseline)
 		c.Text(float64(r.Min.X), float64(r.Max.Y+6), fmt.Sprintf("blue −%s … red +%s (signed √ scale)", fmtValue(s), fmtValue(s)), plot.Font(12, false), plot.Dim, plot.Left|plot.Top)
 	}
 	rule := map[string]string{"ring": "RING: λ = √ρ|·|₂ (eq. 10a)", "reng": "RENG: λ = √ρ (eq. 10b)"}[k.u.st.Damping]
-	if rule != k.drawn.rule {
-		k.drawn.rule = rule
+	precond := "ΔW = (Λ + λI)⁻¹ G (Γ + λI)⁻¹, G the block's gradient (eqs. 8, 10)"
+	if f.Diag {
+		rule = map[string]string{"ring": "RING: λ = ρ|D|₂ (eq. 10a unsplit)", "reng": "RENG: λ = ρ (eq. 10b unsplit)"}[k.u.st.Damping]
+		precond = "Δ = G / (D + λ) entry by entry, G the parameter's gradient"
+	}
+	if rule+precond != k.drawn.rule {
+		k.drawn.rule = rule + precond
 		c.WithClip(kronRuleReg)
 		c.Clear(plot.Background)
 		c.Text(60, 410, rule+". The damped inverses precondition the gradient:", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
-		c.Text(60, 428, "ΔW = (Λ + λI)⁻¹ G (Γ + λI)⁻¹, G the layer's gradient (eqs. 8, 10)", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+		c.Text(60, 428, precond, plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
 	}
 	if newD {
-		for i, sp := range []struct {
+		specs := []struct {
 			r      image.Rectangle
 			eig    []float64
 			lam    float64
 			name   string
 			cu, cd float64
-		}{{kronSpecA, f.LamEig, f.LamD, "Λ", f.CondLam, f.CondLamD}, {kronSpecG, f.GamEig, f.GamD, "Γ", f.CondGam, f.CondGamD}} {
+		}{{kronSpecA, f.LamEig, f.LamD, "Λ", f.CondLam, f.CondLamD}, {kronSpecG, f.GamEig, f.GamD, "Γ", f.CondGam, f.CondGamD}}
+		if f.Diag {
+			specs[0].name = "D"
+			specs = specs[:1]
+			c.WithClip(kronSpecReg[1])
+			c.Clear(plot.Background)
+			c.Text(float64(kronSpecG.Min.X), float64(kronSpecG.Min.Y+20), "A diagonal block has one factor: no spectrum of Γ.", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+			k.drawn.spec[1] = plot.Axes{}
+		}
+		for i, sp := range specs {
 			k.drawn.spec[i] = renderSpectrum(c, kronSpecReg[i], k.drawn.spec[i], sp.r, sp.eig, sp.lam, sp.name, sp.cu, sp.cd)
 		}
 	}
 	c.WithClip(old)
-	ctrl := fmt.Sprintf("%d %d %s", len(k.layerBtn), k.u.st.Layer, k.u.st.Damping)
+	ctrl := fmt.Sprintf("%d %v %d %s", len(k.blockBtn), k.stepper, k.u.st.Layer, k.u.st.Damping)
 	if ctrl != k.drawn.ctrl {
 		k.drawn.ctrl = ctrl
 		panel(c, kronCtrl, "")
-		c.Text(float64(kronCtrl.Min.X+12), float64(kronLayerR.Min.Y+kronLayerR.Dy()/2), "Factors of", plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
-		for i, b := range k.layerBtn {
-			b.active = i+1 == k.u.st.Layer
+		c.Text(float64(kronCtrl.Min.X+12), float64(kronBlockR.Min.Y+kronBlockR.Dy()/2), "Block", plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
+		for i, b := range k.blockBtn {
+			b.active = !k.stepper && i+1 == k.u.st.Layer
 			b.draw(c)
+		}
+		if k.stepper {
+			c.Text(float64(kronBlockR.Min.X+kronBlockR.Dx()/2), float64(kronBlockR.Min.Y+kronBlockR.Dy()/2), fmt.Sprintf("%d of %d", k.u.st.Layer, f.Blocks), plot.Font(13, true), plot.Text, plot.Center|plot.Middle)
 		}
 		for i, b := range k.ruleBtn {
 			b.active = []string{"ring", "reng"}[i] == k.u.st.Damping
 			b.draw(c)
 		}
 		k.rhoS.drawn = false
-		c.Text(float64(kronCtrl.Max.X-12), float64(k.rhoS.row.Min.Y+13), "Damping lifts the small eigenvalues: κ drops", plot.Font(12, false), plot.Dim, plot.Right|plot.Middle)
+		c.Text(float64(kronCtrl.Max.X-12), float64(kronCtrl.Max.Y-16), "Damping lifts the small eigenvalues: κ drops", plot.Font(12, false), plot.Dim, plot.Right|plot.Middle)
 	}
 	k.rhoS.layer(c, k.u.drag == k.rhoS)
 }
@@ -413,7 +725,8 @@ func (k *kronView) overlay(*plot.Canvas) {}
 
 func (k *kronView) hasOverlay() bool { return false }
 
-// renderSpectrum plots the eigenvalues eig of a factor in r (log scale)
+// renderSpectrum plots the eigenvalues eig of a factor (name "D": the
+// entries of a diagonal block) in r (log scale)
 // with the damping level lam and the damped spectrum, in the region reg:
 // all of it, or only the plot area and the title when the axes are those
 // drawn before (was). It returns the axes.
@@ -433,6 +746,9 @@ func renderSpectrum(c *plot.Canvas, reg image.Rectangle, was plot.Axes, r image.
 	ax := plot.Axes{Rect: r, X0: 0.5, X1: float64(len(eig)) + 0.5,
 		Y0: math.Pow(10, math.Floor(math.Log10(lo))-0.3), Y1: math.Pow(10, math.Ceil(math.Log10(hi))+0.1), LogY: true}
 	title := fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", name, fmtValue(cu), fmtValue(cd))
+	if name == "D" { // diag(D)'s eigenvalues are D's entries
+		title = fmt.Sprintf("Entries of D, sorted: κ = %s, damped κ = %s", fmtValue(cu), fmtValue(cd))
+	}
 	old := c.Clip
 	defer c.WithClip(old)
 	if ax == was {

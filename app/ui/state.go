@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"grng/core/landscape"
+	"grng/core/nn"
 )
 
 // Views, in tab order.
@@ -53,9 +54,10 @@ type State struct {
 
 	// Network lab and Kronecker view.
 	Data    string   // one of NetDatasets
+	Model   string   // one of NetModels, or an architecture as nn.ParseArch reads it
 	NetOpts []string // optimizers trained side by side
 	Focus   string   // the optimizer whose network is shown (boundary, slice, factors)
-	Layer   int      // Kronecker view: the layer, 1-based
+	Layer   int      // Kronecker view: the curvature block, 1-based (a layer's for an MLP)
 	Damping string   // Kronecker view: "ring" (√ρ‖·‖₂) or "reng" (√ρ)
 	KRho    float64  // Kronecker view: ρ of the damping shown
 	Seed    uint64
@@ -96,7 +98,7 @@ func DefaultState() State {
 		View: ViewLandscape, Problem: "quadratic", Start: nan2(), Probe: nan2(),
 		Opts:  []string{"sgd", "adam", "ngd", "ring", "reng", "rkalman"},
 		Hyper: HyperOverride{n, n, n, n, n, n, n, n}, Steps: 400, Speed: 40,
-		Data: "spiral", NetOpts: []string{"sgd", "adamw", "sam", "ngd", "ring", "reng", "rkalman"},
+		Data: "spiral", Model: "mlp", NetOpts: []string{"sgd", "adamw", "sam", "ngd", "ring", "reng", "rkalman"},
 		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, Seed: 1,
 	}
 }
@@ -241,16 +243,29 @@ var params = []param{
 	{"data", "network lab data set: " + strings.Join(NetDatasets, ", "),
 		func(s *State) string { return s.Data },
 		func(s *State, v string) (err error) { s.Data, err = oneOf(v, NetDatasets); return }},
+	{"model", "network lab model: " + strings.Join(NetModels, ", ") + " (sized for the data set; cnn and vit take images), or an architecture such as cnn:channels=4-8 (native train's --model)",
+		func(s *State) string { return s.Model },
+		func(s *State, v string) error {
+			if m, err := oneOf(v, NetModels); err == nil {
+				s.Model = m
+				return nil
+			}
+			if _, err := nn.ParseArch(v); err != nil {
+				return fmt.Errorf("%q: want one of %s, or an architecture: %w", v, strings.Join(NetModels, ", "), err)
+			}
+			s.Model = strings.TrimSpace(v)
+			return nil
+		}},
 	{"netopts", "network lab optimizers, comma-separated: " + strings.Join(NetOptimizers, ","),
 		func(s *State) string { return strings.Join(s.NetOpts, ",") },
 		func(s *State, v string) (err error) { s.NetOpts, err = listOf(v, NetOptimizers); return }},
 	{"focus", "the network lab optimizer whose network is shown",
 		func(s *State) string { return s.Focus },
 		func(s *State, v string) (err error) { s.Focus, err = oneOf(v, NetOptimizers); return }},
-	{"layer", "Kronecker view layer (1-based)",
+	{"layer", "Kronecker view curvature block (1-based; an MLP has one per layer)",
 		func(s *State) string { return strconv.Itoa(s.Layer) },
 		func(s *State, v string) error {
-			f, err := parseF(v, 1, 16)
+			f, err := parseF(v, 1, 1024)
 			s.Layer = int(f)
 			return err
 		}},

@@ -36,10 +36,10 @@ func TestStateRoundTrip(t *testing.T) {
 	s.Hyper.S = 4
 	s.Hyper.Beta = 0.5
 	s.Steps, s.Speed = 250, 12.5
-	s.Data, s.NetOpts, s.Focus = "moons", []string{"sgd", "reng"}, "reng"
+	s.Data, s.Model, s.NetOpts, s.Focus = "moons", "cnn:channels=4-8,kernel=5", []string{"sgd", "reng"}, "reng"
 	s.Layer, s.Damping, s.KRho, s.Seed = 3, "reng", 0.01, 42
 	enc := s.Encode()
-	for _, want := range []string{"view=network", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "seed=42"} {
+	for _, want := range []string{"view=network", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "seed=42", "model=cnn%3Achannels%3D4-8%2Ckernel%3D5"} {
 		if !strings.Contains(enc, want) {
 			t.Errorf("Encode() = %q lacks %q", enc, want)
 		}
@@ -52,7 +52,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %q, want %q", got.Encode(), enc)
 	}
 	if got.Start != s.Start || got.Probe != s.Probe || got.Hyper.LR != 0.001 || got.Hyper.Gamma != 0 ||
-		!math.IsNaN(got.Hyper.Alpha) || !slices.Equal(got.Opts, s.Opts) || got.Seed != 42 || got.Speed != 12.5 {
+		!math.IsNaN(got.Hyper.Alpha) || !slices.Equal(got.Opts, s.Opts) || got.Seed != 42 || got.Speed != 12.5 || got.Model != s.Model {
 		t.Errorf("round trip lost fields: %+v", got)
 	}
 	// The override applies over a problem's defaults, leaving NaNs alone.
@@ -65,15 +65,15 @@ func TestStateRoundTrip(t *testing.T) {
 func TestDecodeErrors(t *testing.T) {
 	for _, q := range []string{
 		"nope=1", "view=tables", "problem=himmelblau", "lr=-1", "lr=abc", "start=1",
-		"opts=sgd,lbfgs", "netopts=adam", "layer=0", "speed=0", "damping=ngd", "seed=-3", "%zz",
+		"opts=sgd,lbfgs", "netopts=adam", "layer=0", "model=resnet", "model=cnn:width=3", "model=2-x-3", "speed=0", "damping=ngd", "seed=-3", "%zz",
 	} {
 		if _, err := Decode(q); err == nil {
 			t.Errorf("Decode(%q): no error", q)
 		}
 	}
 	// Case and spaces are forgiven; duplicates in lists are dropped.
-	s, err := Decode("view=Network&opts=SGD,%20adam,sgd")
-	if err != nil || s.View != ViewNetwork || !slices.Equal(s.Opts, []string{"sgd", "adam"}) {
+	s, err := Decode("view=Network&opts=SGD,%20adam,sgd&model=%20ViT")
+	if err != nil || s.View != ViewNetwork || !slices.Equal(s.Opts, []string{"sgd", "adam"}) || s.Model != "vit" {
 		t.Errorf("lenient decode: %+v, %v", s, err)
 	}
 	// Empty hyperparameters mean "the problem's default".

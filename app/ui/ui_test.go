@@ -317,8 +317,8 @@ func TestNetworkLabTrainsAndKroneckerView(t *testing.T) {
 		t.Errorf("D: damping %s, λ = %v", u.State().Damping, k.f.LamD)
 	}
 	key(u, KeyRBrack)
-	if k.f.Layer != 2 {
-		t.Errorf("]: layer %d", k.f.Layer+1)
+	if k.f.Block != 2 {
+		t.Errorf("]: block %d", k.f.Block+1)
 	}
 	u.Frame()
 	if m := plot.MissingDrawn(); len(m) > 0 {
@@ -347,11 +347,14 @@ func TestComputeFactorsOneSample(t *testing.T) {
 	// For one linear softmax layer and one sample, the Fisher block of W is
 	// exactly x̄x̄ᵀ ⊗ (diag(p) − ppᵀ): Λ = x̄x̄ᵀ and Γ = diag(p) − ppᵀ.
 	dev := cpu.New()
-	net := nn.NewMLP(dev, nn.Spec{Sizes: []int{2, 3}}, nn.CrossEntropy, 5)
+	net := buildModel(t, dev, "2-3", nn.Vector(2), 3)
 	x, y := dev.New(1, 2), dev.New(1, 1)
 	dev.Upload(x, []float32{0.7, -1.3})
 	dev.Upload(y, []float32{1})
-	f := ComputeFactors(net, x, y, 0, "ring", 1e-2)
+	f, err := ComputeFactors(net, x, y, 0, "ring", 1e-2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	xb := []float64{0.7, -1.3, 1}
 	for i := range 3 {
 		for j := range 3 {
@@ -391,6 +394,20 @@ func TestComputeFactorsOneSample(t *testing.T) {
 	if f.CondLamD > f.CondLam {
 		t.Error("damping raised the condition number")
 	}
+}
+
+// buildModel makes the model of arch for samples of shape in and k classes.
+func buildModel(t *testing.T, dev core.Device, arch string, in nn.Shape, k int) nn.Model {
+	t.Helper()
+	a, err := nn.ParseArch(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := a.Build(dev, in, k, nn.CrossEntropy, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 func eye(n int) *mat.Dense {

@@ -12,14 +12,16 @@ import (
 	"grng/core/nn"
 )
 
-// Flatten returns the weights of net as one float64 vector, layer by layer,
-// each W row-major ((In+1)×Out with the bias row last). It downloads the
-// weights (a sync point).
-func Flatten(net *nn.MLP) []float64 {
-	var out []float64
-	for _, l := range net.Dense {
-		buf := make([]float32, core.Len(l.W))
-		net.Device().Download(l.W, buf)
+// Flatten returns the weights of net as one float64 vector: its weight
+// matrices in the order of Weights, each row-major (a dense or convolution
+// block's W is (In+1)×Out with the bias row last). It downloads the weights
+// (a sync point).
+func Flatten(net nn.Model) []float64 {
+	dev := net.Device()
+	out := make([]float64, 0, nn.NumParams(net))
+	for _, w := range net.Weights() {
+		buf := make([]float32, core.Len(w))
+		dev.Download(w, buf)
 		for _, v := range buf {
 			out = append(out, float64(v))
 		}
@@ -28,56 +30,85 @@ func Flatten(net *nn.MLP) []float64 {
 }
 
 // SetFlat uploads the flat vector w (as from Flatten) into net's weights.
-func SetFlat(net *nn.MLP, w []float64) {
-	if len(w) != net.Spec.NumParams() {
-		panic(&core.ShapeError{Op: "landscape.SetFlat", What: fmt.Sprintf("%d values for %d parameters", len(w), net.Spec.NumParams())})
+func SetFlat(net nn.Model, w []float64) {
+	if n := nn.NumParams(net); len(w) != n {
+		panic(&core.ShapeError{Op: "landscape.SetFlat", What: fmt.Sprintf("%d values for %d parameters", len(w), n)})
 	}
+	dev := net.Device()
 	off := 0
-	for _, l := range net.Dense {
-		n := core.Len(l.W)
+	for _, m := range net.Weights() {
+		n := core.Len(m)
 		buf := make([]float32, n)
 		for i := range buf {
 			buf[i] = float32(w[off+i])
 		}
-		net.Device().Upload(l.W, buf)
+		dev.Upload(m, buf)
 		off += n
 	}
 }
 
 // FilterNormalized returns a random Gaussian direction shaped like the flat
-// weights w of an MLP with the given spec, with every filter (the weights
-// into one unit: a column of a layer's W without its bias row) rescaled to
-// the norm of the same filter of w, and the bias rows zero: the
-// filter-normalized direction of Li, Xu, Taylor, Studer & Goldstein,
-// "Visualizing the Loss Landscape of Neural Nets" (NeurIPS 2018), §4.
-func FilterNormalized(spec nn.Spec, w []float64, seed uint64) []float64 {
-	if len(w) != spec.NumParams() {
-		panic(&core.ShapeError{Op: "landscape.FilterNormalized", What: fmt.Sprintf("%d values for %d parameters", len(w), spec.NumParams())})
+// weights w of net (as from Flatten), with every filter rescaled to the
+// norm of the same filter of w and everything that is not a filter zero:
+// the filter-normalized direction of Li, Xu, Taylor, Studer & Goldstein,
+// "Visualizing the Loss Landscape of Neural Nets" (NeurIPS 2018), §4. A
+// filter is the weights into one output unit of a Kronecker block (a column
+// of a dense layer's W without its bias row; for a convolution, one output
+// channel's kernel); biases and the parameters of diagonal blocks (layer
+// norms, learned positions) are not perturbed, as Li et al. leave batch
+// norm's. It says which layer has no curvature block to tell filters by.
+func FilterNormalized(net nn.Model, w []float64, seed uint64) ([]float64, error) {
+	if n := nn.NumParams(net); len(w) != n {
+		panic(&core.ShapeError{Op: "landscape.FilterNormalized", What: fmt.Sprintf("%d values for %d parameters", len(w), n)})
+	}
+	cs, err := net.Curvature()
+	if err != nil {
+		return nil, fmt.Errorf("landscape: filter-normalized direction: %w", err)
+	}
+	// kron[i]: weight matrix i is a Kronecker block's W.
+	var kron []bool
+	for _, c := range cs {
+		if c.Kron != nil {
+			for range c.Kron {
+				kron = append(kron, true)
+			}
+		} else {
+			for range c.Diag.Params() {
+				kron = append(kron, false)
+			}
+		}
+	}
+	ws := net.Weights()
+	if len(kron) != len(ws) {
+		return nil, fmt.Errorf("landscape: %s has %d weight matrices but %d curvature blocks", net.Arch(), len(ws), len(kron))
 	}
 	r := rand.New(rand.NewPCG(seed, 0x11e7a1))
 	d := make([]float64, len(w))
 	off := 0
-	for li := 1; li < len(spec.Sizes); li++ {
-		in, out := spec.Sizes[li-1], spec.Sizes[li]
-		for j := range out {
-			var nw, nd float64
-			for i := range in {
-				k := off + i*out + j
-				d[k] = r.NormFloat64()
-				nw += w[k] * w[k]
-				nd += d[k] * d[k]
-			}
-			s := 0.0
-			if nd > 0 {
-				s = math.Sqrt(nw / nd)
-			}
-			for i := range in {
-				d[off+i*out+j] *= s
+	for k, m := range ws {
+		rows, out := m.Rows(), m.Cols()
+		if kron[k] {
+			in := rows - 1 // the last row is the bias
+			for j := range out {
+				var nw, nd float64
+				for i := range in {
+					q := off + i*out + j
+					d[q] = r.NormFloat64()
+					nw += w[q] * w[q]
+					nd += d[q] * d[q]
+				}
+				s := 0.0
+				if nd > 0 {
+					s = math.Sqrt(nw / nd)
+				}
+				for i := range in {
+					d[off+i*out+j] *= s
+				}
 			}
 		}
-		off += (in + 1) * out
+		off += rows * out
 	}
-	return d
+	return d, nil
 }
 
 // Plane is an affine plane of weight space: Center + a·D1 + b·D2.
@@ -178,15 +209,16 @@ type Slice struct {
 	// b likewise) in Values[j·NX + i]; NaN until evaluated.
 	Values []float64
 
-	net  *nn.MLP
+	net  nn.Model
 	x, y core.Mat
 	next int
 }
 
 // NewSlice prepares the slice of the loss of net on (x, y) over box of the
-// plane, on an nx×ny grid. net is used as scratch: its weights are
-// overwritten, so pass a network that is not training.
-func NewSlice(net *nn.MLP, x, y core.Mat, p Plane, box Box, nx, ny int) *Slice {
+// plane (of the weights as Flatten lays them out), on an nx×ny grid. net is
+// used as scratch: its weights are overwritten, so pass a network that is
+// not training (one built from the same architecture).
+func NewSlice(net nn.Model, x, y core.Mat, p Plane, box Box, nx, ny int) *Slice {
 	nx, ny = max(nx, 2), max(ny, 2)
 	s := &Slice{Plane: p, Box: box, NX: nx, NY: ny, Values: make([]float64, nx*ny), net: net, x: x, y: y}
 	for i := range s.Values {

@@ -3,6 +3,7 @@ package landscape
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"grng/core"
@@ -11,14 +12,24 @@ import (
 	"grng/core/nn"
 )
 
-func smallNet(t *testing.T) (*nn.MLP, core.Mat, core.Mat) {
+// build makes the model of arch for samples of shape in with k classes.
+func build(t *testing.T, dev core.Device, arch string, in nn.Shape, k int, seed uint64) nn.Model {
 	t.Helper()
-	dev := cpu.New()
-	spec, err := nn.ParseSpec("2-6-5-3:tanh")
+	a, err := nn.ParseArch(arch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := nn.NewMLP(dev, spec, nn.CrossEntropy, 7)
+	m, err := a.Build(dev, in, k, nn.CrossEntropy, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func smallNet(t *testing.T) (nn.Model, core.Mat, core.Mat) {
+	t.Helper()
+	dev := cpu.New()
+	net := build(t, dev, "2-6-5-3:tanh", nn.Vector(2), 3, 7)
 	ds := data.Spiral(60, 0.05, 3)
 	x, y := dev.New(ds.N, ds.D), dev.New(ds.N, 1)
 	dev.Upload(x, ds.X)
@@ -26,50 +37,111 @@ func smallNet(t *testing.T) (*nn.MLP, core.Mat, core.Mat) {
 	return net, x, y
 }
 
+// imageNets are a CNN (a convolution's and a dense layer's Kronecker
+// blocks) and a ViT (attention's four projections, and the diagonal blocks
+// of layer norms and learned positions) on 4×4 images of 3 classes.
+var imageNets = []string{"cnn:channels=2,kernel=3", "vit:patch=2,width=4,depth=1,heads=2,mlp=1"}
+
 func TestFlattenRoundTrip(t *testing.T) {
 	net, _, _ := smallNet(t)
-	w := Flatten(net)
-	if len(w) != net.Spec.NumParams() {
-		t.Fatalf("%d values for %d parameters", len(w), net.Spec.NumParams())
+	nets := []nn.Model{net}
+	for _, a := range imageNets {
+		nets = append(nets, build(t, cpu.New(), a, nn.Shape{H: 4, W: 4, C: 1}, 3, 1))
 	}
-	v := make([]float64, len(w))
-	for i := range v {
-		v[i] = float64(float32(0.01 * float64(i)))
-	}
-	SetFlat(net, v)
-	got := Flatten(net)
-	for i := range v {
-		if got[i] != v[i] {
-			t.Fatalf("value %d: %v, want %v", i, got[i], v[i])
+	for _, net := range nets {
+		w := Flatten(net)
+		if len(w) != nn.NumParams(net) {
+			t.Fatalf("%s: %d values for %d parameters", net.Arch(), len(w), nn.NumParams(net))
+		}
+		v := make([]float64, len(w))
+		for i := range v {
+			v[i] = float64(float32(0.01 * float64(i)))
+		}
+		SetFlat(net, v)
+		// The values land in the weight matrices in order, row-major.
+		off := 0
+		for k, m := range net.Weights() {
+			buf := make([]float32, core.Len(m))
+			net.Device().Download(m, buf)
+			for i, x := range buf {
+				if float64(x) != v[off+i] {
+					t.Fatalf("%s: matrix %d entry %d = %v, want %v", net.Arch(), k, i, x, v[off+i])
+				}
+			}
+			off += len(buf)
+		}
+		got := Flatten(net)
+		for i := range v {
+			if got[i] != v[i] {
+				t.Fatalf("%s: value %d: %v, want %v", net.Arch(), i, got[i], v[i])
+			}
 		}
 	}
 }
 
 func TestFilterNormalized(t *testing.T) {
 	net, _, _ := smallNet(t)
-	w := Flatten(net)
-	d := FilterNormalized(net.Spec, w, 5)
-	off := 0
-	for li := 1; li < len(net.Spec.Sizes); li++ {
-		in, out := net.Spec.Sizes[li-1], net.Spec.Sizes[li]
-		for j := range out {
-			var nw, nd float64
-			for i := range in {
-				k := off + i*out + j
-				nw += w[k] * w[k]
-				nd += d[k] * d[k]
+	nets := []nn.Model{net}
+	for _, a := range imageNets {
+		nets = append(nets, build(t, cpu.New(), a, nn.Shape{H: 4, W: 4, C: 1}, 3, 1))
+	}
+	for _, net := range nets {
+		w := Flatten(net)
+		d, err := FilterNormalized(net, w, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := net.Curvature()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kron []bool // per weight matrix: a Kronecker block's W
+		for _, c := range cs {
+			for range c.Kron {
+				kron = append(kron, true)
 			}
-			if !near(math.Sqrt(nd), math.Sqrt(nw), 1e-12) {
-				t.Errorf("layer %d filter %d: ‖d‖ = %v, ‖w‖ = %v", li, j, math.Sqrt(nd), math.Sqrt(nw))
-			}
-			if b := d[off+in*out+j]; b != 0 {
-				t.Errorf("layer %d filter %d: bias direction %v, want 0", li, j, b)
+			if c.Diag != nil {
+				for range c.Diag.Params() {
+					kron = append(kron, false)
+				}
 			}
 		}
-		off += (in + 1) * out
-	}
-	if e := FilterNormalized(net.Spec, w, 6); e[0] == d[0] {
-		t.Error("different seeds give the same direction")
+		off, filters, diags := 0, 0, 0
+		for li, m := range net.Weights() {
+			in, out := m.Rows()-1, m.Cols()
+			if !kron[li] {
+				diags++
+				for i := range core.Len(m) {
+					if d[off+i] != 0 {
+						t.Fatalf("%s: matrix %d (a diagonal block's) moves: %v", net.Arch(), li, d[off+i])
+					}
+				}
+				off += core.Len(m)
+				continue
+			}
+			for j := range out {
+				filters++
+				var nw, nd float64
+				for i := range in {
+					k := off + i*out + j
+					nw += w[k] * w[k]
+					nd += d[k] * d[k]
+				}
+				if !near(math.Sqrt(nd), math.Sqrt(nw), 1e-12) {
+					t.Errorf("%s: matrix %d filter %d: ‖d‖ = %v, ‖w‖ = %v", net.Arch(), li, j, math.Sqrt(nd), math.Sqrt(nw))
+				}
+				if b := d[off+in*out+j]; b != 0 {
+					t.Errorf("%s: matrix %d filter %d: bias direction %v, want 0", net.Arch(), li, j, b)
+				}
+			}
+			off += (in + 1) * out
+		}
+		if filters == 0 || strings.HasPrefix(net.Arch(), "vit") && diags == 0 {
+			t.Errorf("%s: %d filters, %d diagonal matrices checked", net.Arch(), filters, diags)
+		}
+		if e, _ := FilterNormalized(net, w, 6); e[0] == d[0] {
+			t.Errorf("%s: different seeds give the same direction", net.Arch())
+		}
 	}
 }
 
@@ -143,8 +215,13 @@ func TestSliceAgreesWithNetwork(t *testing.T) {
 	net, x, y := smallNet(t)
 	w := Flatten(net)
 	want := float64(net.Loss(x, y))
-	scratch := nn.NewMLP(net.Device(), net.Spec, net.Objective(), 99)
-	p := Plane{Center: w, D1: FilterNormalized(net.Spec, w, 1), D2: FilterNormalized(net.Spec, w, 2)}
+	scratch := build(t, net.Device(), net.Arch(), nn.Vector(2), 3, 99)
+	d1, err := FilterNormalized(net, w, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := FilterNormalized(net, w, 2)
+	p := Plane{Center: w, D1: d1, D2: d2}
 	s := NewSlice(scratch, x, y, p, Box{-1, 1, -1, 1}, 5, 5)
 	steps := 0
 	for !s.Step(3) {
@@ -172,5 +249,44 @@ func TestSliceAgreesWithNetwork(t *testing.T) {
 	}
 	if got := p.Project(p.Point(0.3, -0.2)); math.Abs(got[0]-0.3) > 1e-9 || math.Abs(got[1]+0.2) > 1e-9 {
 		t.Errorf("Project(Point(0.3, −0.2)) = %v", got)
+	}
+}
+
+// TestSliceOfImageModels: the slice of a CNN and of a ViT is their loss at
+// the plane's points, the centre their own loss.
+func TestSliceOfImageModels(t *testing.T) {
+	dev := cpu.New()
+	r := rand.New(rand.NewPCG(3, 3))
+	const m = 12
+	xs, ys := make([]float32, m*16), make([]float32, m)
+	for i := range xs {
+		xs[i] = float32(r.Float64())
+	}
+	for i := range ys {
+		ys[i] = float32(i % 3)
+	}
+	x, y := dev.New(m, 16), dev.New(m, 1)
+	dev.Upload(x, xs)
+	dev.Upload(y, ys)
+	for _, a := range imageNets {
+		net := build(t, dev, a, nn.Shape{H: 4, W: 4, C: 1}, 3, 1)
+		w := Flatten(net)
+		want := float64(net.Loss(x, y))
+		d1, err := FilterNormalized(net, w, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, _ := FilterNormalized(net, w, 2)
+		p := Plane{Center: w, D1: d1, D2: d2}
+		s := NewSlice(build(t, dev, net.Arch(), nn.Shape{H: 4, W: 4, C: 1}, 3, 9), x, y, p, Box{-1, 1, -1, 1}, 3, 3)
+		for !s.Step(4) {
+		}
+		if got := s.Values[4]; math.Abs(got-want) > 1e-5 {
+			t.Errorf("%s: slice at the centre %v, model loss %v", a, got, want)
+		}
+		SetFlat(net, p.Point(1, -1))
+		if got, want := s.Values[2], float64(net.Loss(x, y)); math.Abs(got-want) > 1e-5 || got == s.Values[4] {
+			t.Errorf("%s: slice corner %v, model loss %v (centre %v)", a, got, want, s.Values[4])
+		}
 	}
 }
