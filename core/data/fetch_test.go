@@ -33,9 +33,12 @@ func TestFetch(t *testing.T) {
 		if err := Verify(s.Name, dir); err != nil {
 			t.Error(err)
 		}
-		if _, _, err := Open(s.Name, dir); err != nil {
-			t.Error(err)
+		if _, _, err := Open(s.Name, dir); (err != nil) != s.Model {
+			t.Errorf("Open(%s): %v", s.Name, err)
 		}
+	}
+	if ms, _ := filepath.Glob(filepath.Join(dir, ".*")); len(ms) > 0 {
+		t.Errorf("staging folders left: %v", ms)
 	}
 	log.Reset()
 	if err := Fetch("all", dir, &log); err != nil || strings.Count(log.String(), "sha256 ok") != len(Names()) || strings.Contains(log.String(), "$ ") {
