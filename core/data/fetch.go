@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"grng/core/atomicfile"
 )
@@ -30,9 +31,10 @@ import (
 //     `apt-get update`);
 //   - sentiment: the npm package sentiment@5.0.2, through `npm pack`.
 //
-// Every file is checked against its pinned sha256 before it is stored, and
-// stored atomically (a temporary file in the same folder, fsync, rename). A set
-// already present with the right hashes is skipped. Progress goes to log
+// An npm tarball is checked against its pinned sha256 before anything in it
+// is read, and every file against its own before it is stored. A set is
+// stored atomically as a whole (see store): a killed fetch never leaves a
+// half-written set. A set already present with the right hashes is skipped. Progress goes to log
 // (nil for none). With "all", a failing set does not stop the others; the
 // errors are joined.
 func Fetch(name, dataDir string, log io.Writer) error {
@@ -117,6 +119,14 @@ func obtain(s *set, dir string, log io.Writer) (string, error) {
 		if len(tgzs) != 1 {
 			return "", fmt.Errorf("npm pack %s left %d .tgz files", s.pkg, len(tgzs))
 		}
+		if s.tarSHA256 != "" {
+			if err := checkSHA256(tgzs[0], s.tarSHA256); err != nil {
+				return "", fmt.Errorf("%w (the registry's tarball changed: review the pin in core/data/registry.go)", err)
+			}
+		}
+		if s.srcDir == "" { // the tarball itself is the set's file
+			return dir, nil
+		}
 		x := filepath.Join(dir, "x")
 		if err := untgz(tgzs[0], x); err != nil {
 			return "", err
@@ -197,12 +207,24 @@ func untgz(path, dir string) error {
 }
 
 // store copies s's files from src into dataDir/s.Name/, checking each
-// against its pinned sha256 first.
+// against its pinned sha256 first. The set is written whole or not at all:
+// its files go into a hidden staging folder beside dataDir/s.Name, which is
+// synced and renamed into place (an older, damaged copy is moved aside first
+// and removed after), so a fetch killed at any point leaves either the old
+// folder, no folder, or the complete new one, never a half-written set.
+// Staging folders that a killed fetch left behind are removed by later
+// fetches once they are an hour old (younger ones may belong to a fetch
+// still running).
 func store(s *set, src, dataDir string, log io.Writer) error {
-	dst := filepath.Join(dataDir, s.Name)
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return err
 	}
+	removeStale(dataDir, s.Name)
+	stage, err := os.MkdirTemp(dataDir, stagePrefix(s.Name))
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage) // a no-op once renamed into place
 	for _, p := range s.files {
 		from := filepath.Join(src, p.file)
 		if err := checkSHA256(from, p.sha256); errors.Is(err, fs.ErrNotExist) {
@@ -214,18 +236,60 @@ func store(s *set, src, dataDir string, log io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = writeAtomic(filepath.Join(dst, p.file), f, p.sha256)
+		err = writeAtomic(filepath.Join(stage, p.file), f, p.sha256)
 		f.Close()
 		if err != nil {
 			return err
 		}
+	}
+	if err := os.Chmod(stage, 0o755); err != nil { // MkdirTemp makes 0700
+		return err
+	}
+	if err := atomicfile.SyncDir(stage); err != nil {
+		return err
+	}
+	dst := filepath.Join(dataDir, s.Name)
+	var old string
+	if _, err := os.Lstat(dst); err == nil {
+		if old, err = os.MkdirTemp(dataDir, stagePrefix(s.Name)); err != nil {
+			return err
+		}
+		if err := os.Rename(dst, filepath.Join(old, s.Name)); err != nil {
+			os.Remove(old)
+			return err
+		}
+	}
+	if err := os.Rename(stage, dst); err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(dataDir); err != nil {
+		return err
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	for _, p := range s.files {
 		fmt.Fprintf(log, "%s: stored %s (sha256 %s)\n", s.Name, filepath.Join(dst, p.file), p.sha256[:16])
 	}
-	if d, err := os.Open(dst); err == nil { // make the renames durable
-		d.Sync()
-		d.Close()
-	}
 	return nil
+}
+
+// stagePrefix is the name prefix of the hidden folders in which a fetch
+// stages the set name.
+func stagePrefix(name string) string { return "." + name + ".fetch-" }
+
+// staleAge is how old a staging folder must be for a fetch to remove it.
+const staleAge = time.Hour
+
+// removeStale removes the staging folders of the set name in dataDir that
+// are older than staleAge: what fetches killed before their rename left.
+func removeStale(dataDir, name string) {
+	ms, _ := filepath.Glob(filepath.Join(dataDir, stagePrefix(name)+"*"))
+	for _, m := range ms {
+		if fi, err := os.Lstat(m); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > staleAge {
+			os.RemoveAll(m)
+		}
+	}
 }
 
 // writeAtomic writes r to path through a temporary file in the same folder,

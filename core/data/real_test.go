@@ -5,6 +5,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -61,6 +63,8 @@ func TestRealSets(t *testing.T) {
 		{"wine", 142, 36, 13, 3, false},
 		{"breast-cancer", 455, 114, 30, 2, false},
 		{"sentiment", 2400, 600, SentimentDim, 2, false},
+		{"spam-assassin", 4837, 1209, SentimentDim, 2, false},
+		{"reuters-grain", 1554, 604, SentimentDim, 2, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			train, test := openReal(t, c.name)
@@ -155,8 +159,28 @@ func TestOpenMissing(t *testing.T) {
 	if _, _, err := Open("cifar", dir); err == nil {
 		t.Error("unknown set opened")
 	}
-	if len(Names()) != 7 || Names()[0].License != "CC BY-SA 3.0" {
+	if len(Names()) != 10 || Names()[0].License != "CC BY-SA 3.0" {
 		t.Errorf("Names() = %v", Names())
+	}
+	if _, err := FilePath("use-lite", "vocab.json", dir); !errors.As(err, &nf) {
+		t.Errorf("FilePath of a missing file: %v", err)
+	}
+	if _, err := FilePath("use-lite", "nosuch.json", dir); err == nil || errors.As(err, &nf) {
+		t.Errorf("FilePath of an unknown file: %v", err)
+	}
+}
+
+// A model's files are fetched and verified like a data set's, but Open
+// refuses them.
+func TestModelNotOpened(t *testing.T) {
+	dir := realDir(t, "use-lite")
+	if _, _, err := Open("use-lite", dir); err == nil || !strings.Contains(err.Error(), "use-lite is a model's files, not a data set") {
+		t.Errorf("Open(use-lite): %v", err)
+	}
+	for _, f := range []string{"model.json", "group1-shard7of7", "vocab.json"} {
+		if p, err := FilePath("use-lite", f, dir); err != nil || filepath.Base(p) != f {
+			t.Errorf("FilePath(%s) = %s, %v", f, p, err)
+		}
 	}
 }
 
@@ -164,5 +188,75 @@ func TestDefaultDir(t *testing.T) {
 	t.Setenv("GRNG_DATA", "/some/where")
 	if DefaultDir() != "/some/where" {
 		t.Error(DefaultDir())
+	}
+}
+
+// Facts about the text sets: class counts of the sources, stories that the
+// ARFF reader must have got right, and the sentiment bags of words unchanged
+// by the move to OpenText. TestRealSpamAssassin checks the e-mails.
+func TestRealTexts(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		n          int
+		perClass   []int
+		classNames []string
+	}{
+		{"sentiment", 3000, []int{1500, 1500}, []string{"negative", "positive"}},
+		{"reuters-grain", 1554 + 604, []int{1451 + 547, 103 + 57}, []string{"other", "grain"}},
+	} {
+		tr, te, err := OpenText(c.name, realDir(t, c.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []*TextSet{tr, te} {
+			if err := d.Validate(); err != nil {
+				t.Error(err)
+			}
+			if d.Name != c.name || !reflect.DeepEqual(d.ClassNames, c.classNames) {
+				t.Errorf("%s: name %q, classes %v", c.name, d.Name, d.ClassNames)
+			}
+		}
+		cc := tr.ClassCounts()
+		for k, n := range te.ClassCounts() {
+			cc[k] += n
+		}
+		if tr.Len()+te.Len() != c.n || !reflect.DeepEqual(cc, c.perClass) {
+			t.Errorf("%s: %d texts, classes %v, want %d, %v", c.name, tr.Len()+te.Len(), cc, c.n, c.perClass)
+		}
+	}
+
+	rtr, rte, err := OpenText("reuters-grain", realDir(t, "reuters-grain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rtr.Samples[0].Text; !strings.HasPrefix(s, "BAHIA COCOA REVIEW Showers continued throughout the week in\nthe Bahia cocoa zone") || rtr.Samples[0].Class != 0 {
+		t.Errorf("first Reuters story %.80q class %d", s, rtr.Samples[0].Class)
+	}
+	for _, s := range append(rtr.Samples, rte.Samples...) {
+		if strings.Contains(s.Text, "&lt;") || strings.Contains(s.Text, "&#") || strings.ContainsRune(s.Text, 3) || s.Text != strings.TrimSpace(s.Text) {
+			t.Fatalf("SGML left in %.80q", s.Text)
+		}
+	}
+
+	// Open featurizes the texts that OpenText splits; for sentiment this is
+	// the split of the bags of words it gave before OpenText existed.
+	str, ste, err := OpenText("sentiment", realDir(t, "sentiment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss []Sentence
+	for _, f := range []string{"imdb.json", "yelp.json", "amazon.json"} {
+		part, err := LoadSentences(filepath.Join(realDir(t, "sentiment"), "sentiment", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, part...)
+	}
+	wtr, wte := SentenceDataset(ss, SentimentDim, "sentiment").Split(SplitFrac, SplitSeed)
+	btr, bte := openReal(t, "sentiment")
+	for i, p := range [][2]*Dataset{{btr, wtr}, {bte, wte}, {str.BagOfWords(SentimentDim), wtr}, {ste.BagOfWords(SentimentDim), wte}} {
+		if !reflect.DeepEqual(p[0].X, p[1].X) || !reflect.DeepEqual(p[0].Y, p[1].Y) {
+			t.Errorf("pair %d: the sentiment bags of words changed", i)
+		}
 	}
 }

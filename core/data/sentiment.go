@@ -10,14 +10,16 @@ import (
 	"unicode"
 )
 
-// Sentence is one labelled sentence of the UCI Sentiment Labelled Sentences
-// set: Class 0 is negative, 1 positive.
+// Sentence is one labelled text: a sentence of the UCI Sentiment Labelled
+// Sentences set (Class 0 negative, 1 positive), an e-mail's text, a news
+// story; the samples of a TextSet.
 type Sentence struct {
 	Text  string
 	Class int
 }
 
-// SentimentDim is the number of hash buckets Open uses for the sentiment set.
+// SentimentDim is the number of hash buckets Open uses for the text sets
+// (sentiment, spam-assassin, reuters-grain).
 const SentimentDim = 2048
 
 // ReadSentences parses a JSON array of {"text": "...", "class": 0|1} objects
