@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -16,8 +17,13 @@ import (
 // Recording (record.go) against op-by-op mode, on the backend New("") picks:
 // the same ops in one program per sync point, or in one executable each,
 // must give the same bits on SimpleGo, where a program runs the graphs of
-// its ops one after the other with the same kernels. (On XLA, fusion may
-// round differently: see the package comment.)
+// its ops one after the other with the same kernels. XLA may fuse the ops
+// of a program and round some of them differently (see the package
+// comment), so on it the tests compare as the CPU parity tests do, within
+// float32 tolerances, and leave out the runs that amplify rounding.
+
+// exact reports whether d's two modes must agree to the bit: on SimpleGo.
+func exact(d *Device) bool { return strings.HasPrefix(d.Name(), "xla/go") }
 
 var (
 	modesOnce    sync.Once
@@ -58,12 +64,52 @@ func sameBits(a, b []float32) (int, bool) {
 
 func same64(a, b float64) bool { return a == b || a != a && b != b }
 
-// sameWeights fails t unless the two models' weights are the same bits.
-func sameWeights(t *testing.T, what string, rd, od core.Device, r, o nn.Model) {
+// near32 reports whether b matches a: the same bits when exact, else
+// within rtol of the largest finite |a| (NaN matching NaN, infinities
+// exactly); if not, where they first differ.
+func near32(exact bool, a, b []float32, rtol float64) (int, bool) {
+	if exact {
+		return sameBits(a, b)
+	}
+	var scale float64
+	for _, x := range a {
+		if v := math.Abs(float64(x)); v > scale && !math.IsInf(v, 0) {
+			scale = v
+		}
+	}
+	for i := range a {
+		if !near(float64(b[i]), float64(a[i]), 0, rtol*scale, 0) {
+			return i, false
+		}
+	}
+	return -1, true
+}
+
+// nearLoss is near32 for a loss: the same bits, or the CPU parity tests'
+// loss tolerance.
+func nearLoss(exact bool, a, b float64) bool {
+	if exact {
+		return same64(a, b)
+	}
+	return near(b, a, trainLossRTol, trainLossATol, math.Abs(a))
+}
+
+// sameWeights fails t unless the two models' weights match (near32 with
+// trainWeightTol; when not exact, the attention key biases are left out,
+// as in the parity tests: see keyBiases).
+func sameWeights(t *testing.T, exact bool, what string, rd, od core.Device, r, o nn.Model) {
 	t.Helper()
+	skip := map[int]bool{}
+	if !exact {
+		skip = keyBiases(r)
+	}
 	for l, rw := range r.Weights() {
 		rv, ov := download(rd, rw), download(od, o.Weights()[l])
-		if i, ok := sameBits(rv, ov); !ok {
+		if skip[l] {
+			n := (rw.Rows() - 1) * rw.Cols()
+			rv, ov = rv[:n], ov[:n]
+		}
+		if i, ok := near32(exact, rv, ov, trainWeightTol); !ok {
 			t.Fatalf("%s: matrix %d (%d×%d), entry %d: recorded %.9g, op by op %.9g", what, l, rw.Rows(), rw.Cols(), i, rv[i], ov[i])
 		}
 	}
@@ -85,9 +131,12 @@ var recordModels = []struct {
 // and error and, at the end, every weight to be the same bits. Each
 // optimizer runs at trainOptimizers' settings where it has some, at its
 // defaults otherwise: with the same arithmetic in both modes even the runs
-// that amplify rounding (lr = 1 for K-FAC) must agree exactly.
+// that amplify rounding (lr = 1 for K-FAC) must agree exactly. Where the
+// modes may round differently (not SimpleGo), only trainOptimizers run,
+// compared within the parity tests' tolerances.
 func TestRecordedTrainingMatchesOpByOp(t *testing.T) {
 	rd, od := modeDevices(t)
+	ex := exact(rd)
 	const steps = 30
 	for _, m := range recordModels {
 		names := m.opts
@@ -95,11 +144,14 @@ func TestRecordedTrainingMatchesOpByOp(t *testing.T) {
 			names = optim.Names()
 		}
 		for _, name := range names {
-			spec := ""
+			spec, stable := "", false
 			for _, o := range trainOptimizers {
 				if o.name == name {
-					spec = o.spec
+					spec, stable = o.spec, true
 				}
+			}
+			if !ex && !stable {
+				continue
 			}
 			t.Run(m.model+"/"+name, func(t *testing.T) {
 				rnet, rb := blobs(rd, m.model, 64, 16)
@@ -120,11 +172,11 @@ func TestRecordedTrainingMatchesOpByOp(t *testing.T) {
 					if fmt.Sprint(rerr) != fmt.Sprint(oerr) {
 						t.Fatalf("step %d: recorded error %v, op by op %v", s, rerr, oerr)
 					}
-					if !same64(rs.Loss, os.Loss) {
+					if !nearLoss(ex, rs.Loss, os.Loss) {
 						t.Fatalf("step %d: loss recorded %.17g, op by op %.17g", s, rs.Loss, os.Loss)
 					}
 				}
-				sameWeights(t, fmt.Sprintf("after %d steps", steps), rd, od, rnet, onet)
+				sameWeights(t, ex, fmt.Sprintf("after %d steps", steps), rd, od, rnet, onet)
 				r1, o1 := rd.Stats(), od.Stats()
 				t.Logf("%d steps: %d programs recorded (%d ops), %d op by op; %d and %d syncs",
 					steps, r1.Programs-r0.Programs, r1.Ops-r0.Ops, o1.Programs-o0.Programs, r1.Syncs-r0.Syncs, o1.Syncs-o0.Syncs)
@@ -136,9 +188,11 @@ func TestRecordedTrainingMatchesOpByOp(t *testing.T) {
 // TestRecordedArchMatchesOpByOp trains the CNNs and the ViT of
 // archTrainCases through train.Session on a recording device and on an
 // op-by-op one and requires the same bits: every step's loss, the final
-// test loss and accuracy, and every weight at the end.
+// test loss and accuracy, and every weight at the end (not on SimpleGo:
+// within the parity tests' tolerances, the accuracy free).
 func TestRecordedArchMatchesOpByOp(t *testing.T) {
 	rd, od := modeDevices(t)
+	ex := exact(rd)
 	for _, c := range archTrainCases {
 		t.Run(c.model+"/"+c.opt, func(t *testing.T) {
 			rs, os := archSession(t, rd, c.model, c.opt, c.spec), archSession(t, od, c.model, c.opt, c.spec)
@@ -148,14 +202,14 @@ func TestRecordedArchMatchesOpByOp(t *testing.T) {
 				if fmt.Sprint(rerr) != fmt.Sprint(oerr) {
 					t.Fatalf("step %d: recorded error %v, op by op %v", s+1, rerr, oerr)
 				}
-				if !same64(rm.Loss, om.Loss) || rm.Rejected != om.Rejected {
+				if !nearLoss(ex, rm.Loss, om.Loss) || rm.Rejected != om.Rejected {
 					t.Fatalf("step %d: loss recorded %.17g (%d rejected), op by op %.17g (%d rejected)", s+1, rm.Loss, rm.Rejected, om.Loss, om.Rejected)
 				}
-				if rm.Eval != om.Eval || !same64(rm.TestLoss, om.TestLoss) || !same64(rm.TestAcc, om.TestAcc) {
+				if rm.Eval != om.Eval || !nearLoss(ex, rm.TestLoss, om.TestLoss) || ex && !same64(rm.TestAcc, om.TestAcc) {
 					t.Fatalf("step %d: evaluation recorded %v %.17g %.17g, op by op %v %.17g %.17g", s+1, rm.Eval, rm.TestLoss, rm.TestAcc, om.Eval, om.TestLoss, om.TestAcc)
 				}
 			}
-			sameWeights(t, "at the end", rd, od, rs.Net, os.Net)
+			sameWeights(t, ex, "at the end", rd, od, rs.Net, os.Net)
 		})
 	}
 }
@@ -168,17 +222,23 @@ func TestRecordedArchMatchesOpByOp(t *testing.T) {
 // value read in between), outputs that alias inputs (Axpby(x, x),
 // Apply(a, a, a), Copy onto itself), uploads over pending values and over
 // values a pending op reads, Free of a matrix with pending writes or whose
-// tensor a pending op reads (donated), and syncs at random points.
+// tensor a pending op reads (donated), and syncs at random points. (Not
+// on SimpleGo: within 1e-3 of the largest magnitude read or held by the
+// matrix; a lifetime error is far larger.)
 func TestRecordingRandomOps(t *testing.T) {
 	rd, od := modeDevices(t)
+	ex := exact(rd)
 	for seed := range uint64(24) {
 		rv, rm := playRandomOps(rd, seed)
 		ov, om := playRandomOps(od, seed)
-		if i, ok := sameBits(rv, ov); !ok || len(rv) != len(ov) {
+		if len(rv) != len(ov) {
+			t.Fatalf("seed %d: %d reads recorded, %d op by op", seed, len(rv), len(ov))
+		}
+		if i, ok := near32(ex, rv, ov, 1e-3); !ok {
 			t.Fatalf("seed %d: read %d: recorded %v, op by op %v (of %d and %d reads)", seed, i, rv[i], ov[i], len(rv), len(ov))
 		}
 		for k := range rm {
-			if i, ok := sameBits(rm[k], om[k]); !ok {
+			if i, ok := near32(ex, rm[k], om[k], 1e-3); !ok {
 				t.Fatalf("seed %d: matrix %d, entry %d: recorded %v, op by op %v", seed, k, i, rm[k][i], om[k][i])
 			}
 		}
