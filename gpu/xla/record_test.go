@@ -439,3 +439,89 @@ func TestProgramsPerStep(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordingLifetimes spells out, one case each, the lifetimes
+// TestRecordingRandomOps draws at random, on a recording device, with
+// values exact in float32.
+func TestRecordingLifetimes(t *testing.T) {
+	rd, _ := modeDevices(t)
+	const n = 6
+	fill := func(v float32) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = v
+		}
+		return s
+	}
+	mat := func(v float32) core.Mat {
+		m := rd.New(2, 3)
+		rd.Upload(m, fill(v))
+		return m
+	}
+	want := func(what string, m core.Mat, v float32) {
+		t.Helper()
+		got := download(rd, m)
+		if i, ok := sameBits(got, fill(v)); !ok {
+			t.Errorf("%s: entry %d is %v, want %v", what, i, got[i], v)
+		}
+	}
+	t.Run("free with pending writes", func(t *testing.T) {
+		a, b := mat(1), mat(2)
+		rd.Axpby(1, a, 1, b) // b pending
+		rd.Free(b)
+		if s := rd.Sum(a); s != n {
+			t.Errorf("Sum = %v, want %d", s, n)
+		}
+		rd.Free(a)
+	})
+	t.Run("written twice, the first value read in between", func(t *testing.T) {
+		x, y := mat(0), mat(0)
+		rd.Fill(x, 2)
+		rd.Copy(y, x)
+		rd.Fill(x, 3)
+		want("y", y, 2)
+		want("x", x, 3)
+		rd.Free(x)
+		rd.Free(y)
+	})
+	t.Run("outputs alias inputs", func(t *testing.T) {
+		a := mat(1)
+		rd.Apply(core.Add, a, a, a) // 2
+		rd.Axpby(2, a, 3, a)        // 10
+		rd.Copy(a, a)
+		want("a", a, 10)
+		rd.Free(a)
+	})
+	t.Run("upload over a value a pending op reads", func(t *testing.T) {
+		x, y := mat(0), mat(0)
+		rd.Fill(x, 1)
+		rd.Copy(y, x)
+		rd.Upload(x, fill(5))
+		want("y", y, 1)
+		want("x", x, 5)
+		rd.Free(x)
+		rd.Free(y)
+	})
+	t.Run("free and overwrite tensors a pending op reads (donated)", func(t *testing.T) {
+		x, y, z := mat(4), mat(0), mat(6)
+		rd.Copy(y, x)
+		rd.Free(x)
+		rd.Apply(core.Mul, y, y, z) // reads z's tensor ...
+		rd.Fill(z, 7)               // ... which z no longer needs
+		want("y", y, 24)
+		want("z", z, 7)
+		rd.Free(y)
+		rd.Free(z)
+	})
+	t.Run("nothing left to compute", func(t *testing.T) {
+		x := mat(1)
+		rd.Flush()
+		before := rd.Stats().Programs
+		rd.Fill(x, 2)
+		rd.Free(x)
+		rd.Flush()
+		if p := rd.Stats().Programs - before; p != 0 {
+			t.Errorf("%d programs ran for ops whose results were all freed", p)
+		}
+	})
+}
