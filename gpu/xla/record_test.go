@@ -513,6 +513,20 @@ func TestRecordingLifetimes(t *testing.T) {
 		rd.Free(y)
 		rd.Free(z)
 	})
+	t.Run("longer than a program may be", func(t *testing.T) {
+		a, b := mat(1), mat(0)
+		rd.Flush()
+		before := rd.Stats().Programs
+		for range maxRecorded + 10 {
+			rd.Axpby(1, a, 1, b)
+		}
+		want("b", b, maxRecorded+10)
+		if p := rd.Stats().Programs - before; p != 2 {
+			t.Errorf("%d ops ran as %d programs, want 2", maxRecorded+10, p)
+		}
+		rd.Free(a)
+		rd.Free(b)
+	})
 	t.Run("nothing left to compute", func(t *testing.T) {
 		x := mat(1)
 		rd.Flush()
