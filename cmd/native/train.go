@@ -464,6 +464,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		fmt.Fprintf(log, "resume  from step %d (checkpoint of %s)\n", resumed.Step, resumed.Device)
 	}
 
+	progs := newProgramTracker(dev) // nil but on devices that compile programs (xla)
 	var bar *progress.Bar
 	if !f.quiet {
 		var opts []progress.Option
@@ -507,6 +508,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			runErr = err
 			break
 		}
+		progs.step(m.Eval)
 		if !math.IsNaN(m.Loss) {
 			lastLoss = m.Loss
 		}
@@ -583,6 +585,10 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	if rss := peakRSS(); rss > 0 {
 		sum.Result.PeakRSSBytes = &rss
+	}
+	if progs != nil {
+		sum.Result.Programs = progs.summary()
+		fmt.Fprintln(log, progs.line())
 	}
 	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
 	if final || ckptStep >= 0 {
@@ -729,6 +735,8 @@ type summaryResult struct {
 	TimeToTargetSeconds jfloat `json:"time_to_target_seconds"` // training time at the first evaluation ≥ target; null if never
 	PeakRSSBytes        *int64 `json:"peak_rss_bytes"`         // getrusage maxrss of the process; null where unknown
 	Rejected            int    `json:"rejected_steps"`         // attempts rejected as non-finite and retried (or ending the run)
+	// Programs are the compiled programs the device ran (xla only).
+	Programs *summaryPrograms `json:"programs,omitempty"`
 }
 
 // jfloat is a float64 that encodes NaN and ±Inf as JSON null.

@@ -13,21 +13,25 @@ import (
 // run: BenchmarkGemm/{cpu,xla}/n=…, BenchmarkNewtonSchulz/{cpu,xla}/n=….
 // The first call (compilation) is made before the timer starts, and the xla
 // loop ends with a sync point (Wait), so asynchronous backends are timed to
-// completion.
+// completion. A recording device runs each iteration's op as a program of
+// its own (flush): recorded together, the products that later ones
+// overwrite would be dropped as dead code.
 
 func benchDevices(b *testing.B) []struct {
-	name string
-	dev  core.Device
-	wait func(core.Mat)
+	name  string
+	dev   core.Device
+	wait  func(core.Mat)
+	flush func()
 } {
 	x := testDevice(b)
 	return []struct {
-		name string
-		dev  core.Device
-		wait func(core.Mat)
+		name  string
+		dev   core.Device
+		wait  func(core.Mat)
+		flush func()
 	}{
-		{"cpu", cpu.New(), func(core.Mat) {}},
-		{"xla", x, x.Wait},
+		{"cpu", cpu.New(), func(core.Mat) {}, func() {}},
+		{"xla", x, x.Wait, x.Flush},
 	}
 }
 
@@ -59,6 +63,7 @@ func BenchmarkGemm(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					d.dev.Gemm(false, false, 1, A, B, 0, C)
+					d.flush()
 				}
 				d.wait(C)
 				reportGFLOPS(b, 2*float64(n)*float64(n)*float64(n))

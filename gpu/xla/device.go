@@ -1,6 +1,6 @@
 // Package xla is a core.Device on GoMLX v0.26: every Device op is a GoMLX
-// graph, compiled once per shape signature and cached, and run by a GoMLX
-// backend. Two backends are supported:
+// graph builder, and the ops between two sync points run as one compiled
+// program. Two backends are supported:
 //
 //   - "go": SimpleGo, GoMLX's pure-Go backend (no cgo; what CI runs). It is a
 //     correctness check and a portable fallback, not a fast device.
@@ -10,17 +10,36 @@
 //     plugins is always disabled.
 //
 // A Mat holds a GoMLX *tensors.Tensor that stays on the backend between calls.
-// Ops are functional graphs: each call produces a new buffer for its
-// destination and the destination's previous buffer is donated to the call
-// when it is also an input (Axpby's y, Gemm's C, NewtonSchulz's warm X, ...),
-// or released otherwise. Scalar arguments (alpha, beta, λ, ...) are graph
-// inputs, so changing them never recompiles; discrete arguments (transposes,
-// the unary op, Newton–Schulz order and iteration count, ...) select the Exec.
 //
-// Fused kernels are single executables: NewtonSchulz (K iterations unrolled in
+// Recording (the default; record.go): an op is recorded, not run, and a
+// sync point (Download, or any op that returns a value to the host) runs
+// everything recorded since the last one as one program, built from the
+// ops' graphs, compiled once per recorded sequence and shapes and cached.
+// So a training step runs one program per sync point, with no host round
+// trip per op. Op-by-op mode (SetRecording(false), or GRNG_XLA_RECORD=off)
+// runs one cached executable per op instead, as this package first did; the
+// two modes compute the same values. On SimpleGo they are the same bits (a
+// program runs its ops' graphs one after the other, with the same kernels);
+// XLA may fuse the ops of a program and so round a few of them differently
+// (a multiply and an add contracted into one FMA, say), within float32
+// tolerance of the op-by-op values. Stats counts the programs compiled and
+// run.
+//
+// Ops are functional graphs: each call produces a new value for its
+// destination, and the destination's previous buffer is donated to the
+// computation when nothing else needs it (Axpby's y, Gemm's C,
+// NewtonSchulz's warm X, ..., or any tensor a recording reads and then
+// overwrites). Scalar arguments (alpha, beta, λ, ...) are graph inputs, so
+// changing them never recompiles; discrete arguments (transposes, the unary
+// op, Newton–Schulz order and iteration count, ...) select the graph.
+//
+// Fused kernels are single graphs: NewtonSchulz (K iterations unrolled in
 // one graph, as GoMLX has no While op, with the X0 scaling inside the graph),
 // SpectralNorm (power iteration unrolled), InvDampingUpdate, KalmanDiagUpdate,
-// SoftmaxXent.
+// SoftmaxXent. When recording, SpectralNorms puts all its matrices in one
+// program and one readback, and NewtonSchulzAll runs its pairs in lock step,
+// one program and one readback a round of residual checks.
+//
 // CholeskyInverse is the exception: it downloads A, factors it on the host in
 // float64 with gonum (through the CPU reference device, so results and error
 // messages are identical) and uploads the inverse; it is the fallback path,
@@ -46,6 +65,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // registers the "go" backend
@@ -64,6 +84,10 @@ const (
 	EnvBackend = "GRNG_XLA_BACKEND"
 	// EnvPlugin is the PJRT plugin used when the backend is just "xla".
 	EnvPlugin = "GRNG_XLA_PLUGIN"
+	// EnvRecord set to "off" (or 0, false) opens the device in op-by-op
+	// mode, one executable per op; "on" (the default) records the ops
+	// between two sync points into one program (record.go).
+	EnvRecord = "GRNG_XLA_RECORD"
 )
 
 // xlaCompiled reports whether the XLA/PJRT backend is compiled in (-tags xla
@@ -83,6 +107,14 @@ type Device struct {
 	mu      sync.Mutex
 	execs   map[string]*graph.Exec
 	scalars map[uint32]*tensors.Tensor // device copies of recent scalar arguments
+	seen    map[string]bool            // op-by-op executables compiled, by key and shapes
+
+	// rmu guards the recording state, the Mats' storage and the counts.
+	rmu    sync.Mutex
+	record bool
+	rec    *recording          // the ops since the last sync point (recording mode)
+	progs  map[string]*program // compiled recordings by key (record.go)
+	stats  Stats
 }
 
 // maxScalars bounds the scalar-argument cache (alpha, beta, λ, learning
@@ -96,7 +128,8 @@ var _ core.Device = (*Device)(nil)
 // backend. Zero-sized matrices hold no tensor.
 type Mat struct {
 	r, c  int
-	t     *tensors.Tensor
+	t     *tensors.Tensor // nil while pend > 0
+	pend  int             // 1 + the value it holds in the device's recording; 0: none
 	dev   *Device
 	freed bool
 }
@@ -167,7 +200,17 @@ func New(backend string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening GoMLX backend %q: %w", spec, err)
 	}
-	return &Device{backend: b, name: name, execs: map[string]*graph.Exec{}, scalars: map[uint32]*tensors.Tensor{}}, nil
+	d := &Device{backend: b, name: name, execs: map[string]*graph.Exec{}, scalars: map[uint32]*tensors.Tensor{},
+		seen: map[string]bool{}, progs: map[string]*program{}, record: true}
+	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(EnvRecord))); v {
+	case "", "1", "on", "true":
+	case "0", "off", "false":
+		d.record = false
+	default:
+		b.Finalize()
+		return nil, fmt.Errorf("%s=%q: want on or off", EnvRecord, v)
+	}
+	return d, nil
 }
 
 // newBackend calls backends.NewWithConfig, turning its panics (unknown
@@ -184,14 +227,20 @@ func newBackend(config string) (b backends.Backend, err error) {
 // Backend is the GoMLX backend the device runs on.
 func (d *Device) Backend() backends.Backend { return d.backend }
 
-// Close releases the backend; the device must not be used afterwards.
+// Close releases the backend; the device must not be used afterwards. Ops
+// recorded since the last sync point are dropped.
 func (d *Device) Close() {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, e := range d.execs {
 		e.Finalize()
 	}
-	d.execs = nil
+	for _, p := range d.progs {
+		p.g.Finalize()
+	}
+	d.execs, d.progs, d.rec = nil, nil, nil
 	d.scalars = nil
 	d.backend.Finalize()
 }
@@ -243,15 +292,18 @@ func (d *Device) fromHost(data []float32, rows, cols int) *tensors.Tensor {
 
 func (d *Device) Free(x core.Mat) {
 	m := d.m("Free", x)
-	d.set(m, nil)
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	d.dropLocked(m)
 	m.freed = true
 }
 
-// set makes t the storage of m, releasing the previous tensor.
-func (d *Device) set(m *Mat, t *tensors.Tensor) {
-	if m.t != nil && m.t != t {
-		_ = m.t.FinalizeAll()
+// setLocked makes t the storage of m, letting go of what it held.
+func (d *Device) setLocked(m *Mat, t *tensors.Tensor) {
+	if m.t != t {
+		d.dropLocked(m)
 	}
+	m.pend = 0
 	m.t = t
 }
 
@@ -263,7 +315,10 @@ func (d *Device) Upload(dst core.Mat, src []float32) {
 	if m.empty() {
 		return
 	}
-	d.set(m, d.fromHost(src, m.r, m.c))
+	t := d.fromHost(src, m.r, m.c)
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	d.setLocked(m, t) // a pending value is overwritten: no need to run it
 }
 
 func (d *Device) Download(x core.Mat, dst []float32) {
@@ -274,6 +329,10 @@ func (d *Device) Download(x core.Mat, dst []float32) {
 	if m.empty() {
 		return
 	}
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	d.flushLocked()
+	d.stats.Syncs++
 	buf, err := m.t.Buffer(d.backend, 0)
 	if err == nil {
 		err = d.backend.BufferToFlatData(buf, dst)
@@ -290,10 +349,10 @@ func (d *Device) Wait(x core.Mat) {
 	if m.empty() {
 		return
 	}
-	out := d.run("wait", func(in []*graph.Node) []*graph.Node {
+	out := d.eval("wait", func(in []*graph.Node) []*graph.Node {
 		return []*graph.Node{graph.Slice(in[0], graph.AxisRange(0, 1), graph.AxisRange(0, 1))}
-	}, []*Mat{m}, nil, nil)
-	scalar(out[0])
+	}, []*Mat{m}, nil, nil, 1)
+	d.results(out...)
 }
 
 // graphFn builds one op's graph from its inputs: the Mats first, then the
@@ -318,15 +377,45 @@ func (d *Device) exec(key string, fn graphFn) *graph.Exec {
 	return e
 }
 
-// run executes the op key on the input Mats ins and the scalar arguments
-// (float32 values), and stores its first len(outs) results in outs. An input
-// that is also an output (and appears once among the inputs) is donated to
-// the computation: its old value is overwritten anyway, and the backend may
+// run runs the op key on the input Mats ins and the scalar arguments
+// (float32 values), and stores its results in outs: in recording mode it
+// records the op (record.go), in op-by-op mode it runs the op's executable.
+func (d *Device) run(key string, fn graphFn, ins []*Mat, scalars []float32, outs []*Mat) {
+	d.eval(key, fn, ins, scalars, outs, 0)
+}
+
+// eval is run for an op whose graph makes nres more values after its
+// outputs, values for the host: it returns them as futures, to be read with
+// results.
+func (d *Device) eval(key string, fn graphFn, ins []*Mat, scalars []float32, outs []*Mat, nres int) []*future {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	if d.record {
+		return d.recordLocked(key, fn, ins, scalars, outs, nres)
+	}
+	res := d.execLocked(key, fn, ins, scalars, outs)
+	if len(res) != nres {
+		panic(fmt.Sprintf("xla: %s made %d results, want %d", key, len(res), nres)) // a bug of this package
+	}
+	fs := make([]*future, nres)
+	for i, t := range res {
+		fs[i] = &future{t: t}
+	}
+	return fs
+}
+
+// execLocked runs the executable of op key (op-by-op mode). An input that is
+// also an output (and appears once among the inputs) is donated to the
+// computation: its old value is overwritten anyway, and the backend may
 // reuse its memory. Results past len(outs) are returned to the caller, who
 // owns them.
-func (d *Device) run(key string, fn graphFn, ins []*Mat, scalars []float32, outs []*Mat) []*tensors.Tensor {
+func (d *Device) execLocked(key string, fn graphFn, ins []*Mat, scalars []float32, outs []*Mat) []*tensors.Tensor {
 	e := d.exec(key, fn)
 	args := make([]any, 0, len(ins)+len(scalars))
+	sig := []byte(key)
+	for _, m := range ins {
+		sig = fmt.Appendf(sig, "|%dx%d", m.r, m.c)
+	}
 	for i, m := range ins {
 		donate := false
 		if contains(outs, m) {
@@ -351,15 +440,50 @@ func (d *Device) run(key string, fn graphFn, ins []*Mat, scalars []float32, outs
 	for _, s := range scalars {
 		args = append(args, d.scalarArg(s))
 	}
+	if !d.seen[string(sig)] {
+		start := time.Now()
+		if err := e.PreCompile(args...); err != nil {
+			panic(fmt.Errorf("xla: %s: %w", key, err))
+		}
+		d.stats.CompileTime += time.Since(start)
+		d.stats.Compiled++
+		d.seen[string(sig)] = true
+	}
 	res, err := e.Exec(args...)
 	if err != nil {
 		panic(fmt.Errorf("xla: %s: %w", key, err))
 	}
+	d.stats.Ops++
+	d.stats.Programs++
 	for i, o := range outs {
-		d.set(o, res[i])
+		d.setLocked(o, res[i])
 	}
 	return res[len(outs):]
 }
+
+// results waits for the futures, one sync point for all of them (in
+// recording mode the pending program runs), and reads them as float32
+// values, releasing them.
+func (d *Device) results(fs ...*future) [][]float32 {
+	d.rmu.Lock()
+	for _, f := range fs {
+		if f.t == nil {
+			d.flushLocked()
+			break
+		}
+	}
+	d.stats.Syncs++
+	d.rmu.Unlock()
+	out := make([][]float32, len(fs))
+	for i, f := range fs {
+		out[i] = vector(f.t)
+		f.t = nil
+	}
+	return out
+}
+
+// scalar is the one value of a future (a sync point).
+func (d *Device) scalar(f *future) float32 { return d.results(f)[0][0] }
 
 // scalarArg returns a device tensor holding v, from the cache when v was
 // used recently. The cached tensors are never donated.
@@ -395,9 +519,6 @@ func contains(ms []*Mat, m *Mat) bool {
 	}
 	return false
 }
-
-// scalar reads the first element of a result (a sync point) and releases it.
-func scalar(t *tensors.Tensor) float32 { return vector(t)[0] }
 
 // vector reads a result as float32 values (a sync point) and releases it.
 func vector(t *tensors.Tensor) []float32 {

@@ -38,21 +38,32 @@ func (d *Device) AddDiag(a core.Mat, v float32) {
 // where λ agrees with the one before to core.SpectralConverged, or w
 // vanishes (λ = 0), the later steps keep λ and v.
 func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
-	A := d.square("SpectralNorm", a)
-	var V *Mat
+	A, V := d.spectralArgs(a, v)
+	if A.empty() {
+		return 0
+	}
+	return d.scalar(d.spectralNorm(A, V, iters))
+}
+
+// spectralArgs checks SpectralNorm's operands (v may be nil).
+func (d *Device) spectralArgs(a, v core.Mat) (A, V *Mat) {
+	A = d.square("SpectralNorm", a)
 	if v != nil {
 		V = d.m("SpectralNorm", v)
 		core.CheckShape("SpectralNorm", "v", V, A.r, 1)
 	}
-	if A.empty() {
-		return 0
-	}
+	return A, V
+}
+
+// spectralNorm runs (or records) the power iteration of a non-empty A and
+// returns its estimate.
+func (d *Device) spectralNorm(A, V *Mat, iters int) *future {
 	k := max(iters, 1)
 	ins, outs, key := []*Mat{A}, []*Mat(nil), fmt.Sprintf("spectralnorm/%d", k)
 	if V != nil {
 		ins, outs, key = append(ins, V), []*Mat{V}, key+"/warm"
 	}
-	out := d.run(key, func(in []*Node) []*Node {
+	out := d.eval(key, func(in []*Node) []*Node {
 		a := in[0]
 		g := a.Graph()
 		n := a.Shape().Dimensions[0]
@@ -83,8 +94,8 @@ func (d *Device) SpectralNorm(a, v core.Mat, iters int) float32 {
 			return []*Node{v, lam}
 		}
 		return []*Node{lam}
-	}, ins, nil, outs)
-	return scalar(out[0])
+	}, ins, nil, outs, 1)
+	return out[0]
 }
 
 // newtonSchulzGraph returns the graph of iters Newton–Schulz iterations of
@@ -141,35 +152,43 @@ func newtonSchulzGraph(order, iters int, warm bool) graphFn {
 // the A·X its predecessor ended with, one product more than the CPU device.
 // The warm start's X is donated to the call.
 func (d *Device) NewtonSchulz(x, a core.Mat, order, iters int, warm bool, tol float32) float32 {
-	A := d.square("NewtonSchulz", a)
-	X := d.m("NewtonSchulz", x)
+	X, A := d.newtonSchulzArgs(x, a, order)
+	if A.empty() {
+		return 0
+	}
+	iters = max(iters, 0)
+	if !(tol > 0) {
+		return d.scalar(d.newtonSchulz(X, A, order, iters, warm))
+	}
+	r, prev := d.scalar(d.newtonSchulz(X, A, order, 0, warm)), float32(math.Inf(1))
+	for it := 0; it < iters && !core.NewtonSchulzStop(float64(r), float64(prev), float64(tol), warm); it++ {
+		r, prev = d.scalar(d.newtonSchulz(X, A, order, 1, true)), r
+	}
+	return r
+}
+
+// newtonSchulzArgs checks NewtonSchulz's operands.
+func (d *Device) newtonSchulzArgs(x, a core.Mat, order int) (X, A *Mat) {
+	A = d.square("NewtonSchulz", a)
+	X = d.m("NewtonSchulz", x)
 	core.SameShape("NewtonSchulz", X, A)
 	if order < 2 || order > 4 {
 		panic(&core.ShapeError{Op: "NewtonSchulz", What: fmt.Sprintf("order %d, want 2, 3 or 4", order)})
 	}
-	if A.empty() {
-		return 0
-	}
-	if X == A {
+	if !A.empty() && X == A {
 		panic(&core.ShapeError{Op: "NewtonSchulz", What: "x aliases a"})
 	}
-	iters = max(iters, 0)
-	call := func(iters int, warm bool) float32 {
-		ins := []*Mat{A}
-		if warm {
-			ins = append(ins, X)
-		}
-		out := d.run(fmt.Sprintf("newtonschulz/%d/%d/%t", order, iters, warm), newtonSchulzGraph(order, iters, warm), ins, nil, []*Mat{X})
-		return scalar(out[0])
+	return X, A
+}
+
+// newtonSchulz runs (or records) iters iterations on a non-empty A and
+// returns the residual of the X it leaves.
+func (d *Device) newtonSchulz(X, A *Mat, order, iters int, warm bool) *future {
+	ins := []*Mat{A}
+	if warm {
+		ins = append(ins, X)
 	}
-	if !(tol > 0) {
-		return call(iters, warm)
-	}
-	r, prev := call(0, warm), float32(math.Inf(1))
-	for it := 0; it < iters && !core.NewtonSchulzStop(float64(r), float64(prev), float64(tol), warm); it++ {
-		r, prev = call(1, true), r
-	}
-	return r
+	return d.eval(fmt.Sprintf("newtonschulz/%d/%d/%t", order, iters, warm), newtonSchulzGraph(order, iters, warm), ins, nil, []*Mat{X}, 1)[0]
 }
 
 // InvDampingUpdate applies paper eq. 11, X ← X − dλ·X·X, in place (X donated).
@@ -228,13 +247,90 @@ func (d *Device) CholeskyInverse(dst, a core.Mat) error {
 	return nil
 }
 
-// SpectralNorms runs one executable per matrix: each call is already one
-// graph and one readback.
+// SpectralNorms in recording mode puts every matrix's power iteration in
+// one program, read back in one sync point; in op-by-op mode it runs one
+// executable and one readback per matrix. The values are the same.
 func (d *Device) SpectralNorms(dst []float32, as, vs []core.Mat, iters int) {
-	core.EachSpectralNorm(d, dst, as, vs, iters)
+	if !d.Recording() {
+		core.EachSpectralNorm(d, dst, as, vs, iters)
+		return
+	}
+	core.CheckLists("SpectralNorms", dst, as)
+	if vs != nil {
+		core.CheckLists("SpectralNorms", dst, vs)
+	}
+	As, Vs := make([]*Mat, len(as)), make([]*Mat, len(as))
+	for i, a := range as {
+		var v core.Mat
+		if vs != nil {
+			v = vs[i]
+		}
+		As[i], Vs[i] = d.spectralArgs(a, v)
+	}
+	var fs []*future
+	var at []int
+	for i, A := range As {
+		if dst[i] = 0; !A.empty() {
+			fs, at = append(fs, d.spectralNorm(A, Vs[i], iters)), append(at, i)
+		}
+	}
+	if len(fs) == 0 {
+		return
+	}
+	for j, r := range d.results(fs...) {
+		dst[at[j]] = r[0]
+	}
 }
 
-// NewtonSchulzAll runs NewtonSchulz per pair.
+// NewtonSchulzAll in recording mode runs the pairs in lock step: the calls
+// of all pairs in one program, then, for the pairs with tol > 0, one
+// program a round with an iteration of each pair that has not stopped, its
+// residuals read in one sync point; every pair gets the iterates and
+// residuals NewtonSchulz would give it. In op-by-op mode it calls
+// NewtonSchulz per pair.
 func (d *Device) NewtonSchulzAll(res []float32, xs, as []core.Mat, order, iters int, warm bool, tols []float32) {
-	core.EachNewtonSchulz(d, res, xs, as, order, iters, warm, tols)
+	if !d.Recording() {
+		core.EachNewtonSchulz(d, res, xs, as, order, iters, warm, tols)
+		return
+	}
+	core.CheckNewtonSchulzLists(res, xs, as, tols)
+	Xs, As := make([]*Mat, len(xs)), make([]*Mat, len(xs))
+	for i := range xs {
+		Xs[i], As[i] = d.newtonSchulzArgs(xs[i], as[i], order)
+	}
+	iters = max(iters, 0)
+	prev := make([]float32, len(xs))
+	var fs []*future
+	var at []int
+	for i, A := range As {
+		res[i], prev[i] = 0, float32(math.Inf(1))
+		if A.empty() {
+			continue
+		}
+		k := iters
+		if tols[i] > 0 {
+			k = 0 // the start; iterations follow one by one
+		}
+		fs, at = append(fs, d.newtonSchulz(Xs[i], A, order, k, warm)), append(at, i)
+	}
+	for it := 0; len(fs) > 0; it++ {
+		for j, r := range d.results(fs...) {
+			res[at[j]], prev[at[j]] = r[0], res[at[j]]
+		}
+		if it == 0 {
+			for j := range at {
+				prev[at[j]] = float32(math.Inf(1))
+			}
+		}
+		if it == iters {
+			break
+		}
+		fs, at = fs[:0], at[:0]
+		for i, A := range As {
+			if A.empty() || !(tols[i] > 0) || core.NewtonSchulzStop(float64(res[i]), float64(prev[i]), float64(tols[i]), warm) {
+				continue
+			}
+			fs, at = append(fs, d.newtonSchulz(Xs[i], A, order, 1, true)), append(at, i)
+		}
+	}
 }

@@ -18,7 +18,12 @@
 #      residual, next to torch.linalg.inv (LU) and the same cubic iteration
 #      written with torch.matmul;
 #   6. times RING and AdamW steps (ms/step) on an MLP with 4096-wide layers
-#      ($MODEL, batch $BATCH) on the xla device, after $WARMUP untimed steps.
+#      ($MODEL, batch $BATCH) and on the MNIST MLP ($SMALL_MODEL, batch
+#      $SMALL_BATCH, synthetic data of its shape) on the xla device, after
+#      $WARMUP untimed steps, in each recording mode of $RECORDS: "on" runs
+#      the ops between two sync points as one program, "off" one program per
+#      op (GRNG_XLA_RECORD); each row gives programs and syncs per step and
+#      the programs compiled in the warm-up and after it.
 #
 # Precision modes ($MODES, default "default fp32"):
 #   default  XLA's own choice for float32 dots (TF32 tensor cores on Ampere
@@ -45,7 +50,8 @@
 #   CUDA_DIR  --xla_gpu_cuda_data_dir: the directory holding nvvm/libdevice
 #             (default: found under $SITE/nvidia). It must be set: go-xla
 #             v0.1.4 otherwise appends a developer's hard-coded path to XLA_FLAGS.
-#   SIZES KS MODEL BATCH STEPS WARMUP OPTS HYPER MODES OUT BIN SKIP_PARITY
+#   SIZES KS MODEL BATCH SMALL_MODEL SMALL_BATCH STEPS WARMUP OPTS HYPER
+#             MODES RECORDS OUT BIN SKIP_PARITY
 #             (defaults below; HYPER is "opt=spec;opt=spec", default
 #             ring=lr=0.1 because RING's paper step lr=1 diverges on random
 #             blobs and a diverging run times its rejection path)
@@ -65,6 +71,9 @@ WARMUP=${WARMUP:-17} # past the refreshes of steps 0, 8 and 16: the warm-start e
 OPTS=${OPTS:-ring,adamw}
 HYPER=${HYPER:-ring=lr=0.1}
 MODES=${MODES:-default fp32}
+SMALL_MODEL=${SMALL_MODEL:-784-256-256-10:relu}
+SMALL_BATCH=${SMALL_BATCH:-128}
+RECORDS=${RECORDS:-on off}
 OUT=${OUT:-$PWD/gpubench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 log() { printf '== %s\n' "$*" >&2; }
@@ -166,8 +175,13 @@ for mode in $MODES; do
 	xb "$mode" -what gemm -sizes "$SIZES" >>"$OUT/xla.jsonl" 2>>"$OUT/xla-$mode.log"
 	log "xla Newton–Schulz ($mode)"
 	xb "$mode" -what ns -sizes "$SIZES" -ks "$KS" >>"$OUT/xla.jsonl" 2>>"$OUT/xla-$mode.log"
-	log "xla training steps ($mode): $OPTS on $MODEL"
-	xb "$mode" -what train -model "$MODEL" -batch "$BATCH" -steps "$STEPS" -warmup "$WARMUP" -opts "$OPTS" -hyper "$HYPER" >>"$OUT/xla.jsonl" 2>>"$OUT/xla-$mode.log"
+	for rec in $RECORDS; do
+		for mb in "$MODEL $BATCH" "$SMALL_MODEL $SMALL_BATCH"; do
+			read -r m b <<<"$mb"
+			log "xla training steps ($mode, recording $rec): $OPTS on $m, batch $b"
+			GRNG_XLA_RECORD=$rec xb "$mode" -what train -model "$m" -batch "$b" -steps "$STEPS" -warmup "$WARMUP" -opts "$OPTS" -hyper "$HYPER" >>"$OUT/xla.jsonl" 2>>"$OUT/xla-$mode.log"
+		done
+	done
 done
 
 log "torch"
@@ -270,8 +284,11 @@ for r in rows:
         if "error" in r:
             print(f"  {r.get('label',''):8s} {r['opt']:8s} error: {r['error']}")
             continue
-        print(f"  {r.get('label',''):8s} {r['opt']:8s} {r['model']} batch {r['batch']}: {r['ms_per_step']:8.2f} ms/step"
-              f"  (loss {r['loss_first']:.3g} -> {r['loss_last']:.3g}, rejected {r['rejected_steps']}, host Cholesky {r['host_cholesky_calls']}, warm-up {r['warmup_sec']:.1f} s{', ' + r['hyper'] if r['hyper'] else ''})")
+        rec = "recorded" if r.get("recording") else "op by op"
+        print(f"  {r.get('label',''):8s} {r['opt']:8s} {r['model']} batch {r['batch']}, {rec}: {r['ms_per_step']:8.2f} ms/step"
+              f"  ({r.get('programs_per_step', float('nan')):.1f} programs, {r.get('syncs_per_step', float('nan')):.1f} syncs a step;"
+              f" compiled {r.get('warmup_compiled', '?')} in the warm-up ({r.get('warmup_compile_sec', float('nan')):.1f} s), {r.get('compiled', '?')} after;"
+              f" loss {r['loss_first']:.3g} -> {r['loss_last']:.3g}, rejected {r['rejected_steps']}, host Cholesky {r['host_cholesky_calls']}, warm-up {r['warmup_sec']:.1f} s{', ' + r['hyper'] if r['hyper'] else ''})")
 PY
 log "done: $OUT"
 [[ $parity != FAIL* ]]

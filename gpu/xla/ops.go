@@ -28,10 +28,12 @@ func (d *Device) Fill(dst core.Mat, v float32) {
 	if D.empty() {
 		return
 	}
-	// dst is an input only for its shape (and donated: its buffer may be reused).
-	d.run("fill", func(in []*Node) []*Node {
-		return []*Node{Add(ZerosLike(in[0]), in[1])}
-	}, []*Mat{D}, []float32{v}, []*Mat{D})
+	// dst is not an input: its shape is in the key, and a recording needs
+	// not keep its old value.
+	r, c := D.r, D.c
+	d.run(fmt.Sprintf("fill/%d/%d", r, c), func(in []*Node) []*Node {
+		return []*Node{BroadcastToDims(in[0], r, c)}
+	}, nil, []float32{v}, []*Mat{D})
 }
 
 // scale sets c = beta·c; beta == 0 overwrites (NaNs in c do not propagate).
@@ -421,8 +423,8 @@ func (d *Device) Sum(src core.Mat) float32 {
 	if S.empty() {
 		return 0
 	}
-	out := d.run("sum", func(in []*Node) []*Node { return []*Node{sum64(in[0])} }, []*Mat{S}, nil, nil)
-	return scalar(out[0])
+	out := d.eval("sum", func(in []*Node) []*Node { return []*Node{sum64(in[0])} }, []*Mat{S}, nil, nil, 1)
+	return d.scalar(out[0])
 }
 
 func (d *Device) Dot(a, b core.Mat) float32 {
@@ -431,8 +433,8 @@ func (d *Device) Dot(a, b core.Mat) float32 {
 	if A.empty() {
 		return 0
 	}
-	out := d.run("dot", func(in []*Node) []*Node { return []*Node{dotNode(in[0], in[1])} }, []*Mat{A, B}, nil, nil)
-	return scalar(out[0])
+	out := d.eval("dot", func(in []*Node) []*Node { return []*Node{dotNode(in[0], in[1])} }, []*Mat{A, B}, nil, nil, 1)
+	return d.scalar(out[0])
 }
 
 // dotNode is Σ a⊙b accumulated in float64.
@@ -445,8 +447,8 @@ func (d *Device) AbsMax(src core.Mat) float32 {
 	if S.empty() {
 		return 0
 	}
-	out := d.run("absmax", func(in []*Node) []*Node { return []*Node{absMaxNode(in[0])} }, []*Mat{S}, nil, nil)
-	return scalar(out[0])
+	out := d.eval("absmax", func(in []*Node) []*Node { return []*Node{absMaxNode(in[0])} }, []*Mat{S}, nil, nil, 1)
+	return d.scalar(out[0])
 }
 
 // absMaxNode is max|x|, NaN when x holds a NaN.
@@ -472,14 +474,14 @@ func (d *Device) Dots(dst []float32, as, bs []core.Mat) {
 	if len(at) == 0 {
 		return
 	}
-	out := d.run(fmt.Sprintf("dots/%d", len(at)), func(in []*Node) []*Node {
+	out := d.eval(fmt.Sprintf("dots/%d", len(at)), func(in []*Node) []*Node {
 		parts := make([]*Node, len(in)/2)
 		for i := range parts {
 			parts[i] = Reshape(dotNode(in[2*i], in[2*i+1]), 1)
 		}
 		return []*Node{Concatenate(parts, 0)}
-	}, ins, nil, nil)
-	for j, v := range vector(out[0]) {
+	}, ins, nil, nil, 1)
+	for j, v := range d.results(out...)[0] {
 		dst[at[j]] = v
 	}
 }
@@ -498,14 +500,14 @@ func (d *Device) AbsMaxes(dst []float32, ms []core.Mat) {
 	if len(at) == 0 {
 		return
 	}
-	out := d.run(fmt.Sprintf("absmaxes/%d", len(at)), func(in []*Node) []*Node {
+	out := d.eval(fmt.Sprintf("absmaxes/%d", len(at)), func(in []*Node) []*Node {
 		parts := make([]*Node, len(in))
 		for i, x := range in {
 			parts[i] = Reshape(absMaxNode(x), 1)
 		}
 		return []*Node{Concatenate(parts, 0)}
-	}, ins, nil, nil)
-	for j, v := range vector(out[0]) {
+	}, ins, nil, nil, 1)
+	for j, v := range d.results(out...)[0] {
 		dst[at[j]] = v
 	}
 }

@@ -10,7 +10,11 @@
 // Build it with -tags xla for the XLA backend; -backend go runs it on
 // SimpleGo (small sizes only). Every timing ends with a sync point, so
 // asynchronous backends are timed to completion; compilation and the first
-// run of each shape are excluded (warm-up).
+// run of each shape are excluded (warm-up). The device records the ops
+// between two sync points into one program unless GRNG_XLA_RECORD=off (one
+// program per op); train records say which, with the programs, syncs and
+// ops a timed step ran and the programs compiled (in the warm-up, and
+// after it).
 package main
 
 import (
@@ -269,11 +273,15 @@ func benchTrain(d *xla.Device, spec nn.Spec, name, hyper string, batch, warmup, 
 		}
 		last = st.Loss
 	}
+	rec["recording"] = d.Recording()
+	st0 := d.Stats()
 	t0 := time.Now()
 	for s := range warmup {
 		step(s)
 	}
 	rec["warmup_sec"] = time.Since(t0).Seconds()
+	st1 := d.Stats()
+	rec["warmup_compiled"], rec["warmup_compile_sec"] = st1.Compiled-st0.Compiled, (st1.CompileTime - st0.CompileTime).Seconds()
 	chol0 := dev.cholesky
 	t0 = time.Now()
 	for s := range steps {
@@ -281,6 +289,11 @@ func benchTrain(d *xla.Device, spec nn.Spec, name, hyper string, batch, warmup, 
 	}
 	net.Loss(batches[0][0], batches[0][1]) // a sync point: every step has run
 	sec := time.Since(t0).Seconds()
+	st2 := d.Stats()
+	rec["programs_per_step"] = float64(st2.Programs-st1.Programs) / float64(steps) // the final loss's program included
+	rec["syncs_per_step"] = float64(st2.Syncs-st1.Syncs) / float64(steps)
+	rec["ops_per_step"] = float64(st2.Ops-st1.Ops) / float64(steps)
+	rec["compiled"], rec["compile_sec"] = st2.Compiled-st1.Compiled, (st2.CompileTime - st1.CompileTime).Seconds()
 	rec["ms_per_step"] = 1e3 * sec / float64(steps)
 	rec["loss_first"], rec["loss_last"] = first, last
 	rec["rejected_steps"] = errs
