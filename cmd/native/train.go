@@ -56,10 +56,11 @@ Checkpoints. Every --checkpoint-every steps (default 500), at the end of the
 run and on SIGINT/SIGTERM, the complete state of the run (weights, optimizer
 state, step, batch order, random sources, training time) is written to
 <out>/checkpoint.grng, atomically: a killed run leaves the previous complete
-checkpoint, never a part of one. metrics.csv is published just before each
-checkpoint. 'native train --resume DIR' continues the run of DIR from its
-checkpoint with DIR's configuration (data, model, optimizer, hyperparameters,
-seed, batch, length, schedule); metrics.csv continues with the new rows. On
+checkpoint, never a part of one. metrics.csv grows as the run goes (whole
+rows only) and is made durable just before each checkpoint. 'native train
+--resume DIR' continues the run of DIR from its checkpoint with DIR's
+configuration (data, model, optimizer, hyperparameters, seed, batch, length,
+schedule); metrics.csv continues with the new rows. On
 the cpu device the resumed run is bit for bit the uninterrupted one. Flags
 that contradict the checkpoint are refused; --device, --data-dir, --quiet
 and --checkpoint-every (by default the run's) may change. A new run refuses
