@@ -65,7 +65,9 @@ the cpu device the resumed run is bit for bit the uninterrupted one. Flags
 that contradict the checkpoint are refused; --device, --data-dir, --quiet
 and --checkpoint-every (by default the run's) may change. A new run refuses
 an --out that holds a checkpoint. --checkpoint-every 0 writes no checkpoint
-at all.
+at all. A checkpoint that cannot be written (a full disk) is reported on
+stderr and tried again at the next one; summary.json counts them
+(checkpoint.failed_writes).
 
 Divergence. A step whose loss, gradient, curvature or update is not finite
 is rejected (the weights are untouched) and retried on the same batch after
@@ -478,24 +480,50 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		lastLoss        = math.NaN()
 		runErr          error
 		ckptStep        = -1
+		ckptFailed      int   // periodic checkpoints not written
+		ckptLastErr     error // why the last of them was not
+		ckptFailing     bool  // the latest periodic checkpoint was not written
 	)
 	if resumed != nil {
 		ckptStep = resumed.Step
 	}
-	checkpoint := func() {
-		if f.ckptEvery == 0 || ckptErr != nil {
-			return
-		}
-		// metrics.csv first: it always reaches the checkpoint's step.
+	// checkpoint writes metrics.csv, then the checkpoint: metrics.csv always
+	// reaches the checkpoint's step.
+	checkpoint := func() error {
 		if err := rec.Sync(); err != nil {
-			ckptErr = err
-			return
+			return err
 		}
 		if err := sess.SaveCheckpoint(ckptPath); err != nil {
-			ckptErr = err
-			return
+			return err
 		}
 		ckptStep = sess.Steps()
+		return nil
+	}
+	// warn prints a line on stderr (even with --quiet), under the bar.
+	warn := func(format string, args ...any) {
+		if bar != nil {
+			bar.Clear()
+		}
+		fmt.Fprintf(a.stderr, format+"\n", args...)
+	}
+	// periodic writes the checkpoint of step; one that cannot be written (a
+	// full disk) is reported and tried again at the next one.
+	periodic := func(step int) {
+		err := checkpoint()
+		if err != nil {
+			ckptFailed++
+			ckptLastErr, ckptFailing = err, true
+			last := "there is none yet"
+			if ckptStep >= 0 {
+				last = fmt.Sprintf("the last one is at step %d", ckptStep)
+			}
+			warn("warning: checkpoint at step %d not written: %v; %s; trying again at step %d", step, err, last, step+f.ckptEvery)
+			return
+		}
+		if ckptFailing {
+			warn("checkpoint at step %d written (%d earlier attempts failed)", step, ckptFailed)
+			ckptFailing = false
+		}
 	}
 	started := time.Now()
 	for !sess.Done() {
@@ -518,7 +546,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			bar.Update(m.Step, progressNote(lastLoss, sess.Result()))
 		}
 		if f.ckptEvery > 0 && m.Step%f.ckptEvery == 0 && !sess.Done() {
-			checkpoint()
+			periodic(m.Step)
 		}
 		if a.afterStep != nil {
 			a.afterStep(m.Step)
@@ -586,10 +614,13 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		sum.Result.PeakRSSBytes = &rss
 	}
 	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
-	if final || ckptStep >= 0 {
-		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Step: ckptStep}
+	if final || ckptStep >= 0 || ckptFailed > 0 {
+		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Step: ckptStep, Failed: ckptFailed}
 		if final {
 			sum.Checkpoint.Step = res.Steps
+		}
+		if ckptLastErr != nil {
+			sum.Checkpoint.LastError = ckptLastErr.Error()
 		}
 	}
 	if err := rec.Close(sum); err != nil && recErr == nil {
@@ -716,6 +747,10 @@ type summaryConfig struct {
 type summaryCheckpoint struct {
 	Path string `json:"path"`
 	Step int    `json:"step"`
+	// Failed counts the periodic checkpoints that could not be written
+	// (each was tried again at the next); LastError says why the last did not.
+	Failed    int    `json:"failed_writes"`
+	LastError string `json:"last_failure,omitempty"`
 }
 
 type summaryResult struct {
