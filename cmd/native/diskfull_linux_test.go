@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -57,22 +56,28 @@ func smallDisk(t *testing.T, size int) (dir string, ok bool) {
 	return dir, true
 }
 
-// fillDisk fills the file system of dir with a file, and returns the
-// function that removes it.
-func fillDisk(t *testing.T, dir string) (free func()) {
+// fillDisk fills the file system of dir with a file, all but leave bytes,
+// and returns the function that removes it.
+func fillDisk(t *testing.T, dir string, leave int64) (free func()) {
 	t.Helper()
 	p := filepath.Join(dir, "filler")
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 4<<10)
+	size := int64(0)
 	for {
-		if _, err := f.Write(buf); errors.Is(err, syscall.ENOSPC) {
+		n, err := f.Write(buf)
+		size += int64(n)
+		if errors.Is(err, syscall.ENOSPC) {
 			break
 		} else if err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := f.Truncate(max(size-leave, 0)); err != nil {
+		t.Fatal(err)
 	}
 	f.Close()
 	return func() {
@@ -80,32 +85,6 @@ func fillDisk(t *testing.T, dir string) (free func()) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// diskFullSummary is what these tests read of summary.json.
-type diskFullSummary struct {
-	Status     string `json:"status"`
-	Error      string `json:"error"`
-	Checkpoint *struct {
-		Step   *int `json:"step"`
-		Failed int  `json:"failed_writes"`
-	} `json:"checkpoint"`
-	Result struct {
-		Steps int `json:"steps"`
-	} `json:"result"`
-}
-
-func readSummary(t *testing.T, dir string) diskFullSummary {
-	t.Helper()
-	var s diskFullSummary
-	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("summary.json: %v\n%s", err, b)
-	}
-	return s
 }
 
 // A disk that is full for a while (steps 26–45 of 100, checkpoints every
@@ -124,7 +103,7 @@ func TestTrainCheckpointDiskFull(t *testing.T) {
 	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
 		switch step {
 		case 25:
-			free = fillDisk(t, disk)
+			free = fillDisk(t, disk, 0)
 		case 45:
 			free()
 		case 55:
@@ -166,5 +145,42 @@ func TestTrainCheckpointDiskFull(t *testing.T) {
 		*s.Checkpoint.Step != 100 || s.Checkpoint.Failed != 2 {
 		b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
 		t.Fatalf("summary.json:\n%s", b)
+	}
+}
+
+// When the final checkpoint cannot be written (the disk has room for the
+// small files, not for the checkpoint), summary.json says so: an error,
+// and the step of the checkpoint that is there; the exit status is 1.
+func TestTrainFinalCheckpointDiskFull(t *testing.T) {
+	disk, ok := smallDisk(t, 2<<20)
+	if !ok {
+		return
+	}
+	run := filepath.Join(disk, "run")
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
+		if step == 95 {
+			fillDisk(t, disk, 16<<10)
+		}
+	}}
+	args := []string{"train", "--data", "moons", "--opt", "ring", "--steps", "100", "--batch", "32",
+		"--checkpoint-every", "10", "--quiet", "--out", run}
+	code := a.run(context.Background(), args)
+	stderr := errb.String()
+	s := readSummary(t, run)
+	if s.Status != "completed" || !strings.Contains(s.Error, "the checkpoint of step 100 was not written: ") ||
+		!strings.Contains(s.Error, "no space left on device") || s.Checkpoint == nil || s.Checkpoint.Step == nil ||
+		*s.Checkpoint.Step != 90 || s.Checkpoint.Failed != 1 || s.Result.Steps != 100 {
+		b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+		t.Fatalf("summary.json:\n%s", b)
+	}
+	if want := "the checkpoint of step 100 was not written (the last one is at step 90): "; code != exitFailure || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, want %d and %q:\n%s", code, exitFailure, want, stderr)
+	}
+	if h, err := ckpt.ReadHeader(filepath.Join(run, checkpointName)); err != nil || h.Step != 90 {
+		t.Fatalf("checkpoint: step %d, %v", h.Step, err)
+	}
+	if rows := readMetrics(t, run); len(rows) != 101 {
+		t.Fatalf("metrics.csv has %d rows after 100 steps", len(rows)-1)
 	}
 }

@@ -215,6 +215,32 @@ func TestTrainResumeRefuses(t *testing.T) {
 	}
 }
 
+// summaryView is what tests read of summary.json.
+type summaryView struct {
+	Status     string `json:"status"`
+	Error      string `json:"error"`
+	Checkpoint *struct {
+		Step   *int `json:"step"`
+		Failed int  `json:"failed_writes"`
+	} `json:"checkpoint"`
+	Result struct {
+		Steps int `json:"steps"`
+	} `json:"result"`
+}
+
+func readSummary(t *testing.T, dir string) summaryView {
+	t.Helper()
+	var s summaryView
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, b)
+	}
+	return s
+}
+
 // buildNative builds the command into a temporary directory.
 func buildNative(t *testing.T) string {
 	t.Helper()
@@ -426,4 +452,42 @@ func TestTrainResumesCheckpointOfEarlierBuild(t *testing.T) {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errs)
 	}
 	sameRun(t, ref, run)
+}
+
+// A run stopped between its final checkpoint and its summary.json (the
+// final checkpoint is written first, so that the summary reports it)
+// gets its summary from --resume, which has no step left to take.
+func TestTrainResumeWritesMissingSummary(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	if code, _, errs := runCLI(t, resumeArgs(run, 40)...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := readSummary(t, run)
+	b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	var full map[string]any
+	json.Unmarshal(b, &full)
+	os.Remove(filepath.Join(run, "summary.json"))
+	code, stdout, errs := runCLI(t, "train", "--resume", run, "--quiet")
+	if code != exitOK || !strings.Contains(errs, "is complete (step 40 of 40) but its summary.json is missing or out of date: writing it") ||
+		!strings.HasPrefix(stdout, "completed moons ring") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	got := readSummary(t, run)
+	if got.Status != "completed" || got.Result.Steps != 40 || *got.Checkpoint.Step != 40 || got.Error != want.Error {
+		t.Fatalf("summary %+v, want %+v", got, want)
+	}
+	b, _ = os.ReadFile(filepath.Join(run, "summary.json"))
+	var again map[string]any
+	json.Unmarshal(b, &again)
+	for _, k := range []string{"test_acc", "test_loss", "train_seconds", "rejected_steps"} {
+		if x, y := full["result"].(map[string]any)[k], again["result"].(map[string]any)[k]; x != y {
+			t.Errorf("result.%s: %v, the run's own summary had %v", k, y, x)
+		}
+	}
+	if rows := readMetrics(t, run); len(rows) != 41 {
+		t.Fatalf("%d metrics rows", len(rows)-1)
+	}
+	if code, stdout, _ := runCLI(t, "train", "--resume", run); code != exitOK || !strings.Contains(stdout, "nothing to resume") {
+		t.Fatalf("exit %d: %s", code, stdout)
+	}
 }

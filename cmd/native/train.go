@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -409,8 +410,13 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	total := cfg.TotalSteps()
 	if resumed != nil && resumed.Step >= total {
-		fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)
-		return nil
+		if summaryDone(out, total) {
+			fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)
+			return nil
+		}
+		// Stopped between its final checkpoint and its summary: the
+		// checkpoint has what the summary needs.
+		fmt.Fprintf(a.stderr, "note: the run in %s is complete (step %d of %d) but its summary.json is missing or out of date: writing it\n", out, resumed.Step, total)
 	}
 	// Stop after the current step on SIGINT/SIGTERM; a second signal gets
 	// the default action (the handler is removed after the first).
@@ -569,6 +575,14 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	default:
 		st = "failed"
 	}
+	// The final checkpoint, then the summary that reports it: metrics.csv
+	// first (checkpoint does), so that it reaches the checkpoint's step.
+	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
+	if final {
+		ckptErr = checkpoint()
+	} else if err := rec.Sync(); err != nil {
+		recErr = err
+	}
 	sum := summary{
 		Status:    st,
 		Command:   append([]string{"native", "train"}, args...),
@@ -596,11 +610,19 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if resumed != nil {
 		sum.ResumedFrom = &resumed.Step
 	}
+	var errs []string
 	if st == "interrupted" {
-		sum.Error = "interrupted: " + context.Cause(ctx).Error()
+		errs = append(errs, "interrupted: "+context.Cause(ctx).Error())
 	} else if runErr != nil {
-		sum.Error = runErr.Error()
+		errs = append(errs, runErr.Error())
 	}
+	if recErr != nil {
+		errs = append(errs, "writing "+out+": "+recErr.Error())
+	}
+	if ckptErr != nil {
+		errs = append(errs, fmt.Sprintf("the checkpoint of step %d was not written: %v", res.Steps, ckptErr))
+	}
+	sum.Error = strings.Join(errs, "; ")
 	for k, v := range hyper {
 		sum.Hyperparameters[k] = jfloat(v)
 	}
@@ -613,11 +635,14 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if rss := peakRSS(); rss > 0 {
 		sum.Result.PeakRSSBytes = &rss
 	}
-	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
-	if final || ckptStep >= 0 || ckptFailed > 0 {
-		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Step: ckptStep, Failed: ckptFailed}
-		if final {
-			sum.Checkpoint.Step = res.Steps
+	if ckptStep >= 0 || ckptFailed > 0 || ckptErr != nil {
+		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Failed: ckptFailed}
+		if ckptStep >= 0 {
+			sum.Checkpoint.Step = &ckptStep
+		}
+		if ckptErr != nil {
+			sum.Checkpoint.Failed++
+			ckptLastErr = ckptErr
 		}
 		if ckptLastErr != nil {
 			sum.Checkpoint.LastError = ckptLastErr.Error()
@@ -626,19 +651,17 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if err := rec.Close(sum); err != nil && recErr == nil {
 		recErr = err
 	}
-	if final {
-		// After metrics.csv and summary.json, as every checkpoint.
-		if err := sess.SaveCheckpoint(ckptPath); err != nil && ckptErr == nil {
-			ckptErr = err
-		}
-	}
 	fmt.Fprintln(a.stdout, summaryLine(sum, out))
 
 	switch {
 	case recErr != nil:
 		return fmt.Errorf("writing %s: %w", out, recErr)
 	case ckptErr != nil:
-		return fmt.Errorf("writing the checkpoint: %w", ckptErr)
+		last := "there is none"
+		if ckptStep >= 0 {
+			last = fmt.Sprintf("the last one is at step %d", ckptStep)
+		}
+		return fmt.Errorf("the checkpoint of step %d was not written (%s): %w", res.Steps, last, ckptErr)
 	case st == "interrupted":
 		msg := fmt.Sprintf("interrupted after step %d of %d; the metrics so far are in %s", res.Steps, total, out)
 		if f.ckptEvery > 0 {
@@ -649,6 +672,17 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return fmt.Errorf("%w (metrics up to step %d are in %s)", runErr, res.Steps, out)
 	}
 	return nil
+}
+
+// summaryDone reports whether dir/summary.json describes the complete run
+// of total steps.
+func summaryDone(dir string, total int) bool {
+	var s summary
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil || json.Unmarshal(b, &s) != nil {
+		return false
+	}
+	return s.Status == "completed" && s.Result.Steps == total && s.Error == ""
 }
 
 // progressNote is the progress bar's note: the last batch loss and, after
@@ -704,8 +738,8 @@ func summaryLine(s summary, out string) string {
 
 // summary is the content of summary.json.
 type summary struct {
-	Status          string             `json:"status"` // completed, interrupted, diverged or failed
-	Error           string             `json:"error,omitempty"`
+	Status          string             `json:"status"`                      // of the training: completed, interrupted, diverged or failed
+	Error           string             `json:"error,omitempty"`             // why the exit status is not 0 (the outputs not written included)
 	ResumedFrom     *int               `json:"resumed_from_step,omitempty"` // the checkpoint's step, when this process resumed the run
 	Checkpoint      *summaryCheckpoint `json:"checkpoint,omitempty"`        // the last checkpoint written
 	Command         []string           `json:"command"`
@@ -746,9 +780,9 @@ type summaryConfig struct {
 
 type summaryCheckpoint struct {
 	Path string `json:"path"`
-	Step int    `json:"step"`
-	// Failed counts the periodic checkpoints that could not be written
-	// (each was tried again at the next); LastError says why the last did not.
+	Step *int   `json:"step"` // of the checkpoint in Path; null when none was written
+	// Failed counts the checkpoints that could not be written (a periodic
+	// one is tried again at the next); LastError says why the last did not.
 	Failed    int    `json:"failed_writes"`
 	LastError string `json:"last_failure,omitempty"`
 }
