@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"grng/cmd/native/internal/progress"
+	"grng/core"
 	"grng/core/ckpt"
+	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/nn"
 	"grng/core/optim"
@@ -81,6 +83,13 @@ over a stretch of steps that all needed a backoff, the run stops (exit 1)
 with the likely cause. metrics.csv counts the rejected attempts per step
 (rejected) and summary.json the total (rejected_steps).
 
+Memory. Before it allocates, train estimates what the run needs (weights
+and gradients, activations, optimizer state, curvature factors, the device
+copy of the data) and prints it in the header; a run whose estimate exceeds
+the memory available (Linux: MemAvailable, or a cgroup's limit) is refused
+with the estimate (exit 2). --no-memory-check starts it anyway. On a GPU
+device only the host part is checked.
+
 SIGINT (Ctrl-C) or SIGTERM stops the run after the current step; what was
 recorded is written, with a checkpoint, and the exit status is 130. A second
 signal kills.`,
@@ -94,7 +103,7 @@ type trainFlags struct {
 	epochs, target                                     float64
 	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
-	quiet                                              bool
+	quiet, noMemCheck                                  bool
 }
 
 // defaultCheckpointEvery is --checkpoint-every's default: a checkpoint costs
@@ -126,6 +135,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.out, "out", "", "output `DIR` for metrics.csv and summary.json (default ./out/<data>-<opt>-<timestamp>)")
 	fs.StringVar(&f.device, "device", "cpu", deviceHelp())
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
+	fs.BoolVar(&f.noMemCheck, "no-memory-check", false, "start the run even when its memory estimate exceeds the memory available")
 	fs.IntVar(&f.ckptEvery, "checkpoint-every", defaultCheckpointEvery, "write `N`-step checkpoints to <out>/"+checkpointName+" (also at the end and on SIGINT/SIGTERM);\n0: no checkpoints")
 	fs.StringVar(&f.resume, "resume", "", "continue the run in `DIR` from its "+checkpointName+", with its configuration")
 }
@@ -408,6 +418,14 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}
+	mem, err := train.EstimateMemory(cfg)
+	if err != nil {
+		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
+	}
+	memLine, err := a.checkMemory(mem, dev, f.noMemCheck)
+	if err != nil {
+		return err
+	}
 	total := cfg.TotalSteps()
 	if resumed != nil && resumed.Step >= total {
 		if summaryDone(out, total) {
@@ -462,7 +480,8 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	perEpoch := max(trainSet.N/f.batch, 1)
 	fmt.Fprintf(log, "data    %s: %d train / %d test, %d features, %d classes\n", f.data, trainSet.N, testSet.N, trainSet.D, trainSet.Classes)
-	fmt.Fprintf(log, "model   %s (%d parameters) on %s\n", spec, spec.NumParams(), dev.Name())
+	fmt.Fprintf(log, "model   %s (%d parameters) on %s\n", arch, params, dev.Name())
+	fmt.Fprintf(log, "memory  %s\n", memLine)
 	fmt.Fprintf(log, "opt     %s: %s\n", entry.Name, hyperString(entry, hyper))
 	ep, unit := float64(total)/float64(perEpoch), "epochs"
 	if ep == 1 {
@@ -683,6 +702,36 @@ func summaryDone(dir string, total int) bool {
 		return false
 	}
 	return s.Status == "completed" && s.Result.Steps == total && s.Error == ""
+}
+
+// checkMemory compares the run's memory estimate with the memory
+// available and returns the header's line about it; a run that cannot fit
+// is a usage error, unless force. Where the device holds its buffers in
+// host memory (cpu) the whole estimate must fit there, elsewhere (a GPU)
+// its host part; the device's own memory is not known here.
+func (a *app) checkMemory(mem train.Memory, dev core.Device, force bool) (string, error) {
+	avail, ok := availableMemory()
+	if a.memAvailable != nil {
+		avail, ok = a.memAvailable()
+	}
+	_, host := dev.(*cpu.Device)
+	need, where := mem.Host, "host memory"
+	if host {
+		need = mem.Total()
+	}
+	line := fmt.Sprintf("about %s", mem)
+	if !host {
+		line += fmt.Sprintf(" (%s on %s)", train.FormatBytes(mem.Device()), dev.Name())
+	}
+	if !ok {
+		return line + "; available memory unknown", nil
+	}
+	line += fmt.Sprintf("; %s available", train.FormatBytes(avail))
+	if need > avail && !force {
+		return "", usagef("the run needs about %s of %s (%s), more than the %s available: use a smaller --batch or --model, or a device with more memory (--no-memory-check starts it anyway)",
+			train.FormatBytes(need), where, mem, train.FormatBytes(avail))
+	}
+	return line, nil
 }
 
 // progressNote is the progress bar's note: the last batch loss and, after
