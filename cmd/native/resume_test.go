@@ -491,3 +491,43 @@ func TestTrainResumeWritesMissingSummary(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stdout)
 	}
 }
+
+// While a run is going, its directory is locked: a --resume of it, or a
+// new run into it, is refused naming the process that holds it; once the
+// run ends the lock is gone.
+func TestTrainLocksRunDir(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "js" {
+		t.Skip("no flock")
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	var second, third struct {
+		code int
+		errs string
+	}
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
+		if step == 10 {
+			second.code, _, second.errs = runCLI(t, "train", "--resume", run, "--quiet")
+			third.code, _, third.errs = runCLI(t, resumeArgs(run, 60)...)
+		}
+	}}
+	if code := a.run(context.Background(), resumeArgs(run, 60)); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := fmt.Sprintf("%s is in use by another run (process %d): wait for it to end", run, os.Getpid())
+	if second.code != exitFailure || !strings.Contains(second.errs, "--resume: "+want) {
+		t.Errorf("--resume of a running run: exit %d: %s\nwant %q", second.code, second.errs, want)
+	}
+	if third.code != exitFailure || !strings.Contains(third.errs, "--out: "+want) {
+		t.Errorf("a new run into a running run's directory: exit %d: %s\nwant %q", third.code, third.errs, want)
+	}
+	if _, err := os.Stat(filepath.Join(run, lockName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock file left: %v", err)
+	}
+	if rows := readMetrics(t, run); len(rows) != 61 {
+		t.Errorf("%d metrics rows", len(rows)-1)
+	}
+	if code, stdout, errs := runCLI(t, "train", "--resume", run); code != exitOK || !strings.Contains(stdout, "nothing to resume") {
+		t.Errorf("resume after the run: exit %d %s %s", code, stdout, errs)
+	}
+}

@@ -67,7 +67,9 @@ schedule); metrics.csv continues with the new rows. On
 the cpu device the resumed run is bit for bit the uninterrupted one. Flags
 that contradict the checkpoint are refused; --device, --data-dir, --quiet
 and --checkpoint-every (by default the run's) may change. A new run refuses
-an --out that holds a checkpoint. --checkpoint-every 0 writes no checkpoint
+an --out that holds a checkpoint. A running run locks its directory
+(<out>/.lock, with its PID): a second run or --resume there is refused,
+naming that process. --checkpoint-every 0 writes no checkpoint
 at all. A checkpoint that cannot be written (a full disk) is reported on
 stderr and tried again at the next one; summary.json counts them
 (checkpoint.failed_writes).
@@ -323,6 +325,11 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		if st, err := os.Stat(f.resume); err != nil || !st.IsDir() {
 			return usagef("--resume %s: not a directory", f.resume)
 		}
+		unlock, err := lockRun(f.resume)
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		defer unlock()
 		path := filepath.Join(f.resume, checkpointName)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return usagef("--resume %s: no %s there (was the run started with --checkpoint-every 0, or killed before its first checkpoint?)", f.resume, checkpointName)
@@ -359,6 +366,11 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return usagef("--out %s: exists and is not a directory", out)
 	}
 	if _, err := os.Stat(ckptPath); err == nil && resumed == nil {
+		unlock, err := lockRun(out) // is that run going on?
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		unlock()
 		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
 	}
 	var log io.Writer = a.stderr
@@ -468,6 +480,22 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	} else {
 		if sess, err = train.NewSession(cfg); err != nil {
 			return usagef("%v", strings.TrimPrefix(err.Error(), "train: ")) // the optimizer refuses the configuration
+		}
+		// The directory is this run's from here on: locked, and checked
+		// again under the lock.
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			sess.Close()
+			return fmt.Errorf("output directory: %w", err)
+		}
+		unlock, err := lockRun(out)
+		if err != nil {
+			sess.Close()
+			return fmt.Errorf("--out: %w", err)
+		}
+		defer unlock()
+		if _, err := os.Stat(ckptPath); err == nil {
+			sess.Close()
+			return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
 		}
 		if rec, err = train.NewRecorder(out); err != nil {
 			sess.Close()
