@@ -57,6 +57,7 @@ func TestTrainFlagValidation(t *testing.T) {
 		{[]string{"--data", "moons", "--opt", "rkalman", "--hp", "sigma0=0"}, `sigma0 = 0 is out of range [1e-12, 1e+06]`},
 		{[]string{"--data", "moons", "--opt", "sophia", "--hp", "k=0.5"}, `k = 0.5 is out of range [1, 1e+06]`},
 		{[]string{"--data", "moons", "--opt", "sam", "--hp", "rho=-1"}, `rho = -1 is out of range [0, 10]`},
+		{[]string{"--data", "moons", "--hp", "eps=0"}, `eps = 0 is out of range [1e-30, 1]`},
 		{[]string{"--data", "moons", "--opt", "kalman-full", "--model", "2-100-50-2"}, `kalman-full: model 2-100-50-2:relu has 5452 trainable parameters; its dense covariance allows at most 5000`},
 		{[]string{"--data", "moons", "--steps", "1e9"}, `invalid value "1e9" for flag -steps`},
 		{[]string{"--data", "moons", "--seed", "-1"}, `invalid value "-1" for flag -seed`},
