@@ -33,7 +33,7 @@ type Config struct {
 	Target    float64 // test accuracy whose first reach is timed (0: none)
 	Schedule  string  // step-length schedule: "constant" (or ""), "cosine", "linear"
 	Train     *data.Dataset
-	Test      *data.Dataset // may be nil: no evaluation
+	Test      *data.Dataset // may be nil or empty: no evaluation
 	// MaxRejects is the number of consecutive rejected (non-finite) attempts
 	// at one step after which the run stops; 0 means DefaultMaxRejects.
 	// Between attempts the optimizer backs off (optim.Backoff). The run also
@@ -112,7 +112,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: model input width %d does not match the data's %d features", in, c.Train.D)
 	case c.Loss.Func().Labels() && out != c.Train.Classes:
 		return fmt.Errorf("train: model output width %d does not match the data's %d classes", out, c.Train.Classes)
-	case c.Test != nil && c.Test.D != c.Train.D:
+	case c.Test != nil && c.Test.N > 0 && c.Test.D != c.Train.D:
 		return fmt.Errorf("train: test set has %d features, training set %d", c.Test.D, c.Train.D)
 	}
 	for i, n := range c.Model.Sizes {
@@ -308,7 +308,7 @@ func (s *Session) Step() (Metrics, error) {
 	s.elapsed += dt
 	m := Metrics{Step: step + 1, Epoch: float64(step+1) / float64(per), Loss: st.Loss, GradNorm: st.GradNorm,
 		StepTime: dt, Elapsed: s.elapsed, Rejected: rejected, TestLoss: math.NaN(), TestAcc: math.NaN()}
-	if c.Test != nil && (step+1 == s.total ||
+	if c.Test != nil && c.Test.N > 0 && (step+1 == s.total ||
 		(c.EvalEvery > 0 && (step+1)%c.EvalEvery == 0) ||
 		(c.EvalEvery == 0 && (step+1)%per == 0)) {
 		m.Eval = true
@@ -499,8 +499,12 @@ func (r *runner) free() {
 const evalChunk = 1000
 
 // Evaluate returns the mean loss and the accuracy (NaN for regression) of
-// net on ds, in chunks of at most 1000 rows.
+// net on ds, in chunks of at most 1000 rows; both are NaN (not evaluated)
+// when ds is empty.
 func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
+	if ds.N == 0 {
+		return math.NaN(), math.NaN()
+	}
 	dev := net.Device()
 	ycols := len(ds.Y) / max(ds.N, 1)
 	var sum float64

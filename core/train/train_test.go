@@ -151,3 +151,26 @@ func TestRecorder(t *testing.T) {
 		t.Fatalf("temporary files left: %v", left)
 	}
 }
+
+// An empty test set is not evaluated: the loss and accuracy are NaN (null
+// in summaries, "no evaluation"), not 0.
+func TestEmptyTestSet(t *testing.T) {
+	c := moonsConfig(t)
+	c.Steps, c.EvalEvery = 6, 2
+	c.Test = &data.Dataset{Name: "empty", D: 2, Classes: 2}
+	var evals int
+	net, res, err := Run(context.Background(), c, func(m Metrics) {
+		if m.Eval || !math.IsNaN(m.TestLoss) || !math.IsNaN(m.TestAcc) {
+			evals++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evals != 0 || !math.IsNaN(res.TestLoss) || !math.IsNaN(res.TestAcc) {
+		t.Fatalf("%d evaluations, test loss %v, accuracy %v", evals, res.TestLoss, res.TestAcc)
+	}
+	if l, a := Evaluate(net, c.Test); !math.IsNaN(l) || !math.IsNaN(a) {
+		t.Fatalf("Evaluate on an empty set: %v, %v", l, a)
+	}
+}
