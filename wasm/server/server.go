@@ -8,11 +8,12 @@
 // origin's scripts, plus 'wasm-unsafe-eval' to compile WebAssembly. Paths
 // are checked before anything is opened: dot segments ("..", also
 // percent-encoded), empty segments, encoded slashes, backslashes and NUL are
-// refused with 400; data files are opened with os.OpenInRoot, so neither
-// ".." nor a symbolic link can leave the data directory (404). Only GET and
-// HEAD are served. A loopback server names its addresses in Config.Hosts
-// and refuses other Host headers (DNS rebinding). What a request controls
-// is quoted in the log.
+// refused with 400; data files are opened inside the data directory
+// (data.OpenRegularInRoot), so neither ".." nor a symbolic link can leave
+// it, and only regular files (no FIFO, device or directory) are served
+// (404). Only GET and HEAD are served. A loopback server names its
+// addresses in Config.Hosts and refuses other Host headers (DNS
+// rebinding). What a request controls is quoted in the log.
 package server
 
 import (
@@ -26,7 +27,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -262,7 +262,9 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request, rel string) 
 			return
 		}
 	}
-	f, err := os.OpenInRoot(h.cfg.DataDir, filepath.Join(set, filepath.FromSlash(file)))
+	// Only a regular file, opened without waiting: a FIFO would hold the
+	// request (and an OS thread) until a writer came.
+	f, err := data.OpenRegularInRoot(h.cfg.DataDir, filepath.Join(set, filepath.FromSlash(file)))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			h.logf("refused data file %q: %q", set+"/"+file, err.Error())
@@ -272,7 +274,7 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request, rel string) 
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
