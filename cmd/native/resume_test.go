@@ -531,3 +531,53 @@ func TestTrainLocksRunDir(t *testing.T) {
 		t.Errorf("resume after the run: exit %d %s %s", code, stdout, errs)
 	}
 }
+
+// A new run refuses an --out that holds another run's results, also of a
+// run written without a checkpoint, and leaves them as they were; --force
+// replaces them, the other run's checkpoint included.
+func TestTrainRefusesOtherResults(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	args := func(extra ...string) []string {
+		return append([]string{"train", "--data", "moons", "--steps", "20", "--quiet", "--out", run}, extra...)
+	}
+	if code, _, errs := runCLI(t, args("--checkpoint-every", "0", "--seed", "1")...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	before, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	code, _, errs := runCLI(t, args("--checkpoint-every", "0", "--seed", "2")...)
+	if want := "--out " + run + " holds the results of another run (metrics.csv, summary.json): choose another --out, or --force to replace them"; code != exitUsage || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
+	if after, _ := os.ReadFile(filepath.Join(run, "summary.json")); !bytes.Equal(before, after) {
+		t.Fatal("the refused run changed summary.json")
+	}
+	// --force over a checkpoint, with none of its own: the old one goes.
+	if code, _, errs := runCLI(t, args("--force", "--seed", "3")...); code != exitOK {
+		t.Fatalf("--force: exit %d: %s", code, errs)
+	}
+	code, _, errs = runCLI(t, args("--seed", "4")...)
+	if want := "holds the checkpoint of another run: continue it with --resume " + run + ", or choose another --out (--force replaces that run)"; code != exitUsage || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
+	if code, _, errs := runCLI(t, args("--force", "--checkpoint-every", "0", "--seed", "5")...); code != exitOK {
+		t.Fatalf("--force: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(run, checkpointName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced run's checkpoint is left: %v", err)
+	}
+	var s struct {
+		Config struct {
+			Seed int `json:"seed"`
+		} `json:"config"`
+	}
+	b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	if json.Unmarshal(b, &s); s.Config.Seed != 5 {
+		t.Fatalf("summary.json:\n%s", b)
+	}
+	if rows := readMetrics(t, run); len(rows) != 21 {
+		t.Fatalf("%d metrics rows", len(rows)-1)
+	}
+	if code, _, errs := runCLI(t, "train", "--resume", run, "--force"); code != exitUsage || !strings.Contains(errs, "--force replaces the results of another run; --resume continues a run") {
+		t.Fatalf("--resume --force: exit %d: %s", code, errs)
+	}
+}

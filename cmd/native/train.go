@@ -67,7 +67,8 @@ schedule); metrics.csv continues with the new rows. On
 the cpu device the resumed run is bit for bit the uninterrupted one. Flags
 that contradict the checkpoint are refused; --device, --data-dir, --quiet
 and --checkpoint-every (by default the run's) may change. A new run refuses
-an --out that holds a checkpoint. A running run locks its directory
+an --out that holds a checkpoint, or the results of a run written without
+one, unless --force (which deletes them). A running run locks its directory
 (<out>/.lock, with its PID): a second run or --resume there is refused,
 naming that process. --checkpoint-every 0 writes no checkpoint
 at all. A checkpoint that cannot be written (a full disk) is reported on
@@ -105,7 +106,7 @@ type trainFlags struct {
 	epochs, target                                     float64
 	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
-	quiet, noMemCheck                                  bool
+	quiet, noMemCheck, force                           bool
 }
 
 // defaultCheckpointEvery is --checkpoint-every's default: a checkpoint costs
@@ -139,6 +140,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
 	fs.BoolVar(&f.noMemCheck, "no-memory-check", false, "start the run even when its memory estimate exceeds the memory available")
 	fs.IntVar(&f.ckptEvery, "checkpoint-every", defaultCheckpointEvery, "write `N`-step checkpoints to <out>/"+checkpointName+" (also at the end and on SIGINT/SIGTERM);\n0: no checkpoints")
+	fs.BoolVar(&f.force, "force", false, "start a new run in an --out that holds another run's results or checkpoint, deleting them")
 	fs.StringVar(&f.resume, "resume", "", "continue the run in `DIR` from its "+checkpointName+", with its configuration")
 }
 
@@ -322,6 +324,9 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		if f.resume == "" {
 			return usagef("--resume needs the output directory of a run")
 		}
+		if f.force {
+			return usagef("--force replaces the results of another run; --resume continues a run")
+		}
 		if st, err := os.Stat(f.resume); err != nil || !st.IsDir() {
 			return usagef("--resume %s: not a directory", f.resume)
 		}
@@ -365,13 +370,15 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if st, err := os.Stat(out); err == nil && !st.IsDir() {
 		return usagef("--out %s: exists and is not a directory", out)
 	}
-	if _, err := os.Stat(ckptPath); err == nil && resumed == nil {
-		unlock, err := lockRun(out) // is that run going on?
-		if err != nil {
-			return fmt.Errorf("--out: %w", err)
+	if resumed == nil {
+		if err := outFree(out, f.force); err != nil {
+			unlock, lerr := lockRun(out) // is that run going on?
+			if lerr != nil {
+				return fmt.Errorf("--out: %w", lerr)
+			}
+			unlock()
+			return err
 		}
-		unlock()
-		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
 	}
 	var log io.Writer = a.stderr
 	if f.quiet {
@@ -493,9 +500,19 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			return fmt.Errorf("--out: %w", err)
 		}
 		defer unlock()
-		if _, err := os.Stat(ckptPath); err == nil {
+		if err := outFree(out, f.force); err != nil {
 			sess.Close()
-			return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
+			return err
+		}
+		if f.force {
+			// The other run's files go before this run writes any: a
+			// checkpoint or summary left from it would belong to neither.
+			for _, name := range resultFiles {
+				if err := os.Remove(filepath.Join(out, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					sess.Close()
+					return fmt.Errorf("--force: %w", err)
+				}
+			}
 		}
 		if rec, err = train.NewRecorder(out); err != nil {
 			sess.Close()
@@ -760,6 +777,34 @@ func (a *app) checkMemory(mem train.Memory, dev core.Device, force bool) (string
 			train.FormatBytes(need), where, mem, train.FormatBytes(avail))
 	}
 	return line, nil
+}
+
+// resultFiles are the files a run writes in its directory.
+var resultFiles = []string{checkpointName, "metrics.csv", "summary.json"}
+
+// found lists the result files in dir: "checkpoint.grng, metrics.csv".
+func found(dir string) string {
+	var fs []string
+	for _, name := range resultFiles {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			fs = append(fs, name)
+		}
+	}
+	return strings.Join(fs, ", ")
+}
+
+// outFree says, as a usage error, why a new run may not write into out: it
+// holds another run's checkpoint (which --resume continues) or results.
+// With force nothing is in the way.
+func outFree(out string, force bool) error {
+	files := found(out)
+	switch {
+	case force || files == "":
+		return nil
+	case strings.HasPrefix(files, checkpointName):
+		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out (--force replaces that run)", out, out)
+	}
+	return usagef("--out %s holds the results of another run (%s): choose another --out, or --force to replace them", out, files)
 }
 
 // progressNote is the progress bar's note: the last batch loss and, after
