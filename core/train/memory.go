@@ -18,14 +18,15 @@ import (
 // instead of being killed by the system; TestMemoryEstimate holds it to
 // within a factor of the heap a CPU run really keeps.
 type Memory struct {
-	// Params: the weights, their gradients and the training loop's two
-	// copies of them (the schedule's and the rewind's).
+	// Params: the weights, their gradients, the training loop's two
+	// copies of them (the schedule's and the rewind's), the gradients of
+	// the evaluation's twins.
 	Params int64
-	// Activations: the forward and backward buffers of the dense-like
-	// layers (dense, convolution patches, attention projections) for a
-	// batch, or for an evaluation chunk when that is larger; doubled for
-	// the R-operator of exact Hessian-vector products (RENG, RING with γ >
-	// 0); the logits and their gradient.
+	// Activations: the forward and backward buffers of the layers
+	// (dense-like blocks, attention, norms, the logits) for a batch, and
+	// for the evaluation's chunks on its twins; the R-operator's as many
+	// again for a batch with exact Hessian-vector products (RENG, RING
+	// with γ > 0).
 	Activations int64
 	// Optimizer: the optimizer's state besides curvature factors:
 	// moments, saved gradients and updates, Kalman variances.
@@ -200,9 +201,16 @@ func EstimateMemory(c Config) (Memory, error) {
 	_, out := c.widths()
 	outs := float64(out)
 	batch := float64(c.BatchSize)
-	rows := batch // the rows of the largest forward pass
-	if c.Test != nil {
-		rows = max(rows, float64(min(evalChunk, c.Test.N)))
+	// Evaluation runs on twins of the model (see evaluator): one for the
+	// chunks of evalRows, one for a shorter last chunk, each with its own
+	// buffers and gradient matrices.
+	evRows, evTail, twins := evalRows(c.Test), 0.0, 0.0
+	if c.Test != nil && c.Test.N > 0 {
+		evTail = float64(c.Test.N % int(evRows))
+		twins = 1
+		if evTail > 0 {
+			twins = 2
+		}
 	}
 	name := strings.ToLower(e.Name)
 	kfac := name == "ngd" || name == "ring" || name == "reng"
@@ -210,7 +218,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	exactHVP := gamma && hp["fdhvp"] == 0
 
 	var m Memory
-	m.Params = sat(4 * P * f32)
+	m.Params = sat((4 + twins) * P * f32)
 
 	// Activations, per row of a dense-like layer: X and its gradient (a
 	// each), the layer's input gradient (a − 1), Z, A and E (k each); the
@@ -230,7 +238,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	}
 	other := c.otherActivations()
 	perRow := act + other + 3*outs // the logits' softmax, loss gradient, seed
-	acts := rows * perRow
+	acts := (batch + evRows + evTail) * perRow
 	if exactHVP {
 		acts += batch * perRow
 	}
@@ -265,8 +273,9 @@ func EstimateMemory(c Config) (Memory, error) {
 		opt = 4*P + batch*outs
 	case name == "rkalman":
 		// σ, its backup, the weights' backup, the per-sample Jacobian
-		// twin's gradients; Σ + Q when there is process noise.
-		opt = 4 * P
+		// twin's gradients, a work copy (measured: 5 copies of the
+		// weights); Σ + Q when there is process noise.
+		opt = 5 * P
 		if hp["q"] > 0 {
 			opt += P
 		}
@@ -290,7 +299,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	tr := c.Train
 	ycols := float64(len(tr.Y)) / float64(max(tr.N, 1))
 	dataRows := float64(tr.N)
-	m.Data = sat(((dataRows+batch)*(float64(tr.D)+ycols) + batch + evalRows(c.Test)*(float64(tr.D)+ycols+1)) * f32)
+	m.Data = sat(((dataRows+batch)*(float64(tr.D)+ycols) + batch + (evRows+evTail)*(float64(tr.D)+ycols+1)) * f32)
 	return m, nil
 }
 
