@@ -70,10 +70,11 @@ and --checkpoint-every (by default the run's) may change. A new run refuses
 an --out that holds a checkpoint, or the results of a run written without
 one, unless --force (which deletes them). A running run locks its directory
 (<out>/.lock, with its PID): a second run or --resume there is refused,
-naming that process. --checkpoint-every 0 writes no checkpoint
-at all. A checkpoint that cannot be written (a full disk) is reported on
-stderr and tried again at the next one; summary.json counts them
-(checkpoint.failed_writes).
+naming that process. --checkpoint-every 0 writes no checkpoint at all. A
+checkpoint that cannot be written (a full disk) is reported on stderr and
+tried again at the next one; summary.json counts them
+(checkpoint.failed_writes), and its checkpoint.step is the step of the
+checkpoint on disk.
 
 Divergence. A step whose loss, gradient, curvature or update is not finite
 is rejected (the weights are untouched) and retried on the same batch after
