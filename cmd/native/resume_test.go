@@ -580,4 +580,11 @@ func TestTrainRefusesOtherResults(t *testing.T) {
 	if code, _, errs := runCLI(t, "train", "--resume", run, "--force"); code != exitUsage || !strings.Contains(errs, "--force replaces the results of another run; --resume continues a run") {
 		t.Fatalf("--resume --force: exit %d: %s", code, errs)
 	}
+	// A metrics.csv alone is what a run killed before its first checkpoint
+	// leaves: nothing can continue it, and a new run replaces it.
+	os.Remove(filepath.Join(run, "summary.json"))
+	code, _, errs = runCLI(t, args("--checkpoint-every", "0", "--seed", "6")...)
+	if want := "note: " + run + "/metrics.csv is what a run killed before its first checkpoint left: replacing it"; code != exitOK || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
 }

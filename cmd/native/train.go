@@ -63,16 +63,17 @@ checkpoint, never a part of one. metrics.csv grows as the run goes (whole
 rows only) and is made durable just before each checkpoint. 'native train
 --resume DIR' continues the run of DIR from its checkpoint with DIR's
 configuration (data, model, optimizer, hyperparameters, seed, batch, length,
-schedule); metrics.csv continues with the new rows. On
-the cpu device the resumed run is bit for bit the uninterrupted one. Flags
-that contradict the checkpoint are refused; --device, --data-dir, --quiet
-and --checkpoint-every (by default the run's) may change. A new run refuses
-an --out that holds a checkpoint, or the results of a run written without
-one, unless --force (which deletes them). A running run locks its directory
-(<out>/.lock, with its PID): a second run or --resume there is refused,
-naming that process. --checkpoint-every 0 writes no checkpoint at all. A
-checkpoint that cannot be written (a full disk) is reported on stderr and
-tried again at the next one; summary.json counts them
+schedule); metrics.csv continues with the new rows. On the cpu device the
+resumed run is bit for bit the uninterrupted one. Flags that contradict the
+checkpoint are refused; --device, --data-dir, --quiet and --checkpoint-every
+(by default the run's) may change. A new run refuses an --out that holds a
+checkpoint, or the results of a run written without one (its summary.json),
+unless --force (which deletes them); a metrics.csv alone, left by a run
+killed before its first checkpoint, is replaced. A running run locks its
+directory (<out>/.lock, with its PID): a second run or --resume there is
+refused, naming that process. --checkpoint-every 0 writes no checkpoint at
+all. A checkpoint that cannot be written (a full disk) is reported on stderr
+and tried again at the next one; summary.json counts them
 (checkpoint.failed_writes), and its checkpoint.step is the step of the
 checkpoint on disk.
 
@@ -372,7 +373,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return usagef("--out %s: exists and is not a directory", out)
 	}
 	if resumed == nil {
-		if err := outFree(out, f.force); err != nil {
+		if _, err := outFree(out, f.force); err != nil {
 			unlock, lerr := lockRun(out) // is that run going on?
 			if lerr != nil {
 				return fmt.Errorf("--out: %w", lerr)
@@ -501,9 +502,13 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			return fmt.Errorf("--out: %w", err)
 		}
 		defer unlock()
-		if err := outFree(out, f.force); err != nil {
+		killed, err := outFree(out, f.force)
+		if err != nil {
 			sess.Close()
 			return err
+		}
+		if killed {
+			fmt.Fprintf(a.stderr, "note: %s/metrics.csv is what a run killed before its first checkpoint left: replacing it\n", out)
 		}
 		if f.force {
 			// The other run's files go before this run writes any: a
@@ -795,17 +800,22 @@ func found(dir string) string {
 }
 
 // outFree says, as a usage error, why a new run may not write into out: it
-// holds another run's checkpoint (which --resume continues) or results.
-// With force nothing is in the way.
-func outFree(out string, force bool) error {
+// holds another run's checkpoint (which --resume continues) or results
+// (its summary.json). A metrics.csv alone is what a run killed before its
+// first checkpoint leaves: nothing can continue it, and the new run
+// replaces it (killed reports whether that is so). With force nothing is
+// in the way.
+func outFree(out string, force bool) (killed bool, err error) {
 	files := found(out)
 	switch {
 	case force || files == "":
-		return nil
+		return false, nil
 	case strings.HasPrefix(files, checkpointName):
-		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out (--force replaces that run)", out, out)
+		return false, usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out (--force replaces that run)", out, out)
+	case files == "metrics.csv":
+		return true, nil
 	}
-	return usagef("--out %s holds the results of another run (%s): choose another --out, or --force to replace them", out, files)
+	return false, usagef("--out %s holds the results of another run (%s): choose another --out, or --force to replace them", out, files)
 }
 
 // progressNote is the progress bar's note: the last batch loss and, after
