@@ -29,6 +29,8 @@ type app struct {
 	// afterStep, when set, is called after each training step (tests use it
 	// to interrupt a run at a known step).
 	afterStep func(step int)
+	// memAvailable, when set, replaces availableMemory (tests).
+	memAvailable func() (int64, bool)
 }
 
 // command is a subcommand: a leaf with run, or a group with subs.

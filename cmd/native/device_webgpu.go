@@ -10,7 +10,7 @@ import (
 func init() {
 	devices = append(devices, device{name: "webgpu", doc: webgpuDoc,
 		open: func() (core.Device, error) {
-			d, err := webgpu.New()
+			d, err := withoutWaylandNoise(webgpu.New)
 			if err != nil {
 				return nil, err
 			}

@@ -215,6 +215,32 @@ func TestTrainResumeRefuses(t *testing.T) {
 	}
 }
 
+// summaryView is what tests read of summary.json.
+type summaryView struct {
+	Status     string `json:"status"`
+	Error      string `json:"error"`
+	Checkpoint *struct {
+		Step   *int `json:"step"`
+		Failed int  `json:"failed_writes"`
+	} `json:"checkpoint"`
+	Result struct {
+		Steps int `json:"steps"`
+	} `json:"result"`
+}
+
+func readSummary(t *testing.T, dir string) summaryView {
+	t.Helper()
+	var s summaryView
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("summary.json: %v\n%s", err, b)
+	}
+	return s
+}
+
 // buildNative builds the command into a temporary directory.
 func buildNative(t *testing.T) string {
 	t.Helper()
@@ -270,6 +296,16 @@ func TestTrainKillResume(t *testing.T) {
 		t.Fatalf("reference run: %v\n%s", err, out)
 	}
 	full := time.Since(start)
+	// The start-up (process, data, session, resume) is the same for every
+	// start, however short the run: kills land at random points after it.
+	// (Timed from the process start alone, once checkpoints became cheap,
+	// too many kills landed in the start-up of resumed runs.)
+	start = time.Now()
+	if out, err := exec.Command(bin, resumeArgs(filepath.Join(root, "startup"), 1)...).CombinedOutput(); err != nil {
+		t.Fatalf("one-step run: %v\n%s", err, out)
+	}
+	startup := time.Since(start)
+	work := max(full-startup, 0)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills, midRun, midWrite, last := 0, 0, 0, -1
 	var lastErr string
@@ -295,7 +331,7 @@ func TestTrainKillResume(t *testing.T) {
 			if err != nil {
 				t.Fatalf("start %d: %v\n%s", i, err, errb.String())
 			}
-		case <-time.After(time.Duration(float64(full) * (0.03 + 0.12*rng.Float64()))):
+		case <-time.After(startup + time.Duration(float64(work)*(0.03+0.15*rng.Float64()))):
 			cmd.Process.Signal(syscall.SIGKILL)
 			err = <-done
 			kills++
@@ -316,7 +352,7 @@ func TestTrainKillResume(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d kills, %d of them after a checkpoint and before the end, %d during a checkpoint's write; reference run %v", kills, midRun, midWrite, full)
+	t.Logf("%d kills, %d of them after a checkpoint and before the end, %d during a checkpoint's write; reference run %v, start-up %v", kills, midRun, midWrite, full, startup)
 	if midRun < 2 {
 		t.Skipf("only %d kills landed mid-run on this machine; nothing to compare", midRun)
 	}
@@ -426,4 +462,139 @@ func TestTrainResumesCheckpointOfEarlierBuild(t *testing.T) {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errs)
 	}
 	sameRun(t, ref, run)
+}
+
+// A run stopped between its final checkpoint and its summary.json (the
+// final checkpoint is written first, so that the summary reports it)
+// gets its summary from --resume, which has no step left to take.
+func TestTrainResumeWritesMissingSummary(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	if code, _, errs := runCLI(t, resumeArgs(run, 40)...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := readSummary(t, run)
+	b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	var full map[string]any
+	json.Unmarshal(b, &full)
+	os.Remove(filepath.Join(run, "summary.json"))
+	code, stdout, errs := runCLI(t, "train", "--resume", run, "--quiet")
+	if code != exitOK || !strings.Contains(errs, "is complete (step 40 of 40) but its summary.json is missing or out of date: writing it") ||
+		!strings.HasPrefix(stdout, "completed moons ring") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+	}
+	got := readSummary(t, run)
+	if got.Status != "completed" || got.Result.Steps != 40 || *got.Checkpoint.Step != 40 || got.Error != want.Error {
+		t.Fatalf("summary %+v, want %+v", got, want)
+	}
+	b, _ = os.ReadFile(filepath.Join(run, "summary.json"))
+	var again map[string]any
+	json.Unmarshal(b, &again)
+	for _, k := range []string{"test_acc", "test_loss", "train_seconds", "rejected_steps"} {
+		if x, y := full["result"].(map[string]any)[k], again["result"].(map[string]any)[k]; x != y {
+			t.Errorf("result.%s: %v, the run's own summary had %v", k, y, x)
+		}
+	}
+	if rows := readMetrics(t, run); len(rows) != 41 {
+		t.Fatalf("%d metrics rows", len(rows)-1)
+	}
+	if code, stdout, _ := runCLI(t, "train", "--resume", run); code != exitOK || !strings.Contains(stdout, "nothing to resume") {
+		t.Fatalf("exit %d: %s", code, stdout)
+	}
+}
+
+// While a run is going, its directory is locked: a --resume of it, or a
+// new run into it, is refused naming the process that holds it; once the
+// run ends the lock is gone.
+func TestTrainLocksRunDir(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "js" {
+		t.Skip("no flock")
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	var second, third struct {
+		code int
+		errs string
+	}
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
+		if step == 10 {
+			second.code, _, second.errs = runCLI(t, "train", "--resume", run, "--quiet")
+			third.code, _, third.errs = runCLI(t, resumeArgs(run, 60)...)
+		}
+	}}
+	if code := a.run(context.Background(), resumeArgs(run, 60)); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	want := fmt.Sprintf("%s is in use by another run (process %d): wait for it to end", run, os.Getpid())
+	if second.code != exitFailure || !strings.Contains(second.errs, "--resume: "+want) {
+		t.Errorf("--resume of a running run: exit %d: %s\nwant %q", second.code, second.errs, want)
+	}
+	if third.code != exitFailure || !strings.Contains(third.errs, "--out: "+want) {
+		t.Errorf("a new run into a running run's directory: exit %d: %s\nwant %q", third.code, third.errs, want)
+	}
+	if _, err := os.Stat(filepath.Join(run, lockName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock file left: %v", err)
+	}
+	if rows := readMetrics(t, run); len(rows) != 61 {
+		t.Errorf("%d metrics rows", len(rows)-1)
+	}
+	if code, stdout, errs := runCLI(t, "train", "--resume", run); code != exitOK || !strings.Contains(stdout, "nothing to resume") {
+		t.Errorf("resume after the run: exit %d %s %s", code, stdout, errs)
+	}
+}
+
+// A new run refuses an --out that holds another run's results, also of a
+// run written without a checkpoint, and leaves them as they were; --force
+// replaces them, the other run's checkpoint included.
+func TestTrainRefusesOtherResults(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	args := func(extra ...string) []string {
+		return append([]string{"train", "--data", "moons", "--steps", "20", "--quiet", "--out", run}, extra...)
+	}
+	if code, _, errs := runCLI(t, args("--checkpoint-every", "0", "--seed", "1")...); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	before, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	code, _, errs := runCLI(t, args("--checkpoint-every", "0", "--seed", "2")...)
+	if want := "--out " + run + " holds the results of another run (metrics.csv, summary.json): choose another --out, or --force to replace them"; code != exitUsage || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
+	if after, _ := os.ReadFile(filepath.Join(run, "summary.json")); !bytes.Equal(before, after) {
+		t.Fatal("the refused run changed summary.json")
+	}
+	// --force over a checkpoint, with none of its own: the old one goes.
+	if code, _, errs := runCLI(t, args("--force", "--seed", "3")...); code != exitOK {
+		t.Fatalf("--force: exit %d: %s", code, errs)
+	}
+	code, _, errs = runCLI(t, args("--seed", "4")...)
+	if want := "holds the checkpoint of another run: continue it with --resume " + run + ", or choose another --out (--force replaces that run)"; code != exitUsage || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
+	if code, _, errs := runCLI(t, args("--force", "--checkpoint-every", "0", "--seed", "5")...); code != exitOK {
+		t.Fatalf("--force: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(run, checkpointName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced run's checkpoint is left: %v", err)
+	}
+	var s struct {
+		Config struct {
+			Seed int `json:"seed"`
+		} `json:"config"`
+	}
+	b, _ := os.ReadFile(filepath.Join(run, "summary.json"))
+	if json.Unmarshal(b, &s); s.Config.Seed != 5 {
+		t.Fatalf("summary.json:\n%s", b)
+	}
+	if rows := readMetrics(t, run); len(rows) != 21 {
+		t.Fatalf("%d metrics rows", len(rows)-1)
+	}
+	if code, _, errs := runCLI(t, "train", "--resume", run, "--force"); code != exitUsage || !strings.Contains(errs, "--force replaces the results of another run; --resume continues a run") {
+		t.Fatalf("--resume --force: exit %d: %s", code, errs)
+	}
+	// A metrics.csv alone is what a run killed before its first checkpoint
+	// leaves: nothing can continue it, and a new run replaces it.
+	os.Remove(filepath.Join(run, "summary.json"))
+	code, _, errs = runCLI(t, args("--checkpoint-every", "0", "--seed", "6")...)
+	if want := "note: " + run + "/metrics.csv is what a run killed before its first checkpoint left: replacing it"; code != exitOK || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
 }

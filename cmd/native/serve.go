@@ -33,7 +33,10 @@ The module is rebuilt when a Go source of a package it imports changes
 sources are unchanged is reused from the cache. Run it inside the grng source
 tree (or pass --src); --wasm serves a module built elsewhere instead.
 
-The default address is loopback only. Ctrl-C (SIGINT) or SIGTERM shuts the
+The default address is loopback only; a loopback server answers only
+requests whose Host is its own address or localhost (with its port), so that
+a web page cannot reach it through a DNS name rebound to 127.0.0.1. Request
+paths in the log are quoted. Ctrl-C (SIGINT) or SIGTERM shuts the
 server down, letting requests in flight finish for up to 5 s; the exit status
 is then 0.`,
 		run: runServe,
@@ -103,13 +106,20 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 	if f.quiet {
 		reqLog = nil
 	}
-	h, err := server.NewHandler(server.Config{Wasm: src, DataDir: f.dataDir, Log: reqLog})
-	if err != nil {
-		return err
-	}
 	l, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %v", err)
+	}
+	cfg := server.Config{Wasm: src, DataDir: f.dataDir, Log: reqLog}
+	if server.IsLoopback(f.addr) {
+		// Only this machine's browsers reach it, under these names: a DNS
+		// name of another site rebound to 127.0.0.1 is refused.
+		cfg.Hosts = server.LoopbackHosts(l.Addr().String())
+	}
+	h, err := server.NewHandler(cfg)
+	if err != nil {
+		l.Close()
+		return err
 	}
 	url := "http://" + urlHost(l.Addr().String()) + "/"
 	fmt.Fprintf(a.stdout, "serving grng on %s  (Ctrl-C to stop)\n", url)

@@ -103,6 +103,14 @@ func TestServeRuns(t *testing.T) {
 			t.Errorf("GET /%s: %d %q, CSP %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Security-Policy"))
 		}
 	}
+	// A DNS name rebound to 127.0.0.1 reaches the socket, not the site.
+	req, _ := http.NewRequest("GET", url+"data/iris/iris.csv", nil)
+	req.Host = "rebound.example" + strings.TrimPrefix(strings.TrimSuffix(url, "/"), "http://127.0.0.1")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET with Host %s: %d, want 403", req.Host, resp.StatusCode)
+	}
 	if strings.Contains(errs.String(), "warning") {
 		t.Errorf("a loopback address warned: %s", errs.String())
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +19,9 @@ import (
 	"time"
 
 	"grng/cmd/native/internal/progress"
+	"grng/core"
 	"grng/core/ckpt"
+	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/nn"
 	"grng/core/optim"
@@ -56,15 +59,23 @@ Checkpoints. Every --checkpoint-every steps (default 500), at the end of the
 run and on SIGINT/SIGTERM, the complete state of the run (weights, optimizer
 state, step, batch order, random sources, training time) is written to
 <out>/checkpoint.grng, atomically: a killed run leaves the previous complete
-checkpoint, never a part of one. metrics.csv is published just before each
-checkpoint. 'native train --resume DIR' continues the run of DIR from its
-checkpoint with DIR's configuration (data, model, optimizer, hyperparameters,
-seed, batch, length, schedule); metrics.csv continues with the new rows. On
-the cpu device the resumed run is bit for bit the uninterrupted one. Flags
-that contradict the checkpoint are refused; --device, --data-dir, --quiet
-and --checkpoint-every (by default the run's) may change. A new run refuses
-an --out that holds a checkpoint. --checkpoint-every 0 writes no checkpoint
-at all.
+checkpoint, never a part of one. metrics.csv grows as the run goes (whole
+rows only) and is made durable just before each checkpoint. 'native train
+--resume DIR' continues the run of DIR from its checkpoint with DIR's
+configuration (data, model, optimizer, hyperparameters, seed, batch, length,
+schedule); metrics.csv continues with the new rows. On the cpu device the
+resumed run is bit for bit the uninterrupted one. Flags that contradict the
+checkpoint are refused; --device, --data-dir, --quiet and --checkpoint-every
+(by default the run's) may change. A new run refuses an --out that holds a
+checkpoint, or the results of a run written without one (its summary.json),
+unless --force (which deletes them); a metrics.csv alone, left by a run
+killed before its first checkpoint, is replaced. A running run locks its
+directory (<out>/.lock, with its PID): a second run or --resume there is
+refused, naming that process. --checkpoint-every 0 writes no checkpoint at
+all. A checkpoint that cannot be written (a full disk) is reported on stderr
+and tried again at the next one; summary.json counts them
+(checkpoint.failed_writes), and its checkpoint.step is the step of the
+checkpoint on disk.
 
 Divergence. A step whose loss, gradient, curvature or update is not finite
 is rejected (the weights are untouched) and retried on the same batch after
@@ -76,6 +87,13 @@ first. After 5 consecutive rejections of one step, or 20 rejected attempts
 over a stretch of steps that all needed a backoff, the run stops (exit 1)
 with the likely cause. metrics.csv counts the rejected attempts per step
 (rejected) and summary.json the total (rejected_steps).
+
+Memory. Before it allocates, train estimates what the run needs (weights
+and gradients, activations, optimizer state, curvature factors, the device
+copy of the data) and prints it in the header; a run whose estimate exceeds
+the memory available (Linux: MemAvailable, or a cgroup's limit) is refused
+with the estimate (exit 2). --no-memory-check starts it anyway. On a GPU
+device only the host part is checked.
 
 SIGINT (Ctrl-C) or SIGTERM stops the run after the current step; what was
 recorded is written, with a checkpoint, and the exit status is 130. A second
@@ -90,7 +108,7 @@ type trainFlags struct {
 	epochs, target                                     float64
 	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
-	quiet                                              bool
+	quiet, noMemCheck, force                           bool
 }
 
 // defaultCheckpointEvery is --checkpoint-every's default: a checkpoint costs
@@ -122,7 +140,9 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.out, "out", "", "output `DIR` for metrics.csv and summary.json (default ./out/<data>-<opt>-<timestamp>)")
 	fs.StringVar(&f.device, "device", "cpu", deviceHelp())
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
+	fs.BoolVar(&f.noMemCheck, "no-memory-check", false, "start the run even when its memory estimate exceeds the memory available")
 	fs.IntVar(&f.ckptEvery, "checkpoint-every", defaultCheckpointEvery, "write `N`-step checkpoints to <out>/"+checkpointName+" (also at the end and on SIGINT/SIGTERM);\n0: no checkpoints")
+	fs.BoolVar(&f.force, "force", false, "start a new run in an --out that holds another run's results or checkpoint, deleting them")
 	fs.StringVar(&f.resume, "resume", "", "continue the run in `DIR` from its "+checkpointName+", with its configuration")
 }
 
@@ -306,9 +326,17 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		if f.resume == "" {
 			return usagef("--resume needs the output directory of a run")
 		}
+		if f.force {
+			return usagef("--force replaces the results of another run; --resume continues a run")
+		}
 		if st, err := os.Stat(f.resume); err != nil || !st.IsDir() {
 			return usagef("--resume %s: not a directory", f.resume)
 		}
+		unlock, err := lockRun(f.resume)
+		if err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		defer unlock()
 		path := filepath.Join(f.resume, checkpointName)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return usagef("--resume %s: no %s there (was the run started with --checkpoint-every 0, or killed before its first checkpoint?)", f.resume, checkpointName)
@@ -344,8 +372,15 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if st, err := os.Stat(out); err == nil && !st.IsDir() {
 		return usagef("--out %s: exists and is not a directory", out)
 	}
-	if _, err := os.Stat(ckptPath); err == nil && resumed == nil {
-		return usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out", out, out)
+	if resumed == nil {
+		if _, err := outFree(out, f.force); err != nil {
+			unlock, lerr := lockRun(out) // is that run going on?
+			if lerr != nil {
+				return fmt.Errorf("--out: %w", lerr)
+			}
+			unlock()
+			return err
+		}
 	}
 	var log io.Writer = a.stderr
 	if f.quiet {
@@ -404,10 +439,23 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}
+	mem, err := train.EstimateMemory(cfg)
+	if err != nil {
+		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
+	}
+	memLine, err := a.checkMemory(mem, dev, f.noMemCheck)
+	if err != nil {
+		return err
+	}
 	total := cfg.TotalSteps()
 	if resumed != nil && resumed.Step >= total {
-		fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)
-		return nil
+		if summaryDone(out, total) {
+			fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)
+			return nil
+		}
+		// Stopped between its final checkpoint and its summary: the
+		// checkpoint has what the summary needs.
+		fmt.Fprintf(a.stderr, "note: the run in %s is complete (step %d of %d) but its summary.json is missing or out of date: writing it\n", out, resumed.Step, total)
 	}
 	// Stop after the current step on SIGINT/SIGTERM; a second signal gets
 	// the default action (the handler is removed after the first).
@@ -442,6 +490,36 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		if sess, err = train.NewSession(cfg); err != nil {
 			return usagef("%v", strings.TrimPrefix(err.Error(), "train: ")) // the optimizer refuses the configuration
 		}
+		// The directory is this run's from here on: locked, and checked
+		// again under the lock.
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			sess.Close()
+			return fmt.Errorf("output directory: %w", err)
+		}
+		unlock, err := lockRun(out)
+		if err != nil {
+			sess.Close()
+			return fmt.Errorf("--out: %w", err)
+		}
+		defer unlock()
+		killed, err := outFree(out, f.force)
+		if err != nil {
+			sess.Close()
+			return err
+		}
+		if killed {
+			fmt.Fprintf(a.stderr, "note: %s/metrics.csv is what a run killed before its first checkpoint left: replacing it\n", out)
+		}
+		if f.force {
+			// The other run's files go before this run writes any: a
+			// checkpoint or summary left from it would belong to neither.
+			for _, name := range resultFiles {
+				if err := os.Remove(filepath.Join(out, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					sess.Close()
+					return fmt.Errorf("--force: %w", err)
+				}
+			}
+		}
 		if rec, err = train.NewRecorder(out); err != nil {
 			sess.Close()
 			return err
@@ -453,7 +531,8 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	perEpoch := max(trainSet.N/f.batch, 1)
 	fmt.Fprintf(log, "data    %s: %d train / %d test, %d features, %d classes\n", f.data, trainSet.N, testSet.N, trainSet.D, trainSet.Classes)
-	fmt.Fprintf(log, "model   %s (%d parameters) on %s\n", spec, spec.NumParams(), dev.Name())
+	fmt.Fprintf(log, "model   %s (%d parameters) on %s\n", arch, params, dev.Name())
+	fmt.Fprintf(log, "memory  %s\n", memLine)
 	fmt.Fprintf(log, "opt     %s: %s\n", entry.Name, hyperString(entry, hyper))
 	ep, unit := float64(total)/float64(perEpoch), "epochs"
 	if ep == 1 {
@@ -478,24 +557,50 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		lastLoss        = math.NaN()
 		runErr          error
 		ckptStep        = -1
+		ckptFailed      int   // periodic checkpoints not written
+		ckptLastErr     error // why the last of them was not
+		ckptFailing     bool  // the latest periodic checkpoint was not written
 	)
 	if resumed != nil {
 		ckptStep = resumed.Step
 	}
-	checkpoint := func() {
-		if f.ckptEvery == 0 || ckptErr != nil {
-			return
-		}
-		// metrics.csv first: it always reaches the checkpoint's step.
+	// checkpoint writes metrics.csv, then the checkpoint: metrics.csv always
+	// reaches the checkpoint's step.
+	checkpoint := func() error {
 		if err := rec.Sync(); err != nil {
-			ckptErr = err
-			return
+			return err
 		}
 		if err := sess.SaveCheckpoint(ckptPath); err != nil {
-			ckptErr = err
-			return
+			return err
 		}
 		ckptStep = sess.Steps()
+		return nil
+	}
+	// warn prints a line on stderr (even with --quiet), under the bar.
+	warn := func(format string, args ...any) {
+		if bar != nil {
+			bar.Clear()
+		}
+		fmt.Fprintf(a.stderr, format+"\n", args...)
+	}
+	// periodic writes the checkpoint of step; one that cannot be written (a
+	// full disk) is reported and tried again at the next one.
+	periodic := func(step int) {
+		err := checkpoint()
+		if err != nil {
+			ckptFailed++
+			ckptLastErr, ckptFailing = err, true
+			last := "there is none yet"
+			if ckptStep >= 0 {
+				last = fmt.Sprintf("the last one is at step %d", ckptStep)
+			}
+			warn("warning: checkpoint at step %d not written: %v; %s; trying again at step %d", step, err, last, step+f.ckptEvery)
+			return
+		}
+		if ckptFailing {
+			warn("checkpoint at step %d written (%d earlier attempts failed)", step, ckptFailed)
+			ckptFailing = false
+		}
 	}
 	started := time.Now()
 	for !sess.Done() {
@@ -519,7 +624,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			bar.Update(m.Step, progressNote(lastLoss, sess.Result()))
 		}
 		if f.ckptEvery > 0 && m.Step%f.ckptEvery == 0 && !sess.Done() {
-			checkpoint()
+			periodic(m.Step)
 		}
 		if a.afterStep != nil {
 			a.afterStep(m.Step)
@@ -541,6 +646,14 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		st = "diverged"
 	default:
 		st = "failed"
+	}
+	// The final checkpoint, then the summary that reports it: metrics.csv
+	// first (checkpoint does), so that it reaches the checkpoint's step.
+	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
+	if final {
+		ckptErr = checkpoint()
+	} else if err := rec.Sync(); err != nil {
+		recErr = err
 	}
 	sum := summary{
 		Status:    st,
@@ -569,11 +682,19 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if resumed != nil {
 		sum.ResumedFrom = &resumed.Step
 	}
+	var errs []string
 	if st == "interrupted" {
-		sum.Error = "interrupted: " + context.Cause(ctx).Error()
+		errs = append(errs, "interrupted: "+context.Cause(ctx).Error())
 	} else if runErr != nil {
-		sum.Error = runErr.Error()
+		errs = append(errs, runErr.Error())
 	}
+	if recErr != nil {
+		errs = append(errs, "writing "+out+": "+recErr.Error())
+	}
+	if ckptErr != nil {
+		errs = append(errs, fmt.Sprintf("the checkpoint of step %d was not written: %v", res.Steps, ckptErr))
+	}
+	sum.Error = strings.Join(errs, "; ")
 	for k, v := range hyper {
 		sum.Hyperparameters[k] = jfloat(v)
 	}
@@ -590,21 +711,21 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		sum.Result.Programs = progs.summary()
 		fmt.Fprintln(log, progs.line())
 	}
-	final := f.ckptEvery > 0 && (st == "completed" || st == "interrupted") && ckptStep != res.Steps
-	if final || ckptStep >= 0 {
-		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Step: ckptStep}
-		if final {
-			sum.Checkpoint.Step = res.Steps
+	if ckptStep >= 0 || ckptFailed > 0 || ckptErr != nil {
+		sum.Checkpoint = &summaryCheckpoint{Path: ckptPath, Failed: ckptFailed}
+		if ckptStep >= 0 {
+			sum.Checkpoint.Step = &ckptStep
+		}
+		if ckptErr != nil {
+			sum.Checkpoint.Failed++
+			ckptLastErr = ckptErr
+		}
+		if ckptLastErr != nil {
+			sum.Checkpoint.LastError = ckptLastErr.Error()
 		}
 	}
 	if err := rec.Close(sum); err != nil && recErr == nil {
 		recErr = err
-	}
-	if final {
-		// After metrics.csv and summary.json, as every checkpoint.
-		if err := sess.SaveCheckpoint(ckptPath); err != nil && ckptErr == nil {
-			ckptErr = err
-		}
 	}
 	fmt.Fprintln(a.stdout, summaryLine(sum, out))
 
@@ -612,7 +733,11 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	case recErr != nil:
 		return fmt.Errorf("writing %s: %w", out, recErr)
 	case ckptErr != nil:
-		return fmt.Errorf("writing the checkpoint: %w", ckptErr)
+		last := "there is none"
+		if ckptStep >= 0 {
+			last = fmt.Sprintf("the last one is at step %d", ckptStep)
+		}
+		return fmt.Errorf("the checkpoint of step %d was not written (%s): %w", res.Steps, last, ckptErr)
 	case st == "interrupted":
 		msg := fmt.Sprintf("interrupted after step %d of %d; the metrics so far are in %s", res.Steps, total, out)
 		if f.ckptEvery > 0 {
@@ -623,6 +748,80 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return fmt.Errorf("%w (metrics up to step %d are in %s)", runErr, res.Steps, out)
 	}
 	return nil
+}
+
+// summaryDone reports whether dir/summary.json describes the complete run
+// of total steps.
+func summaryDone(dir string, total int) bool {
+	var s summary
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil || json.Unmarshal(b, &s) != nil {
+		return false
+	}
+	return s.Status == "completed" && s.Result.Steps == total && s.Error == ""
+}
+
+// checkMemory compares the run's memory estimate with the memory
+// available and returns the header's line about it; a run that cannot fit
+// is a usage error, unless force. Where the device holds its buffers in
+// host memory (cpu) the whole estimate must fit there, elsewhere (a GPU)
+// its host part; the device's own memory is not known here.
+func (a *app) checkMemory(mem train.Memory, dev core.Device, force bool) (string, error) {
+	avail, ok := availableMemory()
+	if a.memAvailable != nil {
+		avail, ok = a.memAvailable()
+	}
+	_, host := dev.(*cpu.Device)
+	need, where := mem.Host, "host memory"
+	if host {
+		need = mem.Total()
+	}
+	line := fmt.Sprintf("about %s", mem)
+	if !host {
+		line += fmt.Sprintf(" (%s on %s)", train.FormatBytes(mem.Device()), dev.Name())
+	}
+	if !ok {
+		return line + "; available memory unknown", nil
+	}
+	line += fmt.Sprintf("; %s available", train.FormatBytes(avail))
+	if need > avail && !force {
+		return "", usagef("the run needs about %s of %s (%s), more than the %s available: use a smaller --batch or --model, or a device with more memory (--no-memory-check starts it anyway)",
+			train.FormatBytes(need), where, mem, train.FormatBytes(avail))
+	}
+	return line, nil
+}
+
+// resultFiles are the files a run writes in its directory.
+var resultFiles = []string{checkpointName, "metrics.csv", "summary.json"}
+
+// found lists the result files in dir: "checkpoint.grng, metrics.csv".
+func found(dir string) string {
+	var fs []string
+	for _, name := range resultFiles {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			fs = append(fs, name)
+		}
+	}
+	return strings.Join(fs, ", ")
+}
+
+// outFree says, as a usage error, why a new run may not write into out: it
+// holds another run's checkpoint (which --resume continues) or results
+// (its summary.json). A metrics.csv alone is what a run killed before its
+// first checkpoint leaves: nothing can continue it, and the new run
+// replaces it (killed reports whether that is so). With force nothing is
+// in the way.
+func outFree(out string, force bool) (killed bool, err error) {
+	files := found(out)
+	switch {
+	case force || files == "":
+		return false, nil
+	case strings.HasPrefix(files, checkpointName):
+		return false, usagef("--out %s holds the checkpoint of another run: continue it with --resume %s, or choose another --out (--force replaces that run)", out, out)
+	case files == "metrics.csv":
+		return true, nil
+	}
+	return false, usagef("--out %s holds the results of another run (%s): choose another --out, or --force to replace them", out, files)
 }
 
 // progressNote is the progress bar's note: the last batch loss and, after
@@ -678,8 +877,8 @@ func summaryLine(s summary, out string) string {
 
 // summary is the content of summary.json.
 type summary struct {
-	Status          string             `json:"status"` // completed, interrupted, diverged or failed
-	Error           string             `json:"error,omitempty"`
+	Status          string             `json:"status"`                      // of the training: completed, interrupted, diverged or failed
+	Error           string             `json:"error,omitempty"`             // why the exit status is not 0 (the outputs not written included)
 	ResumedFrom     *int               `json:"resumed_from_step,omitempty"` // the checkpoint's step, when this process resumed the run
 	Checkpoint      *summaryCheckpoint `json:"checkpoint,omitempty"`        // the last checkpoint written
 	Command         []string           `json:"command"`
@@ -720,7 +919,11 @@ type summaryConfig struct {
 
 type summaryCheckpoint struct {
 	Path string `json:"path"`
-	Step int    `json:"step"`
+	Step *int   `json:"step"` // of the checkpoint in Path; null when none was written
+	// Failed counts the checkpoints that could not be written (a periodic
+	// one is tried again at the next); LastError says why the last did not.
+	Failed    int    `json:"failed_writes"`
+	LastError string `json:"last_failure,omitempty"`
 }
 
 type summaryResult struct {

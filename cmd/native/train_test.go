@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"grng/core/ckpt"
@@ -57,6 +58,7 @@ func TestTrainFlagValidation(t *testing.T) {
 		{[]string{"--data", "moons", "--opt", "rkalman", "--hp", "sigma0=0"}, `sigma0 = 0 is out of range [1e-12, 1e+06]`},
 		{[]string{"--data", "moons", "--opt", "sophia", "--hp", "k=0.5"}, `k = 0.5 is out of range [1, 1e+06]`},
 		{[]string{"--data", "moons", "--opt", "sam", "--hp", "rho=-1"}, `rho = -1 is out of range [0, 10]`},
+		{[]string{"--data", "moons", "--hp", "eps=0"}, `eps = 0 is out of range [1e-30, 1]`},
 		{[]string{"--data", "moons", "--opt", "kalman-full", "--model", "2-100-50-2"}, `kalman-full: model 2-100-50-2:relu has 5452 trainable parameters; its dense covariance allows at most 5000`},
 		{[]string{"--data", "moons", "--steps", "1e9"}, `invalid value "1e9" for flag -steps`},
 		{[]string{"--data", "moons", "--seed", "-1"}, `invalid value "-1" for flag -seed`},
@@ -362,4 +364,75 @@ func TestTrainDeviceAuto(t *testing.T) {
 		t.Errorf("chose %s without a notice:\n%s", s.Device, errs)
 	}
 	t.Logf("device %s; stderr:\n%s", s.Device, errs)
+}
+
+// Every run's header gives its memory estimate; a run whose estimate
+// exceeds the memory available is refused with it (exit 2) before anything
+// is allocated, unless --no-memory-check.
+func TestTrainMemoryCheck(t *testing.T) {
+	run := func(avail int64, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		a := &app{stdout: &out, stderr: &errb, memAvailable: func() (int64, bool) { return avail, true }}
+		code := a.run(context.Background(), append([]string{"train", "--data", "moons", "--model", "2-512-512-2", "--opt", "ring",
+			"--steps", "2", "--checkpoint-every", "0"}, args...))
+		return code, out.String(), errb.String()
+	}
+	dir := t.TempDir()
+	code, _, errs := run(1<<20, "--out", filepath.Join(dir, "a"))
+	want := regexp.MustCompile(`the run needs about [\d.]+ MiB of host memory \([\d.]+ MiB: parameters [\d.]+ MiB, activations .*, curvature [\d.]+ MiB, .*\), more than the 1 MiB available: use a smaller --batch or --model`)
+	if code != exitUsage || !want.MatchString(errs) {
+		t.Fatalf("exit %d, want %d and %s:\n%s", code, exitUsage, want, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); err == nil {
+		t.Error("a refused run created its output directory")
+	}
+	code, _, errs = run(1<<20, "--out", filepath.Join(dir, "b"), "--no-memory-check")
+	if code != exitOK {
+		t.Fatalf("--no-memory-check: exit %d:\n%s", code, errs)
+	}
+	code, _, errs = run(8<<30, "--out", filepath.Join(dir, "c"))
+	if m := regexp.MustCompile(`(?m)^memory  about [\d.]+ MiB: parameters .* curvature .*; 8 GiB available$`).FindString(errs); code != exitOK || m == "" {
+		t.Fatalf("exit %d, header without the memory line:\n%s", code, errs)
+	}
+}
+
+// The memory available is MemAvailable, or less where a cgroup limits the
+// process (v1 or v2, on its own cgroup or one above it).
+func TestAvailableMemory(t *testing.T) {
+	meminfo := &fstest.MapFile{Data: []byte("MemTotal:       24000000 kB\nMemFree:  1000 kB\nMemAvailable:   20000000 kB\n")}
+	for _, c := range []struct {
+		name string
+		fs   fstest.MapFS
+		want int64
+		ok   bool
+	}{
+		{"nothing", fstest.MapFS{}, 0, false},
+		{"meminfo", fstest.MapFS{"proc/meminfo": meminfo}, 20000000 << 10, true},
+		{"v2 limit above", fstest.MapFS{"proc/meminfo": meminfo,
+			"proc/self/cgroup":                   {Data: []byte("0::/a/b\n")},
+			"sys/fs/cgroup/a/b/memory.max":       {Data: []byte("max\n")},
+			"sys/fs/cgroup/a/b/memory.current":   {Data: []byte("100\n")},
+			"sys/fs/cgroup/a/memory.max":         {Data: []byte("1073741824\n")},
+			"sys/fs/cgroup/a/memory.current":     {Data: []byte("73741824\n")},
+			"sys/fs/cgroup/memory.max":           {Data: []byte("max\n")},
+			"sys/fs/cgroup/memory.current":       {Data: []byte("5\n")},
+			"sys/fs/cgroup/a/b/c/memory.max":     {Data: []byte("1\n")},
+			"sys/fs/cgroup/a/b/c/memory.current": {Data: []byte("0\n")},
+		}, 1<<30 - 73741824, true},
+		{"v1 unlimited", fstest.MapFS{"proc/meminfo": meminfo,
+			"proc/self/cgroup": {Data: []byte("4:memory:/x\n0::/\n")},
+			"sys/fs/cgroup/memory/x/memory.limit_in_bytes": {Data: []byte("9223372036854771712\n")},
+			"sys/fs/cgroup/memory/x/memory.usage_in_bytes": {Data: []byte("179634176\n")},
+		}, 20000000 << 10, true},
+		{"v1 limit", fstest.MapFS{"proc/meminfo": meminfo,
+			"proc/self/cgroup": {Data: []byte("4:cpu,memory:/x\n")},
+			"sys/fs/cgroup/memory/x/memory.limit_in_bytes": {Data: []byte("2000\n")},
+			"sys/fs/cgroup/memory/x/memory.usage_in_bytes": {Data: []byte("3000\n")},
+		}, 0, true},
+	} {
+		got, ok := availableMemoryIn(c.fs)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: %d %v, want %d %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 )
 
@@ -237,9 +236,9 @@ func LoadIDXClasses(imagesPath, labelsPath string, classes int) (*Dataset, error
 	return d, nil
 }
 
-// loadFile opens path and hands it to read.
+// loadFile opens path, a regular file, and hands it to read.
 func loadFile[T any](path string, read func(io.Reader) (T, error)) (T, error) {
-	f, err := os.Open(path)
+	f, err := OpenRegular(path)
 	if err != nil {
 		var zero T
 		return zero, fmt.Errorf("data: %w", err)

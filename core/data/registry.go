@@ -192,7 +192,7 @@ func Verify(name, dataDir string) error {
 
 // checkSHA256 compares the sha256 of the file at path with want (hex).
 func checkSHA256(path, want string) error {
-	f, err := os.Open(path)
+	f, err := OpenRegular(path)
 	if err != nil {
 		return err
 	}

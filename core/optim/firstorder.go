@@ -29,7 +29,7 @@ func init() {
 			{Name: "lr", Default: 3e-3, Min: 0, Max: 10, Doc: "learning rate (3e-3: best of 1e-3..5e-3 on an MNIST validation split, batch 32, linear decay)"},
 			{Name: "beta1", Default: 0.9, Min: 0, Max: 0.99999, Doc: "first-moment decay β1"},
 			{Name: "beta2", Default: 0.999, Min: 0, Max: 0.999999, Doc: "second-moment decay β2"},
-			{Name: "eps", Default: 1e-8, Min: 0, Max: 1, Doc: "denominator ε"},
+			{Name: "eps", Default: 1e-8, Min: 1e-30, Max: 1, Doc: "denominator ε (> 0: an always-zero gradient, as of a blank pixel's weights, would step 0/0)"},
 			{Name: "wd", Default: 0.01, Min: 0, Max: 1, Doc: "decoupled weight decay"},
 			{Name: "warmup", Default: 0, Min: 0, Max: 1e7, Int: true, Doc: "steps of linear learning-rate warmup"},
 		},

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"grng/core"
@@ -623,4 +625,141 @@ func TestResumeThenUndo(t *testing.T) {
 	b := filepath.Join(dir, "b.grng")
 	second.SaveCheckpoint(b)
 	compareCheckpoints(t, a, b)
+}
+
+// Sync appends the new rows to metrics.csv in place: the file stays the
+// same file, and what it held is not written again.
+func TestRecorderSyncAppends(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRecorder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "metrics.csv")
+	var before os.FileInfo
+	for i := 1; i <= 6; i++ {
+		r.Record(Metrics{Step: i, Loss: float64(i), TestLoss: math.NaN(), TestAcc: math.NaN()})
+		if i%2 != 0 {
+			continue
+		}
+		if err := r.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before != nil && !os.SameFile(before, fi) {
+			t.Fatalf("Sync at step %d replaced metrics.csv instead of appending to it", i)
+		}
+		before = fi
+		b, _ := os.ReadFile(path)
+		if n := strings.Count(string(b), "\n"); n != i+1 {
+			t.Fatalf("%d lines after Sync at step %d:\n%s", n, i, b)
+		}
+	}
+	if err := r.Close(map[string]int{}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); !os.SameFile(before, fi) {
+		t.Fatal("Close replaced metrics.csv")
+	}
+}
+
+// fullDisk is a metrics file on a disk that fills up: while fail > 0 each
+// write stores half of its bytes and fails with ENOSPC.
+type fullDisk struct {
+	metricsFile
+	fail int
+}
+
+func (d *fullDisk) WriteAt(b []byte, off int64) (int, error) {
+	if d.fail == 0 {
+		return d.metricsFile.WriteAt(b, off)
+	}
+	d.fail--
+	n, _ := d.metricsFile.WriteAt(b[:len(b)/2], off)
+	return n, &os.PathError{Op: "write", Path: "metrics.csv", Err: syscall.ENOSPC}
+}
+
+// A write of metrics.csv that fails (a full disk) leaves whole rows in the
+// file and loses no row: the rows stay pending, and the next Sync, once
+// the disk has room again, writes them after the earlier ones.
+func TestRecorderWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRecorder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "metrics.csv")
+	rec := func(from, to int) {
+		for i := from; i <= to; i++ {
+			r.Record(Metrics{Step: i, Loss: float64(i), TestLoss: math.NaN(), TestAcc: math.NaN()})
+		}
+	}
+	rec(1, 3)
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	disk := &fullDisk{metricsFile: r.f, fail: 2}
+	r.f = disk
+	rec(4, 6)
+	if err := r.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Sync on a full disk: %v", err)
+	}
+	b, _ := os.ReadFile(path)
+	if n := strings.Count(string(b), "\n"); n != 4 || !strings.HasSuffix(string(b), "\n") {
+		t.Fatalf("after a failed write metrics.csv holds more than its whole rows:\n%q", b)
+	}
+	rec(7, 8)
+	if err := r.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("second Sync on a full disk: %v", err)
+	}
+	rec(9, 9)
+	if err := r.Close(map[string]int{}); err != nil { // the disk has room again
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 10 {
+		t.Fatalf("metrics.csv after the disk had room again:\n%s", b)
+	}
+	for i, l := range lines[1:] {
+		if !strings.HasPrefix(l, strconv.Itoa(i+1)+",") {
+			t.Fatalf("line %d: %q\n%s", i+2, l, b)
+		}
+	}
+}
+
+// ResumeRecorder cuts metrics.csv after the checkpoint's row in place: a
+// row cut short by a full disk, and rows past the checkpoint, go.
+func TestRecorderResumeCutsRows(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "metrics.csv")
+	head := strings.Join(MetricsHeader, ",") + "\n"
+	for _, c := range []struct {
+		content  string
+		upTo     int
+		last     int
+		wantRows int
+	}{
+		{head + "1,,,,,,,,0\n2,,,,,,,,0\n3,,,", 2, 2, 2},
+		{head + "1,,,,,,,,0\n2,,,,,,,,0\n3,,,,,,,,0\n", 2, 2, 2},
+		{head + "1,,,,,,,,0\n2,,,", 5, 1, 1},
+		{"", 3, 0, 0},
+		{"step,epo", 3, 0, 0},
+	} {
+		os.WriteFile(path, []byte(c.content), 0o644)
+		r, last, err := ResumeRecorder(dir, c.upTo)
+		if err != nil || last != c.last {
+			t.Fatalf("%q: last %d, err %v", c.content, last, err)
+		}
+		if err := r.Close(map[string]int{}); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		if !strings.HasPrefix(string(b), head) || strings.Count(string(b), "\n") != c.wantRows+1 {
+			t.Fatalf("%q resumed at %d:\n%q", c.content, c.upTo, b)
+		}
+	}
 }

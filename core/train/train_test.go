@@ -126,8 +126,8 @@ func TestRecorder(t *testing.T) {
 	if _, _, err := Run(context.Background(), c, func(m Metrics) { r.Record(m) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "metrics.csv")); err == nil {
-		t.Fatal("metrics.csv visible before Close")
+	if b, err := os.ReadFile(filepath.Join(dir, "metrics.csv")); err != nil || len(b) != 0 {
+		t.Fatalf("metrics.csv before Close (the rows are pending): %q, %v", b, err)
 	}
 	if err := r.Close(map[string]int{"steps": 10}); err != nil {
 		t.Fatal(err)
@@ -149,5 +149,28 @@ func TestRecorder(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, ".*"))
 	if len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// An empty test set is not evaluated: the loss and accuracy are NaN (null
+// in summaries, "no evaluation"), not 0.
+func TestEmptyTestSet(t *testing.T) {
+	c := moonsConfig(t)
+	c.Steps, c.EvalEvery = 6, 2
+	c.Test = &data.Dataset{Name: "empty", D: 2, Classes: 2}
+	var evals int
+	net, res, err := Run(context.Background(), c, func(m Metrics) {
+		if m.Eval || !math.IsNaN(m.TestLoss) || !math.IsNaN(m.TestAcc) {
+			evals++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evals != 0 || !math.IsNaN(res.TestLoss) || !math.IsNaN(res.TestAcc) {
+		t.Fatalf("%d evaluations, test loss %v, accuracy %v", evals, res.TestLoss, res.TestAcc)
+	}
+	if l, a := Evaluate(net, c.Test); !math.IsNaN(l) || !math.IsNaN(a) {
+		t.Fatalf("Evaluate on an empty set: %v, %v", l, a)
 	}
 }

@@ -8,9 +8,12 @@
 // origin's scripts, plus 'wasm-unsafe-eval' to compile WebAssembly. Paths
 // are checked before anything is opened: dot segments ("..", also
 // percent-encoded), empty segments, encoded slashes, backslashes and NUL are
-// refused with 400; data files are opened with os.OpenInRoot, so neither
-// ".." nor a symbolic link can leave the data directory (404). Only GET and
-// HEAD are served.
+// refused with 400; data files are opened inside the data directory
+// (data.OpenRegularInRoot), so neither ".." nor a symbolic link can leave
+// it, and only regular files (no FIFO, device or directory) are served
+// (404). Only GET and HEAD are served. A loopback server names its
+// addresses in Config.Hosts and refuses other Host headers (DNS
+// rebinding). What a request controls is quoted in the log.
 package server
 
 import (
@@ -24,7 +27,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -47,6 +49,11 @@ type Config struct {
 	Wasm    Source // the WebAssembly build (required)
 	DataDir string // the data directory (data.DefaultDir() when empty)
 	Log     io.Writer
+	// Hosts, when not empty, are the only Host headers served (host:port,
+	// case-insensitive; LoopbackHosts gives those of a loopback listener):
+	// a request naming another host gets 403. A page of another site that
+	// rebinds its DNS name to 127.0.0.1 then cannot read a loopback server.
+	Hosts []string
 }
 
 // Handler serves the site; see the package documentation.
@@ -76,6 +83,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
+// logf writes a line to the log. Whatever a request controls (its path,
+// its Host) must be formatted with %q: decoded, it may hold newlines and
+// terminal escapes.
 func (h *Handler) logf(format string, a ...any) {
 	if h.cfg.Log != nil {
 		fmt.Fprintf(h.cfg.Log, format+"\n", a...)
@@ -122,6 +132,11 @@ func checkPath(u string, raw string) string {
 // ServeHTTP serves one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w.Header())
+	if len(h.cfg.Hosts) > 0 && !slices.ContainsFunc(h.cfg.Hosts, func(s string) bool { return strings.EqualFold(s, r.Host) }) {
+		h.logf("refused Host %q: not this server's address", r.Host)
+		http.Error(w, "forbidden: this server answers only to "+strings.Join(h.cfg.Hosts, " and "), http.StatusForbidden)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -247,17 +262,19 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request, rel string) 
 			return
 		}
 	}
-	f, err := os.OpenInRoot(h.cfg.DataDir, filepath.Join(set, filepath.FromSlash(file)))
+	// Only a regular file, opened without waiting: a FIFO would hold the
+	// request (and an OS thread) until a writer came.
+	f, err := data.OpenRegularInRoot(h.cfg.DataDir, filepath.Join(set, filepath.FromSlash(file)))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			h.logf("refused data file %s/%s: %v", set, file, err)
+			h.logf("refused data file %q: %q", set+"/"+file, err.Error())
 		}
 		http.NotFound(w, r)
 		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -295,6 +312,27 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
+}
+
+// LoopbackHosts lists the Host headers a browser sends to a server
+// listening on addr, a loopback address with its port: the address itself
+// and localhost, with the port (and without it for port 80).
+func LoopbackHosts(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	var hs []string
+	for _, h := range []string{host, "localhost"} {
+		hs = append(hs, net.JoinHostPort(h, port))
+		if port == "80" {
+			if strings.Contains(h, ":") {
+				h = "[" + h + "]"
+			}
+			hs = append(hs, h)
+		}
+	}
+	return hs
 }
 
 // Serve serves h on l until ctx is cancelled, then shuts the server down,

@@ -335,3 +335,69 @@ func TestServeShutdown(t *testing.T) {
 		t.Error("the server still answers after shutdown")
 	}
 }
+
+// What a request controls is quoted in the log: a crafted path cannot
+// write a fake line or a terminal escape into the operator's terminal.
+func TestLogQuotesRequests(t *testing.T) {
+	h, _ := testSite(t)
+	var log bytes.Buffer
+	h.cfg.Log = &log
+	// Under a regular file, so that opening it fails with "not a
+	// directory" (logged), not "no such file" (not logged).
+	w := get(h, "GET", "/data/digits/digits.csv.gz/%1b%5b2J%1b%5b31mFAKE%0a2026%2f01%2f01%20server%20stopped")
+	if w.Code == http.StatusOK {
+		t.Fatalf("served: %d", w.Code)
+	}
+	w = get(h, "GET", "/data/digits/digits.csv.gz/%1b%5b31mFAKE%0aserver%20stopped")
+	if w.Code != http.StatusNotFound {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	h.cfg.Hosts = []string{"127.0.0.1:80"}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Host = "evil\x1b[31m\nserver stopped"
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	out := log.String()
+	if strings.Count(out, "\n") != 3 || strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, `\x1b[31mFAKE\nserver stopped`) ||
+		!strings.Contains(out, `refused Host "evil\x1b[31m\nserver stopped"`) {
+		t.Fatalf("log:\n%s", out)
+	}
+}
+
+// With Hosts set (a loopback server), a request naming another host — a
+// DNS name rebound to 127.0.0.1 — is refused before anything is served.
+func TestHostCheck(t *testing.T) {
+	h, _ := testSite(t)
+	h.cfg.Hosts = LoopbackHosts("127.0.0.1:8080")
+	for _, c := range []struct {
+		host string
+		code int
+	}{
+		{"127.0.0.1:8080", http.StatusOK},
+		{"localhost:8080", http.StatusOK},
+		{"LocalHost:8080", http.StatusOK},
+		{"rebound.example:8080", http.StatusForbidden},
+		{"rebound.example", http.StatusForbidden},
+		{"127.0.0.1:9999", http.StatusForbidden},
+		{"127.0.0.1", http.StatusForbidden},
+		{"", http.StatusForbidden},
+	} {
+		for _, p := range []string{"/", "/data/iris/iris.csv", "/grng.wasm"} {
+			r := httptest.NewRequest("GET", p, nil)
+			r.Host = c.host
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != c.code {
+				t.Errorf("Host %q, GET %s: %d, want %d", c.host, p, w.Code, c.code)
+			}
+		}
+	}
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "127.0.0.1:8080 localhost:8080",
+		"[::1]:80":       "[::1]:80 [::1] localhost:80 localhost",
+		"127.0.0.1:80":   "127.0.0.1:80 127.0.0.1 localhost:80 localhost",
+	} {
+		if got := strings.Join(LoopbackHosts(addr), " "); got != want {
+			t.Errorf("LoopbackHosts(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// availableMemory is the memory this process may still allocate before the
+// system refuses or kills it, in bytes, where known: Linux's MemAvailable,
+// less where a cgroup (the container's or the service's) limits the
+// process to less. ok is false where neither is known (other systems).
+func availableMemory() (avail int64, ok bool) { return availableMemoryIn(os.DirFS("/")) }
+
+// availableMemoryIn is availableMemory over a root file system (tests pass
+// a fake one).
+func availableMemoryIn(root fs.FS) (avail int64, ok bool) {
+	lower := func(v int64) {
+		if v < 0 {
+			v = 0
+		}
+		if !ok || v < avail {
+			avail, ok = v, true
+		}
+	}
+	if b, err := fs.ReadFile(root, "proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) >= 2 && f[0] == "MemAvailable:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					lower(kb * 1024)
+				}
+			}
+		}
+	}
+	b, err := fs.ReadFile(root, "proc/self/cgroup")
+	if err != nil {
+		return avail, ok
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dir, limitFile, usageFile string
+		switch {
+		case parts[0] == "0" && parts[1] == "": // cgroup v2
+			dir, limitFile, usageFile = "sys/fs/cgroup", "memory.max", "memory.current"
+		case strings.Contains(","+parts[1]+",", ",memory,"): // cgroup v1
+			dir, limitFile, usageFile = "sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+		default:
+			continue
+		}
+		// The limit may be set on the process's cgroup or on any above it.
+		for p := path.Clean("/" + parts[2]); ; p = path.Dir(p) {
+			d := path.Join(dir, p)
+			limit, lerr := readBytes(root, path.Join(d, limitFile))
+			usage, uerr := readBytes(root, path.Join(d, usageFile))
+			if lerr == nil && uerr == nil && limit < 1<<60 { // v1 writes "no limit" as a huge number
+				lower(limit - usage)
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
+	return avail, ok
+}
+
+// readBytes reads a cgroup file holding a number of bytes; "max" (no limit)
+// is an error.
+func readBytes(root fs.FS, name string) (int64, error) {
+	b, err := fs.ReadFile(root, name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
