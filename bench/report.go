@@ -69,8 +69,14 @@ type ArmResult struct {
 	SecPerStep   stat              `json:"seconds_per_step"`
 	TrainSeconds stat              `json:"train_seconds"`
 	MeanGradNorm stat              `json:"mean_grad_norm"`
-	Steps        int               `json:"steps"`
-	Params       int               `json:"trainable_params"`
+	// The K-FAC safeguards (Safeguards), over the seeds: the share of
+	// steps the KL clip scaled down, the mean ν, Cholesky fallbacks per
+	// refresh (N = 0 for the other optimizers).
+	ClipShare    stat `json:"kl_clip_share"`
+	MeanNu       stat `json:"mean_nu"`
+	FallbackRate stat `json:"fallbacks_per_refresh"`
+	Steps        int  `json:"steps"`
+	Params       int  `json:"trainable_params"`
 
 	jobs []*job
 }
@@ -228,7 +234,7 @@ func (b *bencher) collect() []ExperimentResult {
 				continue // the optimizer is not in this registry
 			}
 			ar.Seeds = len(ar.jobs)
-			var test, val, ttt, sps, ts, gn []float64
+			var test, val, ttt, sps, ts, gn, clip, nu, fb []float64
 			for _, j := range ar.jobs {
 				s := j.sum
 				if s == nil || !j.resolved {
@@ -264,9 +270,17 @@ func (b *bencher) collect() []ExperimentResult {
 				sps = append(sps, float64(r.SecondsPerStep))
 				ts = append(ts, float64(r.TrainSeconds))
 				gn = append(gn, float64(r.MeanGradNorm))
+				if g := r.Safeguards; g != nil && r.Steps > 0 {
+					clip = append(clip, float64(g.ClipSteps)/float64(r.Steps))
+					nu = append(nu, float64(g.MeanNu))
+					if g.Refreshes > 0 {
+						fb = append(fb, float64(g.Fallbacks)/float64(g.Refreshes))
+					}
+				}
 			}
 			ar.TestAcc, ar.ValAcc, ar.TimeToTarget = statOf(test), statOf(val), statOf(ttt)
 			ar.SecPerStep, ar.TrainSeconds, ar.MeanGradNorm = statOf(sps), statOf(ts), statOf(gn)
+			ar.ClipShare, ar.MeanNu, ar.FallbackRate = statOf(clip), statOf(nu), statOf(fb)
 			er.Arms = append(er.Arms, ar)
 		}
 		out = append(out, er)
@@ -433,6 +447,7 @@ func (b *bencher) report() (string, error) {
 			"per sample of the batch), both means over the seeds. [k/n]: only k of n seeds reached the target (mean over those); " +
 			"—: none did. Bold: the fastest among the optimizers whose every seed reached the target.\n\n")
 		b.writeTime(&w, exps)
+		b.writeSafeguards(&w, exps)
 		w.WriteString("## Validation accuracy (Figures 2–4)\n\n")
 		for i := range exps {
 			if exps[i].Section == Accuracy {
@@ -791,6 +806,55 @@ func (b *bencher) writeTime(w *bytes.Buffer, all []ExperimentResult) {
 		}
 	}
 	table(w, "time", header, rows)
+}
+
+// writeSafeguards says, for the K-FAC optimizers of the accuracy tasks,
+// how often the KL clip scaled the step down (and the mean ν) and how many
+// inversions fell back to Cholesky per refresh: when the clip binds on
+// most steps, the comparison is of trust-region K-FAC variants, not of
+// the paper's eqs. 10a/10b.
+func (b *bencher) writeSafeguards(w *bytes.Buffer, all []ExperimentResult) {
+	exps := accuracyExps(all, "")
+	opts, by := accuracyRows(exps)
+	var rows [][]string
+	decided := false
+	for _, o := range opts {
+		row := []string{"**" + Label(o) + "**"}
+		has := false
+		for c := range exps {
+			a := by[c][o]
+			if a == nil || a.ClipShare.N == 0 {
+				row = append(row, "—")
+				continue
+			}
+			has = true
+			decided = decided || a.ClipShare.Mean > 0.5
+			cell := fmt.Sprintf("%s (ν %.2g)", pctOf(float64(a.ClipShare.Mean)), float64(a.MeanNu.Mean))
+			if a.FallbackRate.N > 0 {
+				cell += fmt.Sprintf(", %.2g fallbacks/refresh", float64(a.FallbackRate.Mean))
+			}
+			row = append(row, cell)
+		}
+		if has {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	w.WriteString("## Safeguards\n\n")
+	w.WriteString("For the K-FAC optimizers: the share of steps whose length the KL clip scaled down, the mean scale ν over all steps " +
+		"(1 when the clip does not bind), and the Newton–Schulz inversions per refresh that fell back to Cholesky, means over the seeds.")
+	if decided {
+		w.WriteString(" Where the clip binds on most steps, it, not the damping of eqs. 10a/10b, sets the step length: " +
+			"those rows compare trust-region K-FAC variants.")
+	}
+	w.WriteString("\n\n")
+	header := []string{"Algorithm"}
+	for _, e := range exps {
+		header = append(header, e.Title)
+	}
+	table(w, "safeguards", header, rows)
 }
 
 // writeHeadline is the README's results table: test accuracy on every

@@ -102,6 +102,35 @@ type Result struct {
 	FirstLoss           jfloat `json:"first_loss"`
 	LastLoss            jfloat `json:"last_loss"`
 	MeanGradNorm        jfloat `json:"mean_grad_norm"`
+	// Safeguards counts what the K-FAC optimizers' safeguards decided (nil
+	// for the others).
+	Safeguards *Safeguards `json:"safeguards,omitempty"`
+}
+
+// Safeguards says how often a K-FAC run's steps were decided by something
+// other than eqs. 10a/10b: the KL clip (the step scaled by ν < 1), Cholesky
+// fallbacks of Newton–Schulz, Levenberg–Marquardt's changes of ρ.
+type Safeguards struct {
+	ClipSteps  int    `json:"kl_clip_steps"` // steps the KL clip scaled down
+	MeanNu     jfloat `json:"mean_nu"`       // mean ν over all steps (1 when not clipped)
+	Refreshes  int    `json:"refreshes"`
+	Fallbacks  int    `json:"cholesky_fallbacks"` // inversions that fell back or needed extra damping
+	RhoChanges int    `json:"lm_rho_changes"`     // steps after which ρ changed
+}
+
+// observe adds the last step of o to g.
+func (g *Safeguards) observe(o *optim.KFAC, rhoBefore float64, steps int) {
+	if o.Last.Nu < 1 {
+		g.ClipSteps++
+	}
+	g.MeanNu += jfloat((o.Last.Nu - float64(g.MeanNu)) / float64(steps))
+	if o.Last.Refreshed {
+		g.Refreshes++
+		g.Fallbacks += o.Last.Fallbacks
+	}
+	if o.Rho() != rhoBefore {
+		g.RhoChanges++
+	}
 }
 
 // jfloat is a float64 that encodes NaN and ±Inf as JSON null.
@@ -259,12 +288,23 @@ func trainLoop(ctx context.Context, in loopInput) (*Summary, error) {
 	defer sess.Close()
 	var gradSum float64
 	gradN := 0
+	kfac, _ := sess.Opt.(*optim.KFAC)
+	if kfac != nil {
+		res.Safeguards = &Safeguards{}
+	}
 	for !sess.Done() {
 		if ctx.Err() != nil {
 			sum.Status, sum.Error = StatusInterrupted, "interrupted: "+context.Cause(ctx).Error()
 			break
 		}
+		var rho float64
+		if kfac != nil {
+			rho = kfac.Rho()
+		}
 		m, err := stepSafely(sess)
+		if err == nil && kfac != nil {
+			res.Safeguards.observe(kfac, rho, m.Step)
+		}
 		if err != nil {
 			var div *optim.Diverged
 			if errors.As(err, &div) {
