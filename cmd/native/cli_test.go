@@ -54,7 +54,7 @@ func TestHelpListsFlags(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"usage: native train --data NAME [flags]", "--batch int", "(default 32)",
+	for _, want := range []string{"usage: native train --data NAME|PATH [flags]", "--batch int", "(default 32)",
 		"--opt NAME", "(default adamw)", "--device", "(default cpu)", "--list-hp NAME", "exit status is 130"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("train --help lacks %q:\n%s", want, out)

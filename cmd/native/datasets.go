@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -76,6 +77,35 @@ func loadData(name, dir string) (train, test *data.Dataset, err error) {
 	return data.Open(name, dir)
 }
 
+// load returns the training and test sets of --data: a built-in set, or
+// the user's file at a path (data.OpenFiles with --label, --test and
+// --split, split with data.SplitSeed so that every run of a file tests on
+// the same samples). A file estimated to need more memory than is
+// available is refused before it is read, unless --no-memory-check.
+func (f *trainFlags) load() (train, test *data.Dataset, err error) {
+	if knownData(f.data) {
+		return loadData(f.data, f.dataDir)
+	}
+	o := data.FileOptions{Label: f.label, Test: f.test, Split: f.split, SplitSeed: data.SplitSeed}
+	if avail, ok := availableMemory(); ok && !f.noMemCheck {
+		o.MaxBytes = max(avail, 1)
+	}
+	return data.OpenFiles(f.data, o)
+}
+
+// dataLabel is a short name of --data for output folders: the built-in
+// name, or the base name of the user's file without its extensions.
+func dataLabel(name string) string {
+	if knownData(name) {
+		return name
+	}
+	base := filepath.Base(strings.SplitN(name, ",", 2)[0])
+	if i := strings.IndexByte(base, '.'); i > 0 {
+		base = base[:i]
+	}
+	return base
+}
+
 // synthDescription describes a synthetic set for `data list`.
 func synthDescription(name string) string {
 	classes := data.Synthetic[name](3, 0, 1).Classes
@@ -88,6 +118,7 @@ func synthDescription(name string) string {
 func defaultModel(name string, d *data.Dataset) string {
 	hidden, act := "64", "relu"
 	switch {
+	case !knownData(name):
 	case name == "mnist" || name == "fashion-mnist":
 		hidden = "256"
 	case name == "iris" || name == "wine" || name == "breast-cancer":

@@ -31,7 +31,7 @@ import (
 func trainCommand() *command {
 	return &command{
 		name:  "train",
-		args:  "--data NAME [flags]",
+		args:  "--data NAME|PATH [flags]",
 		short: "train a model with one optimizer and record its metrics",
 		long: `Train trains a freshly initialised model (--model: an MLP, a CNN, a ViT) on a
 data set with one optimizer and
@@ -51,9 +51,19 @@ Data sets: ` + strings.Join(dataNames(), ", ") + `.
 The real ones must be fetched first (native data fetch NAME); the synthetic
 2-D ones are generated in memory.
 
+Your own data: --data PATH reads ` + data.Formats + `
+(the format from the name; see the README). --label picks the label column
+(CSV/TSV, ARFF) or the labels file (.npy); --test names a test file, or else
+--split holds out a seeded share (0.2) of the data. Features are standardized
+with the training statistics (unsigned-byte images scaled to [0, 1]).
+Categorical CSV features are refused with the line, column and value: encode
+them as numbers first. A file estimated to need more memory than is
+available is refused before it is read (--no-memory-check reads it anyway).
+
 The model spec is a full layer-width list from input to output, with the
 hidden activation: 784-256-10:relu. Its first width must be the data's
-feature count and its last the number of classes.
+feature count and its last the number of classes; mlp:hidden=64-64,act=relu
+names the hidden layers only and takes the widths from the data.
 
 Checkpoints. Every --checkpoint-every steps (default 500), at the end of the
 run and on SIGINT/SIGTERM, the complete state of the run (weights, optimizer
@@ -104,8 +114,8 @@ signal kills.`,
 
 type trainFlags struct {
 	data, dataDir, model, opt, hp, device, out, listHP string
-	schedule, resume                                   string
-	epochs, target                                     float64
+	schedule, resume, label, test                      string
+	epochs, target, split                              float64
 	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
 	quiet, noMemCheck, force                           bool
@@ -124,9 +134,12 @@ const checkpointName = "checkpoint.grng"
 const maxModelParams = 1 << 28
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.data, "data", "", "`NAME` of the data set: "+strings.Join(dataNames(), ", "))
+	fs.StringVar(&f.data, "data", "", "`NAME` of a built-in data set ("+strings.Join(dataNames(), ", ")+"),\nor the PATH of your own file or folder: "+data.Formats)
+	fs.StringVar(&f.label, "label", "", "with --data PATH: the label `COLUMN` of a CSV/TSV or ARFF file (header name or 1-based number;\ndefault the last), or the labels file of a .npy features file")
+	fs.StringVar(&f.test, "test", "", "with --data PATH: the test `PATH`, in the same format (default: split the data, see --split)")
+	fs.Float64Var(&f.split, "split", data.DefaultTestSplit, "with --data PATH and no --test: the test `SHARE` of a seeded split of the data")
 	fs.StringVar(&f.dataDir, "data-dir", data.DefaultDir(), "`DIR` holding the fetched data sets (also $GRNG_DATA)")
-	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 or vit:patch=7,width=64 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
+	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), mlp:hidden=256,act=relu (widths from the data), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 or vit:patch=7,width=64 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
 	fs.StringVar(&f.opt, "opt", "adamw", "optimizer `NAME`: "+strings.Join(optim.Names(), ", "))
 	fs.StringVar(&f.hp, "hp", "", "hyperparameters over the optimizer's defaults, `\"k=v,...\"` (see --list-hp)")
 	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
@@ -150,7 +163,11 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 func (f *trainFlags) validate() error {
 	switch {
 	case f.data == "":
-		return usagef("missing --data NAME (one of: %s)", strings.Join(dataNames(), ", "))
+		return usagef("missing --data NAME (one of: %s) or --data PATH (your file: %s)", strings.Join(dataNames(), ", "), data.Formats)
+	case !(f.split > 0 && f.split < 1):
+		return usagef("--split %v: must be a test share in (0, 1)", f.split)
+	case knownData(f.data) && (f.label != "" || f.test != ""):
+		return usagef("--label and --test are for --data PATH (your own file), not the built-in %s", f.data)
 	case math.IsNaN(f.epochs) || f.epochs < 0 || f.epochs > 1e4:
 		return usagef("--epochs %v: must be in (0, 10000]", f.epochs)
 	case f.steps < 0:
@@ -238,6 +255,21 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 					f.hp, dir, p.Name, had, hp[p.Name])
 			}
 		}
+	}
+	for _, m := range []struct {
+		flag string
+		v    *string
+	}{{"label", &f.label}, {"test", &f.test}} {
+		if set[m.flag] && *m.v != h.Meta[m.flag] {
+			return refuse(m.flag, *m.v, h.Meta[m.flag])
+		}
+		*m.v = h.Meta[m.flag]
+	}
+	if sp, err := strconv.ParseFloat(h.Meta["split"], 64); err == nil {
+		if set["split"] && f.split != sp {
+			return refuse("split", f.split, sp)
+		}
+		f.split = sp
 	}
 	f.data, f.model, f.opt, f.hp = name, r.Model, r.Optimizer, r.Hyper
 	f.epochs, f.steps, f.batch, f.schedule = r.Epochs, r.Steps, r.Batch, r.Schedule
@@ -361,12 +393,12 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return usagef("--hp: %v (see native train --list-hp %s)", err, entry.Name)
 	}
-	if !knownData(f.data) {
-		return usagef("--data: unknown data set %q (known: %s)", f.data, strings.Join(dataNames(), ", "))
+	if _, err := os.Stat(strings.SplitN(f.data, ",", 2)[0]); !knownData(f.data) && err != nil {
+		return usagef("--data: unknown data set %q (known: %s), and no file or folder of that name: %v", f.data, strings.Join(dataNames(), ", "), err)
 	}
 	out := f.out
 	if out == "" && resumed == nil {
-		out = defaultOut(f.data, entry.Name, time.Now())
+		out = defaultOut(dataLabel(f.data), entry.Name, time.Now())
 	}
 	ckptPath := filepath.Join(out, checkpointName)
 	if st, err := os.Stat(out); err == nil && !st.IsDir() {
@@ -391,7 +423,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return err
 	}
 	defer closeDevice(dev)
-	trainSet, testSet, err := loadData(f.data, f.dataDir)
+	trainSet, testSet, err := f.load()
 	var nf *data.NotFetchedError
 	if errors.As(err, &nf) {
 		return &notFetched{nf, f.dataDir}
@@ -405,6 +437,10 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	arch, err := nn.ParseArch(modelSpec)
 	if err != nil {
 		return usagef("--model: %v", err)
+	}
+	if h, ok := arch.(nn.HiddenMLP); ok { // the data give the widths
+		arch = h.Spec(trainSet.D, trainSet.Classes)
+		modelSpec = arch.String()
 	}
 	var (
 		spec   nn.Spec
@@ -436,6 +472,9 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		Epochs: f.epochs, Steps: f.steps, BatchSize: f.batch, EvalEvery: f.evalEvery, Seed: f.seed, Target: f.target, Schedule: f.schedule,
 		Train: trainSet, Test: testSet,
 		Meta: map[string]string{"data": f.data, "data_dir": f.dataDir, "checkpoint_every": strconv.Itoa(f.ckptEvery)}}
+	if !knownData(f.data) {
+		cfg.Meta["label"], cfg.Meta["test"], cfg.Meta["split"] = f.label, f.test, strconv.FormatFloat(f.split, 'g', -1, 64)
+	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}

@@ -148,8 +148,9 @@ func (n named) Build(dev core.Device, in Shape, classes int, loss Loss, seed uin
 	return NewSequential(dev, n.String(), loss, layers...)
 }
 
-// ParseArch reads --model: an MLP spec such as "784-256-10:relu", or a
-// named architecture with optional parameters such as
+// ParseArch reads --model: an MLP spec such as "784-256-10:relu", an MLP
+// named by its hidden layers such as "mlp:hidden=256,act=relu" (HiddenMLP),
+// or a named architecture with optional parameters such as
 // "cnn:channels=16-32,kernel=3". Errors name the bad part and what is
 // allowed. A LoRA adaptation ("…+lora(…)", an Arch of ApplyLoRA) is
 // refused: it is made from a trained model, not built by name.
@@ -166,9 +167,12 @@ func ParseArch(s string) (Arch, error) {
 		}
 		return sp, nil
 	}
+	if name == "mlp" {
+		return parseHiddenMLP(s, rest)
+	}
 	a := archs[name]
 	if a == nil {
-		return nil, fmt.Errorf("model %q: unknown architecture %q (known: %s, or an MLP spec such as 784-256-10:relu)", s, name, strings.Join(ArchNames(), ", "))
+		return nil, fmt.Errorf("model %q: unknown architecture %q (known: mlp, %s, or an MLP spec such as 784-256-10:relu)", s, name, strings.Join(ArchNames(), ", "))
 	}
 	p, decl := ArchParams{}, map[string]ArchParam{}
 	for _, d := range a.params {

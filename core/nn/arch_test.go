@@ -18,6 +18,8 @@ func TestParseArch(t *testing.T) {
 		"vit:depth=2":                  "vit:patch=7,width=64,depth=2,heads=4,mlp=2,cls=0",
 		"cnn:pool=max,kernel=5":        "cnn:channels=16-32,kernel=5,hidden=0,act=relu,pool=max",
 		"cnn:pool=avg":                 "cnn:channels=16-32,kernel=3,hidden=0,act=relu", // the default is left out: older names stay
+		"mlp:hidden=64-32":             "mlp:hidden=64-32,act=relu",
+		"mlp:act=tanh, hidden=8":       "mlp:hidden=8,act=tanh",
 	} {
 		a, err := ParseArch(in)
 		if err != nil || a.String() != want {
@@ -34,6 +36,9 @@ func TestParseArch(t *testing.T) {
 		"cnn:act=softmax":       "unknown activation",
 		"cnn:kernel=3,kernel=5": "kernel given twice",
 		"784-x-10":              "width 2",
+		"mlp:act=tanh":          "want the hidden widths",
+		"mlp:hidden=64-0":       `hidden width "0"`,
+		"mlp:depth=2":           `"depth=2" is not hidden=`,
 	} {
 		if _, err := ParseArch(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseArch(%q): %v, want an error containing %q", in, err, want)
@@ -116,5 +121,23 @@ func TestParseArch(t *testing.T) {
 	}
 	if _, err := m.Curvature(); err != nil {
 		t.Errorf("vit with cls=1: %v", err)
+	}
+}
+
+// The hidden-only MLP takes its input and output widths from the data.
+func TestHiddenMLPBuild(t *testing.T) {
+	a, err := ParseArch("mlp:hidden=5,act=tanh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := a.Build(cpu.New(), Vector(4), 3, CrossEntropy, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := NumParams(m); got != (4+1)*5+(5+1)*3 {
+		t.Errorf("%d parameters, want %d", got, (4+1)*5+(5+1)*3)
+	}
+	if sp := a.(HiddenMLP).Spec(4, 3).String(); sp != "4-5-3:tanh" {
+		t.Errorf("spec %s", sp)
 	}
 }

@@ -1,6 +1,17 @@
 // Package train is the training loop shared by the command line, the UI and
 // the benchmarks: seeded mini-batches cut on the device, one optimizer step
 // at a time, evaluation every N steps, and a stream of metrics.
+//
+// Training a model from Go takes a data set, a model and an optimizer's
+// name (see ExampleRun):
+//
+//	trainSet, testSet, err := data.OpenFiles("my.csv", data.FileOptions{})
+//	spec, err := nn.ParseSpec(fmt.Sprintf("%d-64-%d:relu", trainSet.D, trainSet.Classes))
+//	net, res, err := train.Run(ctx, train.Config{Device: cpu.New(), Model: spec,
+//		Loss: nn.CrossEntropy, Optimizer: "ring", Epochs: 5, BatchSize: 32,
+//		Train: trainSet, Test: testSet}, nil)
+//
+// A Session (NewSession, Step) runs the same loop one step at a time.
 package train
 
 import (
