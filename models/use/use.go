@@ -29,8 +29,9 @@
 //
 //   - The graph: Load refuses any node, op, input, attribute, weight shape
 //     or constant value other than the template's, naming the node
-//     (TestFromGraphRefusals alters each kind), and a truncated shard or an
-//     altered model.json (TestLoadRefusesAlteredFiles).
+//     (TestFromGraphRefusals alters each kind), a truncated shard or an
+//     altered model.json, and, through LoadData and the registry's
+//     sha256s, a shard altered in place (TestLoadRefusesAlteredFiles).
 //   - The function, against TF.js 4.22.0 itself (tfjs-core,
 //     tfjs-backend-cpu and tfjs-converter under Node, loading model.json
 //     through an IOHandler and running executeAsync on the sparse
@@ -110,9 +111,14 @@ func Load(dir string) (*Model, error) {
 }
 
 // LoadData loads the registry's use-lite from the data directory dataDir
-// (data.DefaultDir() for the default): a *data.NotFetchedError when it has
-// not been fetched.
+// (data.DefaultDir() for the default), after checking every file against
+// its pinned sha256 (data.Verify: an altered shard of the right size is
+// refused there; Load alone checks the sizes): a *data.NotFetchedError
+// when it has not been fetched.
 func LoadData(dataDir string) (*Model, error) {
+	if err := data.Verify("use-lite", dataDir); err != nil {
+		return nil, err
+	}
 	p, err := data.FilePath("use-lite", "model.json", dataDir)
 	if err != nil {
 		return nil, err

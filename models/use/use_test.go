@@ -175,7 +175,8 @@ func copyModel(t *testing.T, edit func(name string, b []byte) []byte) string {
 }
 
 // Altered files: a truncated shard, an altered op in model.json, a
-// model.json that is not one.
+// model.json that is not one; and, through the registry, a shard with a
+// byte flipped.
 func TestLoadRefusesAlteredFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -210,6 +211,20 @@ func TestLoadRefusesAlteredFiles(t *testing.T) {
 	}
 	if _, err := LoadData(t.TempDir()); !errors.As(err, new(*data.NotFetchedError)) {
 		t.Fatalf("LoadData of an empty folder: %v", err)
+	}
+	// A shard altered in place keeps its size: the registry's sha256 refuses it.
+	flipped := copyModel(t, func(name string, b []byte) []byte {
+		if name == "group1-shard3of7" {
+			b[1000] ^= 1
+		}
+		return b
+	})
+	root := t.TempDir()
+	if err := os.Rename(flipped, filepath.Join(root, "use-lite")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadData(root); err == nil || !strings.Contains(err.Error(), "group1-shard3of7: sha256") {
+		t.Fatalf("LoadData of an altered shard: %v", err)
 	}
 }
 
