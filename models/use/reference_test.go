@@ -152,7 +152,9 @@ func sameBatch(a, b [][]int) bool { return len(a) == len(b) && (len(a) == 0 || &
 // tokens (the graph reads their first 128). The reference runs about 50 tokens a
 // second a core, so whole texts are few by default; GRNG_USE_PARITY=full
 // takes whole texts of every 40th e-mail and every 10th story instead of
-// the openings (about 40000 tokens: some ten minutes on two cores).
+// the openings (743 texts, 49174 tokens: about 15 minutes at the
+// reference's speed on two cores, estimated, not measured; give go test a
+// -timeout to match).
 // Texts without tokens are left out (the reference drops a batch's
 // trailing empty sentences; the edge batch of TestReferenceParity has an
 // empty one among others).
