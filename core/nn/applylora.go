@@ -57,7 +57,7 @@ const denseTarget = 4
 // The result shares every parameter matrix with s (nothing is copied): the
 // frozen ones are never written, the head's is trained in place (s sees it
 // change). It shares s's layers, and their batch buffers, except the
-// attention layers and residuals it rebuilds around the adapters: use one
+// attention layers and containers (Rebuilder) it rebuilds around the adapters: use one
 // of the two models at a time. Its Arch is s's with "+lora(r=…,alpha=…,
 // targets)" appended (",head=frozen" with FreezeHead).
 //
@@ -65,7 +65,7 @@ const denseTarget = 4
 // not among q, k, v, o and dense or given twice, no target, a layer index
 // out of range or given twice, nothing to adapt, a projection that is not a
 // plain *Dense (already adapted or frozen), an attention layer inside a
-// container other than Residual, and a last layer that is no *Dense head
+// container that is no Rebuilder, and a last layer that is no *Dense head
 // to keep trainable.
 func ApplyLoRA(s *Sequential, o LoRAOptions) (*Sequential, error) {
 	if err := checkLoRA(o.Rank, o.Alpha); err != nil {
@@ -193,15 +193,16 @@ func (a *loraApply) wrap(l Layer, at string, top bool) (Layer, error) {
 			a.adapted++
 		}
 		return l.WithProjections(ps[0], ps[1], ps[2], ps[3])
-	case *Residual:
-		body := make([]Layer, len(l.body))
-		for i, b := range l.body {
+	case Rebuilder: // a residual, a padded chain
+		inner := l.Layers()
+		ls := make([]Layer, len(inner))
+		for i, b := range inner {
 			var err error
-			if body[i], err = a.wrap(b, fmt.Sprint(at, ".", i+1), false); err != nil {
+			if ls[i], err = a.wrap(b, fmt.Sprint(at, ".", i+1), false); err != nil {
 				return nil, err
 			}
 		}
-		return NewResidual(a.dev, body...)
+		return l.WithLayers(ls)
 	}
 	hasAttention := false
 	walkAll([]Layer{l}, "", func(_ string, l Layer) error {
@@ -210,7 +211,7 @@ func (a *loraApply) wrap(l Layer, at string, top bool) (Layer, error) {
 		return nil
 	})
 	if hasAttention {
-		return nil, fmt.Errorf("layer %s (%s) holds attention that LoRA cannot reach (only residuals are rebuilt)", at, l.Kind())
+		return nil, fmt.Errorf("layer %s (%s) holds attention that LoRA cannot reach (only containers with WithLayers are rebuilt)", at, l.Kind())
 	}
 	return a.freeze(l)
 }

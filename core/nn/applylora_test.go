@@ -249,7 +249,7 @@ func TestApplyLoRAErrors(t *testing.T) {
 		{noHead, LoRAOptions{Rank: 2, Alpha: 2, Targets: qv},
 			"nn: LoRA on nohead: the last layer (globalavgpool) is not a dense classifier head to keep trainable (set FreezeHead to freeze it)"},
 		{nested, LoRAOptions{Rank: 2, Alpha: 2, Targets: qv},
-			"nn: LoRA on nested: layer 1 (opaque) holds attention that LoRA cannot reach (only residuals are rebuilt)"},
+			"nn: LoRA on nested: layer 1 (opaque) holds attention that LoRA cannot reach (only containers with WithLayers are rebuilt)"},
 	} {
 		if _, err := ApplyLoRA(tc.s, tc.o); err == nil || err.Error() != tc.want {
 			t.Errorf("%s %+v:\n got %v\nwant %s", tc.s.Arch(), tc.o, err, tc.want)

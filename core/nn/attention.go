@@ -17,14 +17,26 @@ import (
 //
 // and y = ō W_o of the heads' outputs side by side. M is the causal mask
 // (−∞ above the diagonal: a position attends to itself and the ones
-// before it) when Causal is set.
+// before it) when Causal is set, plus the key padding mask when the layer
+// has a Padding (SetPadding; inside a Padded chain): −10⁹ in the columns
+// of the keys at padded positions, the bias of Vaswani et al.'s
+// tensor2tensor, so that no position attends to padding (P is exactly 0
+// there, in float32). Every position, padded or not, still gets an output
+// row; what reads the result must ignore the padded rows (MaskedMeanPool).
+// A sample without any token has no defined output: in float32 the bias
+// swamps its scores, so that Forward attends uniformly, while the backward
+// passes differentiate softmax(S − 10⁹), which is softmax(S); nothing reads
+// such a sample's rows in a Padded chain.
 //
 // The four projections are dense layers applied to every position: a
 // *Dense each as NewAttention makes them, a Kronecker block each
 // (K-FAC-expand over the positions). Any of them may be another Projection
 // (WithProjections): a *LoRADense (two adapter blocks) or a frozen dense
-// (Freeze: no parameter). The heads of all samples are one GemmBatched: a
-// batch of m·h products of T×d matrices, laid out by splitHeads.
+// (Freeze: no parameter). The output projection O may map the C channels
+// to another width C' (the first layer of the Universal Sentence Encoder
+// lite maps 256 to 512): the layer's output is then C' channels a
+// position. The heads of all samples are one GemmBatched: a batch of m·h
+// products of T×d matrices, laid out by splitHeads.
 type Attention struct {
 	Heads  int
 	Causal bool
@@ -37,9 +49,12 @@ type Attention struct {
 	d     int     // channels per head
 	scale float32 // 1/√d
 	m     int
+	pad   *Padding // nil: no key padding mask
 
 	split, merge core.Mat // (m·T·h)×1 row indices: positions×heads ↔ heads×positions
 	mask         core.Mat // (m·h·T)×T: 0 on and below the diagonal, −1e30 above (causal)
+	keys, bias   core.Mat // m×T and (m·h·T)×T: the key padding mask, a sample a row, and for every head row
+	sampleOf     core.Mat // (m·h·T)×1: the sample of every head row
 	onesT        core.Mat // T×1 of 1: row sums of T×T blocks
 	wide         core.Mat // (m·T·h)×d scratch: a (m·T)×C matrix read as rows of d
 	qh, kh, vh   core.Mat // (m·h·T)×d: the projections, heads split
@@ -81,7 +96,8 @@ func NewAttention(dev core.Device, at Shape, heads int, causal bool, rng *rand.R
 }
 
 // Projection is what Attention asks of its q, k, v and o maps: a
-// dense-like layer from the C channels of every position to C channels,
+// dense-like layer from the C channels of every position to C channels (o:
+// to any width),
 // with an R-operator, a Kronecker block per parameter (Blocks in the order
 // of Params), per-sample gradients and a twin that is again a Projection.
 // *Dense, *LoRADense and a frozen *Dense (Freeze) are Projections.
@@ -94,19 +110,28 @@ type Projection interface {
 
 var _ Projection = (*Dense)(nil)
 
-// WithProjections returns attention of l's heads and mask over the
-// projections q, k, v and o (nil keeps l's), with its own batch buffers:
-// l is left as it is, and shares with the result the projections kept.
-// Each projection must map l's shape to itself.
+// WithProjections returns attention of l's heads, masks and Padding over
+// the projections q, k, v and o (nil keeps l's), with its own batch
+// buffers: l is left as it is, and shares with the result the projections
+// kept. Each of q, k and v must map l's input shape to itself, o the
+// input shape to the same positions of any width.
 func (l *Attention) WithProjections(q, k, v, o Projection) (*Attention, error) {
-	c := &Attention{Heads: l.Heads, Causal: l.Causal, dev: l.dev, at: l.at, d: l.d, scale: l.scale,
+	c := &Attention{Heads: l.Heads, Causal: l.Causal, dev: l.dev, at: l.at, d: l.d, scale: l.scale, pad: l.pad,
 		Q: l.Q, K: l.K, V: l.V, O: l.O}
 	for i, p := range []Projection{q, k, v, o} {
 		if p == nil {
 			continue
 		}
-		if p.InShape() != l.at || p.OutShape() != l.at {
-			return nil, fmt.Errorf("attention: projection %s (%s) maps %v to %v, want %v to itself", projNames[i], p.Kind(), p.InShape(), p.OutShape(), l.at)
+		out := p.OutShape()
+		if i == 3 && out.H == l.at.H && out.W == l.at.W {
+			out.C = l.at.C
+		}
+		if p.InShape() != l.at || out != l.at {
+			want := "to itself"
+			if i == 3 {
+				want = "to its positions"
+			}
+			return nil, fmt.Errorf("attention: projection %s (%s) maps %v to %v, want %v %s", projNames[i], p.Kind(), p.InShape(), p.OutShape(), l.at, want)
 		}
 		*c.projs()[i] = p
 	}
@@ -136,9 +161,14 @@ func (l *Attention) perProjection(ms []core.Mat) (q, k, v, o []core.Mat) {
 // Kind is "attention".
 func (l *Attention) Kind() string { return "attention" }
 
-// InShape and OutShape are the shape it was made for.
+// InShape is the shape it was made for, OutShape the output
+// projection's (the same unless O changes the width).
 func (l *Attention) InShape() Shape  { return l.at }
-func (l *Attention) OutShape() Shape { return l.at }
+func (l *Attention) OutShape() Shape { return l.O.OutShape() }
+
+// SetPadding makes the layer mask the keys at the padded positions of p
+// (PaddingLayer), read by every Forward; nil removes the mask.
+func (l *Attention) SetPadding(p *Padding) { l.pad = p }
 
 // Params are the projections' parameters in the order q, k, v, o (W_q,
 // W_k, W_v and W_o for Dense projections); Grads their gradients.
@@ -149,8 +179,8 @@ func (l *Attention) Grads() []core.Mat {
 	return slices.Concat(l.Q.Grads(), l.K.Grads(), l.V.Grads(), l.O.Grads())
 }
 
-// Twin is attention of the same heads and mask on the same projections
-// (their twins).
+// Twin is attention of the same heads, masks and Padding on the same
+// projections (their twins).
 func (l *Attention) Twin() Layer {
 	c, err := l.WithProjections(l.Q.Twin().(Projection), l.K.Twin().(Projection), l.V.Twin().(Projection), l.O.Twin().(Projection))
 	if err != nil { // twins keep their shapes
@@ -179,12 +209,12 @@ func (l *Attention) alloc(m int) {
 	for _, b := range []core.Mat{l.split, l.merge, l.mask, l.wide, l.qh, l.kh, l.vh, l.s, l.p, l.oh, l.o,
 		l.doh, l.dqh, l.dkh, l.dvh, l.dp, l.ds, l.t, l.rsum, l.dq, l.dk, l.dv, l.dx,
 		l.rqh, l.rkh, l.rvh, l.roh, l.ro, l.rs, l.rp, l.rdqh, l.rdkh, l.rdvh, l.rdoh, l.rdp, l.rds, l.rt, l.rr,
-		l.rdq, l.rdk, l.rdv, l.rdx} {
+		l.rdq, l.rdk, l.rdv, l.rdx, l.keys, l.bias, l.sampleOf} {
 		if b != nil {
 			d.Free(b)
 		}
 	}
-	l.mask = nil
+	l.mask, l.keys, l.bias, l.sampleOf = nil, nil, nil, nil
 	l.rqh, l.rkh, l.rvh, l.roh, l.ro, l.rs, l.rp, l.rdqh, l.rdkh, l.rdvh, l.rdoh, l.rdp, l.rds, l.rt, l.rr = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	l.rdq, l.rdk, l.rdv, l.rdx = nil, nil, nil, nil
 	T, h, dh, c := l.at.Positions(), l.Heads, l.d, l.at.C
@@ -262,11 +292,41 @@ func (l *Attention) Forward(x core.Mat, m int) core.Mat {
 	if l.Causal {
 		d.Apply(core.Add, l.s, l.s, l.mask)
 	}
+	if l.pad != nil {
+		l.keyMask(m)
+		d.Apply(core.Add, l.s, l.s, l.bias)
+	}
 	d.Softmax(l.p, l.s)
 	d.GemmBatched(b, false, false, 1, l.p, l.vh, 0, l.oh)
 	l.mergeHeads(l.o, l.oh)
 	return l.O.Forward(l.o, m)
 }
+
+// keyMask sets bias to the key padding mask of the Padding: for every head
+// row of sample i, (valid_i − 1)·10⁹ over the keys (0 at a token, −10⁹ at
+// padding). It is a constant of the pass: the backward passes and the
+// R-operator read P alone, which is 0 at the masked keys.
+func (l *Attention) keyMask(m int) {
+	d, T := l.dev, l.at.Positions()
+	core.CheckShape("Attention.Forward", "the padding's Valid", l.pad.Valid, m*T, 1)
+	if l.bias == nil {
+		n := m * l.Heads * T
+		idx := make([]float32, n)
+		for r := range idx {
+			idx[r] = float32(r / (l.Heads * T))
+		}
+		l.keys, l.bias, l.sampleOf = d.New(m, T), d.New(n, T), upload(d, idx)
+	}
+	d.Reshape(l.keys, l.pad.Valid)
+	d.AddScalar(l.keys, l.keys, -1)
+	d.Axpby(padBias, l.keys, 0, l.keys)
+	d.GatherRows(l.bias, l.keys, l.sampleOf)
+}
+
+// padBias is what a padded key's score is lowered by: 10⁹ (the bias of
+// tensor2tensor's attention_bias_ignore_padding), far beyond any score, so
+// that exp gives exactly 0 there.
+const padBias = 1e9
 
 // Backward: ∂P = ∂o_h v_hᵀ, ∂v_h = Pᵀ∂o_h, ∂S = P⊙(∂P − rowsum(P⊙∂P)),
 // ∂q_h = ∂S k_h/√d, ∂k_h = ∂Sᵀq_h/√d, then through the projections;

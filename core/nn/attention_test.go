@@ -20,17 +20,29 @@ var (
 // attention64 is multi-head self-attention in float64, written from the
 // definition sample by sample and head by head; w holds W_q, W_k, W_v, W_o.
 func attention64(x []float64, w [][]float64, m, T, c, heads int, causal bool) []float64 {
+	return maskedAttention64(x, w, m, T, c, c, heads, causal, nil)
+}
+
+// maskedAttention64 is attention64 with an output projection to cOut
+// channels and, with valid (m·T, 1 at a token, 0 at padding), no position
+// attending to a padded key (a sample without tokens attends uniformly, as
+// Attention's Forward does in float32).
+func maskedAttention64(x []float64, w [][]float64, m, T, c, cOut, heads int, causal bool, valid []float64) []float64 {
 	rows := m * T
 	q, k, v := dense64(x, w[0], rows, c, c, core.Identity), dense64(x, w[1], rows, c, c, core.Identity), dense64(x, w[2], rows, c, c, core.Identity)
 	d := c / heads
 	o := make([]float64, rows*c)
 	for i := range m {
+		any := valid == nil
+		for u := range T {
+			any = any || valid[i*T+u] == 1
+		}
 		for h := range heads {
 			for t := range T {
 				s := make([]float64, T)
 				mx := math.Inf(-1)
 				for u := range T {
-					if causal && u > t {
+					if causal && u > t || any && valid != nil && valid[i*T+u] == 0 {
 						s[u] = math.Inf(-1)
 						continue
 					}
@@ -38,6 +50,9 @@ func attention64(x []float64, w [][]float64, m, T, c, heads int, causal bool) []
 						s[u] += q[(i*T+t)*c+h*d+j] * k[(i*T+u)*c+h*d+j]
 					}
 					s[u] /= math.Sqrt(float64(d))
+					if !any {
+						s[u] = 0
+					}
 					mx = math.Max(mx, s[u])
 				}
 				var z float64
@@ -53,7 +68,7 @@ func attention64(x []float64, w [][]float64, m, T, c, heads int, causal bool) []
 			}
 		}
 	}
-	return dense64(o, w[3], rows, c, c, core.Identity)
+	return dense64(o, w[3], rows, c, cOut, core.Identity)
 }
 
 func newAttention(t *testing.T, dev core.Device, at Shape, heads int, causal bool, rng *rand.Rand) *Attention {

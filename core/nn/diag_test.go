@@ -61,7 +61,8 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 		name string
 		l    DiagLayer
 		ref  func(x []float64, p [][]float64) []float64
-		ids  int // > 0: the input is ids in [0, ids), not differentiable
+		ids  int  // > 0: the input is ids in [0, ids), not differentiable
+		pad  bool // every third id is PadID
 	}
 	dev := cpu.New()
 	var cases []diagCase
@@ -76,22 +77,25 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 		dev.Upload(l.beta, randVec32(rng, at.C, 0.5))
 		c, eps := at.C, float64(l.Eps)
 		cases = append(cases, diagCase{fmt.Sprint("layernorm ", at), l,
-			func(x []float64, p [][]float64) []float64 { return layerNorm64(x, p[0], p[1], c, eps) }, 0})
+			func(x []float64, p [][]float64) []float64 { return layerNorm64(x, p[0], p[1], c, eps) }, 0, false})
 	}
 	for _, at := range []Shape{Vector(3), {3, 1, 4}, {2, 2, 3}} {
 		rng := rand.New(rand.NewPCG(uint64(at.Len()), 4))
 		l := NewPositionEmbedding(dev, at, rng)
 		dev.Upload(l.e, randVec32(rng, at.Len(), 1))
 		cases = append(cases, diagCase{fmt.Sprint("posembed ", at), l,
-			func(x []float64, p [][]float64) []float64 { return posEmbed64(x, p[0]) }, 0})
+			func(x []float64, p [][]float64) []float64 { return posEmbed64(x, p[0]) }, 0, false})
 	}
-	for _, e := range []struct{ seq, vocab, dim int }{{5, 3, 4}, {6, 2, 1}, {1, 4, 3}, {4, 9, 2}} {
+	for _, e := range []struct {
+		seq, vocab, dim int
+		pad             bool
+	}{{5, 3, 4, false}, {6, 2, 1, false}, {1, 4, 3, false}, {4, 9, 2, false}, {5, 3, 4, true}} {
 		rng := rand.New(rand.NewPCG(uint64(e.seq), 6))
 		l := NewEmbedding(dev, Shape{e.seq, 1, 1}, e.vocab, e.dim, rng)
 		dev.Upload(l.table, randVec32(rng, e.vocab*e.dim, 1))
 		dim := e.dim
-		cases = append(cases, diagCase{fmt.Sprintf("embedding T=%d,V=%d,C=%d", e.seq, e.vocab, e.dim), l,
-			func(x []float64, p [][]float64) []float64 { return embed64(x, p[0], dim) }, e.vocab})
+		cases = append(cases, diagCase{fmt.Sprintf("embedding T=%d,V=%d,C=%d,pad=%v", e.seq, e.vocab, e.dim, e.pad), l,
+			func(x []float64, p [][]float64) []float64 { return embedPad64(x, p[0], dim) }, e.vocab, e.pad})
 	}
 	const alpha, beta = 0.7, 0.5
 	for _, tc := range cases {
@@ -103,6 +107,11 @@ func TestSquaredGradsArePerSampleSquares(t *testing.T) {
 				x := randVec32(rng, m*at.Len(), 1.5)
 				if tc.ids > 0 {
 					x = randIDs(rng, m*at.Len(), tc.ids)
+					for i := range x {
+						if tc.pad && i%3 == 1 {
+							x[i] = PadID
+						}
+					}
 				}
 				dy := randVec32(rng, m*out.Len(), 1)
 				var p64 [][]float64

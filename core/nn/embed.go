@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"grng/core"
@@ -186,9 +187,10 @@ func (l *PositionEmbedding) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool
 // It is a DiagLayer (see SquaredGrads): the natural-gradient optimizers
 // precondition the table by its exact diagonal Fisher block.
 //
-// Ids must be integers in [0, V). The CPU device panics with a
-// *core.ShapeError on any other in Forward (GatherRows), except −1, which
-// GatherRows reads as a zero row and OneHot then rejects in Backward.
+// Ids must be integers in [0, V) or PadID (−1), a padded position: its
+// row is zero (GatherRows reads −1 so) and it adds nothing to the table's
+// gradient (its one-hot row is zero). The CPU device panics with a
+// *core.ShapeError on any other id in Forward (GatherRows).
 type Embedding struct {
 	table, grad core.Mat // V×C
 
@@ -197,7 +199,8 @@ type Embedding struct {
 	dim    int
 	rows   int
 	ids    core.Mat // (m·T)×1: a copy of the last Forward's ids
-	onehot core.Mat // (m·T)×V
+	onehot core.Mat // (m·T)×V: zero rows at PadID
+	idx    core.Mat // (m·T)×1 scratch: the ids with PadID as 0, then [id ≠ PadID]
 	hot    bool     // onehot is that of ids
 	y, ry  core.Mat // (m·T)×C
 	dy     core.Mat // the last Backward's (the caller's), for SampleGrads and SquaredGrads
@@ -264,8 +267,8 @@ func (l *Embedding) SampleGrads(dst []core.Mat) {
 
 func (l *Embedding) alloc(r int) {
 	d := l.dev
-	freeAll(d, l.ids, l.onehot, l.y, l.ry, l.same, l.idsW, l.sample, l.ones, l.pair, l.u)
-	l.ids, l.y, l.ry = d.New(r, 1), d.New(r, l.dim), d.New(r, l.dim)
+	freeAll(d, l.ids, l.idx, l.onehot, l.y, l.ry, l.same, l.idsW, l.sample, l.ones, l.pair, l.u)
+	l.ids, l.idx, l.y, l.ry = d.New(r, 1), d.New(r, 1), d.New(r, l.dim), d.New(r, l.dim)
 	l.onehot = nil // allocated by the first pass that needs it, as are SquaredGrads' buffers
 	l.same, l.idsW, l.sample, l.ones, l.pair, l.u = nil, nil, nil, nil, nil, nil
 	l.rows = r
@@ -287,13 +290,20 @@ func (l *Embedding) noX(op string) {
 	panic(&core.ShapeError{Op: op, What: "token ids have no gradient (NeedX on an embedding)"})
 }
 
-// oneHot returns OneHot(ids) ((m·T)×V), made on first use after Forward.
+// oneHot returns OneHot(ids) ((m·T)×V) with zero rows at PadID, made on
+// first use after Forward: the one-hot rows of the ids with PadID read as
+// 0, times [id ≠ PadID] = clamp(id + 1, 0, 1).
 func (l *Embedding) oneHot() core.Mat {
 	if !l.hot {
+		d := l.dev
 		if l.onehot == nil {
-			l.onehot = l.dev.New(l.rows, l.table.Rows())
+			l.onehot = d.New(l.rows, l.table.Rows())
 		}
-		l.dev.OneHot(l.onehot, l.ids)
+		d.Clamp(l.idx, l.ids, 0, math.MaxFloat32)
+		d.OneHot(l.onehot, l.idx)
+		d.AddScalar(l.idx, l.ids, 1)
+		d.Clamp(l.idx, l.idx, 0, 1)
+		d.MulCol(l.onehot, l.onehot, l.idx)
 		l.hot = true
 	}
 	return l.onehot

@@ -1,0 +1,138 @@
+//go:build cgo && !js
+
+package webgpu
+
+import (
+	"math"
+	"testing"
+
+	"grng/core"
+	"grng/core/data"
+	"grng/core/nn"
+	"grng/core/text"
+	"grng/models/use"
+)
+
+// useInputs are the published Universal Sentence Encoder lite and token
+// ids from the sentiment set: its first n sentences, and two texts of
+// MaxTokens tokens made of the following sentences' ids one after the
+// other. The test fails, saying how to fetch them, when the files are
+// missing.
+func useInputs(t *testing.T, n int) (*use.Model, [][]int, [][]int) {
+	t.Helper()
+	dir := data.DefaultDir()
+	for _, name := range []string{"use-lite", "sentiment"} {
+		if err := data.Verify(name, dir); err != nil {
+			t.Fatalf("%v\n(fetch it first: go run ./cmd/native data fetch %s)", err, name)
+		}
+	}
+	m, err := use.LoadData(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab, _ := data.FilePath("use-lite", "vocab.json", dir)
+	tok, err := text.LoadUSE(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	train, _, err := data.OpenText("sentiment", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var short, long [][]int
+	var cur []int
+	for _, s := range train.Samples {
+		ids := tok.Encode(s.Text)
+		switch {
+		case len(ids) == 0:
+		case len(short) < n:
+			short = append(short, ids)
+		case len(long) < 2:
+			if cur = append(cur, ids...); len(cur) >= use.MaxTokens {
+				long, cur = append(long, cur[:use.MaxTokens]), nil
+			}
+		}
+	}
+	return m, short, long
+}
+
+// embed runs the encoder of width T on dev for sentences.
+func useEmbed(t *testing.T, m *use.Model, dev core.Device, sentences [][]int, T int) []float32 {
+	t.Helper()
+	s, err := m.Embedder(dev, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := m.Batch(sentences, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := dev.New(len(sentences), T)
+	dev.Upload(x, ids)
+	return down(dev, s.Forward(x))
+}
+
+// TestUSEMatchesCPU runs the Universal Sentence Encoder lite on the
+// WebGPU device and on the CPU: the embeddings of 24 sentences of mixed
+// lengths, padded to the longest and beyond, and of two 128-token texts
+// agree within
+// float32 rounding, and so do the gradients of one LoRA (q, v) step of the
+// classifier (through masked attention, the masked pooling, the projected
+// residual and the L2 normalization).
+func TestUSEMatchesCPU(t *testing.T) {
+	m, short, long := useInputs(t, 24)
+	dev := gpu(t)
+	T := 0
+	for _, s := range short {
+		T = max(T, len(s)+3) // padding in every row
+	}
+	worst := 0.0
+	for _, c := range []struct {
+		sentences [][]int
+		T         int
+	}{{short, T}, {long, use.MaxTokens}} {
+		got, want := useEmbed(t, m, dev, c.sentences, c.T), useEmbed(t, m, host, c.sentences, c.T)
+		for i := range want {
+			worst = math.Max(worst, math.Abs(float64(got[i])-float64(want[i])))
+		}
+	}
+	t.Logf("%d sentences at T = %d, %d at T = %d: max |WebGPU − CPU| = %.3g (%s)", len(short), T, len(long), use.MaxTokens, worst, dev.Name())
+	if worst > 1e-5 || math.IsNaN(worst) {
+		t.Fatalf("embeddings: max |WebGPU − CPU| = %v, want ≤ 1e-5", worst)
+	}
+
+	const classes = 2
+	grads := func(dev core.Device) [][]float32 {
+		s, err := m.Classifier(dev, T, classes, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tuned, err := nn.ApplyLoRA(s, nn.LoRAOptions{Rank: 8, Alpha: 8, Targets: []string{"q", "v"}, Seed: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch := short[:8]
+		ids, _ := m.Batch(batch, T)
+		x, y := dev.New(len(batch), T), dev.New(len(batch), 1)
+		dev.Upload(x, ids)
+		dev.Upload(y, []float32{0, 1, 1, 0, 1, 0, 0, 1})
+		tuned.LossGrad(x, y)
+		var gs [][]float32
+		for _, g := range tuned.Grads() {
+			gs = append(gs, down(dev, g))
+		}
+		return gs
+	}
+	got, want := grads(dev), grads(host)
+	for i := range want {
+		scale := 0.0
+		for _, v := range want[i] {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		for j := range want[i] {
+			if d := math.Abs(float64(got[i][j]) - float64(want[i][j])); d > 1e-4*scale+1e-9 || math.IsNaN(d) {
+				t.Fatalf("gradient %d entry %d: WebGPU %v, CPU %v (largest %v)", i, j, got[i][j], want[i][j], scale)
+			}
+		}
+	}
+}
