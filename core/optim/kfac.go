@@ -389,7 +389,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
-	refresh := o.step%c.Refresh == 0
+	refresh := o.step%c.Refresh == 0 || o.zeroFactor()
 	reg := c.Gamma > 0 && (refresh || c.RegEvery)
 	// A refresh or the regularizer must not see a non-finite loss or
 	// gradient, so they read both first; other steps read them with the
@@ -639,6 +639,21 @@ func (o *KFAC) resize(m int) {
 	}
 	o.seed = dev.New(m, o.net.Outputs())
 	o.m = m
+}
+
+// zeroFactor reports whether a running Kronecker factor is zero (its
+// trace is): such a block has no curvature yet to be damped relative to
+// (RING's √ρ‖·‖₂ is then 0, NGD's π undefined), and the step refreshes
+// again instead of waiting S steps. A LoRA adapter starts so: B = 0 makes
+// the errors at A's output, and so A's Γ, exactly zero on the first
+// refresh; the next batch, after B has moved, gives them.
+func (o *KFAC) zeroFactor() bool {
+	for _, kl := range o.layers {
+		if kl.have && (kl.st.TraceA == 0 || kl.st.TraceG == 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // refresh recomputes the Kronecker factors on the current batch (the model
