@@ -263,7 +263,7 @@ func (l *Logistic) Info() Info {
 		XLabel:  "w₁", YLabel: "w₂",
 		Box:   Box{c[0] - 6, c[0] + 6, c[1] - 6, c[1] + 6},
 		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Hyper: h, KL: 0.05,
-		Note: "Here ρ = 0.03: at α = 1 the natural step overshoots where the model saturates (F → 0); at the paper's ρ ≈ 1e-3 RING diverges like NGD (drag ρ down)."}
+		Note: "Here ρ = 0.03: the full step α = 1 overshoots where the model saturates (F → 0); at ρ = 1e-3 RING diverges like NGD."}
 }
 
 func (l *Logistic) Loss(w Vec2) float64 {
@@ -343,7 +343,7 @@ func (g *GaussFit) Info() Info {
 	mn := Vec2{g.m, 0.5 * math.Log(g.v)}
 	return Info{Title: "Fitting a Gaussian: θ = (μ, ln σ), 40 points",
 		Formula: "L = ln σ + mean[(x−μ)²]/(2σ²) + ½ln2π,  F = diag(1/σ², 2)",
-		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 5, -2.5, 2.5}, Start: Vec2{-2, 1.5},
+		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 4, -3, 4}, Start: Vec2{-2, 1.5},
 		Min: mn, MinLoss: g.Loss(mn), Hyper: h, KL: 0.25}
 }
 
