@@ -161,12 +161,12 @@ func TestClickMovesStart(t *testing.T) {
 			break
 		}
 	}
-	// The default problem's box is [−3, 3]², its plot 612 px from x = 78,
-	// y = 98: the click lands near (−1.6, −1.4).
+	// The default problem's box is [−3, 3]², its plot 552 px from x = 78,
+	// y = 98: the click lands near (−1.1, −1.9).
 	if math.IsNaN(after[0]) || after == before {
 		t.Fatalf("start did not move: %v", after)
 	}
-	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/612)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/612)) > 0.05 {
+	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/552)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/552)) > 0.05 {
 		t.Errorf("start %v is not under the click at (%d, %d)", after, x, y)
 	}
 }
