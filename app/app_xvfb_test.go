@@ -161,12 +161,12 @@ func TestClickMovesStart(t *testing.T) {
 			break
 		}
 	}
-	// The default problem's box is [−3, 3]², its plot 612 px from x = 78,
-	// y = 98: the click lands near (−1.6, −1.4).
+	// The default problem's box is [−3, 3]², its plot 552 px from x = 78,
+	// y = 98: the click lands near (−1.1, −1.9).
 	if math.IsNaN(after[0]) || after == before {
 		t.Fatalf("start did not move: %v", after)
 	}
-	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/612)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/612)) > 0.05 {
+	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/552)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/552)) > 0.05 {
 		t.Errorf("start %v is not under the click at (%d, %d)", after, x, y)
 	}
 }
@@ -226,8 +226,8 @@ var liveScenes = []liveScene{
 		func(u *ui.UI) { u.Update(ui.Input{X: 200, Y: 250, In: true, Down: true, Pressed: true}) },
 		func(tick int) ui.Input { x, y := circle(384, 404, 200, tick); return ui.Input{X: x, Y: y, In: true} }},
 	{"landscape: dragging lr, races rerun", ui.ViewLandscape, nil,
-		// The lr slider's track: sliderPanel (736, 298) + 10 + 62, row 26 px below.
-		func(tick int) ui.Input { return drag(810, 940, 337, tick) }},
+		// The lr slider's track: sliderPanel (736, 298) + 10 + 66, row 26 px below.
+		func(tick int) ui.Input { return drag(814, 940, 337, tick) }},
 	{"network: training", ui.ViewNetwork,
 		func(u *ui.UI) { u.Update(ui.Input{Keys: []ui.Key{"r"}}) },
 		func(tick int) ui.Input { x, y := circle(700, 300, 150, tick); return ui.Input{X: x, Y: y, In: true} }},
@@ -236,7 +236,7 @@ var liveScenes = []liveScene{
 			u.SetView(ui.ViewNetwork)
 			u.Update(ui.Input{Keys: []ui.Key{"r"}})
 		},
-		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+		func(tick int) ui.Input { return drag(745, 935, 681, tick) }},
 }
 
 // keys is the input of pressing the keys one per tick.
@@ -276,7 +276,7 @@ var imageScenes = []liveScene{
 			u.SetView(ui.ViewKronecker)
 			keys(u, "[", "[", "]", "]", "]", "]") // block 5: the query projection
 		},
-		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+		func(tick int) ui.Input { return drag(745, 935, 681, tick) }},
 }
 
 // cpuTime returns the CPU time used by this process so far (its goroutines

@@ -21,11 +21,11 @@ var benchScenes = []struct {
 		a := 2 * math.Pi * float64(tick) / (4 * TPS)
 		return Input{X: int(384 + 200*math.Cos(a)), Y: int(404 + 200*math.Sin(a)), In: true}
 	}, "", 0},
-	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(810, 940, 337, tick) }, "", 0},
+	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(814, 940, 337, tick) }, "", 0},
 	{"network-curves", ViewNetwork, func(int) Input { return Input{} }, "", 0},
-	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "", 0},
+	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 681, tick) }, "", 0},
 	{"network-cnn-curves", ViewNetwork, func(int) Input { return Input{} }, "cnn", 0},
-	{"kronecker-vit-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "vit", 5},
+	{"kronecker-vit-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 681, tick) }, "vit", 5},
 }
 
 // sweep holds the button down on a slider's track and sweeps it from end

@@ -67,6 +67,13 @@ type State struct {
 // problem's default.
 type HyperOverride struct {
 	LR, AdamLR, Alpha, Rho, Gamma, S, Beta, Sigma0 float64
+	KalmanRho                                      float64 // R-Kalman's own ρ (eq. 15)
+}
+
+// NoOverride is the HyperOverride that keeps every default.
+func NoOverride() HyperOverride {
+	n := math.NaN()
+	return HyperOverride{n, n, n, n, n, n, n, n, n}
 }
 
 // Apply returns h with the overridden values set.
@@ -80,6 +87,7 @@ func (o HyperOverride) Apply(h landscape.Hyper) landscape.Hyper {
 	set(&h.AdamLR, o.AdamLR)
 	set(&h.Alpha, o.Alpha)
 	set(&h.Rho, o.Rho)
+	set(&h.KalmanRho, o.KalmanRho)
 	set(&h.Gamma, o.Gamma)
 	set(&h.Beta, o.Beta)
 	set(&h.Sigma0, o.Sigma0)
@@ -93,11 +101,10 @@ func nan2() landscape.Vec2 { return landscape.Vec2{math.NaN(), math.NaN()} }
 
 // DefaultState is the state a newcomer sees first.
 func DefaultState() State {
-	n := math.NaN()
 	return State{
 		View: ViewLandscape, Problem: "quadratic", Start: nan2(), Probe: nan2(),
 		Opts:  []string{"sgd", "adam", "ngd", "ring", "reng", "rkalman"},
-		Hyper: HyperOverride{n, n, n, n, n, n, n, n}, Steps: 400, Speed: 40,
+		Hyper: NoOverride(), Steps: 400, Speed: 40,
 		Data: "spiral", Model: "mlp", NetOpts: []string{"sgd", "adamw", "sam", "ngd", "ring", "reng", "rkalman"},
 		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, Seed: 1,
 	}
@@ -225,7 +232,8 @@ var params = []param{
 	hyperParam("lr", "learning rate of SGD, momentum and SAM (empty: the problem's default)", func(h *HyperOverride) *float64 { return &h.LR }, 1e-6, 100),
 	hyperParam("adamlr", "Adam's learning rate", func(h *HyperOverride) *float64 { return &h.AdamLR }, 1e-6, 100),
 	hyperParam("alpha", "step size α of NGD, RING, RENG and R-Kalman", func(h *HyperOverride) *float64 { return &h.Alpha }, 1e-4, 10),
-	hyperParam("rho", "damping ρ of RING (√ρ‖F‖₂), RENG (√ρ) and R-Kalman (R(I+ρR)⁻¹)", func(h *HyperOverride) *float64 { return &h.Rho }, 1e-8, 100),
+	hyperParam("rho", "damping ρ of RING (F + ρ‖F‖₂I) and RENG (F + ρI): the block damping of eq. 10's per-factor √ρ (App. D.2)", func(h *HyperOverride) *float64 { return &h.Rho }, 1e-8, 100),
+	hyperParam("kalmanrho", "R-Kalman's ρ in the noise R(I+ρR)⁻¹ (eq. 15): it settles at the minimum of L + (ρ/2)Σw(y−ŷ)²", func(h *HyperOverride) *float64 { return &h.KalmanRho }, 0, 100),
 	hyperParam("gamma", "RENG's gradient regularizer γ (g + γHg)", func(h *HyperOverride) *float64 { return &h.Gamma }, 0, 10),
 	hyperParam("S", "RING/RENG Fisher refresh interval S (steps)", func(h *HyperOverride) *float64 { return &h.S }, 1, 100),
 	hyperParam("beta", "R-Kalman's EMA factor β of R", func(h *HyperOverride) *float64 { return &h.Beta }, 0, 1),

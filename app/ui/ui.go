@@ -18,6 +18,11 @@ const (
 	TPS = 60
 )
 
+// BarColor is the colour of the frame's top and help bars; the window
+// shows it around the frame where its shape differs from the frame's, and
+// the web page's background is the same.
+var BarColor = plot.Hex(0x101114)
+
 // The frame's regions.
 var (
 	topBar   = image.Rect(0, 0, Width, 44)
@@ -331,7 +336,7 @@ func copyRect(dst, src *image.RGBA, r image.Rectangle) {
 }
 
 func (u *UI) renderTopBar(c *plot.Canvas) {
-	c.FillRect(topBar, plot.Hex(0x101114))
+	c.FillRect(topBar, BarColor)
 	c.Text(16, 22, "GRNG", plot.Font(20, true), plot.Accent, plot.Left|plot.Middle)
 	c.Text(80, 22, "Gradient-Regularized Natural Gradients: how optimizers move", plot.Font(16, false), plot.Text, plot.Left|plot.Middle)
 	for i, t := range u.tabs {
@@ -354,6 +359,6 @@ func (u *UI) renderHelp(c *plot.Canvas, full bool) {
 		return
 	}
 	u.helpLine = line
-	c.FillRect(helpBar, plot.Hex(0x101114))
+	c.FillRect(helpBar, BarColor)
 	c.Text(12, float64(helpBar.Min.Y+helpBar.Dy()/2), line, plot.Font(13, false), col, plot.Left|plot.Middle)
 }
