@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"grng/core"
@@ -88,7 +89,7 @@ type job struct {
 	task  *Task
 	arm   Arm
 	seed  uint64
-	lr    float64 // sweep jobs: the learning rate tried
+	point string // sweep jobs: the setting tried ("lr=0.01", a Grid point)
 	group string
 	exp   *Experiment // main jobs: the experiment they belong to
 
@@ -107,7 +108,7 @@ func (j *job) label() string {
 	case jobPretrain:
 		return fmt.Sprintf("%s backbone (%s)", j.task.Name, Label(j.arm.Optimizer))
 	case jobSweep:
-		return fmt.Sprintf("sweep %s %s lr=%g", j.task.Name, Label(j.arm.Optimizer), j.lr)
+		return fmt.Sprintf("sweep %s %s %s", j.task.Name, Label(j.arm.Optimizer), strings.ReplaceAll(j.point, ",", " "))
 	}
 	return fmt.Sprintf("%s %s %s seed %d", j.group, j.task.Name, j.arm.Label, j.seed)
 }
@@ -179,10 +180,6 @@ func (b *bencher) plan() error {
 			}
 		}
 	}
-	grids := sweepGrid
-	if b.o.Suite.Grid != nil {
-		grids = b.o.Suite.Grid
-	}
 	seenSweep := map[string]bool{}
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
@@ -195,8 +192,8 @@ func (b *bencher) plan() error {
 				continue
 			}
 			seenSweep[key] = true
-			for _, lr := range grids[opt] {
-				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: Arm{Label: Label(opt), Optimizer: opt}, seed: sweepSeed, lr: lr})
+			for _, p := range b.gridOf(opt).Points() {
+				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: Arm{Label: Label(opt), Optimizer: opt}, seed: sweepSeed, point: p})
 			}
 		}
 	}
@@ -248,13 +245,13 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	hp := j.arm.Hyper
 	switch j.kind {
 	case jobSweep:
-		hp = joinHyper(hp, "lr="+formatG(j.lr))
+		hp = joinHyper(hp, j.point)
 	case jobMain:
 		if sw, swept := b.sweepFor(j.task, j.arm.Optimizer); swept {
 			if sw == nil {
 				return false, nil
 			}
-			hp = joinHyper("lr="+formatG(sw.Best), hp)
+			hp = joinHyper(sw.Best, hp)
 		}
 	}
 	hp = joinHyper(hp)

@@ -103,9 +103,9 @@ type Suite struct {
 	Experiments []Experiment
 	// Budget is the suite's documented size, for --list and the report.
 	Budget string
-	// Grid is the learning-rate grid of each swept optimizer (nil: the
-	// default grid, sweepGrid).
-	Grid map[string][]float64
+	// Grid is the sweep grid of each swept optimizer (nil: the default
+	// learning-rate grids, sweepGrid).
+	Grid map[string]Grid
 }
 
 // Seeds used by every suite: the main runs use seeds 1..N, the learning-rate
@@ -168,19 +168,19 @@ func armsOf(registry []string, names ...string) []Arm {
 // paper sweeps (1e-5, 1e-3) for AdamW and Sophia when fine-tuning; trained
 // from scratch the best rates are higher, so the grids reach 1e-2. SGD and
 // SAM's base step (SGD with momentum) take larger rates.
-var sweepGrid = map[string][]float64{
-	"sgd":    {0.01, 0.03, 0.1, 0.3},
-	"adamw":  {3e-4, 1e-3, 3e-3, 1e-2},
-	"sophia": {3e-4, 1e-3, 3e-3, 1e-2},
-	"sam":    {0.01, 0.03, 0.1, 0.3},
+var sweepGrid = map[string]Grid{
+	"sgd":    LRGrid(0.01, 0.03, 0.1, 0.3),
+	"adamw":  LRGrid(3e-4, 1e-3, 3e-3, 1e-2),
+	"sophia": LRGrid(3e-4, 1e-3, 3e-3, 1e-2),
+	"sam":    LRGrid(0.01, 0.03, 0.1, 0.3),
 }
 
 // quickGrid is the quick preset's smaller sweep.
-var quickGrid = map[string][]float64{
-	"sgd":    {0.03, 0.1},
-	"adamw":  {1e-3, 1e-2},
-	"sophia": {1e-3, 1e-2},
-	"sam":    {0.03, 0.1},
+var quickGrid = map[string]Grid{
+	"sgd":    LRGrid(0.03, 0.1),
+	"adamw":  LRGrid(1e-3, 1e-2),
+	"sophia": LRGrid(1e-3, 1e-2),
+	"sam":    LRGrid(0.03, 0.1),
 }
 
 // swept are the optimizers whose learning rate is tuned on every accuracy
