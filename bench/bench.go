@@ -412,8 +412,11 @@ func (b *bencher) execute(ctx context.Context) error {
 func oneLine(s *Summary) string {
 	r := s.Result
 	line := fmt.Sprintf("%s, %d steps in %.1fs", s.Status, r.Steps, float64(r.TrainSeconds))
+	if !math.IsNaN(float64(r.ValAcc)) {
+		line += fmt.Sprintf(", val %.2f%%", 100*float64(r.ValAcc))
+	}
 	if !math.IsNaN(float64(r.TestAcc)) {
-		line += fmt.Sprintf(", val %.2f%% test %.2f%%", 100*float64(r.ValAcc), 100*float64(r.TestAcc))
+		line += fmt.Sprintf(" test %.2f%%", 100*float64(r.TestAcc))
 	}
 	if s.Error != "" {
 		line += " (" + s.Error + ")"
@@ -433,6 +436,9 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 	defer dev.Release()
 	in := loopInput{dev: dev, spec: j.spec, hyperArg: j.hyperArg, train: sets.Train, val: sets.Val, test: sets.Test,
 		dir: j.dir, onStep: onStep}
+	if j.kind == jobSweep {
+		in.test = nil // tuning sees the validation split only; the test set is read by the reported runs
+	}
 	if l := j.task.LoRA; l != nil {
 		base := b.models[j.task.hash()]
 		if base == nil {

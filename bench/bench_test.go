@@ -377,6 +377,11 @@ func TestSweepPicksBestValidationAccuracy(t *testing.T) {
 			}
 		}
 		for _, tr := range r.Trials {
+			// The sweep never reads the test set.
+			ts, err := readSummary(filepath.Join(out, "sweeps", "spiral", opt, slug(tr.Hyper)))
+			if err != nil || !math.IsNaN(float64(ts.Result.TestAcc)) || !math.IsNaN(float64(ts.Result.TestLoss)) {
+				t.Fatalf("%s: trial %s evaluated the test set (test acc %v, %v)", opt, tr.Hyper, ts.Result.TestAcc, err)
+			}
 			if tr.Hyper == r.Best && float64(tr.ValAcc) != best {
 				t.Fatalf("%s: chose %s with validation accuracy %v, best is %v", opt, r.Best, tr.ValAcc, best)
 			}
