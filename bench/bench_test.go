@@ -408,8 +408,8 @@ func TestGridPointsAndEdges(t *testing.T) {
 		t.Fatalf("points %s\nwant   %s", got, want)
 	}
 	for hp, want := range map[string]string{
-		"lr=0.3,rho=0.001": "lr at the lower edge (0.3)",
-		"lr=1,rho=0.01":    "lr at the upper edge (1); rho at the upper edge (0.01)",
+		"lr=0.3,rho=0.001": "lr 0.3 at the lower edge",
+		"lr=1,rho=0.01":    "lr 1 at the upper edge; rho 0.01 at the upper edge",
 	} {
 		if got := strings.Join(g.Edges(hp), "; "); got != want {
 			t.Errorf("Edges(%s) = %q, want %q", hp, got, want)
@@ -418,7 +418,7 @@ func TestGridPointsAndEdges(t *testing.T) {
 	if e := LRGrid(0.1).Edges("lr=0.1"); len(e) != 0 {
 		t.Errorf("a one-value axis has no edge: %v", e)
 	}
-	if s := g.String(); s != "lr=0.3/1 rho=0.0001/0.001/0.01" {
+	if s := g.String(); s != "lr=0.3/1,rho=0.0001/0.001/0.01" {
 		t.Errorf("String() = %q", s)
 	}
 }

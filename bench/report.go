@@ -149,12 +149,14 @@ type RunRow struct {
 	ConfigHash, Dir                               string
 }
 
-// curve is a run's metrics.csv: per step the gradient norm, and the
-// validation accuracy where evaluated (NaN elsewhere).
+// curve is a run's metrics.csv: per step the gradient norm, the training
+// time so far (evaluation excluded), and the validation accuracy where
+// evaluated (NaN elsewhere).
 type curve struct {
-	steps []int
-	grad  []float64
-	val   []float64
+	steps   []int
+	grad    []float64
+	elapsed []float64
+	val     []float64
 }
 
 func readCurve(dir string) (*curve, error) {
@@ -186,6 +188,7 @@ func readCurve(dir string) (*curve, error) {
 		st, _ := strconv.Atoi(r[col["step"]])
 		c.steps = append(c.steps, st)
 		c.grad = append(c.grad, num(r[col["grad_norm"]]))
+		c.elapsed = append(c.elapsed, num(r[col["elapsed_s"]]))
 		c.val = append(c.val, num(r[col["test_acc"]]))
 	}
 	return c, nil
@@ -664,7 +667,7 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 		chosen := "defaults (no trial completed)"
 		if s.Best != "" {
 			chosen = fmt.Sprintf("**%s**", s.label(s.Best))
-			if e := s.Grid.Edges(s.Best); len(e) > 0 {
+			if e := s.edges(); len(e) > 0 {
 				chosen += " (" + strings.Join(e, "; ") + ")"
 			}
 		}

@@ -60,8 +60,8 @@ func (g Grid) Points() []string {
 	return pts
 }
 
-// String is the grid as `native compare --grid` reads one optimizer's:
-// "lr=1e-3/3e-3 rho=1e-4/1e-3".
+// String is the grid as `native compare --grid` reads one optimizer's
+// (ParseGrid): "lr=0.3/1,rho=0.0001/0.001".
 func (g Grid) String() string {
 	var s []string
 	for _, a := range g {
@@ -71,11 +71,11 @@ func (g Grid) String() string {
 		}
 		s = append(s, a.Name+"="+strings.Join(vs, "/"))
 	}
-	return strings.Join(s, " ")
+	return strings.Join(s, ",")
 }
 
 // Edges says which values of the setting hp lie on the edge of their axis
-// (of more than one value): "lr at the upper edge (0.1)". A choice on an
+// (of more than one value): "lr 0.1 at the upper edge". A choice on an
 // edge may be cut off by the grid: the best value may lie beyond it.
 func (g Grid) Edges(hp string) []string {
 	vals := hyperValues(hp)
@@ -91,13 +91,96 @@ func (g Grid) Edges(hp string) []string {
 		}
 		switch v {
 		case lo:
-			out = append(out, fmt.Sprintf("%s at the lower edge (%s)", a.Name, formatG(v)))
+			out = append(out, fmt.Sprintf("%s %s at the lower edge", a.Name, formatG(v)))
 		case hi:
-			out = append(out, fmt.Sprintf("%s at the upper edge (%s)", a.Name, formatG(v)))
+			out = append(out, fmt.Sprintf("%s %s at the upper edge", a.Name, formatG(v)))
 		}
 	}
 	return out
 }
+
+// trialAcc is the final validation accuracy of each completed trial, by
+// setting (NaN for the others).
+func (s *sweepResult) trialAcc() map[string]float64 {
+	m := map[string]float64{}
+	for _, t := range s.Trials {
+		m[t.Hyper] = math.NaN()
+		if t.Status == StatusCompleted {
+			m[t.Hyper] = float64(t.ValAcc)
+		}
+	}
+	return m
+}
+
+// moved is hp with its value of name replaced by v.
+func moved(hp, name string, v float64) string {
+	vals := hyperValues(hp)
+	vals[name] = v
+	var kv []string
+	for _, k := range sortedKeys(vals) {
+		kv = append(kv, k+"="+formatG(vals[k]))
+	}
+	return joinHyper(strings.Join(kv, ","))
+}
+
+// edges are the chosen setting's values on the edge of their axis
+// (Grid.Edges) where the choice beats the setting one value inward on
+// that axis (the other values fixed): on a flat stretch of an axis, where
+// the neighbour scored the same, the edge says nothing about what lies
+// beyond it.
+func (s *sweepResult) edges() []string {
+	if s.Best == "" {
+		return nil
+	}
+	acc := s.trialAcc()
+	best := acc[s.Best]
+	var out []string
+	for _, a := range s.Grid {
+		if len(a.Grid().Edges(s.Best)) == 0 {
+			continue
+		}
+		vs := append([]float64(nil), a.Values...)
+		sort.Float64s(vs)
+		in := vs[1]
+		if hyperValues(s.Best)[a.Name] == vs[len(vs)-1] {
+			in = vs[len(vs)-2]
+		}
+		if n := acc[moved(s.Best, a.Name, in)]; math.IsNaN(n) || n < best {
+			out = append(out, a.Grid().Edges(s.Best)...)
+		}
+	}
+	return out
+}
+
+// flat lists the axes (of more than one value) along which every trial
+// completed with the same validation accuracy, the other values fixed:
+// that hyperparameter made no difference on this grid (the K-FAC methods'
+// learning rate where the KL clip sets every step's length).
+func (s *sweepResult) flat() []string {
+	acc := s.trialAcc()
+	var out []string
+	for _, a := range s.Grid {
+		if len(a.Values) < 2 {
+			continue
+		}
+		same := true
+		for _, t := range s.Trials {
+			v := acc[t.Hyper]
+			for _, x := range a.Values {
+				if w := acc[moved(t.Hyper, a.Name, x)]; math.IsNaN(v) || math.IsNaN(w) || w != v {
+					same = false
+				}
+			}
+		}
+		if same {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// Grid is the axis alone, as a one-axis grid.
+func (a Axis) Grid() Grid { return Grid{a} }
 
 // hyperValues parses "k=v,…" into its numbers (values that do not parse
 // are left out).
