@@ -141,9 +141,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return Outcome{}, err
 	}
-	b := &bencher{o: o, ld: newLoader(o.DataDir), byHash: map[string]*job{}, sweeps: map[string]*sweepResult{},
-		models: map[string]*nn.MLP{}, infos: map[string]*modelInfo{}, bbHash: map[string]string{}, started: time.Now()}
-	b.cost = newCostModel()
+	b := newBencher(o)
 	if err := b.plan(); err != nil {
 		return Outcome{}, err
 	}
@@ -158,6 +156,12 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	rep, rerr := b.report()
 	b.out.Report = rep
 	return b.out, rerr
+}
+
+func newBencher(o Options) *bencher {
+	return &bencher{o: o, ld: newLoader(o.DataDir), byHash: map[string]*job{}, sweeps: map[string]*sweepResult{},
+		models: map[string]*nn.MLP{}, infos: map[string]*modelInfo{}, bbHash: map[string]string{}, started: time.Now(),
+		cost: newCostModel()}
 }
 
 // plan lists the jobs: pretraining, sweeps, then the main runs, each once
@@ -214,8 +218,23 @@ func (b *bencher) plan() error {
 				b.jobs = append(b.jobs, &job{kind: jobMain, task: e.Task, arm: a, seed: uint64(s), group: e.Group, exp: e})
 			}
 		}
+		if b.o.Suite.Interleave {
+			mine := b.jobs[len(b.jobs)-n*countKnown(e.Arms, known):]
+			sort.SliceStable(mine, func(i, k int) bool { return mine[i].seed < mine[k].seed })
+		}
 	}
 	return nil
+}
+
+// countKnown counts the arms whose optimizer is registered.
+func countKnown(arms []Arm, known map[string]bool) int {
+	n := 0
+	for _, a := range arms {
+		if known[a.Optimizer] {
+			n++
+		}
+	}
+	return n
 }
 
 func hasArm(e *Experiment, opt string) bool {
@@ -262,7 +281,7 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	}
 	t := j.task
 	sp := runSpec{Format: specFormat, Task: t.Name, TaskHash: t.hash(), Optimizer: opt, Hyper: resolved, Seed: j.seed,
-		Batch: t.Batch, EvalEvery: t.EvalEvery, Target: t.Target, Device: b.o.Device.Name()}
+		Batch: t.Batch, EvalEvery: t.EvalEvery, Target: t.Target, Schedule: t.Schedule, Device: b.o.Device.Name()}
 	sp.Steps = stepsOf(t, opt, sets.Train.N)
 	dir := filepath.Join(b.o.Out, "runs", t.Name, opt, slug(hp), fmt.Sprintf("seed-%d", j.seed))
 	switch j.kind {

@@ -14,6 +14,9 @@ type Task struct {
 	// Data is a data set of core/data ("mnist", "sentiment", …) or a
 	// synthetic one as "synth:NAME" (generated in memory).
 	Data string
+	// DataHash identifies the contents of data given in memory (Compare's
+	// user files), so that a changed file redoes its runs.
+	DataHash string `json:",omitempty"`
 	// TrainN, ValN, TestN size the subsets: the validation set is the first
 	// ValN samples of a fixed permutation of the training file, the training
 	// set the next TrainN (0: all the rest), the test set the first TestN of
@@ -30,6 +33,12 @@ type Task struct {
 	Model  string
 	Batch  int     // mini-batch of every optimizer
 	Epochs float64 // run length of the batch optimizers, in passes over the training set
+	// Steps, when > 0, is the run length of every optimizer in steps
+	// (overriding Epochs and KalmanEpochs).
+	Steps int `json:",omitempty"`
+	// Schedule is the step-length schedule over a run (train.Config's):
+	// "" or "constant" (the suites), "linear", "cosine".
+	Schedule string `json:",omitempty"`
 	// KalmanEpochs is the run length of the Kalman filters (one filter step
 	// per sample; the paper runs them for about one epoch, Tables 4–5).
 	KalmanEpochs float64
@@ -106,6 +115,10 @@ type Suite struct {
 	// Grid is the sweep grid of each swept optimizer (nil: the default
 	// learning-rate grids, sweepGrid).
 	Grid map[string]Grid
+	// Interleave orders the main runs by seed across the arms (seed 1 of
+	// every arm, then seed 2, …) rather than arm by arm, so that a drift in
+	// the machine's load falls on every optimizer alike.
+	Interleave bool
 }
 
 // Seeds used by every suite: the main runs use seeds 1..N, the learning-rate
