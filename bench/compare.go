@@ -667,12 +667,14 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 	}
 	for _, p := range []struct {
 		name, x, alt string
+		logX         bool
 		ss           []series
 	}{
-		{"compare-val-time.png", "training time (s), evaluation excluded", "against training time", byTime},
-		{"compare-val-steps.png", "iteration", "against iterations", bySteps},
+		// Times differ by orders of magnitude between optimizers: a log axis.
+		{"compare-val-time.png", "training time (s, log scale), evaluation excluded", "against training time", true, byTime},
+		{"compare-val-steps.png", "iteration", "against iterations", false, bySteps},
 	} {
-		if err := render(filepath.Join(plots, p.name), figure{Title: title, XLabel: p.x, YLabel: "validation accuracy (%)", Series: p.ss}); err != nil {
+		if err := render(filepath.Join(plots, p.name), figure{Title: title, XLabel: p.x, YLabel: "validation accuracy (%)", LogX: p.logX, Series: p.ss}); err != nil {
 			return out, err
 		}
 		res.Plots = append(res.Plots, "plots/"+p.name)
