@@ -449,11 +449,15 @@ type CompareRow struct {
 	TestAcc   stat              `json:"test_acc"`
 	ValAcc    stat              `json:"val_acc"`
 	// TimeToTarget is over the runs that reached the common target.
-	TimeToTarget stat     `json:"time_to_target_seconds"`
-	Reached      int      `json:"reached_target"`
-	SecPerStep   stat     `json:"seconds_per_step"`
-	CostVsAdamW  jfloat   `json:"step_cost_vs_adamw"` // seconds per step over AdamW's in this comparison; null without AdamW
-	Notes        []string `json:"notes,omitempty"`
+	TimeToTarget stat `json:"time_to_target_seconds"`
+	Reached      int  `json:"reached_target"`
+	SecPerStep   stat `json:"seconds_per_step"`
+	// MedianStep is the median over the reported runs of their seconds per
+	// step: a run slowed by other work on the machine moves it less than
+	// the mean.
+	MedianStep  jfloat   `json:"median_seconds_per_step"`
+	CostVsAdamW jfloat   `json:"step_cost_vs_adamw"` // seconds per step over AdamW's in this comparison; null without AdamW
+	Notes       []string `json:"notes,omitempty"`
 }
 
 // CompareResults is a comparison's results.json.
@@ -544,9 +548,9 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 		out.Target, res.Target = target, jfloat(target)
 	}
 	adamw := math.NaN()
-	for _, a := range e.Arms {
-		if a.Optimizer == "adamw" {
-			adamw = float64(a.SecPerStep.Mean)
+	for i := range e.Arms {
+		if e.Arms[i].Optimizer == "adamw" {
+			adamw = medianStep(&e.Arms[i])
 		}
 	}
 
@@ -557,7 +561,7 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 		r := &rows[i]
 		*r = CompareRow{Optimizer: a.Optimizer, Label: a.Label, Grid: o.Grids[a.Optimizer], Resolved: a.Resolved, Status: a.Status,
 			TestAcc: a.TestAcc, ValAcc: a.ValAcc, SecPerStep: a.SecPerStep, SweepVal: jfloat(math.NaN()),
-			CostVsAdamW: jfloat(float64(a.SecPerStep.Mean) / adamw)}
+			MedianStep: jfloat(medianStep(a)), CostVsAdamW: jfloat(medianStep(a) / adamw)}
 		if sw := b.sweeps[t.hash()+"/"+a.Optimizer]; sw != nil {
 			r.Chosen = sw.Best
 			if sw.Best == "" {
@@ -787,6 +791,29 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 	return out, train.WriteFileAtomic(out.Report, w.Bytes())
 }
 
+// medianStep is the median seconds per step of an arm's reported runs
+// that took steps (NaN if none).
+func medianStep(a *ArmResult) float64 {
+	var v []float64
+	for _, j := range a.jobs {
+		if j.sum == nil || j.sum.Status == StatusUnsupported || j.sum.Status == StatusFailed {
+			continue
+		}
+		if x := float64(j.sum.Result.SecondsPerStep); !math.IsNaN(x) && !math.IsInf(x, 0) {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
 func scheduleName(s string) string {
 	if s == "" {
 		return "constant"
@@ -869,9 +896,9 @@ func compareTableDoc(target float64, adamw bool, seeds int) string {
 	if !math.IsNaN(target) {
 		tgt = fmt.Sprintf("%s is the best common target: the highest validation accuracy that every completed reported run reached", pctOf(target))
 	}
-	cost := "Step cost: seconds per optimizer step (AdamW is not among the optimizers, so there is no ratio)"
+	cost := "Step cost: seconds per optimizer step, the median over the reported runs (AdamW is not among the optimizers, so there is no ratio)"
 	if adamw {
-		cost = "Step cost: seconds per optimizer step over AdamW's, both measured in this comparison (mean over the reported runs; ms per step in parentheses)"
+		cost = "Step cost: seconds per optimizer step over AdamW's, both measured in this comparison (medians over the reported runs, which ran seed by seed across the optimizers; ms per step in parentheses)"
 	}
 	return fmt.Sprintf("Chosen on validation: the setting the sweep chose. Validation and test accuracy: %%, mean ± std over %d seed(s) "+
 		"(sample std; 0 for one seed) at the end of the runs; †k/n: k of n runs diverged (their accuracy is that of their last finite weights). "+
@@ -926,7 +953,7 @@ func compareTable(rows []CompareRow, target float64, adamw bool) string {
 			}
 		}
 		cost := "—"
-		if sps := float64(r.SecPerStep.Mean); !math.IsNaN(sps) {
+		if sps := float64(r.MedianStep); !math.IsNaN(sps) {
 			if adamw && !math.IsNaN(float64(r.CostVsAdamW)) {
 				cost = fmt.Sprintf("%.2f× (%.3g ms)", float64(r.CostVsAdamW), 1e3*sps)
 			} else {

@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -119,6 +122,38 @@ func TestCompareInterleavesAndRefuses(t *testing.T) {
 	want := "compare moons SGD seed 1,compare moons AdamW seed 1,compare moons SGD seed 2,compare moons AdamW seed 2"
 	if strings.Join(order, ",") != want {
 		t.Errorf("run order %v, want %s", order, want)
+	}
+	// The step cost is the median of the reported runs' seconds per step,
+	// over AdamW's.
+	raw, err := os.ReadFile(filepath.Join(o.Out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Optimizers []CompareRow `json:"optimizers"`
+		Runs       []struct {
+			Group      string  `json:"group"`
+			Optimizer  string  `json:"optimizer"`
+			SecPerStep float64 `json:"seconds_per_step"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	sps := map[string][]float64{}
+	for _, run := range r.Runs {
+		if run.Group == "compare" {
+			sps[run.Optimizer] = append(sps[run.Optimizer], run.SecPerStep)
+		}
+	}
+	for _, row := range r.Optimizers {
+		v := sps[row.Optimizer]
+		if med := float64(row.MedianStep); len(v) != 2 || med != (v[0]+v[1])/2 {
+			t.Errorf("%s: median %v of %v", row.Optimizer, med, v)
+		}
+		if row.Optimizer == "adamw" && row.CostVsAdamW != 1 {
+			t.Errorf("AdamW's cost over AdamW's: %v", row.CostVsAdamW)
+		}
 	}
 	o.Grids["sgd"] = LRGrid(0.1, 0.3)
 	if _, err := Compare(context.Background(), o); err == nil || !strings.Contains(err.Error(), "the same budget for every method") {
