@@ -441,7 +441,8 @@ type CompareRow struct {
 	Optimizer string            `json:"optimizer"`
 	Label     string            `json:"label"`
 	Grid      Grid              `json:"grid"`
-	Chosen    string            `json:"chosen"` // the setting chosen on validation; "" when no trial completed
+	Chosen    string            `json:"chosen"` // the setting chosen on validation; "" when no trial completed or the sweep is not finished
+	SweepDone bool              `json:"sweep_done"`
 	Resolved  map[string]jfloat `json:"hyperparameters,omitempty"`
 	Edges     []string          `json:"edges,omitempty"`
 	SweepVal  jfloat            `json:"sweep_val_acc"` // the chosen trial's final validation accuracy
@@ -525,7 +526,7 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 	for i := range e.Arms {
 		a := &e.Arms[i]
 		for _, j := range a.jobs {
-			if j.sum == nil || j.sum.Status == StatusUnsupported || j.sum.Status == StatusFailed {
+			if j.sum == nil || j.sum.Status == StatusUnsupported || j.sum.Status == StatusFailed || j.sum.Status == StatusInterrupted {
 				continue
 			}
 			c, err := readCurve(j.dir)
@@ -562,8 +563,11 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 		*r = CompareRow{Optimizer: a.Optimizer, Label: a.Label, Grid: o.Grids[a.Optimizer], Resolved: a.Resolved, Status: a.Status,
 			TestAcc: a.TestAcc, ValAcc: a.ValAcc, SecPerStep: a.SecPerStep, SweepVal: jfloat(math.NaN()),
 			MedianStep: jfloat(medianStep(a)), CostVsAdamW: jfloat(medianStep(a) / adamw)}
-		if sw := b.sweeps[t.hash()+"/"+a.Optimizer]; sw != nil {
-			r.Chosen = sw.Best
+		sw := b.sweeps[t.hash()+"/"+a.Optimizer]
+		if sw == nil {
+			r.Notes = append(r.Notes, "its sweep is not finished")
+		} else {
+			r.Chosen, r.SweepDone = sw.Best, true
 			if sw.Best == "" {
 				r.Notes = append(r.Notes, "no trial completed on validation: ran at its defaults")
 				problems = append(problems, fmt.Sprintf("%s: no trial of its sweep completed (see the sweeps); it ran at its defaults", a.Label))
@@ -796,7 +800,7 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 func medianStep(a *ArmResult) float64 {
 	var v []float64
 	for _, j := range a.jobs {
-		if j.sum == nil || j.sum.Status == StatusUnsupported || j.sum.Status == StatusFailed {
+		if j.sum == nil || j.sum.Status == StatusUnsupported || j.sum.Status == StatusFailed || j.sum.Status == StatusInterrupted {
 			continue
 		}
 		if x := float64(j.sum.Result.SecondsPerStep); !math.IsNaN(x) && !math.IsInf(x, 0) {
@@ -929,7 +933,10 @@ func compareTable(rows []CompareRow, target float64, adamw bool) string {
 	var out [][]string
 	for i, r := range rows {
 		chosen := "defaults"
-		if r.Chosen != "" {
+		switch {
+		case !r.SweepDone:
+			chosen = "—"
+		case r.Chosen != "":
 			chosen = strings.ReplaceAll(r.Chosen, ",", " ")
 		}
 		test := pct(r.TestAcc)

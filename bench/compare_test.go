@@ -160,3 +160,35 @@ func TestCompareInterleavesAndRefuses(t *testing.T) {
 		t.Errorf("grids of 1 and 2 settings: %v", err)
 	}
 }
+
+// An interrupted comparison reports what finished, with the unfinished
+// sweeps and runs marked, and the same call resumes it.
+func TestCompareInterruptAndResume(t *testing.T) {
+	tr, te := data.Synthetic["moons"](300, 0.1, 1), data.Synthetic["moons"](100, 0.1, 2)
+	o := CompareOptions{Out: t.TempDir(), Device: cpu.New(), Data: "moons", Name: "moons", Train: tr, Test: te, ValShare: 0.2,
+		Model: "2-8-2:tanh", Optimizers: []string{"adamw", "ring"}, Grids: map[string]Grid{"adamw": LRGrid(1e-3, 1e-2), "ring": LRGrid(0.1, 1)},
+		Seeds: 2, Batch: 30, Steps: 6}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.Progress = func(s Status) {
+		if s.Run == 3 && s.Step == 2 {
+			cancel()
+		}
+	}
+	res, err := Compare(ctx, o)
+	if err != nil || res.Status != CompareInterrupted || res.Executed != 3 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	raw, err := os.ReadFile(res.Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "its sweep is not finished") || !strings.Contains(string(raw), "Status: **interrupted**") {
+		t.Errorf("report of the interrupted comparison:\n%s", raw)
+	}
+	o.Progress = nil
+	res, err = Compare(context.Background(), o)
+	if err != nil || res.Status != CompareCompleted || res.Executed != 6 || res.Skipped != 2 {
+		t.Fatalf("resumed: %+v, %v", res, err)
+	}
+}

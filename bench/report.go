@@ -258,6 +258,9 @@ func (b *bencher) collect() []ExperimentResult {
 					ar.Note = s.Error
 					continue
 				}
+				if s.Status == StatusInterrupted {
+					continue // a partial run: counted, not averaged (it is redone next time)
+				}
 				if s.Status == StatusDiverged && ar.Note == "" {
 					ar.Note = s.Error
 				}
