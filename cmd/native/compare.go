@@ -212,7 +212,16 @@ func runCompare(ctx context.Context, a *app, c *command, args []string) error {
 		return err
 	}
 	defer closeDevice(dev)
-	trainSet, testSet, err := tf.load()
+	var arch nn.Arch
+	if tf.model != "" {
+		if arch, err = parseModel(tf.model, tf.dataDir); err != nil {
+			return usagef("--model: %v", err)
+		}
+		if _, text := arch.(textEncoder); text {
+			return usagef("--model %s: compare does not fine-tune the pretrained encoder yet (train does); give an architecture trained from scratch", tf.model)
+		}
+	}
+	trainSet, testSet, err := tf.load(arch)
 	var nf *data.NotFetchedError
 	if errors.As(err, &nf) {
 		return &notFetched{nf, tf.dataDir}
@@ -230,7 +239,7 @@ func runCompare(ctx context.Context, a *app, c *command, args []string) error {
 	if f.batch > trainN {
 		return usagef("--batch %d: larger than the %d samples left to train on after the validation split (--val %g of %d)", f.batch, trainN, f.val, trainSet.N)
 	}
-	modelSpec, params, err := compareModel(tf, trainSet, dev)
+	modelSpec, params, err := compareModel(tf, arch, trainSet, dev)
 	if err != nil {
 		return err
 	}
@@ -310,17 +319,16 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// compareModel resolves --model for the data as train does: the default
-// MLP of the data set, widths from the data for mlp:hidden=…, and a full
-// MLP spec whose widths must match the data.
-func compareModel(tf *trainFlags, d *data.Dataset, dev core.Device) (spec string, params int, err error) {
+// compareModel resolves --model (arch, nil when not given) for the data as
+// train does: the default MLP of the data set, widths from the data for
+// mlp:hidden=…, and a full MLP spec whose widths must match the data.
+func compareModel(tf *trainFlags, arch nn.Arch, d *data.Dataset, dev core.Device) (spec string, params int, err error) {
 	spec = tf.model
-	if spec == "" {
+	if arch == nil {
 		spec = defaultModel(tf.data, d)
-	}
-	arch, err := nn.ParseArch(spec)
-	if err != nil {
-		return "", 0, usagef("--model: %v", err)
+		if arch, err = nn.ParseArch(spec); err != nil {
+			return "", 0, usagef("--model: %v", err)
+		}
 	}
 	if h, ok := arch.(nn.HiddenMLP); ok {
 		arch = h.Spec(d.D, d.Classes)

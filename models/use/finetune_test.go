@@ -1,0 +1,64 @@
+package use
+
+import (
+	"testing"
+
+	"grng/core/cpu"
+	"grng/core/data"
+	"grng/core/nn"
+)
+
+// ParseFineTune reads its defaults, writes every parameter back, leaves
+// other models to nn.ParseArch, and FineTune builds the LoRA model (the
+// adapters of q and v in both layers and the head: 9 matrices) or, at rank
+// 0, the linear probe (the head alone); Encode lays a text set out as
+// Tokens ids a sample, clipped and padded.
+func TestFineTune(t *testing.T) {
+	dir := data.DefaultDir()
+	modelDir(t)
+	f, ok, err := ParseFineTune("use-lite", dir)
+	if !ok || err != nil || f.String() != "use-lite:tokens=64,rank=8,alpha=8" {
+		t.Fatalf("ParseFineTune(use-lite) = %v, %v, %v", f, ok, err)
+	}
+	if _, ok, err := ParseFineTune("vit:patch=7", dir); ok || err != nil {
+		t.Fatalf("ParseFineTune(vit) claims it: %v, %v", ok, err)
+	}
+	dev := cpu.New()
+	for _, tc := range []struct {
+		spec    string
+		weights int
+	}{{"use-lite:tokens=6,rank=8,alpha=8", 9}, {"use-lite:tokens=6,rank=0", 1}} {
+		f, _, err := ParseFineTune(tc.spec, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		net, err := f.Build(dev, nn.Shape{H: 6, W: 1, C: 1}, 3, nn.CrossEntropy, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(net.Weights()); n != tc.weights || net.Arch() != f.String() {
+			t.Errorf("%s: %d trainable matrices, arch %q; want %d, %q", tc.spec, n, net.Arch(), tc.weights, f.String())
+		}
+		if _, err := f.Build(dev, nn.Vector(6), 3, nn.CrossEntropy, 1); err == nil {
+			t.Errorf("%s: built on 6 features that are no token ids", tc.spec)
+		}
+	}
+	ts := &data.TextSet{Name: "t", Classes: 2, Samples: []data.Sentence{{Text: "good movie", Class: 1}, {Text: "", Class: 0},
+		{Text: "a much longer sentence than the six tokens the batch holds", Class: 0}}}
+	f.Tokens = 6
+	ds, err := f.Encode(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, tok, _ := loadCached(dir)
+	long := tok.Encode(ts.Samples[2].Text)[:6]
+	want, _ := m.Batch([][]int{tok.Encode("good movie"), nil, long}, 6)
+	for i := range want {
+		if ds.X[i] != want[i] {
+			t.Fatalf("Encode: ids %v, want %v", ds.X, want)
+		}
+	}
+	if ds.X[6] != nn.PadID || ds.D != 6 || ds.SampleShape() != (nn.Shape{H: 6, W: 1, C: 1}) || ds.Y[0] != 1 {
+		t.Errorf("Encode: %+v", ds)
+	}
+}
