@@ -174,7 +174,7 @@ func (b *bencher) plan() error {
 	}
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
-		if _, err := parseModel(e.Task); err != nil {
+		if _, err := parseModel(e.Task, b.o.DataDir); err != nil {
 			return err
 		}
 		if l := e.Task.LoRA; l != nil {
@@ -474,7 +474,7 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 			return nil, err
 		}
 		in.net = net
-	} else if in.net, err = buildModel(dev, j.task, sets.Train, j.seed); err != nil {
+	} else if in.net, err = buildModel(dev, j.task, sets.Train, j.seed, b.o.DataDir); err != nil {
 		return nil, err
 	}
 	return trainLoop(ctx, in)
@@ -486,7 +486,7 @@ func (b *bencher) modelInfo(t *Task, d *data.Dataset) (*modelInfo, error) {
 	if m, ok := b.infos[key]; ok {
 		return m, nil
 	}
-	m, err := describe(b.o.Device, t, d)
+	m, err := describe(b.o.Device, t, d, b.o.DataDir)
 	if err != nil {
 		return nil, err
 	}

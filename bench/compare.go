@@ -43,7 +43,10 @@ type CompareOptions struct {
 	// ValShare is the share of Train held out for validation (a fixed
 	// random cut, the same for every optimizer and seed).
 	ValShare float64
-	// Model is the architecture as nn.ParseArch reads it, sized to the data.
+	// DataDir holds the fetched data sets and pretrained models (a
+	// use-lite Model reads its files there).
+	DataDir string
+	// Model is the architecture as --model reads it, sized to the data.
 	Model string
 	// Optimizers are the registry names to compare; Grids their sweeps,
 	// one per optimizer and all of the same size (DefaultGrid gives the
@@ -375,13 +378,13 @@ func Compare(ctx context.Context, o CompareOptions) (CompareOutcome, error) {
 	}
 	task := &Task{Name: slug(name), Title: name, Data: o.Data, DataHash: hashSets(o.Train, o.Test), ValN: valN,
 		Model: o.Model, Batch: o.Batch, Epochs: o.Epochs, Steps: steps, EvalEvery: eval, Schedule: o.Schedule}
-	if _, err := parseModel(task); err != nil {
+	if _, err := parseModel(task, o.DataDir); err != nil {
 		return out, &ConfigError{err.Error()}
 	}
 	suite := Suite{Name: "compare", Doc: "optimizers compared on " + name, Grid: o.Grids, Interleave: true,
 		Experiments: []Experiment{{Section: Accuracy, Group: "compare", Task: task, Arms: armsOf(nil, o.Optimizers...),
 			Sweep: o.Optimizers, Seeds: o.Seeds}}}
-	b := newBencher(Options{Suite: suite, Out: o.Out, Device: o.Device, Seeds: o.Seeds, AblationSeeds: 1,
+	b := newBencher(Options{Suite: suite, Out: o.Out, Device: o.Device, DataDir: o.DataDir, Seeds: o.Seeds, AblationSeeds: 1,
 		Progress: o.Progress, Log: o.Log, Command: o.Command})
 	b.ld.given[task.Data] = [2]*data.Dataset{o.Train, o.Test}
 	if err := b.preflight(task, o.Optimizers); err != nil {
@@ -422,7 +425,7 @@ func (b *bencher) preflight(t *Task, opts []string) error {
 					err = fmt.Errorf("building panicked: %v", r)
 				}
 			}()
-			net, err := buildModel(sc, t, s.Train, 1)
+			net, err := buildModel(sc, t, s.Train, 1, b.o.DataDir)
 			if err != nil {
 				return err
 			}

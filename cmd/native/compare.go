@@ -217,9 +217,6 @@ func runCompare(ctx context.Context, a *app, c *command, args []string) error {
 		if arch, err = parseModel(tf.model, tf.dataDir); err != nil {
 			return usagef("--model: %v", err)
 		}
-		if _, text := arch.(textEncoder); text {
-			return usagef("--model %s: compare does not fine-tune the pretrained encoder yet (train does); give an architecture trained from scratch", tf.model)
-		}
 	}
 	trainSet, testSet, err := tf.load(arch)
 	var nf *data.NotFetchedError
@@ -261,7 +258,7 @@ func runCompare(ctx context.Context, a *app, c *command, args []string) error {
 	for _, opt := range opts {
 		fmt.Fprintf(pr, "grid    %-7s %s\n", opt, grids[opt])
 	}
-	o := bench.CompareOptions{Out: out, Device: dev, Data: compareDataName(tf), Name: dataLabel(tf.data), Train: trainSet, Test: testSet,
+	o := bench.CompareOptions{Out: out, Device: dev, DataDir: tf.dataDir, Data: compareDataName(tf), Name: dataLabel(tf.data), Train: trainSet, Test: testSet,
 		ValShare: f.val, Model: modelSpec, Optimizers: opts, Grids: grids, Seeds: f.seeds, Batch: f.batch, Epochs: f.epochs, Steps: f.steps,
 		EvalEvery: f.evalEvery, Schedule: f.schedule, Progress: pr.update, Log: pr, Command: "native compare " + strings.Join(args, " ")}
 	res, err := bench.Compare(ctx, o)

@@ -48,7 +48,8 @@ func TestCompareUsage(t *testing.T) {
 		{[]string{"--data", "iris", "--test", "t.csv"}, exitUsage, "--label and --test are for --data PATH"},
 		{[]string{"--data", "digits", "--data-dir", filepath.Join(dir, "nodata"), "--out", out}, exitUsage, "native data fetch digits"},
 		{[]string{"--data", "moons", "extra"}, exitUsage, `unexpected argument "extra"`},
-		{[]string{"--data", "sentiment", "--model", "use-lite", "--data-dir", filepath.Join(dir, "nodata")}, exitUsage, "compare does not fine-tune the pretrained encoder yet"},
+		{[]string{"--data", "sentiment", "--model", "use-lite", "--data-dir", filepath.Join(dir, "nodata")}, exitUsage, "native data fetch sentiment"},
+		{[]string{"--data", "moons", "--model", "use-lite"}, exitUsage, "reads texts: --data must be a text data set"},
 	} {
 		code, stdout, errs := runCLI(t, append([]string{"compare"}, c.args...)...)
 		if code != c.code || !strings.Contains(stdout+errs, c.want) {

@@ -1,11 +1,13 @@
 package use
 
 import (
+	"fmt"
 	"testing"
 
 	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/nn"
+	"grng/core/optim"
 )
 
 // ParseFineTune reads its defaults, writes every parameter back, leaves
@@ -60,5 +62,67 @@ func TestFineTune(t *testing.T) {
 	}
 	if ds.X[6] != nn.PadID || ds.D != 6 || ds.SampleShape() != (nn.Shape{H: 6, W: 1, C: 1}) || ds.Y[0] != 1 {
 		t.Errorf("Encode: %+v", ds)
+	}
+}
+
+// BenchmarkFineTuneStep: one optimizer step of the fine-tuning model
+// (LoRA r = 8 on q and v, the head) on the CPU device, batches of 32
+// sentiment sentences at T tokens, reported as sentences a second. RING's
+// and RENG's refresh every S = 8 steps is in the mean. Compare optimizers
+// within one run (-count alternates them with the machine's load).
+func BenchmarkFineTuneStep(b *testing.B) {
+	dir := data.DefaultDir()
+	modelDir(b)
+	tr, _, err := data.OpenText("sentiment", dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, T := range []int{32, 64} {
+		f := FineTune{Tokens: T, Rank: 8, Alpha: 8, DataDir: dir}
+		ds, err := f.Encode(tr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, name := range []string{"adamw", "ring", "reng"} {
+			b.Run(fmt.Sprintf("T=%d/%s", T, name), func(b *testing.B) {
+				dev := cpu.New()
+				net, err := f.Build(dev, ds.SampleShape(), ds.Classes, nn.CrossEntropy, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := optim.Lookup(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				hp, _ := e.Parse("")
+				opt, err := e.New(net, hp, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				const m = 32
+				x, y := dev.New(m, T), dev.New(m, 1)
+				batch := func(i int) {
+					lo := (i * m) % (ds.N - m)
+					dev.Upload(x, ds.X[lo*T:(lo+m)*T])
+					dev.Upload(y, ds.Y[lo:lo+m])
+				}
+				for i := range 8 { // past the first refreshes
+					batch(i)
+					if _, err := opt.Step(x, y); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					b.StopTimer()
+					batch(i)
+					b.StartTimer()
+					if _, err := opt.Step(x, y); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(m*b.N)/b.Elapsed().Seconds(), "sentences/s")
+			})
+		}
 	}
 }
