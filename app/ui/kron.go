@@ -443,6 +443,7 @@ func (k *kronView) redamp() {
 // refreshDue reports whether the factors are due for a refresh: half a
 // second after the last one while the focus trains, once the lab's time
 // share has paid for the last one (a CNN's or a ViT's take tens of ms).
+// The lab's tick refreshes them (analysis), first in its tick's credit.
 func (k *kronView) refreshDue() bool {
 	n := k.u.net
 	return n.started && !n.done() && !n.paused && k.u.tick-k.at >= TPS/2 && (n.credit > 0 || k.u.fastForward)
@@ -458,7 +459,7 @@ func (k *kronView) help() string {
 
 func (k *kronView) update(in Input) {
 	u := k.u
-	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds || k.refreshDue() {
+	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds {
 		k.recompute()
 	}
 	for _, key := range in.Keys {

@@ -194,7 +194,8 @@ func (v *lessonView) rule() (optim.Damping, float64) {
 }
 
 // refreshDue reports whether the lesson is due for a refresh (as the
-// Kronecker view: half a second after the last while the focus trains).
+// Kronecker view: half a second after the last while the focus trains,
+// from the lab's tick).
 func (v *lessonView) refreshDue() bool {
 	n := v.u.net
 	return n.started && !n.done() && !n.paused && v.u.tick-v.at >= TPS/2 && (n.credit > 0 || v.u.fastForward)
@@ -216,7 +217,7 @@ func (v *lessonView) wantViT() {
 
 func (v *lessonView) update(in Input) {
 	u := v.u
-	if v.tf == nil && (v.err == nil || u.tick-v.at >= TPS/2) || v.atBuild != u.net.builds || v.refreshDue() {
+	if v.tf == nil && (v.err == nil || u.tick-v.at >= TPS/2) || v.atBuild != u.net.builds {
 		v.recompute()
 	}
 	for _, key := range in.Keys {

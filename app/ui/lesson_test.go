@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -399,6 +400,34 @@ func TestTransformerLessonControls(t *testing.T) {
 		}
 		if n > 0 {
 			t.Errorf("%s: %d pixels differ", [2]string{"the screen built from the changed rectangles and the frame", "the frame and one redrawn from scratch"}[i], n)
+		}
+	}
+}
+
+// TestAnalysisRefreshesWhileTraining drives the UI tick by tick in real
+// time, as the window does (not Advance's fast-forward): while the ViT
+// trains, the Kronecker view's factors and the transformer lesson refresh
+// (about every half second, paid from the lab's share of the time). Their
+// updates used to wait for credit that the training had always spent
+// already, so that neither refreshed in the window.
+func TestAnalysisRefreshesWhileTraining(t *testing.T) {
+	for _, view := range []string{ViewKronecker, ViewTransformer} {
+		st := DefaultState()
+		st.View, st.Data, st.Model = view, "digits", "vit"
+		st.NetOpts = []string{"sgd", "ring"}
+		u := newUIOpts(t, st, imageOptions())
+		u.Advance(1)
+		u.net.poll(true)
+		u.Advance(2)
+		gen := func() int { return map[string]int{ViewKronecker: u.kron.gen, ViewTransformer: u.les.gen}[view] }
+		g0, s0 := gen(), u.net.focus.step
+		for tick := 0; tick < 4*TPS && gen()-g0 < 2; tick++ {
+			u.Update(Input{})
+			u.Frame()
+			time.Sleep(time.Second / TPS)
+		}
+		if gen()-g0 < 2 || u.net.focus.step == s0 {
+			t.Errorf("%s: %d refreshes while the focus took %d steps", view, gen()-g0, u.net.focus.step-s0)
 		}
 	}
 }
