@@ -410,6 +410,13 @@ func (v *lessonView) headLines() []string {
 	}
 	line2 := fmt.Sprintf("%s's damping at this step: ρ = %s, %s.", name, fmtValue(rho), damp)
 	yellow := fmt.Sprintf("Yellow: λ, in the expand columns the one %s's engine put into its inverses (set from its own running factors, so the exact ones here may pass its bound), in the reduce columns its rule applied to these factors.", name)
+	refreshed := false
+	for _, r := range v.rows {
+		refreshed = refreshed || r.used.Have
+	}
+	if !refreshed {
+		yellow = fmt.Sprintf("Yellow: λ, %s's rule applied to each factor shown (its engine has not refreshed its own factors yet).", name)
+	}
 	if _, ok := focusRho(n.focus.opt); !ok || dampingOf(n.focus.name) == nil {
 		line2 = fmt.Sprintf("%s has no Kronecker damping; shown: RING's rule at the Kronecker view's ρ = %s: λ = √ρ‖·‖₂ per factor (eq. 10a), κ ≤ 1 + 1/√ρ = %s.", name, fmtValue(rho), fmtCond(ringBound))
 		yellow = "Yellow: λ, RING's rule applied to each factor shown."
