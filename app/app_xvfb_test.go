@@ -362,6 +362,18 @@ func TestFrameRate(t *testing.T) {
 	for _, sc := range imageScenes {
 		play(sc)
 	}
+	// The transformer lesson's worst case, on the ViT (the loop above
+	// showed it without one: its message).
+	if name := "transformer (ViT): worst case, all redrawn"; strings.Contains(name, only) {
+		game.SetOptions(Options{ForceRedraw: true})
+		game.Do(func(u *ui.UI) {
+			pick(u, "digits", "vit")
+			u.SetView(ui.ViewTransformer)
+		})
+		waitFrames(t, 5)
+		measure(name)
+		game.SetOptions(Options{})
+	}
 	_ = plot.Background
 }
 
