@@ -26,6 +26,9 @@ type Block struct {
 	Kron  *nn.Dense    // the Kronecker block, or nil
 	Diag  nn.DiagLayer // the layer of a diagonal block, or nil
 	Param int          // Diag: which of its parameters
+	// Layer is the layer the block belongs to (an *nn.Attention for its
+	// projections), nil where the model does not list its layers.
+	Layer nn.Layer
 	// Kind is the kind of the layer the block belongs to ("dense",
 	// "conv2d", "attention", "layernorm", …), About what it is.
 	Kind, About string
@@ -67,7 +70,7 @@ func Blocks(net nn.Model) ([]Block, error) {
 			return nil, fmt.Errorf("%s: curvature entry %d has neither Kronecker nor diagonal blocks", net.Arch(), i+1)
 		}
 		for j, p := range c.Diag.Params() {
-			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(),
+			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(), Layer: c.Diag,
 				About: diagAbout(c.Diag, j, p)})
 		}
 	}
@@ -90,7 +93,7 @@ func paramLeaves(ls []nn.Layer, out []nn.Layer) []nn.Layer {
 // kronBlock describes Kronecker block j of n of the layer owner (nil when
 // unknown: a plain dense layer).
 func kronBlock(owner nn.Layer, j, n int, d *nn.Dense) Block {
-	b := Block{Kron: d, Kind: "dense", Positions: d.InShape().Positions()}
+	b := Block{Kron: d, Kind: "dense", Positions: d.InShape().Positions(), Layer: owner}
 	if owner != nil {
 		b.Kind = owner.Kind()
 	}
@@ -250,14 +253,7 @@ func download(dev core.Device, m core.Mat) []float64 {
 // gramHost returns acc + alpha·XᵀX (acc nil: zero), summed in float64 on
 // the host.
 func gramHost(dev core.Device, x core.Mat, alpha float64, acc *mat.SymDense) *mat.SymDense {
-	xd := mat.NewDense(x.Rows(), x.Cols(), download(dev, x))
-	var t mat.SymDense
-	t.SymOuterK(alpha, xd.T())
-	if acc == nil {
-		return &t
-	}
-	acc.AddSym(acc, &t)
-	return acc
+	return symGram(hostMat(dev, x), alpha, acc)
 }
 
 // Damp sets the damping by the rule and ρ, with the damped inverses and
@@ -447,6 +443,7 @@ func (k *kronView) redamp() {
 // refreshDue reports whether the factors are due for a refresh: half a
 // second after the last one while the focus trains, once the lab's time
 // share has paid for the last one (a CNN's or a ViT's take tens of ms).
+// The lab's tick refreshes them (analysis), first in its tick's credit.
 func (k *kronView) refreshDue() bool {
 	n := k.u.net
 	return n.started && !n.done() && !n.paused && k.u.tick-k.at >= TPS/2 && (n.credit > 0 || k.u.fastForward)
@@ -462,7 +459,7 @@ func (k *kronView) help() string {
 
 func (k *kronView) update(in Input) {
 	u := k.u
-	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds || k.refreshDue() {
+	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds {
 		k.recompute()
 	}
 	for _, key := range in.Keys {

@@ -538,6 +538,14 @@ func (n *netLab) tick() {
 		n.credit = min(trainBudget, n.credit+time.Duration(trainShare*float64(now.Sub(n.lastTick))))
 	}
 	n.lastTick = now
+	// The active view's analysis of the focus network (the Kronecker view's
+	// factors, the transformer lesson's) is due every half second while the
+	// networks train; it goes first, so that this tick's credit pays for it
+	// (after the training below the credit is spent, so that a view that
+	// waited for credit at its own update would never get any).
+	if a, ok := n.u.active().(analysis); ok && a.refreshDue() {
+		a.recompute()
+	}
 	t0 := time.Now()
 	// The loss slice, once asked for, goes first, a few points at a time.
 	if n.slice != nil && !n.slice.Done() {
@@ -567,6 +575,14 @@ func (n *netLab) tick() {
 	if n.focus != nil && n.done() && n.slice == nil && n.sliceMsg == "" {
 		n.startSlice()
 	}
+}
+
+// analysis is a view that analyses the focus network: recompute takes
+// its current weights (paid from the lab's credit), refreshDue says when
+// that is due.
+type analysis interface {
+	refreshDue() bool
+	recompute()
 }
 
 func (n *netLab) animating() bool {

@@ -1,5 +1,6 @@
-// Package ui is the teaching UI of grng without its window: three views
-// (the landscape lab, the network lab and the Kronecker view), their state
+// Package ui is the teaching UI of grng without its window: four views
+// (the landscape lab, the network lab, the Kronecker view and the
+// transformer lesson), their state
 // and controls, a fixed-tick Update driven by abstract Input, and rendering
 // into an image.RGBA through app/plot. It imports no ebiten, so all of it is
 // tested headless; package app puts it in an ebiten window, and the browser
@@ -25,10 +26,12 @@ const (
 	ViewLandscape = "landscape"
 	ViewNetwork   = "network"
 	ViewKronecker = "kronecker"
+	// ViewTransformer is the transformer lesson.
+	ViewTransformer = "transformer"
 )
 
 // Views lists the view names in tab order.
-var Views = []string{ViewLandscape, ViewNetwork, ViewKronecker}
+var Views = []string{ViewLandscape, ViewNetwork, ViewKronecker, ViewTransformer}
 
 // NetDatasets lists the data sets of the network lab: the synthetic 2D sets
 // and the scikit-learn digits (when fetched).
@@ -60,6 +63,8 @@ type State struct {
 	Layer   int      // Kronecker view: the curvature block, 1-based (a layer's for an MLP)
 	Damping string   // Kronecker view: "ring" (√ρ‖·‖₂) or "reng" (√ρ)
 	KRho    float64  // Kronecker view: ρ of the damping shown
+	TBlock  int      // transformer lesson: the transformer block, 1-based
+	Digit   int      // transformer lesson: the digit whose attention is shown, 1-based among the lab's fixed batch
 	Seed    uint64
 }
 
@@ -106,7 +111,7 @@ func DefaultState() State {
 		Opts:  []string{"sgd", "adam", "ngd", "ring", "reng", "rkalman"},
 		Hyper: NoOverride(), Steps: 400, Speed: 40,
 		Data: "spiral", Model: "mlp", NetOpts: []string{"sgd", "adamw", "sam", "ngd", "ring", "reng", "rkalman"},
-		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, Seed: 1,
+		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, TBlock: 1, Digit: 1, Seed: 1,
 	}
 }
 
@@ -283,6 +288,20 @@ var params = []param{
 	{"krho", "Kronecker view damping ρ",
 		func(s *State) string { return fmtF(s.KRho) },
 		func(s *State, v string) (err error) { s.KRho, err = parseF(v, 1e-8, 100); return }},
+	{"tblock", "transformer lesson: the transformer block (1-based)",
+		func(s *State) string { return strconv.Itoa(s.TBlock) },
+		func(s *State, v string) error {
+			f, err := parseF(v, 1, 1024)
+			s.TBlock = int(f)
+			return err
+		}},
+	{"digit", "transformer lesson: the digit whose attention is shown (1-based, among the first 256 training samples)",
+		func(s *State) string { return strconv.Itoa(s.Digit) },
+		func(s *State, v string) error {
+			f, err := parseF(v, 1, 1<<20)
+			s.Digit = int(f)
+			return err
+		}},
 	{"seed", "seed of the network lab (initial weights, batches)",
 		func(s *State) string { return strconv.FormatUint(s.Seed, 10) },
 		func(s *State, v string) (err error) {
@@ -332,8 +351,8 @@ func Decode(q string) (State, error) {
 
 // Validate checks the cross-field rules that single parameters cannot.
 func (s State) Validate() error {
-	if s.Steps < 1 || s.Speed <= 0 || s.Layer < 1 {
-		return fmt.Errorf("state: steps %d, speed %v, layer %d must be positive", s.Steps, s.Speed, s.Layer)
+	if s.Steps < 1 || s.Speed <= 0 || s.Layer < 1 || s.TBlock < 1 || s.Digit < 1 {
+		return fmt.Errorf("state: steps %d, speed %v, layer %d, tblock %d, digit %d must be positive", s.Steps, s.Speed, s.Layer, s.TBlock, s.Digit)
 	}
 	return nil
 }

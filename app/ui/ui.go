@@ -30,7 +30,7 @@ var (
 	viewArea = image.Rect(0, 44, Width, Height-26)
 )
 
-// view is one of the three views.
+// view is one of the four views.
 //
 // A view draws in two parts. Its layers (panels, axes, heatmaps, the trails
 // drawn so far, readouts) go into the UI's background image and are redrawn
@@ -58,7 +58,7 @@ type view interface {
 	animating() bool
 }
 
-// UI is the whole teaching UI: the state, the three views and the frame.
+// UI is the whole teaching UI: the state, the four views and the frame.
 // Update advances it at a fixed tick; Frame renders what changed. A UI is
 // not safe for concurrent use.
 type UI struct {
@@ -72,6 +72,7 @@ type UI struct {
 	land *landView
 	net  *netLab
 	kron *kronView
+	les  *lessonView
 
 	drag     *slider
 	tick     int
@@ -120,14 +121,15 @@ func New(st State, opts Options) (*UI, error) {
 	full := image.Rect(0, 0, Width, Height)
 	u := &UI{st: st, frame: image.NewRGBA(full), bg: image.NewRGBA(full), dirty: true, full: true, opts: opts}
 	u.fc, u.bc = plot.On(u.frame), plot.On(u.bg)
-	labels := []string{"1  Landscape lab", "2  Network lab", "3  Kronecker view"}
-	u.tabs = buttonRow(image.Rect(Width-3*190-12, 8, Width-12, 40), labels, 6)
+	labels := []string{"1  Landscape lab", "2  Network lab", "3  Kronecker view", "4  Transformer"}
+	u.tabs = buttonRow(image.Rect(Width-4*166-12, 8, Width-12, 40), labels, 6)
 	var err error
 	if u.land, err = newLandView(u); err != nil {
 		return nil, err
 	}
 	u.net = newNetLab(u)
 	u.kron = newKronView(u)
+	u.les = newLessonView(u)
 	return u, nil
 }
 
@@ -146,6 +148,8 @@ func (u *UI) active() view {
 		return u.net
 	case ViewKronecker:
 		return u.kron
+	case ViewTransformer:
+		return u.les
 	}
 	return u.land
 }
@@ -185,6 +189,8 @@ func (u *UI) Update(in Input) {
 		u.SetView(ViewNetwork)
 	case in.Has("3"):
 		u.SetView(ViewKronecker)
+	case in.Has("4"):
+		u.SetView(ViewTransformer)
 	case in.Has(KeyTab):
 		i := slices.Index(Views, u.st.View)
 		u.SetView(Views[(i+1)%len(Views)])
@@ -347,7 +353,7 @@ func (u *UI) renderTopBar(c *plot.Canvas) {
 
 // renderHelp draws the help bar when its text changed (or when full).
 func (u *UI) renderHelp(c *plot.Canvas, full bool) {
-	line := u.active().help() + "   ·   1/2/3, Tab: views   S: print state"
+	line := u.active().help() + "   ·   1–4, Tab: views   S: print state"
 	if u.opts.QuitOnEscape {
 		line += "   Esc: quit"
 	}

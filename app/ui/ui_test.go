@@ -165,8 +165,16 @@ func TestKeysAndTabsSwitchViews(t *testing.T) {
 		t.Fatalf("Tab: view %s", u.View())
 	}
 	key(u, KeyTab)
+	if u.View() != ViewTransformer {
+		t.Fatalf("Tab: view %s", u.View())
+	}
+	key(u, KeyTab)
 	if u.View() != ViewLandscape {
 		t.Fatalf("Tab wraps: view %s", u.View())
+	}
+	key(u, "4")
+	if u.View() != ViewTransformer {
+		t.Fatalf("key 4: view %s", u.View())
 	}
 	tab := u.tabs[1].rect
 	click(u, tab.Min.X+10, tab.Min.Y+10)
