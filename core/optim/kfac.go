@@ -1023,7 +1023,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},
 		{Name: "iters0", Default: d.iters0, Min: 1, Max: 200, Int: true, Doc: "most Newton–Schulz iterations from X0 = Aᵀ/(‖A‖₁‖A‖∞) on the first refresh (each checked)"},
-		{Name: "tol", Default: d.tol, Min: 1e-9, Max: 1, Doc: "residual ‖I − ÃX‖_F an inverse must reach, a bound on its worst direction ‖I − ÃX‖₂: a Newton–Schulz warm start already within it is kept, iterations stop below it, and Cholesky is used when they cannot reach it"},
+		{Name: "tol", Default: d.tol, Min: 1e-9, Max: 1, Doc: "worst-direction residual ‖I − ÃX‖₂ a Newton–Schulz inverse must be shown to reach (by ‖I − ÃX‖_F, or a power-iteration estimate when that is above it): a warm start within it is kept, iterations run while the RMS ‖I − ÃX‖_F/√n is above it, and Cholesky is used when they cannot reach it"},
 		{Name: "gamma", Default: d.gamma, Min: 0, Max: 100, Doc: "explicit gradient regularizer γ: g + γHg (eq. 9; the paper's Grad Reg. 0.01..0.05); 0 = off"},
 		{Name: "regevery", Default: d.regEvery, Min: 0, Max: 1, Int: true, Doc: "1 regularizes every step, 0 only on refresh steps (Algorithm 1 line 5)"},
 		{Name: "fdhvp", Default: 0, Min: 0, Max: 1, Int: true, Doc: "1 computes Hg by central finite differences instead of the exact R-operator"},

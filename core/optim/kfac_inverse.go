@@ -3,6 +3,7 @@ package optim
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 
 	"grng/core"
 )
@@ -25,10 +26,12 @@ type InvResult struct {
 	// Newton–Schulz inverse rejected, replaced by the Cholesky one).
 	Method string
 	// Residual is ‖I − ÃX‖_F of the X returned, as the device measures it
-	// (float32 products), NaN when not measured (Cholesky{}): a bound on the
-	// worst-direction residual ‖I − ÃX‖₂.
+	// (float32 products), NaN when not measured (Cholesky{}).
 	Residual float64
-	Err      error // non-nil when no inverse was found
+	// Worst is the power-iteration estimate of the worst-direction residual
+	// ‖I − ÃX‖₂ (see NewtonSchulz), NaN when Residual alone decided.
+	Worst float64
+	Err   error // non-nil when no inverse was found
 }
 
 // Fallback reports whether r is an inverse that replaced a rejected
@@ -43,39 +46,57 @@ func (r InvResult) Fallback() bool {
 // A·X product each iteration starts from anyway: from X0 = Ãᵀ/(‖Ã‖₁‖Ã‖∞)
 // (§3.2) with at most ColdIters iterations on the first refresh, and
 // warm-started from the previous inverse afterwards, with at most Iters.
-// The iteration stops as soon as the residual is within Tol, so a warm
-// start already within it is kept at the cost of one product (a running
-// average moves little between refreshes), and a warm start whose residual
-// grows stops there.
 //
-// Acceptance. An inverse is accepted when ‖I − ÃX‖_F ≤ Tol. The Frobenius
-// norm bounds the worst direction: ‖I − ÃX‖₂ ≤ ‖I − ÃX‖_F, and with
-// X = (I − R)Ã⁻¹, R = I − XÃ, the preconditioned vector Xv is within
-// ‖R‖₂ ≤ Tol of Ã⁻¹v relative to ‖Ã⁻¹v‖ for every v; with Tol < 1 the
-// accepted X is also positive definite (ÃX has its eigenvalues in
-// [1 − Tol, 1 + Tol]). The rule used before, the RMS ‖I − ÃX‖_F/√n ≤ Tol,
-// let one direction be off by up to Tol·√n: a Γ̃⁻¹ of a 1024-wide MNIST
-// layer was accepted with RMS 9.7e-3 while ‖I − ÃX‖₂ was 0.15. The norm is
-// the one the device already computes, free of extra products, and on the
-// K-FAC factors measured it is close to ‖·‖₂ (1–2×: the residual of a warm
-// start or of float32 rounding lies in few directions), so a power
-// iteration on R would buy little. The residual is measured with float32
-// products, whose rounding adds about 5e-7·κ(Ã) to it at n ≈ 10³
-// (docs/bench/refresh-profile.md): a float32 inverse is accepted at Tol =
-// 1e-2 up to κ ≈ 2e4.
+// Acceptance: the worst direction. An inverse is accepted when its
+// worst-direction residual ‖R‖₂, R = I − ÃX, is shown to be within Tol.
+// With X = (I − Rᵀ)Ã⁻¹ (Ã, X symmetric) the preconditioned vector Xv is
+// then within Tol of Ã⁻¹v, relative to ‖Ã⁻¹v‖, for every v, and X is
+// positive definite (ÃX has its eigenvalues in [1 − Tol, 1 + Tol]). The
+// rule used before, the RMS ‖R‖_F/√n ≤ Tol, let one direction be off by up
+// to Tol·√n: on MNIST at W = 1024 a warm Γ̃⁻¹ was kept with RMS 9.7e-3 and
+// ‖R‖₂ = 0.15. The device measures ‖R‖_F, and since ‖R‖_F/√n ≤ ‖R‖₂ ≤ ‖R‖_F:
 //
-// Fallback. A factor whose Newton–Schulz inverse is rejected (above Tol, or
-// NaN: in f32, cubic Newton–Schulz plateaus near 6e-7·κ and diverges from
-// a warm start that is too far away, PLATFORM.md) is inverted by the
-// float64 Cholesky on the host (Device.CholeskyInverse), whose residual is
-// measured and reported but not checked: it is the last resort.
+//   - the iterations stop once the RMS ‖R‖_F/√n is within Tol (below it
+//     the worst direction certainly misses Tol; the device's stop, as
+//     before), or, warm, once the residual no longer falls;
+//   - ‖R‖_F ≤ Tol accepts: the Frobenius norm is a bound;
+//   - otherwise, with the RMS within Tol, ‖R‖₂ is estimated by power
+//     iteration on RᵀR (powerVectors random vectors, powerSteps steps, one
+//     sync point for all factors, about 200n² flops: a few percent of one
+//     product at n ≈ 10³) and X is accepted when powerSafety·estimate ≤
+//     Tol. The estimate is below ‖R‖₂; it falls below ‖R‖₂/2 with
+//     probability at most 0.824·√n·4^(1/2−q) per vector (Kuczyński and
+//     Woźniakowski 1992, power method from a random start, q steps),
+//     under 3% for q = 6 at n = 4097 and, all four vectors failing
+//     together, under 1e-6;
+//   - an X the estimate rejects gets a second round of at most Iters warm
+//     iterations, stopping only when ‖R‖_F ≤ Tol or no longer falls, and
+//     the same check.
+//
+// The Frobenius norm alone would not do as the certificate: measured with
+// float32 products it carries their rounding, spread over all n² entries,
+// so at n = 4097 and κ ≈ 2e3 it is 0.02 for a float32 Cholesky inverse
+// whose ‖R‖₂ is 1.4e-3, and 9e-3 even for the float64 inverse, whose ‖R‖₂
+// is 4e-5 (docs/bench/refresh-profile.md). A warm start's or a truncated
+// iteration's residual lies in few directions, and the estimate finds it.
+// The default Tol = 1e-2 asks every direction of the preconditioned
+// gradient to be right to 1%, well below the change of the factors between
+// refreshes (running averages with decay 0.95), and is reachable in
+// float32 up to κ ≈ 1e4 (a float32 Cholesky inverse's ‖R‖₂ is about
+// 1.5e-7·κ).
+//
+// Fallback. A factor whose inverse is rejected (or NaN: in f32, cubic
+// Newton–Schulz plateaus near 6e-7·κ and diverges from a warm start that is
+// too far away, PLATFORM.md) is inverted by the float64 Cholesky on the
+// host (Device.CholeskyInverse), whose residual is measured and reported
+// but not checked: it is the last resort.
 type NewtonSchulz struct {
 	Order, Iters, ColdIters int
 	Tol                     float64
 }
 
 func (ns NewtonSchulz) String() string {
-	return fmt.Sprintf("newton-schulz order %d, %d warm / %d cold iterations, tol ‖I − ÃX‖_F ≤ %g", ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
+	return fmt.Sprintf("newton-schulz order %d, %d warm / %d cold iterations, tol ‖I − ÃX‖₂ ≤ %g", ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
 }
 
 func (ns NewtonSchulz) Invert(dev core.Device, x, a core.Mat, warm bool) InvResult {
@@ -83,21 +104,27 @@ func (ns NewtonSchulz) Invert(dev core.Device, x, a core.Mat, warm bool) InvResu
 }
 
 // InvertAll runs the iterations of all pairs in one device call
-// (NewtonSchulzAll: on a GPU, one readback per round for all of them) and
-// inverts those that miss Tol by Cholesky, their residuals measured in one
-// more NewtonSchulzAll.
+// (NewtonSchulzAll: on a GPU, one readback per round for all of them),
+// checks them together (one more sync point when an estimate is needed)
+// and inverts those it rejects by Cholesky.
 func (ns NewtonSchulz) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult {
 	iters := ns.ColdIters
 	if warm {
 		iters = ns.Iters
 	}
+	rms := make([]float32, len(as))
+	for i, a := range as {
+		rms[i] = float32(ns.Tol * math.Sqrt(float64(max(a.Rows(), 1))))
+	}
 	rs := make([]float32, len(as))
-	dev.NewtonSchulzAll(rs, xs, as, ns.Order, iters, warm, tolList(len(as), ns.Tol))
+	dev.NewtonSchulzAll(rs, xs, as, ns.Order, iters, warm, rms)
+	ok, worst := checkWorst(dev, xs, as, rs, ns.Tol)
+	ns.again(dev, xs, as, rs, ok, worst)
 	out := make([]InvResult, len(as))
 	var rejected []int
 	for i := range as {
-		if r := float64(rs[i]); r <= ns.Tol {
-			out[i] = InvResult{Method: "newton-schulz", Residual: r}
+		if ok[i] {
+			out[i] = InvResult{Method: "newton-schulz", Residual: float64(rs[i]), Worst: worst[i]}
 		} else {
 			rejected = append(rejected, i)
 		}
@@ -105,6 +132,127 @@ func (ns NewtonSchulz) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) 
 	for j, res := range choleskyAll(dev, pick(xs, rejected), pick(as, rejected)) {
 		res.Method = "cholesky (fallback)"
 		out[rejected[j]] = res
+	}
+	return out
+}
+
+// again gives the pairs that the estimate rejected (ok false, worst not
+// NaN) a second round of at most Iters warm iterations that stops only when
+// ‖I − ÃX‖_F ≤ Tol or no longer falls, and checks them again, updating rs,
+// ok and worst.
+func (ns NewtonSchulz) again(dev core.Device, xs, as []core.Mat, rs []float32, ok []bool, worst []float64) {
+	var idx []int
+	for i := range xs {
+		if !ok[i] && !math.IsNaN(worst[i]) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return
+	}
+	rs2 := make([]float32, len(idx))
+	dev.NewtonSchulzAll(rs2, pick(xs, idx), pick(as, idx), ns.Order, ns.Iters, true, tolList(len(idx), ns.Tol))
+	ok2, worst2 := checkWorst(dev, pick(xs, idx), pick(as, idx), rs2, ns.Tol)
+	for j, i := range idx {
+		rs[i], ok[i], worst[i] = rs2[j], ok2[j], worst2[j]
+	}
+}
+
+// The power iteration of checkWorst: powerVectors start vectors, powerSteps
+// steps of RᵀR, and the factor by which the estimate must clear the
+// tolerance (see NewtonSchulz).
+const (
+	powerVectors = 4
+	powerSteps   = 6
+	powerSafety  = 2
+)
+
+// checkWorst decides for each pair whether ‖I − ÃX‖₂ ≤ tol is shown, from
+// the Frobenius residuals rs the device measured: accepted when rs[i] ≤
+// tol, rejected when rs[i]/√n > tol (or NaN), and otherwise accepted when
+// powerSafety times the estimate of worstResiduals is within tol. It
+// returns the decisions and the estimates (NaN where none was needed).
+func checkWorst(dev core.Device, xs, as []core.Mat, rs []float32, tol float64) (ok []bool, worst []float64) {
+	ok, worst = make([]bool, len(xs)), make([]float64, len(xs))
+	var est []int
+	for i := range xs {
+		worst[i] = math.NaN()
+		r, n := float64(rs[i]), float64(max(as[i].Rows(), 1))
+		switch {
+		case r <= tol:
+			ok[i] = true
+		case r/math.Sqrt(n) <= tol:
+			est = append(est, i)
+		}
+	}
+	if len(est) > 0 {
+		w := worstResiduals(dev, pick(xs, est), pick(as, est))
+		for j, i := range est {
+			worst[i], ok[i] = w[j], powerSafety*w[j] <= tol
+		}
+	}
+	return ok, worst
+}
+
+// worstResiduals estimates ‖I − A_iX_i‖₂ for every pair by powerSteps steps
+// of power iteration on RᵀR, R = I − AX, from powerVectors pseudo-random
+// vectors at once (drawn on the host from a generator seeded by n, so every
+// device starts from the same ones), each step four products of the n×n
+// matrices with an n×k block (R·V = V − A(XV), Rᵀ·W = W − Xᵀ(AᵀW)) and the
+// columns normalized on the device. The estimate is the largest ‖Rv‖ over
+// the unit columns v of the last iterate, read for all pairs in one
+// AbsMaxes: a lower bound of ‖R‖₂ up to float32 rounding. NaN in X gives
+// NaN.
+func worstResiduals(dev core.Device, xs, as []core.Mat) []float64 {
+	s := core.NewScope(dev)
+	defer s.Release()
+	sums := make([]core.Mat, len(xs))
+	inf := float32(math.Inf(1))
+	for i := range xs {
+		a, x := as[i], xs[i]
+		n := a.Rows()
+		k := max(min(powerVectors, n), 1)
+		v, w, t, sq, nrm := s.New(n, k), s.New(n, k), s.New(n, k), s.New(n, k), s.New(1, k)
+		rng := rand.New(rand.NewPCG(uint64(n), 0x776f727374))
+		start := make([]float32, n*k)
+		for j := range start {
+			start[j] = float32(rng.NormFloat64())
+		}
+		s.Upload(v, start)
+		normalize := func(m core.Mat) {
+			s.Map(core.Square, sq, m)
+			s.SumRows(nrm, sq)
+			s.Clamp(nrm, nrm, 1e-30, inf)
+			s.Map(core.Sqrt, nrm, nrm)
+			s.Map(core.Recip, nrm, nrm)
+			s.MulRow(m, m, nrm)
+		}
+		r := func(dst, src core.Mat) { // dst = src − A(X·src)
+			s.Gemm(false, false, 1, x, src, 0, t)
+			s.Copy(dst, src)
+			s.Gemm(false, false, -1, a, t, 1, dst)
+		}
+		rt := func(dst, src core.Mat) { // dst = src − Xᵀ(Aᵀ·src)
+			s.Gemm(true, false, 1, a, src, 0, t)
+			s.Copy(dst, src)
+			s.Gemm(true, false, -1, x, t, 1, dst)
+		}
+		for range powerSteps {
+			normalize(v)
+			r(w, v)
+			rt(v, w)
+		}
+		normalize(v)
+		r(w, v)
+		s.Map(core.Square, sq, w)
+		s.SumRows(nrm, sq) // ‖R v_j‖² for each column
+		sums[i] = nrm
+	}
+	m := make([]float32, len(xs))
+	dev.AbsMaxes(m, sums)
+	out := make([]float64, len(xs))
+	for i, v := range m {
+		out[i] = math.Sqrt(float64(v))
 	}
 	return out
 }
@@ -128,13 +276,14 @@ func pick(ms []core.Mat, idx []int) []core.Mat {
 }
 
 // choleskyAll inverts every as[i] into xs[i] by the float64
-// CholeskyInverse and measures the residuals ‖I − ÃX‖_F of those it
-// inverted in one NewtonSchulzAll.
+// CholeskyInverse, measures the residuals ‖I − ÃX‖_F of those it inverted in
+// one NewtonSchulzAll and estimates their worst directions (reported, not
+// checked).
 func choleskyAll(dev core.Device, xs, as []core.Mat) []InvResult {
 	out := make([]InvResult, len(xs))
 	var measure []int
 	for i := range xs {
-		out[i] = InvResult{Method: "cholesky", Residual: math.NaN(), Err: dev.CholeskyInverse(xs[i], as[i])}
+		out[i] = InvResult{Method: "cholesky", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(xs[i], as[i])}
 		if out[i].Err == nil {
 			measure = append(measure, i)
 		}
@@ -142,8 +291,9 @@ func choleskyAll(dev core.Device, xs, as []core.Mat) []InvResult {
 	if len(measure) > 0 {
 		rs := make([]float32, len(measure))
 		dev.NewtonSchulzAll(rs, pick(xs, measure), pick(as, measure), 3, 0, true, tolList(len(measure), 0))
+		worst := worstResiduals(dev, pick(xs, measure), pick(as, measure))
 		for j, i := range measure {
-			out[i].Residual = float64(rs[j])
+			out[i].Residual, out[i].Worst = float64(rs[j]), worst[j]
 		}
 	}
 	return out
@@ -156,7 +306,7 @@ type Cholesky struct{}
 func (Cholesky) String() string { return "cholesky" }
 
 func (Cholesky) Invert(dev core.Device, x, a core.Mat, _ bool) InvResult {
-	return InvResult{Method: "cholesky", Residual: math.NaN(), Err: dev.CholeskyInverse(x, a)}
+	return InvResult{Method: "cholesky", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(x, a)}
 }
 
 func (c Cholesky) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult {
