@@ -75,7 +75,9 @@ func residualNorms(a, x []float32, n int) (frob, spec float64) {
 // (order 3, 20 iterations), the float32 blocked Cholesky, the same
 // followed by one warm Newton–Schulz iteration, and the float64 Cholesky
 // rounded to float32. It logs ‖R‖_F/√n (the old RMS rule), ‖R‖_F, ‖R‖₂
-// (exact, float64) and ‖R‖_F as the device measures it in float32. It is a
+// (exact, float64), ‖R‖_F as the device measures it in float32, the
+// power-iteration estimate of ‖R‖₂ (worstResiduals) and whether the check
+// of NewtonSchulz (checkWorst) accepts it at tol = 1e-2. It is a
 // measurement for docs/bench/refresh-profile.md and runs only with
 // GRNG_SWEEP=1:
 //
@@ -93,7 +95,7 @@ func TestInverseResidualSweep(t *testing.T) {
 	}
 	dev := cpu.New()
 	t.Logf("n = %d; residual R = I − A·X of the float32 X", n)
-	t.Logf("%-6s %-12s %10s %10s %10s %10s", "κ", "inverse", "RMS", "‖R‖_F", "‖R‖₂", "‖R‖_F f32")
+	t.Logf("%-6s %-12s %10s %10s %10s %10s %10s %s", "κ", "inverse", "RMS", "‖R‖_F", "‖R‖₂", "‖R‖_F f32", "estimate", "accepted")
 	for _, kappa := range []float64{1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8} {
 		v, _ := geomSPD(n, kappa, uint64(kappa))
 		A, X := dev.New(n, n), dev.New(n, n)
@@ -117,11 +119,13 @@ func TestInverseResidualSweep(t *testing.T) {
 				t.Logf("%-6.0e %-12s %v", kappa, m.name, err)
 				continue
 			}
-			measured := float64(dev.NewtonSchulz(X, A, 3, 0, true, 0))
+			measured := dev.NewtonSchulz(X, A, 3, 0, true, 0)
+			est := worstResiduals(dev, []core.Mat{X}, []core.Mat{A})[0]
+			ok, _ := checkWorst(dev, []core.Mat{X}, []core.Mat{A}, []float32{measured}, 1e-2)
 			x := make([]float32, n*n)
 			dev.Download(X, x)
 			f, s := residualNorms(v, x, n)
-			t.Logf("%-6.0e %-12s %10.3g %10.3g %10.3g %10.3g", kappa, m.name, f/math.Sqrt(float64(n)), f, s, measured)
+			t.Logf("%-6.0e %-12s %10.3g %10.3g %10.3g %10.3g %10.3g %v", kappa, m.name, f/math.Sqrt(float64(n)), f, s, measured, est, ok[0])
 		}
 		dev.Free(A)
 		dev.Free(X)

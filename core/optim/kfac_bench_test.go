@@ -43,8 +43,9 @@ func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load fun
 // batches of 128) and times AdamW's, RING's and RENG's steps at their
 // defaults, reporting the mean step and, for the K-FAC methods, the mean
 // refresh step, the mean step between refreshes, the longest step over the
-// mean and the Cholesky fallbacks per refresh (ms/step, refresh-ms,
-// plain-ms, max/mean, fallbacks/refresh). Widths come from
+// mean, the Cholesky fallbacks per refresh and, of those, the ones in
+// float64 (ms/step, refresh-ms, plain-ms, max/mean, fallbacks/refresh,
+// f64-fallbacks/refresh). Widths come from
 // GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
 // 4096). Run with a -benchtime of a multiple of S (e.g. -benchtime=16x) so
 // that every run holds whole refresh periods; the first (cold) step is
@@ -81,7 +82,7 @@ func BenchmarkWidth(b *testing.B) {
 					b.Fatal(err)
 				}
 				var refresh, plain, worst time.Duration
-				var nr, np, fallbacks int
+				var nr, np, fallbacks, f64 int
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
@@ -96,6 +97,11 @@ func BenchmarkWidth(b *testing.B) {
 					if k, ok := opt.(*KFAC); ok && k.Last.Refreshed {
 						refresh, nr = refresh+d, nr+1
 						fallbacks += k.Last.Fallbacks
+						for _, m := range k.Last.Methods {
+							if m == methodFallback64 {
+								f64++
+							}
+						}
 					} else {
 						plain, np = plain+d, np+1
 					}
@@ -106,6 +112,7 @@ func BenchmarkWidth(b *testing.B) {
 				if nr > 0 {
 					b.ReportMetric(float64(refresh)/float64(nr)/1e6, "refresh-ms")
 					b.ReportMetric(float64(fallbacks)/float64(nr), "fallbacks/refresh")
+					b.ReportMetric(float64(f64)/float64(nr), "f64-fallbacks/refresh")
 				}
 				if _, ok := opt.(*KFAC); ok && np > 0 {
 					b.ReportMetric(float64(plain)/float64(np)/1e6, "plain-ms")

@@ -22,8 +22,10 @@ type Inverse interface {
 
 // InvResult reports one inversion.
 type InvResult struct {
-	// Method is "newton-schulz", "cholesky" or "cholesky (fallback)" (a
-	// Newton–Schulz inverse rejected, replaced by the Cholesky one).
+	// Method is "newton-schulz", "cholesky", "cholesky (float64)" (the
+	// float64 inverse after a float32 one failed), "cholesky (fallback)" (a
+	// Newton–Schulz inverse rejected, replaced by the float32 Cholesky) or
+	// "cholesky (fallback, float64)" (replaced by the float64 one).
 	Method string
 	// Residual is ‖I − ÃX‖_F of the X returned, as the device measures it
 	// (float32 products), NaN when not measured (Cholesky{}).
@@ -38,8 +40,13 @@ type InvResult struct {
 // Newton–Schulz one: the inversions KFACInfo.Fallbacks counts (with those
 // that needed extra damping).
 func (r InvResult) Fallback() bool {
-	return r.Method == "cholesky (fallback)"
+	return r.Method == methodFallback32 || r.Method == methodFallback64
 }
+
+const (
+	methodFallback32 = "cholesky (fallback)"
+	methodFallback64 = "cholesky (fallback, float64)"
+)
 
 // NewtonSchulz inverts by K iterations of order 2, 3 or 4 (paper eqs. 19–21)
 // on the device, in one call that checks the residual ‖I − ÃX‖_F on the
@@ -82,21 +89,29 @@ func (r InvResult) Fallback() bool {
 // The default Tol = 1e-2 asks every direction of the preconditioned
 // gradient to be right to 1%, well below the change of the factors between
 // refreshes (running averages with decay 0.95), and is reachable in
-// float32 up to κ ≈ 1e4 (a float32 Cholesky inverse's ‖R‖₂ is about
-// 1.5e-7·κ).
+// float32 up to κ ≈ 1e4 (the Cholesky inverse's ‖R‖₂ is about 1.5e-7·κ).
 //
 // Fallback. A factor whose inverse is rejected (or NaN: in f32, cubic
 // Newton–Schulz plateaus near 6e-7·κ and diverges from a warm start that is
-// too far away, PLATFORM.md) is inverted by the float64 Cholesky on the
-// host (Device.CholeskyInverse), whose residual is measured and reported
-// but not checked: it is the last resort.
+// too far away, PLATFORM.md) is inverted by the float32 blocked Cholesky on
+// the device (core.BlockedCholeskyInverse, about 11n³/3 flops of GEMM) and
+// accepted on the same rule; when that fails (not positive definite in
+// float32, or its residual not shown within Tol), by the float64 Cholesky
+// on the host (Device.CholeskyInverse), whose residual is measured and
+// reported but not checked: it is the last resort. With Float64Fallback
+// the float32 Cholesky is skipped.
 type NewtonSchulz struct {
 	Order, Iters, ColdIters int
 	Tol                     float64
+	Float64Fallback         bool
 }
 
 func (ns NewtonSchulz) String() string {
-	return fmt.Sprintf("newton-schulz order %d, %d warm / %d cold iterations, tol ‖I − ÃX‖₂ ≤ %g", ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
+	fb := "float32 Cholesky fallback"
+	if ns.Float64Fallback {
+		fb = "float64 Cholesky fallback"
+	}
+	return fmt.Sprintf("newton-schulz order %d, %d warm / %d cold iterations, tol ‖I − ÃX‖₂ ≤ %g, %s", ns.Order, ns.Iters, ns.ColdIters, ns.Tol, fb)
 }
 
 func (ns NewtonSchulz) Invert(dev core.Device, x, a core.Mat, warm bool) InvResult {
@@ -129,8 +144,12 @@ func (ns NewtonSchulz) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) 
 			rejected = append(rejected, i)
 		}
 	}
-	for j, res := range choleskyAll(dev, pick(xs, rejected), pick(as, rejected)) {
-		res.Method = "cholesky (fallback)"
+	for j, res := range choleskyAll(dev, pick(xs, rejected), pick(as, rejected), !ns.Float64Fallback, ns.Tol) {
+		if res.Method == "cholesky" {
+			res.Method = methodFallback32
+		} else {
+			res.Method = methodFallback64
+		}
 		out[rejected[j]] = res
 	}
 	return out
@@ -275,15 +294,44 @@ func pick(ms []core.Mat, idx []int) []core.Mat {
 	return out
 }
 
-// choleskyAll inverts every as[i] into xs[i] by the float64
-// CholeskyInverse, measures the residuals ‖I − ÃX‖_F of those it inverted in
-// one NewtonSchulzAll and estimates their worst directions (reported, not
-// checked).
-func choleskyAll(dev core.Device, xs, as []core.Mat) []InvResult {
+// choleskyAll inverts every as[i] into xs[i] by Cholesky. With f32, by the
+// float32 blocked Cholesky on the device first, its residual ‖I − ÃX‖_F
+// measured for all of them in one NewtonSchulzAll and checked as
+// NewtonSchulz checks its own (checkWorst); those that fail, and all of
+// them without f32, by the float64 CholeskyInverse, whose residual is
+// measured and its worst direction estimated (reported, not checked). Method
+// is "cholesky" for an inverse accepted from float32 and "cholesky
+// (float64)" for one from float64.
+func choleskyAll(dev core.Device, xs, as []core.Mat, f32 bool, tol float64) []InvResult {
 	out := make([]InvResult, len(xs))
+	var f64 []int
+	if f32 {
+		var done []int
+		for i := range xs {
+			if err := core.BlockedCholeskyInverse(dev, xs[i], as[i]); err == nil {
+				done = append(done, i)
+			} else {
+				f64 = append(f64, i)
+			}
+		}
+		rs := make([]float32, len(done))
+		dev.NewtonSchulzAll(rs, pick(xs, done), pick(as, done), 3, 0, true, tolList(len(done), 0))
+		ok, worst := checkWorst(dev, pick(xs, done), pick(as, done), rs, tol)
+		for j, i := range done {
+			if ok[j] {
+				out[i] = InvResult{Method: "cholesky", Residual: float64(rs[j]), Worst: worst[j]}
+			} else {
+				f64 = append(f64, i)
+			}
+		}
+	} else {
+		for i := range xs {
+			f64 = append(f64, i)
+		}
+	}
 	var measure []int
-	for i := range xs {
-		out[i] = InvResult{Method: "cholesky", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(xs[i], as[i])}
+	for _, i := range f64 {
+		out[i] = InvResult{Method: "cholesky (float64)", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(xs[i], as[i])}
 		if out[i].Err == nil {
 			measure = append(measure, i)
 		}
@@ -299,22 +347,38 @@ func choleskyAll(dev core.Device, xs, as []core.Mat) []InvResult {
 	return out
 }
 
-// Cholesky inverts by the device's CholeskyInverse (the classical K-FAC
-// inverse; the paper's E.1 counts it as an O(ω³) factorization).
-type Cholesky struct{}
-
-func (Cholesky) String() string { return "cholesky" }
-
-func (Cholesky) Invert(dev core.Device, x, a core.Mat, _ bool) InvResult {
-	return InvResult{Method: "cholesky", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(x, a)}
+// Cholesky inverts by Cholesky, the classical K-FAC inverse (the paper's
+// E.1 counts it as an O(ω³) factorization): by default the device's
+// CholeskyInverse (float64 on the host), its residual not measured. With
+// Float32 it inverts by the float32 blocked Cholesky on the device, accepts
+// the result when its worst-direction residual is shown within Tol (the
+// check of NewtonSchulz) and falls back to float64 otherwise, the steps of
+// NewtonSchulz's fallback.
+type Cholesky struct {
+	Float32 bool
+	Tol     float64
 }
 
-func (c Cholesky) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) []InvResult {
-	out := make([]InvResult, len(xs))
-	for i := range xs {
-		out[i] = c.Invert(dev, xs[i], as[i], warm)
+func (c Cholesky) String() string {
+	if c.Float32 {
+		return fmt.Sprintf("cholesky float32, tol ‖I − ÃX‖₂ ≤ %g, float64 fallback", c.Tol)
 	}
-	return out
+	return "cholesky"
+}
+
+func (c Cholesky) Invert(dev core.Device, x, a core.Mat, warm bool) InvResult {
+	return c.InvertAll(dev, []core.Mat{x}, []core.Mat{a}, warm)[0]
+}
+
+func (c Cholesky) InvertAll(dev core.Device, xs, as []core.Mat, _ bool) []InvResult {
+	if !c.Float32 {
+		out := make([]InvResult, len(xs))
+		for i := range xs {
+			out[i] = InvResult{Method: "cholesky", Residual: math.NaN(), Worst: math.NaN(), Err: dev.CholeskyInverse(xs[i], as[i])}
+		}
+		return out
+	}
+	return choleskyAll(dev, xs, as, true, c.Tol)
 }
 
 // maxDampingRetries bounds invertDamped's retries.
