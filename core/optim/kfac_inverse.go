@@ -76,9 +76,8 @@ const (
 //     Woźniakowski 1992, power method from a random start, q steps),
 //     under 3% for q = 6 at n = 4097 and, all four vectors failing
 //     together, under 1e-6;
-//   - an X the estimate rejects gets a second round of at most Iters warm
-//     iterations, stopping only when ‖R‖_F ≤ Tol or no longer falls, and
-//     the same check.
+//   - an X the estimate rejects gets more warm iterations, at most Iters,
+//     one at a time, each followed by the same check, while ‖R‖_F falls.
 //
 // The Frobenius norm alone would not do as the certificate: measured with
 // float32 products it carries their rounding, spread over all n² entries,
@@ -156,24 +155,33 @@ func (ns NewtonSchulz) InvertAll(dev core.Device, xs, as []core.Mat, warm bool) 
 }
 
 // again gives the pairs that the estimate rejected (ok false, worst not
-// NaN) a second round of at most Iters warm iterations that stops only when
-// ‖I − ÃX‖_F ≤ Tol or no longer falls, and checks them again, updating rs,
-// ok and worst.
+// NaN) more warm iterations, one device call of one iteration at a time
+// (each starts by recomputing ÃX: four products for order 3 where the
+// device's own loop takes three, but the estimate can stop them) and each
+// followed by the check, for at most Iters iterations, while the estimate
+// keeps rejecting and the residual ‖I − ÃX‖_F keeps falling. It updates
+// rs, ok and worst.
 func (ns NewtonSchulz) again(dev core.Device, xs, as []core.Mat, rs []float32, ok []bool, worst []float64) {
-	var idx []int
-	for i := range xs {
-		if !ok[i] && !math.IsNaN(worst[i]) {
-			idx = append(idx, i)
+	for range ns.Iters {
+		var idx []int
+		for i := range xs {
+			if !ok[i] && !math.IsNaN(worst[i]) {
+				idx = append(idx, i)
+			}
 		}
-	}
-	if len(idx) == 0 {
-		return
-	}
-	rs2 := make([]float32, len(idx))
-	dev.NewtonSchulzAll(rs2, pick(xs, idx), pick(as, idx), ns.Order, ns.Iters, true, tolList(len(idx), ns.Tol))
-	ok2, worst2 := checkWorst(dev, pick(xs, idx), pick(as, idx), rs2, ns.Tol)
-	for j, i := range idx {
-		rs[i], ok[i], worst[i] = rs2[j], ok2[j], worst2[j]
+		if len(idx) == 0 {
+			return
+		}
+		rs2 := make([]float32, len(idx))
+		dev.NewtonSchulzAll(rs2, pick(xs, idx), pick(as, idx), ns.Order, 1, true, tolList(len(idx), 0))
+		ok2, worst2 := checkWorst(dev, pick(xs, idx), pick(as, idx), rs2, ns.Tol)
+		for j, i := range idx {
+			falling := rs2[j] < rs[i]
+			rs[i], ok[i], worst[i] = rs2[j], ok2[j], worst2[j]
+			if !ok[i] && !falling {
+				worst[i] = math.NaN() // no further round: a warm start too far away, or the float32 floor
+			}
+		}
 	}
 }
 
