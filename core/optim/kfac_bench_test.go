@@ -45,7 +45,8 @@ func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load fun
 // refresh step, the mean step between refreshes, the longest step over the
 // mean, the Cholesky fallbacks per refresh and, of those, the ones in
 // float64 (ms/step, refresh-ms, plain-ms, max/mean, fallbacks/refresh,
-// f64-fallbacks/refresh). Widths come from
+// f64-fallbacks/refresh), and the CPU time of a refresh step, all threads
+// (refresh-cpu-ms: on a loaded machine it moves less than wall time). Widths come from
 // GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
 // 4096). Run with a -benchtime of a multiple of S (e.g. -benchtime=16x) so
 // that every run holds whole refresh periods; the first (cold) step is
@@ -81,21 +82,22 @@ func BenchmarkWidth(b *testing.B) {
 				if _, err := opt.Step(x, y); err != nil {
 					b.Fatal(err)
 				}
-				var refresh, plain, worst time.Duration
+				var refresh, plain, worst, refreshCPU time.Duration
 				var nr, np, fallbacks, f64 int
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
 					load()
 					b.StartTimer()
-					t0 := time.Now()
+					t0, c0 := time.Now(), cpuTime()
 					if _, err := opt.Step(x, y); err != nil {
 						b.Fatal(err)
 					}
-					d := time.Since(t0)
+					d, dc := time.Since(t0), cpuTime()-c0
 					worst = max(worst, d)
 					if k, ok := opt.(*KFAC); ok && k.Last.Refreshed {
 						refresh, nr = refresh+d, nr+1
+						refreshCPU += dc
 						fallbacks += k.Last.Fallbacks
 						for _, m := range k.Last.Methods {
 							if m == methodFallback64 {
@@ -111,6 +113,7 @@ func BenchmarkWidth(b *testing.B) {
 				b.ReportMetric(float64(worst)/mean, "max/mean")
 				if nr > 0 {
 					b.ReportMetric(float64(refresh)/float64(nr)/1e6, "refresh-ms")
+					b.ReportMetric(float64(refreshCPU)/float64(nr)/1e6, "refresh-cpu-ms")
 					b.ReportMetric(float64(fallbacks)/float64(nr), "fallbacks/refresh")
 					b.ReportMetric(float64(f64)/float64(nr), "f64-fallbacks/refresh")
 				}
