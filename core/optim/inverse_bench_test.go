@@ -79,3 +79,57 @@ func BenchmarkCholeskyFallback(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWorstResidual times the full power-iteration estimate of
+// ‖I − AX‖₂ (worstResiduals: powerSteps steps on powerVectors vectors)
+// and its early part (powerEarly steps, where a concentrated residual is
+// rejected) against one n×n×n product on the same device, alternating the
+// three in every iteration, and reports their times (estimate-ms,
+// early-ms, gemm-ms) and ratios to the product (estimate/gemm,
+// early/gemm). Widths from GRNG_BENCH_N (default "1025,4097").
+func BenchmarkWorstResidual(b *testing.B) {
+	ns := []int{1025, 4097}
+	if s := os.Getenv("GRNG_BENCH_N"); s != "" {
+		ns = ns[:0]
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("GRNG_BENCH_N=%q: %q is not a width", s, f)
+			}
+			ns = append(ns, n)
+		}
+	}
+	for _, n := range ns {
+		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
+			dev := cpu.New()
+			rng := rand.New(rand.NewPCG(uint64(n), 2))
+			vals := make([]float32, n*n)
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64())
+			}
+			a, x, c := dev.New(n, n), dev.New(n, n), dev.New(n, n)
+			dev.Upload(a, vals)
+			dev.Upload(x, vals)
+			var dEst, dEarly, dGemm time.Duration
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				worstResiduals(dev, []core.Mat{x}, []core.Mat{a})
+				dEst += time.Since(t0)
+				t0 = time.Now()
+				p := newPower(dev, []core.Mat{x}, []core.Mat{a})
+				p.run([]int{0}, powerEarly)
+				p.release()
+				dEarly += time.Since(t0)
+				t0 = time.Now()
+				dev.Gemm(false, false, 1, a, x, 0, c)
+				dGemm += time.Since(t0)
+			}
+			b.ReportMetric(float64(dEst)/float64(b.N)/1e6, "estimate-ms")
+			b.ReportMetric(float64(dEarly)/float64(b.N)/1e6, "early-ms")
+			b.ReportMetric(float64(dGemm)/float64(b.N)/1e6, "gemm-ms")
+			b.ReportMetric(float64(dEst)/float64(dGemm), "estimate/gemm")
+			b.ReportMetric(float64(dEarly)/float64(dGemm), "early/gemm")
+		})
+	}
+}

@@ -68,14 +68,17 @@ const (
 //     before), or, warm, once the residual no longer falls;
 //   - ‖R‖_F ≤ Tol accepts: the Frobenius norm is a bound;
 //   - otherwise, with the RMS within Tol, ‖R‖₂ is estimated by power
-//     iteration on RᵀR (powerVectors random vectors, powerSteps steps, one
-//     sync point for all factors, about 200n² flops: a few percent of one
-//     product at n ≈ 10³) and X is accepted when powerSafety·estimate ≤
-//     Tol. The estimate is below ‖R‖₂; it falls below ‖R‖₂/2 with
-//     probability at most 0.824·√n·4^(1/2−q) per vector (Kuczyński and
-//     Woźniakowski 1992, power method from a random start, q steps),
-//     under 3% for q = 6 at n = 4097 and, all four vectors failing
-//     together, under 1e-6;
+//     iteration on RᵀR (powerVectors random vectors, powerSteps steps, two
+//     sync points for all factors) and X is accepted when powerSafety·
+//     estimate ≤ Tol; it is rejected after powerEarly steps already when
+//     that is over Tol (the estimates only grow). The estimate is below
+//     ‖R‖₂; it falls below ‖R‖₂/2 with probability at most
+//     0.824·√n·4^(1/2−q) per vector (Kuczyński and Woźniakowski 1992, power
+//     method from a random start, q steps), under 3% for q = 6 at n = 4097
+//     and, all four vectors failing together, under 1e-6. Its n×n×4
+//     products are bound by memory: on the CPU the full estimate takes the
+//     time of 2 n×n×n products at n = 1025 and of 0.7 at n = 4097, the
+//     early rejection 0.75 and 0.28 (BenchmarkWorstResidual);
 //   - an X the estimate rejects gets more warm iterations, at most Iters,
 //     one at a time, each followed by the same check, while ‖R‖_F falls.
 //
@@ -88,7 +91,8 @@ const (
 // The default Tol = 1e-2 asks every direction of the preconditioned
 // gradient to be right to 1%, well below the change of the factors between
 // refreshes (running averages with decay 0.95), and is reachable in
-// float32 up to κ ≈ 1e4 (the Cholesky inverse's ‖R‖₂ is about 1.5e-7·κ).
+// float32 up to κ ≈ 3e4 (a float32 Cholesky inverse's ‖R‖₂ is about
+// 1.5e-7·κ at n = 512, and twice its estimate must be within Tol).
 //
 // Fallback. A factor whose inverse is rejected (or NaN: in f32, cubic
 // Newton–Schulz plateaus near 6e-7·κ and diverges from a warm start that is
@@ -186,19 +190,25 @@ func (ns NewtonSchulz) again(dev core.Device, xs, as []core.Mat, rs []float32, o
 }
 
 // The power iteration of checkWorst: powerVectors start vectors, powerSteps
-// steps of RᵀR, and the factor by which the estimate must clear the
-// tolerance (see NewtonSchulz).
+// steps of RᵀR (powerEarly of them before an early rejection), and the
+// factor by which the estimate must clear the tolerance (see NewtonSchulz).
 const (
 	powerVectors = 4
 	powerSteps   = 6
+	powerEarly   = 2
 	powerSafety  = 2
 )
 
 // checkWorst decides for each pair whether ‖I − ÃX‖₂ ≤ tol is shown, from
 // the Frobenius residuals rs the device measured: accepted when rs[i] ≤
-// tol, rejected when rs[i]/√n > tol (or NaN), and otherwise accepted when
-// powerSafety times the estimate of worstResiduals is within tol. It
-// returns the decisions and the estimates (NaN where none was needed).
+// tol, rejected when rs[i]/√n > tol (or NaN), and otherwise by the
+// power-iteration estimate: rejected as soon as powerSafety times it
+// exceeds tol after powerEarly steps (the estimates of power iteration on
+// the positive semidefinite RᵀR only grow, so the full count would reject
+// too: a residual in few directions, the common case of a warm start, is
+// told in a third of the work), accepted when powerSafety times it is
+// within tol after powerSteps. It returns the decisions and the estimates
+// (NaN where none was needed). Two sync points at most.
 func checkWorst(dev core.Device, xs, as []core.Mat, rs []float32, tol float64) (ok []bool, worst []float64) {
 	ok, worst = make([]bool, len(xs)), make([]float64, len(xs))
 	var est []int
@@ -212,74 +222,120 @@ func checkWorst(dev core.Device, xs, as []core.Mat, rs []float32, tol float64) (
 			est = append(est, i)
 		}
 	}
-	if len(est) > 0 {
-		w := worstResiduals(dev, pick(xs, est), pick(as, est))
-		for j, i := range est {
-			worst[i], ok[i] = w[j], powerSafety*w[j] <= tol
+	if len(est) == 0 {
+		return ok, worst
+	}
+	p := newPower(dev, pick(xs, est), pick(as, est))
+	defer p.release()
+	all := make([]int, len(est))
+	for j := range all {
+		all[j] = j
+	}
+	w := p.run(all, powerEarly)
+	var more []int
+	for j, i := range est {
+		if worst[i] = w[j]; powerSafety*w[j] <= tol {
+			more = append(more, j)
 		}
+	}
+	w = p.run(more, powerSteps-powerEarly)
+	for k, j := range more {
+		i := est[j]
+		worst[i], ok[i] = w[k], powerSafety*w[k] <= tol
 	}
 	return ok, worst
 }
 
 // worstResiduals estimates ‖I − A_iX_i‖₂ for every pair by powerSteps steps
-// of power iteration on RᵀR, R = I − AX, from powerVectors pseudo-random
-// vectors at once (drawn on the host from a generator seeded by n, so every
-// device starts from the same ones), each step four products of the n×n
-// matrices with an n×k block (R·V = V − A(XV), Rᵀ·W = W − Xᵀ(AᵀW)) and the
-// columns normalized on the device. The estimate is the largest ‖Rv‖ over
-// the unit columns v of the last iterate, read for all pairs in one
-// AbsMaxes: a lower bound of ‖R‖₂ up to float32 rounding. NaN in X gives
-// NaN.
+// of power iteration on RᵀR (power), in one sync point.
 func worstResiduals(dev core.Device, xs, as []core.Mat) []float64 {
-	s := core.NewScope(dev)
-	defer s.Release()
-	sums := make([]core.Mat, len(xs))
-	inf := float32(math.Inf(1))
+	p := newPower(dev, xs, as)
+	defer p.release()
+	all := make([]int, len(xs))
+	for i := range all {
+		all[i] = i
+	}
+	return p.run(all, powerSteps)
+}
+
+// power is power iteration on RᵀR, R = I − AX, for a list of pairs, from
+// powerVectors pseudo-random vectors at once (drawn on the host from a
+// generator seeded by n, so every device starts from the same ones), each
+// step four products of the n×n matrices with an n×k block
+// (R·V = V − A(XV), Rᵀ·W = W − Xᵀ(AᵀW)) and the columns normalized on the
+// device. An estimate is the largest ‖Rv‖ over the unit columns v of the
+// current iterate, read for all the pairs of a run in one AbsMaxes: a lower
+// bound of ‖R‖₂ up to float32 rounding. NaN in X gives NaN.
+type power struct {
+	s     *core.Scope
+	pairs []powerPair
+}
+
+type powerPair struct{ a, x, v, w, t, sq, nrm core.Mat }
+
+func newPower(dev core.Device, xs, as []core.Mat) *power {
+	p := &power{s: core.NewScope(dev)}
 	for i := range xs {
-		a, x := as[i], xs[i]
-		n := a.Rows()
+		n := as[i].Rows()
 		k := max(min(powerVectors, n), 1)
-		v, w, t, sq, nrm := s.New(n, k), s.New(n, k), s.New(n, k), s.New(n, k), s.New(1, k)
+		q := powerPair{a: as[i], x: xs[i], v: p.s.New(n, k), w: p.s.New(n, k), t: p.s.New(n, k), sq: p.s.New(n, k), nrm: p.s.New(1, k)}
 		rng := rand.New(rand.NewPCG(uint64(n), 0x776f727374))
 		start := make([]float32, n*k)
 		for j := range start {
 			start[j] = float32(rng.NormFloat64())
 		}
-		s.Upload(v, start)
+		p.s.Upload(q.v, start)
+		p.pairs = append(p.pairs, q)
+	}
+	return p
+}
+
+func (p *power) release() { p.s.Release() }
+
+// run takes steps more steps on the pairs idx and returns their estimates.
+func (p *power) run(idx []int, steps int) []float64 {
+	if len(idx) == 0 {
+		return nil
+	}
+	s := p.s
+	inf := float32(math.Inf(1))
+	sums := make([]core.Mat, len(idx))
+	for j, i := range idx {
+		q := p.pairs[i]
 		normalize := func(m core.Mat) {
-			s.Map(core.Square, sq, m)
-			s.SumRows(nrm, sq)
-			s.Clamp(nrm, nrm, 1e-30, inf)
-			s.Map(core.Sqrt, nrm, nrm)
-			s.Map(core.Recip, nrm, nrm)
-			s.MulRow(m, m, nrm)
+			s.Map(core.Square, q.sq, m)
+			s.SumRows(q.nrm, q.sq)
+			s.Clamp(q.nrm, q.nrm, 1e-30, inf)
+			s.Map(core.Sqrt, q.nrm, q.nrm)
+			s.Map(core.Recip, q.nrm, q.nrm)
+			s.MulRow(m, m, q.nrm)
 		}
 		r := func(dst, src core.Mat) { // dst = src − A(X·src)
-			s.Gemm(false, false, 1, x, src, 0, t)
+			s.Gemm(false, false, 1, q.x, src, 0, q.t)
 			s.Copy(dst, src)
-			s.Gemm(false, false, -1, a, t, 1, dst)
+			s.Gemm(false, false, -1, q.a, q.t, 1, dst)
 		}
 		rt := func(dst, src core.Mat) { // dst = src − Xᵀ(Aᵀ·src)
-			s.Gemm(true, false, 1, a, src, 0, t)
+			s.Gemm(true, false, 1, q.a, src, 0, q.t)
 			s.Copy(dst, src)
-			s.Gemm(true, false, -1, x, t, 1, dst)
+			s.Gemm(true, false, -1, q.x, q.t, 1, dst)
 		}
-		for range powerSteps {
-			normalize(v)
-			r(w, v)
-			rt(v, w)
+		for range steps {
+			normalize(q.v)
+			r(q.w, q.v)
+			rt(q.v, q.w)
 		}
-		normalize(v)
-		r(w, v)
-		s.Map(core.Square, sq, w)
-		s.SumRows(nrm, sq) // ‖R v_j‖² for each column
-		sums[i] = nrm
+		normalize(q.v)
+		r(q.w, q.v)
+		s.Map(core.Square, q.sq, q.w)
+		s.SumRows(q.nrm, q.sq) // ‖R v_j‖² for each column
+		sums[j] = q.nrm
 	}
-	m := make([]float32, len(xs))
-	dev.AbsMaxes(m, sums)
-	out := make([]float64, len(xs))
-	for i, v := range m {
-		out[i] = math.Sqrt(float64(v))
+	m := make([]float32, len(idx))
+	s.AbsMaxes(m, sums)
+	out := make([]float64, len(idx))
+	for j, v := range m {
+		out[j] = math.Sqrt(float64(v))
 	}
 	return out
 }
