@@ -17,7 +17,7 @@ import (
 // mnistBatches returns load, which uploads the next batch of m real MNIST
 // samples (consecutive batches of a fixed shuffle) into x, y; it skips b
 // when the data set is not fetched.
-func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load func()) {
+func mnistBatches(b testing.TB, dev core.Device, m int) (x, y core.Mat, load func()) {
 	train, _, err := data.Open("mnist", data.DefaultDir())
 	if err != nil {
 		b.Skip(err)
