@@ -227,6 +227,8 @@ type Device interface {
 	InvDampingUpdate(x Mat, dlambda float32)
 	// CholeskyInverse sets dst = A⁻¹ for a symmetric positive definite A, or
 	// returns an error naming the failed pivot when A is not positive definite.
+	// Every device computes it in float64 on the host (the accurate last
+	// resort); BlockedCholeskyInverse is the float32 one on the device's Gemm.
 	CholeskyInverse(dst, a Mat) error
 	// KalmanDiagUpdate is one sample's update of the diagonal R-Kalman
 	// filter on one layer (paper eq. 22), in one pass over the layer's

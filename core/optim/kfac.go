@@ -293,6 +293,9 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			return nil, fmt.Errorf("%s: Newton–Schulz order %d, %d warm / %d cold iterations, tol %v: want order 2..4, iterations ≥ 1, tol > 0", name, ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
 		}
 	}
+	if ch, ok := c.Inverse.(Cholesky); ok && ch.Float32 && !(ch.Tol > 0) {
+		return nil, fmt.Errorf("%s: float32 Cholesky tol %v: want tol > 0", name, ch.Tol)
+	}
 	if c.Fisher == SampledFisher || c.Fisher == ExactFisher {
 		if !net.Objective().Valid() {
 			return nil, fmt.Errorf("%s: no predictive distribution for loss %v", name, net.Objective())
@@ -1020,7 +1023,7 @@ func (o *KFAC) invertAll(xs, works, fs []core.Mat, lambdas, traces []float64, wa
 	extras, results := invertAllDamped(dev, o.cfg.Inverse, xs, works, warm, lambdas, traces)
 	for i, res := range results {
 		o.Last.Methods = append(o.Last.Methods, res.Method)
-		if extras[i] > 0 || res.Method == "cholesky (fallback)" {
+		if extras[i] > 0 || res.Fallback() {
 			o.Last.Fallbacks++
 		}
 		if res.Err != nil {
@@ -1083,11 +1086,11 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per refresh; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
-		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 1, Int: true, Doc: "1 inverts the damped factors by Cholesky, 0 by Newton–Schulz (eqs. 19–21) with Cholesky fallback (float64 on the host; slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU)"},
+		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 2, Int: true, Doc: "0 inverts the damped factors by Newton–Schulz (eqs. 19–21) with a Cholesky fallback (float32 blocked on the device, float64 on the host where that misses tol); 1 by Cholesky in float64 on the host (slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU); 2 by the float32 blocked Cholesky on the device, float64 where its residual misses tol"},
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},
 		{Name: "iters0", Default: d.iters0, Min: 1, Max: 200, Int: true, Doc: "most Newton–Schulz iterations from X0 = Aᵀ/(‖A‖₁‖A‖∞) on the first refresh (each checked)"},
-		{Name: "tol", Default: d.tol, Min: 1e-9, Max: 1, Doc: "Newton–Schulz residual ‖I − ÃX‖_F/√n an inverse must reach: a warm start already within it is kept, iterations stop below it, and Cholesky is used when they cannot reach it"},
+		{Name: "tol", Default: d.tol, Min: 1e-9, Max: 1, Doc: "residual ‖I − ÃX‖_F an inverse must reach, a bound on its worst direction ‖I − ÃX‖₂: a Newton–Schulz warm start already within it is kept, iterations stop below it, and Cholesky is used when they cannot reach it (a float32 Cholesky is checked against it too)"},
 		{Name: "gamma", Default: d.gamma, Min: 0, Max: 100, Doc: "explicit gradient regularizer γ: g + γHg (eq. 9; the paper's Grad Reg. 0.01..0.05); 0 = off"},
 		{Name: "regevery", Default: d.regEvery, Min: 0, Max: 1, Int: true, Doc: "1 regularizes every step, 0 only on refresh steps (Algorithm 1 line 5)"},
 		{Name: "fdhvp", Default: 0, Min: 0, Max: 1, Int: true, Doc: "1 computes Hg by central finite differences instead of the exact R-operator"},
@@ -1103,8 +1106,11 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	var inv Inverse = NewtonSchulz{Order: int(hp["order"]), Iters: int(hp["iters"]), ColdIters: int(hp["iters0"]), Tol: hp["tol"]}
-	if hp["cholesky"] == 1 {
+	switch hp["cholesky"] {
+	case 1:
 		inv = Cholesky{}
+	case 2:
+		inv = Cholesky{Float32: true, Tol: hp["tol"]}
 	}
 	c := KFACConfig{
 		LR: hp["lr"], Rho: hp["rho"], Damping: rule,

@@ -17,7 +17,7 @@ import (
 // mnistBatches returns load, which uploads the next batch of m real MNIST
 // samples (consecutive batches of a fixed shuffle) into x, y; it skips b
 // when the data set is not fetched.
-func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load func()) {
+func mnistBatches(b testing.TB, dev core.Device, m int) (x, y core.Mat, load func()) {
 	train, _, err := data.Open("mnist", data.DefaultDir())
 	if err != nil {
 		b.Skip(err)
@@ -43,8 +43,10 @@ func mnistBatches(b *testing.B, dev core.Device, m int) (x, y core.Mat, load fun
 // batches of 128) and times AdamW's, RING's and RENG's steps at their
 // defaults, reporting the mean step and, for the K-FAC methods, the mean
 // refresh step, the mean step between refreshes, the longest step over the
-// mean and the Cholesky fallbacks per refresh (ms/step, refresh-ms,
-// plain-ms, max/mean, fallbacks/refresh). Widths come from
+// mean, the Cholesky fallbacks per refresh and, of those, the ones in
+// float64 (ms/step, refresh-ms, plain-ms, max/mean, fallbacks/refresh,
+// f64-fallbacks/refresh), and the CPU time of a refresh step, all threads
+// (refresh-cpu-ms: on a loaded machine it moves less than wall time). Widths come from
 // GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
 // 4096). Run with a -benchtime of a multiple of S (e.g. -benchtime=16x) so
 // that every run holds whole refresh periods; the first (cold) step is
@@ -80,22 +82,28 @@ func BenchmarkWidth(b *testing.B) {
 				if _, err := opt.Step(x, y); err != nil {
 					b.Fatal(err)
 				}
-				var refresh, plain, worst time.Duration
-				var nr, np, fallbacks int
+				var refresh, plain, worst, refreshCPU time.Duration
+				var nr, np, fallbacks, f64 int
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
 					load()
 					b.StartTimer()
-					t0 := time.Now()
+					t0, c0 := time.Now(), cpuTime()
 					if _, err := opt.Step(x, y); err != nil {
 						b.Fatal(err)
 					}
-					d := time.Since(t0)
+					d, dc := time.Since(t0), cpuTime()-c0
 					worst = max(worst, d)
 					if k, ok := opt.(*KFAC); ok && k.Last.Refreshed {
 						refresh, nr = refresh+d, nr+1
+						refreshCPU += dc
 						fallbacks += k.Last.Fallbacks
+						for _, m := range k.Last.Methods {
+							if m == methodFallback64 {
+								f64++
+							}
+						}
 					} else {
 						plain, np = plain+d, np+1
 					}
@@ -105,7 +113,9 @@ func BenchmarkWidth(b *testing.B) {
 				b.ReportMetric(float64(worst)/mean, "max/mean")
 				if nr > 0 {
 					b.ReportMetric(float64(refresh)/float64(nr)/1e6, "refresh-ms")
+					b.ReportMetric(float64(refreshCPU)/float64(nr)/1e6, "refresh-cpu-ms")
 					b.ReportMetric(float64(fallbacks)/float64(nr), "fallbacks/refresh")
+					b.ReportMetric(float64(f64)/float64(nr), "f64-fallbacks/refresh")
 				}
 				if _, ok := opt.(*KFAC); ok && np > 0 {
 					b.ReportMetric(float64(plain)/float64(np)/1e6, "plain-ms")

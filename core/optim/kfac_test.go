@@ -513,11 +513,13 @@ func TestNewtonSchulzFallback(t *testing.T) {
 		tol    float64
 	}{
 		// Newton–Schulz stops at the first iterate within Tol: its error
-		// X − A⁻¹ = A⁻¹(AX − I) is at most ‖A⁻¹‖₂‖I − AX‖_F ≤ ‖A⁻¹‖_F·Tol·√n.
-		{"order2", 10, 2, "newton-schulz", 1e-4 * math.Sqrt(n)},
-		{"order3", 10, 3, "newton-schulz", 1e-4 * math.Sqrt(n)},
-		{"order4", 10, 4, "newton-schulz", 1e-4 * math.Sqrt(n)},
-		{"ill-conditioned", 1e7, 3, "cholesky (fallback)", 1e-6},
+		// X − A⁻¹ = A⁻¹(AX − I) is at most ‖A⁻¹‖_F‖I − AX‖₂ ≤ ‖A⁻¹‖_F·Tol.
+		{"order2", 10, 2, "newton-schulz", 1e-4},
+		{"order3", 10, 3, "newton-schulz", 1e-4},
+		{"order4", 10, 4, "newton-schulz", 1e-4},
+		// No float32 inverse can be certified within Tol at κ = 1e7 (the
+		// float32 product that measures the residual is off by more).
+		{"ill-conditioned", 1e7, 3, "cholesky (fallback, float64)", 1e-6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			A, want := spd(tc.kappa)
@@ -711,6 +713,7 @@ func TestKFACConfigErrors(t *testing.T) {
 		{func(c *KFACConfig) { c.Refresh = 0 }, "S = 0"},
 		{func(c *KFACConfig) { c.Decay = 1 }, "decay"},
 		{func(c *KFACConfig) { c.Inverse = NewtonSchulz{Order: 5, Iters: 1, ColdIters: 1, Tol: 1} }, "order"},
+		{func(c *KFACConfig) { c.Inverse = Cholesky{Float32: true} }, "float32 Cholesky tol"},
 		{func(c *KFACConfig) { c.LM = LevenbergMarquardt{Phi: 0.9} }, "Levenberg"},
 		{func(c *KFACConfig) { c.FDHVP = true }, "finite-difference"},
 		{func(c *KFACConfig) { c.LR = math.NaN() }, "learning rate"},

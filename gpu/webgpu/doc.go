@@ -58,7 +58,9 @@
 // given a tolerance, once before each iteration. InvDampingUpdate (eq. 11) is a GEMM and an
 // axpby; KalmanDiagUpdate (eq. 22) one elementwise kernel. CholeskyInverse downloads A, inverts it in float64 on the host
 // (gonum, through the CPU reference device, so results and error messages
-// match it) and uploads the result: a rare fallback, not a kernel.
+// match it) and uploads the result: not a kernel, the last resort of the
+// Newton–Schulz fallback, after the float32 core.BlockedCholeskyInverse
+// that runs on this device's GEMM.
 //
 // # Workarounds for cogentcore/webgpu v0.23.0 (PLATFORM.md)
 //

@@ -983,6 +983,54 @@ func TestCholeskyInverse(t *testing.T) {
 	}
 }
 
+// TestBlockedCholeskyInverse: the float32 blocked Cholesky inverse composed
+// from the device's ops (core.BlockedCholeskyInverse) matches the CPU
+// device's run of the same composition, at sizes within one block and
+// across several (a last block narrower than the others), and refuses a
+// matrix that is not positive definite with the CPU's message (the same
+// pivot).
+func TestBlockedCholeskyInverse(t *testing.T) {
+	d := gpu(t)
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, n := range []int{1, 40, core.CholeskyBlock + 1, 2*core.CholeskyBlock + 45} {
+		A := newPair(t, n, n, spd(rng, n, 0.1))
+		nan := make([]float32, n*n)
+		for i := range nan {
+			nan[i] = float32(math.NaN())
+		}
+		D := newPair(t, n, n, nan)
+		if err := core.BlockedCholeskyInverse(d, D.g, A.g); err != nil {
+			t.Fatal(err)
+		}
+		if err := core.BlockedCholeskyInverse(host, D.c, A.c); err != nil {
+			t.Fatal(err)
+		}
+		// κ ≈ 16 here: the devices' products differ in rounding only.
+		if e := relFrob(down(d, D.g), D.c.Data); !(e <= 2e-6) {
+			t.Errorf("n=%d: relative difference from the CPU %.3g, want ≤ 2e-6", n, e)
+		}
+		d.AddDiag(A.g, -100)
+		host.AddDiag(A.c, -100)
+		errG, errC := core.BlockedCholeskyInverse(d, D.g, A.g), core.BlockedCholeskyInverse(host, D.c, A.c)
+		if errG == nil || errC == nil || errG.Error() != errC.Error() {
+			t.Errorf("n=%d, indefinite: webgpu %v, cpu %v", n, errG, errC)
+		}
+		A.free(t)
+		D.free(t)
+	}
+}
+
+// relFrob is ‖got − want‖_F/‖want‖_F.
+func relFrob(got, want []float32) float64 {
+	var d, w float64
+	for i := range got {
+		e := float64(got[i]) - float64(want[i])
+		d += e * e
+		w += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(d / w)
+}
+
 // TestPrecompile checks that New has built every kernel's pipeline, as a
 // lazy first use would (the same bindings written), and that building them
 // again on a fresh device with one worker or many gives the same set.

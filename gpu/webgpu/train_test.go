@@ -113,10 +113,17 @@ func run(t *testing.T, dev core.Device, opt, spec string, loss nn.Loss, steps in
 // no two float32 devices could agree step by step. With lr = 0.3, ρ = 3e-2
 // they learn steadily and the same nudge moves the loss by 1e-5 at most
 // (RING, whose LM and refresh decisions are discrete) and 1e-6 (NGD, RENG).
+// RENG runs at tol = 5e-3: the acceptance of a Newton–Schulz inverse is a
+// discrete decision too (‖I − ÃX‖_F ≤ tol, or twice its worst-direction
+// estimate), and at the default 1e-2 this run's refresh at step 48 meets
+// Λ̃⁻¹ of the second layer with ‖I − ÃX‖_F = 0.0100002 on the CPU and
+// 0.0099999 on WebGPU: one device keeps it, the other iterates, and the
+// losses part by 6e-4. At 5e-3 every residual of the run is 20% (in log)
+// or more from a threshold on both devices.
 var paritySpec = map[string]string{
 	"ngd":  "lr=0.3,rho=3e-2",
 	"ring": "lr=0.3,rho=3e-2",
-	"reng": "lr=0.3,rho=3e-2",
+	"reng": "lr=0.3,rho=3e-2,tol=5e-3",
 }
 
 // parityTol is the relative tolerance of the step-by-step comparison of

@@ -42,8 +42,9 @@
 //
 // CholeskyInverse is the exception: it downloads A, factors it on the host in
 // float64 with gonum (through the CPU reference device, so results and error
-// messages are identical) and uploads the inverse; it is the fallback path,
-// not the hot one.
+// messages are identical) and uploads the inverse; it is the last resort of
+// the Newton–Schulz fallback, after the float32 core.BlockedCholeskyInverse
+// composed from this device's ops (one program per diagonal block).
 //
 // Values read back to the host are only the scalars the interface returns
 // (Sum, Dot, AbsMax, SpectralNorm, the Newton–Schulz residual), Download, and

@@ -227,8 +227,10 @@ func (d *Device) KalmanDiagUpdate(w, sigma, xbar, u, t core.Mat, q, floor float3
 // CholeskyInverse runs on the host: A is downloaded, inverted in float64 by
 // gonum's Cholesky through the CPU reference device (same symmetrisation,
 // same error naming the failed pivot), and the inverse is uploaded. It is
-// the fallback of the Newton–Schulz path, called rarely; a device Cholesky
-// would need ops SimpleGo lacks (triangular solve, dynamic slices).
+// the last resort of the Newton–Schulz path; the float32 Cholesky on the
+// device is core.BlockedCholeskyInverse, composed from Gemm, GatherRows and
+// CopyCols with only the diagonal blocks on the host, as SimpleGo lacks a
+// triangular solve.
 func (d *Device) CholeskyInverse(dst, a core.Mat) error {
 	A := d.square("CholeskyInverse", a)
 	D := d.m("CholeskyInverse", dst)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
+
+	"grng/core"
 )
 
 // spd returns an n×n SPD matrix XᵀX/m + λI (m = 2n+3 rows) on both devices,
@@ -69,6 +71,42 @@ func TestKalmanDiagUpdate(t *testing.T) {
 			what := fmt.Sprintf("KalmanDiagUpdate %d×%d q=%v", r, c, q)
 			e.check(what+" w", w, 1e-6, 1e-7)
 			e.check(what+" σ", s, 1e-6, 1e-7)
+		}
+	}
+}
+
+// TestBlockedCholeskyInverse: the float32 blocked Cholesky inverse composed
+// from the device's ops (core.BlockedCholeskyInverse) matches the CPU
+// device's run of the same composition, at sizes within one block and
+// across several (a last block narrower than the others), and refuses a
+// matrix that is not positive definite with the CPU's message (the same
+// pivot).
+func TestBlockedCholeskyInverse(t *testing.T) {
+	e := newEnv(t, 24)
+	for _, n := range []int{1, 40, core.CholeskyBlock + 1, 2*core.CholeskyBlock + 45} {
+		a := e.spd(n, 0.1)
+		x := e.fill(n, n, float32(math.NaN()))
+		if err := core.BlockedCholeskyInverse(e.d, x.x, a.x); err != nil {
+			t.Fatal(err)
+		}
+		if err := core.BlockedCholeskyInverse(e.cpu, x.c, a.c); err != nil {
+			t.Fatal(err)
+		}
+		// κ ≈ 16 here: the devices' products differ in rounding only.
+		got := e.down(x.x)
+		var d, w float64
+		for i, v := range x.c.Data {
+			d += (float64(got[i]) - float64(v)) * (float64(got[i]) - float64(v))
+			w += float64(v) * float64(v)
+		}
+		if r := math.Sqrt(d / w); !(r <= 2e-6) {
+			t.Errorf("n=%d: relative difference from the CPU %.3g, want ≤ 2e-6", n, r)
+		}
+		e.d.AddDiag(a.x, -100)
+		e.cpu.AddDiag(a.c, -100)
+		errX, errC := core.BlockedCholeskyInverse(e.d, x.x, a.x), core.BlockedCholeskyInverse(e.cpu, x.c, a.c)
+		if errX == nil || errC == nil || errX.Error() != errC.Error() {
+			t.Errorf("n=%d, indefinite: xla %v, cpu %v", n, errX, errC)
 		}
 	}
 }
