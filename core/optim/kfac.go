@@ -66,16 +66,29 @@ type KFACConfig struct {
 	LM LevenbergMarquardt
 	// Inverse inverts the damped factors (NewtonSchulz or Cholesky).
 	Inverse Inverse
-	// Refresh is S: factors and inverses are recomputed on steps 0, S, 2S, …
-	// (Algorithm 1, lazy Fisher) and reused in between, where a change of ρ
-	// moves the inverses by eq. 11.
+	// Refresh is S, the inverse period: the inverses of the damped factors
+	// are recomputed on steps 0, S, 2S, … (Algorithm 1, lazy Fisher) and
+	// reused in between, where a change of ρ moves them by eq. 11.
 	Refresh int
+	// FactorEvery is F, the factor period: the sampled-label pass and the
+	// fold of its batch factors into the running averages happen on steps
+	// 0, F, 2F, … (kfac-pytorch's factor_update_steps, kfac-jax's
+	// curvature_update_period), independently of the inverse period S. An
+	// inverse refresh inverts the running factors as the last factor update
+	// left them. 0 updates the factors with the inverses, every S steps:
+	// the lazy Fisher of Algorithm 1 (lines 4–8), the default of RING and
+	// RENG.
+	//
+	// With F ≠ 0 the damping rule reads the factor statistics as the last
+	// inverse refresh saw them (FactorStats), so that between refreshes λ
+	// moves with ρ only and eq. 11 follows that change alone.
+	FactorEvery int
 	// Decay is the running-average factor of the Kronecker factors, updated
-	// at each refresh: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ and the
-	// diagonal blocks D), as in K-FAC (Martens & Grosse §5, kfac-pytorch's
-	// factor_decay). The first refresh takes the batch factors as they are;
-	// Decay = 0 uses only the current refresh batch (the paper's Algorithm 1
-	// as written).
+	// at each factor update: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ
+	// and the diagonal blocks D), as in K-FAC (Martens & Grosse §5,
+	// kfac-pytorch's factor_decay). The first update takes the batch
+	// factors as they are; Decay = 0 uses only the current batch (the
+	// paper's Algorithm 1 as written).
 	Decay  float64
 	Fisher FisherMode
 	// Reduce builds the factors of a Kronecker block applied to T > 1
@@ -176,12 +189,16 @@ type KFAC struct {
 
 // KFACInfo describes the last step.
 type KFACInfo struct {
-	Refreshed bool
+	Refreshed bool    // the inverses were recomputed (every S steps)
 	Rho       float64 // ρ used by the step
 	Nu        float64 // clipping factor ν (1 when not clipped)
 	Ratio     float64 // LM reduction ratio (NaN when not checked)
 	Methods   []string
 	Fallbacks int // inversions that fell back to Cholesky or needed extra damping
+
+	// FactorsUpdated says that a batch was folded into the running factors
+	// (every F steps; with Refreshed when F = 0).
+	FactorsUpdated bool
 }
 
 // kfacBufs are what every block keeps of its weight matrix: the gradient it
@@ -227,6 +244,11 @@ type kfacLayer struct {
 	extraA, extraG   float64  // extra damping the inverter needed at the refresh
 	have             bool
 
+	// With a factor period F ≠ 0, the running traces (st) move at every
+	// factor update; the damping reads these, saved at the last inverse
+	// refresh (KFACConfig.FactorEvery).
+	heldTrA, heldTrG float64
+
 	// K-FAC-reduce (KFACConfig.Reduce) of a block over T > 1 positions:
 	// its factors are over the samples' mean inputs Ā and summed errors Ē
 	// (m rows each), per-sample sums of the T rows of X̄ and E by one
@@ -271,6 +293,8 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 		return nil, fmt.Errorf("%s: no inverse method", name)
 	case c.Refresh < 1:
 		return nil, fmt.Errorf("%s: refresh interval S = %d, want S ≥ 1", name, c.Refresh)
+	case c.FactorEvery < 0:
+		return nil, fmt.Errorf("%s: factor period F = %d, want F ≥ 1, or 0 (with the inverses, every S steps)", name, c.FactorEvery)
 	case !(c.Decay >= 0 && c.Decay < 1):
 		return nil, fmt.Errorf("%s: factor decay %v, want 0 ≤ decay < 1", name, c.Decay)
 	case c.Fisher < SampledFisher || c.Fisher > ExactFisher:
@@ -385,37 +409,44 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
-	refresh := o.step%c.Refresh == 0
+	refresh, factors := o.schedule()
 	reg := c.Gamma > 0 && (refresh || c.RegEvery)
-	// A refresh or the regularizer must not see a non-finite loss or
+	// A factor update or the regularizer must not see a non-finite loss or
 	// gradient, so they read both first; other steps read them with the
 	// step's other reductions, after preconditioning (one device sync point
 	// for the step's sums). Until then such a step only moves the inverses
 	// to the current damping (followDamping), which a rejection keeps.
 	var st Stats
-	if refresh || reg {
+	if factors || reg {
 		var err error
 		if st, err = lossNorm(dev, o.name, loss, gs, "the gradient"); err != nil {
 			return st, err
 		}
 	}
 	// The true-label gradient is kept aside when the sampled-label backward of
-	// a refresh or the finite-difference HVP would overwrite the model's G.
+	// a factor update or the finite-difference HVP would overwrite the
+	// model's G.
 	for i, b := range o.bufs {
 		o.trueG[i] = gs[i]
-		if refresh || reg {
+		if factors || reg {
 			dev.Copy(b.g, gs[i])
 			o.trueG[i] = b.g
 		}
 		o.gradsIn[i] = o.trueG[i]
 	}
 	if reg {
-		if err := o.regularize(x, y, refresh); err != nil {
+		if err := o.regularize(x, y, factors); err != nil {
 			return st, err
 		}
 	}
-	if refresh {
+	if factors {
 		if err := o.refresh(); err != nil {
+			return st, err
+		}
+		o.Last.FactorsUpdated = true
+	}
+	if refresh {
+		if err := o.invertFactors(); err != nil {
 			return st, err
 		}
 		o.Last.Refreshed = true
@@ -429,7 +460,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for _, b := range o.diags {
 		o.preconditionDiag(b, o.gradsIn[b.at])
 	}
-	if err := o.reduce(&st, loss, !(refresh || reg), reg); err != nil {
+	if err := o.reduce(&st, loss, !(factors || reg), reg); err != nil {
 		return st, err
 	}
 	o.eta = c.LR / float64(len(o.bufs))
@@ -440,6 +471,18 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// schedule says whether the current step recomputes the inverses (every S
+// steps) and whether it updates the factors (every F steps, or with the
+// inverses when F = 0).
+func (o *KFAC) schedule() (refresh, factors bool) {
+	refresh = o.step%o.cfg.Refresh == 0
+	factors = refresh
+	if f := o.cfg.FactorEvery; f > 0 {
+		factors = o.step%f == 0
+	}
+	return refresh, factors
 }
 
 // reduce reads, in one device sync, what the rest of the step needs of the
@@ -542,9 +585,9 @@ func (o *KFAC) preconditionDiag(b *kfacDiag, g core.Mat) {
 // regularize sets gt = g + γ·Hg for every block (eq. 9) and points gradsIn
 // at it. The finite-difference variant perturbs the weights by ±ε·g/‖g‖,
 // recomputes the gradients and restores the weights exactly (a copy); on a
-// refresh step it then reruns LossGrad so that the model's per-batch state is
-// that of θ again for the sampled-label pass.
-func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
+// step that updates the factors it then reruns LossGrad so that the model's
+// per-batch state is that of θ again for the sampled-label pass.
+func (o *KFAC) regularize(x, y core.Mat, factors bool) error {
 	net, dev := o.net, o.net.Device()
 	g := make([]core.Mat, len(o.bufs))
 	hg := make([]core.Mat, len(o.bufs))
@@ -557,7 +600,7 @@ func (o *KFAC) regularize(x, y core.Mat, refresh bool) error {
 		if err := o.fdHVP(x, y, g, hg); err != nil {
 			return err
 		}
-		if refresh {
+		if factors {
 			if _, err := lossGrad(net, o.name, x, y); err != nil {
 				return err
 			}
@@ -638,8 +681,10 @@ func (o *KFAC) resize(m int) {
 }
 
 // refresh recomputes the Kronecker factors on the current batch (the model
-// holds the forward and true-label backward of θ), folds them into the
-// running averages, measures the statistics the damping rule needs and
+// holds the forward and true-label backward of θ) and folds them, and the
+// diagonal blocks, into the running averages with their traces: the factor
+// update, every F steps (or with the inverses: KFACConfig.FactorEvery).
+// invertFactors then measures the statistics the damping rule needs and
 // inverts the damped factors.
 func (o *KFAC) refresh() error {
 	net, dev, c := o.net, o.net.Device(), o.cfg
@@ -734,7 +779,6 @@ func (o *KFAC) refresh() error {
 			return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
 		}
 	}
-	o.Last.Methods = o.Last.Methods[:0]
 	for i, kl := range o.layers {
 		if kl.have {
 			kl.keepFold(dev)
@@ -748,9 +792,15 @@ func (o *KFAC) refresh() error {
 			kl.st.TraceA, kl.st.TraceG = trA[i], trG[i]
 		}
 	}
-	if err := o.foldDiags(); err != nil {
-		return err
-	}
+	return o.foldDiags()
+}
+
+// invertFactors measures the norms the damping rule reads (when it reads
+// them), holds the factor statistics for the damping until the next
+// refresh, and inverts every damped factor: the inverse refresh, every S
+// steps.
+func (o *KFAC) invertFactors() error {
+	dev, c := o.net.Device(), o.cfg
 	if c.Damping.NeedsNorm() {
 		var as, vs []core.Mat
 		for _, kl := range o.layers {
@@ -761,6 +811,9 @@ func (o *KFAC) refresh() error {
 		for i, kl := range o.layers {
 			kl.st.NormA, kl.st.NormG = float64(norms[2*i]), float64(norms[2*i+1])
 		}
+	}
+	for _, kl := range o.layers {
+		kl.heldTrA, kl.heldTrG = kl.st.TraceA, kl.st.TraceG
 	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
 	// InvertAll per start (all layers are warm after the first refresh):
@@ -932,10 +985,23 @@ const spectralIters = 30
 // layer whose errors vanish).
 const minLambda = 1e-8
 
-// lambdas returns the rule's λ_Λ, λ_Γ for the current ρ.
+// lambdas returns the rule's λ_Λ, λ_Γ for the current ρ, from the factor
+// statistics of the last inverse refresh.
 func (o *KFAC) lambdas(kl *kfacLayer) (float64, float64) {
-	a, g := o.cfg.Damping.Lambdas(o.rho, kl.st)
+	a, g := o.cfg.Damping.Lambdas(o.rho, o.heldStats(kl))
 	return max(a, minLambda), max(g, minLambda)
+}
+
+// heldStats are the factor statistics as the last inverse refresh measured
+// them. With F = 0 the factors only move at a refresh, so the running
+// statistics are those; with F ≠ 0 the running traces have moved since,
+// and the held ones stand in for them.
+func (o *KFAC) heldStats(kl *kfacLayer) FactorStats {
+	st := kl.st
+	if o.cfg.FactorEvery > 0 {
+		st.TraceA, st.TraceG = kl.heldTrA, kl.heldTrG
+	}
+	return st
 }
 
 // invert sets x ≈ (f + λI)⁻¹ using work as the damped copy, and returns the
@@ -1004,6 +1070,7 @@ type kfacDefaults struct {
 	damping, cholesky               float64
 	order, iters, iters0, tol       float64
 	gamma, regEvery, klclip         float64
+	factorEvery                     float64
 }
 
 // kfacParams documents every hyperparameter of the engine with the preset's
@@ -1015,8 +1082,9 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "damping", Default: d.damping, Min: 0, Max: 2, Int: true, Doc: "damping rule: 0 constant √ρ (RENG, eq. 10b), 1 √ρ‖·‖₂ (RING, eq. 10a), 2 factored Tikhonov π√ρ, √ρ/π (NGD)"},
 		{Name: "phi", Default: d.phi, Min: 0.5, Max: 1, Doc: "Levenberg–Marquardt discount φ per step (ρ·φ^T when r > 3/4, ρ/φ^T when r < 1/4); 1 = fixed ρ. Paper: 0.99..0.995 (RENG on GLUE 0.999..0.9999)"},
 		{Name: "T", Default: d.lmEvery, Min: 1, Max: 1e6, Int: true, Doc: "steps between Levenberg–Marquardt checks (each costs one forward pass)"},
-		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval (lazy Fisher, Algorithm 1). Paper: NGD 1, RING/RENG 8 (4 on small sets)"},
-		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per refresh; 0 = current batch only"},
+		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, with eq. 11 in between (lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},
+		{Name: "F", Default: d.factorEvery, Min: 0, Max: 1e6, Int: true, Doc: "factor period: steps between updates of the Kronecker factors' running averages (the sampled-label pass; kfac-pytorch's factor_update_steps); 0 = with each refresh, every S steps (Algorithm 1)"},
+		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per factor update; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
 		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 1, Int: true, Doc: "1 inverts the damped factors by Cholesky, 0 by Newton–Schulz (eqs. 19–21) with Cholesky fallback (float64 on the host; slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU)"},
@@ -1045,7 +1113,7 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 	c := KFACConfig{
 		LR: hp["lr"], Rho: hp["rho"], Damping: rule,
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
-		Inverse: inv, Refresh: int(hp["S"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
+		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
 		KLClip: hp["klclip"],
 	}

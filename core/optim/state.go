@@ -203,7 +203,8 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // factors exist yet, and, for a damping rule that reads ‖·‖₂, the power-
 // iteration vectors the next refresh starts from; then per diagonal block i
 // (in the order of the model's weights) its running diagonal D ("diag<i>/D"),
-// ‖D‖₂ and whether D exists yet.
+// ‖D‖₂ and whether D exists yet; then, with a factor period F ≠ 0, each
+// layer's traces as the last inverse refresh saw them ("heldTraceA/i").
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -228,6 +229,15 @@ func (o *KFAC) State() []Var {
 	for i, b := range o.diags {
 		p := "diag" + strconv.Itoa(i) + "/"
 		vs = append(vs, Var{Name: p + "D", Mat: b.D}, Var{Name: p + "norm", F64: &b.norm}, Var{Name: p + "have", Bool: &b.have})
+	}
+	// The state of the options, listed only where an option is on, so that
+	// a run at the defaults lists what it listed before they existed (its
+	// checkpoints resume, and older ones into it).
+	if o.cfg.FactorEvery > 0 {
+		for i, kl := range o.layers {
+			p := "layer" + strconv.Itoa(i) + "/"
+			vs = append(vs, Var{Name: p + "heldTraceA", F64: &kl.heldTrA}, Var{Name: p + "heldTraceG", F64: &kl.heldTrG})
+		}
 	}
 	return vs
 }
