@@ -116,6 +116,19 @@ type KFACConfig struct {
 	// RegEvery applies the regularizer on every step; false applies it on
 	// refresh steps only, as Algorithm 1 line 5 and the cost count of E.1.
 	RegEvery bool
+	// Momentum is the heavy-ball coefficient μ on the preconditioned step
+	// (kfac-pytorch through its SGD, kfac-jax's fixed momentum): with ν the
+	// KL clip's factor,
+	//
+	//	v ← μ·v + ν·Λ̃⁻¹ g̃ Γ̃⁻¹,   W ← W − (α/L)·v,
+	//
+	// per block (diagonal blocks likewise); 0 is the paper's step. With the
+	// Levenberg–Marquardt check on, its quadratic model is taken along the
+	// step actually made, M(δ) = gᵀδ + ½δᵀC̃δ with δ = −(α/L)·v and C̃ the
+	// damped curvature of the running factors, (Λ + λ_Λ I)⊗(Γ + λ_Γ I) and
+	// D + λ (two products per Kronecker block on the steps it checks). Not
+	// part of the paper.
+	Momentum float64
 	// KLClip, when positive, scales the step by ν = min(1, √(KLClip/(η²⟨Δ,g̃⟩)))
 	// (K-FAC's KL / trust-region clipping: Ba et al. 2017, kfac-pytorch
 	// kl_clip), η = α/L, so that the predicted KL change of the step stays
@@ -182,6 +195,9 @@ type KFAC struct {
 	trueG               []core.Mat // the true-label batch gradient of this step
 	gd, gtd             float64    // ⟨g, Δ⟩ and ⟨g̃, Δ⟩ of this step (NaN when not read)
 	dnorm               float64    // ‖Δ‖_F of this step
+	// vbound bounds ‖v‖_F of the velocities (KFACConfig.Momentum), so the
+	// update's divergence guard needs no extra sync point.
+	vbound float64
 
 	// Info of the last step, for tests and the metrics stream.
 	Last KFACInfo
@@ -199,6 +215,9 @@ type KFACInfo struct {
 	// FactorsUpdated says that a batch was folded into the running factors
 	// (every F steps; with Refreshed when F = 0).
 	FactorsUpdated bool
+	// Predicted is the Levenberg–Marquardt model's change M(δ) − M(0)
+	// for the step (NaN when not checked).
+	Predicted float64
 }
 
 // kfacBufs are what every block keeps of its weight matrix: the gradient it
@@ -209,6 +228,8 @@ type kfacBufs struct {
 	hg, gt core.Mat // Hg and g + γHg
 	d      core.Mat // the update Δ
 	wsave  core.Mat // weights saved by the finite-difference HVP
+	vel    core.Mat // the velocity v (KFACConfig.Momentum)
+	cv     core.Mat // C̃v for the Levenberg–Marquardt model (momentum)
 }
 
 func newKFACBufs(dev core.Device, at, rows, cols int, c KFACConfig) kfacBufs {
@@ -218,6 +239,9 @@ func newKFACBufs(dev core.Device, at, rows, cols int, c KFACConfig) kfacBufs {
 		if c.FDHVP {
 			b.wsave = dev.New(rows, cols)
 		}
+	}
+	if c.Momentum > 0 {
+		b.vel, b.cv = dev.New(rows, cols), dev.New(rows, cols)
 	}
 	return b
 }
@@ -303,6 +327,8 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 		return nil, fmt.Errorf("%s: gradient regularizer γ = %v, want a finite γ ≥ 0", name, c.Gamma)
 	case c.FDHVP && !(c.FDEps > 0):
 		return nil, fmt.Errorf("%s: finite-difference step %v, want > 0", name, c.FDEps)
+	case !(c.Momentum >= 0 && c.Momentum < 1):
+		return nil, fmt.Errorf("%s: momentum μ = %v, want 0 ≤ μ < 1", name, c.Momentum)
 	case !(c.KLClip >= 0):
 		return nil, fmt.Errorf("%s: KL clip %v, want ≥ 0 (0 = off)", name, c.KLClip)
 	case c.LM.Phi < 1 && !(c.LM.Phi > 0 && c.LM.Every >= 1 && c.LM.Min > 0 && c.LM.Min <= c.LM.Max):
@@ -377,12 +403,21 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := applyUpdateBounded(o.net.Device(), o.name, o.ws, o.deltas, float32(o.eta), o.dnorm); err != nil {
+	if o.cfg.Momentum > 0 {
+		err = o.applyMomentum()
+	} else {
+		err = applyUpdateBounded(o.net.Device(), o.name, o.ws, o.deltas, float32(o.eta), o.dnorm)
+	}
+	if err != nil {
 		return st, err
 	}
 	if o.cfg.LM.Due(o.step) {
 		// M(δ) − M(0) = −η⟨g, Δ⟩ + ½η²⟨g̃, Δ⟩ (see LevenbergMarquardt).
 		pred := -o.eta*o.gd + 0.5*o.eta*o.eta*o.gtd
+		if o.cfg.Momentum > 0 {
+			pred = o.momentumModel()
+		}
+		o.Last.Predicted = pred
 		after := float64(o.net.Loss(x, y))
 		r := math.NaN()
 		if pred < 0 {
@@ -406,7 +441,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for _, b := range o.diags {
 		b.folded = false
 	}
-	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN()}
+	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN(), Predicted: math.NaN()}
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
 	refresh, factors := o.schedule()
@@ -1070,7 +1105,7 @@ type kfacDefaults struct {
 	damping, cholesky               float64
 	order, iters, iters0, tol       float64
 	gamma, regEvery, klclip         float64
-	factorEvery                     float64
+	factorEvery, momentum           float64
 }
 
 // kfacParams documents every hyperparameter of the engine with the preset's
@@ -1096,6 +1131,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "regevery", Default: d.regEvery, Min: 0, Max: 1, Int: true, Doc: "1 regularizes every step, 0 only on refresh steps (Algorithm 1 line 5)"},
 		{Name: "fdhvp", Default: 0, Min: 0, Max: 1, Int: true, Doc: "1 computes Hg by central finite differences instead of the exact R-operator"},
 		{Name: "fdeps", Default: 1e-3, Min: 1e-8, Max: 1, Doc: "finite-difference step ε along g/‖g‖ (fdhvp=1)"},
+		{Name: "momentum", Default: d.momentum, Min: 0, Max: 0.999, Doc: "heavy-ball momentum μ on the preconditioned step: v ← μv + ν·Λ̃⁻¹g̃Γ̃⁻¹, W ← W − (α/L)v (kfac-pytorch with SGD momentum, kfac-jax); 0 = off (the paper)"},
 		{Name: "klclip", Default: d.klclip, Min: 0, Max: 100, Doc: "KL clipping: scale the step so η²⟨Δ, g⟩ ≤ klclip (K-FAC trust region); 0 = off (the paper)"},
 	}
 }
@@ -1115,7 +1151,7 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
 		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
-		KLClip: hp["klclip"],
+		KLClip: hp["klclip"], Momentum: hp["momentum"],
 	}
 	return NewKFAC(name, net, c, seed)
 }

@@ -66,8 +66,12 @@ func inv64(t *testing.T, s *mat.SymDense, lambda float64) *mat.Dense {
 	return &inv
 }
 
-// step takes step k on the batch (xs, ys) of m samples with coefficient rho.
-func (q *refRun) step(t *testing.T, k int, xs, ys []float64, m int, rho float64) {
+// step takes step k on the batch (xs, ys) of m samples with coefficient
+// rho and returns the change M(δ) − M(0) of the quadratic model
+// gᵀδ + ½δᵀC̃δ along the step δ made, C̃ the damped curvature of the running
+// factors (Levenberg–Marquardt's model), and the sum of the magnitudes of
+// its two terms (the scale its rounding is relative to).
+func (q *refRun) step(t *testing.T, k int, xs, ys []float64, m int, rho float64) (float64, float64) {
 	t.Helper()
 	r := q.r
 	p := r.forward(xs, m)
@@ -98,6 +102,8 @@ func (q *refRun) step(t *testing.T, k int, xs, ys []float64, m int, rho float64)
 			q.hTrA[l], q.hTrG[l] = q.trA[l], q.trG[l]
 		}
 	}
+	var lin, quad float64
+	eta := q.alpha / float64(q.layers)
 	for l := range r.w {
 		in, out := r.spec.Sizes[l], r.spec.Sizes[l+1]
 		la, lg := q.lambdas(l, rho)
@@ -113,11 +119,16 @@ func (q *refRun) step(t *testing.T, k int, xs, ys []float64, m int, rho float64)
 			}
 			step = q.v[l]
 		}
-		eta := q.alpha / float64(q.layers)
 		for i := range r.w[l] {
 			r.w[l][i] -= eta * step[i]
 		}
+		var cv mat.Dense
+		v := mat.NewDense(in+1, out, step)
+		cv.Product(addDiag(q.a[l], la), v, addDiag(q.g[l], lg))
+		lin -= eta * mat.Dot(mat.NewVecDense(len(step), step), mat.NewVecDense(len(step), gs[l]))
+		quad += 0.5 * eta * eta * mat.Dot(mat.NewVecDense(len(step), step), mat.NewVecDense(len(step), cv.RawMatrix().Data))
 	}
+	return lin + quad, math.Abs(lin) + math.Abs(quad)
 }
 
 // scaleSym returns c·s as a new matrix.
@@ -162,14 +173,15 @@ type schedCase struct {
 	tikhonov bool
 	inv      Inverse
 	rhos     func(k int) float64 // ρ of step k
+	lm       bool                // ρ adapted by Levenberg–Marquardt every step instead
 }
 
 // runSched runs the engine and the float64 reference side by side for
 // steps steps on the models of the tests and returns the largest relative
-// difference of the weights after any step.
-func runSched(t *testing.T, tc schedCase, steps int) float64 {
+// difference of the weights after any step and, with tc.lm, of the
+// Levenberg–Marquardt model's predicted change.
+func runSched(t *testing.T, tc schedCase, steps int) (worst, worstModel float64) {
 	t.Helper()
-	worst := 0.0
 	for _, md := range []struct {
 		spec string
 		loss nn.Loss
@@ -180,17 +192,28 @@ func runSched(t *testing.T, tc schedCase, steps int) float64 {
 		if tc.tikhonov {
 			rule = FactoredTikhonov{}
 		}
-		c := KFACConfig{LR: alpha, Rho: tc.rhos(0), Damping: rule, LM: LevenbergMarquardt{Phi: 1},
-			Inverse: tc.inv, Refresh: tc.s, FactorEvery: tc.f, Decay: decay, Fisher: ExactFisher}
+		lm := LevenbergMarquardt{Phi: 1}
+		if tc.lm {
+			lm = LevenbergMarquardt{Phi: 0.8, Every: 1, Min: 1e-6, Max: 1}
+		}
+		c := KFACConfig{LR: alpha, Rho: tc.rhos(0), Damping: rule, LM: lm,
+			Inverse: tc.inv, Refresh: tc.s, FactorEvery: tc.f, Decay: decay, Fisher: ExactFisher, Momentum: tc.mu}
 		o := mustKFAC(t, net, c)
 		ref := newRefRun(net, tc.f, tc.s, decay, tc.mu, alpha, tc.tikhonov)
 		for k := range steps {
 			x, y, xs, ys := schedBatch(net, m, uint64(k))
-			o.rho = tc.rhos(k)
+			rho := o.rho
+			if !tc.lm {
+				rho = tc.rhos(k)
+				o.rho = rho
+			}
 			if _, err := o.Step(x, y); err != nil {
 				t.Fatalf("%s step %d: %v", md.spec, k, err)
 			}
-			ref.step(t, k, xs, ys, m, tc.rhos(k))
+			model, scale := ref.step(t, k, xs, ys, m, rho)
+			if tc.lm {
+				worstModel = max(worstModel, math.Abs(o.Last.Predicted-model)/scale)
+			}
 			for l, w := range net.Weights() {
 				d := relDiff(download64(net.Device(), w), ref.r.w[l])
 				if d > worst {
@@ -199,7 +222,7 @@ func runSched(t *testing.T, tc schedCase, steps int) float64 {
 			}
 		}
 	}
-	return worst
+	return worst, worstModel
 }
 
 // The factor period F and the inverse period S are separate schedules: the
@@ -213,11 +236,89 @@ func TestKFACFactorPeriodMatchesReference(t *testing.T) {
 	for _, fs := range [][2]int{{0, 1}, {0, 3}, {1, 3}, {2, 3}, {3, 1}, {2, 4}} {
 		for _, tik := range []bool{true, false} {
 			t.Run(fmt.Sprintf("F=%d,S=%d,tikhonov=%v", fs[0], fs[1], tik), func(t *testing.T) {
-				d := runSched(t, schedCase{f: fs[0], s: fs[1], tikhonov: tik, inv: Cholesky{}, rhos: rho}, 9)
+				d, _ := runSched(t, schedCase{f: fs[0], s: fs[1], tikhonov: tik, inv: Cholesky{}, rhos: rho}, 9)
 				if d > 2e-5 {
 					t.Errorf("weights differ from the float64 reference by %.2e (relative)", d)
 				}
 			})
 		}
+	}
+}
+
+// Momentum is the heavy ball on the preconditioned step: v ← μv + Λ̃⁻¹gΓ̃⁻¹,
+// W ← W − (α/L)v, step for step as the float64 reference, alone and with a
+// factor period of its own; with ρ adapted by Levenberg–Marquardt on every
+// step, the model's predicted change along the step made,
+// −η⟨g, v⟩ + ½η²·vᵀ(Λ̃⊗Γ̃)v, matches the reference's too (and so does the
+// momentum-free model).
+func TestKFACMomentumMatchesReference(t *testing.T) {
+	rho := func(int) float64 { return 1e-2 }
+	for _, tc := range []schedCase{
+		{f: 0, s: 1, mu: 0.9, tikhonov: true},
+		{f: 0, s: 3, mu: 0.5, tikhonov: false},
+		{f: 1, s: 2, mu: 0.9, tikhonov: true},
+		{f: 0, s: 1, mu: 0.9, tikhonov: false, lm: true},
+		{f: 1, s: 1, mu: 0.5, tikhonov: true, lm: true},
+		{f: 0, s: 1, mu: 0, tikhonov: true, lm: true},
+	} {
+		t.Run(fmt.Sprintf("F=%d,S=%d,mu=%v,lm=%v", tc.f, tc.s, tc.mu, tc.lm), func(t *testing.T) {
+			tc.inv, tc.rhos = Cholesky{}, rho
+			d, dm := runSched(t, tc, 9)
+			if d > 2e-5 {
+				t.Errorf("weights differ from the float64 reference by %.2e (relative)", d)
+			}
+			if dm > 5e-5 {
+				t.Errorf("the predicted change differs from the reference's by %.2e (relative)", dm)
+			}
+		})
+	}
+}
+
+// With momentum the Levenberg–Marquardt model is taken along the step made,
+// δ = −(α/L)·v: on a quadratic loss (linear model, MSE, exact Fisher =
+// Hessian, negligible damping) it predicts the loss change exactly, so the
+// reduction ratio is 1 on every step, also once v differs from the
+// preconditioned gradient.
+func TestKFACMomentumReductionRatio(t *testing.T) {
+	net, _, _, _, _ := problem(t, "4-2", nn.MSE, 16, 6, false)
+	c := baseConfig(Constant{}, 1e-8)
+	c.LR, c.Momentum = 0.3, 0.5
+	c.LM = LevenbergMarquardt{Phi: 0.9, Every: 1, Min: 1e-14, Max: 1}
+	o := mustKFAC(t, net, c)
+	for k := range 5 {
+		x, y, _, _ := schedBatch(net, 16, uint64(k))
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+		if r := o.Last.Ratio; !(r >= 0.99 && r <= 1.01) {
+			t.Errorf("step %d: reduction ratio %v, want 1", k, r)
+		}
+	}
+}
+
+// Backoff with momentum restarts the velocity, as SGD's does, and says so.
+func TestKFACBackoffRestartsMomentum(t *testing.T) {
+	net, x, y, _, _ := problem(t, "3-4-3:tanh", nn.CrossEntropy, 8, 3, false)
+	opt, err := Build("ring", "momentum=0.9", net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opt.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	o, dev := opt.(*KFAC), net.Device()
+	if a := absMax(dev, []core.Mat{o.bufs[0].vel}); a == 0 || o.vbound == 0 {
+		t.Fatalf("velocity %v, bound %v after a step", a, o.vbound)
+	}
+	if got, want := o.Backoff(), "raising ρ to 0.01 and restarting the momentum"; got != want {
+		t.Errorf("Backoff() = %q, want %q", got, want)
+	}
+	for i, b := range o.bufs {
+		if a := absMax(dev, []core.Mat{b.vel}); a != 0 {
+			t.Errorf("block %d: velocity %v after Backoff, want 0", i, a)
+		}
+	}
+	if o.vbound != 0 {
+		t.Errorf("velocity bound %v after Backoff, want 0", o.vbound)
 	}
 }

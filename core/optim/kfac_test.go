@@ -710,6 +710,7 @@ func TestKFACConfigErrors(t *testing.T) {
 		{func(c *KFACConfig) { c.Inverse = nil }, "inverse"},
 		{func(c *KFACConfig) { c.Refresh = 0 }, "S = 0"},
 		{func(c *KFACConfig) { c.FactorEvery = -1 }, "factor period F = -1"},
+		{func(c *KFACConfig) { c.Momentum = 1 }, "momentum μ = 1"},
 		{func(c *KFACConfig) { c.Decay = 1 }, "decay"},
 		{func(c *KFACConfig) { c.Inverse = NewtonSchulz{Order: 5, Iters: 1, ColdIters: 1, Tol: 1} }, "order"},
 		{func(c *KFACConfig) { c.LM = LevenbergMarquardt{Phi: 0.9} }, "Levenberg"},

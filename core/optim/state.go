@@ -204,7 +204,9 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // iteration vectors the next refresh starts from; then per diagonal block i
 // (in the order of the model's weights) its running diagonal D ("diag<i>/D"),
 // ‖D‖₂ and whether D exists yet; then, with a factor period F ≠ 0, each
-// layer's traces as the last inverse refresh saw them ("heldTraceA/i").
+// layer's traces as the last inverse refresh saw them ("heldTraceA/i");
+// with momentum, the bound on the velocities' norm and the velocity of
+// every block in the order of the model's weights ("velocity/i").
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -239,6 +241,12 @@ func (o *KFAC) State() []Var {
 			vs = append(vs, Var{Name: p + "heldTraceA", F64: &kl.heldTrA}, Var{Name: p + "heldTraceG", F64: &kl.heldTrG})
 		}
 	}
+	if o.cfg.Momentum > 0 {
+		vs = append(vs, Var{Name: "velocityBound", F64: &o.vbound})
+		for i, b := range o.bufs {
+			vs = append(vs, Var{Name: "velocity/" + strconv.Itoa(i), Mat: b.vel})
+		}
+	}
 	return vs
 }
 
@@ -251,7 +259,8 @@ const maxBackoffRho = 1e4
 // (the retry folds and draws again) and raises ρ tenfold (at
 // most to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
 // inverses follow at the next step: by a refresh, or by re-inverting the
-// held factors (the jump is too large for eq. 11).
+// held factors (the jump is too large for eq. 11). With momentum it also
+// restarts the velocity (v = 0), as SGD's backoff does.
 func (o *KFAC) Backoff() string {
 	for _, kl := range o.layers {
 		kl.unfold(o.net.Device())
@@ -260,12 +269,17 @@ func (o *KFAC) Backoff() string {
 		b.unfold(o.net.Device())
 	}
 	*o.src = o.src0
+	restart := ""
+	if o.cfg.Momentum > 0 {
+		o.restartMomentum()
+		restart = " and restarting the momentum"
+	}
 	hi := math.Max(maxBackoffRho, o.cfg.LM.Max)
 	if o.rho >= hi {
-		return fmt.Sprintf("keeping ρ at its cap %.3g", o.rho)
+		return fmt.Sprintf("keeping ρ at its cap %.3g", o.rho) + restart
 	}
 	o.rho = math.Min(o.rho*10, hi)
-	return fmt.Sprintf("raising ρ to %.3g", o.rho)
+	return fmt.Sprintf("raising ρ to %.3g", o.rho) + restart
 }
 
 // kalmanState lists what both Kalman variants share: the observation noise

@@ -69,7 +69,7 @@ var notState = map[string]string{
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
 	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
 	"kfacBufs.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacBufs.d": "scratch", "kfacLayer.p": "scratch",
-	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch",
+	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch", "kfacBufs.cv": "scratch",
 	"kfacDiag.work": "scratch", "kfacDiagLayer.batch": "aliases of kfacDiag.work",
 	"kfacDiag.prevD": "rollback copy within a step", "kfacDiag.folded": "reset by each step",
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
@@ -138,6 +138,8 @@ func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, us
 				hps = append(hps, "reduce=1") // and K-FAC-reduce's buffers
 			case p.Name == "F":
 				hps = append(hps, "F=2") // and the statistics held for a factor period of its own
+			case p.Name == "momentum" && e.Name != "sgd" && e.Name != "sam":
+				hps = append(hps, "momentum=0.9") // and the K-FAC engine's velocities
 			}
 		}
 	}
@@ -320,7 +322,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 }
 
 // kfacOptionHypers switch on the K-FAC options with state of their own.
-var kfacOptionHypers = []string{"F=2,S=4"}
+var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9"}
 
 // checkResume checks that the optimizer name with hyperparameters hp,
 // built afresh and given the weights and the State of another after k

@@ -254,6 +254,9 @@ func EstimateMemory(c Config) (Memory, error) {
 				per++ // the weights saved by the finite-difference HVP
 			}
 		}
+		if hp["momentum"] > 0 {
+			per += 2 // the velocity and the model's C̃v
+		}
 		opt = per * P
 		for _, b := range bs {
 			if b.kron {
