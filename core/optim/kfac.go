@@ -64,7 +64,9 @@ type KFACConfig struct {
 	Damping Damping
 	// LM adapts Rho (φ, T); LM.Phi = 1 keeps it fixed.
 	LM LevenbergMarquardt
-	// Inverse inverts the damped factors (NewtonSchulz or Cholesky).
+	// Inverse inverts the damped factors (NewtonSchulz, Cholesky or Eigen;
+	// Eigen re-forms them exactly when ρ moves between refreshes, where the
+	// others follow eq. 11).
 	Inverse Inverse
 	// Refresh is S, the inverse period: the inverses of the damped factors
 	// are recomputed on steps 0, S, 2S, … (Algorithm 1, lazy Fisher) and
@@ -272,6 +274,8 @@ type kfacLayer struct {
 	// factor update; the damping reads these, saved at the last inverse
 	// refresh (KFACConfig.FactorEvery).
 	heldTrA, heldTrG float64
+	// The eigenbases of the Eigen inverse method (nil with the others).
+	eig *kfacEigen
 
 	// K-FAC-reduce (KFACConfig.Reduce) of a block over T > 1 positions:
 	// its factors are over the samples' mean inputs Ā and summed errors Ē
@@ -366,6 +370,9 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 				st: FactorStats{DimA: a, DimG: k}, reduce: c.Reduce && l.InShape().Positions() > 1}
 			if c.Damping.NeedsNorm() {
 				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
+			}
+			if _, ok := c.Inverse.(Eigen); ok {
+				kl.eig = newKFACEigen(dev, a, k)
 			}
 			o.layers = append(o.layers, kl)
 			o.bufs = append(o.bufs, &kl.kfacBufs)
@@ -850,6 +857,9 @@ func (o *KFAC) invertFactors() error {
 	for _, kl := range o.layers {
 		kl.heldTrA, kl.heldTrG = kl.st.TraceA, kl.st.TraceG
 	}
+	if _, ok := c.Inverse.(Eigen); ok {
+		return o.eigenRefresh()
+	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
 	// InvertAll per start (all layers are warm after the first refresh):
 	// each layer once, from the start it had when the refresh began.
@@ -1074,8 +1084,13 @@ const eq11MaxRel = 0.25
 
 // followDamping moves the inverses to the current ρ between refreshes: by
 // the first-order update Ã⁻¹ ← Ã⁻¹ − dλ·Ã⁻¹Ã⁻¹ (paper eq. 11, Appendix D.1)
-// with the factor statistics held from the last refresh.
+// with the factor statistics held from the last refresh, or, with the
+// Eigen method, exactly from the held eigenbases.
 func (o *KFAC) followDamping() {
+	if _, ok := o.cfg.Inverse.(Eigen); ok {
+		o.eigenFollow()
+		return
+	}
 	for _, kl := range o.layers {
 		lamA, lamG := o.lambdas(kl)
 		kl.lamA = o.follow(kl.Ai, kl.wa, kl.A, kl.lamA, lamA+kl.extraA, kl.st.TraceA)
@@ -1102,7 +1117,7 @@ func (o *KFAC) follow(x, work, f core.Mat, have, want, trace float64) float64 {
 // kfacDefaults are one preset's defaults.
 type kfacDefaults struct {
 	lr, rho, phi, lmEvery, s, decay float64
-	damping, cholesky               float64
+	damping, cholesky, eigen        float64
 	order, iters, iters0, tol       float64
 	gamma, regEvery, klclip         float64
 	factorEvery, momentum           float64
@@ -1123,6 +1138,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
 		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 1, Int: true, Doc: "1 inverts the damped factors by Cholesky, 0 by Newton–Schulz (eqs. 19–21) with Cholesky fallback (float64 on the host; slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU)"},
+		{Name: "eigen", Default: d.eigen, Min: 0, Max: 1, Int: true, Doc: "1 inverts by an eigendecomposition of each undamped factor at each refresh, (Λ + λI)⁻¹ = Q diag(1/(s+λ)) Qᵀ, so that a change of ρ re-forms the inverses exactly instead of by eq. 11 (float64 on the host: about 0.5 s for a 785-wide factor on two cores); needs cholesky=0"},
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},
 		{Name: "iters0", Default: d.iters0, Min: 1, Max: 200, Int: true, Doc: "most Newton–Schulz iterations from X0 = Aᵀ/(‖A‖₁‖A‖∞) on the first refresh (each checked)"},
@@ -1143,8 +1159,13 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	var inv Inverse = NewtonSchulz{Order: int(hp["order"]), Iters: int(hp["iters"]), ColdIters: int(hp["iters0"]), Tol: hp["tol"]}
-	if hp["cholesky"] == 1 {
+	switch {
+	case hp["cholesky"] == 1 && hp["eigen"] == 1:
+		return nil, fmt.Errorf("%s: cholesky=1 and eigen=1 name two inverse methods: set one of them to 0", name)
+	case hp["cholesky"] == 1:
 		inv = Cholesky{}
+	case hp["eigen"] == 1:
+		inv = Eigen{}
 	}
 	c := KFACConfig{
 		LR: hp["lr"], Rho: hp["rho"], Damping: rule,

@@ -129,7 +129,7 @@ func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 	inverses := []struct {
 		inv Inverse
 		tol float64
-	}{{Cholesky{}, 1e-4}, {NewtonSchulz{Order: 3, Iters: 2, ColdIters: 40, Tol: 1e-5}, 1e-3}}
+	}{{Cholesky{}, 1e-4}, {NewtonSchulz{Order: 3, Iters: 2, ColdIters: 40, Tol: 1e-5}, 1e-3}, {Eigen{}, 1e-4}}
 	for _, md := range models {
 		for _, rl := range rules {
 			for _, iv := range inverses {

@@ -205,8 +205,10 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // (in the order of the model's weights) its running diagonal D ("diag<i>/D"),
 // ‖D‖₂ and whether D exists yet; then, with a factor period F ≠ 0, each
 // layer's traces as the last inverse refresh saw them ("heldTraceA/i");
-// with momentum, the bound on the velocities' norm and the velocity of
-// every block in the order of the model's weights ("velocity/i").
+// with the Eigen inverse, each layer's eigenvectors and eigenvalues of the
+// last refresh ("layer<i>/eigvecA", "eigvalA", likewise G); with momentum,
+// the bound on the velocities' norm and the velocity of every block in the
+// order of the model's weights ("velocity/i").
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -239,6 +241,13 @@ func (o *KFAC) State() []Var {
 		for i, kl := range o.layers {
 			p := "layer" + strconv.Itoa(i) + "/"
 			vs = append(vs, Var{Name: p + "heldTraceA", F64: &kl.heldTrA}, Var{Name: p + "heldTraceG", F64: &kl.heldTrG})
+		}
+	}
+	for i, kl := range o.layers {
+		if e := kl.eig; e != nil {
+			p := "layer" + strconv.Itoa(i) + "/"
+			vs = append(vs, Var{Name: p + "eigvecA", Mat: e.qA}, Var{Name: p + "eigvecG", Mat: e.qG},
+				Var{Name: p + "eigvalA", F64s: &e.sA}, Var{Name: p + "eigvalG", F64s: &e.sG})
 		}
 	}
 	if o.cfg.Momentum > 0 {

@@ -69,7 +69,7 @@ var notState = map[string]string{
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
 	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
 	"kfacBufs.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacBufs.d": "scratch", "kfacLayer.p": "scratch",
-	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch", "kfacBufs.cv": "scratch",
+	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch", "kfacBufs.cv": "scratch", "kfacEigen.rA": "scratch", "kfacEigen.rG": "scratch",
 	"kfacDiag.work": "scratch", "kfacDiagLayer.batch": "aliases of kfacDiag.work",
 	"kfacDiag.prevD": "rollback copy within a step", "kfacDiag.folded": "reset by each step",
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
@@ -136,6 +136,8 @@ func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, us
 				hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
 			case p.Name == "reduce":
 				hps = append(hps, "reduce=1") // and K-FAC-reduce's buffers
+			case p.Name == "eigen":
+				hps = append(hps, "cholesky=0,eigen=1") // and the eigenbases
 			case p.Name == "F":
 				hps = append(hps, "F=2") // and the statistics held for a factor period of its own
 			case p.Name == "momentum" && e.Name != "sgd" && e.Name != "sam":
@@ -322,7 +324,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 }
 
 // kfacOptionHypers switch on the K-FAC options with state of their own.
-var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9"}
+var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11"}
 
 // checkResume checks that the optimizer name with hyperparameters hp,
 // built afresh and given the weights and the State of another after k
