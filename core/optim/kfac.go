@@ -466,11 +466,12 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		}
 	}
 	// The true-label gradient is kept aside when the sampled-label backward of
-	// a factor update or the finite-difference HVP would overwrite the
-	// model's G.
+	// a factor update (on a model without BackwardStats) or the
+	// finite-difference HVP would overwrite the model's G.
+	_, keepsG := net.(nn.StatsBackwarder)
 	for i, b := range o.bufs {
 		o.trueG[i] = gs[i]
-		if factors || reg {
+		if (factors && !(keepsG || c.Fisher == EmpiricalFisher)) || reg {
 			dev.Copy(b.g, gs[i])
 			o.trueG[i] = b.g
 		}
@@ -702,6 +703,18 @@ func (o *KFAC) fdHVP(x, y core.Mat, v, hv []core.Mat) error {
 	return nil
 }
 
+// statsBackward runs the backward pass of a Fisher sample: the model's
+// BackwardStats where it has one (the refresh reads the layers' errors,
+// never the parameters' gradients, and the true-label ones stay in place),
+// its Backward otherwise.
+func (o *KFAC) statsBackward(seed core.Mat) {
+	if sb, ok := o.net.(nn.StatsBackwarder); ok {
+		sb.BackwardStats(seed)
+		return
+	}
+	o.net.Backward(seed)
+}
+
 // kfacDraws are the Fisher sample's random numbers: uniforms as float32 of a
 // float64 draw, standard normals.
 type kfacDraws struct{ rng *rand.Rand }
@@ -793,14 +806,14 @@ func (o *KFAC) refresh() error {
 	case SampledFisher:
 		o.resize(m)
 		net.Objective().Func().SampleSeeds(dev, o.seed, net.Probs(), 1, kfacDraws{o.rng}, &o.scr)
-		net.Backward(o.seed)
+		o.statsBackward(o.seed)
 		passStats(invM, 0)
 	case ExactFisher:
 		o.resize(m)
 		loss := net.Objective().Func()
 		for cls := 0; cls < net.Outputs(); cls++ {
 			loss.ExactSeed(dev, o.seed, net.Probs(), cls, &o.scr)
-			net.Backward(o.seed)
+			o.statsBackward(o.seed)
 			beta := float32(1)
 			if cls == 0 {
 				beta = 0
