@@ -85,6 +85,15 @@ type KFACConfig struct {
 	// inverse refresh saw them (FactorStats), so that between refreshes λ
 	// moves with ρ only and eq. 11 follows that change alone.
 	FactorEvery int
+	// HoldDamping keeps the inverses as they are when ρ moves between
+	// refreshes by a change of λ within eq11MaxRel (the Levenberg–Marquardt
+	// checks, a factor φ^T at a time): the new damping takes effect at the
+	// next refresh, as in K-FAC (Martens & Grosse 2015 §8 recompute the
+	// inverses every T₃ steps with the damping of that moment; kfac-jax's
+	// cached inverses likewise) instead of by eq. 11 (an n³ product per
+	// factor at every change). A larger jump (Backoff's tenfold ρ) still
+	// re-inverts. false is the paper's Algorithm 1 line 11.
+	HoldDamping bool
 	// Decay is the running-average factor of the Kronecker factors, updated
 	// at each factor update: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ
 	// and the diagonal blocks D), as in K-FAC (Martens & Grosse §5,
@@ -1098,7 +1107,8 @@ const eq11MaxRel = 0.25
 // followDamping moves the inverses to the current ρ between refreshes: by
 // the first-order update Ã⁻¹ ← Ã⁻¹ − dλ·Ã⁻¹Ã⁻¹ (paper eq. 11, Appendix D.1)
 // with the factor statistics held from the last refresh, or, with the
-// Eigen method, exactly from the held eigenbases.
+// Eigen method, exactly from the held eigenbases; with HoldDamping, only
+// for jumps beyond eq11MaxRel.
 func (o *KFAC) followDamping() {
 	if _, ok := o.cfg.Inverse.(Eigen); ok {
 		o.eigenFollow()
@@ -1113,7 +1123,7 @@ func (o *KFAC) followDamping() {
 
 func (o *KFAC) follow(x, work, f core.Mat, have, want, trace float64) float64 {
 	dl := want - have
-	if dl == 0 {
+	if !o.moves(have, want) {
 		return have
 	}
 	if math.Abs(dl) <= eq11MaxRel*have {
@@ -1133,7 +1143,7 @@ type kfacDefaults struct {
 	damping, cholesky, eigen        float64
 	order, iters, iters0, tol       float64
 	gamma, regEvery, klclip         float64
-	factorEvery, momentum           float64
+	factorEvery, momentum, follow   float64
 }
 
 // kfacParams documents every hyperparameter of the engine with the preset's
@@ -1147,6 +1157,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "T", Default: d.lmEvery, Min: 1, Max: 1e6, Int: true, Doc: "steps between Levenberg–Marquardt checks (each costs one forward pass)"},
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, with eq. 11 in between (lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},
 		{Name: "F", Default: d.factorEvery, Min: 0, Max: 1e6, Int: true, Doc: "factor period: steps between updates of the Kronecker factors' running averages (the sampled-label pass; kfac-pytorch's factor_update_steps); 0 = with each refresh, every S steps (Algorithm 1)"},
+		{Name: "follow", Default: d.follow, Min: 0, Max: 1, Int: true, Doc: "1 moves the inverses to every change of ρ between refreshes by eq. 11 (exactly with eigen=1; Algorithm 1 line 11); 0 holds them for changes of λ within 25% (the Levenberg–Marquardt steps) until the next refresh, as K-FAC does (Martens & Grosse 2015, kfac-jax), and re-inverts on larger jumps (a backoff)"},
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per factor update; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
@@ -1185,7 +1196,7 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
 		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
-		KLClip: hp["klclip"], Momentum: hp["momentum"],
+		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0,
 	}
 	return NewKFAC(name, net, c, seed)
 }
@@ -1215,7 +1226,7 @@ func init() {
 		Name: "ngd",
 		Doc:  "natural gradient by K-FAC with factored Tikhonov damping adapted by Levenberg–Marquardt, Fisher refreshed every step, Cholesky inverses (the paper's NGD baseline)",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-4, phi: 0.995, lmEvery: 5, s: 1, decay: 0.95,
-			damping: 2, cholesky: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2}),
+			damping: 2, cholesky: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2, follow: 1}),
 		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("ngd", net, hp, seed)
 		},
@@ -1224,7 +1235,7 @@ func init() {
 		Name: "ring",
 		Doc:  "RING: regularized implicit natural gradient, damping √ρ‖·‖₂ per factor (eq. 10a), lazy Fisher every S steps with eq. 11 in between, Newton–Schulz inverses",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-3, phi: 0.99, lmEvery: 5, s: 8, decay: 0.95,
-			damping: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2}),
+			damping: 1, order: 3, iters: 3, iters0: 20, tol: 1e-2, klclip: 1e-2, follow: 1}),
 		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("ring", net, hp, seed)
 		},
@@ -1233,7 +1244,7 @@ func init() {
 		Name: "reng",
 		Doc:  "RENG: regularized explicit natural gradient, g + γHg (eq. 9) preconditioned with constant damping √ρ (eq. 10b), lazy Fisher every S steps, Newton–Schulz inverses",
 		Params: kfacParams(kfacDefaults{lr: 1, rho: 1e-3, phi: 0.995, lmEvery: 5, s: 8, decay: 0.95,
-			damping: 0, order: 3, iters: 3, iters0: 20, tol: 1e-2, gamma: 0.05, klclip: 1e-2}),
+			damping: 0, order: 3, iters: 3, iters0: 20, tol: 1e-2, gamma: 0.05, klclip: 1e-2, follow: 1}),
 		New: func(net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
 			return kfacFromHyper("reng", net, hp, seed)
 		},

@@ -159,19 +159,27 @@ func (o *KFAC) eigenRefresh() error {
 
 // eigenFollow re-forms the inverses whose damping moved since they were
 // formed, exactly, from the held eigenbases (the Eigen method's answer to
-// a change of ρ between refreshes, in place of eq. 11).
+// a change of ρ between refreshes, in place of eq. 11); with HoldDamping
+// only on a jump beyond eq11MaxRel.
 func (o *KFAC) eigenFollow() {
 	dev := o.net.Device()
 	for _, kl := range o.layers {
 		e := kl.eig
 		lamA, lamG := o.lambdas(kl)
-		if lamA != kl.lamA {
+		if o.moves(kl.lamA, lamA) {
 			eigenInverse(dev, kl.Ai, e.qA, kl.wa, e.rA, e.sA, lamA)
 			kl.lamA = lamA
 		}
-		if lamG != kl.lamG {
+		if o.moves(kl.lamG, lamG) {
 			eigenInverse(dev, kl.Gi, e.qG, kl.wg, e.rG, e.sG, lamG)
 			kl.lamG = lamG
 		}
 	}
+}
+
+// moves reports whether an inverse formed with damping have follows a
+// change to want between refreshes (KFACConfig.HoldDamping).
+func (o *KFAC) moves(have, want float64) bool {
+	d := want - have
+	return d != 0 && !(o.cfg.HoldDamping && math.Abs(d) <= eq11MaxRel*have)
 }

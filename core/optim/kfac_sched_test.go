@@ -18,7 +18,8 @@ import (
 // averages every F steps, damped inverses formed every S steps from the
 // running factors by a dense float64 inverse, held between refreshes and
 // re-formed exactly, (Ā + λ(ρ_k)I)⁻¹ with the factors of the last refresh,
-// whenever ρ moves; the step W ← W − (α/L)·v with v = Λ̃⁻¹ g Γ̃⁻¹, or with
+// whenever ρ moves (with hold, only when λ moves by more than a quarter
+// since the inverse was formed); the step W ← W − (α/L)·v with v = Λ̃⁻¹ g Γ̃⁻¹, or with
 // momentum v ← μv + Λ̃⁻¹ g Γ̃⁻¹. The damping is written out here for the
 // rules it takes (constant √ρ, factored Tikhonov).
 type refRun struct {
@@ -27,6 +28,8 @@ type refRun struct {
 	decay, mu   float64
 	alpha       float64
 	tikhonov    bool
+	hold        bool
+	lA, lG      []float64       // the damping inside the inverses
 	a, g        []*mat.SymDense // running factors
 	trA, trG    []float64       // their traces
 	aRef, gRef  []*mat.SymDense // the factors of the last inverse refresh
@@ -42,7 +45,7 @@ func newRefRun(net *nn.MLP, f, s int, decay, mu, alpha float64, tikhonov bool) *
 	return &refRun{r: r, f: f, s: s, decay: decay, mu: mu, alpha: alpha, tikhonov: tikhonov,
 		a: make([]*mat.SymDense, n), g: make([]*mat.SymDense, n), trA: make([]float64, n), trG: make([]float64, n),
 		aRef: make([]*mat.SymDense, n), gRef: make([]*mat.SymDense, n), hTrA: make([]float64, n), hTrG: make([]float64, n),
-		v: make([][]float64, n), layers: n}
+		v: make([][]float64, n), layers: n, lA: make([]float64, n), lG: make([]float64, n)}
 }
 
 // lambdas are the damping of layer l at coefficient rho from the held
@@ -108,6 +111,13 @@ func (q *refRun) step(t *testing.T, k int, xs, ys []float64, m int, rho float64)
 	for l := range r.w {
 		in, out := r.spec.Sizes[l], r.spec.Sizes[l+1]
 		la, lg := q.lambdas(l, rho)
+		if refresh || !q.hold || math.Abs(la-q.lA[l]) > 0.25*q.lA[l] {
+			q.lA[l] = la
+		}
+		if refresh || !q.hold || math.Abs(lg-q.lG[l]) > 0.25*q.lG[l] {
+			q.lG[l] = lg
+		}
+		la, lg = q.lA[l], q.lG[l]
 		var d mat.Dense
 		d.Product(inv64(t, q.aRef[l], la), mat.NewDense(in+1, out, gs[l]), inv64(t, q.gRef[l], lg))
 		step := d.RawMatrix().Data
@@ -175,6 +185,8 @@ type schedCase struct {
 	inv      Inverse
 	rhos     func(k int) float64 // ρ of step k
 	lm       bool                // ρ adapted by Levenberg–Marquardt every step instead
+	hold     bool                // KFACConfig.HoldDamping
+	refHold  bool                // the reference holds the damping (the same as hold but to see a test fail)
 }
 
 // runSched runs the engine and the float64 reference side by side for
@@ -198,9 +210,11 @@ func runSched(t *testing.T, tc schedCase, steps int) (worst, worstModel float64)
 			lm = LevenbergMarquardt{Phi: 0.8, Every: 1, Min: 1e-6, Max: 1}
 		}
 		c := KFACConfig{LR: alpha, Rho: tc.rhos(0), Damping: rule, LM: lm,
-			Inverse: tc.inv, Refresh: tc.s, FactorEvery: tc.f, Decay: decay, Fisher: ExactFisher, Momentum: tc.mu}
+			Inverse: tc.inv, Refresh: tc.s, FactorEvery: tc.f, Decay: decay, Fisher: ExactFisher, Momentum: tc.mu,
+			HoldDamping: tc.hold}
 		o := mustKFAC(t, net, c)
 		ref := newRefRun(net, tc.f, tc.s, decay, tc.mu, alpha, tc.tikhonov)
+		ref.hold = tc.refHold
 		for k := range steps {
 			x, y, xs, ys := schedBatch(net, m, uint64(k))
 			rho := o.rho
@@ -391,5 +405,38 @@ func TestEigenInverse(t *testing.T) {
 	}
 	if _, err := Build("ngd", "eigen=1,cholesky=1", net, 1); err == nil || !strings.Contains(err.Error(), "two inverse methods") {
 		t.Errorf("eigen=1 with cholesky=1: %v", err)
+	}
+}
+
+// With HoldDamping the inverses keep their damping while ρ moves λ by at
+// most a quarter (a 10% wobble of ρ) until the next refresh, and re-invert
+// on larger jumps (ρ × 3), step for step as the float64 reference, with
+// Cholesky and with the eigenbasis; without it the same wobble moves them
+// (eq. 11), so the reference with holding tells the two apart.
+func TestKFACHoldDampingMatchesReference(t *testing.T) {
+	wobble := func(k int) float64 { return 1e-2 * math.Pow(1.1, float64(k%4)) }
+	jumps := func(k int) float64 { return 1e-2 * math.Pow(3, float64(k%3)) }
+	for _, tc := range []struct {
+		name string
+		c    schedCase
+	}{
+		{"wobble/cholesky", schedCase{f: 0, s: 4, tikhonov: true, rhos: wobble, inv: Cholesky{}}},
+		{"wobble/eigen", schedCase{f: 2, s: 5, tikhonov: false, rhos: wobble, inv: Eigen{}}},
+		{"jumps/cholesky", schedCase{f: 0, s: 4, tikhonov: true, rhos: jumps, inv: Cholesky{}}},
+		{"jumps/eigen", schedCase{f: 1, s: 3, tikhonov: true, rhos: jumps, inv: Eigen{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.hold, tc.c.refHold = true, true
+			if d, _ := runSched(t, tc.c, 9); d > 2e-5 {
+				t.Errorf("weights differ from the float64 reference by %.2e (relative)", d)
+			}
+			if !strings.HasPrefix(tc.name, "wobble") {
+				return
+			}
+			tc.c.hold = false
+			if d, _ := runSched(t, tc.c, 9); d < 1e-4 {
+				t.Errorf("without holding, the engine is within %.2e of the holding reference: the test cannot tell", d)
+			}
+		})
 	}
 }
