@@ -86,13 +86,13 @@ type KFACConfig struct {
 	// moves with ρ only and eq. 11 follows that change alone.
 	FactorEvery int
 	// HoldDamping keeps the inverses as they are when ρ moves between
-	// refreshes by a change of λ within eq11MaxRel (the Levenberg–Marquardt
-	// checks, a factor φ^T at a time): the new damping takes effect at the
-	// next refresh, as in K-FAC (Martens & Grosse 2015 §8 recompute the
-	// inverses every T₃ steps with the damping of that moment; kfac-jax's
-	// cached inverses likewise) instead of by eq. 11 (an n³ product per
-	// factor at every change). A larger jump (Backoff's tenfold ρ) still
-	// re-inverts. false is the paper's Algorithm 1 line 11.
+	// refreshes by a change of λ within a factor of 2 (holdRatio: the
+	// Levenberg–Marquardt checks, a factor φ^T at a time): the new damping
+	// takes effect at the next refresh, as in K-FAC (Martens & Grosse 2015
+	// §8 recompute the inverses every T₃ steps with the damping of that
+	// moment; kfac-jax's cached inverses likewise) instead of by eq. 11 (an
+	// n³ product per factor at every change). A larger jump (Backoff's
+	// tenfold ρ) still re-inverts. false is the paper's Algorithm 1 line 11.
 	HoldDamping bool
 	// Decay is the running-average factor of the Kronecker factors, updated
 	// at each factor update: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ
@@ -1108,7 +1108,7 @@ const eq11MaxRel = 0.25
 // the first-order update Ã⁻¹ ← Ã⁻¹ − dλ·Ã⁻¹Ã⁻¹ (paper eq. 11, Appendix D.1)
 // with the factor statistics held from the last refresh, or, with the
 // Eigen method, exactly from the held eigenbases; with HoldDamping, only
-// for jumps beyond eq11MaxRel.
+// for jumps beyond holdRatio.
 func (o *KFAC) followDamping() {
 	if _, ok := o.cfg.Inverse.(Eigen); ok {
 		o.eigenFollow()
@@ -1157,7 +1157,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "T", Default: d.lmEvery, Min: 1, Max: 1e6, Int: true, Doc: "steps between Levenberg–Marquardt checks (each costs one forward pass)"},
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, with eq. 11 in between (lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},
 		{Name: "F", Default: d.factorEvery, Min: 0, Max: 1e6, Int: true, Doc: "factor period: steps between updates of the Kronecker factors' running averages (the sampled-label pass; kfac-pytorch's factor_update_steps); 0 = with each refresh, every S steps (Algorithm 1)"},
-		{Name: "follow", Default: d.follow, Min: 0, Max: 1, Int: true, Doc: "1 moves the inverses to every change of ρ between refreshes by eq. 11 (exactly with eigen=1; Algorithm 1 line 11); 0 holds them for changes of λ within 25% (the Levenberg–Marquardt steps) until the next refresh, as K-FAC does (Martens & Grosse 2015, kfac-jax), and re-inverts on larger jumps (a backoff)"},
+		{Name: "follow", Default: d.follow, Min: 0, Max: 1, Int: true, Doc: "1 moves the inverses to every change of ρ between refreshes by eq. 11 (exactly with eigen=1; Algorithm 1 line 11); 0 holds them for changes of λ within a factor of 2 (the Levenberg–Marquardt steps) until the next refresh, as K-FAC does (Martens & Grosse 2015, kfac-jax), and re-inverts on larger jumps (a backoff)"},
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per factor update; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},

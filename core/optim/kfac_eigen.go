@@ -160,7 +160,7 @@ func (o *KFAC) eigenRefresh() error {
 // eigenFollow re-forms the inverses whose damping moved since they were
 // formed, exactly, from the held eigenbases (the Eigen method's answer to
 // a change of ρ between refreshes, in place of eq. 11); with HoldDamping
-// only on a jump beyond eq11MaxRel.
+// only on a jump beyond holdRatio.
 func (o *KFAC) eigenFollow() {
 	dev := o.net.Device()
 	for _, kl := range o.layers {
@@ -177,9 +177,15 @@ func (o *KFAC) eigenFollow() {
 	}
 }
 
+// holdRatio bounds the change of λ that HoldDamping holds: within a factor
+// of 2 either way. The Levenberg–Marquardt checks move ρ by φ^T ≈ 0.975 at
+// a time (λ by its square root), so that holding them takes dozens of
+// checks in one direction to run out; a backoff's tenfold ρ (λ × √10 for
+// every rule) re-inverts at once.
+const holdRatio = 2
+
 // moves reports whether an inverse formed with damping have follows a
 // change to want between refreshes (KFACConfig.HoldDamping).
 func (o *KFAC) moves(have, want float64) bool {
-	d := want - have
-	return d != 0 && !(o.cfg.HoldDamping && math.Abs(d) <= eq11MaxRel*have)
+	return want != have && !(o.cfg.HoldDamping && want <= holdRatio*have && want >= have/holdRatio)
 }
