@@ -315,15 +315,20 @@ func TestResumeRefusesOtherRun(t *testing.T) {
 
 // An absurd learning rate. RING at lr=100 without KL clipping: each step
 // that leaves non-finite weights is undone and ρ raised tenfold, until the
-// steps are short enough; the run completes and learns. NGD at lr=100: the
-// factors of the huge activations cannot be inverted whatever ρ, and the
+// steps are short enough; the run completes and learns. NGD at lr=100,
+// inverting every step (S=1,F=1): the factors of the huge activations
+// cannot be inverted whatever ρ, and the
 // run stops after MaxRejects consecutive rejections with an error naming the
 // optimizer, the step and the likely cause; the result counts the rejected
 // attempts.
 func TestDivergedAbsurdLearningRate(t *testing.T) {
 	run := func(opt string) (*Session, []string, int, error) {
 		spec, _ := nn.ParseSpec("2-32-32-2:relu")
-		c := Config{Device: cpu.New(), Model: spec, Optimizer: opt, Hyper: "lr=100,klclip=0", Steps: 100, BatchSize: 32,
+		hp := "lr=100,klclip=0"
+		if opt == "ngd" {
+			hp += ",S=1,F=1"
+		}
+		c := Config{Device: cpu.New(), Model: spec, Optimizer: opt, Hyper: hp, Steps: 100, BatchSize: 32,
 			Seed: 1, Train: data.Circles(1024, 0.1, 1), Test: data.Circles(512, 0.1, 2), Schedule: "constant"}
 		s, err := NewSession(c)
 		if err != nil {
