@@ -187,17 +187,22 @@ func TestResumeViTBitForBit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	config := func(opt string) Config {
-		dev := cpu.New()
-		net, err := arch.Build(dev, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 5)
-		if err != nil {
-			t.Fatal(err)
+	// The last case switches on the K-FAC options with state of their own
+	// (a factor period, momentum, the eigenbasis inverse) and the held
+	// damping, through checkpoint files.
+	for _, tc := range []struct{ opt, hp string }{{"ngd", "S=3"}, {"ring", "S=3"}, {"reng", "S=3"},
+		{"ring", "S=3,F=2,momentum=0.9,cholesky=0,eigen=1,follow=0"}} {
+		opt := tc.opt
+		config := func(opt string) Config {
+			dev := cpu.New()
+			net, err := arch.Build(dev, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Config{Device: dev, Net: net, Optimizer: opt, Hyper: tc.hp, Steps: 12, BatchSize: 8, EvalEvery: 5,
+				Seed: 5, Train: quadrants(32, 1), Test: quadrants(16, 2)}
 		}
-		return Config{Device: dev, Net: net, Optimizer: opt, Hyper: "S=3", Steps: 12, BatchSize: 8, EvalEvery: 5,
-			Seed: 5, Train: quadrants(32, 1), Test: quadrants(16, 2)}
-	}
-	for _, opt := range []string{"ngd", "ring", "reng"} {
-		t.Run(opt, func(t *testing.T) {
+		t.Run(opt+"/"+tc.hp, func(t *testing.T) {
 			dir := t.TempDir()
 			straight, err := NewSession(config(opt))
 			if err != nil {
