@@ -231,10 +231,23 @@ func (g *Game) upload(screen *ebiten.Image, frame *image.RGBA, r image.Rectangle
 	return r.Dx() * r.Dy()
 }
 
-// DrawFinalScreen copies the game's screen into the window. Copying (not
+// letterboxed reports whether the frame, drawn by geoM at the offscreen's
+// size, leaves a margin of the screen uncovered.
+func letterboxed(screen, offscreen image.Rectangle, geoM ebiten.GeoM) bool {
+	x0, y0 := geoM.Apply(0, 0)
+	x1, y1 := geoM.Apply(float64(offscreen.Dx()), float64(offscreen.Dy()))
+	return x0 > 0.5 || y0 > 0.5 || x1 < float64(screen.Dx())-0.5 || y1 < float64(screen.Dy())-0.5
+}
+
+// DrawFinalScreen copies the game's screen into the window, on ui.BarColor
+// where it does not fill the window (a browser tab or a resized window of
+// another shape than the frame's), where ebiten leaves black bars. Copying (not
 // blending, as ebiten's default does) is the same picture, the frame being
 // opaque, and cheaper for software GL.
 func (g *Game) DrawFinalScreen(screen ebiten.FinalScreen, offscreen *ebiten.Image, geoM ebiten.GeoM) {
+	if letterboxed(screen.Bounds(), offscreen.Bounds(), geoM) {
+		screen.Fill(ui.BarColor)
+	}
 	op := &ebiten.DrawImageOptions{GeoM: geoM, Blend: ebiten.BlendCopy}
 	switch s := geoM.Element(0, 0); { // as ebiten.DefaultDrawFinalScreen
 	case s < 1:

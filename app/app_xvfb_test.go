@@ -161,12 +161,12 @@ func TestClickMovesStart(t *testing.T) {
 			break
 		}
 	}
-	// The default problem's box is [−3, 3]², its plot 612 px from x = 78,
-	// y = 98: the click lands near (−1.6, −1.4).
+	// The default problem's box is [−3, 3]², its plot 552 px from x = 78,
+	// y = 98: the click lands near (−1.1, −1.9).
 	if math.IsNaN(after[0]) || after == before {
 		t.Fatalf("start did not move: %v", after)
 	}
-	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/612)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/612)) > 0.05 {
+	if math.Abs(after[0]-(-3+6*(float64(x)+0.5-78)/552)) > 0.05 || math.Abs(after[1]-(3-6*(float64(y)+0.5-98)/552)) > 0.05 {
 		t.Errorf("start %v is not under the click at (%d, %d)", after, x, y)
 	}
 }
@@ -226,8 +226,8 @@ var liveScenes = []liveScene{
 		func(u *ui.UI) { u.Update(ui.Input{X: 200, Y: 250, In: true, Down: true, Pressed: true}) },
 		func(tick int) ui.Input { x, y := circle(384, 404, 200, tick); return ui.Input{X: x, Y: y, In: true} }},
 	{"landscape: dragging lr, races rerun", ui.ViewLandscape, nil,
-		// The lr slider's track: sliderPanel (736, 298) + 10 + 62, row 26 px below.
-		func(tick int) ui.Input { return drag(810, 940, 337, tick) }},
+		// The lr slider's track: sliderPanel (736, 298) + 10 + 66, row 26 px below.
+		func(tick int) ui.Input { return drag(814, 940, 337, tick) }},
 	{"network: training", ui.ViewNetwork,
 		func(u *ui.UI) { u.Update(ui.Input{Keys: []ui.Key{"r"}}) },
 		func(tick int) ui.Input { x, y := circle(700, 300, 150, tick); return ui.Input{X: x, Y: y, In: true} }},
@@ -236,7 +236,7 @@ var liveScenes = []liveScene{
 			u.SetView(ui.ViewNetwork)
 			u.Update(ui.Input{Keys: []ui.Key{"r"}})
 		},
-		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+		func(tick int) ui.Input { return drag(745, 935, 681, tick) }},
 }
 
 // keys is the input of pressing the keys one per tick.
@@ -265,7 +265,8 @@ func pick(u *ui.UI, data, model string) {
 // imageScenes train the network lab's image models on the digits (from
 // the data folder; without them the lab shows its message): the CNN while
 // the cursor moves, then the ViT while ρ is dragged over the factors of
-// its first attention block.
+// its first attention block, then the ViT in the transformer lesson while
+// the cursor moves (the lesson refreshes twice a second).
 var imageScenes = []liveScene{
 	{"network: training a CNN on the digits", ui.ViewNetwork,
 		func(u *ui.UI) { pick(u, "digits", "cnn") },
@@ -276,7 +277,10 @@ var imageScenes = []liveScene{
 			u.SetView(ui.ViewKronecker)
 			keys(u, "[", "[", "]", "]", "]", "]") // block 5: the query projection
 		},
-		func(tick int) ui.Input { return drag(745, 935, 723, tick) }},
+		func(tick int) ui.Input { return drag(745, 935, 681, tick) }},
+	{"transformer: the ViT training, cursor moving", ui.ViewTransformer,
+		func(u *ui.UI) { pick(u, "digits", "vit") },
+		func(tick int) ui.Input { x, y := circle(700, 400, 200, tick); return ui.Input{X: x, Y: y, In: true} }},
 }
 
 // cpuTime returns the CPU time used by this process so far (its goroutines
@@ -358,5 +362,86 @@ func TestFrameRate(t *testing.T) {
 	for _, sc := range imageScenes {
 		play(sc)
 	}
+	// The transformer lesson's worst case, on the ViT (the loop above
+	// showed it without one: its message).
+	if name := "transformer (ViT): worst case, all redrawn"; strings.Contains(name, only) {
+		game.SetOptions(Options{ForceRedraw: true})
+		game.Do(func(u *ui.UI) {
+			pick(u, "digits", "vit")
+			u.SetView(ui.ViewTransformer)
+		})
+		waitFrames(t, 5)
+		measure(name)
+		game.SetOptions(Options{})
+	}
 	_ = plot.Background
+}
+
+// TestTransformerLessonInWindow shows the transformer lesson on the ViT
+// training on the digits in the real window (1280×800 under Xvfb, software
+// GL) and checks what the GPU screen shows: the eigenvalues' blue in each
+// of the 24 spectra of the table (6 weights × Λ, Γ × expand, reduce), the
+// damping's yellow, and the attention maps' colours. GRNG_UI_SHOTS saves
+// the screen.
+func TestTransformerLessonInWindow(t *testing.T) {
+	game.Do(func(u *ui.UI) {
+		pick(u, "digits", "vit")
+		u.SetView(ui.ViewTransformer)
+	})
+	// The table's spectra, as app/ui lays them out: rows of 82 px from
+	// y = 152, label column 150 px from x = 352, four columns of 192 px.
+	cell := func(i, j int) image.Rectangle {
+		x0, y := 352+150, 152+82*i
+		return image.Rect(x0+j*192+44, y+2, x0+(j+1)*192-8, y+82-22)
+	}
+	count := func(img *image.RGBA, r image.Rectangle, col color.RGBA) int {
+		n := 0
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				if c := img.RGBAAt(x, y); c.R == col.R && c.G == col.G && c.B == col.B {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	blue, yellow := plot.Hex(0x4dabf7), plot.Hex(0xffd43b)
+	var img *image.RGBA
+	missing := func() []string {
+		var out []string
+		for i := range 6 {
+			for j := range 4 {
+				if n := count(img, cell(i, j), blue); n < 4 {
+					out = append(out, fmt.Sprintf("row %d column %d (%d blue pixels)", i+1, j+1, n))
+				}
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		waitFrames(t, 10)
+		img = game.Screenshot()
+		if len(missing()) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if b := img.Bounds(); b.Dx() != ui.Width || b.Dy() != ui.Height {
+		t.Fatalf("screen %v, want %d×%d", b, ui.Width, ui.Height)
+	}
+	if m := missing(); len(m) > 0 {
+		t.Errorf("spectra without eigenvalues on the screen: %s", strings.Join(m, "; "))
+	}
+	if n := count(img, image.Rect(502, 152, 1272, 646), yellow); n < 200 {
+		t.Errorf("%d pixels of the damping's yellow in the table", n)
+	}
+	maps := image.Rect(40, 340, 330, 465) // the two heads' 4×4 maps
+	if n := colours(img.SubImage(maps).(*image.RGBA)); n < 6 {
+		t.Errorf("the attention maps have %d colours", n)
+	}
+	if dir := os.Getenv("GRNG_UI_SHOTS"); dir != "" {
+		if err := savePNG(dir+"/xvfb-transformer.png", img); err != nil {
+			t.Error(err)
+		}
+	}
 }

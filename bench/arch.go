@@ -9,12 +9,23 @@ import (
 	"grng/core"
 	"grng/core/data"
 	"grng/core/nn"
+	"grng/models/use"
 )
 
-// parseModel reads task t's model, as --model does (nn.ParseArch). A LoRA
-// task needs an MLP: its adapters wrap the MLP's dense layers and its
-// backbone is saved as one (SaveMLP).
-func parseModel(t *Task) (nn.Arch, error) {
+// parseModel reads task t's model, as --model does: the pretrained
+// encoder's fine-tuning (use.ParseFineTune, its files in dataDir) or
+// nn.ParseArch. A LoRA task needs an MLP: its adapters wrap the MLP's
+// dense layers and its backbone is saved as one (SaveMLP).
+func parseModel(t *Task, dataDir string) (nn.Arch, error) {
+	if f, ok, err := use.ParseFineTune(t.Model, dataDir); ok {
+		if err != nil {
+			return nil, fmt.Errorf("task %s: %w", t.Name, err)
+		}
+		if t.LoRA != nil {
+			return nil, fmt.Errorf("task %s: %s has its own LoRA adapters, not a backbone to pretrain", t.Name, f)
+		}
+		return f, nil
+	}
 	a, err := nn.ParseArch(t.Model)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", t.Name, err)
@@ -27,8 +38,8 @@ func parseModel(t *Task) (nn.Arch, error) {
 
 // buildModel makes task t's model on dev for the samples of d (their
 // shape and classes), with softmax cross-entropy, initialised from seed.
-func buildModel(dev core.Device, t *Task, d *data.Dataset, seed uint64) (nn.Model, error) {
-	a, err := parseModel(t)
+func buildModel(dev core.Device, t *Task, d *data.Dataset, seed uint64, dataDir string) (nn.Model, error) {
+	a, err := parseModel(t, dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -60,10 +71,10 @@ type modelInfo struct {
 
 // describe builds task t's model on a scope of dev that it frees again,
 // and measures it.
-func describe(dev core.Device, t *Task, d *data.Dataset) (*modelInfo, error) {
+func describe(dev core.Device, t *Task, d *data.Dataset, dataDir string) (*modelInfo, error) {
 	sc := core.NewScope(dev)
 	defer sc.Release()
-	m, err := buildModel(sc, t, d, 1)
+	m, err := buildModel(sc, t, d, 1, dataDir)
 	if err != nil {
 		return nil, err
 	}

@@ -188,7 +188,7 @@ func TestTaskHashCanonicalModel(t *testing.T) {
 // (3·3+1)×4 weights at 64 pixels and the classifier's (4·4·4+1)×10 once.
 func TestModelInfoCountsPositions(t *testing.T) {
 	digits := openDigits(t)
-	m, err := describe(cpu.New(), quickCNN, digits)
+	m, err := describe(cpu.New(), quickCNN, digits, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestModelInfoCountsPositions(t *testing.T) {
 		t.Errorf("cubes %v, want %v", m.Cubes, cubes)
 	}
 	// An MLP's multiply-adds are its parameters.
-	mlp, err := describe(cpu.New(), quickDigits, digits)
+	mlp, err := describe(cpu.New(), quickDigits, digits, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestSuiteModelsBuild(t *testing.T) {
 			if task.Fold > 0 {
 				d = &data.Dataset{D: task.Fold, Classes: d.Classes}
 			}
-			if _, err := describe(cpu.New(), task, d); err != nil {
+			if _, err := describe(cpu.New(), task, d, ""); err != nil {
 				t.Errorf("suite %s: %v", s.Name, err)
 			}
 		}
@@ -242,7 +242,7 @@ func TestSuiteModelsBuild(t *testing.T) {
 // model, and a refusal does not rescale the other estimates.
 func TestCostModelSkipsUnsupported(t *testing.T) {
 	digits := openDigits(t)
-	info, err := describe(cpu.New(), quickCNN, digits)
+	info, err := describe(cpu.New(), quickCNN, digits, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"grng/core"
@@ -88,7 +89,7 @@ type job struct {
 	task  *Task
 	arm   Arm
 	seed  uint64
-	lr    float64 // sweep jobs: the learning rate tried
+	point string // sweep jobs: the setting tried ("lr=0.01", a Grid point)
 	group string
 	exp   *Experiment // main jobs: the experiment they belong to
 
@@ -107,7 +108,7 @@ func (j *job) label() string {
 	case jobPretrain:
 		return fmt.Sprintf("%s backbone (%s)", j.task.Name, Label(j.arm.Optimizer))
 	case jobSweep:
-		return fmt.Sprintf("sweep %s %s lr=%g", j.task.Name, Label(j.arm.Optimizer), j.lr)
+		return fmt.Sprintf("sweep %s %s %s", j.task.Name, Label(j.arm.Optimizer), strings.ReplaceAll(j.point, ",", " "))
 	}
 	return fmt.Sprintf("%s %s %s seed %d", j.group, j.task.Name, j.arm.Label, j.seed)
 }
@@ -140,9 +141,7 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return Outcome{}, err
 	}
-	b := &bencher{o: o, ld: newLoader(o.DataDir), byHash: map[string]*job{}, sweeps: map[string]*sweepResult{},
-		models: map[string]*nn.MLP{}, infos: map[string]*modelInfo{}, bbHash: map[string]string{}, started: time.Now()}
-	b.cost = newCostModel()
+	b := newBencher(o)
 	if err := b.plan(); err != nil {
 		return Outcome{}, err
 	}
@@ -159,6 +158,12 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 	return b.out, rerr
 }
 
+func newBencher(o Options) *bencher {
+	return &bencher{o: o, ld: newLoader(o.DataDir), byHash: map[string]*job{}, sweeps: map[string]*sweepResult{},
+		models: map[string]*nn.MLP{}, infos: map[string]*modelInfo{}, bbHash: map[string]string{}, started: time.Now(),
+		cost: newCostModel()}
+}
+
 // plan lists the jobs: pretraining, sweeps, then the main runs, each once
 // (experiments that share a run share its job).
 func (b *bencher) plan() error {
@@ -169,7 +174,7 @@ func (b *bencher) plan() error {
 	}
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
-		if _, err := parseModel(e.Task); err != nil {
+		if _, err := parseModel(e.Task, b.o.DataDir); err != nil {
 			return err
 		}
 		if l := e.Task.LoRA; l != nil {
@@ -178,10 +183,6 @@ func (b *bencher) plan() error {
 				b.bbHash[e.Task.hash()] = ""
 			}
 		}
-	}
-	grids := sweepGrid
-	if b.o.Suite.Grid != nil {
-		grids = b.o.Suite.Grid
 	}
 	seenSweep := map[string]bool{}
 	for ei := range b.o.Suite.Experiments {
@@ -195,8 +196,8 @@ func (b *bencher) plan() error {
 				continue
 			}
 			seenSweep[key] = true
-			for _, lr := range grids[opt] {
-				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: Arm{Label: Label(opt), Optimizer: opt}, seed: sweepSeed, lr: lr})
+			for _, p := range b.gridOf(opt).Points() {
+				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: Arm{Label: Label(opt), Optimizer: opt}, seed: sweepSeed, point: p})
 			}
 		}
 	}
@@ -217,8 +218,23 @@ func (b *bencher) plan() error {
 				b.jobs = append(b.jobs, &job{kind: jobMain, task: e.Task, arm: a, seed: uint64(s), group: e.Group, exp: e})
 			}
 		}
+		if b.o.Suite.Interleave {
+			mine := b.jobs[len(b.jobs)-n*countKnown(e.Arms, known):]
+			sort.SliceStable(mine, func(i, k int) bool { return mine[i].seed < mine[k].seed })
+		}
 	}
 	return nil
+}
+
+// countKnown counts the arms whose optimizer is registered.
+func countKnown(arms []Arm, known map[string]bool) int {
+	n := 0
+	for _, a := range arms {
+		if known[a.Optimizer] {
+			n++
+		}
+	}
+	return n
 }
 
 func hasArm(e *Experiment, opt string) bool {
@@ -248,13 +264,13 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	hp := j.arm.Hyper
 	switch j.kind {
 	case jobSweep:
-		hp = joinHyper(hp, "lr="+formatG(j.lr))
+		hp = joinHyper(hp, j.point)
 	case jobMain:
 		if sw, swept := b.sweepFor(j.task, j.arm.Optimizer); swept {
 			if sw == nil {
 				return false, nil
 			}
-			hp = joinHyper("lr="+formatG(sw.Best), hp)
+			hp = joinHyper(sw.Best, hp)
 		}
 	}
 	hp = joinHyper(hp)
@@ -265,7 +281,7 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	}
 	t := j.task
 	sp := runSpec{Format: specFormat, Task: t.Name, TaskHash: t.hash(), Optimizer: opt, Hyper: resolved, Seed: j.seed,
-		Batch: t.Batch, EvalEvery: t.EvalEvery, Target: t.Target, Device: b.o.Device.Name()}
+		Batch: t.Batch, EvalEvery: t.EvalEvery, Target: t.Target, Schedule: t.Schedule, Device: b.o.Device.Name()}
 	sp.Steps = stepsOf(t, opt, sets.Train.N)
 	dir := filepath.Join(b.o.Out, "runs", t.Name, opt, slug(hp), fmt.Sprintf("seed-%d", j.seed))
 	switch j.kind {
@@ -415,8 +431,11 @@ func (b *bencher) execute(ctx context.Context) error {
 func oneLine(s *Summary) string {
 	r := s.Result
 	line := fmt.Sprintf("%s, %d steps in %.1fs", s.Status, r.Steps, float64(r.TrainSeconds))
+	if !math.IsNaN(float64(r.ValAcc)) {
+		line += fmt.Sprintf(", val %.2f%%", 100*float64(r.ValAcc))
+	}
 	if !math.IsNaN(float64(r.TestAcc)) {
-		line += fmt.Sprintf(", val %.2f%% test %.2f%%", 100*float64(r.ValAcc), 100*float64(r.TestAcc))
+		line += fmt.Sprintf(" test %.2f%%", 100*float64(r.TestAcc))
 	}
 	if s.Error != "" {
 		line += " (" + s.Error + ")"
@@ -436,6 +455,9 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 	defer dev.Release()
 	in := loopInput{dev: dev, spec: j.spec, hyperArg: j.hyperArg, train: sets.Train, val: sets.Val, test: sets.Test,
 		dir: j.dir, onStep: onStep}
+	if j.kind == jobSweep {
+		in.test = nil // tuning sees the validation split only; the test set is read by the reported runs
+	}
 	if l := j.task.LoRA; l != nil {
 		base := b.models[j.task.hash()]
 		if base == nil {
@@ -452,7 +474,7 @@ func (b *bencher) runJob(ctx context.Context, j *job, onStep func(int)) (*Summar
 			return nil, err
 		}
 		in.net = net
-	} else if in.net, err = buildModel(dev, j.task, sets.Train, j.seed); err != nil {
+	} else if in.net, err = buildModel(dev, j.task, sets.Train, j.seed, b.o.DataDir); err != nil {
 		return nil, err
 	}
 	return trainLoop(ctx, in)
@@ -464,7 +486,7 @@ func (b *bencher) modelInfo(t *Task, d *data.Dataset) (*modelInfo, error) {
 	if m, ok := b.infos[key]; ok {
 		return m, nil
 	}
-	m, err := describe(b.o.Device, t, d)
+	m, err := describe(b.o.Device, t, d, b.o.DataDir)
 	if err != nil {
 		return nil, err
 	}

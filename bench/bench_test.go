@@ -31,7 +31,7 @@ func tinySuite() Suite {
 		Model: "2-8-2:tanh", Batch: 32, Epochs: 1, KalmanEpochs: 0.5, EvalEvery: 2, Target: 0.55,
 		LoRA: &LoRATask{Data: "synth:moons", TrainN: 256, Epochs: 1, Batch: 32, Optimizer: "adamw", Hyper: "lr=1e-2", Rank: 2, Alpha: 2}}
 	return Suite{Name: "test", Doc: "a tiny synthetic suite for the tests", Budget: "seconds",
-		Grid: map[string][]float64{"sgd": {0.01, 0.1}, "adamw": {1e-3, 3e-2}, "sophia": {1e-3, 3e-2}, "sam": {0.01, 0.1}},
+		Grid: map[string]Grid{"sgd": LRGrid(0.01, 0.1), "adamw": LRGrid(1e-3, 3e-2), "sophia": LRGrid(1e-3, 3e-2), "sam": LRGrid(0.01, 0.1)},
 		Experiments: []Experiment{
 			{Section: Accuracy, Group: "vision", Task: spiral, Arms: armsOf(reg), Sweep: swept},
 			{Section: Accuracy, Group: "vision", Task: moons, Arms: armsOf(reg), Sweep: swept},
@@ -335,20 +335,22 @@ func TestSweepPicksBestValidationAccuracy(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		trials []sweepTrial
-		want   float64
+		want   string
 		ok     bool
 	}{
-		{"max", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.9}, {LR: 1e-1, Status: StatusCompleted, ValAcc: 0.7}}, 1e-2, true},
-		{"diverged never wins", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.5}, {LR: 1, Status: StatusDiverged, ValAcc: 0.99}}, 1e-3, true},
-		{"unevaluated never wins", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: nan}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.1}}, 1e-2, true},
-		{"tie: best during the run", []sweepTrial{{LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {LR: 1e-2, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.85}}, 1e-2, true},
-		{"tie: smaller rate", []sweepTrial{{LR: 1e-2, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {LR: 1e-3, Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}}, 1e-3, true},
-		{"none", []sweepTrial{{LR: 1, Status: StatusDiverged}}, 0, false},
+		{"max", []sweepTrial{{Hyper: "lr=0.001", Status: StatusCompleted, ValAcc: 0.8}, {Hyper: "lr=0.01", Status: StatusCompleted, ValAcc: 0.9}, {Hyper: "lr=0.1", Status: StatusCompleted, ValAcc: 0.7}}, "lr=0.01", true},
+		{"diverged never wins", []sweepTrial{{Hyper: "lr=0.001", Status: StatusCompleted, ValAcc: 0.5}, {Hyper: "lr=1", Status: StatusDiverged, ValAcc: 0.99}}, "lr=0.001", true},
+		{"unevaluated never wins", []sweepTrial{{Hyper: "lr=0.001", Status: StatusCompleted, ValAcc: nan}, {Hyper: "lr=0.01", Status: StatusCompleted, ValAcc: 0.1}}, "lr=0.01", true},
+		{"tie: best during the run", []sweepTrial{{Hyper: "lr=0.001", Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {Hyper: "lr=0.01", Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.85}}, "lr=0.01", true},
+		{"tie: smaller rate", []sweepTrial{{Hyper: "lr=0.01", Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}, {Hyper: "lr=0.001", Status: StatusCompleted, ValAcc: 0.8, BestValAcc: 0.8}}, "lr=0.001", true},
+		{"tie: lr first, then rho", []sweepTrial{{Hyper: "lr=1,rho=0.0001", Status: StatusCompleted, ValAcc: 0.8}, {Hyper: "lr=0.3,rho=0.01", Status: StatusCompleted, ValAcc: 0.8},
+			{Hyper: "lr=0.3,rho=0.001", Status: StatusCompleted, ValAcc: 0.8}}, "lr=0.3,rho=0.001", true},
+		{"none", []sweepTrial{{Hyper: "lr=1", Status: StatusDiverged}}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := bestLR(tc.trials)
+			got, ok := bestTrial(tc.trials)
 			if ok != tc.ok || got != tc.want {
-				t.Fatalf("bestLR = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+				t.Fatalf("bestTrial = %q, %v; want %q, %v", got, ok, tc.want, tc.ok)
 			}
 		})
 	}
@@ -365,7 +367,7 @@ func TestSweepPicksBestValidationAccuracy(t *testing.T) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatal(err)
 		}
-		if len(r.Trials) != len(tinySuite().Grid[opt]) {
+		if len(r.Trials) != tinySuite().Grid[opt].Size() {
 			t.Fatalf("%s: %d trials", opt, len(r.Trials))
 		}
 		best := math.Inf(-1)
@@ -375,17 +377,49 @@ func TestSweepPicksBestValidationAccuracy(t *testing.T) {
 			}
 		}
 		for _, tr := range r.Trials {
-			if tr.LR == r.Best && float64(tr.ValAcc) != best {
-				t.Fatalf("%s: chose lr %g with validation accuracy %v, best is %v", opt, r.Best, tr.ValAcc, best)
+			// The sweep never reads the test set.
+			ts, err := readSummary(filepath.Join(out, "sweeps", "spiral", opt, slug(tr.Hyper)))
+			if err != nil || !math.IsNaN(float64(ts.Result.TestAcc)) || !math.IsNaN(float64(ts.Result.TestLoss)) {
+				t.Fatalf("%s: trial %s evaluated the test set (test acc %v, %v)", opt, tr.Hyper, ts.Result.TestAcc, err)
+			}
+			if tr.Hyper == r.Best && float64(tr.ValAcc) != best {
+				t.Fatalf("%s: chose %s with validation accuracy %v, best is %v", opt, r.Best, tr.ValAcc, best)
 			}
 		}
-		s, err := readSummary(filepath.Join(out, "runs", "spiral", opt, slug(joinHyper("lr="+formatG(r.Best))), "seed-1"))
+		s, err := readSummary(filepath.Join(out, "runs", "spiral", opt, slug(joinHyper(r.Best)), "seed-1"))
 		if err != nil {
 			t.Fatalf("%s: the main run does not use the chosen rate: %v", opt, err)
 		}
-		if s.Config.Hyper["lr"] != r.Best {
-			t.Fatalf("%s: main run lr %v, chosen %v", opt, s.Config.Hyper["lr"], r.Best)
+		if want := hyperValues(r.Best)["lr"]; s.Config.Hyper["lr"] != want {
+			t.Fatalf("%s: main run lr %v, chosen %v", opt, s.Config.Hyper["lr"], want)
 		}
+	}
+}
+
+// A grid's points are every combination of its axes, the first outermost;
+// a choice on the edge of an axis is named.
+func TestGridPointsAndEdges(t *testing.T) {
+	g := Grid{{Name: "lr", Values: []float64{0.3, 1}}, {Name: "rho", Values: []float64{1e-4, 1e-3, 1e-2}}}
+	if g.Size() != 6 {
+		t.Fatalf("size %d", g.Size())
+	}
+	want := "lr=0.3,rho=0.0001 lr=0.3,rho=0.001 lr=0.3,rho=0.01 lr=1,rho=0.0001 lr=1,rho=0.001 lr=1,rho=0.01"
+	if got := strings.Join(g.Points(), " "); got != want {
+		t.Fatalf("points %s\nwant   %s", got, want)
+	}
+	for hp, want := range map[string]string{
+		"lr=0.3,rho=0.001": "lr 0.3 at the lower edge",
+		"lr=1,rho=0.01":    "lr 1 at the upper edge; rho 0.01 at the upper edge",
+	} {
+		if got := strings.Join(g.Edges(hp), "; "); got != want {
+			t.Errorf("Edges(%s) = %q, want %q", hp, got, want)
+		}
+	}
+	if e := LRGrid(0.1).Edges("lr=0.1"); len(e) != 0 {
+		t.Errorf("a one-value axis has no edge: %v", e)
+	}
+	if s := g.String(); s != "lr=0.3/1,rho=0.0001/0.001/0.01" {
+		t.Errorf("String() = %q", s)
 	}
 }
 

@@ -28,12 +28,20 @@ type sets struct {
 type loader struct {
 	dir   string
 	cache map[string]*sets // by task hash
+	// given are data sets loaded by the caller (Compare's), by name: a
+	// task whose Data names one reads it rather than the data directory.
+	given map[string][2]*data.Dataset
 }
 
-func newLoader(dir string) *loader { return &loader{dir: dir, cache: map[string]*sets{}} }
+func newLoader(dir string) *loader {
+	return &loader{dir: dir, cache: map[string]*sets{}, given: map[string][2]*data.Dataset{}}
+}
 
 // open returns the training and test files of a data set name.
 func (ld *loader) open(name string, trainN, testN int) (train, test *data.Dataset, err error) {
+	if g, ok := ld.given[name]; ok {
+		return g[0], g[1], nil
+	}
 	if syn, ok := strings.CutPrefix(name, "synth:"); ok {
 		g, ok := data.Synthetic[syn]
 		if !ok {

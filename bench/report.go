@@ -149,12 +149,14 @@ type RunRow struct {
 	ConfigHash, Dir                               string
 }
 
-// curve is a run's metrics.csv: per step the gradient norm, and the
-// validation accuracy where evaluated (NaN elsewhere).
+// curve is a run's metrics.csv: per step the gradient norm, the training
+// time so far (evaluation excluded), and the validation accuracy where
+// evaluated (NaN elsewhere).
 type curve struct {
-	steps []int
-	grad  []float64
-	val   []float64
+	steps   []int
+	grad    []float64
+	elapsed []float64
+	val     []float64
 }
 
 func readCurve(dir string) (*curve, error) {
@@ -186,6 +188,7 @@ func readCurve(dir string) (*curve, error) {
 		st, _ := strconv.Atoi(r[col["step"]])
 		c.steps = append(c.steps, st)
 		c.grad = append(c.grad, num(r[col["grad_norm"]]))
+		c.elapsed = append(c.elapsed, num(r[col["elapsed_s"]]))
 		c.val = append(c.val, num(r[col["test_acc"]]))
 	}
 	return c, nil
@@ -254,6 +257,9 @@ func (b *bencher) collect() []ExperimentResult {
 				if s.Status == StatusUnsupported || s.Status == StatusFailed {
 					ar.Note = s.Error
 					continue
+				}
+				if s.Status == StatusInterrupted {
+					continue // a partial run: counted, not averaged (it is redone next time)
 				}
 				if s.Status == StatusDiverged && ar.Note == "" {
 					ar.Note = s.Error
@@ -646,9 +652,11 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 	}
 	// Sweeps.
 	var srows [][]string
+	oneAxis := true
 	for _, key := range sortedKeys(b.sweeps) {
 		s := b.sweeps[key]
 		res.Sweeps = append(res.Sweeps, s)
+		oneAxis = oneAxis && len(s.Grid) == 1 && s.Grid[0].Name == "lr"
 		var trials []string
 		for _, t := range s.Trials {
 			v := "—"
@@ -657,14 +665,26 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 			} else if t.Status != StatusCompleted {
 				v = t.Status
 			}
-			trials = append(trials, fmt.Sprintf("%g: %s", t.LR, v))
+			trials = append(trials, fmt.Sprintf("%s: %s", s.label(t.Hyper), v))
 		}
-		srows = append(srows, []string{s.Task, Label(s.Optimizer), strings.Join(trials, ", "), fmt.Sprintf("**%g**", s.Best)})
+		chosen := "defaults (no trial completed)"
+		if s.Best != "" {
+			chosen = fmt.Sprintf("**%s**", s.label(s.Best))
+			if e := s.edges(); len(e) > 0 {
+				chosen += " (" + strings.Join(e, "; ") + ")"
+			}
+		}
+		srows = append(srows, []string{s.Task, Label(s.Optimizer), strings.Join(trials, ", "), chosen})
 	}
 	if len(srows) > 0 {
+		what, head := "lr", "rate"
+		if !oneAxis {
+			what, head = "setting", "setting"
+		}
 		fmt.Fprintf(w, "Learning rates of the first-order optimizers (SGD, AdamW, Sophia, SAM) were tuned as in the paper, by a sweep on the validation set "+
-			"(seed %d, which no reported run uses; same budget as the runs; criterion: %s). Validation accuracy (%%) per rate:\n\n", sweepSeed, sweepCriterion)
-		table(w, "sweeps", []string{"Task", "Optimizer", "lr: validation accuracy", "Chosen lr"}, srows)
+			"(seed %d, which no reported run uses; same budget as the runs; criterion: %s). Validation accuracy (%%) per %s; "+
+			"a choice on the edge of its grid is marked (the best value may lie beyond it):\n\n", sweepSeed, sweepCriterion, head)
+		table(w, "sweeps", []string{"Task", "Optimizer", what + ": validation accuracy", "Chosen " + what}, srows)
 	}
 	// Hyperparameters.
 	hps := map[string]string{}

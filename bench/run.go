@@ -42,6 +42,7 @@ type runSpec struct {
 	Steps     int                `json:"steps"`
 	EvalEvery int                `json:"eval_every"`
 	Target    float64            `json:"target"`
+	Schedule  string             `json:"schedule,omitempty"`
 	Device    string             `json:"device"`
 }
 
@@ -234,6 +235,9 @@ func loadAvg() float64 {
 // stepsOf is the run length of optimizer opt on a training set of n
 // samples: epochs (KalmanEpochs for the Kalman filters) × ⌊n/batch⌋.
 func stepsOf(t *Task, opt string, n int) int {
+	if t.Steps > 0 {
+		return t.Steps
+	}
 	ep := t.Epochs
 	if isKalman(opt) && t.KalmanEpochs > 0 {
 		ep = t.KalmanEpochs
@@ -373,7 +377,7 @@ func newSession(in loopInput) (sess *train.Session, err error) {
 	}
 	return train.NewSession(train.Config{Device: in.dev, Net: in.net, Optimizer: sp.Optimizer,
 		Hyper: strings.Join(parts, ","), Steps: sp.Steps, BatchSize: sp.Batch, EvalEvery: sp.EvalEvery,
-		Seed: sp.Seed, Train: in.train, Test: in.val})
+		Seed: sp.Seed, Schedule: sp.Schedule, Train: in.train, Test: in.val})
 }
 
 // stepSafely takes one step, turning a panic (a programmer error inside an

@@ -14,6 +14,9 @@ type Task struct {
 	// Data is a data set of core/data ("mnist", "sentiment", …) or a
 	// synthetic one as "synth:NAME" (generated in memory).
 	Data string
+	// DataHash identifies the contents of data given in memory (Compare's
+	// user files), so that a changed file redoes its runs.
+	DataHash string `json:",omitempty"`
 	// TrainN, ValN, TestN size the subsets: the validation set is the first
 	// ValN samples of a fixed permutation of the training file, the training
 	// set the next TrainN (0: all the rest), the test set the first TestN of
@@ -30,6 +33,12 @@ type Task struct {
 	Model  string
 	Batch  int     // mini-batch of every optimizer
 	Epochs float64 // run length of the batch optimizers, in passes over the training set
+	// Steps, when > 0, is the run length of every optimizer in steps
+	// (overriding Epochs and KalmanEpochs).
+	Steps int `json:",omitempty"`
+	// Schedule is the step-length schedule over a run (train.Config's):
+	// "" or "constant" (the suites), "linear", "cosine".
+	Schedule string `json:",omitempty"`
 	// KalmanEpochs is the run length of the Kalman filters (one filter step
 	// per sample; the paper runs them for about one epoch, Tables 4–5).
 	KalmanEpochs float64
@@ -103,9 +112,13 @@ type Suite struct {
 	Experiments []Experiment
 	// Budget is the suite's documented size, for --list and the report.
 	Budget string
-	// Grid is the learning-rate grid of each swept optimizer (nil: the
-	// default grid, sweepGrid).
-	Grid map[string][]float64
+	// Grid is the sweep grid of each swept optimizer (nil: the default
+	// learning-rate grids, sweepGrid).
+	Grid map[string]Grid
+	// Interleave orders the main runs by seed across the arms (seed 1 of
+	// every arm, then seed 2, …) rather than arm by arm, so that a drift in
+	// the machine's load falls on every optimizer alike.
+	Interleave bool
 }
 
 // Seeds used by every suite: the main runs use seeds 1..N, the learning-rate
@@ -168,19 +181,19 @@ func armsOf(registry []string, names ...string) []Arm {
 // paper sweeps (1e-5, 1e-3) for AdamW and Sophia when fine-tuning; trained
 // from scratch the best rates are higher, so the grids reach 1e-2. SGD and
 // SAM's base step (SGD with momentum) take larger rates.
-var sweepGrid = map[string][]float64{
-	"sgd":    {0.01, 0.03, 0.1, 0.3},
-	"adamw":  {3e-4, 1e-3, 3e-3, 1e-2},
-	"sophia": {3e-4, 1e-3, 3e-3, 1e-2},
-	"sam":    {0.01, 0.03, 0.1, 0.3},
+var sweepGrid = map[string]Grid{
+	"sgd":    LRGrid(0.01, 0.03, 0.1, 0.3),
+	"adamw":  LRGrid(3e-4, 1e-3, 3e-3, 1e-2),
+	"sophia": LRGrid(3e-4, 1e-3, 3e-3, 1e-2),
+	"sam":    LRGrid(0.01, 0.03, 0.1, 0.3),
 }
 
 // quickGrid is the quick preset's smaller sweep.
-var quickGrid = map[string][]float64{
-	"sgd":    {0.03, 0.1},
-	"adamw":  {1e-3, 1e-2},
-	"sophia": {1e-3, 1e-2},
-	"sam":    {0.03, 0.1},
+var quickGrid = map[string]Grid{
+	"sgd":    LRGrid(0.03, 0.1),
+	"adamw":  LRGrid(1e-3, 1e-2),
+	"sophia": LRGrid(1e-3, 1e-2),
+	"sam":    LRGrid(0.03, 0.1),
 }
 
 // swept are the optimizers whose learning rate is tuned on every accuracy

@@ -44,6 +44,33 @@ func (a Axes) Data(p Pt) (x, y float64) {
 	return axisV(tx, a.X0, a.X1, a.LogX), axisV(ty, a.Y0, a.Y1, a.LogY)
 }
 
+// Equal returns a with the data range of one axis widened about its centre
+// so that a data unit spans as many pixels along x as along y (matplotlib's
+// aspect "equal" with adjustable "datalim"): a circle in the data is a
+// circle on the screen, and a right angle stays right. Both axes must be
+// linear.
+func (a Axes) Equal() Axes {
+	if a.LogX || a.LogY {
+		panic("plot: Axes.Equal of a logarithmic axis")
+	}
+	w, h := float64(a.Rect.Dx()), float64(a.Rect.Dy())
+	sx, sy := w/(a.X1-a.X0), h/(a.Y1-a.Y0) // pixels per unit
+	switch {
+	case sx > sy: // x is stretched: show more of x
+		half, mid := w/sy/2, (a.X0+a.X1)/2
+		a.X0, a.X1 = mid-half, mid+half
+	case sy > sx:
+		half, mid := h/sx/2, (a.Y0+a.Y1)/2
+		a.Y0, a.Y1 = mid-half, mid+half
+	}
+	return a
+}
+
+// Scale returns the pixels per data unit along x and y (linear axes).
+func (a Axes) Scale() (sx, sy float64) {
+	return float64(a.Rect.Dx()) / (a.X1 - a.X0), float64(a.Rect.Dy()) / (a.Y1 - a.Y0)
+}
+
 // NiceTicks returns about n ticks at multiples of 1, 2 or 5 × 10ᵏ inside
 // [lo, hi], and the step between them.
 func NiceTicks(lo, hi float64, n int) ([]float64, float64) {

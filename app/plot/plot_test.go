@@ -409,3 +409,38 @@ func TestColormapTables(t *testing.T) {
 		}
 	}
 }
+
+func TestAxesEqual(t *testing.T) {
+	for _, tc := range []struct {
+		a    Axes
+		want [4]float64
+	}{
+		// The Gaussian fit's old box, 8 × 5 in a square: y widens to 8.
+		{Axes{Rect: image.Rect(0, 0, 600, 600), X0: -3, X1: 5, Y0: -2.5, Y1: 2.5}, [4]float64{-3, 5, -4, 4}},
+		// A wide rectangle: x widens.
+		{Axes{Rect: image.Rect(10, 10, 410, 210), X0: 0, X1: 1, Y0: 0, Y1: 1}, [4]float64{-0.5, 1.5, 0, 1}},
+		// Already equal: unchanged.
+		{Axes{Rect: image.Rect(0, 0, 300, 150), X0: 0, X1: 2, Y0: 1, Y1: 2}, [4]float64{0, 2, 1, 2}},
+	} {
+		e := tc.a.Equal()
+		got := [4]float64{e.X0, e.X1, e.Y0, e.Y1}
+		for i := range got {
+			if math.Abs(got[i]-tc.want[i]) > 1e-12 {
+				t.Errorf("%v.Equal() = %v, want %v", tc.a, got, tc.want)
+				break
+			}
+		}
+		sx, sy := e.Scale()
+		if math.Abs(sx/sy-1) > 1e-12 {
+			t.Errorf("%v.Equal(): %v px/unit along x, %v along y", tc.a, sx, sy)
+		}
+		// A unit circle in the data is a circle on the screen.
+		o := e.Px(e.X0+(e.X1-e.X0)/2, e.Y0+(e.Y1-e.Y0)/2)
+		for _, d := range [][2]float64{{0.1, 0}, {0, 0.1}, {0.1 * math.Sqrt2 / 2, 0.1 * math.Sqrt2 / 2}} {
+			q := e.Px(e.X0+(e.X1-e.X0)/2+d[0], e.Y0+(e.Y1-e.Y0)/2+d[1])
+			if r := math.Hypot(q.X-o.X, q.Y-o.Y); math.Abs(r-0.1*sx) > 1e-9 {
+				t.Errorf("%v.Equal(): radius %v px in direction %v, want %v", tc.a, r, d, 0.1*sx)
+			}
+		}
+	}
+}

@@ -9,7 +9,9 @@ import (
 // cursor probing the landscape while the races run, a slider dragged, the
 // networks training (here each run takes one step before each frame,
 // untimed, so that only drawing is measured: the training's time is
-// budgeted separately, trainBudget per tick). model, when set, trains that
+// budgeted separately, trainBudget per tick), the transformer lesson
+// stepping through the digits (each step recomputes the lesson and redraws
+// it). model, when set, trains that
 // model on the digits (blobImages in their place).
 var benchScenes = []struct {
 	name, view string
@@ -21,11 +23,12 @@ var benchScenes = []struct {
 		a := 2 * math.Pi * float64(tick) / (4 * TPS)
 		return Input{X: int(384 + 200*math.Cos(a)), Y: int(404 + 200*math.Sin(a)), In: true}
 	}, "", 0},
-	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(810, 940, 337, tick) }, "", 0},
+	{"landscape-slider", ViewLandscape, func(tick int) Input { return sweep(814, 940, 337, tick) }, "", 0},
 	{"network-curves", ViewNetwork, func(int) Input { return Input{} }, "", 0},
-	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "", 0},
+	{"kronecker-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 681, tick) }, "", 0},
 	{"network-cnn-curves", ViewNetwork, func(int) Input { return Input{} }, "cnn", 0},
-	{"kronecker-vit-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 723, tick) }, "vit", 5},
+	{"kronecker-vit-rho", ViewKronecker, func(tick int) Input { return sweep(745, 935, 681, tick) }, "vit", 5},
+	{"transformer-vit-digits", ViewTransformer, func(tick int) Input { return Input{Keys: []Key{[2]Key{".", ","}[tick%2]}} }, "vit", 0},
 }
 
 // sweep holds the button down on a slider's track and sweeps it from end

@@ -3,8 +3,10 @@ package ui
 import (
 	"fmt"
 	"image"
+	"image/color"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -24,6 +26,9 @@ type Block struct {
 	Kron  *nn.Dense    // the Kronecker block, or nil
 	Diag  nn.DiagLayer // the layer of a diagonal block, or nil
 	Param int          // Diag: which of its parameters
+	// Layer is the layer the block belongs to (an *nn.Attention for its
+	// projections), nil where the model does not list its layers.
+	Layer nn.Layer
 	// Kind is the kind of the layer the block belongs to ("dense",
 	// "conv2d", "attention", "layernorm", …), About what it is.
 	Kind, About string
@@ -65,7 +70,7 @@ func Blocks(net nn.Model) ([]Block, error) {
 			return nil, fmt.Errorf("%s: curvature entry %d has neither Kronecker nor diagonal blocks", net.Arch(), i+1)
 		}
 		for j, p := range c.Diag.Params() {
-			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(),
+			bs = append(bs, Block{Diag: c.Diag, Param: j, Kind: c.Diag.Kind(), Positions: c.Diag.InShape().Positions(), Layer: c.Diag,
 				About: diagAbout(c.Diag, j, p)})
 		}
 	}
@@ -88,7 +93,7 @@ func paramLeaves(ls []nn.Layer, out []nn.Layer) []nn.Layer {
 // kronBlock describes Kronecker block j of n of the layer owner (nil when
 // unknown: a plain dense layer).
 func kronBlock(owner nn.Layer, j, n int, d *nn.Dense) Block {
-	b := Block{Kron: d, Kind: "dense", Positions: d.InShape().Positions()}
+	b := Block{Kron: d, Kind: "dense", Positions: d.InShape().Positions(), Layer: owner}
 	if owner != nil {
 		b.Kind = owner.Kind()
 	}
@@ -248,14 +253,7 @@ func download(dev core.Device, m core.Mat) []float64 {
 // gramHost returns acc + alpha·XᵀX (acc nil: zero), summed in float64 on
 // the host.
 func gramHost(dev core.Device, x core.Mat, alpha float64, acc *mat.SymDense) *mat.SymDense {
-	xd := mat.NewDense(x.Rows(), x.Cols(), download(dev, x))
-	var t mat.SymDense
-	t.SymOuterK(alpha, xd.T())
-	if acc == nil {
-		return &t
-	}
-	acc.AddSym(acc, &t)
-	return acc
+	return symGram(hostMat(dev, x), alpha, acc)
 }
 
 // Damp sets the damping by the rule and ρ, with the damped inverses and
@@ -348,9 +346,9 @@ type kronView struct {
 
 // kronDrawn is what the Kronecker view's layers show.
 type kronDrawn struct {
-	msg, head, rule, ctrl string
-	gen, dampGen          int
-	spec                  [2]plot.Axes // the spectra's axes
+	msg, head, rule, ctrl, cond string
+	gen, dampGen                int
+	spec                        [2]plot.Axes // the spectra's axes
 }
 
 // maxBlockButtons is the most blocks that get a button each.
@@ -359,17 +357,18 @@ const maxBlockButtons = 16
 // Kronecker view layout.
 var (
 	kronMat    = [4]image.Rectangle{image.Rect(60, 112, 320, 372), image.Rect(380, 112, 640, 372), image.Rect(60, 480, 320, 740), image.Rect(380, 480, 640, 740)}
-	kronSpecA  = image.Rect(760, 110, 1250, 330)
-	kronSpecG  = image.Rect(760, 400, 1250, 620)
-	kronCtrl   = image.Rect(700, 660, 1268, 770)
-	kronBlockR = image.Rect(770, 670, 1258, 696)
-	kronRuleR  = image.Rect(1080, 710, 1258, 736)
+	kronSpecA  = image.Rect(760, 110, 1250, 306)
+	kronSpecG  = image.Rect(760, 380, 1250, 576)
+	kronCtrl   = image.Rect(700, 626, 1268, 770)
+	kronBlockR = image.Rect(770, 634, 1258, 660)
+	kronRuleR  = image.Rect(1080, 668, 1258, 694)
+	kronCondR  = image.Rect(704, 698, 1264, 768) // the condition numbers, in kronCtrl
 
 	// The regions of the layers (each redrawn whole, clipped to itself).
 	kronHead    = image.Rect(0, 44, 1280, 84)
 	kronMatReg  = [4]image.Rectangle{image.Rect(40, 84, 370, 400), image.Rect(370, 84, 692, 400), image.Rect(40, 450, 370, 774), image.Rect(370, 450, 692, 774)}
 	kronRuleReg = image.Rect(40, 400, 692, 450)
-	kronSpecReg = [2]image.Rectangle{image.Rect(692, 84, 1280, 376), image.Rect(692, 376, 1280, 660)}
+	kronSpecReg = [2]image.Rectangle{image.Rect(692, 84, 1280, 352), image.Rect(692, 352, 1280, 622)}
 )
 
 func newKronView(u *UI) *kronView {
@@ -378,8 +377,8 @@ func newKronView(u *UI) *kronView {
 	k.rhoS = &slider{label: "ρ", lo: 1e-6, hi: 10, log: true,
 		get: func() float64 { return u.st.KRho },
 		set: func(v float64) { u.st.KRho = v; k.redamp() }}
-	k.rhoS.row = image.Rect(712, 710, 1000, 736)
-	k.rhoS.track = image.Rect(740, 714, 940, 732)
+	k.rhoS.row = image.Rect(712, 668, 1000, 694)
+	k.rhoS.track = image.Rect(740, 672, 940, 690)
 	return k
 }
 
@@ -444,6 +443,7 @@ func (k *kronView) redamp() {
 // refreshDue reports whether the factors are due for a refresh: half a
 // second after the last one while the focus trains, once the lab's time
 // share has paid for the last one (a CNN's or a ViT's take tens of ms).
+// The lab's tick refreshes them (analysis), first in its tick's credit.
 func (k *kronView) refreshDue() bool {
 	n := k.u.net
 	return n.started && !n.done() && !n.paused && k.u.tick-k.at >= TPS/2 && (n.credit > 0 || k.u.fastForward)
@@ -459,7 +459,7 @@ func (k *kronView) help() string {
 
 func (k *kronView) update(in Input) {
 	u := k.u
-	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds || k.refreshDue() {
+	if k.f == nil && (k.err == nil || k.u.tick-k.at >= TPS/2) || k.atBuild != u.net.builds {
 		k.recompute()
 	}
 	for _, key := range in.Keys {
@@ -664,18 +664,19 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 		c.Text(float64(r.Min.X), float64(kronMat[i].Min.Y-10), titles[i], plot.Font(14, true), plot.Text, plot.Left|plot.Baseline)
 		c.Text(float64(r.Min.X), float64(r.Max.Y+6), fmt.Sprintf("blue −%s … red +%s (signed √ scale)", fmtValue(s), fmtValue(s)), plot.Font(12, false), plot.Dim, plot.Left|plot.Top)
 	}
-	rule := map[string]string{"ring": "RING: λ = √ρ|·|₂ (eq. 10a)", "reng": "RENG: λ = √ρ (eq. 10b)"}[k.u.st.Damping]
+	rule := map[string]string{"ring": "Shown: RING's damping λ = √ρ|·|₂ per factor (eq. 10a)", "reng": "Shown: RENG's damping λ = √ρ per factor (eq. 10b)"}[k.u.st.Damping]
 	precond := "ΔW = (Λ + λI)⁻¹ G (Γ + λI)⁻¹, G the block's gradient (eqs. 8, 10)"
 	if f.Diag {
-		rule = map[string]string{"ring": "RING: λ = ρ|D|₂ (eq. 10a unsplit)", "reng": "RENG: λ = ρ (eq. 10b unsplit)"}[k.u.st.Damping]
+		rule = map[string]string{"ring": "Shown: RING's damping λ = ρ|D|₂ (eq. 10a unsplit)", "reng": "Shown: RENG's damping λ = ρ (eq. 10b unsplit)"}[k.u.st.Damping]
 		precond = "Δ = G / (D + λ) entry by entry, G the parameter's gradient"
 	}
+	rule += " at the slider's ρ; " + focusDamping(n.focus) + "."
 	if rule+precond != k.drawn.rule {
 		k.drawn.rule = rule + precond
 		c.WithClip(kronRuleReg)
 		c.Clear(plot.Background)
-		c.Text(60, 410, rule+". The damped inverses precondition the gradient:", plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
-		c.Text(60, 428, precond, plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+		c.Text(60, 410, rule, plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
+		c.Text(60, 428, "The step: "+precond, plot.Font(13, false), plot.Dim, plot.Left|plot.Top)
 	}
 	if newD {
 		specs := []struct {
@@ -715,9 +716,129 @@ func (k *kronView) layers(c *plot.Canvas, full bool) {
 			b.draw(c)
 		}
 		k.rhoS.drawn = false
-		c.Text(float64(kronCtrl.Max.X-12), float64(kronCtrl.Max.Y-16), "Damping lifts the small eigenvalues: κ drops", plot.Font(12, false), plot.Dim, plot.Right|plot.Middle)
+		k.drawn.cond = ""
 	}
 	k.rhoS.layer(c, k.u.drag == k.rhoS)
+	lines := f.condLines(k.u.st.Damping, k.u.st.KRho)
+	if key := fmt.Sprint(lines); key != k.drawn.cond {
+		k.drawn.cond = key
+		c.WithClip(kronCondR)
+		c.Clear(plot.Panel)
+		for i, l := range lines {
+			textRuns(c, float64(kronCondR.Min.X+8), float64(kronCondR.Min.Y+8+15*i), l, plot.Font(12, false), plot.Dim)
+		}
+		c.WithClip(old)
+	}
+}
+
+// focusDamping says what damping the focus optimizer itself uses, with
+// its current ρ where it has one (Levenberg–Marquardt adapts it).
+func focusDamping(r *netRun) string {
+	name := optLabel(r.name)
+	rho := ""
+	if o, ok := r.opt.(interface{ Rho() float64 }); ok {
+		rho = " at ρ = " + fmtValue(o.Rho()) + " now"
+	}
+	switch r.name {
+	case "ring":
+		return name + " itself: √ρ|·|₂" + rho
+	case "reng":
+		return name + " itself: √ρ" + rho
+	case "ngd":
+		return name + " itself: factored Tikhonov" + rho
+	}
+	return name + " itself has no Kronecker damping"
+}
+
+// float32Singular is the condition number from which a factor is singular
+// to float32 working precision, κ·ε ≥ 1 with ε = 2⁻²³: the devices compute
+// in float32, where such a factor cannot be told from a singular one and
+// only the damping makes it invertible.
+const float32Singular = 1 << 23
+
+// textRun is a piece of a line of text; grey pieces are drawn dimmer.
+type textRun struct {
+	s    string
+	grey bool
+}
+
+// greyed is the colour of a number that means nothing (a condition number
+// beyond float32Singular).
+var greyed = plot.Hex(0x5c5f6b)
+
+// textRuns draws the runs one after the other from (x, y), left-aligned
+// and vertically centred, and returns the width drawn.
+func textRuns(c *plot.Canvas, x, y float64, runs []textRun, f *plot.Face, col color.RGBA) int {
+	w := 0
+	for _, r := range runs {
+		cl := col
+		if r.grey {
+			cl = greyed
+		}
+		w += c.Text(x+float64(w), y, r.s, f, cl, plot.Left|plot.Middle)
+	}
+	return w
+}
+
+// condRun is a condition number as a run: grey, and marked, when the
+// factor is singular in float32.
+func condRun(k float64) textRun {
+	if k >= float32Singular || math.IsInf(k, 1) {
+		return textRun{fmtCond(k) + " (singular in float32)", true}
+	}
+	return textRun{s: fmtCond(k)}
+}
+
+// fmtCond prints a condition number: 3 digits below 100, whole up to a
+// million, then as a power of ten.
+func fmtCond(k float64) string {
+	switch {
+	case k < 100:
+		return strconv.FormatFloat(k, 'g', 3, 64)
+	case k < 1e6:
+		return strconv.FormatFloat(k, 'f', 0, 64)
+	}
+	return fmtValue(k)
+}
+
+// condLines are the lines the Kronecker view writes about the condition
+// numbers κ = (λ_max + λ)/(λ_min + λ) of the factors and of their block:
+// undamped and damped, the block's as the product κ(Λ⊗Γ) = κ(Λ)κ(Γ), the
+// bound the damping rule puts on them (κ ≤ 1 + ‖·‖₂/λ, which for RING's
+// λ = √ρ‖·‖₂ is 1 + 1/√ρ whatever the factor), and where the numbers come
+// from.
+func (f *Factors) condLines(rule string, rho float64) [][]textRun {
+	t := func(s string) textRun { return textRun{s: s} }
+	grey := f.CondLam >= float32Singular || f.Diag == false && f.CondGam >= float32Singular
+	var lines [][]textRun
+	if f.Diag {
+		bound := 1 + f.LamEig[0]/f.LamD
+		lines = append(lines, []textRun{t("κ of D, undamped → damped: "), condRun(f.CondLam), t(" → "), condRun(f.CondLamD)})
+		if rule == "ring" {
+			lines = append(lines, []textRun{t("RING's λ = ρ|D|₂ bounds the damped κ by 1 + 1/ρ = " + fmtCond(bound))})
+		} else {
+			lines = append(lines, []textRun{t("RENG's λ = ρ bounds the damped κ by 1 + |D|₂/ρ = " + fmtCond(bound))})
+		}
+	} else {
+		bl, bg := 1+f.LamEig[0]/f.LamD, 1+f.GamEig[0]/f.GamD
+		lines = append(lines, []textRun{t("κ undamped → damped: Λ "), condRun(f.CondLam), t(" → "), condRun(f.CondLamD),
+			t(", Γ "), condRun(f.CondGam), t(" → "), condRun(f.CondGamD)})
+		lines = append(lines, []textRun{t("the block kron(Λ, Γ), their product: "), condRun(f.CondLam * f.CondGam), t(" → "), condRun(f.CondLamD * f.CondGamD)})
+		if rule == "ring" {
+			lines = append(lines, []textRun{t("RING's λ = √ρ|·|₂ bounds each damped factor's κ by 1 + 1/√ρ = " + fmtCond(bl) + ", the block's by " + fmtCond(bl*bg))})
+		} else {
+			lines = append(lines, []textRun{t("RENG's λ = √ρ bounds a damped factor's κ by 1 + |·|₂/√ρ: Λ " + fmtCond(bl) + ", Γ " + fmtCond(bg) + "; the block's by " + fmtCond(bl*bg))})
+		}
+	}
+	what := "Λ, Γ"
+	if f.Diag {
+		what = "D"
+	}
+	last := what + ": the first 256 training samples at the focus's weights"
+	if grey {
+		last += "; grey: κ ≥ 2²³, singular in float32"
+	}
+	return append(lines, []textRun{t(glyphSafe(last))})
 }
 
 // overlay: the view has no moving parts beyond its layers.
@@ -745,9 +866,17 @@ func renderSpectrum(c *plot.Canvas, reg image.Rectangle, was plot.Axes, r image.
 	}
 	ax := plot.Axes{Rect: r, X0: 0.5, X1: float64(len(eig)) + 0.5,
 		Y0: math.Pow(10, math.Floor(math.Log10(lo))-0.3), Y1: math.Pow(10, math.Ceil(math.Log10(hi))+0.1), LogY: true}
-	title := fmt.Sprintf("Eigenvalues of %s: κ = %s, damped κ = %s", name, fmtValue(cu), fmtValue(cd))
+	head := fmt.Sprintf("Eigenvalues of %s: κ = ", name)
 	if name == "D" { // diag(D)'s eigenvalues are D's entries
-		title = fmt.Sprintf("Entries of D, sorted: κ = %s, damped κ = %s", fmtValue(cu), fmtValue(cd))
+		head = "Entries of D, sorted: κ = "
+	}
+	ku := condRun(cu)
+	if ku.grey {
+		ku.s = fmtCond(cu) + " (singular)"
+	}
+	title := []textRun{{s: head}, ku, {s: ", damped κ = "}, condRun(cd)}
+	drawTitle := func() {
+		textRuns(c, float64(r.Min.X), float64(r.Min.Y-14), title, plot.Font(15, true), plot.Text)
 	}
 	old := c.Clip
 	defer c.WithClip(old)
@@ -756,13 +885,14 @@ func renderSpectrum(c *plot.Canvas, reg image.Rectangle, was plot.Axes, r image.
 		// and the title.
 		c.WithClip(image.Rect(r.Min.X, reg.Min.Y, reg.Max.X, r.Min.Y-1))
 		c.Clear(plot.Background)
-		c.Text(float64(r.Min.X), float64(r.Min.Y-8), title, plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
+		drawTitle()
 		c.WithClip(r)
 		c.DrawAxes(ax, plot.AxesStyle{Grid: true, XTicks: 6})
 	} else {
 		c.WithClip(reg)
 		c.Clear(plot.Background)
-		c.DrawAxes(ax, plot.AxesStyle{Title: title, XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
+		c.DrawAxes(ax, plot.AxesStyle{XLabel: "index (descending)", YLabel: "eigenvalue", Grid: true, XTicks: 6})
+		drawTitle()
 	}
 	c.WithClip(r.Intersect(reg))
 	// The damping level and the damped spectrum.
@@ -781,7 +911,10 @@ func renderSpectrum(c *plot.Canvas, reg image.Rectangle, was plot.Axes, r image.
 		c.Disc(p, 3, plot.Hex(0x4dabf7))
 	}
 	c.WithClip(reg)
-	lg := []plot.LegendEntry{{Label: "eigenvalues", Color: plot.Hex(0x4dabf7)}, {Label: "damped: + λ", Color: plot.Hex(0x38d9a9)}, {Label: "λ = " + fmtValue(lam), Color: plot.Hex(0xffd43b)}}
+	// λ is the floor of the damped spectrum and its top is eig[0] + λ, so
+	// the damped κ is at most 1 + eig[0]/λ (1 + 1/√ρ for RING).
+	lg := []plot.LegendEntry{{Label: "eigenvalues", Color: plot.Hex(0x4dabf7)}, {Label: "damped: + λ", Color: plot.Hex(0x38d9a9)},
+		{Label: "λ = " + fmtValue(lam) + ": damped κ ≤ 1 + max/λ = " + fmtCond(1+eig[0]/lam), Color: plot.Hex(0xffd43b)}}
 	c.Legend(r.Min.X+14, r.Max.Y-68, 20, lg)
 	return ax
 }

@@ -6,20 +6,24 @@ import (
 	"image/color"
 	"math"
 	"slices"
+	"strconv"
 
 	"grng/app/plot"
 	"grng/core/landscape"
 )
 
-// Landscape lab layout (frame pixels).
+// Landscape lab layout (frame pixels). The plot is square and its axes have
+// equal scales (plot.Axes.Equal), so that circles, areas and right angles
+// in the parameters are what the screen shows.
 var (
-	landPlot    = image.Rect(78, 98, 690, 710)
+	landPlot    = image.Rect(78, 98, 630, 650)
+	landNotes   = image.Rect(12, 694, 730, 772) // the captions under the plot
 	probBar     = image.Rect(736, 54, 1268, 82)
 	racerPanel  = image.Rect(736, 90, 1268, 290)
-	sliderPanel = image.Rect(736, 298, 1268, 434)
-	dirPanel    = image.Rect(736, 442, 1268, 566)
-	lossPanel   = image.Rect(736, 574, 1268, 770)
-	lossPlot    = image.Rect(800, 604, 1256, 738)
+	sliderPanel = image.Rect(736, 298, 1268, 460)
+	dirPanel    = image.Rect(736, 468, 1268, 592)
+	lossPanel   = image.Rect(736, 600, 1268, 770)
+	lossPlot    = image.Rect(800, 630, 1256, 738)
 )
 
 const landGrid = 161 // field samples per side
@@ -55,6 +59,10 @@ type landView struct {
 
 	showEllipse, showArrows, showContours bool
 	hover                                 bool // the cursor is over the landscape
+	// parts are the parts of the probe's drawing that are drawn (all but in
+	// tests, which measure one shape at a time); E and A toggle
+	// showEllipse and showArrows.
+	parts probePart
 
 	ax      plot.Axes
 	probs   []*button
@@ -67,13 +75,14 @@ type landView struct {
 	lossBlank *image.RGBA // the loss plot without curves
 	lossShown int         // the loss plot is revealed left of this x (−1: not drawn)
 	stepText  string      // the step counter as drawn
-	dirHover  int         // the legend's title as drawn: 0 none, 1 at the ring, 2 at the cursor
+	dirText   string      // the legend's title as drawn ("" none)
+	klText    [4]string   // the KL each arrow spends, as drawn
 
 	baseDirty, trailsDirty, lossDirty bool
 }
 
 func newLandView(u *UI) (*landView, error) {
-	v := &landView{u: u, showEllipse: true, showArrows: true, showContours: true}
+	v := &landView{u: u, showEllipse: true, showArrows: true, showContours: true, parts: allParts}
 	for _, s := range landscape.Steppers() {
 		v.racers = append(v.racers, &racer{info: s, color: OptColor(s.Name), on: slices.Contains(u.st.Opts, s.Name)})
 	}
@@ -103,25 +112,30 @@ func (v *landView) buildSliders() {
 			v.recompute(false)
 		}}
 	}
+	// Two columns, grouped: the first-order rates, the natural step α and
+	// the lazy Fisher's S, RING/RENG's damping ρ and RENG's γ, R-Kalman's
+	// own ρ and β, and its prior σ0.
 	v.sliders = []*slider{
 		mk("lr", 1e-4, 10, true, func() float64 { return h().LR }, &o.LR),
-		mk("α", 0.01, 2, true, func() float64 { return h().Alpha }, &o.Alpha),
 		mk("Adam lr", 1e-3, 1, true, func() float64 { return h().AdamLR }, &o.AdamLR),
+		mk("α", 0.01, 2, true, func() float64 { return h().Alpha }, &o.Alpha),
+		mk("S", 1, 20, false, func() float64 { return float64(h().S) }, &o.S),
 		mk("ρ", 1e-6, 10, true, func() float64 { return h().Rho }, &o.Rho),
 		mk("γ", 1e-6, 1, true, func() float64 { return h().Gamma }, &o.Gamma),
-		mk("S", 1, 20, false, func() float64 { return float64(h().S) }, &o.S),
+		mk("ρ Kalman", 1e-6, 10, true, func() float64 { return h().KalmanRho }, &o.KalmanRho),
 		mk("β", 0, 1, false, func() float64 { return h().Beta }, &o.Beta),
 		mk("σ0", 1e-3, 100, true, func() float64 { return h().Sigma0 }, &o.Sigma0),
 	}
-	v.sliders[4].zeroLeft = true
-	v.sliders[5].integer = true
+	v.sliders[3].integer = true
+	v.sliders[5].zeroLeft = true
+	v.sliders[6].zeroLeft = true
 	colW := (sliderPanel.Dx() - 24) / 2
 	for i, s := range v.sliders {
 		col, row := i%2, i/2
 		x := sliderPanel.Min.X + 10 + col*(colW+8)
 		y := sliderPanel.Min.Y + 26 + row*27
 		s.row = image.Rect(x, y, x+colW, y+26)
-		s.track = image.Rect(x+62, y+4, x+colW-52, y+22)
+		s.track = image.Rect(x+66, y+4, x+colW-52, y+22)
 	}
 }
 
@@ -137,16 +151,22 @@ func (v *landView) setProblem(name string) error {
 		b.active = landscape.ProblemNames()[i] == p.Name()
 	}
 	b := v.info.Box
-	v.ax = plot.Axes{Rect: landPlot, X0: b.X0, X1: b.X1, Y0: b.Y0, Y1: b.Y1}
+	v.ax = plot.Axes{Rect: landPlot, X0: b.X0, X1: b.X1, Y0: b.Y0, Y1: b.Y1}.Equal()
 	v.computeField()
 	v.recompute(true)
 	return nil
 }
 
-// computeField samples log₁₀(L − L* + ε) on the grid and paints the heatmap
-// and contour layer.
+// shown is the region of the parameters the plot shows: the problem's box,
+// widened to equal scales.
+func (v *landView) region() landscape.Box {
+	return landscape.Box{X0: v.ax.X0, X1: v.ax.X1, Y0: v.ax.Y0, Y1: v.ax.Y1}
+}
+
+// computeField samples log₁₀(L − L* + ε) on the grid over the region shown
+// and paints the heatmap and contour layer.
 func (v *landView) computeField() {
-	b := v.info.Box
+	b := v.region()
 	n := landGrid
 	g := plot.Grid{NX: n, NY: n, V: make([]float64, n*n)}
 	raw := make([]float64, n*n)
@@ -251,8 +271,7 @@ func (v *landView) update(in Input) {
 			v.computeField()
 			v.trailsDirty = true
 		case "0":
-			n := math.NaN()
-			u.st.Hyper = HyperOverride{n, n, n, n, n, n, n, n}
+			u.st.Hyper = NoOverride()
 			v.recompute(false)
 			u.flash("hyperparameters reset to the problem's defaults")
 		}
@@ -321,6 +340,7 @@ func (v *landView) layers(c *plot.Canvas, full bool) {
 	}
 	v.renderStatus(c)
 	v.renderDirTitle(c)
+	v.renderDirKL(c)
 }
 
 // renderBase draws the parts of the view that change only on interaction;
@@ -359,7 +379,8 @@ func (v *landView) renderBase(c *plot.Canvas) {
 	}
 	panel(c, dirPanel, "")
 	v.renderDirLegend(c)
-	v.dirHover = 0
+	v.dirText, v.klText = "", [4]string{}
+	v.renderNotes(c)
 	panel(c, lossPanel, "")
 	c.DrawAxes(v.lossAx(), plot.AxesStyle{Title: "Loss gap L − L* during the race", XLabel: "", Grid: true, XTicks: 5, YTicks: 4})
 	c.Text(float64(lossPlot.Max.X), float64(lossPlot.Max.Y+22), "step", plot.Font(12, false), plot.Dim, plot.Right|plot.Top)
@@ -380,43 +401,117 @@ func (v *landView) lossAx() plot.Axes {
 	return plot.Axes{Rect: lossPlot, X0: 0, X1: float64(v.u.st.Steps), Y0: 1e-8, Y1: top, LogY: true}
 }
 
+// dirRows are the rows of the direction legend, in the order of
+// probeGeom.steps.
+var dirRows = []struct {
+	opt, label string
+}{
+	{"sgd", "Euclidean −g: steepest in the dashed circle (the ellipse's area)"},
+	{"ngd", "Natural −F⁻¹g: steepest in the KL ellipse ½δ'Fδ = c (white)"},
+	{"ring", "RING −(F + ρ|F|₂I)⁻¹g: steepest in ½δ'(F + ρ|F|₂I)δ = c"},
+	{"reng", "RENG −(F + ρI)⁻¹(g + γHg), scaled to ½δ'(F + ρI)δ = c"},
+}
+
+// dirRowY returns the middle of legend row i.
+func dirRowY(i int) float64 { return float64(dirPanel.Min.Y + 16 + 20*(i+1)) }
+
+// dirKLRect is the cell of legend row i where the KL that arrow spends is
+// written.
+func dirKLRect(i int) image.Rectangle {
+	y := int(dirRowY(i))
+	return image.Rect(dirPanel.Max.X-78, y-9, dirPanel.Max.X-4, y+9)
+}
+
 func (v *landView) renderDirLegend(c *plot.Canvas) {
 	f := plot.Font(13, false)
-	x, y := float64(dirPanel.Min.X+14), float64(dirPanel.Min.Y+16)
-	rows := []struct {
-		col   color.RGBA
-		label string
-	}{
-		{OptColor("sgd"), "Euclidean −g: steepest descent in the dashed circle (same area as the ellipse)"},
-		{OptColor("ngd"), "Natural −F⁻¹g: meets the Fisher ellipse ½δ'Fδ = c where the loss drops most"},
-		{OptColor("ring"), "RING −(F + √ρ|F|₂I)⁻¹g: damping relative to the Fisher's scale (eq. 10a)"},
-		{OptColor("reng"), "RENG −(F + √ρI)⁻¹(g + γHg): fixed damping, gradient regularizer (eqs. 9, 10b)"},
+	x := float64(dirPanel.Min.X + 14)
+	for i, r := range dirRows {
+		yy := dirRowY(i)
+		c.Arrow(plot.Pt{X: x, Y: yy}, plot.Pt{X: x + 30, Y: yy}, 2.5, 9, OptColor(r.opt))
+		c.Text(x+42, yy, glyphSafe(r.label), f, plot.Text, plot.Left|plot.Middle)
 	}
-	for i, r := range rows {
-		yy := y + 20*float64(i+1)
-		c.Arrow(plot.Pt{X: x, Y: yy}, plot.Pt{X: x + 30, Y: yy}, 2.5, 9, r.col)
-		c.Text(x+42, yy, r.label, f, plot.Text, plot.Left|plot.Middle)
-	}
-	c.Text(x-2, y+20*5+2, "g = dL/dθ, F the Fisher, H the Hessian; white ellipse: ½δ'Fδ = c, the KL ball", plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
+	c.Text(x-2, dirRowY(4)+2, "right: the KL ½δ'Fδ each arrow spends, in units of c (only the natural one spends c)", plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
 }
 
 // dirTitle is the rectangle of the direction legend's title.
 var dirTitle = image.Rect(dirPanel.Min.X+4, dirPanel.Min.Y+4, dirPanel.Max.X-4, dirPanel.Min.Y+28)
 
-// renderDirTitle draws the direction legend's title when the cursor went
-// on or off the landscape.
+// renderDirTitle draws the direction legend's title, with the budget c
+// the arrows are drawn for, where it changed.
 func (v *landView) renderDirTitle(c *plot.Canvas) {
-	h := 1
-	title := "Steepest-descent steps at the white ring (hover to move it)"
+	where := "at the white ring (hover to move it)"
 	if v.hover {
-		h, title = 2, "Steepest-descent steps at the cursor, one KL budget c each"
+		where = "at the cursor"
 	}
-	if h == v.dirHover {
+	title := "Steepest-descent steps " + where
+	if g, ok := v.probeGeom(); ok {
+		title += ", budget c = " + fmtValue(g.c)
+		if g.c < g.c0 {
+			title += " (" + fmtValue(g.c0) + " lowered to fit)"
+		}
+	}
+	if title == v.dirText {
 		return
 	}
-	v.dirHover = h
+	v.dirText = title
 	c.FillRect(dirTitle, plot.Panel)
 	c.Text(float64(dirPanel.Min.X+12), float64(dirPanel.Min.Y+16), title, plot.Font(13, true), plot.Dim, plot.Left|plot.Middle)
+}
+
+// renderDirKL writes, next to each arrow of the legend, the KL ½δᵀFδ that
+// its step spends in units of c, where it changed.
+func (v *landView) renderDirKL(c *plot.Canvas) {
+	g, ok := v.probeGeom()
+	f := plot.Font(13, true)
+	for i := range dirRows {
+		s := ""
+		if ok && g.steps[i] != (landscape.Vec2{}) {
+			s = "KL " + fmtKL(g.d.KL(g.steps[i])/g.c) + "c"
+		}
+		if s == v.klText[i] {
+			continue
+		}
+		v.klText[i] = s
+		r := dirKLRect(i)
+		c.FillRect(r, plot.Panel)
+		c.Text(float64(r.Max.X-4), dirRowY(i), s, f, plot.Text, plot.Right|plot.Middle)
+	}
+}
+
+// fmtKL prints a ratio of KLs with two significant digits (1 exactly as 1).
+func fmtKL(r float64) string {
+	if math.Abs(r-1) < 5e-4 {
+		return "1"
+	}
+	return strconv.FormatFloat(r, 'g', 2, 64)
+}
+
+// landNoteLines are the captions under the plot: what ρ means for each
+// optimizer and what the lesson leaves out of core/optim's engines.
+var landNoteLines = []string{
+	"ρ damps the block: RING adds ρ|F|₂I, RENG ρI, which eq. 10's per-factor √ρ|Λ|₂, √ρ|Γ|₂ (RENG: √ρ) multiply out to (App. D.2).",
+	"ρ Kalman sets the noise R(I + ρR)⁻¹ of eq. 15: R-Kalman settles at the minimum of L + ½ρΣw(y − ŷ)², not exactly L's.",
+	"Simpler than core/optim on purpose: the exact F and inverse, S = 1, fixed ρ and λ₀, no KL clip (two parameters need none).",
+}
+
+// samNote explains SAM's hops; shown while SAM races.
+const samNote = "SAM cannot settle: its g(θ + rg/|g|) ≈ g + rHg/|g| stays ≈ rλ at the minimum, so at the shared lr η it hops across it, ±ηλr/(2 − ηλ)."
+
+// renderNotes draws the captions under the plot.
+func (v *landView) renderNotes(c *plot.Canvas) {
+	lines := slices.Clone(landNoteLines)
+	if v.info.Note != "" {
+		lines = append(lines, v.info.Note)
+	}
+	for _, r := range v.racers {
+		if r.info.Name == "sam" && r.on {
+			lines = append(lines, samNote)
+		}
+	}
+	f := plot.Font(12, false)
+	for i, l := range lines {
+		c.Text(float64(landNotes.Min.X+4), float64(landNotes.Min.Y+8+15*i), glyphSafe(l), f, plot.Dim, plot.Left|plot.Middle)
+	}
 }
 
 // racerRules are the update rules shown next to the racers' names.
@@ -426,8 +521,8 @@ var racerRules = map[string]string{
 	"adam":     "θ ← θ − η·m/(√v + ε), moment estimates",
 	"sam":      "θ ← θ − η·g(θ + r·g/|g|)",
 	"ngd":      "θ ← θ − α(F + λ₀I)⁻¹g",
-	"ring":     "θ ← θ − α(F + √ρ|F|₂I)⁻¹g, F every S steps",
-	"reng":     "θ ← θ − α(F + √ρI)⁻¹(g + γHg)",
+	"ring":     "θ ← θ − α(F + ρ|F|₂I)⁻¹g, F every S steps",
+	"reng":     "θ ← θ − α(F + ρI)⁻¹(g + γHg)",
 	"rkalman":  "Kalman filter on θ, noise R(I + ρR)⁻¹",
 }
 
@@ -527,67 +622,123 @@ func (v *landView) overlay(c *plot.Canvas) {
 	v.renderProbe(c)
 }
 
-// renderProbe draws the directions and the Fisher ellipse at the probe.
-func (v *landView) renderProbe(c *plot.Canvas) {
+// probePart is a part of the probe's drawing.
+type probePart uint8
+
+const (
+	partEllipse probePart = 1 << iota // the Fisher ellipse ½δᵀFδ = c
+	partCircle                        // the dashed circle of the ellipse's area
+	partEuclid                        // the arrows, in dirRows' order
+	partNatural
+	partRING
+	partRENG
+	partReadout // the readout in the plot's corner
+	allParts    = partEllipse | partCircle | partEuclid | partNatural | partRING | partRENG | partReadout
+)
+
+// probeGeom is what the probe shows at a point: the budget c of the
+// arrows (c0 the problem's, lowered where the ellipse would not fit), the
+// directions, and the arrows' steps in dirRows' order.
+type probeGeom struct {
+	θ     landscape.Vec2
+	c, c0 float64
+	d     landscape.Directions
+	steps [4]landscape.Vec2
+}
+
+// maxSemiAxis is the longest the Fisher ellipse's semi-axis is drawn, in
+// pixels: c is lowered so that the ellipse fits.
+const maxSemiAxis = 150
+
+// probeGeom returns what the probe shows, and false when the probe is
+// outside the plot.
+func (v *landView) probeGeom() (probeGeom, bool) {
 	θ := v.probe
-	if !v.info.Box.Contains(θ) {
+	if !v.region().Contains(θ) {
+		return probeGeom{}, false
+	}
+	g := probeGeom{θ: θ, c: v.info.KL, c0: v.info.KL}
+	f := v.prob.Fisher(θ)
+	sx, _ := v.ax.Scale() // = sy: the axes have equal scales
+	if vals, _ := f.EigSym(); vals[0] > 0 {
+		if semi := math.Sqrt(2*g.c/vals[0]) * sx; semi > maxSemiAxis {
+			g.c *= (maxSemiAxis / semi) * (maxSemiAxis / semi)
+		}
+	}
+	g.d = landscape.DirectionsAt(v.prob, θ, v.hyper, g.c)
+	g.steps = [4]landscape.Vec2{g.d.Euclid, g.d.Natural, g.d.RING, g.d.RENG}
+	return g, true
+}
+
+// renderProbe draws the directions and the Fisher ellipse at the probe.
+// Every shape is drawn in the parameters and mapped through the plot's
+// axes (whose scales are equal): the ellipse ½δᵀFδ = c, the circle of the
+// same area (radius √(2c/√det F)), and each arrow from θ to θ + δ.
+func (v *landView) renderProbe(c *plot.Canvas) {
+	g, ok := v.probeGeom()
+	if !ok {
 		return
 	}
-	kl := v.info.KL
-	f := v.prob.Fisher(θ)
-	// Keep the drawing readable: shrink the budget when the ellipse would
-	// be larger than a third of the plot.
-	pxPerUnit := float64(landPlot.Dx()) / (v.info.Box.X1 - v.info.Box.X0)
-	vals, _ := f.EigSym()
-	if vals[0] > 0 {
-		semi := math.Sqrt(2*kl/vals[0]) * pxPerUnit
-		if semi > 160 {
-			kl *= (160 / semi) * (160 / semi)
-		}
-	}
-	d := landscape.DirectionsAt(v.prob, θ, v.hyper, kl)
+	θ, f := g.θ, g.d.Fisher
 	p := v.ax.Px(θ[0], θ[1])
-	if v.showEllipse && vals[0] > 0 {
-		var pts []plot.Pt
-		for _, q := range landscape.Ellipse(θ, f, kl, 96) {
-			pts = append(pts, v.ax.Px(q[0], q[1]))
+	px := func(q landscape.Vec2) plot.Pt { return v.ax.Px(q[0], q[1]) }
+	if vals, _ := f.EigSym(); v.showEllipse && vals[0] > 0 {
+		if v.parts&partEllipse != 0 {
+			var pts []plot.Pt
+			for _, q := range landscape.Ellipse(θ, f, g.c, 96) {
+				pts = append(pts, px(q))
+			}
+			c.Closed(pts, 3.5, plot.WithAlpha(plot.Hex(0x000000), 0.5))
+			c.Closed(pts, 2, plot.Hex(0xffffff))
 		}
-		c.Closed(pts, 3.5, plot.WithAlpha(plot.Hex(0x000000), 0.5))
-		c.Closed(pts, 2, plot.Hex(0xffffff))
-		if det := f.Det(); det > 0 {
-			r := math.Sqrt(2*kl/math.Sqrt(det)) * pxPerUnit
+		if det := f.Det(); det > 0 && v.parts&partCircle != 0 {
+			r := math.Sqrt(2 * g.c / math.Sqrt(det))
 			var circ []plot.Pt
 			for i := range 97 {
 				t := 2 * math.Pi * float64(i) / 96
-				circ = append(circ, plot.Pt{X: p.X + r*math.Cos(t), Y: p.Y + r*math.Sin(t)})
+				circ = append(circ, px(landscape.Vec2{θ[0] + r*math.Cos(t), θ[1] + r*math.Sin(t)}))
 			}
 			c.Dashed(circ, 1.5, 5, 5, plot.WithAlpha(OptColor("sgd"), 0.8))
 		}
 	}
 	if v.showArrows {
-		for _, a := range []struct {
-			s   landscape.Vec2
-			col color.RGBA
-		}{{d.Euclid, OptColor("sgd")}, {d.RING, OptColor("ring")}, {d.RENG, OptColor("reng")}, {d.Natural, OptColor("ngd")}} {
-			if a.s == (landscape.Vec2{}) {
+		for _, i := range []int{0, 2, 3, 1} { // the natural arrow on top
+			s := g.steps[i]
+			if s == (landscape.Vec2{}) || v.parts&(partEuclid<<i) == 0 {
 				continue
 			}
-			q := v.ax.Px(θ[0]+a.s[0], θ[1]+a.s[1])
+			col := OptColor(dirRows[i].opt)
+			q := px(θ.Add(s))
 			c.Arrow(p, q, 4.5, 13, plot.WithAlpha(plot.Hex(0x000000), 0.55))
-			c.Arrow(p, q, 2.5, 12, a.col)
+			c.Arrow(p, q, 2.5, 12, col)
 		}
 	}
 	if !v.hover {
 		c.Ring(p, 5, 2, plot.Hex(0xffffff))
 	}
+	if v.parts&partReadout == 0 {
+		return
+	}
 	// Readout in the plot's bottom-left corner.
 	txt := fmt.Sprintf("θ = (%.3g, %.3g)   L − L* = %s   |g| = %s   κ(F) = %s", θ[0], θ[1],
-		fmtValue(v.prob.Loss(θ)-v.info.MinLoss), fmtValue(d.Grad.Norm()), fmtValue(cond(f)))
+		fmtValue(v.prob.Loss(θ)-v.info.MinLoss), fmtValue(g.d.Grad.Norm()), fmtValue(cond(f)))
 	fnt := plot.Font(13, false)
 	w := fnt.Width(txt)
 	box := image.Rect(landPlot.Min.X+6, landPlot.Max.Y-28, landPlot.Min.X+18+w, landPlot.Max.Y-6)
 	c.FillRect(box, plot.WithAlpha(plot.Hex(0x000000), 0.6))
 	c.Text(float64(box.Min.X+6), float64(box.Min.Y+box.Dy()/2), txt, fnt, plot.Text, plot.Left|plot.Middle)
+}
+
+// hopping reports whether a path ends in a two-step cycle: its last point
+// is (nearly) where it was two steps before, and far from where it was one
+// step before (SAM's hops across a minimum).
+func hopping(pts []landscape.Vec2) bool {
+	n := len(pts)
+	if n < 4 {
+		return false
+	}
+	one, two := pts[n-1].Sub(pts[n-2]).Norm(), pts[n-1].Sub(pts[n-3]).Norm()
+	return one > 1e-9 && two < 1e-3*one
 }
 
 func cond(f landscape.Mat2) float64 {
@@ -617,6 +768,9 @@ func (v *landView) renderStatus(c *plot.Canvas) {
 			s = "L − L* " + fmtValue(gap)
 			if gap < 1e-15 {
 				s = "L − L* < 1e-15"
+			}
+			if hopping(r.tr.Points[:i+1]) {
+				s = "hops, " + s
 			}
 		}
 		if s == r.status {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"grng/app/plot"
@@ -125,6 +126,7 @@ type netLab struct {
 	titled     bool         // the fixed titles are drawn
 	curveAxes  [3]plot.Axes // the axes of the loss, gradient norm and accuracy as drawn
 	curveFocus string       // the focus as drawn (thicker)
+	gnormNote  [2]string    // the gradient norm's caption as drawn
 	legendKey  string       // the legend's structure as drawn
 	footText   string       // its status line as drawn
 	archText   string       // its model line as drawn
@@ -139,8 +141,9 @@ type netLab struct {
 var (
 	boundRect  = image.Rect(70, 88, 400, 418)
 	sliceRect  = image.Rect(70, 474, 400, 728)
-	lossRect   = image.Rect(500, 88, 860, 378)
-	gnormRect  = image.Rect(920, 88, 1264, 378)
+	lossRect   = image.Rect(500, 88, 860, 348)
+	gnormRect  = image.Rect(920, 88, 1264, 348)
+	curveNotes = image.Rect(440, 392, 1280, 422) // the captions under the loss and the gradient norm
 	accRect    = image.Rect(500, 448, 860, 728)
 	netLegend  = image.Rect(900, 424, 1268, 770)
 	dataBarNet = image.Rect(966, 436, 1258, 460)
@@ -537,6 +540,14 @@ func (n *netLab) tick() {
 		n.credit = min(trainBudget, n.credit+time.Duration(trainShare*float64(now.Sub(n.lastTick))))
 	}
 	n.lastTick = now
+	// The active view's analysis of the focus network (the Kronecker view's
+	// factors, the transformer lesson's) is due every half second while the
+	// networks train; it goes first, so that this tick's credit pays for it
+	// (after the training below the credit is spent, so that a view that
+	// waited for credit at its own update would never get any).
+	if a, ok := n.u.active().(analysis); ok && a.refreshDue() {
+		a.recompute()
+	}
 	t0 := time.Now()
 	// The loss slice, once asked for, goes first, a few points at a time.
 	if n.slice != nil && !n.slice.Done() {
@@ -566,6 +577,14 @@ func (n *netLab) tick() {
 	if n.focus != nil && n.done() && n.slice == nil && n.sliceMsg == "" {
 		n.startSlice()
 	}
+}
+
+// analysis is a view that analyses the focus network: recompute takes
+// its current weights (paid from the lab's credit), refreshDue says when
+// that is due.
+type analysis interface {
+	refreshDue() bool
+	recompute()
 }
 
 func (n *netLab) animating() bool {
@@ -932,7 +951,7 @@ func (n *netLab) renderPickers(c *plot.Canvas) {
 // renderTitles draws the texts that do not change.
 func (n *netLab) renderTitles(c *plot.Canvas) {
 	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-28), "Loss slice around the focus (PCA plane of its path)", plot.Font(15, true), plot.Text, plot.Left|plot.Baseline)
-	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-10), "Li et al. 2018: ring = start, star = now; L computes it", plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
+	c.Text(float64(sliceRect.Min.X), float64(sliceRect.Min.Y-10), "Li et al. 2018: open circle = first weights, star = now; L computes it", plot.Font(12, false), plot.Dim, plot.Left|plot.Baseline)
 }
 
 // smooth returns an exponential moving average of xs (for noisy curves).
@@ -994,7 +1013,10 @@ func (n *netLab) renderCurves(c *plot.Canvas) {
 		c.WithClip(netTopCurves)
 		c.Clear(plot.Background)
 		c.DrawAxes(axes[0], plot.AxesStyle{Title: "Training loss (mini-batch, smoothed)", XLabel: "step", YLabel: "cross-entropy", Grid: true})
-		c.DrawAxes(axes[1], plot.AxesStyle{Title: "Gradient norm ||g|| (smoothed)", XLabel: "step", YLabel: "||g||", Grid: true})
+		c.DrawAxes(axes[1], plot.AxesStyle{Title: "Mini-batch gradient norm ||g|| (smoothed)", XLabel: "step", YLabel: "||g||", Grid: true})
+		c.Text(float64(lossRect.Min.X), float64(curveNotes.Min.Y+6), fmt.Sprintf("Each step's batch of %d; every optimizer trains its own copy", netBatch), plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
+		c.Text(float64(lossRect.Min.X), float64(curveNotes.Min.Y+21), "of the network from the same initial weights.", plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
+		n.gnormNote = [2]string{}
 		c.WithClip(netAccCurve)
 		c.Clear(plot.Background)
 		c.DrawAxes(axes[2], plot.AxesStyle{Title: "Test accuracy", XLabel: "step", YLabel: "accuracy", Grid: true})
@@ -1024,6 +1046,75 @@ func (n *netLab) renderCurves(c *plot.Canvas) {
 		}
 		r.drawnAcc = max(r.drawnAcc, len(r.acc))
 	}
+	if note := n.gnormCaption(gnorm); note != n.gnormNote {
+		n.gnormNote = note
+		r := image.Rect(gnormRect.Min.X-40, curveNotes.Min.Y, curveNotes.Max.X, curveNotes.Max.Y)
+		c.WithClip(r)
+		c.Clear(plot.Background)
+		for i, l := range note {
+			c.Text(float64(r.Min.X), float64(r.Min.Y+6+15*i), l, plot.Font(12, false), plot.Dim, plot.Left|plot.Middle)
+		}
+	}
+}
+
+// gnormCaption says how the gradient norms (smoothed, as drawn) of RING and
+// RENG end in this run against SGD's and AdamW's and NGD's, their
+// unregularized counterpart, next to what the paper's Figure 1 shows: on
+// STS-B fine-tuning the regularized methods lower the gradient norm faster
+// than their unregularized counterparts. What one run on a small set shows
+// may differ, and the caption says which it is.
+func (n *netLab) gnormCaption(gnorm [][]float64) [2]string {
+	last := map[string]float64{}
+	steps := netMaxSteps
+	for i, r := range n.runs {
+		if len(gnorm[i]) > 0 {
+			last[r.name] = gnorm[i][len(gnorm[i])-1]
+			steps = min(steps, r.step)
+		}
+	}
+	paper := "Paper's Fig. 1 (STS-B): GRNG lowers it faster than unregularized ones."
+	group := func(names ...string) (vals []float64, labels []string) {
+		for _, nm := range names {
+			if v, ok := last[nm]; ok && !math.IsNaN(v) {
+				vals, labels = append(vals, v), append(labels, optLabel(nm))
+			}
+		}
+		return vals, labels
+	}
+	reg, regL := group("ring", "reng")
+	if len(reg) == 0 || steps < 50 {
+		return [2]string{paper, ""}
+	}
+	var parts []string
+	for _, g := range [][]string{{"sgd", "adamw"}, {"ngd"}} {
+		if vals, labels := group(g...); len(vals) > 0 {
+			parts = append(parts, compareTo(reg, vals)+" "+strings.Join(labels, " and "))
+		}
+	}
+	if len(parts) == 0 {
+		return [2]string{paper, ""}
+	}
+	when := "This run"
+	if steps < netMaxSteps {
+		when = fmt.Sprintf("This run so far (step %d)", steps)
+	}
+	verb := "end"
+	if len(regL) == 1 {
+		verb = "ends"
+	}
+	return [2]string{fmt.Sprintf("%s: %s %s %s.", when, strings.Join(regL, " and "), verb, strings.Join(parts, ", ")), paper}
+}
+
+// compareTo says where the values a lie against the values b: "above"
+// (all of a above all of b), "below", or "among".
+func compareTo(a, b []float64) string {
+	switch {
+	case slices.Min(a) > slices.Max(b):
+		return "above"
+	case slices.Max(a) < slices.Min(b):
+		return "below"
+	}
+	return "among"
 }
 
 // segment draws the segment between two data points of a, unless one of

@@ -1,5 +1,6 @@
-// Package ui is the teaching UI of grng without its window: three views
-// (the landscape lab, the network lab and the Kronecker view), their state
+// Package ui is the teaching UI of grng without its window: four views
+// (the landscape lab, the network lab, the Kronecker view and the
+// transformer lesson), their state
 // and controls, a fixed-tick Update driven by abstract Input, and rendering
 // into an image.RGBA through app/plot. It imports no ebiten, so all of it is
 // tested headless; package app puts it in an ebiten window, and the browser
@@ -25,10 +26,12 @@ const (
 	ViewLandscape = "landscape"
 	ViewNetwork   = "network"
 	ViewKronecker = "kronecker"
+	// ViewTransformer is the transformer lesson.
+	ViewTransformer = "transformer"
 )
 
 // Views lists the view names in tab order.
-var Views = []string{ViewLandscape, ViewNetwork, ViewKronecker}
+var Views = []string{ViewLandscape, ViewNetwork, ViewKronecker, ViewTransformer}
 
 // NetDatasets lists the data sets of the network lab: the synthetic 2D sets
 // and the scikit-learn digits (when fetched).
@@ -60,6 +63,8 @@ type State struct {
 	Layer   int      // Kronecker view: the curvature block, 1-based (a layer's for an MLP)
 	Damping string   // Kronecker view: "ring" (√ρ‖·‖₂) or "reng" (√ρ)
 	KRho    float64  // Kronecker view: ρ of the damping shown
+	TBlock  int      // transformer lesson: the transformer block, 1-based
+	Digit   int      // transformer lesson: the digit whose attention is shown, 1-based among the lab's fixed batch
 	Seed    uint64
 }
 
@@ -67,6 +72,13 @@ type State struct {
 // problem's default.
 type HyperOverride struct {
 	LR, AdamLR, Alpha, Rho, Gamma, S, Beta, Sigma0 float64
+	KalmanRho                                      float64 // R-Kalman's own ρ (eq. 15)
+}
+
+// NoOverride is the HyperOverride that keeps every default.
+func NoOverride() HyperOverride {
+	n := math.NaN()
+	return HyperOverride{n, n, n, n, n, n, n, n, n}
 }
 
 // Apply returns h with the overridden values set.
@@ -80,6 +92,7 @@ func (o HyperOverride) Apply(h landscape.Hyper) landscape.Hyper {
 	set(&h.AdamLR, o.AdamLR)
 	set(&h.Alpha, o.Alpha)
 	set(&h.Rho, o.Rho)
+	set(&h.KalmanRho, o.KalmanRho)
 	set(&h.Gamma, o.Gamma)
 	set(&h.Beta, o.Beta)
 	set(&h.Sigma0, o.Sigma0)
@@ -93,13 +106,12 @@ func nan2() landscape.Vec2 { return landscape.Vec2{math.NaN(), math.NaN()} }
 
 // DefaultState is the state a newcomer sees first.
 func DefaultState() State {
-	n := math.NaN()
 	return State{
 		View: ViewLandscape, Problem: "quadratic", Start: nan2(), Probe: nan2(),
 		Opts:  []string{"sgd", "adam", "ngd", "ring", "reng", "rkalman"},
-		Hyper: HyperOverride{n, n, n, n, n, n, n, n}, Steps: 400, Speed: 40,
+		Hyper: NoOverride(), Steps: 400, Speed: 40,
 		Data: "spiral", Model: "mlp", NetOpts: []string{"sgd", "adamw", "sam", "ngd", "ring", "reng", "rkalman"},
-		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, Seed: 1,
+		Focus: "ring", Layer: 2, Damping: "ring", KRho: 1e-3, TBlock: 1, Digit: 1, Seed: 1,
 	}
 }
 
@@ -225,7 +237,8 @@ var params = []param{
 	hyperParam("lr", "learning rate of SGD, momentum and SAM (empty: the problem's default)", func(h *HyperOverride) *float64 { return &h.LR }, 1e-6, 100),
 	hyperParam("adamlr", "Adam's learning rate", func(h *HyperOverride) *float64 { return &h.AdamLR }, 1e-6, 100),
 	hyperParam("alpha", "step size α of NGD, RING, RENG and R-Kalman", func(h *HyperOverride) *float64 { return &h.Alpha }, 1e-4, 10),
-	hyperParam("rho", "damping ρ of RING (√ρ‖F‖₂), RENG (√ρ) and R-Kalman (R(I+ρR)⁻¹)", func(h *HyperOverride) *float64 { return &h.Rho }, 1e-8, 100),
+	hyperParam("rho", "damping ρ of RING (F + ρ‖F‖₂I) and RENG (F + ρI): the block damping of eq. 10's per-factor √ρ (App. D.2)", func(h *HyperOverride) *float64 { return &h.Rho }, 1e-8, 100),
+	hyperParam("kalmanrho", "R-Kalman's ρ in the noise R(I+ρR)⁻¹ (eq. 15): it settles at the minimum of L + (ρ/2)Σw(y−ŷ)²", func(h *HyperOverride) *float64 { return &h.KalmanRho }, 0, 100),
 	hyperParam("gamma", "RENG's gradient regularizer γ (g + γHg)", func(h *HyperOverride) *float64 { return &h.Gamma }, 0, 10),
 	hyperParam("S", "RING/RENG Fisher refresh interval S (steps)", func(h *HyperOverride) *float64 { return &h.S }, 1, 100),
 	hyperParam("beta", "R-Kalman's EMA factor β of R", func(h *HyperOverride) *float64 { return &h.Beta }, 0, 1),
@@ -275,6 +288,20 @@ var params = []param{
 	{"krho", "Kronecker view damping ρ",
 		func(s *State) string { return fmtF(s.KRho) },
 		func(s *State, v string) (err error) { s.KRho, err = parseF(v, 1e-8, 100); return }},
+	{"tblock", "transformer lesson: the transformer block (1-based)",
+		func(s *State) string { return strconv.Itoa(s.TBlock) },
+		func(s *State, v string) error {
+			f, err := parseF(v, 1, 1024)
+			s.TBlock = int(f)
+			return err
+		}},
+	{"digit", "transformer lesson: the digit whose attention is shown (1-based, among the first 256 training samples)",
+		func(s *State) string { return strconv.Itoa(s.Digit) },
+		func(s *State, v string) error {
+			f, err := parseF(v, 1, 1<<20)
+			s.Digit = int(f)
+			return err
+		}},
 	{"seed", "seed of the network lab (initial weights, batches)",
 		func(s *State) string { return strconv.FormatUint(s.Seed, 10) },
 		func(s *State, v string) (err error) {
@@ -324,8 +351,8 @@ func Decode(q string) (State, error) {
 
 // Validate checks the cross-field rules that single parameters cannot.
 func (s State) Validate() error {
-	if s.Steps < 1 || s.Speed <= 0 || s.Layer < 1 {
-		return fmt.Errorf("state: steps %d, speed %v, layer %d must be positive", s.Steps, s.Speed, s.Layer)
+	if s.Steps < 1 || s.Speed <= 0 || s.Layer < 1 || s.TBlock < 1 || s.Digit < 1 {
+		return fmt.Errorf("state: steps %d, speed %v, layer %d, tblock %d, digit %d must be positive", s.Steps, s.Speed, s.Layer, s.TBlock, s.Digit)
 	}
 	return nil
 }

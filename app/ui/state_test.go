@@ -35,11 +35,13 @@ func TestStateRoundTrip(t *testing.T) {
 	s.Hyper.Gamma = 0
 	s.Hyper.S = 4
 	s.Hyper.Beta = 0.5
+	s.Hyper.KalmanRho = 0.02
 	s.Steps, s.Speed = 250, 12.5
 	s.Data, s.Model, s.NetOpts, s.Focus = "moons", "cnn:channels=4-8,kernel=5", []string{"sgd", "reng"}, "reng"
 	s.Layer, s.Damping, s.KRho, s.Seed = 3, "reng", 0.01, 42
+	s.TBlock, s.Digit = 2, 17
 	enc := s.Encode()
-	for _, want := range []string{"view=network", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "seed=42", "model=cnn%3Achannels%3D4-8%2Ckernel%3D5"} {
+	for _, want := range []string{"view=network", "tblock=2", "digit=17", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "kalmanrho=0.02", "seed=42", "model=cnn%3Achannels%3D4-8%2Ckernel%3D5"} {
 		if !strings.Contains(enc, want) {
 			t.Errorf("Encode() = %q lacks %q", enc, want)
 		}
@@ -52,12 +54,12 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %q, want %q", got.Encode(), enc)
 	}
 	if got.Start != s.Start || got.Probe != s.Probe || got.Hyper.LR != 0.001 || got.Hyper.Gamma != 0 ||
-		!math.IsNaN(got.Hyper.Alpha) || !slices.Equal(got.Opts, s.Opts) || got.Seed != 42 || got.Speed != 12.5 || got.Model != s.Model {
+		!math.IsNaN(got.Hyper.Alpha) || !slices.Equal(got.Opts, s.Opts) || got.Seed != 42 || got.Speed != 12.5 || got.Model != s.Model || got.TBlock != 2 || got.Digit != 17 {
 		t.Errorf("round trip lost fields: %+v", got)
 	}
 	// The override applies over a problem's defaults, leaving NaNs alone.
 	h := got.Hyper.Apply(landscape.DefaultHyper())
-	if h.LR != 0.001 || h.S != 4 || h.Gamma != 0 || h.Alpha != landscape.DefaultHyper().Alpha {
+	if h.LR != 0.001 || h.S != 4 || h.Gamma != 0 || h.KalmanRho != 0.02 || h.Rho != landscape.DefaultHyper().Rho || h.Alpha != landscape.DefaultHyper().Alpha {
 		t.Errorf("Apply = %+v", h)
 	}
 }
@@ -65,7 +67,7 @@ func TestStateRoundTrip(t *testing.T) {
 func TestDecodeErrors(t *testing.T) {
 	for _, q := range []string{
 		"nope=1", "view=tables", "problem=himmelblau", "lr=-1", "lr=abc", "start=1",
-		"opts=sgd,lbfgs", "netopts=adam", "layer=0", "model=resnet", "model=cnn:width=3", "model=2-x-3", "speed=0", "damping=ngd", "seed=-3", "%zz",
+		"opts=sgd,lbfgs", "netopts=adam", "layer=0", "tblock=0", "digit=-1", "model=resnet", "model=cnn:width=3", "model=2-x-3", "speed=0", "damping=ngd", "seed=-3", "%zz",
 	} {
 		if _, err := Decode(q); err == nil {
 			t.Errorf("Decode(%q): no error", q)

@@ -18,6 +18,11 @@ const (
 	TPS = 60
 )
 
+// BarColor is the colour of the frame's top and help bars; the window
+// shows it around the frame where its shape differs from the frame's, and
+// the web page's background is the same.
+var BarColor = plot.Hex(0x101114)
+
 // The frame's regions.
 var (
 	topBar   = image.Rect(0, 0, Width, 44)
@@ -25,7 +30,7 @@ var (
 	viewArea = image.Rect(0, 44, Width, Height-26)
 )
 
-// view is one of the three views.
+// view is one of the four views.
 //
 // A view draws in two parts. Its layers (panels, axes, heatmaps, the trails
 // drawn so far, readouts) go into the UI's background image and are redrawn
@@ -53,7 +58,7 @@ type view interface {
 	animating() bool
 }
 
-// UI is the whole teaching UI: the state, the three views and the frame.
+// UI is the whole teaching UI: the state, the four views and the frame.
 // Update advances it at a fixed tick; Frame renders what changed. A UI is
 // not safe for concurrent use.
 type UI struct {
@@ -67,6 +72,7 @@ type UI struct {
 	land *landView
 	net  *netLab
 	kron *kronView
+	les  *lessonView
 
 	drag     *slider
 	tick     int
@@ -115,14 +121,15 @@ func New(st State, opts Options) (*UI, error) {
 	full := image.Rect(0, 0, Width, Height)
 	u := &UI{st: st, frame: image.NewRGBA(full), bg: image.NewRGBA(full), dirty: true, full: true, opts: opts}
 	u.fc, u.bc = plot.On(u.frame), plot.On(u.bg)
-	labels := []string{"1  Landscape lab", "2  Network lab", "3  Kronecker view"}
-	u.tabs = buttonRow(image.Rect(Width-3*190-12, 8, Width-12, 40), labels, 6)
+	labels := []string{"1  Landscape lab", "2  Network lab", "3  Kronecker view", "4  Transformer"}
+	u.tabs = buttonRow(image.Rect(Width-4*166-12, 8, Width-12, 40), labels, 6)
 	var err error
 	if u.land, err = newLandView(u); err != nil {
 		return nil, err
 	}
 	u.net = newNetLab(u)
 	u.kron = newKronView(u)
+	u.les = newLessonView(u)
 	return u, nil
 }
 
@@ -141,6 +148,8 @@ func (u *UI) active() view {
 		return u.net
 	case ViewKronecker:
 		return u.kron
+	case ViewTransformer:
+		return u.les
 	}
 	return u.land
 }
@@ -180,6 +189,8 @@ func (u *UI) Update(in Input) {
 		u.SetView(ViewNetwork)
 	case in.Has("3"):
 		u.SetView(ViewKronecker)
+	case in.Has("4"):
+		u.SetView(ViewTransformer)
 	case in.Has(KeyTab):
 		i := slices.Index(Views, u.st.View)
 		u.SetView(Views[(i+1)%len(Views)])
@@ -331,7 +342,7 @@ func copyRect(dst, src *image.RGBA, r image.Rectangle) {
 }
 
 func (u *UI) renderTopBar(c *plot.Canvas) {
-	c.FillRect(topBar, plot.Hex(0x101114))
+	c.FillRect(topBar, BarColor)
 	c.Text(16, 22, "GRNG", plot.Font(20, true), plot.Accent, plot.Left|plot.Middle)
 	c.Text(80, 22, "Gradient-Regularized Natural Gradients: how optimizers move", plot.Font(16, false), plot.Text, plot.Left|plot.Middle)
 	for i, t := range u.tabs {
@@ -342,7 +353,7 @@ func (u *UI) renderTopBar(c *plot.Canvas) {
 
 // renderHelp draws the help bar when its text changed (or when full).
 func (u *UI) renderHelp(c *plot.Canvas, full bool) {
-	line := u.active().help() + "   ·   1/2/3, Tab: views   S: print state"
+	line := u.active().help() + "   ·   1–4, Tab: views   S: print state"
 	if u.opts.QuitOnEscape {
 		line += "   Esc: quit"
 	}
@@ -354,6 +365,6 @@ func (u *UI) renderHelp(c *plot.Canvas, full bool) {
 		return
 	}
 	u.helpLine = line
-	c.FillRect(helpBar, plot.Hex(0x101114))
+	c.FillRect(helpBar, BarColor)
 	c.Text(12, float64(helpBar.Min.Y+helpBar.Dy()/2), line, plot.Font(13, false), col, plot.Left|plot.Middle)
 }

@@ -165,8 +165,16 @@ func TestKeysAndTabsSwitchViews(t *testing.T) {
 		t.Fatalf("Tab: view %s", u.View())
 	}
 	key(u, KeyTab)
+	if u.View() != ViewTransformer {
+		t.Fatalf("Tab: view %s", u.View())
+	}
+	key(u, KeyTab)
 	if u.View() != ViewLandscape {
 		t.Fatalf("Tab wraps: view %s", u.View())
+	}
+	key(u, "4")
+	if u.View() != ViewTransformer {
+		t.Fatalf("key 4: view %s", u.View())
 	}
 	tab := u.tabs[1].rect
 	click(u, tab.Min.X+10, tab.Min.Y+10)
@@ -214,7 +222,7 @@ func TestSlidersRacersAndProblems(t *testing.T) {
 	if mid := s.valueAt(s.track.Min.X + s.track.Dx()/2); math.Abs(math.Log(mid)-(math.Log(s.lo)+math.Log(s.hi))/2) > 0.1 {
 		t.Errorf("log slider midpoint %v", mid)
 	}
-	if g := v.sliders[4]; g.valueAt(g.track.Min.X) != 0 {
+	if g := v.sliders[5]; g.label != "γ" || g.valueAt(g.track.Min.X) != 0 {
 		t.Error("γ slider's left end is not 0")
 	}
 	// Clicking a racer's row hides it (Adam races by default).

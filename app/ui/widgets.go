@@ -155,6 +155,8 @@ func fmtValue(v float64) string {
 		return "0"
 	case math.Abs(v) >= 0.01 && math.Abs(v) < 1000:
 		return strconv.FormatFloat(v, 'g', 3, 64)
+	case math.Abs(v) >= 1000 && math.Abs(v) < 1e5: // 6460, not 6.46e+03
+		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return plot.FormatLog(v)
 }

@@ -45,7 +45,7 @@ type command struct {
 }
 
 func commands() []*command {
-	return []*command{trainCommand(), benchCommand(), dataCommand(), serveCommand(), versionCommand()}
+	return []*command{trainCommand(), compareCommand(), benchCommand(), dataCommand(), serveCommand(), versionCommand()}
 }
 
 // usageError is bad usage: exit status 2 and a pointer to --help.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"grng/core/nn"
+	"grng/models/use"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -82,7 +84,13 @@ func loadData(name, dir string) (train, test *data.Dataset, err error) {
 // --split, split with data.SplitSeed so that every run of a file tests on
 // the same samples). A file estimated to need more memory than is
 // available is refused before it is read, unless --no-memory-check.
-func (f *trainFlags) load() (train, test *data.Dataset, err error) {
+//
+// A model that reads text (the pretrained encoder's fine-tuning, a
+// textEncoder) takes a built-in text set as its own tokens.
+func (f *trainFlags) load(arch nn.Arch) (train, test *data.Dataset, err error) {
+	if enc, ok := arch.(textEncoder); ok {
+		return loadText(enc, f.data, f.dataDir)
+	}
 	if knownData(f.data) {
 		return loadData(f.data, f.dataDir)
 	}
@@ -91,6 +99,51 @@ func (f *trainFlags) load() (train, test *data.Dataset, err error) {
 		o.MaxBytes = max(avail, 1)
 	}
 	return data.OpenFiles(f.data, o)
+}
+
+// textEncoder is a model that reads texts as its own tokens
+// (use.FineTune).
+type textEncoder interface {
+	nn.Arch
+	Encode(*data.TextSet) (*data.Dataset, error)
+}
+
+// loadText opens the built-in text set name and encodes its training and
+// test texts for enc.
+func loadText(enc textEncoder, name, dir string) (train, test *data.Dataset, err error) {
+	if !data.IsText(name) {
+		var texts []string
+		for _, n := range dataNames() {
+			if data.IsText(n) {
+				texts = append(texts, n)
+			}
+		}
+		return nil, nil, usagef("--model %s reads texts: --data must be a text data set (%s), not %s", enc, strings.Join(texts, ", "), name)
+	}
+	tr, te, err := data.OpenText(name, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if train, err = enc.Encode(tr); err != nil {
+		return nil, nil, err
+	}
+	if test, err = enc.Encode(te); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// parseModel reads --model: the pretrained encoder's fine-tuning
+// (use.ParseFineTune, its files fetched into dataDir) or an architecture
+// of nn.ParseArch.
+func parseModel(s, dataDir string) (nn.Arch, error) {
+	if f, ok, err := use.ParseFineTune(s, dataDir); ok {
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	return nn.ParseArch(s)
 }
 
 // dataLabel is a short name of --data for output folders: the built-in

@@ -139,7 +139,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.test, "test", "", "with --data PATH: the test `PATH`, in the same format (default: split the data, see --split)")
 	fs.Float64Var(&f.split, "split", data.DefaultTestSplit, "with --data PATH and no --test: the test `SHARE` of a seeded split of the data")
 	fs.StringVar(&f.dataDir, "data-dir", data.DefaultDir(), "`DIR` holding the fetched data sets (also $GRNG_DATA)")
-	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), mlp:hidden=256,act=relu (widths from the data), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 or vit:patch=7,width=64 (sized to the data; see native version for the names);\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
+	fs.StringVar(&f.model, "model", "", "model `SPEC`: an MLP such as 784-256-10:relu (widths input-…-classes, hidden activation\nrelu|tanh|sigmoid|gelu|identity), mlp:hidden=256,act=relu (widths from the data), or a named architecture with parameters such as\ncnn:channels=16-32,kernel=3 or vit:patch=7,width=64 (sized to the data; see native version for the names),\nor the pretrained sentence encoder fine-tuned with LoRA on a text data set, use-lite:tokens=64,rank=8,alpha=8;\ndefault: a data-specific MLP, e.g. 784-256-10:relu for MNIST, 2-32-32-2:tanh for moons")
 	fs.StringVar(&f.opt, "opt", "adamw", "optimizer `NAME`: "+strings.Join(optim.Names(), ", "))
 	fs.StringVar(&f.hp, "hp", "", "hyperparameters over the optimizer's defaults, `\"k=v,...\"` (see --list-hp)")
 	fs.StringVar(&f.listHP, "list-hp", "", "print the hyperparameters of optimizer `NAME` (defaults, ranges, meaning) and exit")
@@ -232,7 +232,7 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 		return refuse("out", f.out, dir)
 	}
 	if set["model"] {
-		arch, err := nn.ParseArch(f.model)
+		arch, err := parseModel(f.model, f.dataDir)
 		if err != nil {
 			return usagef("--model: %v", err)
 		}
@@ -423,7 +423,13 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return err
 	}
 	defer closeDevice(dev)
-	trainSet, testSet, err := f.load()
+	var arch nn.Arch
+	if f.model != "" {
+		if arch, err = parseModel(f.model, f.dataDir); err != nil {
+			return usagef("--model: %v", err)
+		}
+	}
+	trainSet, testSet, err := f.load(arch)
 	var nf *data.NotFetchedError
 	if errors.As(err, &nf) {
 		return &notFetched{nf, f.dataDir}
@@ -431,12 +437,11 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return fmt.Errorf("loading %s: %w", f.data, err)
 	}
 	modelSpec := f.model
-	if modelSpec == "" {
+	if arch == nil {
 		modelSpec = defaultModel(f.data, trainSet)
-	}
-	arch, err := nn.ParseArch(modelSpec)
-	if err != nil {
-		return usagef("--model: %v", err)
+		if arch, err = nn.ParseArch(modelSpec); err != nil {
+			return usagef("--model: %v", err)
+		}
 	}
 	if h, ok := arch.(nn.HiddenMLP); ok { // the data give the widths
 		arch = h.Spec(trainSet.D, trainSet.Classes)
@@ -458,6 +463,10 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		}
 	} else {
 		if net, err = arch.Build(dev, trainSet.SampleShape(), trainSet.Classes, nn.CrossEntropy, f.seed); err != nil {
+			var nf *data.NotFetchedError
+			if errors.As(err, &nf) {
+				return &notFetched{nf, f.dataDir}
+			}
 			return usagef("--model: %v", err)
 		}
 		params = nn.NumParams(net)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"grng/core/ckpt"
+	"grng/core/data"
 )
 
 // Every invalid flag is a usage error (exit 2) with a message naming it, and
@@ -49,6 +50,10 @@ func TestTrainFlagValidation(t *testing.T) {
 		{[]string{"--data", "moons", "--resume", "/nonexistent/run"}, "--resume /nonexistent/run: not a directory"},
 		{[]string{"--data", "moons", "--model", "2-65536-65536-2"}, "--model 2-65536-65536-2: 4295360514 parameters, more than the 268435456 this command allows"},
 		{[]string{"--data", "moons", "--model", "2-0-2"}, `width 2 is "0", want an integer in [1, 65536]`},
+		{[]string{"--data", "moons", "--model", "use-lite"}, "--model use-lite:tokens=64,rank=8,alpha=8 reads texts: --data must be a text data set (sentiment, spam-assassin, reuters-grain), not moons"},
+		{[]string{"--data", "sentiment", "--model", "use-lite:tokens=129"}, "tokens=129, want 1 to 128"},
+		{[]string{"--data", "sentiment", "--model", "use-lite:rank=8,alpha=0"}, "alpha=0, want at least 1 with LoRA (rank 8)"},
+		{[]string{"--data", "sentiment", "--model", "use-lite:heads=3"}, `"heads=3" is not name=value with a name among tokens, rank, alpha`},
 		{[]string{"--data", "moons", "--hp", "lr=0.1,lr=0.2"}, `lr given twice`},
 		{[]string{"--data", "moons", "--hp", "lr=1e999"}, `"1e999" is out of the float64 range`},
 		{[]string{"--data", "moons", "--hp", "lr=inf"}, `lr = +Inf is out of range [0, 10]`},
@@ -434,5 +439,45 @@ func TestAvailableMemory(t *testing.T) {
 		if got != c.want || ok != c.ok {
 			t.Errorf("%s: %d %v, want %d %v", c.name, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// The paper's fine-tuning on a real pretrained transformer, end to end:
+// the sentiment sentences tokenized by the encoder's own vocabulary, LoRA
+// on q and v of use-lite and a head, a few RING steps with an evaluation,
+// the summary naming the model, and the run found complete on --resume
+// (the model rebuilt from the checkpoint's name).
+func TestTrainFineTunesUSE(t *testing.T) {
+	dir := data.DefaultDir()
+	for _, name := range []string{"use-lite", "sentiment"} {
+		if err := data.Verify(name, dir); err != nil {
+			t.Fatalf("%v\n(fetch it first: go run ./cmd/native data fetch %s)", err, name)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	code, stdout, stderr := runCLI(t, "train", "--data", "sentiment", "--model", "use-lite:tokens=16", "--opt", "ring",
+		"--steps", "4", "--eval-every", "4", "--checkpoint-every", "2", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"16 features", "use-lite:tokens=16,rank=8,alpha=8 (27170 parameters)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("header lacks %q:\n%s", want, stderr)
+		}
+	}
+	var s summary
+	b, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != "completed" || s.Config.Model != "use-lite:tokens=16,rank=8,alpha=8" || s.Result.Steps != 4 || !(float64(s.Result.TestAcc) > 0.3) {
+		t.Errorf("summary: %s, model %q, %d steps, test accuracy %v", s.Status, s.Config.Model, s.Result.Steps, s.Result.TestAcc)
+	}
+	code, stdout, stderr = runCLI(t, "train", "--resume", out)
+	if code != 0 || !strings.Contains(stdout, "nothing to resume") {
+		t.Errorf("--resume: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"grng/models/use"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -38,6 +39,7 @@ func runVersion(_ context.Context, a *app, c *command, args []string) error {
 	for _, n := range nn.ArchNames() {
 		fmt.Fprint(a.stdout, "  ", nn.ArchDoc(n))
 	}
+	fmt.Fprint(a.stdout, "  ", use.FineTuneDoc())
 	return nil
 }
 

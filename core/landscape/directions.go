@@ -8,11 +8,17 @@ import "math"
 //
 //   - Euclid: M = √(det F)·I, the circle of the same area as the Fisher
 //     ellipse; the step points along −∇L.
-//   - Natural: M = F, the unit-KL ellipse (KL(p_θ‖p_{θ+δ}) ≈ ½δᵀFδ); the step
+//   - Natural: M = F, the KL ellipse (KL(p_θ‖p_{θ+δ}) ≈ ½δᵀFδ); the step
 //     is −F⁻¹∇L scaled onto the ellipse, where the ellipse touches the lowest
 //     level line of the linearised loss.
-//   - RING: M = F + √ρ‖F‖₂I (eq. 10a), step along −M⁻¹∇L.
-//   - RENG: M = F + √ρI (eq. 10b), step along −M⁻¹(∇L + γH∇L) (eq. 9).
+//   - RING: M = F + ρ‖F‖₂I (eq. 10a as one block, App. D.2), step along
+//     −M⁻¹∇L.
+//   - RENG: M = F + ρI (eq. 10b likewise), step along −M⁻¹(∇L + γH∇L)
+//     (eq. 9).
+//
+// Each step spends c in its own metric, so only the natural step spends a KL
+// of c: KL returns what each one spends (the Euclidean step several times c
+// where F is ill-conditioned, RING's and RENG's a little less than c).
 //
 // A zero vector means the step is not defined there (zero gradient or a
 // singular metric).
@@ -21,6 +27,10 @@ type Directions struct {
 	Fisher, MRING, MRENG        Mat2
 	Euclid, Natural, RING, RENG Vec2
 }
+
+// KL returns ½δᵀFδ, the KL divergence (to second order) between the model
+// at the point and at the point moved by δ (paper eq. 2 and §2).
+func (d Directions) KL(δ Vec2) float64 { return 0.5 * δ.Dot(d.Fisher.MulVec(δ)) }
 
 // DirectionsAt returns the directions at θ for the budget c.
 func DirectionsAt(p Problem, θ Vec2, h Hyper, c float64) Directions {

@@ -14,14 +14,25 @@
 //
 //   - NGD:  θ ← θ − α(F + λ₀I)⁻¹g, a fixed small Tikhonov λ₀ (paper eq. 8 with
 //     the usual damping).
-//   - RING: θ ← θ − α(F + √ρ‖F‖₂I)⁻¹g with F refreshed every S steps (eq. 10a
-//     with the exact F in place of Λ⊗Γ; the lazy Fisher of Algorithm 1).
-//   - RENG: θ ← θ − α(F + √ρI)⁻¹(g + γHg) (eqs. 9 and 10b), H the exact Hessian.
+//   - RING: θ ← θ − α(F + ρ‖F‖₂I)⁻¹g with F refreshed every S steps: eq. 10a
+//     for one block with the exact F in place of Λ⊗Γ. Eq. 10a damps each
+//     Kronecker factor by √ρ‖·‖₂, which Appendix D.2 derives from damping
+//     the block by ρ‖Λ‖₂‖Γ‖₂ = ρ‖F‖₂; a 2×2 F has no factors, so it takes
+//     that block damping (as core/optim's blocks without Kronecker factors
+//     do), and ρ means the same here as in the paper and the library.
+//   - RENG: θ ← θ − α(F + ρI)⁻¹(g + γHg) (eqs. 9 and 10b; ρI is the block
+//     damping of the per-factor √ρ, App. D.2), H the exact Hessian.
 //   - R-Kalman: a Kalman filter on θ ~ N(μ, Σ) with a full 2×2 Σ whose
 //     observations are the problem's likelihood terms (see Obs), with the
 //     regularized noise R̃ = R(I + ρR)⁻¹ of eq. 15 and R estimated by the EMA of
 //     Appendix H (Algorithm 2); the diagonal Σ of eq. 22 is what core/optim
-//     uses for networks.
+//     uses for networks. Its ρ (Hyper.KalmanRho) changes the objective: the
+//     filter settles at the minimiser of L + (ρ/2)Σwᵢ(yᵢ − ŷᵢ)².
+//
+// Deliberately simpler than core/optim, since two parameters need none of
+// it: the exact Fisher and exact inverses (no Kronecker factors, no
+// Newton–Schulz), a fixed ρ (no Levenberg–Marquardt), no KL clipping, and S
+// = 1 by default (the library's RING and RENG refresh every 8 steps).
 //
 // Every problem is the negative log-likelihood of an exponential-family model,
 // so its Fisher F = E_{y∼p(y|θ)}[∇ℓ∇ℓᵀ] (paper eq. 2) is defined and given in

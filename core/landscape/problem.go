@@ -51,7 +51,13 @@ type Info struct {
 	Min            Vec2    // the global minimiser
 	MinLoss        float64 // L(Min)
 	Hyper          Hyper   // defaults tuned so that every stepper moves visibly
-	KL             float64 // the level c of the metric ellipse ½δᵀFδ = c shown
+	// KL is the budget c of the directions shown at a point: the level of
+	// the Fisher ellipse ½δᵀFδ = c (the UI lowers it where that ellipse
+	// would not fit in the plot, and shows the c it uses).
+	KL float64
+	// Note says what a student should know about this problem's defaults
+	// (empty when nothing).
+	Note string
 }
 
 // problems are the constructors of the problems, in display order.
@@ -246,12 +252,18 @@ func (l *Logistic) Info() Info {
 	h := DefaultHyper()
 	h.LR, h.AdamLR, h.SAMRadius = 1.5, 0.08, 0.15
 	h.Alpha, h.Gamma = 1, 0.5
+	// The full natural step (α = 1) overshoots where the model saturates
+	// and F vanishes: NGD's λ₀ = 1e-4 does not stop it, nor does RING's
+	// ρ‖F‖₂ at the paper's ρ ≈ 1e-3 (RING diverges there too); ρ = 0.03
+	// does (RING 10 steps, RENG 19 to a gap of 1e-8).
+	h.Rho = 0.03
 	c := l.min
 	return Info{Title: "Logistic regression, two weights (60 points)",
 		Formula: "L = mean[ln(1+e^{wᵀx}) − y·wᵀx],  F = Σp(1−p)xxᵀ/n",
 		XLabel:  "w₁", YLabel: "w₂",
 		Box:   Box{c[0] - 6, c[0] + 6, c[1] - 6, c[1] + 6},
-		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Hyper: h, KL: 0.05}
+		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Hyper: h, KL: 0.05,
+		Note: "Here ρ = 0.03: the full step α = 1 overshoots where the model saturates (F → 0); at ρ = 1e-3 RING diverges like NGD."}
 }
 
 func (l *Logistic) Loss(w Vec2) float64 {
@@ -331,7 +343,7 @@ func (g *GaussFit) Info() Info {
 	mn := Vec2{g.m, 0.5 * math.Log(g.v)}
 	return Info{Title: "Fitting a Gaussian: θ = (μ, ln σ), 40 points",
 		Formula: "L = ln σ + mean[(x−μ)²]/(2σ²) + ½ln2π,  F = diag(1/σ², 2)",
-		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 5, -2.5, 2.5}, Start: Vec2{-2, 1.5},
+		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 4, -3, 4}, Start: Vec2{-2, 1.5},
 		Min: mn, MinLoss: g.Loss(mn), Hyper: h, KL: 0.25}
 }
 

@@ -114,8 +114,8 @@ func FilterNormalized(net nn.Model, w []float64, seed uint64) ([]float64, error)
 // Plane is an affine plane of weight space: Center + a·D1 + b·D2.
 type Plane struct {
 	Center, D1, D2 []float64
-	// Explained is the fraction of the trajectory's variance along D1 and D2
-	// (PCA planes only; zero otherwise).
+	// Explained is the fraction of the trajectory's variance (about its
+	// mean, as in PCA) along D1 and D2 (PCA planes only; zero otherwise).
 	Explained [2]float64
 }
 
@@ -152,6 +152,10 @@ func (p Plane) Project(w []float64) Vec2 {
 // TrajectoryPCA returns the plane through center spanned by the first two
 // principal directions of the points traj[i] − center (Li et al. 2018, §7:
 // center is the final weights, and the directions explain most of the path).
+// As in Li et al.'s code (scikit-learn's PCA of the matrix of the rows
+// traj[i] − center), the rows are centred on their mean before the SVD, so
+// that Explained is the fraction of the path's variance, not of its second
+// moment about center; the plane still passes through center.
 // The directions are unit vectors and orthogonal; the sign of each is chosen
 // so that the first point of the trajectory has non-negative coordinates.
 func TrajectoryPCA(traj [][]float64, center []float64) (Plane, error) {
@@ -159,13 +163,19 @@ func TrajectoryPCA(traj [][]float64, center []float64) (Plane, error) {
 		return Plane{}, errors.New("landscape: a trajectory of at least 3 points is needed for PCA")
 	}
 	n := len(center)
-	m := mat.NewDense(len(traj), n, nil)
+	mean := make([]float64, n)
 	for i, w := range traj {
 		if len(w) != n {
 			return Plane{}, fmt.Errorf("landscape: trajectory point %d has %d values, center %d", i, len(w), n)
 		}
 		for j := range w {
-			m.Set(i, j, w[j]-center[j])
+			mean[j] += (w[j] - center[j]) / float64(len(traj))
+		}
+	}
+	m := mat.NewDense(len(traj), n, nil)
+	for i, w := range traj {
+		for j := range w {
+			m.Set(i, j, w[j]-center[j]-mean[j])
 		}
 	}
 	var svd mat.SVD

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/mat"
+
 	"grng/core"
 	"grng/core/cpu"
 	"grng/core/data"
@@ -288,5 +290,64 @@ func TestSliceOfImageModels(t *testing.T) {
 		if got, want := s.Values[2], float64(net.Loss(x, y)); math.Abs(got-want) > 1e-5 || got == s.Values[4] {
 			t.Errorf("%s: slice corner %v, model loss %v (centre %v)", a, got, want, s.Values[4])
 		}
+	}
+}
+
+// TestTrajectoryPCAIsCentred checks that the principal directions and the
+// explained variance are those of the path about its mean (Li et al.'s
+// scikit-learn PCA), not of its second moment about the center: a path that
+// wiggles far from the center, mostly along e₂, has PC1 = e₂, while about
+// the center its offset along e₁ would dominate.
+func TestTrajectoryPCAIsCentred(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	const n = 6
+	c := make([]float64, n)
+	var traj [][]float64
+	for range 200 {
+		w := make([]float64, n)
+		w[0] = 10 + 0.1*r.NormFloat64() // the offset from the center
+		w[1] = 2 * r.NormFloat64()      // the wiggle
+		w[2] = 0.5 * r.NormFloat64()
+		traj = append(traj, w)
+	}
+	p, err := TrajectoryPCA(traj, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference: eigenvalues of the centred covariance.
+	cov := mat.NewSymDense(n, nil)
+	mean := make([]float64, n)
+	for _, w := range traj {
+		for j := range n {
+			mean[j] += w[j] / float64(len(traj))
+		}
+	}
+	for _, w := range traj {
+		for i := range n {
+			for j := i; j < n; j++ {
+				cov.SetSym(i, j, cov.At(i, j)+(w[i]-mean[i])*(w[j]-mean[j]))
+			}
+		}
+	}
+	var e mat.EigenSym
+	if !e.Factorize(cov, true) {
+		t.Fatal("eigen")
+	}
+	vals := e.Values(nil)
+	var total float64
+	for _, v := range vals {
+		total += v
+	}
+	want := [2]float64{vals[n-1] / total, vals[n-2] / total}
+	for k := range 2 {
+		if !near(p.Explained[k], want[k], 1e-9) {
+			t.Errorf("Explained = %v, want the centred %v", p.Explained, want)
+		}
+	}
+	if math.Abs(p.D1[1]) < 0.99 {
+		t.Errorf("PC1 = %v, want ±e₂ (the wiggle), not the offset e₁", p.D1)
+	}
+	if p.Center[0] != 0 {
+		t.Errorf("the plane moved off the center: %v", p.Center)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"grng/core/optim"
 )
 
 // Hyper holds the hyperparameters of the two-parameter steppers. One value
@@ -16,7 +18,14 @@ type Hyper struct {
 	SAMRadius float64 // SAM's neighbourhood radius (its ρ)
 	Alpha     float64 // step size α of NGD, RING, RENG and R-Kalman (1: the full natural step)
 	Tikhonov  float64 // NGD's fixed damping λ₀ (1e-4)
-	Rho       float64 // ρ of RING (√ρ‖F‖₂), RENG (√ρ) and R-Kalman (R(I+ρR)⁻¹)
+	// Rho is the damping coefficient ρ of RING and RENG: the block F is
+	// damped by ρ‖F‖₂ (RING) or ρ (RENG), what eq. 10's per-factor √ρ‖·‖₂
+	// and √ρ amount to on a Kronecker block (see dampedFisher).
+	Rho float64
+	// KalmanRho is R-Kalman's ρ in R̃ = R(I + ρR)⁻¹ (eq. 15): not a damping
+	// of the step but a change of the objective, whose fixed point
+	// minimises L + (ρ/2)·Σ wᵢ(yᵢ − ŷᵢ)² (see kalman).
+	KalmanRho float64
 	Gamma     float64 // RENG's explicit gradient regularizer γ of g + γHg (eq. 9)
 	S         int     // RING/RENG Fisher refresh interval (lazy Fisher, Algorithm 1)
 	Beta      float64 // R-Kalman's EMA factor β of R (Appendix H)
@@ -28,7 +37,7 @@ type Hyper struct {
 // SAMRadius, Alpha and Gamma in their Info.
 func DefaultHyper() Hyper {
 	return Hyper{LR: 0.01, AdamLR: 0.05, Momentum: 0.9, SAMRadius: 0.05, Alpha: 1, Tikhonov: 1e-4,
-		Rho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.2, Sigma0: 1, Q: 1}
+		Rho: 1e-3, KalmanRho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.2, Sigma0: 1, Q: 1}
 }
 
 // Stepper is a stateful two-parameter optimizer: Step takes θ to the next
@@ -54,8 +63,8 @@ var stepperInfo = []StepperInfo{
 	{"adam", "Adam", "θ ← θ − η m̂/(√v̂ + ε)", false},
 	{"sam", "SAM", "θ ← θ − η∇L(θ + r∇L/‖∇L‖)", false},
 	{"ngd", "NGD", "θ ← θ − α(F + λ₀I)⁻¹∇L", true},
-	{"ring", "RING", "θ ← θ − α(F + √ρ‖F‖₂I)⁻¹∇L, F every S steps (eq. 10a)", true},
-	{"reng", "RENG", "θ ← θ − α(F + √ρI)⁻¹(∇L + γH∇L) (eqs. 9, 10b)", true},
+	{"ring", "RING", "θ ← θ − α(F + ρ‖F‖₂I)⁻¹∇L, F every S steps (eq. 10a on one block, App. D.2)", true},
+	{"reng", "RENG", "θ ← θ − α(F + ρI)⁻¹(∇L + γH∇L) (eqs. 9, 10b on one block, App. D.2)", true},
 	{"rkalman", "R-Kalman", "Kalman filter on θ with R̃ = R(I + ρR)⁻¹ (eq. 15)", true},
 }
 
@@ -165,6 +174,15 @@ const (
 // the last refresh for S steps (the lazy Fisher of Algorithm 1; in two
 // dimensions the damping only changes at a refresh, so eq. 11 has nothing to
 // follow in between).
+//
+// Where this is simpler than core/optim's engine, on purpose (two parameters
+// need none of it): F is the exact Fisher and its damped inverse exact (the
+// library: Kronecker factors of sampled-label statistics, inverted by
+// Newton–Schulz, eqs. 19–21), ρ is fixed (the library adapts it by
+// Levenberg–Marquardt, φ = 0.99–0.995), the step is not KL-clipped (the
+// library clips at 1e-2 by default, not part of the paper), the lesson's S
+// defaults to 1 (the library's RING and RENG: 8), and α is not divided by a
+// number of blocks (there is one: L = 1 in eq. 10).
 type natural struct {
 	h    Hyper
 	kind naturalKind
@@ -172,16 +190,31 @@ type natural struct {
 	inv  Mat2
 }
 
-// DampedFisher returns F + λI for the stepper kind's damping rule: λ₀
-// (NGD), √ρ‖F‖₂ (RING, eq. 10a) or √ρ (RENG, eq. 10b).
+// dampedFisher returns F + λI for the stepper kind's damping rule, with the
+// λ that core/optim gives a curvature block without Kronecker factors
+// (Damping.DiagLambda), so that the lesson and the library share the rule:
+//
+//   - NGD: the fixed Tikhonov λ₀ (h.Tikhonov).
+//   - RING: λ = ρ‖F‖₂. Eq. 10a damps each Kronecker factor of a block,
+//     Λ + √ρ‖Λ‖₂I and Γ + √ρ‖Γ‖₂I; Appendix D.2 derives that split from the
+//     block's F + ρ‖Λ‖‖Γ‖I = F + ρ‖F‖₂I with (A⊗B + ρI) ≈ (A + √ρI)⊗(B + √ρI).
+//     Multiplied out, the split adds √ρ(‖Γ‖Λ⊗I + ‖Λ‖I⊗Γ) + ρ‖F‖₂I: along
+//     the block's weak directions (where both factors are small, the
+//     directions damping is for) that is ρ‖F‖₂, and at most (2√ρ + ρ)‖F‖₂
+//     along its strongest one. A 2×2 F has no factors to split, so it takes
+//     the block damping ρ‖F‖₂ that the split stands for (written as a 1×1 ⊗
+//     2×2 product, the split would put all of √ρ‖F‖₂ on the 2×2 factor: 1/√ρ
+//     ≈ 32 times more damping at ρ = 1e-3 than the paper's block gets).
+//   - RENG: λ = ρ, likewise the block damping of eq. 10b's per-factor √ρ
+//     (Appendix D.2, Remark D.2: F + ρI).
 func dampedFisher(kind naturalKind, f Mat2, h Hyper) Mat2 {
 	switch kind {
 	case ringKind:
-		return f.AddDiag(math.Sqrt(h.Rho) * f.NormSym())
+		return f.AddDiag(optim.NormScaled{}.DiagLambda(h.Rho, f.NormSym()))
 	case rengKind:
-		return f.AddDiag(math.Sqrt(h.Rho))
+		return f.AddDiag(optim.Constant{}.DiagLambda(h.Rho, f.NormSym()))
 	}
-	return f.AddDiag(h.Tikhonov)
+	return f.AddDiag(optim.FactoredTikhonov{}.DiagLambda(h.Tikhonov, f.NormSym()))
 }
 
 func (s *natural) Step(p Problem, θ Vec2) Vec2 {
@@ -233,9 +266,17 @@ func (s *natural) Step(p Problem, θ Vec2) Vec2 {
 //     after starting as gradient descent with learning rate ≈ σ₀ while the
 //     prior dominates.
 //   - α scales the mean update (1 is the filter).
+//   - ρ is Hyper.KalmanRho, a slider of its own: in eq. 15 it is not a
+//     damping of the step, as RING's and RENG's ρ is, but a change of the
+//     likelihood.
 //
 // By Lemma D.3 the mean update is a natural-gradient step with the posterior
-// covariance in place of F⁻¹.
+// covariance in place of F⁻¹. With R̃ = R(I + ρR)⁻¹, i.e. R̃⁻¹ = R⁻¹ + ρ
+// (eq. 15: F̃ = F + ρHᵀH), the update of μ vanishes where
+// Σ wᵢ(R⁻¹ᵢ + ρ)Hᵢeᵢ = 0, which is the stationarity of
+// L + (ρ/2)·Σ wᵢeᵢ² (eᵢ = yᵢ − ŷᵢ, ∇ŷᵢ = Hᵢ), not of L: faithful to eq. 15,
+// the filter settles at the minimiser of that regularized loss, a little
+// away from L's (TestKalmanFixedPoint).
 type kalman struct {
 	h     Hyper
 	init  bool
@@ -260,7 +301,7 @@ func (s *kalman) Step(p Problem, θ Vec2) Vec2 {
 	for i, o := range s.obs {
 		ri := s.h.Beta*s.r[i] + (1-s.h.Beta)/o.RInv
 		s.r[i] = ri
-		rt := ri / (1 + s.h.Rho*ri)
+		rt := ri / (1 + s.h.KalmanRho*ri)
 		sh := sig.MulVec(o.H)
 		den := o.H.Dot(sh) + rt/o.W
 		if !(den > 0) || math.IsInf(den, 0) {

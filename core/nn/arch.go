@@ -174,8 +174,21 @@ func ParseArch(s string) (Arch, error) {
 	if a == nil {
 		return nil, fmt.Errorf("model %q: unknown architecture %q (known: mlp, %s, or an MLP spec such as 784-256-10:relu)", s, name, strings.Join(ArchNames(), ", "))
 	}
+	p, err := ParseArchParams(s, rest, a.params)
+	if err != nil {
+		return nil, err
+	}
+	return named{name: name, a: a, p: p}, nil
+}
+
+// ParseArchParams reads the "key=value,…" part rest of the model text s
+// (named in errors) over the defaults of params: an unknown or repeated
+// key, or a value its ArchParam does not allow, is an error naming it.
+// Architectures outside the registry (a pretrained model that needs its
+// files) parse their parameters with it too.
+func ParseArchParams(s, rest string, params []ArchParam) (ArchParams, error) {
 	p, decl := ArchParams{}, map[string]ArchParam{}
-	for _, d := range a.params {
+	for _, d := range params {
 		p[d.Name], decl[d.Name] = d.Default, d
 	}
 	seen := map[string]bool{}
@@ -187,7 +200,7 @@ func ParseArch(s string) (Arch, error) {
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if _, known := p[k]; !ok || !known {
 			var names []string
-			for _, d := range a.params {
+			for _, d := range params {
 				names = append(names, d.Name)
 			}
 			return nil, fmt.Errorf("model %q: %q is not name=value with a name among %s", s, kv, strings.Join(names, ", "))
@@ -201,7 +214,7 @@ func ParseArch(s string) (Arch, error) {
 		}
 		p[k] = v
 	}
-	return named{name: name, a: a, p: p}, nil
+	return p, nil
 }
 
 // checkArchValue validates a value of parameter d.

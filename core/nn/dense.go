@@ -31,6 +31,9 @@ type Dense struct {
 	hasRX                       bool // the last RForward had an R{x}
 	// sg is SampleGrads' (m·(In+1))×Out product, allocated by its first call.
 	sg core.Mat
+	// pad is the Padding of the Padded chain the layer is in (set by its
+	// Forward), nil outside one.
+	pad *Padding
 }
 
 // NewDense returns a dense layer In → Out with activation act, applied to
@@ -80,6 +83,13 @@ func (l *Dense) Twin() Layer {
 	c.W = l.W
 	return c
 }
+
+// Padding is the Padding of the Padded chain whose last Forward ran this
+// layer, which says which rows of X are tokens (Valid) and the weights of
+// each sample's mean over them (Mean); nil when the layer is in no Padded
+// chain (every row counts). K-FAC leaves the padded rows out of its input
+// factors by it.
+func (l *Dense) Padding() *Padding { return l.pad }
 
 // SampleGrads sets dst[0] (m × (In+1)·Out) to the per-sample gradients
 // X̄_sᵀE_s of W, s's P rows of X̄ and E (P positions a sample): one

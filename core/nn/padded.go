@@ -17,12 +17,16 @@ const PadID = -1
 
 // Padding says which positions of a batch of m samples of T positions hold
 // a token: Valid ((m·T)×1, sample after sample) is 1 at a token and 0 at a
-// padded position. Padded sets it from the ids of every batch before its
-// layers run; a layer that reads it (PaddingLayer) reads it in its Forward
-// and keeps what its backward passes need, so that Valid may change after
-// (a twin's pass, another batch).
+// padded position, and Mean ((m·T)×1) is Valid/max(n_s, 1) for the n_s
+// tokens of its sample s: the weights of the mean over a sample's tokens.
+// Padded sets both from the ids of every batch before its layers run; a
+// layer that reads them (PaddingLayer) reads them in its Forward and keeps
+// what its backward passes need, so that they may change after (another
+// batch). The Kronecker blocks inside the chain (Dense.Padding) hold the
+// Padding of the last Forward, which K-FAC reads to leave the padded rows
+// out of its input factors.
 type Padding struct {
-	Valid core.Mat
+	Valid, Mean core.Mat
 }
 
 // PaddingLayer is a layer that reads which positions are padding: Padded
@@ -55,8 +59,9 @@ var (
 // attention masks the padded keys and the pooling skips them, and its
 // gradients are exactly zero (nothing downstream reads it), so that it
 // adds nothing to the gradients or the per-sample gradients either. The
-// Kronecker factors of K-FAC still see the padded rows' inputs (X̄ᵀX̄):
-// weighting them out is the optimizer's business, not the layers'.
+// padded rows' inputs would still reach the Kronecker factors of K-FAC
+// (X̄ᵀX̄): Padded hands its Padding to every Kronecker block in the chain
+// (Dense.Padding), and the optimizer weights those rows out.
 //
 // The chain's first layer takes the ids (an Embedding); the chain must end
 // in a layer that removes the positions (MaskedMeanPool) if the model's
@@ -69,8 +74,11 @@ type Padded struct {
 	dev          core.Device
 	at, out      Shape
 	pad          Padding
-	rows         int
+	m            int
 	parms, grads []core.Mat
+	// The mean's scratch: Valid a sample a row (m×T), T ones, n_s and
+	// every row's sample.
+	validW, onesT, n, sample core.Mat
 }
 
 // NewPadded returns the chain body over ids padded with PadID: the
@@ -140,8 +148,9 @@ func (p *Padded) SampleGrads(dst []core.Mat) {
 	}
 }
 
-// setPadding hands the Padding to every PaddingLayer in ls, through
-// containers and wrappers, but not into a nested Padded (it has its own).
+// setPadding hands the Padding to every PaddingLayer and every Kronecker
+// block in ls, through containers and wrappers, but not into a nested
+// Padded (it has its own).
 func (p *Padded) setPadding(ls []Layer) {
 	for _, l := range ls {
 		if _, ok := l.(*Padded); ok {
@@ -149,6 +158,11 @@ func (p *Padded) setPadding(ls []Layer) {
 		}
 		if u, ok := l.(PaddingLayer); ok {
 			u.SetPadding(&p.pad)
+		}
+		if k, ok := l.(KronLayer); ok {
+			for _, b := range k.Blocks() {
+				b.pad = &p.pad
+			}
 		}
 		switch c := l.(type) {
 		case Container:
@@ -159,19 +173,38 @@ func (p *Padded) setPadding(ls []Layer) {
 	}
 }
 
+// alloc (re)allocates the Padding and its scratch for m samples.
+func (p *Padded) alloc(m int) {
+	d, T := p.dev, p.at.Positions()
+	freeAll(d, p.pad.Valid, p.pad.Mean, p.validW, p.onesT, p.n, p.sample)
+	checkIndexRows("Padded", m*T)
+	s := make([]float32, m*T)
+	for i := range s {
+		s[i] = float32(i / T)
+	}
+	p.sample = upload(d, s)
+	p.pad.Valid, p.pad.Mean = d.New(m*T, 1), d.New(m*T, 1)
+	p.validW, p.onesT, p.n = d.New(m, T), d.New(T, 1), d.New(m, 1)
+	d.Fill(p.onesT, 1)
+	p.m = m
+}
+
 // Forward sets the Padding from the ids x ((m·T)×1) and runs the chain.
 func (p *Padded) Forward(x core.Mat, m int) core.Mat {
 	core.CheckShape("Padded.Forward", "ids", x, m*p.at.Positions(), 1)
 	d := p.dev
-	if x.Rows() != p.rows {
-		if p.pad.Valid != nil {
-			d.Free(p.pad.Valid)
-		}
-		p.pad.Valid = d.New(x.Rows(), 1)
-		p.rows = x.Rows()
+	if m != p.m {
+		p.alloc(m)
 	}
 	d.AddScalar(p.pad.Valid, x, 1)
 	d.Clamp(p.pad.Valid, p.pad.Valid, 0, 1)
+	// Mean = Valid / max(n_s, 1), n_s a sample's row sum of Valid.
+	d.Reshape(p.validW, p.pad.Valid)
+	d.Gemm(false, false, 1, p.validW, p.onesT, 0, p.n)
+	d.Clamp(p.n, p.n, 1, math.MaxFloat32)
+	d.Map(core.Recip, p.n, p.n)
+	d.GatherRows(p.pad.Mean, p.n, p.sample)
+	d.Apply(core.Mul, p.pad.Mean, p.pad.Mean, p.pad.Valid)
 	p.setPadding(p.body)
 	h := x
 	for _, l := range p.body {
@@ -216,9 +249,9 @@ func (p *Padded) RBackward(rdy core.Mat, v, hv []core.Mat, needX bool) core.Mat 
 // MaskedMeanPool is the mean of each channel over the positions of a
 // sample that hold a token: (m·P)×C → m×C, y_s = Σ_t w_{s,t}·x_{s,t} with
 // w_{s,t} = valid_{s,t}/max(n_s, 1) for the sample's n_s tokens (the
-// Padding of the Padded chain it is in; a sample without tokens gives 0).
-// Without a Padding every position counts: GlobalAvgPool's function. The
-// weights are made in Forward from the Padding (no sync point); pooling is
+// Padding's Mean, of the Padded chain it is in; a sample without tokens
+// gives 0). Without a Padding every position counts: GlobalAvgPool's
+// function. Forward copies the weights (no sync point); pooling is
 // one GemmBatched of each sample's row of weights with its P×C block, and
 // the backward pass gives every position its sample's row of ∂L/∂y times
 // its weight. It is linear in x: its R-operator is itself.
@@ -229,9 +262,6 @@ type MaskedMeanPool struct {
 	pad    *Padding
 	m      int
 	w      core.Mat // (m·P)×1: the weights
-	n      core.Mat // m×1: 1/max(n_s, 1)
-	validW core.Mat // m×P: Valid, a sample a row
-	onesP  core.Mat // P×1 of 1
 	sample core.Mat // (m·P)×1: the sample of every row
 }
 
@@ -268,15 +298,14 @@ func (l *MaskedMeanPool) Twin() Layer {
 
 func (l *MaskedMeanPool) alloc(m int) {
 	d, P, C := l.dev, l.in.Positions(), l.in.C
-	freeAll(d, l.y, l.ry, l.dx, l.rdx, l.w, l.n, l.validW, l.onesP, l.sample)
+	freeAll(d, l.y, l.ry, l.dx, l.rdx, l.w, l.sample)
 	checkIndexRows("MaskedMeanPool", m*P)
 	s := make([]float32, m*P)
 	for i := range s {
 		s[i] = float32(i / P)
 	}
 	l.sample = upload(d, s)
-	l.w, l.n, l.validW, l.onesP = d.New(m*P, 1), d.New(m, 1), d.New(m, P), d.New(P, 1)
-	d.Fill(l.onesP, 1)
+	l.w = d.New(m*P, 1)
 	l.y, l.ry = d.New(m, C), nil
 	l.dx, l.rdx = d.New(m*P, C), nil
 	l.m = m
@@ -289,13 +318,8 @@ func (l *MaskedMeanPool) weights() {
 		d.Fill(l.w, 1/float32(P))
 		return
 	}
-	core.CheckShape("MaskedMeanPool.Forward", "the padding's Valid", l.pad.Valid, l.m*P, 1)
-	d.Reshape(l.validW, l.pad.Valid)
-	d.Gemm(false, false, 1, l.validW, l.onesP, 0, l.n) // n_s
-	d.Clamp(l.n, l.n, 1, math.MaxFloat32)
-	d.Map(core.Recip, l.n, l.n)
-	d.GatherRows(l.w, l.n, l.sample)
-	d.Apply(core.Mul, l.w, l.w, l.pad.Valid)
+	core.CheckShape("MaskedMeanPool.Forward", "the padding's Mean", l.pad.Mean, l.m*P, 1)
+	d.Copy(l.w, l.pad.Mean)
 }
 
 // pool sets dst (m×C) = each sample's weighted sum of src's rows.

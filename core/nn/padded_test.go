@@ -158,7 +158,18 @@ func TestMaskedMeanPoolFiniteDifferences(t *testing.T) {
 	valid := []float32{1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1}
 	const m = 3
 	l := NewMaskedMeanPool(dev, in)
-	l.SetPadding(&Padding{Valid: newUploaded(dev, len(valid), 1, valid)})
+	mean := make([]float32, len(valid)) // valid/max(n_s, 1)
+	for s := range m {
+		row := valid[s*in.Positions() : (s+1)*in.Positions()]
+		n := float32(0)
+		for _, v := range row {
+			n += v
+		}
+		for j, v := range row {
+			mean[s*in.Positions()+j] = v / max(n, 1)
+		}
+	}
+	l.SetPadding(&Padding{Valid: newUploaded(dev, len(valid), 1, valid), Mean: newUploaded(dev, len(mean), 1, mean)})
 	c := &chainCase{dev: dev, layers: []Layer{l}, m: m, x: randVec32(rng, m*in.Len(), 1), inCols: in.C, diffX: true,
 		ref: func(x []float64, _ [][]float64) []float64 {
 			return maskedMean64(x, to64(valid), m, in.Positions(), in.C)

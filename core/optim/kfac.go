@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"grng/core"
 	"grng/core/nn"
@@ -293,6 +294,9 @@ type kfacLayer struct {
 	reduce     bool
 	ones       core.Mat // (m·T)×1 of 1
 	xbar, ebar core.Mat // m×(In+1), m×Out
+	// xmask is X̄ with its padded rows zeroed, for K-FAC-expand over
+	// padded tokens (nn.Dense.Padding).
+	xmask core.Mat
 }
 
 // kfacDiag is the diagonal block of one parameter matrix of an nn.DiagLayer.
@@ -527,12 +531,14 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 
 // schedule says whether the current step recomputes the inverses (every S
 // steps) and whether it updates the factors (every F steps, or with the
-// inverses when F = 0).
+// inverses when F = 0). A running factor that is zero (zeroFactor) has both
+// on the next step.
 func (o *KFAC) schedule() (refresh, factors bool) {
-	refresh = o.step%o.cfg.Refresh == 0
+	zero := o.zeroFactor()
+	refresh = o.step%o.cfg.Refresh == 0 || zero
 	factors = refresh
 	if f := o.cfg.FactorEvery; f > 0 {
-		factors = o.step%f == 0
+		factors = o.step%f == 0 || zero
 	}
 	return refresh, factors
 }
@@ -744,6 +750,21 @@ func (o *KFAC) resize(m int) {
 	o.m = m
 }
 
+// zeroFactor reports whether a running Kronecker factor is zero (its
+// trace is): such a block has no curvature yet to be damped relative to
+// (RING's √ρ‖·‖₂ is then 0, NGD's π undefined), and the step refreshes
+// again instead of waiting S steps. A LoRA adapter starts so: B = 0 makes
+// the errors at A's output, and so A's Γ, exactly zero on the first
+// refresh; the next batch, after B has moved, gives them.
+func (o *KFAC) zeroFactor() bool {
+	for _, kl := range o.layers {
+		if kl.have && (kl.st.TraceA == 0 || kl.st.TraceG == 0) {
+			return true
+		}
+	}
+	return false
+}
+
 // refresh recomputes the Kronecker factors on the current batch (the model
 // holds the forward and true-label backward of θ) and folds them, and the
 // diagonal blocks, into the running averages with their traces: the factor
@@ -764,10 +785,13 @@ func (o *KFAC) refresh() error {
 	// Martens 2016): S = X̄ over all r = m·T rows, and Γ = (1/m)·Σ_rows eeᵀ
 	// sums the positions of a sample; or, with Reduce, K-FAC-reduce: S = Ā
 	// (r = m), and Γ from the summed errors Ē.
-	xs := make([]core.Mat, nl)
+	// Over padded tokens (nn.Padding) the padded rows are left out: S has
+	// them zeroed and r counts the tokens.
+	xs, rs := make([]core.Mat, nl), make([]float64, nl)
+	tokens := o.tokenCounts()
 	for i, kl := range o.layers {
-		xs[i] = kl.inputStat(dev)
-		dev.Gram(1/float32(xs[i].Rows()), xs[i], 0, kl.wa)
+		xs[i], rs[i] = kl.inputStat(dev, tokens)
+		dev.Gram(float32(1/rs[i]), xs[i], 0, kl.wa)
 	}
 	readTrA := true
 	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
@@ -790,7 +814,7 @@ func (o *KFAC) refresh() error {
 		for i := range o.layers {
 			trG[i] += float64(alpha) * float64(ds[i])
 			if readTrA {
-				trA[i] = float64(ds[nl+i]) / float64(xs[i].Rows())
+				trA[i] = float64(ds[nl+i]) / rs[i]
 			}
 		}
 		readTrA = false
@@ -963,17 +987,59 @@ func tracesBound(trs ...[]float64) bool {
 	return true
 }
 
-// inputStat returns the rows whose Gram over their count is the batch Λ:
-// X̄ (K-FAC-expand, and any block of one position), or for K-FAC-reduce Ā,
-// each sample's mean of its T rows of X̄ (paper eq. 7 over samples).
-func (kl *kfacLayer) inputStat(dev core.Device) core.Mat {
+// inputStat returns the rows S whose Gram over their count r is the batch
+// Λ, and r: X̄ (K-FAC-expand, and any block of one position), or for
+// K-FAC-reduce Ā, each sample's mean of its T rows of X̄ (paper eq. 7 over
+// samples). A block over padded tokens (nn.Dense.Padding) leaves the
+// padded rows out: expand zeroes them in a copy of X̄ and counts the
+// tokens (tokens, read by tokenCounts), reduce takes each sample's mean
+// over its tokens (the Padding's Mean).
+func (kl *kfacLayer) inputStat(dev core.Device, tokens map[*nn.Padding]float64) (core.Mat, float64) {
+	x, pad := kl.l.X, kl.l.Padding()
 	if !kl.reduce {
-		return kl.l.X
+		if pad == nil {
+			return x, float64(x.Rows())
+		}
+		if kl.xmask == nil || kl.xmask.Rows() != x.Rows() {
+			if kl.xmask != nil {
+				dev.Free(kl.xmask)
+			}
+			kl.xmask = dev.New(x.Rows(), x.Cols())
+		}
+		dev.MulCol(kl.xmask, x, pad.Valid)
+		return kl.xmask, max(tokens[pad], 1)
 	}
 	t := kl.l.InShape().Positions()
-	kl.sized(dev, kl.l.X.Rows(), t)
-	dev.GemmBatched(kl.xbar.Rows(), true, false, 1/float32(t), kl.ones, kl.l.X, 0, kl.xbar)
-	return kl.xbar
+	kl.sized(dev, x.Rows(), t)
+	if pad == nil {
+		dev.GemmBatched(kl.xbar.Rows(), true, false, 1/float32(t), kl.ones, x, 0, kl.xbar)
+	} else {
+		dev.GemmBatched(kl.xbar.Rows(), true, false, 1, pad.Mean, x, 0, kl.xbar)
+	}
+	return kl.xbar, float64(kl.xbar.Rows())
+}
+
+// tokenCounts reads, in one sync, how many tokens each Padding of the
+// K-FAC-expand blocks over padded tokens has (nil, and no sync, when there
+// are none).
+func (o *KFAC) tokenCounts() map[*nn.Padding]float64 {
+	var pads []*nn.Padding
+	var valid []core.Mat
+	for _, kl := range o.layers {
+		if p := kl.l.Padding(); p != nil && !kl.reduce && !slices.Contains(pads, p) {
+			pads, valid = append(pads, p), append(valid, p.Valid)
+		}
+	}
+	if len(pads) == 0 {
+		return nil
+	}
+	ds := make([]float32, len(valid))
+	o.net.Device().Dots(ds, valid, valid) // Valid is 0 or 1: Σ Valid²  = Σ Valid
+	n := make(map[*nn.Padding]float64, len(pads))
+	for i, p := range pads {
+		n[p] = float64(ds[i])
+	}
+	return n
 }
 
 // errorStat returns the rows whose Gram, with the pass's α, is the batch

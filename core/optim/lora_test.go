@@ -97,3 +97,52 @@ func TestOptimizersTrainLoRAViT(t *testing.T) {
 		})
 	}
 }
+
+// A LoRA adapter starts with B = 0, so the errors at A's output, and A's
+// Γ, are exactly zero on the first refresh: RING's damping √ρ‖Γ‖₂ is then
+// zero too. The engine refreshes again on the next step (B has moved), and
+// from then on keeps its schedule of every S steps.
+func TestKFACRefreshesAgainAfterAZeroFactor(t *testing.T) {
+	for _, name := range []string{"ring", "reng", "ngd"} {
+		t.Run(name, func(t *testing.T) {
+			base, x, y := vitProblem(t, 24, 3)
+			net, err := nn.ApplyLoRA(base.(*nn.Sequential), nn.LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"q", "v"}, Seed: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := Lookup(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hp, err := e.Parse("S=4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := e.New(net, hp, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := opt.(*KFAC)
+			var refreshed []bool
+			var zero []bool
+			for range 9 {
+				if _, err := o.Step(x, y); err != nil {
+					t.Fatal(err)
+				}
+				refreshed = append(refreshed, o.Last.Refreshed)
+				zero = append(zero, o.zeroFactor())
+			}
+			if !zero[0] {
+				t.Errorf("after the first refresh no factor is zero: the adapters' A should have Γ = 0 (B = 0)")
+			}
+			if want := []bool{true, true, false, false, true, false, false, false, true}; !slices.Equal(refreshed, want) {
+				t.Errorf("refreshes at steps %v, want %v (again after a zero factor, then every S = 4)", refreshed, want)
+			}
+			for i, kl := range o.layers {
+				if kl.st.TraceA <= 0 || kl.st.TraceG <= 0 {
+					t.Errorf("block %d: traces %g, %g after 9 steps", i, kl.st.TraceA, kl.st.TraceG)
+				}
+			}
+		})
+	}
+}

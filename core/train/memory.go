@@ -204,7 +204,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	// Evaluation runs on twins of the model (see evaluator): one for the
 	// chunks of evalRows, one for a shorter last chunk, each with its own
 	// buffers and gradient matrices.
-	evRows, evTail, twins := evalRows(c.Test), 0.0, 0.0
+	evRows, evTail, twins := evalRows(&c), 0.0, 0.0
 	if c.Test != nil && c.Test.N > 0 {
 		evTail = float64(c.Test.N % int(evRows))
 		twins = 1
@@ -220,24 +220,15 @@ func EstimateMemory(c Config) (Memory, error) {
 	var m Memory
 	m.Params = sat((4 + twins) * P * f32)
 
-	// Activations, per row of a dense-like layer: X and its gradient (a
-	// each), the layer's input gradient (a − 1), Z, A and E (k each); the
-	// R-operator's as many again for the batch. Other layers of a composed
-	// model: their output, its gradient and their input gradient.
-	var act, kfacAct float64
+	var kfacAct float64
 	for _, b := range bs {
-		if !b.kron {
-			continue
-		}
-		act += b.pos * (3*b.a + 3*b.k)
-		if kfac {
+		if b.kron && kfac {
 			// the low-rank product's P (a×m) and Q (m×k), the stashed
 			// output gradients (r×k), the reduced statistics.
 			kfacAct += batch*(2*b.a+2*b.k) + batch*b.pos*b.k
 		}
 	}
-	other := c.otherActivations()
-	perRow := act + other + 3*outs // the logits' softmax, loss gradient, seed
+	perRow := c.activationsPerRow(bs)
 	acts := (batch + evRows + evTail) * perRow
 	if exactHVP {
 		acts += batch * perRow
@@ -313,10 +304,40 @@ func EstimateMemory(c Config) (Memory, error) {
 	return m, nil
 }
 
-// evalRows is the size of an evaluation chunk of ds.
-func evalRows(ds *data.Dataset) float64 {
-	if ds == nil {
+// activationsPerRow is what a forward and backward pass keep per sample
+// (float32 numbers), over the model's weight matrices bs: per row of a
+// dense-like layer, X and its gradient (a each), the layer's input
+// gradient (a − 1), Z, A and E (k each); for the other layers of a
+// composed model, their output, its gradient and their input gradient
+// (otherActivations); the logits' softmax, loss gradient and seed.
+func (c *Config) activationsPerRow(bs []block) float64 {
+	var act float64
+	for _, b := range bs {
+		if b.kron {
+			act += b.pos * (3*b.a + 3*b.k)
+		}
+	}
+	_, out := c.widths()
+	return act + c.otherActivations() + 3*float64(out)
+}
+
+// evalRows is the size of an evaluation chunk of c.Test (evalChunkRows).
+func evalRows(c *Config) float64 {
+	if c.Test == nil {
 		return 0
 	}
-	return float64(min(evalChunk, ds.N))
+	return float64(evalChunkRows(c, c.Test))
+}
+
+// evalChunkRows is how many samples of ds an evaluation pass of c's model
+// takes at once: at most evalChunk, and at most what keeps the pass's
+// activations within evalBytes (a long-sequence model takes fewer).
+func evalChunkRows(c *Config, ds *data.Dataset) int {
+	rows := min(evalChunk, ds.N)
+	if bs, err := c.blocks(); err == nil {
+		if per := c.activationsPerRow(bs) * 4; per > 0 {
+			rows = min(rows, max(1, int(evalBytes/per)))
+		}
+	}
+	return max(rows, 1)
 }

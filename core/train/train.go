@@ -510,11 +510,17 @@ func (r *runner) free() {
 	}
 }
 
-// evalChunk bounds the rows evaluated at once, and so the memory of a pass.
-const evalChunk = 1000
+// evalChunk and evalBytes bound the rows evaluated at once, and so the
+// memory of a pass: at most evalChunk rows, whose activations take at most
+// evalBytes (EstimateMemory's count).
+const (
+	evalChunk = 1000
+	evalBytes = 256 << 20
+)
 
 // Evaluate returns the mean loss and the accuracy (NaN for regression) of
-// net on ds, in chunks of at most 1000 rows; both are NaN (not evaluated)
+// net on ds, in chunks of at most 1000 rows (fewer for a model whose
+// activations would take more than 256 MiB); both are NaN (not evaluated)
 // when ds is empty.
 func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 	e := &evaluator{}
@@ -522,8 +528,8 @@ func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 	return e.evaluate(net, ds)
 }
 
-// evaluator evaluates on a data set in chunks of at most evalChunk rows,
-// with device buffers that it keeps from one evaluation to the next.
+// evaluator evaluates on a data set in chunks (evalChunkRows), with device
+// buffers that it keeps from one evaluation to the next.
 //
 // When twins are set (a Session's evaluator), the full chunks run on one
 // twin of the model and the last, shorter one on another: the model being
@@ -588,7 +594,7 @@ func (e *evaluator) evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64)
 	var sum float64
 	correct := 0
 	labels := net.Objective().Func().Labels() // accuracy is defined
-	rows := min(evalChunk, ds.N)
+	rows := evalChunkRows(&Config{Net: net}, ds)
 	for lo := 0; lo < ds.N; lo += rows {
 		hi := min(lo+rows, ds.N)
 		n := hi - lo

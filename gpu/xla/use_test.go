@@ -8,6 +8,7 @@ import (
 	"grng/core/cpu"
 	"grng/core/data"
 	"grng/core/nn"
+	"grng/core/optim"
 	"grng/core/text"
 	"grng/models/use"
 )
@@ -132,6 +133,70 @@ func TestUSEMatchesCPU(t *testing.T) {
 			if d := math.Abs(float64(got[i][j]) - float64(want[i][j])); d > 1e-4*scale+1e-9 || math.IsNaN(d) {
 				t.Fatalf("gradient %d entry %d: XLA %v, CPU %v (largest %v)", i, j, got[i][j], want[i][j], scale)
 			}
+		}
+	}
+}
+
+// TestUSEFineTuneStepsMatchCPU runs one NGD step (a refresh of the
+// factors and their inverses) of the fine-tuning model (use.FineTune: LoRA r = 8 on q and v, the
+// head) on sentences of mixed lengths, on the XLA device and on the CPU:
+// K-FAC's factors leave the padded tokens out (K-FAC-expand: the masked
+// rows and the token count; K-FAC-reduce: each sentence's mean over its
+// tokens), and the weights after the step agree within 1e-3 of each matrix's
+// largest.
+func TestUSEFineTuneStepsMatchCPU(t *testing.T) {
+	m, short, _ := useInputs(t, 8)
+	dev, host := testDevice(t), cpu.New()
+	T := 0
+	for _, s := range short {
+		T = max(T, len(s)+2)
+	}
+	ids, err := m.Batch(short, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := use.FineTune{Tokens: T, Rank: 8, Alpha: 8, DataDir: data.DefaultDir()}
+	for _, reduce := range []string{"0", "1"} {
+		run := func(dev core.Device) [][]float32 {
+			net, err := f.Build(dev, nn.Shape{H: T, W: 1, C: 1}, 2, nn.CrossEntropy, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := optim.Lookup("ngd")
+			hp, err := e.Parse("S=1,reduce=" + reduce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := e.New(net, hp, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, y := dev.New(len(short), T), dev.New(len(short), 1)
+			dev.Upload(x, ids)
+			dev.Upload(y, []float32{0, 1, 1, 0, 1, 0, 0, 1})
+			if _, err := opt.Step(x, y); err != nil {
+				t.Fatal(err)
+			}
+			var ws [][]float32
+			for _, w := range net.Weights() {
+				ws = append(ws, download(dev, w))
+			}
+			return ws
+		}
+		got, want := run(dev), run(host)
+		worst := 0.0
+		for i := range want {
+			scale := 0.0
+			for _, v := range want[i] {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			for j := range want[i] {
+				worst = math.Max(worst, math.Abs(float64(got[i][j])-float64(want[i][j]))/scale)
+			}
+		}
+		t.Logf("reduce=%s: one NGD step, max |XLA − CPU| = %.3g of a matrix's largest weight", reduce, worst)
+		if worst > 1e-3 || math.IsNaN(worst) {
+			t.Errorf("reduce=%s: weights differ by %.3g of a matrix's largest, want ≤ 1e-3", reduce, worst)
 		}
 	}
 }

@@ -189,7 +189,23 @@
     sw.href = q ? "?" + q : location.pathname;
   }
 
+  // The status bar wraps where the page is narrow: keep the body (and so
+  // ebiten's canvas) at the viewport's height less the bar's real height,
+  // and tell ebiten, which sizes its canvas on window resizes only.
+  let barHeight = -1;
+  function fitBody() {
+    const bar = $("grng-bar");
+    if (!bar) return;
+    const h = Math.ceil(bar.getBoundingClientRect().height);
+    if (h === barHeight) return;
+    barHeight = h;
+    document.documentElement.style.setProperty("--grng-bar-h", h + "px");
+    window.dispatchEvent(new Event("resize"));
+  }
+
   function wire() {
+    if (window.ResizeObserver) new ResizeObserver(fitBody).observe($("grng-bar"));
+    fitBody();
     $("grng-train").addEventListener("click", () => {
       const steps = Math.max(1, Math.min(100000, parseInt($("grng-steps").value, 10) || 200));
       g.train({ opt: $("grng-opt").value, steps }).catch((e) => {
