@@ -77,10 +77,11 @@ func (c *costModel) prior(j *job) float64 {
 	}
 	s := base * mult
 	if opt == "ngd" || opt == "ring" || opt == "reng" {
-		// factor inversions, ~n³ each (NGD every step by Cholesky; RING and
-		// RENG every S = 8 steps by a few Newton–Schulz products)
+		// factor inversions, ~n³ each (NGD every S = 100 steps by
+		// Cholesky; RING and RENG every S = 8 steps by a few Newton–Schulz
+		// products)
 		if opt == "ngd" {
-			s += 2 * m.Cubes / flopRate
+			s += 2 * m.Cubes / 100 / flopRate
 		} else {
 			s += 12 * m.Cubes / 8 / flopRate
 		}

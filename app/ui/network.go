@@ -22,13 +22,15 @@ import (
 
 // netHyper are the network lab's hyperparameters per optimizer, tuned for
 // the small sets so that every optimizer learns within a few hundred steps.
-// The Kronecker-factored ones use KL clipping (the K-FAC trust region).
+// The Kronecker-factored ones use KL clipping (the K-FAC trust region); NGD
+// refreshes its factors and inverses every step (S=1,F=1), which costs
+// little on these networks, rather than on K-FAC's schedule for large ones.
 var netHyper = map[string]string{
 	"sgd":     "lr=0.1,momentum=0.9",
 	"adamw":   "lr=0.01,wd=0",
 	"sam":     "lr=0.1,momentum=0.9,rho=0.05",
 	"sophia":  "lr=0.01",
-	"ngd":     "lr=1,klclip=0.01",
+	"ngd":     "lr=1,klclip=0.01,S=1,F=1",
 	"ring":    "lr=1,klclip=0.01",
 	"reng":    "lr=1,klclip=0.01,gamma=0.01",
 	"rkalman": "",

@@ -275,13 +275,13 @@ func TestTrainInterrupted(t *testing.T) {
 }
 
 // A diverging run is a runtime failure (exit 1) that still writes its files:
-// NGD at lr=100 without KL clipping cannot invert the factors of its huge
-// activations whatever the damping. RING at the same step size is rescued
+// NGD at lr=100 without KL clipping, inverting every step (S=1,F=1), cannot
+// invert the factors of its huge activations whatever the damping. RING at the same step size is rescued
 // by its backoffs (a step undone, ρ raised) and completes; metrics.csv and
 // summary.json count the rejected attempts.
 func TestTrainDiverged(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	code, _, errs := runCLI(t, "train", "--data", "circles", "--opt", "ngd", "--hp", "lr=100,klclip=0",
+	code, _, errs := runCLI(t, "train", "--data", "circles", "--opt", "ngd", "--hp", "lr=100,klclip=0,S=1,F=1",
 		"--model", "2-32-32-2:relu", "--steps", "300", "--schedule", "constant", "--out", dir)
 	// The cause is a factor or its inverse, depending on where float32
 	// overflows first (the GEMM's association order decides).

@@ -80,6 +80,17 @@ type Twinner interface {
 	Twin(skipGrads bool) Model
 }
 
+// StatsBackwarder is a Model with a backward pass that sets the curvature
+// statistics only (every layer's output errors, what DiagLayer.SquaredGrads
+// reads) and leaves the parameters' gradients as they were: the
+// sampled-label pass of a Fisher estimate, which never reads the
+// gradients, at the cost of the error propagation alone. *Sequential is
+// one.
+type StatsBackwarder interface {
+	Model
+	BackwardStats(dout core.Mat)
+}
+
 // NumParams counts the trainable parameters of m.
 func NumParams(m Model) int {
 	n := 0
@@ -159,11 +170,17 @@ func (s *Sequential) Forward(x core.Mat) core.Mat {
 }
 
 // Backward propagates dout through the chain.
-func (s *Sequential) Backward(dout core.Mat) {
+func (s *Sequential) Backward(dout core.Mat) { s.backward(dout, s.skip) }
+
+// BackwardStats propagates dout through the chain with Pass.SkipGrads:
+// the layers' errors and statistics are set, their gradients are not.
+func (s *Sequential) BackwardStats(dout core.Mat) { s.backward(dout, true) }
+
+func (s *Sequential) backward(dout core.Mat, skip bool) {
 	core.CheckShape("Sequential.Backward", "dout", dout, s.head.m, s.head.k)
 	dy := dout
 	for i := len(s.layers) - 1; i >= 0; i-- {
-		dy = s.layers[i].Backward(dy, Pass{NeedX: i > 0, SkipGrads: s.skip})
+		dy = s.layers[i].Backward(dy, Pass{NeedX: i > 0, SkipGrads: skip})
 	}
 }
 

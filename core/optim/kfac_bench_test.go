@@ -130,14 +130,17 @@ func BenchmarkWidth(b *testing.B) {
 // batches of a fixed shuffle, so the Kronecker factors, the damping and the
 // warm starts evolve as in training; the figures are per step). It needs the
 // fetched data set (native data fetch mnist) and skips without it. The
-// K-FAC presets refresh every S steps, so run them with a -benchtime of a
-// multiple of S (e.g. -benchtime=64x) to amortize the refresh; the first
-// step (cold Newton–Schulz from X0) is excluded. The -cholesky variants
-// invert by Cholesky instead of Newton–Schulz.
+// K-FAC presets refresh every S steps (ngd: 100, ring and reng: 8), so run
+// them with a -benchtime of a multiple of 100 (e.g. -benchtime=200x) to
+// amortize the refreshes, and with -count > 1 so that the optimizers
+// alternate; the first step (the cold inversion) is excluded. The
+// -cholesky variants invert by Cholesky instead of Newton–Schulz;
+// ngd-every is the NGD of before the standard schedule (factors and
+// Cholesky inverses every step: S=1,F=1).
 func BenchmarkStep(b *testing.B) {
 	const m = 128
 	for _, c := range []struct{ name, opt, hp string }{
-		{"adamw", "adamw", ""}, {"ngd", "ngd", ""}, {"ring", "ring", ""}, {"reng", "reng", ""},
+		{"adamw", "adamw", ""}, {"ngd", "ngd", ""}, {"ngd-every", "ngd", "S=1,F=1"}, {"ring", "ring", ""}, {"reng", "reng", ""},
 		{"ring-cholesky", "ring", "cholesky=1"}, {"reng-cholesky", "reng", "cholesky=1"},
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -129,7 +129,7 @@ func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 	inverses := []struct {
 		inv Inverse
 		tol float64
-	}{{Cholesky{}, 1e-4}, {NewtonSchulz{Order: 3, Iters: 2, ColdIters: 40, Tol: 1e-5}, 1e-3}}
+	}{{Cholesky{}, 1e-4}, {NewtonSchulz{Order: 3, Iters: 2, ColdIters: 40, Tol: 1e-5}, 1e-3}, {Eigen{}, 1e-4}}
 	for _, md := range models {
 		for _, rl := range rules {
 			for _, iv := range inverses {
@@ -230,25 +230,44 @@ func TestKFACSampledFisherIsUnbiased(t *testing.T) {
 	}
 }
 
-// The sampled-label backward overwrites the model's G; the update must still
-// precondition the true-label gradient.
+// plainModel hides a model's optional interfaces (BackwardStats): a model
+// whose every backward pass writes the gradients.
+type plainModel struct{ nn.Model }
+
+// The update preconditions the true-label gradient on a refresh: on a model
+// whose sampled-label backward overwrites its G (kept aside first), and on
+// one whose BackwardStats leaves G in place (read there).
 func TestKFACPreconditionsTrueLabelGradient(t *testing.T) {
 	const m = 8
-	net, x, y, xs, ys := problem(t, "3-4-3:tanh", nn.CrossEntropy, m, 2, false)
-	c := baseConfig(Constant{}, 1e-2)
-	c.Fisher = SampledFisher
-	o := mustKFAC(t, net, c)
-	if _, err := o.prepare(x, y); err != nil {
-		t.Fatal(err)
-	}
-	want := refFrom(net).grads(xs, ys, m)
-	for l := range o.layers {
-		if d := relDiff(download64(net.Device(), o.gradsIn[l]), want[l]); d > 1e-5 {
-			t.Errorf("layer %d: preconditioned gradient is not the batch gradient (relative %.2e)", l, d)
-		}
-		if d := relDiff(download64(net.Device(), net.Dense[l].G), want[l]); d < 1e-3 {
-			t.Errorf("layer %d: the model's G still holds the batch gradient; the test does not exercise the sampled pass", l)
-		}
+	for _, plain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			net, x, y, xs, ys := problem(t, "3-4-3:tanh", nn.CrossEntropy, m, 2, false)
+			c := baseConfig(Constant{}, 1e-2)
+			c.Fisher = SampledFisher
+			var model nn.Model = net
+			if plain {
+				model = plainModel{net}
+			}
+			o, err := NewKFAC("kfac-test", model, c, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := o.prepare(x, y); err != nil {
+				t.Fatal(err)
+			}
+			want := refFrom(net).grads(xs, ys, m)
+			for l := range o.layers {
+				if d := relDiff(download64(net.Device(), o.gradsIn[l]), want[l]); d > 1e-5 {
+					t.Errorf("layer %d: preconditioned gradient is not the batch gradient (relative %.2e)", l, d)
+				}
+				if d := relDiff(download64(net.Device(), net.Dense[l].G), want[l]); plain && d < 1e-3 {
+					t.Errorf("layer %d: the model's G still holds the batch gradient; the test does not exercise the sampled pass", l)
+				}
+				if !plain && o.gradsIn[l] != net.Dense[l].G {
+					t.Errorf("layer %d: the true-label gradient was copied aside although BackwardStats keeps it", l)
+				}
+			}
+		})
 	}
 }
 
@@ -711,6 +730,8 @@ func TestKFACConfigErrors(t *testing.T) {
 		{func(c *KFACConfig) { c.Damping = nil }, "damping rule"},
 		{func(c *KFACConfig) { c.Inverse = nil }, "inverse"},
 		{func(c *KFACConfig) { c.Refresh = 0 }, "S = 0"},
+		{func(c *KFACConfig) { c.FactorEvery = -1 }, "factor period F = -1"},
+		{func(c *KFACConfig) { c.Momentum = 1 }, "momentum μ = 1"},
 		{func(c *KFACConfig) { c.Decay = 1 }, "decay"},
 		{func(c *KFACConfig) { c.Inverse = NewtonSchulz{Order: 5, Iters: 1, ColdIters: 1, Tol: 1} }, "order"},
 		{func(c *KFACConfig) { c.Inverse = Cholesky{Float32: true} }, "float32 Cholesky tol"},

@@ -203,7 +203,12 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // factors exist yet, and, for a damping rule that reads ‖·‖₂, the power-
 // iteration vectors the next refresh starts from; then per diagonal block i
 // (in the order of the model's weights) its running diagonal D ("diag<i>/D"),
-// ‖D‖₂ and whether D exists yet.
+// ‖D‖₂ and whether D exists yet; then, with a factor period F ≠ 0, each
+// layer's traces as the last inverse refresh saw them ("heldTraceA/i");
+// with the Eigen inverse, each layer's eigenvectors and eigenvalues of the
+// last refresh ("layer<i>/eigvecA", "eigvalA", likewise G); with momentum,
+// the bound on the velocities' norm and the velocity of every block in the
+// order of the model's weights ("velocity/i").
 func (o *KFAC) State() []Var {
 	vs := []Var{{Name: "rho", F64: &o.rho}, {Name: "step", Int: &o.step}, {Name: "rng", RNG: o.src}}
 	for i, kl := range o.layers {
@@ -229,6 +234,28 @@ func (o *KFAC) State() []Var {
 		p := "diag" + strconv.Itoa(i) + "/"
 		vs = append(vs, Var{Name: p + "D", Mat: b.D}, Var{Name: p + "norm", F64: &b.norm}, Var{Name: p + "have", Bool: &b.have})
 	}
+	// The state of the options, listed only where an option is on, so that
+	// a run at the defaults lists what it listed before they existed (its
+	// checkpoints resume, and older ones into it).
+	if o.cfg.FactorEvery > 0 {
+		for i, kl := range o.layers {
+			p := "layer" + strconv.Itoa(i) + "/"
+			vs = append(vs, Var{Name: p + "heldTraceA", F64: &kl.heldTrA}, Var{Name: p + "heldTraceG", F64: &kl.heldTrG})
+		}
+	}
+	for i, kl := range o.layers {
+		if e := kl.eig; e != nil {
+			p := "layer" + strconv.Itoa(i) + "/"
+			vs = append(vs, Var{Name: p + "eigvecA", Mat: e.qA}, Var{Name: p + "eigvecG", Mat: e.qG},
+				Var{Name: p + "eigvalA", F64s: &e.sA}, Var{Name: p + "eigvalG", F64s: &e.sG})
+		}
+	}
+	if o.cfg.Momentum > 0 {
+		vs = append(vs, Var{Name: "velocityBound", F64: &o.vbound})
+		for i, b := range o.bufs {
+			vs = append(vs, Var{Name: "velocity/" + strconv.Itoa(i), Mat: b.vel})
+		}
+	}
 	return vs
 }
 
@@ -241,7 +268,8 @@ const maxBackoffRho = 1e4
 // (the retry folds and draws again) and raises ρ tenfold (at
 // most to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
 // inverses follow at the next step: by a refresh, or by re-inverting the
-// held factors (the jump is too large for eq. 11).
+// held factors (the jump is too large for eq. 11). With momentum it also
+// restarts the velocity (v = 0), as SGD's backoff does.
 func (o *KFAC) Backoff() string {
 	for _, kl := range o.layers {
 		kl.unfold(o.net.Device())
@@ -250,12 +278,17 @@ func (o *KFAC) Backoff() string {
 		b.unfold(o.net.Device())
 	}
 	*o.src = o.src0
+	restart := ""
+	if o.cfg.Momentum > 0 {
+		o.restartMomentum()
+		restart = " and restarting the momentum"
+	}
 	hi := math.Max(maxBackoffRho, o.cfg.LM.Max)
 	if o.rho >= hi {
-		return fmt.Sprintf("keeping ρ at its cap %.3g", o.rho)
+		return fmt.Sprintf("keeping ρ at its cap %.3g", o.rho) + restart
 	}
 	o.rho = math.Min(o.rho*10, hi)
-	return fmt.Sprintf("raising ρ to %.3g", o.rho)
+	return fmt.Sprintf("raising ρ to %.3g", o.rho) + restart
 }
 
 // kalmanState lists what both Kalman variants share: the observation noise

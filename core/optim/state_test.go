@@ -69,7 +69,7 @@ var notState = map[string]string{
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
 	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
 	"kfacBufs.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacBufs.d": "scratch", "kfacLayer.p": "scratch",
-	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch",
+	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch", "kfacBufs.cv": "scratch", "kfacEigen.rA": "scratch", "kfacEigen.rG": "scratch",
 	"kfacDiag.work": "scratch", "kfacDiagLayer.batch": "aliases of kfacDiag.work",
 	"kfacDiag.prevD": "rollback copy within a step", "kfacDiag.folded": "reset by each step",
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
@@ -136,6 +136,12 @@ func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, us
 				hps = append(hps, "damping=1") // and the power-iteration vectors of RING's rule
 			case p.Name == "reduce":
 				hps = append(hps, "reduce=1") // and K-FAC-reduce's buffers
+			case p.Name == "eigen":
+				hps = append(hps, "cholesky=0,eigen=1") // and the eigenbases
+			case p.Name == "F":
+				hps = append(hps, "F=2") // and the statistics held for a factor period of its own
+			case p.Name == "momentum" && e.Name != "sgd" && e.Name != "sam":
+				hps = append(hps, "momentum=0.9") // and the K-FAC engine's velocities
 			}
 		}
 	}
@@ -305,60 +311,78 @@ func stateBits(dev core.Device, net nn.Model, vs []Var) string {
 // alone, it does not (so the state matters, and the test can fail).
 func TestStateTransferContinuesBitForBit(t *testing.T) {
 	for _, name := range Names() {
-		t.Run(name, func(t *testing.T) {
-			netA, x, y := fixedProblem(t, 64)
-			dev := netA.Device()
-			xs, ys := batches(t, dev, x, y, 4)
-			optA, err := Build(name, "", netA, 7)
-			if err != nil {
-				t.Fatal(err)
-			}
-			const k, more = 6, 11 // K-FAC: a refresh (S = 8) and LM checks (T = 5) on both sides
-			for i := 0; i < k; i++ {
-				if _, err := optA.Step(xs[i%4], ys[i%4]); err != nil {
-					t.Fatal(err)
-				}
-			}
-			resume := func(withState bool) (*nn.MLP, Optimizer) {
-				net2 := nn.NewMLP(dev, netA.Spec, netA.Objective(), 99) // other initial weights
-				opt, err := Build(name, "", net2, 7)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, w := range netA.Weights() {
-					h := make([]float32, core.Len(w))
-					dev.Download(w, h)
-					dev.Upload(net2.Weights()[i], h)
-				}
-				if withState {
-					copyState(t, dev, opt.(Stateful).State(), optA.(Stateful).State())
-				}
-				return net2, opt
-			}
-			netB, optB := resume(true)
-			netC, optC := resume(false)
-			if a, b := stateBits(dev, netA, optA.(Stateful).State()), stateBits(dev, netB, optB.(Stateful).State()); a != b {
-				t.Fatal("the copied state differs from the original")
-			}
-			for i := k; i < k+more; i++ {
-				stA, errA := optA.Step(xs[i%4], ys[i%4])
-				stB, errB := optB.Step(xs[i%4], ys[i%4])
-				optC.Step(xs[i%4], ys[i%4])
-				if errA != nil || errB != nil {
-					t.Fatalf("step %d: %v / %v", i, errA, errB)
-				}
-				if math.Float64bits(stA.Loss) != math.Float64bits(stB.Loss) || math.Float64bits(stA.GradNorm) != math.Float64bits(stB.GradNorm) {
-					t.Fatalf("step %d: stats %+v vs %+v", i, stA, stB)
-				}
-			}
-			a, b := stateBits(dev, netA, optA.(Stateful).State()), stateBits(dev, netB, optB.(Stateful).State())
-			if a != b {
-				t.Fatal("weights or state differ after the resumed steps")
-			}
-			if snapshot(dev, netA.Weights()) == snapshot(dev, netC.Weights()) {
-				t.Fatal("an optimizer without the state continued identically: the test cannot see a missing state")
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkResume(t, name, "") })
+	}
+	// The K-FAC engine's options that keep state of their own: a factor
+	// period apart from the inverse period (held statistics), momentum (the
+	// velocity) and the eigenbasis inverse (the bases and spectra).
+	for _, hp := range kfacOptionHypers {
+		for _, name := range []string{"ngd", "ring", "reng"} {
+			t.Run(name+"/"+hp, func(t *testing.T) { checkResume(t, name, hp) })
+		}
+	}
+}
+
+// kfacOptionHypers switch on the K-FAC options with state of their own.
+var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11"}
+
+// checkResume checks that the optimizer name with hyperparameters hp,
+// built afresh and given the weights and the State of another after k
+// steps, continues bit for bit like the original, and that without the
+// State it does not.
+func checkResume(t *testing.T, name, hp string) {
+	t.Helper()
+	netA, x, y := fixedProblem(t, 64)
+	dev := netA.Device()
+	xs, ys := batches(t, dev, x, y, 4)
+	optA, err := Build(name, hp, netA, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k, more = 6, 11 // K-FAC: a refresh (S = 8) and LM checks (T = 5) on both sides
+	for i := 0; i < k; i++ {
+		if _, err := optA.Step(xs[i%4], ys[i%4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resume := func(withState bool) (*nn.MLP, Optimizer) {
+		net2 := nn.NewMLP(dev, netA.Spec, netA.Objective(), 99) // other initial weights
+		opt, err := Build(name, hp, net2, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range netA.Weights() {
+			h := make([]float32, core.Len(w))
+			dev.Download(w, h)
+			dev.Upload(net2.Weights()[i], h)
+		}
+		if withState {
+			copyState(t, dev, opt.(Stateful).State(), optA.(Stateful).State())
+		}
+		return net2, opt
+	}
+	netB, optB := resume(true)
+	netC, optC := resume(false)
+	if a, b := stateBits(dev, netA, optA.(Stateful).State()), stateBits(dev, netB, optB.(Stateful).State()); a != b {
+		t.Fatal("the copied state differs from the original")
+	}
+	for i := k; i < k+more; i++ {
+		stA, errA := optA.Step(xs[i%4], ys[i%4])
+		stB, errB := optB.Step(xs[i%4], ys[i%4])
+		optC.Step(xs[i%4], ys[i%4])
+		if errA != nil || errB != nil {
+			t.Fatalf("step %d: %v / %v", i, errA, errB)
+		}
+		if math.Float64bits(stA.Loss) != math.Float64bits(stB.Loss) || math.Float64bits(stA.GradNorm) != math.Float64bits(stB.GradNorm) {
+			t.Fatalf("step %d: stats %+v vs %+v", i, stA, stB)
+		}
+	}
+	a, b := stateBits(dev, netA, optA.(Stateful).State()), stateBits(dev, netB, optB.(Stateful).State())
+	if a != b {
+		t.Fatal("weights or state differ after the resumed steps")
+	}
+	if snapshot(dev, netA.Weights()) == snapshot(dev, netC.Weights()) {
+		t.Fatal("an optimizer without the state continued identically: the test cannot see a missing state")
 	}
 }
 

@@ -108,25 +108,28 @@ func (s *syncCounter) String() string {
 // bounds the update for its guard) in one Dots, its refresh steps read the
 // loss and ‖g‖ first, then the batch factors' traces (which bound them for
 // their guard), the spectral norms (RING) and the inverses' residuals; R-Kalman reads HΣHᵀ and y − ŷ in one Download
-// per sample and bounds σ once a step (AbsMaxes); NGD inverts its four
-// factors by Cholesky every step. RING's and RENG's worst-direction
-// estimates, second rounds of iterations, Cholesky fallbacks (every sync
-// point inside them) and extra-damping retries (single NewtonSchulz calls)
-// depend on float rounding near the tolerance, so they are not counted.
+// per sample and bounds σ once a step (AbsMaxes); NGD updates its factors
+// once in these steps (F = 10) and inverts none (S = 100), and with S=1,F=1
+// inverts its four factors by Cholesky every step. RING's and RENG's
+// worst-direction estimates, second rounds of iterations, Cholesky
+// fallbacks (every sync point inside them) and extra-damping retries
+// (single NewtonSchulz calls) depend on float rounding near the tolerance,
+// so they are not counted.
 func TestSyncPoints(t *testing.T) {
 	want := map[string]int{
 		"adamw": 32, "sgd": 48, "sam": 64, "sophia": 33,
-		"ngd": 115, "ring": 27, "reng": 25,
+		"ngd": 21, "ngd S=1,F=1": 115, "ring": 27, "reng": 25,
 		"rkalman": 160, "kalman-full": 784,
 	}
-	for _, name := range Names() {
+	for _, label := range append(Names(), "ngd S=1,F=1") {
+		name, hp, _ := strings.Cut(label, " ")
 		dev := &syncCounter{Device: cpu.New(), calls: map[string]int{}}
 		spec, err := nn.ParseSpec("6-16-4:tanh")
 		if err != nil {
 			t.Fatal(err)
 		}
 		net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
-		opt, err := Build(name, "", net, 1)
+		opt, err := Build(name, hp, net, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +160,8 @@ func TestSyncPoints(t *testing.T) {
 			}
 			total += v
 		}
-		if w, ok := want[name]; !ok || total != w {
-			t.Errorf("%s: %v sync points in 16 steps, want %d", name, dev, w)
+		if w, ok := want[label]; !ok || total != w {
+			t.Errorf("%s: %v sync points in 16 steps, want %d", label, dev, w)
 		}
 	}
 }

@@ -187,17 +187,22 @@ func TestResumeViTBitForBit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	config := func(opt string) Config {
-		dev := cpu.New()
-		net, err := arch.Build(dev, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 5)
-		if err != nil {
-			t.Fatal(err)
+	// The last case switches on the K-FAC options with state of their own
+	// (a factor period, momentum, the eigenbasis inverse) and the held
+	// damping, through checkpoint files.
+	for _, tc := range []struct{ opt, hp string }{{"ngd", "S=3"}, {"ring", "S=3"}, {"reng", "S=3"},
+		{"ring", "S=3,F=2,momentum=0.9,cholesky=0,eigen=1,follow=0"}} {
+		opt := tc.opt
+		config := func(opt string) Config {
+			dev := cpu.New()
+			net, err := arch.Build(dev, nn.Shape{H: 4, W: 4, C: 1}, 3, nn.CrossEntropy, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Config{Device: dev, Net: net, Optimizer: opt, Hyper: tc.hp, Steps: 12, BatchSize: 8, EvalEvery: 5,
+				Seed: 5, Train: quadrants(32, 1), Test: quadrants(16, 2)}
 		}
-		return Config{Device: dev, Net: net, Optimizer: opt, Hyper: "S=3", Steps: 12, BatchSize: 8, EvalEvery: 5,
-			Seed: 5, Train: quadrants(32, 1), Test: quadrants(16, 2)}
-	}
-	for _, opt := range []string{"ngd", "ring", "reng"} {
-		t.Run(opt, func(t *testing.T) {
+		t.Run(opt+"/"+tc.hp, func(t *testing.T) {
 			dir := t.TempDir()
 			straight, err := NewSession(config(opt))
 			if err != nil {
@@ -315,15 +320,20 @@ func TestResumeRefusesOtherRun(t *testing.T) {
 
 // An absurd learning rate. RING at lr=100 without KL clipping: each step
 // that leaves non-finite weights is undone and ρ raised tenfold, until the
-// steps are short enough; the run completes and learns. NGD at lr=100: the
-// factors of the huge activations cannot be inverted whatever ρ, and the
+// steps are short enough; the run completes and learns. NGD at lr=100,
+// inverting every step (S=1,F=1): the factors of the huge activations
+// cannot be inverted whatever ρ, and the
 // run stops after MaxRejects consecutive rejections with an error naming the
 // optimizer, the step and the likely cause; the result counts the rejected
 // attempts.
 func TestDivergedAbsurdLearningRate(t *testing.T) {
 	run := func(opt string) (*Session, []string, int, error) {
 		spec, _ := nn.ParseSpec("2-32-32-2:relu")
-		c := Config{Device: cpu.New(), Model: spec, Optimizer: opt, Hyper: "lr=100,klclip=0", Steps: 100, BatchSize: 32,
+		hp := "lr=100,klclip=0"
+		if opt == "ngd" {
+			hp += ",S=1,F=1"
+		}
+		c := Config{Device: cpu.New(), Model: spec, Optimizer: opt, Hyper: hp, Steps: 100, BatchSize: 32,
 			Seed: 1, Train: data.Circles(1024, 0.1, 1), Test: data.Circles(512, 0.1, 2), Schedule: "constant"}
 		s, err := NewSession(c)
 		if err != nil {

@@ -245,12 +245,22 @@ func EstimateMemory(c Config) (Memory, error) {
 				per++ // the weights saved by the finite-difference HVP
 			}
 		}
+		if hp["momentum"] > 0 {
+			per += 2 // the velocity and the model's C̃v
+		}
 		opt = per * P
+		eigen := hp["eigen"] == 1
 		for _, b := range bs {
 			if b.kron {
 				// A, A⁻¹, a work copy and the copy that undoes a fold,
 				// likewise G; the product's a×k scratch.
 				curv += 4*b.a*b.a + 4*b.k*b.k + b.a*b.k + 2*(b.a+b.k)
+				if eigen {
+					// the eigenvectors of A and G, their eigenvalues (f64
+					// on the host)
+					curv += b.a*b.a + b.k*b.k
+					host += 8 * (b.a + b.k)
+				}
 			} else {
 				curv += 3 * b.n // D, its work copy and the undo copy
 			}
