@@ -1,4 +1,4 @@
-module grng
+module github.com/grng/grng
 
 go 1.26
 

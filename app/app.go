@@ -18,7 +18,7 @@ import (
 	"github.com/hajimehoshi/ebiten/v2"
 	"github.com/hajimehoshi/ebiten/v2/inpututil"
 
-	"grng/app/ui"
+	"github.com/grng/grng/app/ui"
 )
 
 // Options are the run-time hooks of the desktop command and the tests.

@@ -23,12 +23,12 @@ import (
 
 	"github.com/hajimehoshi/ebiten/v2"
 
-	"grng/app/plot"
-	"grng/app/ui"
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/landscape"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/app/ui"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/landscape"
 )
 
 var game *Game

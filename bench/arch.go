@@ -6,10 +6,10 @@ import (
 	"sort"
 	"strings"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/models/use"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/models/use"
 )
 
 // parseModel reads task t's model, as --model does: the pretrained

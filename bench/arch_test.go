@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // openDigits opens the fetched sklearn digits (8×8 images), failing with

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/optim"
 )
 
 // tinySuite has every section of a real suite on synthetic 2-D data, sized

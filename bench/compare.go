@@ -21,10 +21,10 @@ import (
 
 	"gonum.org/v1/plot/plotter"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/optim"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/train"
 )
 
 // CompareOptions configure Compare: several optimizers on one data set and

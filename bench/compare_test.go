@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/data"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
 )
 
 // The default grids: the learning rate around the registry's default (two

@@ -3,7 +3,7 @@ package bench
 import (
 	"math"
 
-	"grng/core/optim"
+	"github.com/grng/grng/core/optim"
 )
 
 // costModel estimates the training seconds of a run, for the progress bar's

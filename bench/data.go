@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	"grng/core/data"
-	"grng/core/nn"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 // Fixed seeds of the data cuts: every run of every seed sees the same

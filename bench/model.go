@@ -11,9 +11,9 @@ import (
 	"math"
 	"os"
 
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
 )
 
 // modelMagic starts a saved MLP: the magic line, one JSON header line, then

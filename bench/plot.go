@@ -12,7 +12,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
-	"grng/core/train"
+	"github.com/grng/grng/core/train"
 )
 
 // series is one line of a plot.

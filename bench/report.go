@@ -16,7 +16,7 @@ import (
 
 	"gonum.org/v1/plot/plotter"
 
-	"grng/core/train"
+	"github.com/grng/grng/core/train"
 )
 
 // stat is a mean and sample standard deviation over n values.

@@ -16,11 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/train"
 )
 
 // specFormat versions the meaning of a run's configuration: bump it when

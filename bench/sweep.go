@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core/train"
+	"github.com/grng/grng/core/train"
 )
 
 // Grid is the sweep of one optimizer: every combination of its axes'

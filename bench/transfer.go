@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
 )
 
 // backboneFile is the saved pretrained model inside its run directory.

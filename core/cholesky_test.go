@@ -9,8 +9,8 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // spdKappa returns an n×n symmetric positive definite matrix in float32,

@@ -3,10 +3,10 @@ package core_test
 import (
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // A run built on a Scope (a model and a K-FAC optimizer after a step, which

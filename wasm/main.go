@@ -7,7 +7,7 @@
 //
 // It opens the compute device (WebGPU when the browser gives an adapter and
 // the URL does not say ?device=cpu; the CPU device otherwise, with the
-// reason in grng.fallback), starts the teaching UI of grng/app in an ebiten
+// reason in grng.fallback), starts the teaching UI of github.com/grng/grng/app in an ebiten
 // canvas, and installs grng.train, which trains an MLP on the scikit-learn
 // digits fetched from the server (data/digits/digits.csv.gz) with any
 // optimizer of core/optim and resolves with its loss and accuracy. The
@@ -27,11 +27,11 @@ import (
 	"syscall/js"
 	"time"
 
-	"grng/app"
-	"grng/app/ui"
-	"grng/core"
-	"grng/core/data"
-	"grng/core/optim"
+	"github.com/grng/grng/app"
+	"github.com/grng/grng/app/ui"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/optim"
 )
 
 const title = "grng: gradient-regularized natural gradients"

@@ -13,13 +13,13 @@ import (
 	"syscall/js"
 	"time"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/train"
-	"grng/gpu/webgpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/train"
+	"github.com/grng/grng/gpu/webgpu"
 )
 
 // page is the state behind window.grng.

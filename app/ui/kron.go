@@ -11,10 +11,10 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // Block is one curvature block of a model as the Kronecker view lists

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strconv"
 
-	"grng/app/plot"
-	"grng/core/landscape"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core/landscape"
 )
 
 // Landscape lab layout (frame pixels). The plot is square and its axes have

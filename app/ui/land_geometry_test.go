@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/app/plot"
-	"grng/core/landscape"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core/landscape"
 )
 
 // The landscape lab's probe drawing, measured in pixels: each shape is

@@ -10,9 +10,9 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/app/plot"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // lessonView is the transformer lesson: for one transformer block of the

@@ -10,10 +10,10 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // gramRows is alpha·Σ rᵀr over the rows r, summed in plain loops.

@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 // factorBatch uploads m random samples of d features and labels of k

@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/data"
-	"grng/core/landscape"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/train"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/landscape"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/train"
 )
 
 // netHyper are the network lab's hyperparameters per optimizer, tuned for

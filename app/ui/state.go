@@ -17,8 +17,8 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core/landscape"
-	"grng/core/nn"
+	"github.com/grng/grng/core/landscape"
+	"github.com/grng/grng/core/nn"
 )
 
 // Views, in tab order.

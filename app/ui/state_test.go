@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/landscape"
+	"github.com/grng/grng/core/landscape"
 )
 
 func TestDefaultStateEncodesEmpty(t *testing.T) {

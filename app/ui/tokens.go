@@ -8,9 +8,9 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // FactorPair is the two Kronecker factors of a block, Λ of its homogeneous

@@ -5,9 +5,9 @@ import (
 	"image"
 	"slices"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/data"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
 )
 
 // The frame size of the UI; the window scales it.

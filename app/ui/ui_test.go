@@ -13,12 +13,12 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/app/plot"
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/landscape"
-	"grng/core/nn"
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/landscape"
+	"github.com/grng/grng/core/nn"
 )
 
 // testOptions are the desktop's: the CPU device, data from the default

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/app/plot"
+	"github.com/grng/grng/app/plot"
 )
 
 // Key names a key that went down during a tick.

@@ -18,11 +18,11 @@ import (
 	"os"
 	"time"
 
-	"grng/app"
-	"grng/app/ui"
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
+	"github.com/grng/grng/app"
+	"github.com/grng/grng/app/ui"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
 )
 
 func main() {

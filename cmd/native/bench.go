@@ -13,10 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"grng/bench"
-	"grng/cmd/native/internal/progress"
-	"grng/core/data"
-	"grng/core/optim"
+	"github.com/grng/grng/bench"
+	"github.com/grng/grng/cmd/native/internal/progress"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/optim"
 )
 
 func benchCommand() *command {

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/bench"
-	"grng/core/optim"
+	"github.com/grng/grng/bench"
+	"github.com/grng/grng/core/optim"
 )
 
 func TestBenchUsage(t *testing.T) {

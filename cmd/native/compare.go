@@ -12,11 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"grng/bench"
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/bench"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 func compareCommand() *command {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"grng/core/data"
+	"github.com/grng/grng/core/data"
 )
 
 func dataCommand() *command {

@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"grng/core/nn"
-	"grng/models/use"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/models/use"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"grng/core/data"
+	"github.com/grng/grng/core/data"
 )
 
 // The synthetic 2-D sets are generated in memory from fixed seeds, so every

@@ -6,8 +6,8 @@ import (
 	"os"
 	"strings"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // device is one device this binary can run on.

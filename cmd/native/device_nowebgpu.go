@@ -5,7 +5,7 @@ package main
 import (
 	"errors"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Without cgo the WebGPU binding cannot be linked; the entry stays, so that

@@ -3,8 +3,8 @@
 package main
 
 import (
-	"grng/core"
-	"grng/gpu/webgpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/gpu/webgpu"
 )
 
 func init() {

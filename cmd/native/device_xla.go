@@ -4,8 +4,8 @@ import (
 	"os"
 	"strings"
 
-	"grng/core"
-	"grng/gpu/xla"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/gpu/xla"
 )
 
 // The GoMLX device: XLA through a PJRT plugin (built with -tags xla) named by

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"grng/core/ckpt"
+	"github.com/grng/grng/core/ckpt"
 )
 
 // smallDiskEnv names, in the environment of a test re-run in its own mount

@@ -1,5 +1,5 @@
 // Command native is the native entry point of grng: it trains models with
-// the optimizers of grng/core/optim on a chosen device, writes their metrics,
+// the optimizers of github.com/grng/grng/core/optim on a chosen device, writes their metrics,
 // and fetches, lists and verifies the data sets.
 //
 //	native train --data mnist --model 784-256-10:relu --opt adamw --epochs 1

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // programStats are the counts of a device that runs compiled programs (the

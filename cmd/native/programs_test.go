@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"grng/gpu/xla"
+	"github.com/grng/grng/gpu/xla"
 )
 
 // train --device xla reports the programs the device compiled and ran, in

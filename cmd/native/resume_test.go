@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"grng/core/ckpt"
+	"github.com/grng/grng/core/ckpt"
 )
 
 // resumeArgs is a small run with frequent checkpoints: ring (random draws,

@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"grng/core/data"
-	"grng/wasm/server"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/wasm/server"
 )
 
 func serveCommand() *command {
@@ -21,7 +21,7 @@ func serveCommand() *command {
 		name:  "serve",
 		args:  "[flags]",
 		short: "run grng in the browser: build the WebAssembly module and serve the page",
-		long: `Serve builds the browser entry of grng (package grng/wasm) with the local Go
+		long: `Serve builds the browser entry of grng (package github.com/grng/grng/wasm) with the local Go
 toolchain for GOOS=js GOARCH=wasm into a cache folder, and serves the page,
 the module (gzip-compressed when the browser accepts it), the toolchain's
 wasm_exec.js and the fetched data sets (read-only, under /data/NAME/) on

@@ -32,7 +32,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"serve", "--wasm", fake + ".missing"}, exitUsage, "", "--wasm"},
 		// the warning comes before anything is built or bound
 		{[]string{"serve", "--addr", "0.0.0.0:0", "--wasm", fake + ".missing"}, exitUsage, "", "is not a loopback address"},
-		{[]string{"serve", "--src", t.TempDir()}, exitUsage, "", "no go.mod of module grng"},
+		{[]string{"serve", "--src", t.TempDir()}, exitUsage, "", "no go.mod of module github.com/grng/grng"},
 	} {
 		code, out, errs := runCLI(t, c.args...)
 		if code != c.code || !strings.Contains(out, c.inStdout) || !strings.Contains(errs, c.inStderr) {

@@ -18,14 +18,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"grng/cmd/native/internal/progress"
-	"grng/core"
-	"grng/core/ckpt"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/train"
+	"github.com/grng/grng/cmd/native/internal/progress"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/ckpt"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/train"
 )
 
 func trainCommand() *command {

@@ -15,8 +15,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"grng/core/ckpt"
-	"grng/core/data"
+	"github.com/grng/grng/core/ckpt"
+	"github.com/grng/grng/core/data"
 )
 
 // Every invalid flag is a usage error (exit 2) with a message naming it, and

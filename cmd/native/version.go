@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"grng/models/use"
+	"github.com/grng/grng/models/use"
 	"runtime"
 	"runtime/debug"
 	"strings"
 
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 func versionCommand() *command {

@@ -44,9 +44,9 @@ import (
 	"sort"
 	"strings"
 
-	"grng/core"
-	"grng/core/atomicfile"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/atomicfile"
+	"github.com/grng/grng/core/optim"
 )
 
 // Magic opens every checkpoint; Version is the format this package writes

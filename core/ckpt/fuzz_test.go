@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/optim"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/optim"
 )
 
 // FuzzCheckpoint feeds arbitrary bytes to the loader. With rehash set the

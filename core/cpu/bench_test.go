@@ -9,7 +9,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 var benchSizes = []int{256, 512, 1024}

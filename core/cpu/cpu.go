@@ -18,7 +18,7 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Mat is the CPU device's matrix: a row-major slice.

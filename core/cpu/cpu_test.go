@@ -10,7 +10,7 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // The tests compare every op with a naive float64 loop written here. Where

@@ -3,7 +3,7 @@ package cpu_test
 import (
 	"fmt"
 
-	"grng/core/cpu"
+	"github.com/grng/grng/core/cpu"
 )
 
 // Invert a damped Kronecker factor with cubic Newton–Schulz (paper eq. 20)

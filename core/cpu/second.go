@@ -5,7 +5,7 @@ import (
 	"math"
 	"sync/atomic"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Deriv2 evaluates f″(x), the second derivative of an activation f.

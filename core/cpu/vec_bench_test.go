@@ -3,7 +3,7 @@ package cpu
 import (
 	"testing"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // BenchmarkVec times the elementwise ops and reductions that dominate the

@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"testing"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 var vecLens = []int{0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 4095, 4096, 4097, 70001}

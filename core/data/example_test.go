@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"grng/core/data"
+	"github.com/grng/grng/core/data"
 )
 
 func ExampleDataset_Split() {

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"grng/core/atomicfile"
+	"github.com/grng/grng/core/atomicfile"
 )
 
 // Fetch brings the real data set name ("all" for every one of Names) into

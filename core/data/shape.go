@@ -1,6 +1,6 @@
 package data
 
-import "grng/core/nn"
+import "github.com/grng/grng/core/nn"
 
 // SampleShape is the per-sample shape of d's inputs as a model takes them
 // (nn.Arch.Build): an image of Shape [H W] is H×W×1, one of Shape [H W C]

@@ -3,7 +3,7 @@ package data
 import (
 	"testing"
 
-	"grng/core/nn"
+	"github.com/grng/grng/core/nn"
 )
 
 func TestSampleShape(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	"grng/core/optim"
+	"github.com/grng/grng/core/optim"
 )
 
 // Hyper holds the hyperparameters of the two-parameter steppers. One value

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // LoRAOptions says where ApplyLoRA puts low-rank adapters (LoRADense) and

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Arch is an architecture: what --model names. It builds a Model for data

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
+	"github.com/grng/grng/core/cpu"
 )
 
 // ParseArch reads MLP specs and named architectures, writes them back in

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Attention is multi-head self-attention over the T = H·W positions of a

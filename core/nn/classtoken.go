@@ -3,7 +3,7 @@ package nn
 import (
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // ClassToken prepends a learned token c (1×C) to every sample's positions

@@ -5,8 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 var (

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 func init() {

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // maxIndexRow bounds the rows a gather index may name: indices are stored

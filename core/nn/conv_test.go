@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // act64 is the float64 activation f.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // relabeled is a dense layer under a kind of its own: a KronLayer by

@@ -4,7 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Dense is a fully connected layer z = x̄·W with the bias folded in as the

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // initStd is the standard deviation of the embeddings' normal initialisation

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 var (

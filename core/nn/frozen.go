@@ -3,7 +3,7 @@ package nn
 import (
 	"fmt"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Frozen is a layer whose parameters are hidden from training: it computes

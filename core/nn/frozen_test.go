@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // frozenChain is Dense(tanh) → frozen LayerNorm → frozen Dense(GELU) →

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // HiddenMLP is an MLP named by its hidden layers only, "mlp:hidden=64-64,act=relu"

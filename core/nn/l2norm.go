@@ -3,7 +3,7 @@ package nn
 import (
 	"math"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 var (

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core/cpu"
+	"github.com/grng/grng/core/cpu"
 )
 
 // l2norm64 is L2Normalize in float64.

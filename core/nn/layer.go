@@ -3,7 +3,7 @@ package nn
 import (
 	"fmt"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Shape is the shape of one sample's activations: H×W positions of C

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // chainCase is a chain of layers on one batch with an independent float64

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // LoRADense is a frozen dense layer with a rank-r adapter (Hu et al. 2021,

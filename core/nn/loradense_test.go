@@ -7,8 +7,8 @@ import (
 	"slices"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // loraDense64 is the adapted layer in float64, from its definition:

@@ -1,6 +1,6 @@
 package nn
 
-import "grng/core"
+import "github.com/grng/grng/core"
 
 // mse is ½‖out − y‖² per sample: the negative log-likelihood (up to a
 // constant) of the unit-variance Gaussian N(out, I).

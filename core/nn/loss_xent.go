@@ -1,6 +1,6 @@
 package nn
 
-import "grng/core"
+import "github.com/grng/grng/core"
 
 // crossEntropy is softmax cross-entropy with integer labels: the negative
 // log-likelihood of the categorical distribution p = softmax(z).

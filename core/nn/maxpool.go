@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 var _ RLayer = (*MaxPool2D)(nil)

@@ -3,7 +3,7 @@ package nn
 import (
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // MLP is a chain of Dense layers with a linear output layer: a Sequential

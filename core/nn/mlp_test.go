@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // ref64 evaluates the mean loss of an MLP in float64, independently of the

@@ -1,6 +1,6 @@
 package nn
 
-import "grng/core"
+import "github.com/grng/grng/core"
 
 // LayerNorm normalises the C channels of every row (every position of every
 // sample; Ba et al. 2016):

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // PadID is the token id of a padded position. A batch of token sequences

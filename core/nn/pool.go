@@ -3,7 +3,7 @@ package nn
 import (
 	"fmt"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // The layers of this file have no parameters and are linear, so their

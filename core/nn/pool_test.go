@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
+	"github.com/grng/grng/core/cpu"
 )
 
 // AvgPool2D's output and ∂L/∂x against the float64 reference: windows that

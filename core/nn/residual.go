@@ -3,7 +3,7 @@ package nn
 import (
 	"fmt"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Container is a layer made of layers (Residual): a model finds the

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // A residual whose skip path is a dense layer, 4 → 6 channels at every

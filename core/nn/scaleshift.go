@@ -1,6 +1,6 @@
 package nn
 
-import "grng/core"
+import "github.com/grng/grng/core"
 
 // ScaleShift scales and shifts the C channels of every position of every
 // sample by the same learned s and b (kfac-jax's scale-and-shift layer, a

@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // scaleShift64 is ScaleShift in float64 over rows of len(s) channels.

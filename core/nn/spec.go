@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Spec describes an MLP: layer widths from input to output and the hidden

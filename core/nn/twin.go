@@ -3,7 +3,7 @@ package nn
 import (
 	"fmt"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // TwinLayer is a Layer that can make its twin: a layer computing the same

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // vitProblem is a tiny vision transformer (2×2 patches of width 8, one

@@ -5,9 +5,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // embedNet is a token embedding (T tokens of a vocabulary of V into C

@@ -3,11 +3,11 @@ package optim_test
 import (
 	"fmt"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // Stepping an optimizer by hand: build the model and the optimizer, put a

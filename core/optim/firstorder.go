@@ -3,8 +3,8 @@ package optim
 import (
 	"math"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 func init() {

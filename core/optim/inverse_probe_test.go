@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // The measurements behind docs/bench/refresh-profile.md's figures on the

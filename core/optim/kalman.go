@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 func init() {

@@ -3,8 +3,8 @@ package optim
 import (
 	"fmt"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 // MaxKalmanFullParams is the largest model KalmanFull accepts: its dense

@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 // FisherMode says which errors build the error factor Γ = E[eeᵀ] and the

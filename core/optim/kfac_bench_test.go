@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 // mnistBatches returns load, which uploads the next batch of m real MNIST

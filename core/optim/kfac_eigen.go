@@ -6,7 +6,7 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Eigen is the exactly damped eigenbasis inverse. At each refresh it

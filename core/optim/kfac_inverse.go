@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Inverse is the method that inverts a damped Kronecker factor Ã (symmetric

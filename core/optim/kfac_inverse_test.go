@@ -8,9 +8,9 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // inverse64 is the float64 inverse of the float32 matrix v (n×n).

@@ -1,6 +1,6 @@
 package optim
 
-import "grng/core"
+import "github.com/grng/grng/core"
 
 // applyMomentum takes the heavy-ball step of KFACConfig.Momentum: per block
 // v ← μ·v + ν·Δ and W ← W − (α/L)·v, ν the KL clip's factor of this step.

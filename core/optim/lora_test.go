@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 // The paper's fine-tuning setup on a small vision transformer: LoRA on the

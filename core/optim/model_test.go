@@ -4,8 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // Every optimizer trains a small CNN, with average and with max pooling

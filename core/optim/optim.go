@@ -14,8 +14,8 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 // Optimizer advances a model by one step on a mini-batch.

@@ -1,8 +1,8 @@
 package optim
 
 import (
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 func init() {

@@ -5,8 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 func init() {

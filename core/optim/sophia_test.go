@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // linearProblem is a one-layer model (spec "3-4": logits = [x | 1]·W, W 4×4)

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Var is one named piece of an optimizer's mutable state: exactly one of its

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"unsafe"
 
-	"grng/core"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
 )
 
 // Every registered optimizer lists its state and can back off.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
 )
 
 // syncCounter is the CPU device counting the calls that are sync points by

@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"grng/core/data"
-	"grng/internal/jsref"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/internal/jsref"
 )
 
 // refTokenizer pins the reference's files: the tokenizer of npm

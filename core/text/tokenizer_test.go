@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"grng/core/data"
+	"github.com/grng/grng/core/data"
 )
 
 // tinyPieces is a small vocabulary whose segmentations the reference

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"grng/core/ckpt"
-	"grng/core/data"
-	"grng/core/optim"
+	"github.com/grng/grng/core/ckpt"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/optim"
 )
 
 // DivergedError ends a run whose step was rejected MaxRejects times in a

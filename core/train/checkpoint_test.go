@@ -12,12 +12,12 @@ import (
 	"syscall"
 	"testing"
 
-	"grng/core"
-	"grng/core/ckpt"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/ckpt"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // resumeConfig is a small run whose every part is rebuilt from scratch (a

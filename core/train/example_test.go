@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/train"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
 )
 
 // Training a model in a few lines: the data (here the synthetic moons; a

@@ -5,9 +5,9 @@ import (
 	"math"
 	"strings"
 
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // Memory is an estimate of what a training run allocates beyond its data

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 // images is a random 8×8 image set of n samples and 10 classes.

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"grng/core/atomicfile"
+	"github.com/grng/grng/core/atomicfile"
 )
 
 // Recorder writes a run's metrics to dir/metrics.csv (one row per step) and

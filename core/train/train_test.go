@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 func moonsConfig(t *testing.T) Config {

@@ -8,10 +8,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
 )
 
 // strokes is a synthetic image set: n single-channel s×s images of four

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // The benchmarks run each size on the CPU reference device and on WebGPU

@@ -17,7 +17,7 @@ import (
 
 	"github.com/cogentcore/webgpu/wgpu"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 //go:embed shaders/*.wgsl

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // Shape mismatches panic with *core.ShapeError before anything is encoded,

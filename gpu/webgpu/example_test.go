@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"log"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/gpu/webgpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/gpu/webgpu"
 )
 
 // New fails with an error naming what to install when there is no adapter

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // The tests run on whatever adapter New picks (lavapipe here and in CI:

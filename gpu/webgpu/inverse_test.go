@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"grng/core"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/optim"
 )
 
 // TestInverseChecks: the Newton–Schulz inverse of core/optim decides on this

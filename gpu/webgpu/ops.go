@@ -10,8 +10,8 @@ import (
 
 	"github.com/cogentcore/webgpu/wgpu"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 func (d *Device) lock() func() {

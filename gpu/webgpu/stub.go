@@ -5,7 +5,7 @@ package webgpu
 import (
 	"errors"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Device is unavailable in this build: the native WebGPU binding needs cgo.

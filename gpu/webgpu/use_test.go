@@ -6,12 +6,12 @@ import (
 	"math"
 	"testing"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/text"
-	"grng/models/use"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/text"
+	"github.com/grng/grng/models/use"
 )
 
 // useInputs are the published Universal Sentence Encoder lite and token

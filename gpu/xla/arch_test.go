@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/train"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
 )
 
 // strokes is a synthetic image set: n single-channel s×s images of four

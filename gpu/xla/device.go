@@ -75,7 +75,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Environment variables read by New.
@@ -373,7 +373,7 @@ func (d *Device) exec(key string, fn graphFn) *graph.Exec {
 	if err != nil {
 		panic(fmt.Errorf("xla: %s: %w", key, err))
 	}
-	e.SetMaxCache(-1).WithName("grng/" + key)
+	e.SetMaxCache(-1).WithName("github.com/grng/grng/" + key)
 	d.execs[key] = e
 	return e
 }

@@ -8,7 +8,7 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // spd returns an n×n SPD matrix XᵀX/m + λI (m = 2n+3 rows) on both devices,

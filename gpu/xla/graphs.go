@@ -8,7 +8,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph builders read as math
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // This file holds the graph builders shared by the Device's ops. They work on

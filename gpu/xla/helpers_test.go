@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // The tests run on the backend New("") picks: $GRNG_XLA_BACKEND, else

@@ -4,8 +4,8 @@ import (
 	"math"
 	"testing"
 
-	"grng/core"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/optim"
 )
 
 // TestInverseChecks: the Newton–Schulz inverse of core/optim decides on this

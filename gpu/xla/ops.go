@@ -7,7 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // graph builders read as math
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Each method checks shapes on the host exactly as the CPU device does (a

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
+	"github.com/grng/grng/core"
 )
 
 // Tolerances of the op-by-op parity tests (float32 on both sides):

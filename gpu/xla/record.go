@@ -331,7 +331,7 @@ func (d *Device) flushLocked() {
 // compile builds the graph of recording r with the values vals as its
 // outputs, and compiles it.
 func (d *Device) compile(r *recording, vals []int) (p *program) {
-	g := graph.NewGraph(d.backend, fmt.Sprintf("grng/program#%d", len(d.progs)))
+	g := graph.NewGraph(d.backend, fmt.Sprintf("github.com/grng/grng/program#%d", len(d.progs)))
 	defer func() {
 		if e := recover(); e != nil {
 			g.Finalize()

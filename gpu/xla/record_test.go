@@ -9,9 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // Recording (record.go) against op-by-op mode, on the backend New("") picks:

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync"
 
-	"grng/core"
-	"grng/core/cpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
 )
 
 // tracer is a core.Device that runs every op on the xla device and, on the

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // trainOptimizers are the optimizers whose whole training runs must match

@@ -4,13 +4,13 @@ import (
 	"math"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/core/text"
-	"grng/models/use"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/core/text"
+	"github.com/grng/grng/models/use"
 )
 
 // useInputs are the published Universal Sentence Encoder lite and token

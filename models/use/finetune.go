@@ -6,10 +6,10 @@ import (
 	"strings"
 	"sync"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/text"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/text"
 )
 
 // FineTuneName names the fine-tuned classifier on the command line

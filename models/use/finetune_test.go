@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"testing"
 
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/optim"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
 )
 
 // ParseFineTune reads its defaults, writes every parameter back, leaves

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	"grng/core/nn"
-	"grng/core/tfjs"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/tfjs"
 )
 
 // Node-name prefixes of the graph (docs/use-lite.md names them K/, E/, S/).

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/text"
-	"grng/internal/jsref"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/text"
+	"github.com/grng/grng/internal/jsref"
 )
 
 // refPins are the files of the reference runtime that the parity test

@@ -66,10 +66,10 @@ import (
 	"path/filepath"
 	"slices"
 
-	"grng/core"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/tfjs"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/tfjs"
 )
 
 // MaxTokens is the number of positions the graph keeps of a sentence (its

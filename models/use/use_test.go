@@ -10,11 +10,11 @@ import (
 	"sync"
 	"testing"
 
-	"grng/core"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/tfjs"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/tfjs"
 )
 
 var (

@@ -1,5 +1,5 @@
 // Package e2e holds the end-to-end tests of grng in the browser: they build
-// the WebAssembly module (grng/wasm), serve it with grng/wasm/server on
+// the WebAssembly module (github.com/grng/grng/wasm), serve it with github.com/grng/grng/wasm/server on
 // 127.0.0.1:0 and drive Debian's headless Chromium with chromedp, checking
 // the WebGPU adapter the page reports, training parity with the native CPU
 // device, the fallback to the CPU device, a non-blank screenshot and that

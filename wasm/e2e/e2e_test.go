@@ -21,12 +21,12 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"grng/app/ui"
-	"grng/core/cpu"
-	"grng/core/data"
-	"grng/core/nn"
-	"grng/core/train"
-	"grng/wasm/server"
+	"github.com/grng/grng/app/ui"
+	"github.com/grng/grng/core/cpu"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/train"
+	"github.com/grng/grng/wasm/server"
 )
 
 // The installation hint of every failure to find Chromium.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"grng/app/ui"
+	"github.com/grng/grng/app/ui"
 )
 
 // TestPageAtOtherSizes opens the page at viewports of other shapes than the

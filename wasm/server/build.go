@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"grng/wasm/web"
+	"github.com/grng/grng/wasm/web"
 )
 
 // Build is one WebAssembly build of the browser entry, held in memory.
@@ -69,7 +69,7 @@ func NewStatic(wasm, wasmExec []byte) (*Build, error) {
 // It is safe for concurrent use; builds of several processes sharing the
 // cache are atomic (a folder renamed into place).
 type Builder struct {
-	Src        string        // the module root (holds the go.mod of module grng)
+	Src        string        // the module root (holds the go.mod of module github.com/grng/grng)
 	CacheDir   string        // where builds are kept (DefaultCacheDir when empty)
 	Package    string        // the package to build, relative to Src ("./wasm")
 	Go         string        // the go command ("go" from $PATH when empty)
@@ -96,7 +96,7 @@ func DefaultCacheDir() string {
 	return filepath.Join(os.TempDir(), "grng", "wasm")
 }
 
-// FindModule returns the root of the module grng that contains dir (or an
+// FindModule returns the root of the module github.com/grng/grng that contains dir (or an
 // error saying where to run from).
 func FindModule(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
@@ -106,16 +106,19 @@ func FindModule(dir string) (string, error) {
 	for d := abs; ; d = filepath.Dir(d) {
 		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
 		if err == nil {
-			if modulePath(b) != "grng" {
-				return "", fmt.Errorf("%s/go.mod is module %q, not grng: run native serve inside the grng source tree, or pass --src", d, modulePath(b))
+			if modulePath(b) != grngModule {
+				return "", fmt.Errorf("%s/go.mod is module %q, not %s: run native serve inside the grng source tree, or pass --src", d, modulePath(b), grngModule)
 			}
 			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.mod of module grng in %s or above: run native serve inside the grng source tree, or pass --src", abs)
+			return "", fmt.Errorf("no go.mod of module %s in %s or above: run native serve inside the grng source tree, or pass --src", grngModule, abs)
 		}
 	}
 }
+
+// grngModule is the module path of the grng source tree.
+const grngModule = "github.com/grng/grng"
 
 func modulePath(gomod []byte) string {
 	sc := bufio.NewScanner(bytes.NewReader(gomod))

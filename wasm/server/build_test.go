@@ -10,13 +10,13 @@ import (
 	"time"
 )
 
-// writeModule writes a tiny module grng with a browser entry in wasm/ that
+// writeModule writes a tiny module github.com/grng/grng with a browser entry in wasm/ that
 // imports a package of the module.
 func writeModule(t *testing.T, dir, msg string) {
 	t.Helper()
 	files := map[string]string{
-		"go.mod":         "module grng\n\ngo 1.26\n",
-		"wasm/main.go":   "package main\n\nimport \"grng/lib\"\n\nfunc main() { println(lib.Msg) }\n",
+		"go.mod":         "module github.com/grng/grng\n\ngo 1.26\n",
+		"wasm/main.go":   "package main\n\nimport \"github.com/grng/grng/lib\"\n\nfunc main() { println(lib.Msg) }\n",
 		"lib/lib.go":     "package lib\n\nconst Msg = \"" + msg + "\"\n",
 		"other/other.go": "package other\n", // not imported: no rebuild when it changes
 	}
@@ -114,7 +114,7 @@ func TestFindModule(t *testing.T) {
 	}
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "go.mod"), []byte("module example.com/x\n"), 0o644)
-	if _, err := FindModule(other); err == nil || !strings.Contains(err.Error(), "not grng") {
+	if _, err := FindModule(other); err == nil || !strings.Contains(err.Error(), "not github.com/grng/grng") {
 		t.Errorf("another module: %v", err)
 	}
 }

@@ -1,5 +1,5 @@
 // Package server serves grng in the browser: the page and loader of
-// grng/wasm/web, the WebAssembly build of grng/wasm (rebuilt by a Builder
+// github.com/grng/grng/wasm/web, the WebAssembly build of github.com/grng/grng/wasm (rebuilt by a Builder
 // when the Go sources change, gzip-compressed once), the toolchain's
 // wasm_exec.js, and the fetched data sets, read-only, under /data/NAME/.
 // It is the engine of `native serve` and of the end-to-end tests.
@@ -33,8 +33,8 @@ import (
 	"strings"
 	"time"
 
-	"grng/core/data"
-	"grng/wasm/web"
+	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/wasm/web"
 )
 
 // CSP is the Content-Security-Policy of every response: scripts, styles,

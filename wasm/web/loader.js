@@ -1,4 +1,4 @@
-// loader.js starts grng's WebAssembly module (grng/wasm) and keeps the
+// loader.js starts grng's WebAssembly module (github.com/grng/grng/wasm) and keeps the
 // status bar in step with window.grng, the page's JS-visible state:
 //
 //   grng.phase       "loading" | "compiling" | "starting" | "ready" | "error" | "exited"

@@ -1,7 +1,7 @@
 // Package web holds the static assets of grng's browser build: the page
 // (index.html), its style sheet and the loader script that fetches and starts
-// the WebAssembly module (grng/wasm, GOOS=js). The server of `native serve`
-// (grng/wasm/server) serves them from this embedded copy, next to the
+// the WebAssembly module (github.com/grng/grng/wasm, GOOS=js). The server of `native serve`
+// (github.com/grng/grng/wasm/server) serves them from this embedded copy, next to the
 // wasm_exec.js of the Go toolchain that built the module.
 package web
 

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"grng/core"
-	"grng/gpu/webgpu"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/gpu/webgpu"
 )
 
 func sizes(s string) []int {

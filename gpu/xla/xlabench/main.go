@@ -28,10 +28,10 @@ import (
 	"strings"
 	"time"
 
-	"grng/core"
-	"grng/core/nn"
-	"grng/core/optim"
-	"grng/gpu/xla"
+	"github.com/grng/grng/core"
+	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/gpu/xla"
 )
 
 func main() {

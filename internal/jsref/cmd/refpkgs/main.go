@@ -5,7 +5,7 @@ package main
 import (
 	"fmt"
 
-	"grng/internal/jsref"
+	"github.com/grng/grng/internal/jsref"
 )
 
 func main() {
