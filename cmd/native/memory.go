@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // availableMemory is the memory this process may still allocate before the
@@ -80,4 +81,22 @@ func readBytes(root fs.FS, name string) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// kalmanFullFlops is the rate at which the dense Kalman filter's host
+// loops run, in float64 operations a second: about 0.9e9 measured on
+// kalman-full over 2-60-60-2 (3962 parameters) on moons.
+const kalmanFullFlops = 1e9
+
+// checkKalmanFullTime refuses a kalman-full run whose estimated time is
+// over an hour: each of its samples updates the dense n×n covariance with
+// a rank-d observation, about 4·d·n² operations (HΣ and Σ − K̃HΣ), for n
+// trainable parameters and d outputs.
+func checkKalmanFullTime(n, d, samples int) error {
+	secs := float64(samples) * 4 * float64(d) * float64(n) * float64(n) / kalmanFullFlops
+	if secs <= 3600 {
+		return nil
+	}
+	return usagef("kalman-full: about %s for %d samples (each about 4·%d·%d² float64 operations on the host, at about 1e9 a second): more than an hour; train fewer --steps, use rkalman (its diagonal variant), or add --no-time-check to run it anyway",
+		time.Duration(secs*float64(time.Second)).Round(time.Minute), samples, d, n)
 }

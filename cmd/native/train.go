@@ -118,7 +118,7 @@ type trainFlags struct {
 	epochs, target, split                              float64
 	steps, batch, evalEvery, ckptEvery                 int
 	seed                                               uint64
-	quiet, noMemCheck, force                           bool
+	quiet, noMemCheck, noTimeCheck, force              bool
 }
 
 // defaultCheckpointEvery is --checkpoint-every's default: a checkpoint costs
@@ -154,6 +154,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "cpu", deviceHelp())
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress or header on stderr (the summary line still goes to stdout)")
 	fs.BoolVar(&f.noMemCheck, "no-memory-check", false, "start the run even when its memory estimate exceeds the memory available")
+	fs.BoolVar(&f.noTimeCheck, "no-time-check", false, "start a kalman-full run even when its time estimate exceeds an hour")
 	fs.IntVar(&f.ckptEvery, "checkpoint-every", defaultCheckpointEvery, "write `N`-step checkpoints to <out>/"+checkpointName+" (also at the end and on SIGINT/SIGTERM);\n0: no checkpoints")
 	fs.BoolVar(&f.force, "force", false, "start a new run in an --out that holds another run's results or checkpoint, deleting them")
 	fs.StringVar(&f.resume, "resume", "", "continue the run in `DIR` from its "+checkpointName+", with its configuration")
@@ -496,6 +497,11 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 		return err
 	}
 	total := cfg.TotalSteps()
+	if entry.Name == "kalman-full" && !f.noTimeCheck && resumed == nil {
+		if err := checkKalmanFullTime(params, trainSet.Classes, total*f.batch); err != nil {
+			return err
+		}
+	}
 	if resumed != nil && resumed.Step >= total {
 		if summaryDone(out, total) {
 			fmt.Fprintf(a.stdout, "the run in %s is complete (step %d of %d): nothing to resume\n", out, resumed.Step, total)

@@ -50,6 +50,7 @@ func TestTrainFlagValidation(t *testing.T) {
 		{[]string{"--data", "moons", "--resume", "/nonexistent/run"}, "--resume /nonexistent/run: not a directory"},
 		{[]string{"--data", "moons", "--model", "2-65536-65536-2"}, "--model 2-65536-65536-2: 4295360514 parameters, more than the 268435456 this command allows"},
 		{[]string{"--data", "moons", "--model", "2-0-2"}, `width 2 is "0", want an integer in [1, 65536]`},
+		{[]string{"--data", "moons", "--opt", "kalman-full", "--model", "2-64-64-2", "--epochs", "12"}, "kalman-full: about 1h6m0s for 24576 samples (each about 4·2·4482² float64 operations on the host, at about 1e9 a second): more than an hour"},
 		{[]string{"--data", "moons", "--model", "use-lite"}, "--model use-lite:tokens=64,rank=8,alpha=8 reads texts: --data must be a text data set (sentiment, spam-assassin, reuters-grain), not moons"},
 		{[]string{"--data", "sentiment", "--model", "use-lite:tokens=129"}, "tokens=129, want 1 to 128"},
 		{[]string{"--data", "sentiment", "--model", "use-lite:rank=8,alpha=0"}, "alpha=0, want at least 1 with LoRA (rank 8)"},
