@@ -12,21 +12,12 @@ import (
 	"github.com/grng/grng/models/use"
 )
 
-// parseModel reads task t's model, as --model does: the pretrained
-// encoder's fine-tuning (use.ParseFineTune, its files in dataDir) or
-// nn.ParseArch. A LoRA task needs an MLP: its adapters wrap the MLP's
-// dense layers and its backbone is saved as one (SaveMLP).
+// parseModel reads task t's model, as --model does (use.ParseModel: the
+// pretrained encoder's fine-tuning, its files in dataDir, or nn.ParseArch).
+// A LoRA task needs an MLP: its adapters wrap the MLP's dense layers and
+// its backbone is saved as one (SaveMLP).
 func parseModel(t *Task, dataDir string) (nn.Arch, error) {
-	if f, ok, err := use.ParseFineTune(t.Model, dataDir); ok {
-		if err != nil {
-			return nil, fmt.Errorf("task %s: %w", t.Name, err)
-		}
-		if t.LoRA != nil {
-			return nil, fmt.Errorf("task %s: %s has its own LoRA adapters, not a backbone to pretrain", t.Name, f)
-		}
-		return f, nil
-	}
-	a, err := nn.ParseArch(t.Model)
+	a, err := use.ParseModel(t.Model, dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", t.Name, err)
 	}

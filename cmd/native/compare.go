@@ -17,6 +17,7 @@ import (
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/core/nn"
 	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/models/use"
 )
 
 func compareCommand() *command {
@@ -214,7 +215,7 @@ func runCompare(ctx context.Context, a *app, c *command, args []string) error {
 	defer closeDevice(dev)
 	var arch nn.Arch
 	if tf.model != "" {
-		if arch, err = parseModel(tf.model, tf.dataDir); err != nil {
+		if arch, err = use.ParseModel(tf.model, tf.dataDir); err != nil {
 			return usagef("--model: %v", err)
 		}
 	}

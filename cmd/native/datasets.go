@@ -2,13 +2,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/grng/grng/core/nn"
-	"github.com/grng/grng/models/use"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/grng/grng/core/data"
+	"github.com/grng/grng/core/nn"
 )
 
 // The synthetic 2-D sets are generated in memory from fixed seeds, so every
@@ -131,19 +130,6 @@ func loadText(enc textEncoder, name, dir string) (train, test *data.Dataset, err
 		return nil, nil, err
 	}
 	return train, test, nil
-}
-
-// parseModel reads --model: the pretrained encoder's fine-tuning
-// (use.ParseFineTune, its files fetched into dataDir) or an architecture
-// of nn.ParseArch.
-func parseModel(s, dataDir string) (nn.Arch, error) {
-	if f, ok, err := use.ParseFineTune(s, dataDir); ok {
-		if err != nil {
-			return nil, err
-		}
-		return f, nil
-	}
-	return nn.ParseArch(s)
 }
 
 // dataLabel is a short name of --data for output folders: the built-in

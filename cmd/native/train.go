@@ -26,6 +26,7 @@ import (
 	"github.com/grng/grng/core/nn"
 	"github.com/grng/grng/core/optim"
 	"github.com/grng/grng/core/train"
+	"github.com/grng/grng/models/use"
 )
 
 func trainCommand() *command {
@@ -233,7 +234,7 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 		return refuse("out", f.out, dir)
 	}
 	if set["model"] {
-		arch, err := parseModel(f.model, f.dataDir)
+		arch, err := use.ParseModel(f.model, f.dataDir)
 		if err != nil {
 			return usagef("--model: %v", err)
 		}
@@ -426,7 +427,7 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 	defer closeDevice(dev)
 	var arch nn.Arch
 	if f.model != "" {
-		if arch, err = parseModel(f.model, f.dataDir); err != nil {
+		if arch, err = use.ParseModel(f.model, f.dataDir); err != nil {
 			return usagef("--model: %v", err)
 		}
 	}

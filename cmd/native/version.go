@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/grng/grng/models/use"
 	"runtime"
 	"runtime/debug"
 	"strings"
 
 	"github.com/grng/grng/core/nn"
 	"github.com/grng/grng/core/optim"
+	"github.com/grng/grng/models/use"
 )
 
 func versionCommand() *command {

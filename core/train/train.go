@@ -541,6 +541,7 @@ func Evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64) {
 type evaluator struct {
 	twins      bool
 	full, last evalPart
+	rows       int // the chunk size (evalChunkRows), found at the first evaluation
 }
 
 // evalPart is one row count's model and buffers.
@@ -594,7 +595,10 @@ func (e *evaluator) evaluate(net nn.Model, ds *data.Dataset) (loss, acc float64)
 	var sum float64
 	correct := 0
 	labels := net.Objective().Func().Labels() // accuracy is defined
-	rows := evalChunkRows(&Config{Net: net}, ds)
+	if e.rows == 0 {
+		e.rows = evalChunkRows(&Config{Net: net}, ds)
+	}
+	rows := min(e.rows, ds.N)
 	for lo := 0; lo < ds.N; lo += rows {
 		hi := min(lo+rows, ds.N)
 		n := hi - lo

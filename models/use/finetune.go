@@ -59,6 +59,19 @@ func ParseFineTune(s, dataDir string) (f FineTune, ok bool, err error) {
 	return f, true, nil
 }
 
+// ParseModel reads a model text as --model does: this package's
+// fine-tuning model (ParseFineTune, its files fetched into dataDir), or any
+// architecture of nn.ParseArch.
+func ParseModel(s, dataDir string) (nn.Arch, error) {
+	if f, ok, err := ParseFineTune(s, dataDir); ok {
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	return nn.ParseArch(s)
+}
+
 // FineTuneDoc describes the model and its parameters for --help.
 func FineTuneDoc() string {
 	var b strings.Builder
