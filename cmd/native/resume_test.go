@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -601,5 +603,72 @@ func TestTrainRefusesOtherResults(t *testing.T) {
 	code, _, errs = runCLI(t, args("--checkpoint-every", "0", "--seed", "6")...)
 	if want := "note: " + run + "/metrics.csv is what a run killed before its first checkpoint left: replacing it"; code != exitOK || !strings.Contains(errs, want) {
 		t.Fatalf("exit %d: %s\nwant %q", code, errs, want)
+	}
+}
+
+// A run keeps its own hyperparameters when it is resumed by a build whose
+// defaults have changed since: its checkpoint records every resolved value,
+// and those, not today's defaults, continue the run. The changed default is
+// simulated by a checkpoint whose run gave --hp rho=0.002 with its header
+// rewritten to say no --hp at all (ρ = 0.002 then came from the defaults).
+func TestTrainResumeKeepsTheRunsHyperparameters(t *testing.T) {
+	root := t.TempDir()
+	ref, run := filepath.Join(root, "ref"), filepath.Join(root, "run")
+	args := func(out string) []string { return append(resumeArgs(out, 60), "--hp", "rho=0.002") }
+	if code, _, errs := runCLI(t, args(ref)...); code != exitOK {
+		t.Fatalf("reference run: exit %d: %s", code, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb, afterStep: func(step int) {
+		if step == 21 {
+			cancel()
+		}
+	}}
+	if code := a.run(ctx, args(run)); code != exitInterrupted {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	path := filepath.Join(run, checkpointName)
+	rewriteHeader(t, path, func(h *ckpt.Header) {
+		if h.Run.Hyper != "rho=0.002" || h.Run.Hyperparameters["rho"] != 0.002 {
+			t.Fatalf("checkpoint's run: hp %q, rho %v", h.Run.Hyper, h.Run.Hyperparameters["rho"])
+		}
+		h.Run.Hyper = ""
+	})
+	code, stdout, errs := runCLI(t, "train", "--resume", run, "--quiet", "--device", "cpu")
+	if code != exitOK || !strings.HasPrefix(stdout, "completed moons ring") {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errs)
+	}
+	sameRun(t, ref, run)
+}
+
+// rewriteHeader edits the header of the checkpoint at path and writes the
+// file again, valid (lengths and checksum), with the same payload.
+func rewriteHeader(t *testing.T, path string, edit func(*ckpt.Header)) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlen := binary.LittleEndian.Uint32(b[12:])
+	var h ckpt.Header
+	if err := json.Unmarshal(b[24:24+hlen], &h); err != nil {
+		t.Fatal(err)
+	}
+	edit(&h)
+	hb, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nb []byte
+	nb = append(nb, b[:12]...)
+	nb = binary.LittleEndian.AppendUint32(nb, uint32(len(hb)))
+	nb = append(nb, b[16:24]...)
+	nb = append(nb, hb...)
+	nb = append(nb, b[24+hlen:len(b)-sha256.Size]...)
+	sum := sha256.Sum256(nb)
+	if err := os.WriteFile(path, append(nb, sum[:]...), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

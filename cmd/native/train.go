@@ -273,7 +273,11 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 		}
 		f.split = sp
 	}
-	f.data, f.model, f.opt, f.hp = name, r.Model, r.Optimizer, r.Hyper
+	hp, err := pinnedHyper(r)
+	if err != nil {
+		return fmt.Errorf("--resume %s: %v", dir, err)
+	}
+	f.data, f.model, f.opt, f.hp = name, r.Model, r.Optimizer, hp
 	f.epochs, f.steps, f.batch, f.schedule = r.Epochs, r.Steps, r.Batch, r.Schedule
 	f.evalEvery, f.seed, f.target, f.out = r.EvalEvery, r.Seed, r.Target, dir
 	if !set["data-dir"] && h.Meta["data_dir"] != "" {
@@ -283,6 +287,28 @@ func (f *trainFlags) fromCheckpoint(fs *flag.FlagSet, h ckpt.Header, dir string)
 		f.ckptEvery = n
 	}
 	return nil
+}
+
+// pinnedHyper is the --hp of the checkpoint's run r with the values of the
+// defaults it ran with written out where today's defaults differ, so that a
+// resumed run keeps its hyperparameters (checkpoints record every resolved
+// value) when a default has changed since.
+func pinnedHyper(r ckpt.Run) (string, error) {
+	e, err := optim.Lookup(r.Optimizer)
+	if err != nil {
+		return "", err
+	}
+	now, err := e.Parse(r.Hyper)
+	if err != nil {
+		return "", fmt.Errorf("the checkpoint's --hp %q: %v", r.Hyper, err)
+	}
+	hp := r.Hyper
+	for _, p := range e.Params {
+		if had, ok := r.Hyperparameters[p.Name]; ok && had != now[p.Name] {
+			hp = strings.TrimPrefix(hp+","+p.Name+"="+strconv.FormatFloat(had, 'g', -1, 64), ",")
+		}
+	}
+	return hp, nil
 }
 
 // printHyper lists the hyperparameters of optimizer e.
