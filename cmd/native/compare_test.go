@@ -156,7 +156,7 @@ func TestCompareEndToEnd(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, errs)
 	}
-	for _, want := range []string{"budget  3 optimizers × (2 trials + 2 seeds) = 12 runs of 24 steps of batch 32", "grid    ring    lr=1,rho=0.0001/0.001", "grid    adamw   lr=0.003/0.01"} {
+	for _, want := range []string{"budget  3 optimizers × (2 trials + 2 seeds) = 12 runs of 24 steps of batch 32", "grid    ring    lr=1,rho=1e-05/0.0001", "grid    adamw   lr=0.003/0.01"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}

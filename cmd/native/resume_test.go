@@ -184,7 +184,7 @@ func TestTrainResumeRefuses(t *testing.T) {
 		{[]string{"--eval-every", "7"}, exitUsage, "--eval-every 7 contradicts"},
 		{[]string{"--target", "0.9"}, exitUsage, "--target 0.9 contradicts"},
 		{[]string{"--model", "2-8-2"}, exitUsage, "--model 2-8-2:relu contradicts the checkpoint in " + run + ", whose run has --model 2-32-32-2:tanh"},
-		{[]string{"--hp", "rho=0.01"}, exitUsage, `--hp "rho=0.01" contradicts the checkpoint in ` + run + ": its run has rho=0.001, the flag gives 0.01"},
+		{[]string{"--hp", "rho=0.01"}, exitUsage, `--hp "rho=0.01" contradicts the checkpoint in ` + run + ": its run has rho=0.0001, the flag gives 0.01"},
 		{[]string{"--out", empty}, exitUsage, "--out " + empty + " contradicts"},
 		{[]string{"--hp", "bogus=1"}, exitUsage, `no hyperparameter "bogus"`},
 	} {
@@ -195,7 +195,7 @@ func TestTrainResumeRefuses(t *testing.T) {
 		}
 	}
 	// Flags that agree are fine (the run is complete: nothing to do).
-	if code, out, errs := runCLI(t, "train", "--resume", run, "--opt", "RING", "--hp", "rho=1e-3", "--steps", "40", "--model", "2-32-32-2:tanh", "--out", run+"/"); code != exitOK || !strings.Contains(out, "nothing to resume") {
+	if code, out, errs := runCLI(t, "train", "--resume", run, "--opt", "RING", "--hp", "rho=1e-4", "--steps", "40", "--model", "2-32-32-2:tanh", "--out", run+"/"); code != exitOK || !strings.Contains(out, "nothing to resume") {
 		t.Errorf("agreeing flags: exit %d %s %s", code, out, errs)
 	}
 	code, _, errs := runCLI(t, "train", "--resume", empty)
@@ -445,11 +445,13 @@ func TestTrainSIGTERMResume(t *testing.T) {
 // acceptance of the worst direction patched in (core/optim/kfac_inverse.go
 // and core/cholesky.go of this build, the fallback count of kfac.go), which
 // changed RING's trajectory from step 10 on; that build unpatched writes
-// the earlier files again, timings aside.
+// the earlier files again, timings aside. RING's default ρ was 1e-3 then:
+// the resumed run keeps it (its checkpoint says so), and the reference
+// run here is given it.
 func TestTrainResumesCheckpointOfEarlierBuild(t *testing.T) {
 	root := t.TempDir()
 	ref, run := filepath.Join(root, "ref"), filepath.Join(root, "run")
-	if code, _, errs := runCLI(t, append(resumeArgs(ref, 150), "--data-dir", "grng-data")...); code != exitOK {
+	if code, _, errs := runCLI(t, append(resumeArgs(ref, 150), "--data-dir", "grng-data", "--hp", "rho=1e-3")...); code != exitOK {
 		t.Fatalf("reference run: exit %d: %s", code, errs)
 	}
 	if err := os.MkdirAll(run, 0o755); err != nil {

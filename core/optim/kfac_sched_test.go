@@ -325,7 +325,7 @@ func TestKFACBackoffRestartsMomentum(t *testing.T) {
 	if a := absMax(dev, []core.Mat{o.bufs[0].vel}); a == 0 || o.vbound == 0 {
 		t.Fatalf("velocity %v, bound %v after a step", a, o.vbound)
 	}
-	if got, want := o.Backoff(), "raising ρ to 0.01 and restarting the momentum"; got != want {
+	if got, want := o.Backoff(), "raising ρ to 0.001 and restarting the momentum"; got != want {
 		t.Errorf("Backoff() = %q, want %q", got, want)
 	}
 	for i, b := range o.bufs {

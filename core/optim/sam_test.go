@@ -128,7 +128,7 @@ func TestSAMHyperValidation(t *testing.T) {
 			t.Errorf("%q: err %v, want %q", tc.spec, err, tc.want)
 		}
 	}
-	if hp := e.Defaults(); hp["rho"] != 0.05 || hp["lr"] != 0.1 || hp["momentum"] != 0.9 {
+	if hp := e.Defaults(); hp["rho"] != 0.05 || hp["lr"] != 0.2 || hp["momentum"] != 0.9 {
 		t.Fatalf("defaults %v", hp)
 	}
 }

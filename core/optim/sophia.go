@@ -14,7 +14,7 @@ func init() {
 		Name: "sophia",
 		Doc:  "Sophia-G (Liu et al. 2023): clipped diagonal Gauss–Newton preconditioning, GNB estimator every k steps",
 		Params: []Param{
-			{Name: "lr", Default: 1e-3, Min: 0, Max: 10, Doc: "learning rate η: the largest step of any coordinate"},
+			{Name: "lr", Default: 1e-3, Min: 0, Max: 10, Doc: "learning rate η: the largest step of any coordinate (1e-3: the best of 12 rates 1e-5…5e-2 " + tunedOn + ")"},
 			{Name: "beta1", Default: 0.965, Min: 0, Max: 0.99999, Doc: "gradient EMA decay β1 (GRNG Table 5; Sophia default)"},
 			{Name: "beta2", Default: 0.99, Min: 0, Max: 0.999999, Doc: "Hessian-diagonal EMA decay β2 (GRNG Table 4; Sophia default)"},
 			{Name: "gamma", Default: 0.05, Min: 0, Max: 1e6, Doc: "Hessian scale γ in clip(m/max(γh, ε), 1) (Sophia-G's γ, = SophiaG's rho)"},

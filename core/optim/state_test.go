@@ -394,12 +394,12 @@ func TestBackoff(t *testing.T) {
 		name, want, varName string
 		factor              float64
 	}{
-		{"sgd", "halving the learning rate to lr=0.05 and restarting the momentum", "lr", 0.5},
-		{"adamw", "halving the learning rate to lr=0.0015", "lr", 0.5},
-		{"sam", "halving the learning rate to lr=0.05 and restarting the momentum", "lr", 0.5},
+		{"sgd", "halving the learning rate to lr=0.1 and restarting the momentum", "lr", 0.5},
+		{"adamw", "halving the learning rate to lr=0.0025", "lr", 0.5},
+		{"sam", "halving the learning rate to lr=0.1 and restarting the momentum", "lr", 0.5},
 		{"sophia", "halving the learning rate to lr=0.0005", "lr", 0.5},
-		{"ngd", "raising ρ to 0.001", "rho", 10},
-		{"ring", "raising ρ to 0.01", "rho", 10},
+		{"ngd", "raising ρ to 0.01", "rho", 10},
+		{"ring", "raising ρ to 0.001", "rho", 10},
 		{"reng", "raising ρ to 0.01", "rho", 10},
 		{"rkalman", "shrinking σ by 0.1 and raising the jitter to 1e-05", "jitter", 10},
 		{"kalman-full", "shrinking Σ by 0.1 and raising the jitter to 1e-05", "jitter", 10},

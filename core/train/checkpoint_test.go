@@ -292,7 +292,7 @@ func TestResumeRefusesOtherRun(t *testing.T) {
 		want string
 	}{
 		{func(c *Config) { c.Optimizer = "reng" }, "optimizer ring; this run has reng"},
-		{func(c *Config) { c.Hyper = "rho=0.01" }, "hyperparameter rho = 0.001; this run has 0.01"},
+		{func(c *Config) { c.Hyper = "rho=0.01" }, "hyperparameter rho = 0.0001; this run has 0.01"},
 		{func(c *Config) { c.Model.Sizes = []int{2, 9, 2} }, "model 2-8-2:tanh; this run has 2-9-2:tanh"},
 		{func(c *Config) { c.Seed = 6 }, "seed 5; this run has 6"},
 		{func(c *Config) { c.Train = data.Moons(256, 0.2, 1) }, "data fingerprint"},
@@ -318,10 +318,12 @@ func TestResumeRefusesOtherRun(t *testing.T) {
 	}
 }
 
-// An absurd learning rate. RING at lr=100 without KL clipping: each step
-// that leaves non-finite weights is undone and ρ raised tenfold, until the
-// steps are short enough; the run completes and learns. NGD at lr=100,
-// inverting every step (S=1,F=1): the factors of the huge activations
+// An absurd learning rate. RING at lr=100 without KL clipping, from ρ = 1e-3:
+// each step that leaves non-finite weights is undone and ρ raised tenfold,
+// until the steps are short enough; the run completes and learns. (From
+// RING's default ρ = 1e-4 this run does not recover: ρ reaches its cap 1e4
+// with every step still rejected, and the run stops as NGD's below.) NGD at lr=100,
+// ρ = 1e-4, inverting every step (S=1,F=1): the factors of the huge activations
 // cannot be inverted whatever ρ, and the
 // run stops after MaxRejects consecutive rejections with an error naming the
 // optimizer, the step and the likely cause; the result counts the rejected
@@ -329,9 +331,9 @@ func TestResumeRefusesOtherRun(t *testing.T) {
 func TestDivergedAbsurdLearningRate(t *testing.T) {
 	run := func(opt string) (*Session, []string, int, error) {
 		spec, _ := nn.ParseSpec("2-32-32-2:relu")
-		hp := "lr=100,klclip=0"
+		hp := "lr=100,klclip=0,rho=1e-3"
 		if opt == "ngd" {
-			hp += ",S=1,F=1"
+			hp = "lr=100,klclip=0,rho=1e-4,S=1,F=1"
 		}
 		c := Config{Device: cpu.New(), Model: spec, Optimizer: opt, Hyper: hp, Steps: 100, BatchSize: 32,
 			Seed: 1, Train: data.Circles(1024, 0.1, 1), Test: data.Circles(512, 0.1, 2), Schedule: "constant"}
@@ -495,7 +497,7 @@ func TestBackoffRetries(t *testing.T) {
 	s2.Opt = &flaky{Optimizer: s2.Opt, net: s2.Net, attempt: map[int]int{}, failFirst: map[int]int{0: 9}, spoil: map[int]bool{}}
 	_, err := s2.Step()
 	var de *DivergedError
-	if !errors.As(err, &de) || de.Attempts != 5 || de.Backoff != "backoff 4" || !strings.Contains(err.Error(), "sgd: step 1: 5 consecutive steps rejected (the update was not finite) after backoff 4: the learning rate (lr=0.1)") {
+	if !errors.As(err, &de) || de.Attempts != 5 || de.Backoff != "backoff 4" || !strings.Contains(err.Error(), "sgd: step 1: 5 consecutive steps rejected (the update was not finite) after backoff 4: the learning rate (lr=0.2)") {
 		t.Fatalf("err %v", err)
 	}
 
@@ -514,7 +516,7 @@ func TestBackoffRetries(t *testing.T) {
 			break
 		}
 	}
-	wantErr := "sgd: step 22: 20 attempts rejected since step 3, where every step needed a backoff (the update was not finite) after backoff 19: the learning rate (lr=0.1)"
+	wantErr := "sgd: step 22: 20 attempts rejected since step 3, where every step needed a backoff (the update was not finite) after backoff 19: the learning rate (lr=0.2)"
 	if !errors.As(err, &de) || de.Streak != 20 || de.Since != 3 || !strings.HasPrefix(err.Error(), wantErr) {
 		t.Fatalf("err %v\nwant %q", err, wantErr)
 	}
