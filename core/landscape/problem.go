@@ -50,7 +50,10 @@ type Info struct {
 	Start          Vec2    // default start point
 	Min            Vec2    // the global minimiser
 	MinLoss        float64 // L(Min)
-	Hyper          Hyper   // defaults tuned so that every stepper moves visibly
+	// Outputs is the number of scalar observations of one sample: Obs
+	// lists the samples in turn, Outputs each (R-Kalman's d_o).
+	Outputs int
+	Hyper   Hyper // defaults tuned so that every stepper moves visibly
 	// KL is the budget c of the directions shown at a point: the level of
 	// the Fisher ellipse ½δᵀFδ = c (the UI lowers it where that ellipse
 	// would not fit in the plot, and shows the c it uses).
@@ -131,7 +134,7 @@ func (q *Quadratic) Info() Info {
 	return Info{Title: "Ill-conditioned quadratic (Gaussian model, κ = 30)",
 		Formula: "L = ½(θ−θ*)ᵀA(θ−θ*),  F = H = A",
 		XLabel:  "θ₁", YLabel: "θ₂", Box: Box{-3, 3, -3, 3}, Start: Vec2{-2.5, 2},
-		Min: q.Target, MinLoss: 0, Hyper: h, KL: 0.5}
+		Min: q.Target, MinLoss: 0, Outputs: 2, Hyper: h, KL: 0.5}
 }
 
 func (q *Quadratic) Loss(θ Vec2) float64 {
@@ -171,7 +174,7 @@ func (*Rosenbrock) Info() Info {
 	return Info{Title: "Rosenbrock as least squares",
 		Formula: "L = ½[(1−x)² + 100(y−x²)²],  F = JᵀJ (Gauss–Newton)",
 		XLabel:  "x", YLabel: "y", Box: Box{-2, 2, -1, 3}, Start: Vec2{-1.2, 1},
-		Min: Vec2{1, 1}, MinLoss: 0, Hyper: h, KL: 0.25}
+		Min: Vec2{1, 1}, MinLoss: 0, Outputs: 2, Hyper: h, KL: 0.25}
 }
 
 func (*Rosenbrock) res(θ Vec2) (r Vec2, j Mat2) {
@@ -262,7 +265,7 @@ func (l *Logistic) Info() Info {
 		Formula: "L = mean[ln(1+e^{wᵀx}) − y·wᵀx],  F = Σp(1−p)xxᵀ/n",
 		XLabel:  "w₁", YLabel: "w₂",
 		Box:   Box{c[0] - 6, c[0] + 6, c[1] - 6, c[1] + 6},
-		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Hyper: h, KL: 0.05,
+		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Outputs: 1, Hyper: h, KL: 0.05,
 		Note: "Here ρ = 0.03: the full step α = 1 overshoots where the model saturates (F → 0); at ρ = 1e-3 RING diverges like NGD."}
 }
 
@@ -344,7 +347,7 @@ func (g *GaussFit) Info() Info {
 	return Info{Title: "Fitting a Gaussian: θ = (μ, ln σ), 40 points",
 		Formula: "L = ln σ + mean[(x−μ)²]/(2σ²) + ½ln2π,  F = diag(1/σ², 2)",
 		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 4, -3, 4}, Start: Vec2{-2, 1.5},
-		Min: mn, MinLoss: g.Loss(mn), Hyper: h, KL: 0.25}
+		Min: mn, MinLoss: g.Loss(mn), Outputs: 2, Hyper: h, KL: 0.25}
 }
 
 func (g *GaussFit) Loss(θ Vec2) float64 {

@@ -16,7 +16,7 @@ type Hyper struct {
 	AdamLR    float64 // learning rate of Adam
 	Momentum  float64 // heavy-ball μ of the momentum stepper (0.9)
 	SAMRadius float64 // SAM's neighbourhood radius (its ρ)
-	Alpha     float64 // step size α of NGD, RING, RENG and R-Kalman (1: the full natural step)
+	Alpha     float64 // step size α of NGD, RING and RENG (1: the full natural step)
 	// Tikhonov is NGD's starting ρ, the λ₀ of F + λ₀I (1e-4; the library's
 	// ngd rho, whose factored Tikhonov damping is λ₀I on a block without
 	// factors), adapted by Levenberg–Marquardt like RING's and RENG's ρ.
@@ -28,21 +28,21 @@ type Hyper struct {
 	// optim.Damping.DiagLambda).
 	Rho float64
 	// KalmanRho is R-Kalman's ρ in R̃ = R(I + ρR)⁻¹ (eq. 15): not a damping
-	// of the step but a change of the objective, whose fixed point
-	// minimises L + (ρ/2)·Σ wᵢ(yᵢ − ŷᵢ)² (see kalman).
+	// of the step but of the noise, R̃⁻¹ = R⁻¹ + ρ, so that the filter
+	// trusts every sample at least as one of noise 1/ρ (see kalman).
 	KalmanRho float64
 	Gamma     float64 // RENG's explicit gradient regularizer γ of g + γHg (eq. 9)
 	S         int     // RING/RENG Fisher refresh interval (lazy Fisher, Algorithm 1; the library's 8)
-	Beta      float64 // R-Kalman's EMA factor β of R (Appendix H)
+	Beta      float64 // R-Kalman's EMA factor β of R (Appendix H; the library's 0.98)
 	Sigma0    float64 // R-Kalman's prior variance: Σ₀ = σ₀I
-	Q         float64 // R-Kalman's relative process noise: Q = qΣ per step (fading memory)
+	Q         float64 // R-Kalman's process noise: Σ + qI before each sample (Alg. 2 line 5)
 }
 
 // DefaultHyper returns the shared defaults; problems tune LR, AdamLR,
 // SAMRadius, Alpha and Gamma in their Info.
 func DefaultHyper() Hyper {
 	return Hyper{LR: 0.01, AdamLR: 0.05, Momentum: 0.9, SAMRadius: 0.05, Alpha: 1, Tikhonov: 1e-4,
-		Rho: 1e-3, KalmanRho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.2, Sigma0: 1, Q: 1}
+		Rho: 1e-3, KalmanRho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.98, Sigma0: 1, Q: 1e-3}
 }
 
 // Stepper is a stateful two-parameter optimizer: Step takes θ to the next
@@ -113,7 +113,7 @@ func NewStepper(name string, h Hyper) (Stepper, error) {
 		}
 		return newNatural(c), nil
 	case "rkalman":
-		return &kalman{h: h}, nil
+		return newKalman(h)
 	}
 	_, err := LookupStepper(name)
 	return nil, err
@@ -270,85 +270,64 @@ func (s *natural) Step(p Problem, θ Vec2) Vec2 {
 	return next
 }
 
-// kalman is R-Kalman (paper §3.3, Algorithm 2) in two dimensions: θ ∼ N(μ, Σ)
-// with a full 2×2 Σ, Σ₀ = σ₀I. One step sees all of the problem's scalar
-// observations (Problem.Obs) as one batch, processed in order as scalar
-// filter updates around the same linearisation point θ (exactly the joint
-// extended-Kalman update):
+// kalman is R-Kalman as core/optim runs it with a dense covariance
+// (optim.KalmanDense, the filter of kalman-full; paper §3.3, Algorithm 2):
+// θ ∼ N(μ, Σ), Σ₀ = σ₀I, and every sample of the problem an observation
+// y = ŷ(θ) + noise with covariance R, d = Info.Outputs scalars (Obs). One
+// step of the lesson is one pass over the samples in order, each a filter
+// step linearised at the current μ:
 //
-//	Σ ← (1 + q)Σ                                 (prediction, Alg. 2 line 5)
-//	Rᵢ ← βRᵢ + (1−β)R̂ᵢ                           (EMA of R, App. H)
-//	R̃ᵢ = Rᵢ/(1 + ρRᵢ)                           (eq. 15)
-//	for each i: s = HᵢᵀΣHᵢ + R̃ᵢ/wᵢ,  K = ΣHᵢ/s,
-//	            μ ← μ + K(eᵢ − Hᵢᵀ(μ − θ)),  Σ ← Σ − KHᵢᵀΣ
-//	θ ← θ + α(μ − θ)
+//	Σp = Σ + qI,  R ← βR + (1−β)(εεᵀ + HΣpHᵀ),  R̃ = R(I + ρR)⁻¹   (Alg. 2; App. H; eq. 15)
+//	K̃ = ΣpHᵀ(HΣpHᵀ + R̃)⁻¹,  μ ← μ + K̃ε,  Σ ← Σp − K̃HΣp          (ε = y − ŷ)
 //
-// Choices where the 2D version departs from the network version:
-//   - R̂ᵢ is the model's noise variance 1/RInvᵢ at the current point, and R
-//     starts there. App. H estimates R̂ from the residuals, (y−ŷ)(y−ŷ)ᵀ +
-//     HΣHᵀ, because a network's noise is unknown; here the likelihood is
-//     known exactly, and residual-based noise would move the fixed point away
-//     from the minimiser. β = 1 keeps R at its start value, as in core/optim.
-//   - An observation of weight wᵢ in the loss counts with noise Rᵢ/wᵢ, so
-//     the filter's likelihood is exp(−L).
-//   - The process noise is Q = qΣ (a fading-memory filter: old observations
-//     count 1/(1+q) less each step) rather than a fixed Q, because every step
-//     sees the same data again: with a fixed Q the posterior would count the
-//     data k times after k steps and the steps would shrink like 1/k; with
-//     Q = qΣ the information settles at (1+q)/q·F̃, F̃ = Σwᵢ(R⁻¹ᵢ + ρ)HᵢHᵢᵀ,
-//     after starting as gradient descent with learning rate ≈ σ₀ while the
-//     prior dominates.
-//   - α scales the mean update (1 is the filter).
-//   - ρ is Hyper.KalmanRho, a slider of its own: in eq. 15 it is not a
-//     damping of the step, as RING's and RENG's ρ is, but a change of the
-//     likelihood.
+// with R₀ = 0 and one R shared by all samples, estimated from the
+// residuals (App. H). Its ρ is Hyper.KalmanRho, not RING's: it changes the
+// noise, not the step's damping.
 //
-// By Lemma D.3 the mean update is a natural-gradient step with the posterior
-// covariance in place of F⁻¹. With R̃ = R(I + ρR)⁻¹, i.e. R̃⁻¹ = R⁻¹ + ρ
-// (eq. 15: F̃ = F + ρHᵀH), the update of μ vanishes where
-// Σ wᵢ(R⁻¹ᵢ + ρ)Hᵢeᵢ = 0, which is the stationarity of
-// L + (ρ/2)·Σ wᵢeᵢ² (eᵢ = yᵢ − ŷᵢ, ∇ŷᵢ = Hᵢ), not of L: faithful to eq. 15,
-// the filter settles at the minimiser of that regularized loss, a little
-// away from L's (TestKalmanFixedPoint).
+// Where it settles (TestKalmanFixedPoint): μ stops moving when the
+// corrections of a pass cancel, Σᵢ HᵢᵀR̃⁻¹εᵢ ≈ 0, a least-squares fit of the
+// predicted means weighted by R̃⁻¹ = R⁻¹ + ρ. Where the model fits the data
+// exactly (the quadratic, Rosenbrock) that is L's minimum. Elsewhere the
+// shared R weighs every sample alike, and the fit is the mean squared
+// error of ŷ (for the logistic problem the Brier score, Σ(y − p)²), not
+// the likelihood L: the filter ends near L's minimum, not at it; with
+// q > 0 it forgets old samples and the last ones of a pass count more.
 type kalman struct {
-	h     Hyper
-	init  bool
-	sigma Mat2
-	r     []float64
-	obs   []Obs
+	f    *optim.KalmanDense
+	r    []float64 // R (d×d)
+	obs  []Obs
+	h, e []float64 // H (d×2) and ε of one sample
+}
+
+func newKalman(h Hyper) (*kalman, error) {
+	f, err := optim.NewKalmanDense("rkalman", optim.KalmanConfig{Sigma0: h.Sigma0, Beta: h.Beta, Rho: h.KalmanRho, Q: h.Q, Jitter: optim.DefaultKalmanJitter}, 2, false)
+	if err != nil {
+		return nil, err
+	}
+	return &kalman{f: f}, nil
 }
 
 func (s *kalman) Step(p Problem, θ Vec2) Vec2 {
-	if !s.init {
-		s.sigma = Identity2.Scale(s.h.Sigma0)
-		s.init = true
+	d := p.Info().Outputs
+	if s.r == nil {
+		s.r, s.h, s.e = make([]float64, d*d), make([]float64, 2*d), make([]float64, d)
 	}
 	s.obs = p.Obs(θ, s.obs)
-	if s.r == nil {
-		for _, o := range s.obs {
-			s.r = append(s.r, 1/o.RInv)
+	var delta [2]float64
+	for i := range len(s.obs) / d {
+		s.obs = p.Obs(θ, s.obs) // linearised at the current μ
+		for j, o := range s.obs[i*d : (i+1)*d] {
+			s.h[2*j], s.h[2*j+1], s.e[j] = o.H[0], o.H[1], o.E
 		}
-	}
-	sig := s.sigma.Scale(1 + s.h.Q)
-	mu := θ
-	for i, o := range s.obs {
-		ri := s.h.Beta*s.r[i] + (1-s.h.Beta)/o.RInv
-		s.r[i] = ri
-		rt := ri / (1 + s.h.KalmanRho*ri)
-		sh := sig.MulVec(o.H)
-		den := o.H.Dot(sh) + rt/o.W
-		if !(den > 0) || math.IsInf(den, 0) {
-			continue
+		r, _, err := s.f.Update(s.r, s.h, s.e, delta[:])
+		if err != nil {
+			return Vec2{math.NaN(), math.NaN()}
 		}
-		k := sh.Scale(1 / den)
-		e := o.E - o.H.Dot(mu.Sub(θ))
-		mu = mu.Add(k.Scale(e))
-		sig = sig.Add(Outer(k, sh).Scale(-1))
-		sig[0][1] = 0.5 * (sig[0][1] + sig[1][0]) // keep Σ symmetric
-		sig[1][0] = sig[0][1]
+		s.f.Commit()
+		s.r = r
+		θ = θ.Add(Vec2(delta))
 	}
-	s.sigma = sig
-	return θ.Add(mu.Sub(θ).Scale(s.h.Alpha))
+	return θ
 }
 
 // Trajectory is the path of one stepper from a start point.
