@@ -56,21 +56,18 @@ type Stepper interface {
 type StepperInfo struct {
 	Name  string // registry name
 	Label string // display name
-	Doc   string // one line: the update rule
-	// Natural is true for the natural-gradient family (NGD, RING, RENG,
-	// R-Kalman), which use α; false for the first-order ones.
-	Natural bool
+	Doc   string // one short line: the update rule
 }
 
 var stepperInfo = []StepperInfo{
-	{"sgd", "SGD", "θ ← θ − η∇L", false},
-	{"momentum", "Momentum", "v ← μv + ∇L, θ ← θ − ηv", false},
-	{"adam", "Adam", "θ ← θ − η m̂/(√v̂ + ε)", false},
-	{"sam", "SAM", "θ ← θ − η∇L(θ + r∇L/‖∇L‖)", false},
-	{"ngd", "NGD", "θ ← θ − α(F + ρI)⁻¹∇L, ρ from λ₀ adapted (Levenberg–Marquardt)", true},
-	{"ring", "RING", "θ ← θ − α(F + ρ‖F‖₂I)⁻¹∇L, F every S steps, ρ adapted (eq. 10a on one block, App. D.2)", true},
-	{"reng", "RENG", "θ ← θ − α(F + ρI)⁻¹(∇L + γH∇L), γ on refresh steps (eqs. 9, 10b on one block)", true},
-	{"rkalman", "R-Kalman", "Kalman filter on θ with R̃ = R(I + ρR)⁻¹ (eq. 15)", true},
+	{"sgd", "SGD", "θ ← θ − η·∇L"},
+	{"momentum", "Momentum", "v ← μv + ∇L,  θ ← θ − η·v"},
+	{"adam", "Adam", "θ ← θ − η·m/(√v + ε), moment estimates"},
+	{"sam", "SAM", "θ ← θ − η·∇L(θ + r·∇L/‖∇L‖)"},
+	{"ngd", "NGD", "θ ← θ − α(F + ρI)⁻¹∇L, ρ from λ₀, adapted"},
+	{"ring", "RING", "θ ← θ − α(F + ρ‖F‖₂I)⁻¹∇L, F every S steps"},
+	{"reng", "RENG", "θ ← θ − α(F + ρI)⁻¹(∇L + γH∇L), γ at refreshes"},
+	{"rkalman", "R-Kalman", "a filter pass over the samples, noise R(I + ρR)⁻¹"},
 }
 
 // Steppers lists the steppers in display order.
