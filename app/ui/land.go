@@ -114,7 +114,7 @@ func (v *landView) buildSliders() {
 	}
 	// Two columns, grouped: the first-order rates, the natural step α and
 	// the lazy Fisher's S, RING/RENG's damping ρ and RENG's γ, R-Kalman's
-	// own ρ and β, and its prior σ0.
+	// own ρ and β, its prior σ0 and its process noise q.
 	v.sliders = []*slider{
 		mk("lr", 1e-4, 10, true, func() float64 { return h().LR }, &o.LR),
 		mk("Adam lr", 1e-3, 1, true, func() float64 { return h().AdamLR }, &o.AdamLR),
@@ -125,10 +125,12 @@ func (v *landView) buildSliders() {
 		mk("ρ Kalman", 1e-6, 10, true, func() float64 { return h().KalmanRho }, &o.KalmanRho),
 		mk("β", 0, 1, false, func() float64 { return h().Beta }, &o.Beta),
 		mk("σ0", 1e-3, 100, true, func() float64 { return h().Sigma0 }, &o.Sigma0),
+		mk("q Kalman", 1e-6, 1, true, func() float64 { return h().Q }, &o.Q),
 	}
 	v.sliders[3].integer = true
 	v.sliders[5].zeroLeft = true
 	v.sliders[6].zeroLeft = true
+	v.sliders[9].zeroLeft = true
 	colW := (sliderPanel.Dx() - 24) / 2
 	for i, s := range v.sliders {
 		col, row := i%2, i/2
@@ -493,7 +495,7 @@ var landNoteLines = []string{
 	"Damping: RING adds ρ|F|₂I, growing with the curvature; RENG ρI, NGD λ₀I (eq. 10's √ρ|·|₂, √ρ per factor, App. D.2).",
 	"ρ and λ₀ adapt every 5 steps as in core/optim: down after a step its quadratic model predicted, up after a miss.",
 	"ρ Kalman caps each sample's noise: R(I + ρR)⁻¹ < 1/ρ (eq. 15). The filter stops where its corrections cancel:",
-	"at L's minimum if the model fits every sample (quadratic, Rosenbrock), near it otherwise (the last samples pull).",
+	"at L's minimum if the model fits every sample (quadratic, Rosenbrock); else near it, nearer but slower as q → 0.",
 	"As core/optim but with the exact F (not sampled Kronecker factors), no KL clip, NGD's F every step, S = 1 (not 8).",
 }
 

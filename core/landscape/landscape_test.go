@@ -498,8 +498,8 @@ func TestNaturalFamilyConvergesAtTheDefaults(t *testing.T) {
 // TestKalmanFixedPoint checks what the doc comment of kalman says about
 // where R-Kalman settles at the defaults: at L's minimum where the model
 // fits every sample exactly, and elsewhere (the logistic problem) at the
-// end of each pass at a point of its own, away from L's minimum, that
-// q = 0 approaches with ever smaller moves instead.
+// end of each pass at a point of its own, away from L's minimum, which
+// q = 0 approaches more nearly, with ever smaller moves.
 func TestKalmanFixedPoint(t *testing.T) {
 	for _, p := range []Problem{NewQuadratic(), NewRosenbrock()} {
 		in := p.Info()
@@ -510,6 +510,7 @@ func TestKalmanFixedPoint(t *testing.T) {
 	}
 	p := NewLogistic()
 	in := p.Info()
+	var away []float64
 	for _, q := range []float64{in.Hyper.Q, 0} {
 		h := in.Hyper
 		h.Q = q
@@ -525,6 +526,10 @@ func TestKalmanFixedPoint(t *testing.T) {
 		if q == 0 && !(last < before && last > 0) {
 			t.Errorf("q = 0: the last pass moves μ by %.3g, 100 passes earlier by %.3g: want shrinking moves", last, before)
 		}
+		away = append(away, θ.Sub(in.Min).Norm())
+	}
+	if away[1] >= away[0] {
+		t.Errorf("R-Kalman ends %.3g from L's minimiser at q = 0, %.3g at q = %v: want nearer at q = 0", away[1], away[0], in.Hyper.Q)
 	}
 }
 

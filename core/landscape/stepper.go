@@ -282,13 +282,14 @@ func (s *natural) Step(p Problem, θ Vec2) Vec2 {
 // noise, not the step's damping.
 //
 // Where it settles (TestKalmanFixedPoint): μ stops moving when the
-// corrections of a pass cancel, Σᵢ HᵢᵀR̃⁻¹εᵢ ≈ 0, a least-squares fit of the
-// predicted means weighted by R̃⁻¹ = R⁻¹ + ρ. Where the model fits the data
-// exactly (the quadratic, Rosenbrock) that is L's minimum. Elsewhere the
-// shared R weighs every sample alike, and the fit is the mean squared
-// error of ŷ (for the logistic problem the Brier score, Σ(y − p)²), not
-// the likelihood L: the filter ends near L's minimum, not at it; with
-// q > 0 it forgets old samples and the last ones of a pass count more.
+// corrections of a pass cancel. Where the model fits every sample exactly
+// (the quadratic, Rosenbrock) each correction vanishes at L's minimum, and
+// the filter reaches it. Where samples are noisy (the logistic problem,
+// the Gaussian fit) each pulls μ towards its own fit, and the one R
+// weighs them alike, where L weighs them by their own noise: the filter
+// ends near L's minimum, not at it; with q > 0 at a point where the last
+// samples of a pass count most, nearer as q falls to 0, where its moves
+// shrink as Σ does.
 type kalman struct {
 	f    *optim.KalmanDense
 	r    []float64 // R (d×d)
