@@ -496,7 +496,7 @@ var landNoteLines = []string{
 	"ρ and λ₀ adapt every 5 steps as in core/optim: down after a step its quadratic model predicted, up after a miss.",
 	"ρ Kalman caps each sample's noise: R(I + ρR)⁻¹ < 1/ρ (eq. 15). The filter stops where its corrections cancel:",
 	"at L's minimum if the model fits every sample (quadratic, Rosenbrock); else near it, nearer but slower as q → 0.",
-	"As core/optim but with the exact F (not sampled Kronecker factors), no KL clip, NGD's F every step, S = 1 (not 8).",
+	"Simpler than core/optim, as two parameters allow: the exact F (no sampled Kronecker factors), no KL clip, S = 1.",
 }
 
 // samNote explains SAM's hops; shown while SAM races.
