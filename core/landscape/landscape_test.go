@@ -123,9 +123,16 @@ func TestObservationsReproduceGradientAndFisher(t *testing.T) {
 			for _, θ := range probePoints(p) {
 				var g Vec2
 				var f Mat2
-				for _, o := range p.Obs(θ, nil) {
-					g = g.Sub(o.H.Scale(o.W * o.RInv * o.E))
-					f = f.Add(Outer(o.H, o.H).Scale(o.W * o.RInv))
+				in := p.Info()
+				for i := range in.Samples {
+					obs := p.Obs(θ, i, nil)
+					if len(obs) != in.Outputs {
+						t.Fatalf("sample %d: %d observations, Info says %d", i, len(obs), in.Outputs)
+					}
+					for _, o := range obs {
+						g = g.Sub(o.H.Scale(o.W * o.RInv * o.E))
+						f = f.Add(Outer(o.H, o.H).Scale(o.W * o.RInv))
+					}
 				}
 				want, wf := p.Grad(θ), p.Fisher(θ)
 				for i := range 2 {
@@ -228,10 +235,9 @@ func TestKalmanStepsMatchAlgorithm2(t *testing.T) {
 			t.Fatal(err)
 		}
 		mu, sig, r := in.Start, Identity2.Scale(h.Sigma0), Mat2{}
-		d := in.Outputs
 		for k := 1; k <= tc.steps; k++ {
-			for i := range len(p.Obs(mu, nil)) / d {
-				mu, sig, r = kalmanRef(h, mu, sig, r, p.Obs(mu, nil)[i*d:(i+1)*d])
+			for i := range in.Samples {
+				mu, sig, r = kalmanRef(h, mu, sig, r, p.Obs(mu, i, nil))
 			}
 			if got := tr.Points[k]; got.Sub(mu).Norm() > 1e-10*(1+mu.Norm()) {
 				t.Errorf("%s pass %d: μ = %v, want %v", p.Name(), k, got, mu)

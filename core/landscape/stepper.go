@@ -270,7 +270,7 @@ func (s *natural) Step(p Problem, θ Vec2) Vec2 {
 // kalman is R-Kalman as core/optim runs it with a dense covariance
 // (optim.KalmanDense, the filter of kalman-full; paper §3.3, Algorithm 2):
 // θ ∼ N(μ, Σ), Σ₀ = σ₀I, and every sample of the problem an observation
-// y = ŷ(θ) + noise with covariance R, d = Info.Outputs scalars (Obs). One
+// y = ŷ(θ) + noise with covariance R of d = Info.Outputs scalars (Obs). One
 // step of the lesson is one pass over the samples in order, each a filter
 // step linearised at the current μ:
 //
@@ -306,15 +306,15 @@ func newKalman(h Hyper) (*kalman, error) {
 }
 
 func (s *kalman) Step(p Problem, θ Vec2) Vec2 {
-	d := p.Info().Outputs
+	in := p.Info()
+	d := in.Outputs
 	if s.r == nil {
 		s.r, s.h, s.e = make([]float64, d*d), make([]float64, 2*d), make([]float64, d)
 	}
-	s.obs = p.Obs(θ, s.obs)
 	var delta [2]float64
-	for i := range len(s.obs) / d {
-		s.obs = p.Obs(θ, s.obs) // linearised at the current μ
-		for j, o := range s.obs[i*d : (i+1)*d] {
+	for i := range in.Samples {
+		s.obs = p.Obs(θ, i, s.obs) // linearised at the current μ
+		for j, o := range s.obs {
 			s.h[2*j], s.h[2*j+1], s.e[j] = o.H[0], o.H[1], o.E
 		}
 		r, _, err := s.f.Update(s.r, s.h, s.e, delta[:])
