@@ -3,10 +3,14 @@ package ui
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/grng/grng/app/plot"
+	"github.com/grng/grng/core/landscape"
 )
 
 // TestGnormCaptionSaysWhatThisRunShows checks the gradient-norm panel's
@@ -134,5 +138,29 @@ func TestKroneckerConditionNumbers(t *testing.T) {
 	}
 	if r := condRun(math.Inf(1)); !r.grey {
 		t.Errorf("κ = ∞ not greyed: %v", r)
+	}
+}
+
+// TestLandNotesFit checks that every caption of the landscape lab, the
+// problems' notes and SAM's included, fits the width under the plot at
+// the largest font it is drawn with, and that all of them at once fit its
+// height.
+func TestLandNotesFit(t *testing.T) {
+	lines := append(slices.Clone(landNoteLines), samNote)
+	for _, p := range landscape.Problems() {
+		if n := p.Info().Note; n != "" {
+			lines = append(lines, n)
+		}
+	}
+	f := plot.Font(12, false)
+	for _, l := range lines {
+		if w := f.Width(glyphSafe(l)); w > landNotes.Dx()-8 {
+			t.Errorf("%d px wide, the captions have %d: %q", w, landNotes.Dx()-8, l)
+		}
+	}
+	most := len(landNoteLines) + 2 // a problem's note and SAM's
+	_, gap := noteFace(most)
+	if bottom := landNotes.Min.Y + 7 + gap*(most-1) + 6; bottom > landNotes.Max.Y {
+		t.Errorf("%d caption lines end at y = %d, below the captions' %d", most, bottom, landNotes.Max.Y)
 	}
 }

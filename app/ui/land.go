@@ -17,7 +17,7 @@ import (
 // in the parameters are what the screen shows.
 var (
 	landPlot    = image.Rect(78, 98, 630, 650)
-	landNotes   = image.Rect(12, 694, 730, 772) // the captions under the plot
+	landNotes   = image.Rect(12, 690, 730, 772) // the captions under the plot
 	probBar     = image.Rect(736, 54, 1268, 82)
 	racerPanel  = image.Rect(736, 90, 1268, 290)
 	sliderPanel = image.Rect(736, 298, 1268, 460)
@@ -114,7 +114,7 @@ func (v *landView) buildSliders() {
 	}
 	// Two columns, grouped: the first-order rates, the natural step α and
 	// the lazy Fisher's S, RING/RENG's damping ρ and RENG's γ, R-Kalman's
-	// own ρ and β, and its prior σ0.
+	// own ρ and β, its prior σ0 and its process noise q.
 	v.sliders = []*slider{
 		mk("lr", 1e-4, 10, true, func() float64 { return h().LR }, &o.LR),
 		mk("Adam lr", 1e-3, 1, true, func() float64 { return h().AdamLR }, &o.AdamLR),
@@ -125,10 +125,12 @@ func (v *landView) buildSliders() {
 		mk("ρ Kalman", 1e-6, 10, true, func() float64 { return h().KalmanRho }, &o.KalmanRho),
 		mk("β", 0, 1, false, func() float64 { return h().Beta }, &o.Beta),
 		mk("σ0", 1e-3, 100, true, func() float64 { return h().Sigma0 }, &o.Sigma0),
+		mk("q Kalman", 1e-6, 1, true, func() float64 { return h().Q }, &o.Q),
 	}
 	v.sliders[3].integer = true
 	v.sliders[5].zeroLeft = true
 	v.sliders[6].zeroLeft = true
+	v.sliders[9].zeroLeft = true
 	colW := (sliderPanel.Dx() - 24) / 2
 	for i, s := range v.sliders {
 		col, row := i%2, i/2
@@ -369,7 +371,7 @@ func (v *landView) renderBase(c *plot.Canvas) {
 		y := float64(r.row.Min.Y + r.row.Dy()/2)
 		c.Line(plot.Pt{X: float64(r.row.Min.X + 4), Y: y}, plot.Pt{X: float64(r.row.Min.X + 26), Y: y}, 4, col)
 		c.Text(float64(r.row.Min.X+34), y, r.info.Label, plot.Font(13, r.on), tc, plot.Left|plot.Middle)
-		c.Text(float64(r.row.Min.X+112), y, racerRules[r.info.Name], small, plot.Dim, plot.Left|plot.Middle)
+		c.Text(float64(r.row.Min.X+112), y, glyphSafe(r.info.Doc), small, plot.Dim, plot.Left|plot.Middle)
 		r.status = ""
 	}
 	v.stepText = ""
@@ -486,12 +488,15 @@ func fmtKL(r float64) string {
 	return strconv.FormatFloat(r, 'g', 2, 64)
 }
 
-// landNoteLines are the captions under the plot: what ρ means for each
-// optimizer and what the lesson leaves out of core/optim's engines.
+// landNoteLines are the captions under the plot: how RING and RENG damp,
+// what ρ means for each optimizer, where R-Kalman settles, and what the
+// lesson leaves out of core/optim's optimizers, which it runs.
 var landNoteLines = []string{
-	"ρ damps the block: RING adds ρ|F|₂I, RENG ρI, which eq. 10's per-factor √ρ|Λ|₂, √ρ|Γ|₂ (RENG: √ρ) multiply out to (App. D.2).",
-	"ρ Kalman sets the noise R(I + ρR)⁻¹ of eq. 15: R-Kalman settles at the minimum of L + ½ρΣw(y − ŷ)², not exactly L's.",
-	"Simpler than core/optim on purpose: the exact F and inverse, S = 1, fixed ρ and λ₀, no KL clip (two parameters need none).",
+	"Damping: RING adds ρ|F|₂I, growing with the curvature; RENG ρI, NGD λ₀I (eq. 10's √ρ|·|₂, √ρ per factor, App. D.2).",
+	"ρ and λ₀ adapt every 5 steps as in core/optim: down after a step its quadratic model predicted, up after a miss.",
+	"ρ Kalman caps each sample's noise: R(I + ρR)⁻¹ < 1/ρ (eq. 15). The filter stops where its corrections cancel:",
+	"at L's minimum if the model fits every sample (quadratic, Rosenbrock); else near it, nearer but slower as q → 0.",
+	"Simpler than core/optim, as two parameters allow: the exact F (no sampled Kronecker factors), no KL clip, S = 1.",
 }
 
 // samNote explains SAM's hops; shown while SAM races.
@@ -508,22 +513,20 @@ func (v *landView) renderNotes(c *plot.Canvas) {
 			lines = append(lines, samNote)
 		}
 	}
-	f := plot.Font(12, false)
+	f, gap := noteFace(len(lines))
 	for i, l := range lines {
-		c.Text(float64(landNotes.Min.X+4), float64(landNotes.Min.Y+8+15*i), glyphSafe(l), f, plot.Dim, plot.Left|plot.Middle)
+		c.Text(float64(landNotes.Min.X+4), float64(landNotes.Min.Y+7+gap*i), glyphSafe(l), f, plot.Dim, plot.Left|plot.Middle)
 	}
 }
 
-// racerRules are the update rules shown next to the racers' names.
-var racerRules = map[string]string{
-	"sgd":      "θ ← θ − η·g",
-	"momentum": "v ← μv + g,  θ ← θ − η·v",
-	"adam":     "θ ← θ − η·m/(√v + ε), moment estimates",
-	"sam":      "θ ← θ − η·g(θ + r·g/|g|)",
-	"ngd":      "θ ← θ − α(F + λ₀I)⁻¹g",
-	"ring":     "θ ← θ − α(F + ρ|F|₂I)⁻¹g, F every S steps",
-	"reng":     "θ ← θ − α(F + ρI)⁻¹(g + γHg)",
-	"rkalman":  "Kalman filter on θ, noise R(I + ρR)⁻¹",
+// noteFace returns the font and line spacing that fit n caption lines in
+// landNotes: 12 px text 15 px apart, closer and smaller when there are more.
+func noteFace(n int) (*plot.Face, int) {
+	gap := min(15, (landNotes.Dy()-14)/max(n-1, 1))
+	if gap >= 13 {
+		return plot.Font(12, false), gap
+	}
+	return plot.Font(11, false), gap
 }
 
 // renderTrails brings the trails in the plot area up to the shown step,

@@ -73,12 +73,13 @@ type State struct {
 type HyperOverride struct {
 	LR, AdamLR, Alpha, Rho, Gamma, S, Beta, Sigma0 float64
 	KalmanRho                                      float64 // R-Kalman's own ρ (eq. 15)
+	Q                                              float64 // R-Kalman's process noise q
 }
 
 // NoOverride is the HyperOverride that keeps every default.
 func NoOverride() HyperOverride {
 	n := math.NaN()
-	return HyperOverride{n, n, n, n, n, n, n, n, n}
+	return HyperOverride{n, n, n, n, n, n, n, n, n, n}
 }
 
 // Apply returns h with the overridden values set.
@@ -96,6 +97,7 @@ func (o HyperOverride) Apply(h landscape.Hyper) landscape.Hyper {
 	set(&h.Gamma, o.Gamma)
 	set(&h.Beta, o.Beta)
 	set(&h.Sigma0, o.Sigma0)
+	set(&h.Q, o.Q)
 	if !math.IsNaN(o.S) {
 		h.S = int(o.S)
 	}
@@ -236,13 +238,14 @@ var params = []param{
 		func(s *State, v string) (err error) { s.Opts, err = listOf(v, landscape.StepperNames()); return }},
 	hyperParam("lr", "learning rate of SGD, momentum and SAM (empty: the problem's default)", func(h *HyperOverride) *float64 { return &h.LR }, 1e-6, 100),
 	hyperParam("adamlr", "Adam's learning rate", func(h *HyperOverride) *float64 { return &h.AdamLR }, 1e-6, 100),
-	hyperParam("alpha", "step size α of NGD, RING, RENG and R-Kalman", func(h *HyperOverride) *float64 { return &h.Alpha }, 1e-4, 10),
+	hyperParam("alpha", "step size α of NGD, RING and RENG", func(h *HyperOverride) *float64 { return &h.Alpha }, 1e-4, 10),
 	hyperParam("rho", "damping ρ of RING (F + ρ‖F‖₂I) and RENG (F + ρI): the block damping of eq. 10's per-factor √ρ (App. D.2)", func(h *HyperOverride) *float64 { return &h.Rho }, 1e-8, 100),
-	hyperParam("kalmanrho", "R-Kalman's ρ in the noise R(I+ρR)⁻¹ (eq. 15): it settles at the minimum of L + (ρ/2)Σw(y−ŷ)²", func(h *HyperOverride) *float64 { return &h.KalmanRho }, 0, 100),
+	hyperParam("kalmanrho", "R-Kalman's ρ in the noise R(I+ρR)⁻¹ (eq. 15), which it caps at 1/ρ", func(h *HyperOverride) *float64 { return &h.KalmanRho }, 0, 100),
 	hyperParam("gamma", "RENG's gradient regularizer γ (g + γHg)", func(h *HyperOverride) *float64 { return &h.Gamma }, 0, 10),
 	hyperParam("S", "RING/RENG Fisher refresh interval S (steps)", func(h *HyperOverride) *float64 { return &h.S }, 1, 100),
 	hyperParam("beta", "R-Kalman's EMA factor β of R", func(h *HyperOverride) *float64 { return &h.Beta }, 0, 1),
 	hyperParam("sigma0", "R-Kalman's prior variance σ0", func(h *HyperOverride) *float64 { return &h.Sigma0 }, 1e-6, 1e4),
+	hyperParam("q", "R-Kalman's process noise q: Σ + qI before each sample", func(h *HyperOverride) *float64 { return &h.Q }, 0, 1),
 	{"steps", "landscape race length in steps",
 		func(s *State) string { return strconv.Itoa(s.Steps) },
 		func(s *State, v string) error {

@@ -36,12 +36,13 @@ func TestStateRoundTrip(t *testing.T) {
 	s.Hyper.S = 4
 	s.Hyper.Beta = 0.5
 	s.Hyper.KalmanRho = 0.02
+	s.Hyper.Q = 0
 	s.Steps, s.Speed = 250, 12.5
 	s.Data, s.Model, s.NetOpts, s.Focus = "moons", "cnn:channels=4-8,kernel=5", []string{"sgd", "reng"}, "reng"
 	s.Layer, s.Damping, s.KRho, s.Seed = 3, "reng", 0.01, 42
 	s.TBlock, s.Digit = 2, 17
 	enc := s.Encode()
-	for _, want := range []string{"view=network", "tblock=2", "digit=17", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "kalmanrho=0.02", "seed=42", "model=cnn%3Achannels%3D4-8%2Ckernel%3D5"} {
+	for _, want := range []string{"view=network", "tblock=2", "digit=17", "problem=rosenbrock", "start=-1%2C1.5", "opts=sgd%2Cadam%2Cngd%2Cring", "lr=0.001", "gamma=0", "S=4", "kalmanrho=0.02", "q=0", "seed=42", "model=cnn%3Achannels%3D4-8%2Ckernel%3D5"} {
 		if !strings.Contains(enc, want) {
 			t.Errorf("Encode() = %q lacks %q", enc, want)
 		}
@@ -59,7 +60,7 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	// The override applies over a problem's defaults, leaving NaNs alone.
 	h := got.Hyper.Apply(landscape.DefaultHyper())
-	if h.LR != 0.001 || h.S != 4 || h.Gamma != 0 || h.KalmanRho != 0.02 || h.Rho != landscape.DefaultHyper().Rho || h.Alpha != landscape.DefaultHyper().Alpha {
+	if h.LR != 0.001 || h.S != 4 || h.Gamma != 0 || h.KalmanRho != 0.02 || h.Q != 0 || h.Rho != landscape.DefaultHyper().Rho || h.Alpha != landscape.DefaultHyper().Alpha {
 		t.Errorf("Apply = %+v", h)
 	}
 }

@@ -36,8 +36,12 @@ func (d Directions) KL(δ Vec2) float64 { return 0.5 * δ.Dot(d.Fisher.MulVec(δ
 func DirectionsAt(p Problem, θ Vec2, h Hyper, c float64) Directions {
 	g := p.Grad(θ)
 	f := p.Fisher(θ)
-	d := Directions{Grad: g, Fisher: f,
-		MRING: dampedFisher(ringKind, f, h), MRENG: dampedFisher(rengKind, f, h)}
+	d := Directions{Grad: g, Fisher: f}
+	ring, err1 := naturalConfig("ring", h)
+	reng, err2 := naturalConfig("reng", h)
+	if err1 == nil && err2 == nil { // else the hyperparameters are out of range: no RING, RENG steps
+		d.MRING, d.MRENG = damped(ring, f, h.Rho), damped(reng, f, h.Rho)
+	}
 	det := math.Max(f.Det(), 0)
 	if det > 0 {
 		d.Euclid, _ = SteepestStep(Identity2.Scale(math.Sqrt(det)), g, c)
@@ -46,7 +50,7 @@ func DirectionsAt(p Problem, θ Vec2, h Hyper, c float64) Directions {
 	}
 	d.Natural, _ = SteepestStep(f, g, c)
 	d.RING, _ = SteepestStep(d.MRING, g, c)
-	v := g.Add(p.Hessian(θ).MulVec(g).Scale(h.Gamma))
+	v := g.Add(p.Hessian(θ).MulVec(g).Scale(reng.Gamma))
 	if dir, ok := d.MRENG.Solve(v); ok && dir.Dot(d.MRENG.MulVec(dir)) > 0 {
 		d.RENG = dir.Scale(-math.Sqrt(2 * c / dir.Dot(d.MRENG.MulVec(dir))))
 	}

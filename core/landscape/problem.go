@@ -23,9 +23,9 @@ type Problem interface {
 	// Fisher returns F(θ) = E_x E_{y∼p(y|x,θ)}[∇ℓ∇ℓᵀ] (paper eq. 2), ℓ the
 	// per-sample negative log-likelihood, in closed form.
 	Fisher(θ Vec2) Mat2
-	// Obs appends to dst[:0] the scalar observations of the model at θ (see
-	// Obs) and returns it.
-	Obs(θ Vec2, dst []Obs) []Obs
+	// Obs appends to dst[:0] the Info.Outputs scalar observations of sample
+	// i (0 ≤ i < Info.Samples) of the model at θ (see Obs) and returns it.
+	Obs(θ Vec2, i int, dst []Obs) []Obs
 }
 
 // Obs is one scalar observation y of the model, as a Kalman filter sees it:
@@ -50,7 +50,10 @@ type Info struct {
 	Start          Vec2    // default start point
 	Min            Vec2    // the global minimiser
 	MinLoss        float64 // L(Min)
-	Hyper          Hyper   // defaults tuned so that every stepper moves visibly
+	// Samples is the number of samples of the model's data, and Outputs
+	// the number of scalar observations of one sample (R-Kalman's d_o).
+	Samples, Outputs int
+	Hyper            Hyper // defaults tuned so that every stepper moves visibly
 	// KL is the budget c of the directions shown at a point: the level of
 	// the Fisher ellipse ½δᵀFδ = c (the UI lowers it where that ellipse
 	// would not fit in the plot, and shows the c it uses).
@@ -131,7 +134,7 @@ func (q *Quadratic) Info() Info {
 	return Info{Title: "Ill-conditioned quadratic (Gaussian model, κ = 30)",
 		Formula: "L = ½(θ−θ*)ᵀA(θ−θ*),  F = H = A",
 		XLabel:  "θ₁", YLabel: "θ₂", Box: Box{-3, 3, -3, 3}, Start: Vec2{-2.5, 2},
-		Min: q.Target, MinLoss: 0, Hyper: h, KL: 0.5}
+		Min: q.Target, MinLoss: 0, Samples: 1, Outputs: 2, Hyper: h, KL: 0.5}
 }
 
 func (q *Quadratic) Loss(θ Vec2) float64 {
@@ -142,8 +145,9 @@ func (q *Quadratic) Loss(θ Vec2) float64 {
 func (q *Quadratic) Grad(θ Vec2) Vec2  { return q.A.MulVec(θ.Sub(q.Target)) }
 func (q *Quadratic) Hessian(Vec2) Mat2 { return q.A }
 func (q *Quadratic) Fisher(Vec2) Mat2  { return q.A }
-func (q *Quadratic) Obs(θ Vec2, dst []Obs) []Obs {
-	// One observation per eigendirection: ŷᵢ = qᵢᵀθ, yᵢ = qᵢᵀθ*, R = 1/λᵢ.
+func (q *Quadratic) Obs(θ Vec2, _ int, dst []Obs) []Obs {
+	// One sample, an observation per eigendirection: ŷᵢ = qᵢᵀθ, yᵢ = qᵢᵀθ*,
+	// R = 1/λᵢ.
 	dst = dst[:0]
 	for i := range 2 {
 		dst = append(dst, Obs{H: q.vecs[i], RInv: q.vals[i], E: q.vecs[i].Dot(q.Target.Sub(θ)), W: 1})
@@ -171,7 +175,7 @@ func (*Rosenbrock) Info() Info {
 	return Info{Title: "Rosenbrock as least squares",
 		Formula: "L = ½[(1−x)² + 100(y−x²)²],  F = JᵀJ (Gauss–Newton)",
 		XLabel:  "x", YLabel: "y", Box: Box{-2, 2, -1, 3}, Start: Vec2{-1.2, 1},
-		Min: Vec2{1, 1}, MinLoss: 0, Hyper: h, KL: 0.25}
+		Min: Vec2{1, 1}, MinLoss: 0, Samples: 1, Outputs: 2, Hyper: h, KL: 0.25}
 }
 
 func (*Rosenbrock) res(θ Vec2) (r Vec2, j Mat2) {
@@ -192,9 +196,9 @@ func (p *Rosenbrock) Hessian(θ Vec2) Mat2 {
 
 func (p *Rosenbrock) Fisher(θ Vec2) Mat2 { _, j := p.res(θ); return j.T().Mul(j) }
 
-func (p *Rosenbrock) Obs(θ Vec2, dst []Obs) []Obs {
+func (p *Rosenbrock) Obs(θ Vec2, _ int, dst []Obs) []Obs {
 	r, j := p.res(θ)
-	// ŷ = −r + const: H = −∇rᵢ, E = rᵢ, R = 1.
+	// One sample, ŷ = −r + const: H = −∇rᵢ, E = rᵢ, R = 1.
 	return append(dst[:0],
 		Obs{H: Vec2{-j[0][0], -j[0][1]}, RInv: 1, E: r[0], W: 1},
 		Obs{H: Vec2{-j[1][0], -j[1][1]}, RInv: 1, E: r[1], W: 1})
@@ -262,7 +266,7 @@ func (l *Logistic) Info() Info {
 		Formula: "L = mean[ln(1+e^{wᵀx}) − y·wᵀx],  F = Σp(1−p)xxᵀ/n",
 		XLabel:  "w₁", YLabel: "w₂",
 		Box:   Box{c[0] - 6, c[0] + 6, c[1] - 6, c[1] + 6},
-		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Hyper: h, KL: 0.05,
+		Start: Vec2{-2, 1}, Min: c, MinLoss: l.Loss(c), Samples: len(l.X), Outputs: 1, Hyper: h, KL: 0.05,
 		Note: "Here ρ = 0.03: the full step α = 1 overshoots where the model saturates (F → 0); at ρ = 1e-3 RING diverges like NGD."}
 }
 
@@ -294,16 +298,12 @@ func (l *Logistic) Fisher(w Vec2) Mat2 {
 	return f.Scale(1 / float64(len(l.X)))
 }
 
-func (l *Logistic) Obs(w Vec2, dst []Obs) []Obs {
+func (l *Logistic) Obs(w Vec2, i int, dst []Obs) []Obs {
 	// ŷ = p = σ(wᵀx), R = p(1−p) (Bernoulli variance), H = p(1−p)x.
-	dst = dst[:0]
-	n := float64(len(l.X))
-	for i, x := range l.X {
-		p := sigmoid(w.Dot(x))
-		v := math.Max(p*(1-p), 1e-300)
-		dst = append(dst, Obs{H: x.Scale(v), RInv: 1 / v, E: l.Y[i] - p, W: 1 / n})
-	}
-	return dst
+	x := l.X[i]
+	p := sigmoid(w.Dot(x))
+	v := math.Max(p*(1-p), 1e-300)
+	return append(dst[:0], Obs{H: x.Scale(v), RInv: 1 / v, E: l.Y[i] - p, W: 1 / float64(len(l.X))})
 }
 
 // GaussFit is the mean negative log-likelihood of a Gaussian N(μ, σ²) fitted
@@ -344,7 +344,7 @@ func (g *GaussFit) Info() Info {
 	return Info{Title: "Fitting a Gaussian: θ = (μ, ln σ), 40 points",
 		Formula: "L = ln σ + mean[(x−μ)²]/(2σ²) + ½ln2π,  F = diag(1/σ², 2)",
 		XLabel:  "μ", YLabel: "ln σ", Box: Box{-3, 4, -3, 4}, Start: Vec2{-2, 1.5},
-		Min: mn, MinLoss: g.Loss(mn), Hyper: h, KL: 0.25}
+		Min: mn, MinLoss: g.Loss(mn), Samples: len(g.Data), Outputs: 2, Hyper: h, KL: 0.25}
 }
 
 func (g *GaussFit) Loss(θ Vec2) float64 {
@@ -369,20 +369,16 @@ func (g *GaussFit) Hessian(θ Vec2) Mat2 {
 
 func (g *GaussFit) Fisher(θ Vec2) Mat2 { return Mat2{{math.Exp(-2 * θ[1]), 0}, {0, 2}} }
 
-func (g *GaussFit) Obs(θ Vec2, dst []Obs) []Obs {
+func (g *GaussFit) Obs(θ Vec2, i int, dst []Obs) []Obs {
 	// Per point the sufficient statistics x (mean μ, variance σ²) and
 	// (x − μ)² (mean σ² = e^{2s}, variance 2σ⁴), uncorrelated under the model.
-	dst = dst[:0]
 	mu, s := θ[0], θ[1]
 	v := math.Exp(2 * s)
 	w := 1 / float64(len(g.Data))
-	for _, x := range g.Data {
-		d := x - mu
-		dst = append(dst,
-			Obs{H: Vec2{1, 0}, RInv: 1 / v, E: d, W: w},
-			Obs{H: Vec2{0, 2 * v}, RInv: 1 / (2 * v * v), E: d*d - v, W: w})
-	}
-	return dst
+	d := g.Data[i] - mu
+	return append(dst[:0],
+		Obs{H: Vec2{1, 0}, RInv: 1 / v, E: d, W: w},
+		Obs{H: Vec2{0, 2 * v}, RInv: 1 / (2 * v * v), E: d*d - v, W: w})
 }
 
 // newton minimises a convex problem by damped Newton steps from θ.

@@ -16,28 +16,33 @@ type Hyper struct {
 	AdamLR    float64 // learning rate of Adam
 	Momentum  float64 // heavy-ball μ of the momentum stepper (0.9)
 	SAMRadius float64 // SAM's neighbourhood radius (its ρ)
-	Alpha     float64 // step size α of NGD, RING, RENG and R-Kalman (1: the full natural step)
-	Tikhonov  float64 // NGD's fixed damping λ₀ (1e-4)
-	// Rho is the damping coefficient ρ of RING and RENG: the block F is
-	// damped by ρ‖F‖₂ (RING) or ρ (RENG), what eq. 10's per-factor √ρ‖·‖₂
-	// and √ρ amount to on a Kronecker block (see dampedFisher).
+	Alpha     float64 // step size α of NGD, RING and RENG (1: the full natural step)
+	// Tikhonov is NGD's starting ρ, the λ₀ of F + λ₀I (1e-4; the library's
+	// ngd rho, whose factored Tikhonov damping is λ₀I on a block without
+	// factors), adapted by Levenberg–Marquardt like RING's and RENG's ρ.
+	Tikhonov float64
+	// Rho is the starting damping coefficient ρ of RING and RENG, adapted by
+	// Levenberg–Marquardt every T = 5 steps (the library's φ per preset):
+	// the block F is damped by ρ‖F‖₂ (RING) or ρ (RENG), what eq. 10's
+	// per-factor √ρ‖·‖₂ and √ρ amount to on a Kronecker block (App. D.2;
+	// optim.Damping.DiagLambda).
 	Rho float64
 	// KalmanRho is R-Kalman's ρ in R̃ = R(I + ρR)⁻¹ (eq. 15): not a damping
-	// of the step but a change of the objective, whose fixed point
-	// minimises L + (ρ/2)·Σ wᵢ(yᵢ − ŷᵢ)² (see kalman).
+	// of the step but of the noise, R̃⁻¹ = R⁻¹ + ρ, so that the filter
+	// trusts every sample at least as one of noise 1/ρ (see kalman).
 	KalmanRho float64
 	Gamma     float64 // RENG's explicit gradient regularizer γ of g + γHg (eq. 9)
-	S         int     // RING/RENG Fisher refresh interval (lazy Fisher, Algorithm 1)
-	Beta      float64 // R-Kalman's EMA factor β of R (Appendix H)
+	S         int     // RING/RENG Fisher refresh interval (lazy Fisher, Algorithm 1; the library's 8)
+	Beta      float64 // R-Kalman's EMA factor β of R (Appendix H; the library's 0.98)
 	Sigma0    float64 // R-Kalman's prior variance: Σ₀ = σ₀I
-	Q         float64 // R-Kalman's relative process noise: Q = qΣ per step (fading memory)
+	Q         float64 // R-Kalman's process noise: Σ + qI before each sample (Alg. 2 line 5)
 }
 
 // DefaultHyper returns the shared defaults; problems tune LR, AdamLR,
 // SAMRadius, Alpha and Gamma in their Info.
 func DefaultHyper() Hyper {
 	return Hyper{LR: 0.01, AdamLR: 0.05, Momentum: 0.9, SAMRadius: 0.05, Alpha: 1, Tikhonov: 1e-4,
-		Rho: 1e-3, KalmanRho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.2, Sigma0: 1, Q: 1}
+		Rho: 1e-3, KalmanRho: 1e-3, Gamma: 0.05, S: 1, Beta: 0.98, Sigma0: 1, Q: 1e-3}
 }
 
 // Stepper is a stateful two-parameter optimizer: Step takes θ to the next
@@ -51,21 +56,18 @@ type Stepper interface {
 type StepperInfo struct {
 	Name  string // registry name
 	Label string // display name
-	Doc   string // one line: the update rule
-	// Natural is true for the natural-gradient family (NGD, RING, RENG,
-	// R-Kalman), which use α; false for the first-order ones.
-	Natural bool
+	Doc   string // one short line: the update rule
 }
 
 var stepperInfo = []StepperInfo{
-	{"sgd", "SGD", "θ ← θ − η∇L", false},
-	{"momentum", "Momentum", "v ← μv + ∇L, θ ← θ − ηv", false},
-	{"adam", "Adam", "θ ← θ − η m̂/(√v̂ + ε)", false},
-	{"sam", "SAM", "θ ← θ − η∇L(θ + r∇L/‖∇L‖)", false},
-	{"ngd", "NGD", "θ ← θ − α(F + λ₀I)⁻¹∇L", true},
-	{"ring", "RING", "θ ← θ − α(F + ρ‖F‖₂I)⁻¹∇L, F every S steps (eq. 10a on one block, App. D.2)", true},
-	{"reng", "RENG", "θ ← θ − α(F + ρI)⁻¹(∇L + γH∇L) (eqs. 9, 10b on one block, App. D.2)", true},
-	{"rkalman", "R-Kalman", "Kalman filter on θ with R̃ = R(I + ρR)⁻¹ (eq. 15)", true},
+	{"sgd", "SGD", "θ ← θ − η·∇L"},
+	{"momentum", "Momentum", "v ← μv + ∇L,  θ ← θ − η·v"},
+	{"adam", "Adam", "θ ← θ − η·m/(√v + ε), moment estimates"},
+	{"sam", "SAM", "θ ← θ − η·∇L(θ + r·∇L/‖∇L‖)"},
+	{"ngd", "NGD", "θ ← θ − α(F + ρI)⁻¹∇L, ρ from λ₀, adapted"},
+	{"ring", "RING", "θ ← θ − α(F + ρ‖F‖₂I)⁻¹∇L, F every S steps"},
+	{"reng", "RENG", "θ ← θ − α(F + ρI)⁻¹(∇L + γH∇L), γ at refreshes"},
+	{"rkalman", "R-Kalman", "a filter pass over the samples, noise R(I + ρR)⁻¹"},
 }
 
 // Steppers lists the steppers in display order.
@@ -101,14 +103,14 @@ func NewStepper(name string, h Hyper) (Stepper, error) {
 		return &adam{h: h}, nil
 	case "sam":
 		return &sam{h: h}, nil
-	case "ngd":
-		return &natural{h: h, kind: ngdKind}, nil
-	case "ring":
-		return &natural{h: h, kind: ringKind}, nil
-	case "reng":
-		return &natural{h: h, kind: rengKind}, nil
+	case "ngd", "ring", "reng":
+		c, err := naturalConfig(strings.ToLower(name), h)
+		if err != nil {
+			return nil, err
+		}
+		return newNatural(c), nil
 	case "rkalman":
-		return &kalman{h: h}, nil
+		return newKalman(h)
 	}
 	_, err := LookupStepper(name)
 	return nil, err
@@ -161,161 +163,169 @@ func (s *sam) Step(p Problem, θ Vec2) Vec2 {
 	return θ.Sub(g.Scale(s.h.LR))
 }
 
-type naturalKind int
-
-const (
-	ngdKind naturalKind = iota
-	ringKind
-	rengKind
-)
-
-// natural is the natural-gradient family on the exact 2×2 Fisher. NGD
-// refreshes F every step; RING and RENG keep the damped inverse computed at
-// the last refresh for S steps (the lazy Fisher of Algorithm 1; in two
-// dimensions the damping only changes at a refresh, so eq. 11 has nothing to
-// follow in between).
+// natural is NGD, RING or RENG: core/optim's Kronecker-factored engine
+// (KFAC, Algorithm 1) on one curvature block, the problem's exact 2×2
+// Fisher, with the engine's own rules (optim.KFACConfig and its
+// LevenbergMarquardt) for everything the engine decides: when to refresh,
+// the damping λ of the block from ρ, whether the gradient is regularized,
+// the step's scale and clip, and how ρ adapts. One step from θ:
 //
-// Where this is simpler than core/optim's engine, on purpose (two parameters
-// need none of it): F is the exact Fisher and its damped inverse exact (the
-// library: Kronecker factors of sampled-label statistics, inverted by
-// Newton–Schulz, eqs. 19–21), ρ is fixed (the library adapts it by
-// Levenberg–Marquardt, φ = 0.99–0.995), the step is not KL-clipped (the
-// library clips at 1e-2 by default, not part of the paper), the lesson's S
-// defaults to 1 (the library's RING and RENG: 8), and α is not divided by a
-// number of blocks (there is one: L = 1 in eq. 10).
+//	refresh (every S steps):  F ← F(θ),  ‖F‖₂ held until the next refresh
+//	λ = rule(ρ, ‖F‖₂)   RING ρ‖F‖₂, RENG ρ, NGD ρ (KFACConfig.DiagLambda)
+//	g̃ = g + γHg on refresh steps (RENG, eq. 9; Algorithm 1 line 5), else g
+//	Δ = (F + λI)⁻¹g̃,  θ ← θ − η·Δ,  η = α/L·ν (L = 1 block; ν the KL clip)
+//	every T steps: ρ ← Levenberg–Marquardt(ρ, r),  r = ΔL / M(δ)
+//
+// F + λI is inverted exactly, also when ρ moves between refreshes (the
+// library's eigen=1 inverse method does the same; Newton–Schulz and
+// Cholesky follow such a move by eq. 11). What the lesson sets apart from
+// the library's presets, and why (see naturalConfig): the exact Fisher
+// rather than a Kronecker factorisation of sampled-label statistics (two
+// parameters have no layer to factor, and the exact F is what the
+// factorisation approximates), no running average of F (decay = 0: the
+// exact F has no sampling noise to average), no KL clip (the paper's step;
+// the library clips at 1e-2 for training from scratch), NGD refreshing
+// every step (the paper's NGD; the library's K-FAC schedule S = 100, F = 10
+// amortises inversions a 2×2 F does not need), and RING's and RENG's S from
+// the lesson's slider (default 1; the library's 8).
 type natural struct {
-	h    Hyper
-	kind naturalKind
-	k    int
-	inv  Mat2
+	cfg  optim.KFACConfig
+	rho  float64 // the current ρ, adapted by Levenberg–Marquardt
+	k    int     // steps taken
+	f    Mat2    // the Fisher of the last refresh
+	norm float64 // its ‖F‖₂, which the damping rule reads until the next refresh
+	lam  float64 // the damping inside inv
+	inv  Mat2    // (F + λI)⁻¹
 }
 
-// dampedFisher returns F + λI for the stepper kind's damping rule, with the
-// λ that core/optim gives a curvature block without Kronecker factors
-// (Damping.DiagLambda), so that the lesson and the library share the rule:
-//
-//   - NGD: the fixed Tikhonov λ₀ (h.Tikhonov).
-//   - RING: λ = ρ‖F‖₂. Eq. 10a damps each Kronecker factor of a block,
-//     Λ + √ρ‖Λ‖₂I and Γ + √ρ‖Γ‖₂I; Appendix D.2 derives that split from the
-//     block's F + ρ‖Λ‖‖Γ‖I = F + ρ‖F‖₂I with (A⊗B + ρI) ≈ (A + √ρI)⊗(B + √ρI).
-//     Multiplied out, the split adds √ρ(‖Γ‖Λ⊗I + ‖Λ‖I⊗Γ) + ρ‖F‖₂I: along
-//     the block's weak directions (where both factors are small, the
-//     directions damping is for) that is ρ‖F‖₂, and at most (2√ρ + ρ)‖F‖₂
-//     along its strongest one. A 2×2 F has no factors to split, so it takes
-//     the block damping ρ‖F‖₂ that the split stands for (written as a 1×1 ⊗
-//     2×2 product, the split would put all of √ρ‖F‖₂ on the 2×2 factor: 1/√ρ
-//     ≈ 32 times more damping at ρ = 1e-3 than the paper's block gets).
-//   - RENG: λ = ρ, likewise the block damping of eq. 10b's per-factor √ρ
-//     (Appendix D.2, Remark D.2: F + ρI).
-func dampedFisher(kind naturalKind, f Mat2, h Hyper) Mat2 {
-	switch kind {
-	case ringKind:
-		return f.AddDiag(optim.NormScaled{}.DiagLambda(h.Rho, f.NormSym()))
-	case rengKind:
-		return f.AddDiag(optim.Constant{}.DiagLambda(h.Rho, f.NormSym()))
+// naturalConfig is the library's configuration of the preset name ("ngd",
+// "ring" or "reng") for the lesson's hyperparameters: the registered
+// preset's defaults (damping rule, φ and T of Levenberg–Marquardt, RENG's
+// regularizer on refresh steps) with α, ρ, γ and S from h, checked by the
+// registry's ranges, and the lesson's departures listed at natural.
+func naturalConfig(name string, h Hyper) (optim.KFACConfig, error) {
+	e, err := optim.Lookup(name)
+	if err != nil {
+		return optim.KFACConfig{}, err
 	}
-	return f.AddDiag(optim.FactoredTikhonov{}.DiagLambda(h.Tikhonov, f.NormSym()))
+	hp := e.Defaults()
+	type kv struct {
+		k string
+		v float64
+	}
+	set := []kv{{"lr", h.Alpha}, {"decay", 0}, {"klclip", 0}}
+	switch name {
+	case "ngd":
+		set = append(set, kv{"rho", h.Tikhonov}, kv{"S", 1}, kv{"F", 1})
+	case "ring":
+		set = append(set, kv{"rho", h.Rho}, kv{"S", float64(h.S)})
+	case "reng":
+		set = append(set, kv{"rho", h.Rho}, kv{"S", float64(h.S)}, kv{"gamma", h.Gamma})
+	}
+	for _, p := range set {
+		if err := e.Set(hp, p.k, p.v); err != nil {
+			return optim.KFACConfig{}, err
+		}
+	}
+	return optim.KFACConfigFromHyper(name, hp)
+}
+
+func newNatural(c optim.KFACConfig) *natural { return &natural{cfg: c, rho: c.Rho} }
+
+// damped returns F + λI with the damping c gives a block of norm ‖F‖₂ at ρ.
+func damped(c optim.KFACConfig, f Mat2, rho float64) Mat2 {
+	return f.AddDiag(c.DiagLambda(rho, f.NormSym()))
 }
 
 func (s *natural) Step(p Problem, θ Vec2) Vec2 {
-	every := 1
-	if s.kind != ngdKind {
-		every = max(s.h.S, 1)
+	c := s.cfg
+	refresh, _ := c.Due(s.k) // the lesson's presets update F with each refresh (F = 0, or S = F = 1)
+	if refresh {
+		s.f = p.Fisher(θ)
+		s.norm = s.f.NormSym()
 	}
-	if s.k%every == 0 {
-		inv, ok := dampedFisher(s.kind, p.Fisher(θ), s.h).Inv()
+	if lam := c.DiagLambda(s.rho, s.norm); refresh || c.Moves(s.lam, lam) {
+		inv, ok := s.f.AddDiag(lam).Inv()
 		if !ok {
 			return Vec2{math.NaN(), math.NaN()}
 		}
-		s.inv = inv
+		s.inv, s.lam = inv, lam
+	}
+	g := p.Grad(θ)
+	gt := g
+	if c.Regularizes(refresh) {
+		gt = g.Add(p.Hessian(θ).MulVec(g).Scale(c.Gamma)) // ∇(L + γ/2‖∇L‖²), eq. 9
+	}
+	d := s.inv.MulVec(gt)
+	eta, _ := c.StepScale(1, gt.Dot(d))
+	next := θ.Sub(d.Scale(eta))
+	if c.LM.Due(s.k) {
+		pred := c.LM.Predicted(eta, g.Dot(d), gt.Dot(d))
+		s.rho = c.LM.Adapt(s.rho, c.LM.Ratio(p.Loss(θ), p.Loss(next), pred))
 	}
 	s.k++
-	g := p.Grad(θ)
-	if s.kind == rengKind && s.h.Gamma != 0 {
-		g = g.Add(p.Hessian(θ).MulVec(g).Scale(s.h.Gamma)) // ∇(L + γ/2‖∇L‖²), eq. 9
-	}
-	return θ.Sub(s.inv.MulVec(g).Scale(s.h.Alpha))
+	return next
 }
 
-// kalman is R-Kalman (paper §3.3, Algorithm 2) in two dimensions: θ ∼ N(μ, Σ)
-// with a full 2×2 Σ, Σ₀ = σ₀I. One step sees all of the problem's scalar
-// observations (Problem.Obs) as one batch, processed in order as scalar
-// filter updates around the same linearisation point θ (exactly the joint
-// extended-Kalman update):
+// kalman is R-Kalman as core/optim runs it with a dense covariance
+// (optim.KalmanDense, the filter of kalman-full; paper §3.3, Algorithm 2):
+// θ ∼ N(μ, Σ), Σ₀ = σ₀I, and every sample of the problem an observation
+// y = ŷ(θ) + noise with covariance R of d = Info.Outputs scalars (Obs). One
+// step of the lesson is one pass over the samples in order, each a filter
+// step linearised at the current μ:
 //
-//	Σ ← (1 + q)Σ                                 (prediction, Alg. 2 line 5)
-//	Rᵢ ← βRᵢ + (1−β)R̂ᵢ                           (EMA of R, App. H)
-//	R̃ᵢ = Rᵢ/(1 + ρRᵢ)                           (eq. 15)
-//	for each i: s = HᵢᵀΣHᵢ + R̃ᵢ/wᵢ,  K = ΣHᵢ/s,
-//	            μ ← μ + K(eᵢ − Hᵢᵀ(μ − θ)),  Σ ← Σ − KHᵢᵀΣ
-//	θ ← θ + α(μ − θ)
+//	Σp = Σ + qI,  R ← βR + (1−β)(εεᵀ + HΣpHᵀ),  R̃ = R(I + ρR)⁻¹   (Alg. 2; App. H; eq. 15)
+//	K̃ = ΣpHᵀ(HΣpHᵀ + R̃)⁻¹,  μ ← μ + K̃ε,  Σ ← Σp − K̃HΣp          (ε = y − ŷ)
 //
-// Choices where the 2D version departs from the network version:
-//   - R̂ᵢ is the model's noise variance 1/RInvᵢ at the current point, and R
-//     starts there. App. H estimates R̂ from the residuals, (y−ŷ)(y−ŷ)ᵀ +
-//     HΣHᵀ, because a network's noise is unknown; here the likelihood is
-//     known exactly, and residual-based noise would move the fixed point away
-//     from the minimiser. β = 1 keeps R at its start value, as in core/optim.
-//   - An observation of weight wᵢ in the loss counts with noise Rᵢ/wᵢ, so
-//     the filter's likelihood is exp(−L).
-//   - The process noise is Q = qΣ (a fading-memory filter: old observations
-//     count 1/(1+q) less each step) rather than a fixed Q, because every step
-//     sees the same data again: with a fixed Q the posterior would count the
-//     data k times after k steps and the steps would shrink like 1/k; with
-//     Q = qΣ the information settles at (1+q)/q·F̃, F̃ = Σwᵢ(R⁻¹ᵢ + ρ)HᵢHᵢᵀ,
-//     after starting as gradient descent with learning rate ≈ σ₀ while the
-//     prior dominates.
-//   - α scales the mean update (1 is the filter).
-//   - ρ is Hyper.KalmanRho, a slider of its own: in eq. 15 it is not a
-//     damping of the step, as RING's and RENG's ρ is, but a change of the
-//     likelihood.
+// with R₀ = 0 and one R shared by all samples, estimated from the
+// residuals (App. H). Its ρ is Hyper.KalmanRho, not RING's: it changes the
+// noise, not the step's damping.
 //
-// By Lemma D.3 the mean update is a natural-gradient step with the posterior
-// covariance in place of F⁻¹. With R̃ = R(I + ρR)⁻¹, i.e. R̃⁻¹ = R⁻¹ + ρ
-// (eq. 15: F̃ = F + ρHᵀH), the update of μ vanishes where
-// Σ wᵢ(R⁻¹ᵢ + ρ)Hᵢeᵢ = 0, which is the stationarity of
-// L + (ρ/2)·Σ wᵢeᵢ² (eᵢ = yᵢ − ŷᵢ, ∇ŷᵢ = Hᵢ), not of L: faithful to eq. 15,
-// the filter settles at the minimiser of that regularized loss, a little
-// away from L's (TestKalmanFixedPoint).
+// Where it settles (TestKalmanFixedPoint): μ stops moving when the
+// corrections of a pass cancel. Where the model fits every sample exactly
+// (the quadratic, Rosenbrock) each correction vanishes at L's minimum, and
+// the filter reaches it. Where samples are noisy (the logistic problem,
+// the Gaussian fit) each pulls μ towards its own fit, and the one R
+// weighs them alike, where L weighs them by their own noise: the filter
+// ends near L's minimum, not at it; with q > 0 at a point where the last
+// samples of a pass count most, nearer as q falls to 0, where its moves
+// shrink as Σ does.
 type kalman struct {
-	h     Hyper
-	init  bool
-	sigma Mat2
-	r     []float64
-	obs   []Obs
+	f    *optim.KalmanDense
+	r    []float64 // R (d×d)
+	obs  []Obs
+	h, e []float64 // H (d×2) and ε of one sample
+}
+
+func newKalman(h Hyper) (*kalman, error) {
+	f, err := optim.NewKalmanDense("rkalman", optim.KalmanConfig{Sigma0: h.Sigma0, Beta: h.Beta, Rho: h.KalmanRho, Q: h.Q, Jitter: optim.DefaultKalmanJitter}, 2, false)
+	if err != nil {
+		return nil, err
+	}
+	return &kalman{f: f}, nil
 }
 
 func (s *kalman) Step(p Problem, θ Vec2) Vec2 {
-	if !s.init {
-		s.sigma = Identity2.Scale(s.h.Sigma0)
-		s.init = true
-	}
-	s.obs = p.Obs(θ, s.obs)
+	in := p.Info()
+	d := in.Outputs
 	if s.r == nil {
-		for _, o := range s.obs {
-			s.r = append(s.r, 1/o.RInv)
-		}
+		s.r, s.h, s.e = make([]float64, d*d), make([]float64, 2*d), make([]float64, d)
 	}
-	sig := s.sigma.Scale(1 + s.h.Q)
-	mu := θ
-	for i, o := range s.obs {
-		ri := s.h.Beta*s.r[i] + (1-s.h.Beta)/o.RInv
-		s.r[i] = ri
-		rt := ri / (1 + s.h.KalmanRho*ri)
-		sh := sig.MulVec(o.H)
-		den := o.H.Dot(sh) + rt/o.W
-		if !(den > 0) || math.IsInf(den, 0) {
-			continue
+	var delta [2]float64
+	for i := range in.Samples {
+		s.obs = p.Obs(θ, i, s.obs) // linearised at the current μ
+		for j, o := range s.obs {
+			s.h[2*j], s.h[2*j+1], s.e[j] = o.H[0], o.H[1], o.E
 		}
-		k := sh.Scale(1 / den)
-		e := o.E - o.H.Dot(mu.Sub(θ))
-		mu = mu.Add(k.Scale(e))
-		sig = sig.Add(Outer(k, sh).Scale(-1))
-		sig[0][1] = 0.5 * (sig[0][1] + sig[1][0]) // keep Σ symmetric
-		sig[1][0] = sig[0][1]
+		r, _, err := s.f.Update(s.r, s.h, s.e, delta[:])
+		if err != nil {
+			return Vec2{math.NaN(), math.NaN()}
+		}
+		s.f.Commit()
+		s.r = r
+		θ = θ.Add(Vec2(delta))
 	}
-	s.sigma = sig
-	return θ.Add(mu.Sub(θ).Scale(s.h.Alpha))
+	return θ
 }
 
 // Trajectory is the path of one stepper from a start point.

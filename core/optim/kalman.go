@@ -285,38 +285,53 @@ func (k *kalman) observe(x, y core.Mat, i int) {
 // K̃H = ΣHᵀA⁻¹H. R_k is returned, not stored: the caller commits it with the
 // step.
 func (k *kalman) gain(s, eps []float64) (rNew, ainv, v []float64, err error) {
-	d := k.do
+	rNew, rt, ainv, v, err := k.cfg.Gain(k.name, k.r, s, eps, k.loss.SimplexMean())
+	if rt != nil {
+		k.lastRTild = rt
+	}
+	return rNew, ainv, v, err
+}
+
+// Gain is the host side of one R-Kalman sample with d outputs (Algorithm
+// 2 lines 9–12, eq. 15), in float64: from R_{k−1} = r (d×d), S = HΣ_{k|k−1}Hᵀ
+// (d×d; symmetrized in place) and ε = y − ŷ (d), it returns
+// R_k = βR_{k−1} + (1−β)(εεᵀ + S), R̃_k = R_k(I + ρR_k)⁻¹,
+// A⁻¹ with A = S + R̃_k (completed along 1 when simplex, the outputs being
+// probabilities, and jittered: see RKalman) and v = A⁻¹ε. name labels its
+// errors (Diverged); rTilde is set whenever R̃_k could be formed.
+func (c KalmanConfig) Gain(name string, r, s, eps []float64, simplex bool) (rNew, rTilde, ainv, v []float64, err error) {
+	d := len(eps)
 	for _, x := range s {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, nil, nil, &Diverged{Optimizer: k.name, What: "HΣHᵀ"}
+			return nil, nil, nil, nil, &Diverged{Optimizer: name, What: "HΣHᵀ"}
 		}
 	}
 	for _, x := range eps {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, nil, nil, &Diverged{Optimizer: k.name, What: "the innovation y − ŷ"}
+			return nil, nil, nil, nil, &Diverged{Optimizer: name, What: "the innovation y − ŷ"}
 		}
 	}
 	kalSymmetrize(s, d)
-	b := k.cfg.Beta
+	b := c.Beta
 	rNew = make([]float64, d*d)
 	for i := 0; i < d; i++ {
 		for j := 0; j < d; j++ {
-			rNew[i*d+j] = b*k.r[i*d+j] + (1-b)*(eps[i]*eps[j]+s[i*d+j])
+			rNew[i*d+j] = b*r[i*d+j] + (1-b)*(eps[i]*eps[j]+s[i*d+j])
 		}
 	}
 	rt := rNew
-	if k.cfg.Rho > 0 {
+	if c.Rho > 0 {
 		// R̃ = (I + ρR)⁻¹R: R and (I + ρR)⁻¹ commute; I + ρR ⪰ I.
 		m := make([]float64, d*d)
 		for i := range m {
-			m[i] = k.cfg.Rho * rNew[i]
+			m[i] = c.Rho * rNew[i]
 		}
 		for i := 0; i < d; i++ {
 			m[i*d+i]++
 		}
 		mi, ok := kalSPDInverse(m, d)
 		if !ok {
-			return nil, nil, nil, &Diverged{Optimizer: k.name, What: "I + ρR"}
+			return nil, nil, nil, nil, &Diverged{Optimizer: name, What: "I + ρR"}
 		}
 		rt = kalMul(mi, rNew, d, d, d)
 		kalSymmetrize(rt, d)
@@ -333,22 +348,21 @@ func (k *kalman) gain(s, eps []float64) (rNew, ainv, v []float64, err error) {
 	if !(tr > 0) {
 		tr = 1
 	}
-	if k.loss.SimplexMean() && d > 1 {
-		c := tr / float64(d)
+	if simplex && d > 1 {
+		u := tr / float64(d)
 		for i := range a {
-			a[i] += c
+			a[i] += u
 		}
 	}
 	for i := 0; i < d; i++ {
-		a[i*d+i] += k.cfg.Jitter * tr
+		a[i*d+i] += c.Jitter * tr
 	}
-	k.lastRTild = rt
 	ainv, ok := kalSPDInverse(a, d)
 	if !ok {
-		return nil, nil, nil, &Diverged{Optimizer: k.name, What: "(HΣHᵀ + R̃)⁻¹"}
+		return nil, rt, nil, nil, &Diverged{Optimizer: name, What: "(HΣHᵀ + R̃)⁻¹"}
 	}
 	v = kalMul(ainv, eps, d, d, 1)
-	return rNew, ainv, v, nil
+	return rNew, rt, ainv, v, nil
 }
 
 // backupWeights copies the weights before a batch of m > 1 samples, so that

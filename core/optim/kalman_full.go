@@ -28,12 +28,11 @@ const MaxKalmanFullParams = 5000
 // RKalman. Only the update K̃(y − ŷ) goes back to the device.
 type KalmanFull struct {
 	*kalman
+	dense  *KalmanDense
 	n      int
 	off    []int
-	cov    []float64 // Σ (n×n)
-	next   []float64 // Σ_k under construction
 	covBak []float64
-	h, hs  []float64   // H (d_o×n), HΣp (d_o×n)
+	h, d64 []float64   // H (d_o×n), K̃(y − ŷ) (n)
 	delta  []core.Mat  // per weight matrix: K̃(y − ŷ)
 	xb, e  [][]float32 // per rank-1 block: downloads of x̄ and E (nil for the others)
 	hb     [][]float32 // per other weight matrix: download of its H (nil for the blocks)
@@ -53,11 +52,7 @@ func NewKalmanFull(net nn.Model, cfg KalmanConfig) (*KalmanFull, error) {
 		return nil, err
 	}
 	dev := net.Device()
-	o := &KalmanFull{kalman: k, n: n, cov: make([]float64, n*n), next: make([]float64, n*n),
-		h: make([]float64, k.do*n), hs: make([]float64, k.do*n)}
-	for i := 0; i < n; i++ {
-		o.cov[i*n+i] = cfg.Sigma0
-	}
+	o := &KalmanFull{kalman: k, dense: newKalmanDense(k.name, &k.cfg, n, k.loss.SimplexMean()), n: n, h: make([]float64, k.do*n), d64: make([]float64, n)}
 	off := 0
 	for i, w := range net.Weights() {
 		o.off = append(o.off, off)
@@ -77,18 +72,18 @@ func NewKalmanFull(net nn.Model, cfg KalmanConfig) (*KalmanFull, error) {
 
 // Cov returns a copy of the covariance Σ (n×n, row-major, the parameters
 // ordered layer by layer, each W row-major).
-func (o *KalmanFull) Cov() []float64 { return append([]float64(nil), o.cov...) }
+func (o *KalmanFull) Cov() []float64 { return o.dense.Cov() }
 
 // Step runs one filter step per sample of (x, y), in order; a rejected
 // sample rolls the whole batch back.
 func (o *KalmanFull) Step(x, y core.Mat) (Stats, error) {
 	return o.step(x, y, o.sample,
-		func() { o.covBak = append(o.covBak[:0], o.cov...) },
-		func() { copy(o.cov, o.covBak) })
+		func() { o.covBak = append(o.covBak[:0], o.dense.cov...) },
+		func() { copy(o.dense.cov, o.covBak) })
 }
 
 func (o *KalmanFull) sample(x, y core.Mat, i int) error {
-	dev, n, d, q := o.dev, o.n, o.do, o.cfg.Q
+	dev, n, d := o.dev, o.n, o.do
 	o.observe(x, y, i)
 	// H (d_o×n) on the host.
 	for l, L := range o.jacBlocks {
@@ -114,15 +109,89 @@ func (o *KalmanFull) sample(x, y core.Mat, i int) error {
 			}
 		}
 	}
+	dev.Download(o.eps, o.hostE)
+	for j, v := range o.hostE {
+		o.e64[j] = float64(v)
+	}
+	rNew, rt, err := o.dense.Update(o.r, o.h, o.e64, o.d64)
+	if rt != nil {
+		o.lastRTild = rt
+	}
+	if err != nil {
+		return err
+	}
+	for l := range o.jacBlocks {
+		buf := o.dbuf[l]
+		for p := range buf {
+			buf[p] = float32(o.d64[o.off[l]+p])
+		}
+		dev.Upload(o.delta[l], buf)
+	}
+	if err := applyUpdate(dev, o.name, o.net.Weights(), o.delta, -1); err != nil {
+		return err
+	}
+	o.dense.Commit()
+	o.r = rNew
+	return nil
+}
+
+// KalmanDense is R-Kalman's filter with a dense covariance Σ (n×n) on the
+// host in float64, for a model whose Jacobian H (d×n) and innovation
+// ε = y − ŷ (d) the caller forms: the filter of KalmanFull, and of the
+// two-parameter lessons of core/landscape. One sample is
+//
+//	Σp = Σ + qI,  S = HΣpHᵀ,  A = S + R̃,  K̃ = ΣpHᵀA⁻¹      (Alg. 2 lines 5, 9–12; eq. 15)
+//	μ ← μ + K̃ε,  Σ ← Σp − K̃HΣp                            (Alg. 2 lines 13–14)
+//
+// with R, R̃ and A as KalmanConfig.Gain forms them.
+type KalmanDense struct {
+	name      string
+	cfg       *KalmanConfig // KalmanFull's own, whose jitter its Backoff raises
+	n         int
+	simplex   bool
+	cov, next []float64 // Σ and the Σ_k that Commit makes current
+	hs        []float64 // HΣp (d×n)
+}
+
+// NewKalmanDense returns the filter of n parameters with Σ0 = cfg.Sigma0·I;
+// simplex says that the outputs are probabilities (see Gain). name labels
+// its errors.
+func NewKalmanDense(name string, cfg KalmanConfig, n int, simplex bool) (*KalmanDense, error) {
+	if err := cfg.validate(name); err != nil {
+		return nil, err
+	}
+	return newKalmanDense(name, &cfg, n, simplex), nil
+}
+
+func newKalmanDense(name string, cfg *KalmanConfig, n int, simplex bool) *KalmanDense {
+	k := &KalmanDense{name: name, cfg: cfg, n: n, simplex: simplex, cov: make([]float64, n*n), next: make([]float64, n*n)}
+	for i := 0; i < n; i++ {
+		k.cov[i*n+i] = cfg.Sigma0
+	}
+	return k
+}
+
+// Cov returns a copy of Σ (n×n, row-major).
+func (k *KalmanDense) Cov() []float64 { return append([]float64(nil), k.cov...) }
+
+// Update runs one sample: from R_{k−1} = r (d×d), H (d×n, row-major) and
+// ε (d), it writes the mean update K̃ε into delta (n) and returns R_k and
+// R̃_k (Gain). The new Σ takes effect at Commit, so that a caller can
+// reject the step; rTilde is set whenever R̃_k could be formed.
+func (k *KalmanDense) Update(r, h, eps, delta []float64) (rNew, rTilde []float64, err error) {
+	n, d, q := k.n, len(eps), k.cfg.Q
 	// HΣp = HΣ + qH, S = HΣpHᵀ.
-	clear(o.hs)
+	if len(k.hs) != d*n {
+		k.hs = make([]float64, d*n)
+	}
+	clear(k.hs)
 	for j := 0; j < d; j++ {
-		hj, hsj := o.h[j*n:(j+1)*n], o.hs[j*n:(j+1)*n]
+		hj, hsj := h[j*n:(j+1)*n], k.hs[j*n:(j+1)*n]
 		for a, ha := range hj {
 			if ha == 0 {
 				continue
 			}
-			ca := o.cov[a*n : (a+1)*n]
+			ca := k.cov[a*n : (a+1)*n]
 			for b, c := range ca {
 				hsj[b] += ha * c
 			}
@@ -136,62 +205,51 @@ func (o *KalmanFull) sample(x, y core.Mat, i int) error {
 		for c := 0; c < d; c++ {
 			var acc float64
 			for b := 0; b < n; b++ {
-				acc += o.hs[j*n+b] * o.h[c*n+b]
+				acc += k.hs[j*n+b] * h[c*n+b]
 			}
 			s[j*d+c] = acc
 		}
 	}
-	dev.Download(o.eps, o.hostE)
-	for j, v := range o.hostE {
-		o.e64[j] = float64(v)
-	}
-	rNew, ainv, v, err := o.gain(s, o.e64)
+	rNew, rTilde, ainv, v, err := k.cfg.Gain(k.name, r, s, eps, k.simplex)
 	if err != nil {
-		return err
+		return nil, rTilde, err
 	}
-	// K̃ = (HΣp)ᵀA⁻¹ (n×d_o); Δμ = K̃ε = (HΣp)ᵀv; Σ_k = Σp − K̃(HΣp).
+	// K̃ = (HΣp)ᵀA⁻¹ (n×d); Δμ = K̃ε = (HΣp)ᵀv; Σ_k = Σp − K̃(HΣp).
 	kg := make([]float64, n*d)
 	for a := 0; a < n; a++ {
 		for c := 0; c < d; c++ {
 			var acc float64
 			for j := 0; j < d; j++ {
-				acc += o.hs[j*n+a] * ainv[j*d+c]
+				acc += k.hs[j*n+a] * ainv[j*d+c]
 			}
 			kg[a*d+c] = acc
 		}
 	}
-	for l := range o.jacBlocks {
-		buf := o.dbuf[l]
-		for p := range buf {
-			a := o.off[l] + p
-			var acc float64
-			for j := 0; j < d; j++ {
-				acc += o.hs[j*n+a] * v[j]
-			}
-			buf[p] = float32(acc)
+	for a := 0; a < n; a++ {
+		var acc float64
+		for j := 0; j < d; j++ {
+			acc += k.hs[j*n+a] * v[j]
 		}
-		dev.Upload(o.delta[l], buf)
+		delta[a] = acc
 	}
 	for a := 0; a < n; a++ {
 		ka := kg[a*d : (a+1)*d]
-		row, prev := o.next[a*n:(a+1)*n], o.cov[a*n:(a+1)*n]
+		row, prev := k.next[a*n:(a+1)*n], k.cov[a*n:(a+1)*n]
 		copy(row, prev)
 		row[a] += q
 		for j, kj := range ka {
 			if kj == 0 {
 				continue
 			}
-			hsj := o.hs[j*n : (j+1)*n]
+			hsj := k.hs[j*n : (j+1)*n]
 			for b := range row {
 				row[b] -= kj * hsj[b]
 			}
 		}
 	}
-	kalSymmetrize(o.next, n)
-	if err := applyUpdate(dev, o.name, o.net.Weights(), o.delta, -1); err != nil {
-		return err
-	}
-	o.cov, o.next = o.next, o.cov
-	o.r = rNew
-	return nil
+	kalSymmetrize(k.next, n)
+	return rNew, rTilde, nil
 }
+
+// Commit makes the Σ of the last Update current.
+func (k *KalmanDense) Commit() { k.cov, k.next = k.next, k.cov }

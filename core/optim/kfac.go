@@ -435,17 +435,12 @@ func (o *KFAC) Step(x, y core.Mat) (Stats, error) {
 		return st, err
 	}
 	if o.cfg.LM.Due(o.step) {
-		// M(δ) − M(0) = −η⟨g, Δ⟩ + ½η²⟨g̃, Δ⟩ (see LevenbergMarquardt).
-		pred := -o.eta*o.gd + 0.5*o.eta*o.eta*o.gtd
+		pred := o.cfg.LM.Predicted(o.eta, o.gd, o.gtd)
 		if o.cfg.Momentum > 0 {
 			pred = o.momentumModel()
 		}
 		o.Last.Predicted = pred
-		after := float64(o.net.Loss(x, y))
-		r := math.NaN()
-		if pred < 0 {
-			r = (after - st.Loss) / pred
-		}
+		r := o.cfg.LM.Ratio(st.Loss, float64(o.net.Loss(x, y)), pred)
 		o.Last.Ratio = r
 		o.rho = o.cfg.LM.Adapt(o.rho, r)
 	}
@@ -468,7 +463,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
 	refresh, factors := o.schedule()
-	reg := c.Gamma > 0 && (refresh || c.RegEvery)
+	reg := c.Regularizes(refresh)
 	// A factor update or the regularizer must not see a non-finite loss or
 	// gradient, so they read both first; other steps read them with the
 	// step's other reductions, after preconditioning (one device sync point
@@ -522,13 +517,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	if err := o.reduce(&st, loss, !(factors || reg), reg); err != nil {
 		return st, err
 	}
-	o.eta = c.LR / float64(len(o.bufs))
-	if c.KLClip > 0 {
-		if q := o.eta * o.eta * math.Abs(o.gtd); q > c.KLClip {
-			o.Last.Nu = math.Sqrt(c.KLClip / q)
-			o.eta *= o.Last.Nu
-		}
-	}
+	o.eta, o.Last.Nu = c.StepScale(len(o.bufs), o.gtd)
 	return st, nil
 }
 
@@ -538,12 +527,8 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 // on the next step.
 func (o *KFAC) schedule() (refresh, factors bool) {
 	zero := o.zeroFactor()
-	refresh = o.step%o.cfg.Refresh == 0 || zero
-	factors = refresh
-	if f := o.cfg.FactorEvery; f > 0 {
-		factors = o.step%f == 0 || zero
-	}
-	return refresh, factors
+	refresh, factors = o.cfg.Due(o.step)
+	return refresh || zero, factors || zero
 }
 
 // reduce reads, in one device sync, what the rest of the step needs of the
@@ -638,7 +623,7 @@ func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
 // diagonal block at the current ρ.
 func (o *KFAC) preconditionDiag(b *kfacDiag, g core.Mat) {
 	dev := o.net.Device()
-	lambda := max(o.cfg.Damping.DiagLambda(o.rho, b.norm), minLambda)
+	lambda := o.cfg.DiagLambda(o.rho, b.norm)
 	dev.AddScalar(b.work, b.D, float32(lambda))
 	dev.Apply(core.Div, b.d, g, b.work)
 }
@@ -1192,7 +1177,7 @@ func (o *KFAC) followDamping() {
 
 func (o *KFAC) follow(x, work, f core.Mat, have, want, trace float64) float64 {
 	dl := want - have
-	if !o.moves(have, want) {
+	if !o.cfg.Moves(have, want) {
 		return have
 	}
 	if math.Abs(dl) <= eq11MaxRel*have {
@@ -1249,14 +1234,25 @@ func kfacParams(d kfacDefaults) []Param {
 
 // kfacFromHyper builds the engine from validated hyperparameters.
 func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer, error) {
+	c, err := KFACConfigFromHyper(name, hp)
+	if err != nil {
+		return nil, err
+	}
+	return NewKFAC(name, net, c, seed)
+}
+
+// KFACConfigFromHyper is the engine's configuration for validated
+// hyperparameters of the presets' kfacParams (Entry.Parse, Entry.Set), as
+// the registered ngd, ring and reng build it; name labels its errors.
+func KFACConfigFromHyper(name string, hp Hyper) (KFACConfig, error) {
 	rule, err := dampingRule(int(hp["damping"]))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return KFACConfig{}, fmt.Errorf("%s: %w", name, err)
 	}
 	var inv Inverse = NewtonSchulz{Order: int(hp["order"]), Iters: int(hp["iters"]), ColdIters: int(hp["iters0"]), Tol: hp["tol"]}
 	switch {
 	case hp["cholesky"] != 0 && hp["eigen"] == 1:
-		return nil, fmt.Errorf("%s: cholesky=%g and eigen=1 name two inverse methods: set one of them to 0", name, hp["cholesky"])
+		return KFACConfig{}, fmt.Errorf("%s: cholesky=%g and eigen=1 name two inverse methods: set one of them to 0", name, hp["cholesky"])
 	case hp["cholesky"] == 1:
 		inv = Cholesky{}
 	case hp["cholesky"] == 2:
@@ -1264,14 +1260,13 @@ func kfacFromHyper(name string, net nn.Model, hp Hyper, seed uint64) (Optimizer,
 	case hp["eigen"] == 1:
 		inv = Eigen{}
 	}
-	c := KFACConfig{
+	return KFACConfig{
 		LR: hp["lr"], Rho: hp["rho"], Damping: rule,
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
 		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
 		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0,
-	}
-	return NewKFAC(name, net, c, seed)
+	}, nil
 }
 
 // The presets. Each is the one engine with the paper's parts and defaults

@@ -166,11 +166,11 @@ func (o *KFAC) eigenFollow() {
 	for _, kl := range o.layers {
 		e := kl.eig
 		lamA, lamG := o.lambdas(kl)
-		if o.moves(kl.lamA, lamA) {
+		if o.cfg.Moves(kl.lamA, lamA) {
 			eigenInverse(dev, kl.Ai, e.qA, kl.wa, e.rA, e.sA, lamA)
 			kl.lamA = lamA
 		}
-		if o.moves(kl.lamG, lamG) {
+		if o.cfg.Moves(kl.lamG, lamG) {
 			eigenInverse(dev, kl.Gi, e.qG, kl.wg, e.rG, e.sG, lamG)
 			kl.lamG = lamG
 		}
@@ -183,9 +183,3 @@ func (o *KFAC) eigenFollow() {
 // checks in one direction to run out; a backoff's tenfold ρ (λ × √10 for
 // every rule) re-inverts at once.
 const holdRatio = 2
-
-// moves reports whether an inverse formed with damping have follows a
-// change to want between refreshes (KFACConfig.HoldDamping).
-func (o *KFAC) moves(have, want float64) bool {
-	return want != have && !(o.cfg.HoldDamping && want <= holdRatio*have && want >= have/holdRatio)
-}

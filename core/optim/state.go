@@ -326,13 +326,13 @@ func (o *RKalman) Backoff() string {
 // State of the dense R-Kalman: R, the jitter and the covariance Σ (n×n,
 // host float64).
 func (o *KalmanFull) State() []Var {
-	return append(o.kalmanState(), Var{Name: "Sigma", F64s: &o.cov})
+	return append(o.kalmanState(), Var{Name: "Sigma", F64s: &o.dense.cov})
 }
 
 // Backoff shrinks Σ tenfold and raises the jitter, as RKalman's.
 func (o *KalmanFull) Backoff() string {
-	for i := range o.cov {
-		o.cov[i] *= kalmanShrink
+	for i := range o.dense.cov {
+		o.dense.cov[i] *= kalmanShrink
 	}
 	o.raiseJitter()
 	return fmt.Sprintf("shrinking Σ by %g and raising the jitter to %.3g", kalmanShrink, o.cfg.Jitter)

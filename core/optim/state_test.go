@@ -87,8 +87,9 @@ var notState = map[string]string{
 	"RKalman.es": "scratch", "RKalman.xb2": "scratch", "RKalman.sigmaMax": "measured at the start of every Step", "RKalman.bound": "diagnostics",
 	"RKalman.hw": "scratch", "RKalman.sf": "scratch", "RKalman.row": "scratch", "RKalman.dw": "scratch",
 	"RKalman.hsh": "scratch", "RKalman.innov": "scratch", "RKalman.top": "constant selector", "RKalman.bottom": "constant selector", "RKalman.hostI": "scratch", "RKalman.v": "scratch", "RKalman.ainv": "scratch", "RKalman.sBak": "rollback copy within a step",
-	"KalmanFull.next": "scratch (swapped with cov)", "KalmanFull.covBak": "rollback copy within a step",
-	"KalmanFull.h": "scratch", "KalmanFull.hs": "scratch", "KalmanFull.delta": "scratch", "KalmanFull.xb": "scratch",
+	"KalmanDense.next": "scratch (swapped with cov)", "KalmanFull.covBak": "rollback copy within a step",
+	"KalmanDense.name": "label", "KalmanDense.n": "shape", "KalmanDense.simplex": "from the loss", "KalmanDense.hs": "scratch",
+	"KalmanFull.h": "scratch", "KalmanFull.d64": "scratch", "KalmanFull.delta": "scratch", "KalmanFull.xb": "scratch",
 	"KalmanFull.e": "scratch", "KalmanFull.hb": "scratch", "KalmanFull.dbuf": "scratch",
 }
 
