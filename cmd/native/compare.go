@@ -47,11 +47,11 @@ Runs are resumable: rerunning the same command with the same --out trains
 only what is not finished.
 
 Default grids (--trials 6): the learning rate on the ladder 1, 3, 10, 30, …
-around the optimizer's default, two rungs below and three above (AdamW
-3e-4 … 0.1, SGD 0.01 … 3); for ngd, ring and reng 2 learning rates, the
+around the rung nearest the optimizer's default, two rungs below and three
+above (AdamW 3e-4 … 0.1, SGD 0.03 … 10); for ngd, ring and reng 2 learning rates, the
 default and a tenth of it (above the default the KL clip gives every step
 the same length), × 3 dampings ρ around the default (ring: lr 0.1, 1 ×
-ρ 1e-4, 1e-3, 1e-2); for the Kalman filters the prior variance σ0. --grid
+ρ 1e-5, 1e-4, 1e-3); for the Kalman filters the prior variance σ0. --grid
 replaces an optimizer's grid: --grid adamw:lr=1e-3/3e-3/1e-2 or
 --grid ring:lr=1,rho=1e-4/1e-3/1e-2 (repeat the flag per optimizer); every
 optimizer must have --trials settings.
