@@ -14,6 +14,7 @@ import (
 
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/wasm/server"
+	"github.com/grng/grng/wasm/web"
 )
 
 func serveCommand() *command {
@@ -99,8 +100,10 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 		}
 		src = b
 	}
-	if _, err := os.Stat(filepath.Join(f.dataDir, "digits")); err != nil {
-		fmt.Fprintf(a.stderr, "note: digits is not fetched in %s: the page's digits training needs  native data fetch digits\n", f.dataDir)
+	for _, d := range web.PageData {
+		if !fetched(d.Name, f.dataDir) {
+			fmt.Fprintf(a.stderr, "note: %s is not fetched in %s: the page's %s needs  native data fetch %s\n", d.Name, f.dataDir, d.For, d.Name)
+		}
 	}
 	reqLog := a.stderr
 	if f.quiet {
@@ -129,6 +132,21 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 	}
 	fmt.Fprintln(a.stderr, "server stopped")
 	return nil
+}
+
+// fetched reports whether every file of the registered set name is in
+// dataDir (its hashes are not checked: the page checks them).
+func fetched(name, dataDir string) bool {
+	files, err := data.Files(name)
+	if err != nil {
+		return false
+	}
+	for _, file := range files {
+		if _, err := data.FilePath(name, file, dataDir); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // urlHost is the host:port to print for a listener address: an unspecified
