@@ -24,12 +24,12 @@ import (
 // checked against its sha256), with LoRA adapters (r = 8, α = 8) on q and
 // v of both attention layers and a dense head, fine-tuned on the sentiment
 // sentences by two optimizers at once, AdamW and RING, alternating steps
-// on the same batches. Between steps both models classify the sentence of
-// the page's text box, and every ftEvalEvery steps a held-out slice of
-// the test split (not before the first step, which would come later). The sizes are small enough for steps to come at a
-// useful rate in a browser: ftTokens tokens a sentence (most sentiment
-// sentences are shorter; the rest keep their first ftTokens), batches of
-// ftBatch.
+// on the same batches. After every step both models classify the sentence
+// of the page's text box, and every ftEvalEvery steps a held-out slice of
+// the test split (not before the first step: it would delay it). The
+// sizes keep steps coming at a useful rate in a browser: ftTokens tokens a
+// sentence (the median sentence has 15; longer ones keep their first
+// ftTokens), batches of ftBatch.
 const (
 	ftTokens    = 16
 	ftBatch     = 8
@@ -92,7 +92,7 @@ func (p *page) runFinetune(ft js.Value) error {
 	set := func(k string, v any) { ft.Set(k, v) }
 	set("phase", "fetching the model")
 	set("config", map[string]any{"tokens": ftTokens, "batch": ftBatch, "rank": 8, "alpha": 8,
-		"heldOut": ftHeldOut, "evalEvery": ftEvalEvery, "steps": ftSteps})
+		"heldOut": ftHeldOut, "evalEvery": ftEvalEvery, "steps": ftSteps, "seed": ftSeed})
 
 	// The model: its files fetched and loaded by the Go loader.
 	var files []any

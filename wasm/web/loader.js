@@ -28,7 +28,7 @@
 //                    "fetching the sentences", "building the models",
 //                    "training", "paused", "done", "error"), error, device,
 //                    config {tokens, batch, rank, alpha, heldOut, evalEvery,
-//                    steps}, files [{name, bytes}], modelBytes, modelMs (the
+//                    steps, seed}, files [{name, bytes}], modelBytes, modelMs (the
 //                    model fetched and loaded), modelFetchMs (of which the
 //                    fetches), dataBytes, dataMs, trainN,
 //                    firstStep (ms after navigation), text (the sentence
