@@ -28,6 +28,9 @@ the module (gzip-compressed when the browser accepts it), the toolchain's
 wasm_exec.js and the fetched data sets (read-only, under /data/NAME/) on
 --addr. Open the printed URL in a browser with WebGPU to train on the GPU;
 without WebGPU, or with ?device=cpu in the URL, the page trains on the CPU.
+?lesson=finetune fine-tunes the pretrained sentence encoder (use-lite) on the
+sentiment sentences in the page, AdamW and RING side by side: fetch both
+first (native data fetch use-lite, native data fetch sentiment).
 
 The module is rebuilt when a Go source of a package it imports changes
 (checked when the page loads; a reload picks the change up), and a build whose
@@ -127,6 +130,7 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 	url := "http://" + urlHost(l.Addr().String()) + "/"
 	fmt.Fprintf(a.stdout, "serving grng on %s  (Ctrl-C to stop)\n", url)
 	fmt.Fprintf(a.stdout, "  %s?device=cpu trains on the CPU; data sets from %s\n", url, f.dataDir)
+	fmt.Fprintf(a.stdout, "  %s?lesson=finetune fine-tunes a pretrained transformer in the page\n", url)
 	if err := server.Serve(ctx, server.NewHTTPServer(h, a.stderr), l, 5*time.Second); err != nil {
 		return err
 	}
