@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"math"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/grng/grng/core/nn"
 	"github.com/grng/grng/core/train"
 	"github.com/grng/grng/models/use"
+	"github.com/grng/grng/wasm/server"
 )
 
 // ftStatus is grng.ft, the fine-tuning lesson's state (see loader.js).
@@ -178,6 +180,34 @@ func TestFinetunePage(t *testing.T) {
 		if d := math.Abs(p1 - m.Probs[1]); !(d <= 1e-3) {
 			t.Errorf("%s: P(positive) %.6f in the page, %.6f natively", m.Opt, m.Probs[1], p1)
 		}
+	}
+}
+
+// TestFinetuneNotFetched serves the page from a data directory without
+// use-lite: the lesson stops at its first fetch and shows the server's
+// refusal, which names the command that fetches the model.
+func TestFinetuneNotFetched(t *testing.T) {
+	e := setup(t)
+	h, err := server.NewHandler(server.Config{Wasm: server.Static(e.build), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	tb := open(t, browser(t, e, false), &env{url: srv.URL + "/"}, "?lesson=finetune&device=cpu")
+	const want = "data set use-lite is not fetched on this server: run  native data fetch use-lite"
+	if _, err := chromedp.Run(tb.ctx, chromedp.Poll[bool](`!!grng.ft && !!grng.ft.error`,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Minute))); err != nil {
+		t.Fatalf("no error: %v\nconsole:\n%s", err, tb.console)
+	}
+	s := readFT(t, tb.ctx)
+	panel, err := chromedp.Run(tb.ctx, chromedp.Text(chromedp.ID("grng-ft-status")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (HTML collapses the message's double spaces)
+	if s.Phase != "error" || !strings.Contains(s.Error, want) || !strings.Contains(panel, strings.Join(strings.Fields(want), " ")) {
+		t.Errorf("phase %q, error %q, the page says %q: want the error and the page to say %q", s.Phase, s.Error, panel, want)
 	}
 }
 
