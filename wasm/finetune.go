@@ -154,6 +154,7 @@ func (p *page) runFinetune(ft js.Value) error {
 	<-p.devReady
 	dev, kind := p.device()
 	set("device", kind)
+	t0 = now()
 	scope := core.NewScope(dev)
 	defer scope.Release()
 	var ms [2]*ftModel
@@ -215,6 +216,7 @@ func (p *page) runFinetune(ft js.Value) error {
 		return err
 	}
 	publish()
+	set("buildMs", now()-t0)
 	set("phase", "training")
 	set("classes", []any{"negative", "positive"})
 	gpuBefore, _ := p.gpuErrors()

@@ -30,7 +30,8 @@
 //                    config {tokens, batch, rank, alpha, heldOut, evalEvery,
 //                    steps, seed}, files [{name, bytes}], modelBytes, modelMs (the
 //                    model fetched and loaded), modelFetchMs (of which the
-//                    fetches), dataBytes, dataMs, trainN,
+//                    fetches), dataBytes, dataMs, trainN, buildMs (the two
+//                    models and optimizers built, the sentence classified),
 //                    firstStep (ms after navigation), text (the sentence
 //                    last classified), classes, models [{opt, hp, note, step,
 //                    loss, acc (held-out; null before the first
