@@ -90,8 +90,9 @@ func (p *page) finetune() {
 
 func (p *page) runFinetune(ft js.Value) error {
 	set := func(k string, v any) { ft.Set(k, v) }
+	f := use.FineTune{Tokens: ftTokens, Rank: 8, Alpha: 8}
 	set("phase", "fetching the model")
-	set("config", map[string]any{"tokens": ftTokens, "batch": ftBatch, "rank": 8, "alpha": 8,
+	set("config", map[string]any{"tokens": f.Tokens, "batch": ftBatch, "rank": f.Rank, "alpha": f.Alpha,
 		"heldOut": ftHeldOut, "evalEvery": ftEvalEvery, "steps": ftSteps, "seed": ftSeed})
 
 	// The model: its files fetched and loaded by the Go loader.
@@ -136,7 +137,7 @@ func (p *page) runFinetune(ft js.Value) error {
 	}
 	trText, teText := data.SentimentSet(parts...)
 	teText = teText.Subset(seq(ftHeldOut))
-	f := use.FineTune{Tokens: ftTokens, Rank: 8, Alpha: 8, Pretrained: pre}
+	f.Pretrained = pre
 	tr, err := f.Encode(trText)
 	if err != nil {
 		return err
@@ -159,7 +160,7 @@ func (p *page) runFinetune(ft js.Value) error {
 	defer scope.Release()
 	var ms [2]*ftModel
 	for i, r := range ftRunners {
-		net, err := f.Build(scope, nn.Shape{H: ftTokens, W: 1, C: 1}, 2, nn.CrossEntropy, ftSeed)
+		net, err := f.Build(scope, nn.Shape{H: f.Tokens, W: 1, C: 1}, 2, nn.CrossEntropy, ftSeed)
 		if err != nil {
 			return err
 		}
@@ -174,7 +175,7 @@ func (p *page) runFinetune(ft js.Value) error {
 			return errors.New("the model has no twins")
 		}
 		ms[i] = &ftModel{ftRunner: r, s: s, eval: tw.Twin(true), classify: tw.Twin(true),
-			x: scope.New(1, ftTokens), out: make([]float32, 2), acc: math.NaN(), probs: []float64{math.NaN(), math.NaN()}, lastLoss: math.NaN()}
+			x: scope.New(1, f.Tokens), out: make([]float32, 2), acc: math.NaN(), probs: []float64{math.NaN(), math.NaN()}, lastLoss: math.NaN()}
 	}
 	publish := func() {
 		out := make([]any, len(ms))
@@ -190,35 +191,37 @@ func (p *page) runFinetune(ft js.Value) error {
 		_, m.acc = train.Evaluate(m.eval, te)
 		m.accStep = m.s.Result().Steps
 	}
-	text := ""
-	classify := func(force bool) error {
+	// classify gives m's probabilities for the sentence of ids; retext
+	// reads the text box and, when its sentence changed, tokenizes it and
+	// classifies it by both models.
+	var text string
+	var ids []float32
+	classify := func(m *ftModel) {
+		dev.Upload(m.x, ids)
+		dev.Download(m.classify.Forward(m.x), m.out)
+		m.probs = softmax2(m.out)
+	}
+	retext := func() (changed bool, err error) {
 		t := p.g.Get("ftText")
-		if t.Type() != js.TypeString {
-			return nil
+		if t.Type() != js.TypeString || (ids != nil && t.String() == text) {
+			return false, nil
 		}
-		if !force && t.String() == text {
-			return nil
+		if ids, err = f.Tokenize([]string{t.String()}); err != nil {
+			return false, err
 		}
 		text = t.String()
-		x, err := f.Tokenize([]string{text})
-		if err != nil {
-			return err
-		}
 		for _, m := range ms {
-			dev.Upload(m.x, x)
-			dev.Download(m.classify.Forward(m.x), m.out)
-			m.probs = softmax2(m.out)
+			classify(m)
 		}
 		set("text", text)
-		return nil
+		return true, nil
 	}
-	if err := classify(true); err != nil {
+	if _, err := retext(); err != nil {
 		return err
 	}
 	publish()
 	set("buildMs", now()-t0)
 	set("phase", "training")
-	set("classes", []any{"negative", "positive"})
 	gpuBefore, _ := p.gpuErrors()
 	for {
 		done := ms[0].s.Done() && ms[1].s.Done()
@@ -228,7 +231,7 @@ func (p *page) runFinetune(ft js.Value) error {
 			} else {
 				set("phase", "paused")
 			}
-			if err := classify(false); err != nil {
+			if _, err := retext(); err != nil {
 				return err
 			}
 			publish()
@@ -254,8 +257,10 @@ func (p *page) runFinetune(ft js.Value) error {
 					return err
 				}
 			}
-			if err := classify(true); err != nil {
+			if changed, err := retext(); err != nil {
 				return err
+			} else if !changed && ids != nil {
+				classify(m) // its weights moved
 			}
 			publish()
 			time.Sleep(time.Millisecond) // let the page draw and take input

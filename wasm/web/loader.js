@@ -33,7 +33,7 @@
 //                    fetches), dataBytes, dataMs, trainN, buildMs (the two
 //                    models and optimizers built, the sentence classified),
 //                    firstStep (ms after navigation), text (the sentence
-//                    last classified), classes, models [{opt, hp, note, step,
+//                    last classified), models [{opt, hp, note, step,
 //                    loss, acc (held-out; null before the first
 //                    evaluation), accStep, probs, stepsPerSec}]
 //   grng.ftText      the sentence the lesson classifies (the text box sets it)
