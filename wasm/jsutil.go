@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall/js"
 )
 
@@ -90,7 +91,7 @@ func fetchBytes(url string) ([]byte, error) {
 		body, _ := await(resp.Call("text"))
 		msg := ""
 		if body.Type() == js.TypeString {
-			msg = ": " + body.String()
+			msg = ": " + strings.TrimSpace(body.String())
 		}
 		return nil, fmt.Errorf("fetch %s: HTTP %d%s", url, resp.Get("status").Int(), msg)
 	}

@@ -12,7 +12,9 @@
 // digits fetched from the server (data/digits/digits.csv.gz) with any
 // optimizer of core/optim and resolves with its loss and accuracy. The
 // status bar of the page and the tests read window.grng (see loader.js for
-// its fields).
+// its fields). With ?lesson=finetune the page is the fine-tuning lesson
+// instead (finetune.go): the pretrained sentence encoder fine-tuned by
+// AdamW and RING side by side, without the canvas.
 //
 // Go in the browser runs on one thread: js.FuncOf callbacks must not block
 // (grng.train starts a goroutine, so that the WebGPU device may await its
@@ -38,6 +40,14 @@ const title = "grng: gradient-regularized natural gradients"
 
 func main() {
 	p := newPage()
+	if p.lesson == "finetune" {
+		// The fine-tuning lesson is a page of its own: no canvas, so that
+		// the one thread Go has here goes to training.
+		p.g.Set("ui", map[string]any{"view": "", "state": "", "off": true})
+		go p.finetune()
+		p.openDevice()
+		select {}
+	}
 	if uiOff() {
 		// ?ui=0: the trainer alone (benchmarks, embedding): no canvas, so
 		// nothing competes with WebGPU for the browser's GPU process.
@@ -88,7 +98,13 @@ func newPage() *page {
 		js.Global().Get("console").Call("warn", "grng: ?device="+req+" is not auto, cpu or webgpu: using auto")
 		req = "auto"
 	}
-	p := &page{g: g, requested: req, devReady: make(chan struct{})}
+	lesson := query().Get("lesson")
+	if lesson != "" && lesson != "finetune" {
+		js.Global().Get("console").Call("warn", "grng: ?lesson="+lesson+" is not finetune: showing the labs")
+		lesson = ""
+	}
+	g.Set("lesson", lesson)
+	p := &page{g: g, requested: req, lesson: lesson, devReady: make(chan struct{})}
 	names := optim.Names()
 	opts := make([]any, len(names))
 	for i, n := range names {
@@ -107,10 +123,15 @@ func (p *page) fail(msg string) {
 	p.g.Set("phase", "error")
 }
 
+// query is the page's URL parameters.
+func query() url.Values {
+	q, _ := url.ParseQuery(strings.TrimPrefix(js.Global().Get("location").Get("search").String(), "?"))
+	return q
+}
+
 // uiOff reports whether the URL says ?ui=0 (or off, false, no).
 func uiOff() bool {
-	q, _ := url.ParseQuery(strings.TrimPrefix(js.Global().Get("location").Get("search").String(), "?"))
-	switch strings.ToLower(q.Get("ui")) {
+	switch strings.ToLower(query().Get("ui")) {
 	case "0", "off", "false", "no":
 		return true
 	}
@@ -120,9 +141,10 @@ func uiOff() bool {
 // newUI builds the teaching UI in the state the URL gives (the UI's own
 // parameters, as State.Encode writes them; ?device= is the page's).
 func newUI(p *page) (*ui.UI, error) {
-	q, _ := url.ParseQuery(strings.TrimPrefix(js.Global().Get("location").Get("search").String(), "?"))
+	q := query()
 	q.Del("device")
 	q.Del("ui")
+	q.Del("lesson")
 	st, err := ui.Decode(q.Encode())
 	if err != nil {
 		js.Global().Get("console").Call("warn", "grng: ignoring the URL's UI state: "+err.Error())

@@ -26,6 +26,7 @@ import (
 type page struct {
 	g         js.Value // window.grng
 	requested string   // ?device=: auto, cpu or webgpu
+	lesson    string   // ?lesson=: "finetune", or "" for the labs
 
 	devOnce  sync.Once
 	devReady chan struct{} // closed once the devices below are set

@@ -14,6 +14,7 @@ import (
 
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/wasm/server"
+	"github.com/grng/grng/wasm/web"
 )
 
 func serveCommand() *command {
@@ -27,6 +28,9 @@ the module (gzip-compressed when the browser accepts it), the toolchain's
 wasm_exec.js and the fetched data sets (read-only, under /data/NAME/) on
 --addr. Open the printed URL in a browser with WebGPU to train on the GPU;
 without WebGPU, or with ?device=cpu in the URL, the page trains on the CPU.
+?lesson=finetune fine-tunes the pretrained sentence encoder (use-lite) on the
+sentiment sentences in the page, AdamW and RING side by side: fetch both
+first (native data fetch use-lite, native data fetch sentiment).
 
 The module is rebuilt when a Go source of a package it imports changes
 (checked when the page loads; a reload picks the change up), and a build whose
@@ -99,8 +103,10 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 		}
 		src = b
 	}
-	if _, err := os.Stat(filepath.Join(f.dataDir, "digits")); err != nil {
-		fmt.Fprintf(a.stderr, "note: digits is not fetched in %s: the page's digits training needs  native data fetch digits\n", f.dataDir)
+	for _, d := range web.PageData {
+		if !fetched(d.Name, f.dataDir) {
+			fmt.Fprintf(a.stderr, "note: %s is not fetched in %s: the page's %s needs  native data fetch %s\n", d.Name, f.dataDir, d.For, d.Name)
+		}
 	}
 	reqLog := a.stderr
 	if f.quiet {
@@ -124,11 +130,27 @@ func runServe(ctx context.Context, a *app, c *command, args []string) error {
 	url := "http://" + urlHost(l.Addr().String()) + "/"
 	fmt.Fprintf(a.stdout, "serving grng on %s  (Ctrl-C to stop)\n", url)
 	fmt.Fprintf(a.stdout, "  %s?device=cpu trains on the CPU; data sets from %s\n", url, f.dataDir)
+	fmt.Fprintf(a.stdout, "  %s?lesson=finetune fine-tunes a pretrained transformer in the page\n", url)
 	if err := server.Serve(ctx, server.NewHTTPServer(h, a.stderr), l, 5*time.Second); err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stderr, "server stopped")
 	return nil
+}
+
+// fetched reports whether every file of the registered set name is in
+// dataDir (its hashes are not checked: the page checks them).
+func fetched(name, dataDir string) bool {
+	files, err := data.Files(name)
+	if err != nil {
+		return false
+	}
+	for _, file := range files {
+		if _, err := data.FilePath(name, file, dataDir); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // urlHost is the host:port to print for a listener address: an unspecified

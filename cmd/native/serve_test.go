@@ -111,6 +111,13 @@ func TestServeRuns(t *testing.T) {
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("GET with Host %s: %d, want 403", req.Host, resp.StatusCode)
 	}
+	if !strings.Contains(out.String(), url+"?lesson=finetune fine-tunes") {
+		t.Errorf("stdout does not name the fine-tuning lesson:\n%s", out.String())
+	}
+	// The page's data sets that are not fetched are named with the command.
+	if want := "note: use-lite is not fetched in " + filepath.Join(dir, "data") + ": the page's fine-tuning lesson (?lesson=finetune) needs  native data fetch use-lite"; !strings.Contains(errs.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errs.String())
+	}
 	if strings.Contains(errs.String(), "warning") {
 		t.Errorf("a loopback address warned: %s", errs.String())
 	}

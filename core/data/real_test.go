@@ -260,3 +260,35 @@ func TestRealTexts(t *testing.T) {
 		}
 	}
 }
+
+// CheckFile accepts the fetched files of a set as bytes and refuses one
+// altered byte, an unknown file and an unknown set.
+func TestCheckFile(t *testing.T) {
+	dir := realDir(t, "sentiment")
+	files, err := Files("sentiment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"imdb.json", "yelp.json", "amazon.json"}; !reflect.DeepEqual(files, want) {
+		t.Fatalf("Files(sentiment) = %v, want %v", files, want)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, "sentiment", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckFile("sentiment", f, b); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+		b[len(b)/2] ^= 1
+		if err := CheckFile("sentiment", f, b); err == nil || !strings.Contains(err.Error(), "sentiment/"+f+": sha256") {
+			t.Errorf("%s altered: %v, want a sha256 mismatch", f, err)
+		}
+	}
+	if err := CheckFile("sentiment", "other.json", nil); err == nil || !strings.Contains(err.Error(), `no file "other.json"`) {
+		t.Errorf("unknown file: %v", err)
+	}
+	if _, err := Files("nope"); err == nil || !strings.Contains(err.Error(), `unknown data set "nope"`) {
+		t.Errorf("unknown set: %v", err)
+	}
+}

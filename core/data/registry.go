@@ -190,6 +190,39 @@ func Verify(name, dataDir string) error {
 	return nil
 }
 
+// Files lists the pinned files of the set or model name, in the
+// registry's order: what Fetch stores in dataDir/name/.
+func Files(name string) ([]string, error) {
+	s, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(s.files))
+	for i, f := range s.files {
+		out[i] = f.file
+	}
+	return out, nil
+}
+
+// CheckFile checks b, the contents of file of the set or model name
+// obtained some other way than from a data directory (fetched by a
+// browser from `native serve`), against the file's pinned sha256.
+func CheckFile(name, file string, b []byte) error {
+	s, err := lookup(name)
+	if err != nil {
+		return err
+	}
+	for _, p := range s.files {
+		if p.file == file {
+			if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != p.sha256 {
+				return fmt.Errorf("data: %s/%s: sha256 %x, want %s", name, file, got, p.sha256)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("data: %s has no file %q", name, file)
+}
+
 // checkSHA256 compares the sha256 of the file at path with want (hex).
 func checkSHA256(path, want string) error {
 	f, err := OpenRegular(path)

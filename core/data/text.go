@@ -140,14 +140,14 @@ func OpenText(name, dataDir string) (train, test *TextSet, err error) {
 	all := &TextSet{Classes: 2, Name: name}
 	switch name {
 	case "sentiment":
-		all.ClassNames = []string{"negative", "positive"}
+		parts := make([][]Sentence, len(s.files))
 		for i := range s.files {
-			part, err := LoadSentences(p(i))
-			if err != nil {
+			if parts[i], err = LoadSentences(p(i)); err != nil {
 				return nil, nil, err
 			}
-			all.Samples = append(all.Samples, part...)
 		}
+		train, test = SentimentSet(parts...)
+		return train, test, nil
 	case "spam-assassin":
 		all.ClassNames = []string{"ham", "spam"}
 		if all.Samples, err = readSpamAssassin(p(0)); err != nil {
@@ -172,6 +172,19 @@ func OpenText(name, dataDir string) (train, test *TextSet, err error) {
 	}
 	train, test = all.Split(SplitFrac, SplitSeed)
 	return train, test, nil
+}
+
+// SentimentSet is the sentiment set made of the sentences of its files
+// (ReadSentences of imdb.json, yelp.json and amazon.json, in the order of
+// Files("sentiment")), split as OpenText splits it: the one place that
+// labels and splits them, for the files of a data directory and for those
+// a browser fetched.
+func SentimentSet(parts ...[]Sentence) (train, test *TextSet) {
+	all := &TextSet{Classes: 2, Name: "sentiment", ClassNames: []string{"negative", "positive"}}
+	for _, p := range parts {
+		all.Samples = append(all.Samples, p...)
+	}
+	return all.Split(SplitFrac, SplitSeed)
 }
 
 // cleanSGML decodes the character references of a Reuters story, removes

@@ -9,7 +9,6 @@ import (
 	"github.com/grng/grng/core"
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/core/nn"
-	"github.com/grng/grng/core/text"
 )
 
 // FineTuneName names the fine-tuned classifier on the command line
@@ -34,6 +33,9 @@ var fineTuneParams = []nn.ArchParam{
 type FineTune struct {
 	Tokens, Rank, Alpha int
 	DataDir             string
+	// Pretrained, when set, is the model to fine-tune, already loaded
+	// (ReadPretrained: a browser's fetched files); DataDir is then unused.
+	Pretrained *Pretrained
 }
 
 // ParseFineTune reads a model text "use-lite[:tokens=…,rank=…,alpha=…]";
@@ -97,11 +99,11 @@ func (f FineTune) Build(dev core.Device, in nn.Shape, classes int, loss nn.Loss,
 	if !loss.Func().Labels() {
 		return nil, fmt.Errorf("model %s: a classifier, trained under cross-entropy, not %s", f, loss)
 	}
-	m, _, err := loadCached(f.DataDir)
+	p, err := f.pretrained()
 	if err != nil {
 		return nil, err
 	}
-	c, err := m.Classifier(dev, f.Tokens, classes, seed)
+	c, err := p.Model.Classifier(dev, f.Tokens, classes, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -125,18 +127,7 @@ func (f FineTune) Build(dev core.Device, in nn.Shape, classes int, loss nn.Loss,
 // text's first Tokens ids and nn.PadID after its end (Model.Batch); its
 // Shape is [Tokens 1].
 func (f FineTune) Encode(ts *data.TextSet) (*data.Dataset, error) {
-	m, tok, err := loadCached(f.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([][]int, ts.Len())
-	for i, s := range ts.Samples {
-		ids[i] = tok.Encode(s.Text)
-		if len(ids[i]) > f.Tokens {
-			ids[i] = ids[i][:f.Tokens]
-		}
-	}
-	x, err := m.Batch(ids, f.Tokens)
+	x, err := f.Tokenize(texts(ts))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ts.Name, err)
 	}
@@ -148,38 +139,55 @@ func (f FineTune) Encode(ts *data.TextSet) (*data.Dataset, error) {
 	return ds, ds.Validate()
 }
 
+// texts lists the texts of ts.
+func texts(ts *data.TextSet) []string {
+	out := make([]string, ts.Len())
+	for i, s := range ts.Samples {
+		out[i] = s.Text
+	}
+	return out
+}
+
+// Tokenize lays out texts as the model's input, len(texts) rows of Tokens
+// ids (Model.Batch): each text's first Tokens ids of the model's own
+// SentencePiece vocabulary, nn.PadID after its end.
+func (f FineTune) Tokenize(texts []string) ([]float32, error) {
+	p, err := f.pretrained()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([][]int, len(texts))
+	for i, s := range texts {
+		ids[i] = p.Tokenizer.Encode(s)
+		if len(ids[i]) > f.Tokens {
+			ids[i] = ids[i][:f.Tokens]
+		}
+	}
+	return p.Model.Batch(ids, f.Tokens)
+}
+
+// pretrained is f.Pretrained, or use-lite loaded from f.DataDir once a
+// directory.
+func (f FineTune) pretrained() (*Pretrained, error) {
+	if f.Pretrained != nil {
+		return f.Pretrained, nil
+	}
+	cache.Lock()
+	defer cache.Unlock()
+	if p, ok := cache.m[f.DataDir]; ok {
+		return p, nil
+	}
+	p, err := LoadPretrained(f.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	cache.m[f.DataDir] = p
+	return p, nil
+}
+
 // cache keeps the checked model and its tokenizer by data directory:
 // a run builds its model once a seed and an evaluation twin or two.
 var cache = struct {
 	sync.Mutex
-	m map[string]*cachedModel
-}{m: map[string]*cachedModel{}}
-
-type cachedModel struct {
-	model *Model
-	tok   *text.Tokenizer
-}
-
-// loadCached returns use-lite from dataDir (LoadData, the files checked
-// against their sha256s) and its tokenizer, loaded once a directory.
-func loadCached(dataDir string) (*Model, *text.Tokenizer, error) {
-	cache.Lock()
-	defer cache.Unlock()
-	if c, ok := cache.m[dataDir]; ok {
-		return c.model, c.tok, nil
-	}
-	m, err := LoadData(dataDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := data.FilePath("use-lite", "vocab.json", dataDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	tok, err := text.LoadUSE(p)
-	if err != nil {
-		return nil, nil, err
-	}
-	cache.m[dataDir] = &cachedModel{m, tok}
-	return m, tok, nil
-}
+	m map[string]*Pretrained
+}{m: map[string]*Pretrained{}}

@@ -1,7 +1,10 @@
 package use
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/grng/grng/core/cpu"
@@ -52,7 +55,11 @@ func TestFineTune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, tok, _ := loadCached(dir)
+	p, err := f.pretrained()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, tok := p.Model, p.Tokenizer
 	long := tok.Encode(ts.Samples[2].Text)[:6]
 	want, _ := m.Batch([][]int{tok.Encode("good movie"), nil, long}, 6)
 	for i := range want {
@@ -62,6 +69,20 @@ func TestFineTune(t *testing.T) {
 	}
 	if ds.X[6] != nn.PadID || ds.D != 6 || ds.SampleShape() != (nn.Shape{H: 6, W: 1, C: 1}) || ds.Y[0] != 1 {
 		t.Errorf("Encode: %+v", ds)
+	}
+	// A model loaded elsewhere (a browser's fetched files) replaces the
+	// data directory.
+	g := FineTune{Tokens: 6, Rank: 8, Alpha: 8, DataDir: filepath.Join(t.TempDir(), "none"), Pretrained: p}
+	x, err := g.Tokenize([]string{"good movie", "", ts.Samples[2].Text})
+	if err != nil || !slices.Equal(x, ds.X) {
+		t.Errorf("Tokenize with Pretrained: %v, %v; want %v", x, err, ds.X)
+	}
+	if _, err := g.Build(dev, nn.Shape{H: 6, W: 1, C: 1}, 2, nn.CrossEntropy, 1); err != nil {
+		t.Errorf("Build with Pretrained: %v", err)
+	}
+	g.Pretrained = nil
+	if _, err := g.Tokenize([]string{"x"}); !errors.As(err, new(*data.NotFetchedError)) {
+		t.Errorf("Tokenize from an empty data directory: %v, want a *data.NotFetchedError", err)
 	}
 }
 

@@ -59,16 +59,18 @@
 package use
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 
 	"github.com/grng/grng/core"
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/core/nn"
+	"github.com/grng/grng/core/text"
 	"github.com/grng/grng/core/tfjs"
 )
 
@@ -111,19 +113,83 @@ func Load(dir string) (*Model, error) {
 }
 
 // LoadData loads the registry's use-lite from the data directory dataDir
-// (data.DefaultDir() for the default), after checking every file against
-// its pinned sha256 (data.Verify: an altered shard of the right size is
-// refused there; Load alone checks the sizes): a *data.NotFetchedError
-// when it has not been fetched.
+// (data.DefaultDir() for the default): LoadPretrained's model.
 func LoadData(dataDir string) (*Model, error) {
-	if err := data.Verify("use-lite", dataDir); err != nil {
-		return nil, err
-	}
-	p, err := data.FilePath("use-lite", "model.json", dataDir)
+	p, err := LoadPretrained(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	return Load(filepath.Dir(p))
+	return p.Model, nil
+}
+
+// Pretrained is use-lite as loaded and checked: the encoder's weights and
+// its tokenizer (the model's own SentencePiece vocabulary).
+type Pretrained struct {
+	Model     *Model
+	Tokenizer *text.Tokenizer
+}
+
+// LoadPretrained reads use-lite's files from the data directory dataDir
+// with ReadPretrained (so every file is checked against its pinned sha256:
+// an altered shard of the right size is refused; Load alone checks the
+// sizes): a *data.NotFetchedError when it has not been fetched.
+func LoadPretrained(dataDir string) (*Pretrained, error) {
+	return ReadPretrained(func(file string) ([]byte, error) {
+		p, err := data.FilePath("use-lite", file, dataDir)
+		if err != nil {
+			return nil, err
+		}
+		f, err := data.OpenRegular(p)
+		if err != nil {
+			return nil, fmt.Errorf("use: %w", err)
+		}
+		defer f.Close()
+		return io.ReadAll(f)
+	})
+}
+
+// ReadPretrained loads use-lite from read, which returns the contents of
+// one of its files (data.Files("use-lite")) by name, wherever they come
+// from: a data directory (LoadPretrained) or `native serve` in a browser.
+// Each file is checked against its pinned sha256 (data.CheckFile) before
+// it is parsed; the graph is then checked by FromGraph and the vocabulary
+// read by text.ReadVocab.
+func ReadPretrained(read func(file string) ([]byte, error)) (*Pretrained, error) {
+	get := func(file string) ([]byte, error) {
+		b, err := read(file)
+		if err != nil {
+			return nil, err
+		}
+		if err := data.CheckFile("use-lite", file, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	mj, err := get("model.json")
+	if err != nil {
+		return nil, err
+	}
+	g, err := tfjs.Parse(mj, get)
+	if err != nil {
+		return nil, err
+	}
+	m, err := FromGraph(g)
+	if err != nil {
+		return nil, err
+	}
+	vj, err := get("vocab.json")
+	if err != nil {
+		return nil, err
+	}
+	pieces, err := text.ReadVocab(bytes.NewReader(vj), "use-lite/vocab.json")
+	if err != nil {
+		return nil, err
+	}
+	tok, err := text.NewTokenizer(pieces, text.USEReserved)
+	if err != nil {
+		return nil, err
+	}
+	return &Pretrained{Model: m, Tokenizer: tok}, nil
 }
 
 // FromGraph maps a read graph model onto the encoder, after checking that

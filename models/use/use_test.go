@@ -228,6 +228,46 @@ func TestLoadRefusesAlteredFiles(t *testing.T) {
 	}
 }
 
+// ReadPretrained on the files given as bytes (as a browser fetches them)
+// gives LoadPretrained's model and tokenizer, refuses an altered vocabulary
+// by its sha256 and passes on the reader's error.
+func TestReadPretrained(t *testing.T) {
+	dir := modelDir(t)
+	want, err := LoadPretrained(filepath.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	names, _ := data.Files("use-lite")
+	for _, f := range names {
+		if files[f], err = os.ReadFile(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(f string) ([]byte, error) {
+		if b, ok := files[f]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("no %s", f)
+	}
+	got, err := ReadPretrained(read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Model.embed, want.Model.embed) || !slices.Equal(got.Model.layers[1].v, want.Model.layers[1].v) ||
+		!slices.Equal(got.Tokenizer.Encode("the movie was great"), []int{9, 888, 33, 318}) {
+		t.Error("ReadPretrained differs from LoadPretrained")
+	}
+	files["vocab.json"] = []byte(strings.Replace(string(files["vocab.json"]), `"▁the"`, `"▁teh"`, 1))
+	if _, err := ReadPretrained(read); err == nil || !strings.Contains(err.Error(), "use-lite/vocab.json: sha256") {
+		t.Errorf("an altered vocab.json: %v", err)
+	}
+	delete(files, "group1-shard2of7")
+	if _, err := ReadPretrained(read); err == nil || !strings.Contains(err.Error(), "no group1-shard2of7") {
+		t.Errorf("a missing shard: %v", err)
+	}
+}
+
 func TestBatch(t *testing.T) {
 	m := model(t)
 	x, err := m.Batch([][]int{{3, 4}, {}, {5, 6, 7}}, 3)

@@ -11,7 +11,8 @@
 // refused with 400; data files are opened inside the data directory
 // (data.OpenRegularInRoot), so neither ".." nor a symbolic link can leave
 // it, and only regular files (no FIFO, device or directory) are served
-// (404). Only GET and HEAD are served. A loopback server names its
+// (404; a registered set's own file that is missing gets a 404 whose body
+// names the command that fetches it). Only GET and HEAD are served. A loopback server names its
 // addresses in Config.Hosts and refuses other Host headers (DNS
 // rebinding). What a request controls is quoted in the log.
 package server
@@ -268,6 +269,11 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request, rel string) 
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			h.logf("refused data file %q: %q", set+"/"+file, err.Error())
+		} else if files, _ := data.Files(set); slices.Contains(files, file) {
+			// One of the set's own files: it has not been fetched here.
+			h.logf("%s is not fetched in %s: native data fetch %s", set, h.cfg.DataDir, set)
+			http.Error(w, NotFetchedMessage(set), http.StatusNotFound)
+			return
 		}
 		http.NotFound(w, r)
 		return
@@ -280,6 +286,13 @@ func (h *Handler) serveData(w http.ResponseWriter, r *http.Request, rel string) 
 	}
 	w.Header().Set("Content-Type", dataType(file))
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// NotFetchedMessage is the body of the 404 for a file of a registered
+// set that the server's data directory lacks (the directory itself is not
+// named to the browser): the command that fetches it.
+func NotFetchedMessage(set string) string {
+	return fmt.Sprintf("data set %s is not fetched on this server: run  native data fetch %s  and reload", set, set)
 }
 
 // NewHTTPServer returns an http.Server for h with the timeouts a local

@@ -202,15 +202,16 @@ func TestRefused(t *testing.T) {
 		{"//etc/passwd", 400},
 		{"/data//etc/passwd", 400},
 		{"/data/iris//iris.csv", 400},
-		{"/data/iris/escape.csv", 404},  // a symbolic link leaving the set's folder
-		{"/data/wine/secret.txt", 404},  // a set folder linked outside the data dir
-		{"/data/iris/.partial", 404},    // hidden files
-		{"/data/iris/", 404},            // no listings
-		{"/data/iris", 404},             //
-		{"/data/iris/sub", 404},         // a folder
-		{"/data/secret.txt", 404},       // not in a set
-		{"/data/unknown/iris.csv", 404}, // not a registered set
-		{"/data/fashion-mnist/x", 404},  // registered, not fetched
+		{"/data/iris/escape.csv", 404},                          // a symbolic link leaving the set's folder
+		{"/data/wine/secret.txt", 404},                          // a set folder linked outside the data dir
+		{"/data/iris/.partial", 404},                            // hidden files
+		{"/data/iris/", 404},                                    // no listings
+		{"/data/iris", 404},                                     //
+		{"/data/iris/sub", 404},                                 // a folder
+		{"/data/secret.txt", 404},                               // not in a set
+		{"/data/unknown/iris.csv", 404},                         // not a registered set
+		{"/data/fashion-mnist/x", 404},                          // registered, not fetched, not its file
+		{"/data/fashion-mnist/train-images-idx3-ubyte.gz", 404}, // its file, not fetched
 		{"/etc/passwd", 404},
 		{"/go.mod", 404},
 		{"/favicon.ico", 404},
@@ -221,6 +222,23 @@ func TestRefused(t *testing.T) {
 		}
 		if strings.Contains(w.Body.String(), "secret") && !strings.Contains(w.Body.String(), "bad request") {
 			t.Errorf("GET %s leaked the secret: %q", tc.target, w.Body)
+		}
+	}
+}
+
+// A registered set's own file that is not fetched is refused with the
+// command that fetches it (and not the data directory's path); any other
+// missing file with a plain 404.
+func TestNotFetched(t *testing.T) {
+	h, dataDir := testSite(t)
+	for _, tc := range []struct{ target, want string }{
+		{"/data/use-lite/model.json", "data set use-lite is not fetched on this server: run  native data fetch use-lite"},
+		{"/data/sentiment/imdb.json", "native data fetch sentiment"},
+		{"/data/use-lite/other.json", "404 page not found"},
+	} {
+		w := get(h, "GET", tc.target)
+		if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), tc.want) || strings.Contains(w.Body.String(), dataDir) {
+			t.Errorf("GET %s: %d %q, want 404 with %q", tc.target, w.Code, w.Body, tc.want)
 		}
 	}
 }

@@ -22,12 +22,33 @@
 //                    deviceReady
 //   grng.train({opt, steps, device, seed, batch, hp, model, evalEvery, schedule})
 //                    a Promise of the result of a training run on digits
+//   grng.lesson      "finetune" with ?lesson=finetune (the fine-tuning
+//                    lesson, no canvas), "" otherwise
+//   grng.ft          the fine-tuning lesson: phase ("fetching the model",
+//                    "fetching the sentences", "building the models",
+//                    "training", "paused", "done", "error"), error, device,
+//                    config {tokens, batch, rank, alpha, heldOut, evalEvery,
+//                    steps, seed}, files [{name, bytes}], modelBytes, modelMs (the
+//                    model fetched and loaded), modelFetchMs (of which the
+//                    fetches), dataBytes, dataMs, trainN, buildMs (the two
+//                    models and optimizers built, the sentence classified),
+//                    firstStep (ms after navigation), text (the sentence
+//                    last classified), models [{opt, hp, note, step,
+//                    loss, acc (held-out; null before the first
+//                    evaluation), accStep, probs, stepsPerSec}]
+//   grng.ftText      the sentence the lesson classifies (the text box sets it)
+//   grng.ftPaused    true pauses the lesson's training (the Pause button)
 "use strict";
 (() => {
   const params = new URLSearchParams(location.search);
   const requested = (params.get("device") || "auto").toLowerCase();
+  const lesson = params.get("lesson") === "finetune" ? "finetune" : "";
   const g = (window.grng = {
     version: 1,
+    lesson,
+    ft: null,
+    ftText: "",
+    ftPaused: false,
     phase: "loading",
     ready: false,
     error: "",
@@ -157,6 +178,9 @@
     pill.title = g.fallback || g.deviceName;
     if (g.error) {
       run.textContent = g.error;
+    } else if (lesson) {
+      const ft = g.ft;
+      run.textContent = !ft ? g.phase + "…" : ft.error ? "fine-tuning failed: " + ft.error : "fine-tuning: " + ft.phase;
     } else if (g.runError && !g.busy) {
       run.textContent = "training failed: " + g.runError;
     } else if (g.opt) {
@@ -176,6 +200,18 @@
     if (g.optimizers.length && sel.options.length !== g.optimizers.length) {
       sel.replaceChildren(...g.optimizers.map((n) => new Option(n, n, n === "ring", n === "ring")));
     }
+    const lk = $("grng-lesson");
+    const lp = new URLSearchParams(location.search);
+    if (lesson) {
+      lp.delete("lesson");
+      lk.textContent = "back to the labs";
+    } else {
+      lp.set("lesson", "finetune");
+      lk.textContent = "fine-tune a transformer";
+    }
+    const lq = lp.toString();
+    lk.href = lq ? "?" + lq : location.pathname;
+    if (lesson) renderFinetune();
     const sw = $("grng-switch");
     const p = new URLSearchParams(location.search);
     if (g.device === "cpu" && requested === "cpu") {
@@ -187,6 +223,51 @@
     }
     const q = p.toString();
     sw.href = q ? "?" + q : location.pathname;
+  }
+
+  const mib = (n) => (n / (1 << 20)).toFixed(1) + " MiB";
+  const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(1) + "%");
+
+  // renderFinetune shows grng.ft in the lesson's panel.
+  function renderFinetune() {
+    const ft = g.ft;
+    const st = $("grng-ft-status");
+    if (!ft) {
+      st.textContent = g.error || "starting…";
+      return;
+    }
+    const c = ft.config || {};
+    let msg = ft.error ? "Failed: " + ft.error : ft.phase.charAt(0).toUpperCase() + ft.phase.slice(1);
+    if (ft.device) msg += " on " + (ft.device === "webgpu" ? "WebGPU" : "the CPU");
+    if (ft.trainN) msg += ` · ${ft.trainN} training sentences, batches of ${c.batch}, ${c.tokens} tokens a sentence`;
+    if (ft.firstStep) msg += ` · first step ${(ft.firstStep / 1000).toFixed(1)} s after the page opened`;
+    st.textContent = msg;
+    $("grng-ft-pause").textContent = g.ftPaused ? "Resume" : "Pause";
+    $("grng-ft-pause").disabled = !ft.models || ft.phase === "done";
+    (ft.models || []).forEach((m, i) => {
+      const el = $("grng-ft-m" + i);
+      if (!el) return;
+      el.querySelector(".note").textContent = m.note;
+      const [neg, pos] = m.probs || [null, null];
+      const pred = el.querySelector(".pred");
+      if (pos === null) {
+        pred.textContent = "–";
+      } else {
+        pred.textContent = (pos >= 0.5 ? "positive " + pct(pos) : "negative " + pct(neg)) + (ft.text !== g.ftText ? " …" : "");
+      }
+      el.querySelector("meter").value = pos === null ? 0.5 : pos;
+      el.querySelector(".stats").textContent =
+        `step ${m.step}/${c.steps} · batch loss ${fmt(m.loss, 3)} · held-out accuracy ` +
+        (m.acc === null ? `at step ${c.evalEvery}` : `${pct(m.acc)} (${c.heldOut} sentences, at step ${m.accStep})`) +
+        (m.stepsPerSec ? ` · ${fmt(m.stepsPerSec, 2)} steps/s` : "");
+    });
+    if (ft.files) {
+      $("grng-ft-sizes").textContent =
+        `Model: ${ft.files.length} files, ${mib(ft.modelBytes)} (${ft.files.map((f) => f.name + " " + mib(f.bytes)).join(", ")}),` +
+        ` fetched and loaded by the Go loader in ${(ft.modelMs / 1000).toFixed(1)} s` +
+        ` (the fetches ${(ft.modelFetchMs / 1000).toFixed(1)} s); sentences ${mib(ft.dataBytes || 0)}` +
+        (ft.dataMs ? `, fetched and tokenized in ${(ft.dataMs / 1000).toFixed(1)} s` : "") + ".";
+    }
   }
 
   // The status bar wraps where the page is narrow: keep the body (and so
@@ -206,6 +287,19 @@
   function wire() {
     if (window.ResizeObserver) new ResizeObserver(fitBody).observe($("grng-bar"));
     fitBody();
+    if (lesson) {
+      $("grng-digits").hidden = true;
+      $("grng-ft").hidden = false;
+      const box = $("grng-ft-text");
+      g.ftText = box.value;
+      box.addEventListener("input", () => {
+        g.ftText = box.value;
+      });
+      $("grng-ft-pause").addEventListener("click", () => {
+        g.ftPaused = !g.ftPaused;
+        render();
+      });
+    }
     $("grng-train").addEventListener("click", () => {
       const steps = Math.max(1, Math.min(100000, parseInt($("grng-steps").value, 10) || 200));
       g.train({ opt: $("grng-opt").value, steps }).catch((e) => {

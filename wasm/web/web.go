@@ -44,3 +44,11 @@ const (
 	WasmExecName = "wasm_exec.js" // the Go toolchain's JS support file
 	DataPrefix   = "data/"        // data sets: data/NAME/FILE
 )
+
+// PageData lists the registered data sets (and models) the page fetches
+// from the server under DataPrefix, each with what it is for.
+var PageData = []struct{ Name, For string }{
+	{"digits", "digits training"},
+	{"use-lite", "fine-tuning lesson (?lesson=finetune)"},
+	{"sentiment", "fine-tuning lesson (?lesson=finetune)"},
+}
