@@ -57,7 +57,11 @@
 #
 #   CPU=1 DATA_DIR=$HOME/.cache/grng bash gpu/gpubench.sh
 #
-# Environment (all optional): OUT, BIN, DATA_DIR, PYTHON, DEVICES ("xla
+# QUICK=1 bash gpu/gpubench.sh is a shorter first run, meant to fit about a
+# quarter of an hour (not yet timed): no parity tests, GEMM at n = 1024 and
+# 4096, the fp32 mode only, 120-step runs, one race round.
+#
+# Environment (all optional): QUICK, OUT, BIN, DATA_DIR, PYTHON, DEVICES ("xla
 # webgpu"), MODELS ("mlp vit use"), OPTS (grng, "adamw ngd ring"),
 # TORCH_OPTS ("adamw,kfac"), STEPS (220), WARMUP (20), STEPS_USE (120),
 # RACE_ROUNDS (2), RACE_OPTS ("adamw ring ngd"), RACE_EPOCHS (1), TARGET
@@ -91,6 +95,14 @@ if [[ -n $CPU ]]; then
 	DOC=${DOC:-$OUT/gpu.md}
 	TORCH_DEVICE=cpu
 	export GEMM_SIZES=${GEMM_SIZES:-256} NS_SIZES=${NS_SIZES:-128} COMPARE_KERNELS=${COMPARE_KERNELS:-0}
+fi
+if [[ -n ${QUICK:-} && -z $CPU ]]; then
+	# a first run in about a quarter of an hour (estimated, not yet timed):
+	# no parity tests, two GEMM sizes, one precision and recording mode,
+	# shorter step runs, one race round
+	export SKIP_PARITY=${SKIP_PARITY-1} SIZES=${SIZES:-1024,4096} KS=${KS:-10} MODES=${MODES:-fp32} RECORDS=${RECORDS:-on}
+	export GEMM_SIZES=${GEMM_SIZES:-1024,4096} NS_SIZES=${NS_SIZES:-1024} COMPARE_KERNELS=${COMPARE_KERNELS:-0}
+	STEPS=${STEPS:-120} STEPS_USE=${STEPS_USE:-60} RACE_ROUNDS=${RACE_ROUNDS:-1}
 fi
 DEVICES=${DEVICES:-xla webgpu}
 RACE_DEVICES=${RACE_DEVICES:-$DEVICES}
@@ -161,6 +173,7 @@ json.dump({"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "card": """$card""", "cpu":
 PY
 [[ -n $card ]] && log "card $card"
 
+log "1. the xla device"
 if [[ -n $CPU && -x $BIN/xlabench ]]; then
 	# CPU mode: the xla script needs the CUDA plugin; its GEMM rows on SimpleGo
 	mkdir -p "$OUT/xla"
@@ -173,8 +186,8 @@ if [[ -n $CPU && -x $BIN/xlabench ]]; then
 elif [[ -n ${SKIP_XLA:-} ]]; then
 	status xla "skipped${CPU:+ (CPU mode: it needs the CUDA PJRT plugin)}"
 else
-	log "1. gpu/xla/gpubench.sh"
-	if OUT=$OUT/xla BIN=$BIN PYTHON=$PYTHON bash "$here/xla/gpubench.sh" >"$OUT/xla.log" 2>&1; then
+	# (STEPS, WARMUP and OPTS mean other things there: its own defaults)
+	if env -u STEPS -u WARMUP -u OPTS OUT="$OUT/xla" BIN="$BIN" PYTHON="$PYTHON" bash "$here/xla/gpubench.sh" >"$OUT/xla.log" 2>&1; then
 		status xla ok
 	else
 		status xla "failed (exit $?): see xla.log"
@@ -187,7 +200,7 @@ if [[ -n ${SKIP_WEBGPU:-} ]]; then
 else
 	log "2. gpu/webgpu/gpubench.sh"
 	mkdir -p "$OUT/webgpu"
-	if OUT=$OUT/webgpu GPUBENCH_BIN=$BIN/gpubench NATIVE_BIN=$NATIVE RACE_ROUNDS=0 STEP_OPTS="" bash "$here/webgpu/gpubench.sh" >"$OUT/webgpu.log" 2>&1; then
+	if OUT=$OUT/webgpu GPUBENCH_BIN=$BIN/gpubench NATIVE_BIN=$NATIVE PYTHON=$PYTHON RACE_ROUNDS=0 STEP_OPTS="" bash "$here/webgpu/gpubench.sh" >"$OUT/webgpu.log" 2>&1; then
 		status webgpu ok
 	else
 		status webgpu "failed (exit $?): see webgpu.log"
@@ -235,7 +248,7 @@ model_args() { # model_args KEY: the data, model and batch of a model
 log "3. per-step times: grng on $DEVICES"
 for m in $MODELS; do
 	if [[ $m == use && ! (-d $DATA_DIR/use-lite && -d $DATA_DIR/sentiment) ]]; then
-		status use "skipped: no use-lite/ or sentiment/ in $DATA_DIR"
+		status use "skipped: no use-lite/ or sentiment/ in DATA_DIR"
 		continue
 	fi
 	n=$STEPS

@@ -221,7 +221,8 @@ def section(out):
     w(f"The MNIST MLP, batch 128, {meta['race_epochs']:g} epoch(s) of the full training set, the test set evaluated every "
       f"{meta['eval_every']} steps; {meta['race_rounds']} round(s), the runs of a round one after the other. "
       f"\"{100 * meta['target']:g}% at\" is the training time until the first evaluation at the target: the sum of the step "
-      "times, the first step (where XLA compiles its programs and PyTorch warms up cuBLAS) included, the evaluations not. "
+      "times, the first step (where XLA compiles its programs and PyTorch warms up cuBLAS) included, the evaluations not "
+      "(WebGPU builds its pipelines when the device opens, before the first step: that is in \"process\" only). "
       "\"process\" is the wall time of the whole run's process (start, data, device, compilation, the epoch, every "
       "evaluation). grng's figures are `native train`'s time_to_target_seconds; PyTorch's are measured the same way.")
     w("")
@@ -270,7 +271,10 @@ def section(out):
             w(f"<details><summary>{title}</summary>")
             w("")
             w("```")
-            w(open(p).read().rstrip())
+            # the output without the machine's paths and the driver's noise
+            keep = [l for l in open(p).read().rstrip().splitlines()
+                    if not re.match(r"(VK_DRIVER_FILES=|error: XDG_RUNTIME_DIR|gpubench: libvulkan)", l)]
+            w("\n".join(keep))
             w("```")
             w("")
             w("</details>")
