@@ -95,7 +95,8 @@ def section(out):
     tsteps = jsonl(os.path.join(out, "torch-steps.jsonl"))
     trace = [r for r in jsonl(os.path.join(out, "torch-race.jsonl")) if r.get("what") == "race"]
     torch_meta = next((r for r in tsteps + trace), None)
-    card = meta.get("card") or (torch_meta or {}).get("device") or "no GPU found"
+    tdev = (torch_meta or {}).get("device", "")
+    card = meta.get("card") or (tdev if tdev and not tdev.startswith("cpu") else "") or "none found (nvidia-smi gave no GPU)"
     L = []
     w = L.append
     if meta.get("cpu_mode"):
@@ -126,8 +127,9 @@ def section(out):
     # --- per-step times
     w("### Per-step time")
     w("")
-    w(f"Milliseconds a step, median (mean) over steps {warmup + 1}–{meta['steps']} "
-      f"({meta['steps_use']} steps for the fine-tuning model), each run its own process. "
+    w(f"Milliseconds a step, median (mean) over steps {warmup + 1}–{meta['steps']}"
+      + (f" ({warmup + 1}–{meta['steps_use']} for the fine-tuning model)" if "use" in meta["models"] else "")
+      + ", each run its own process. "
       "K-FAC is grng's `ngd` preset (factors every F = 10 steps, inverses every S = 100 by Cholesky in float64 on the "
       "host, factored Tikhonov damping ρ = 1e-4 with Levenberg–Marquardt, KL clip 0.01) and, in PyTorch, the K-FAC that "
       "`gpu/torchbench.py` writes on the same schedule and rules (Cholesky in float32 on the device); the mean spreads its refreshes over "
