@@ -265,6 +265,11 @@ if [[ -n ${SKIP_TORCH:-} ]]; then
 	status torch skipped
 else
 	log "3. per-step times: PyTorch on $TORCH_DEVICE"
+	if "$PYTHON" "$here/torchbench.py" check --data "$DATA_DIR" --device "$TORCH_DEVICE" >"$OUT/torch-check.jsonl" 2>&1; then
+		status torch-check "ok: the K-FAC statistics of gpu/torchbench.py match per-sample gradients taken one at a time"
+	else
+		status torch-check "failed: see torch-check.jsonl"
+	fi
 	tm=$(echo "$MODELS" | tr ' ' '\n' | grep -x -e mlp -e vit | paste -sd, -)
 	if [[ -n $tm ]] && ! "$PYTHON" "$here/torchbench.py" steps --data "$DATA_DIR" --device "$TORCH_DEVICE" \
 		--models "$tm" --opts "$TORCH_OPTS" --steps "$STEPS" --warmup "$WARMUP" >"$OUT/torch-steps.jsonl" 2>"$OUT/torch-steps.log"; then

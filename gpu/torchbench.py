@@ -43,6 +43,7 @@ computed on the device (no host sync a step), as a PyTorch user would.
 Usage:
   torchbench.py steps --data DIR [--device cuda] [--models mlp,vit] [--opts adamw,kfac]
                       [--steps 220] [--warmup 20]
+  torchbench.py check --data DIR [--device cuda]   (K-FAC's statistics against brute force)
   torchbench.py race  --data DIR [--device cuda] [--opts adamw,kfac] [--target 0.97]
                       [--epochs 1] [--eval-every 10] [--batch 128]
 
@@ -489,10 +490,45 @@ def cmd_race(a, dev):
         del model, opt
 
 
+def cmd_check(a, dev):
+    """The K-FAC statistics written by hand against brute force, on a ViT
+    and 4 random images: the diagonal blocks (layer norms, positions)
+    against per-sample gradients taken one sample at a time, the
+    classifier's Γ against softmax − one-hot of the sampled labels."""
+    torch.manual_seed(a.seed)
+    model = ViT().to(dev)
+    opt = KFAC(model, decay=0.0)
+    x = torch.rand(4, 784, device=dev)
+    opt.capture = True
+    logits = model(x)
+    opt.capture = False
+    torch.manual_seed(a.seed + 1)
+    opt._factors(logits, 4)
+    torch.manual_seed(a.seed + 1)
+    ys = torch.multinomial(torch.softmax(logits.detach(), -1), 1).squeeze(1)
+    worst = 0.0
+    for mod, st in opt.diag:
+        ps = list(mod.parameters())
+        want = [torch.zeros_like(p) for p in ps]
+        for i in range(4):
+            gs = torch.autograd.grad(F.cross_entropy(model(x[i : i + 1]), ys[i : i + 1], reduction="sum"), ps)
+            for w, g in zip(want, gs):
+                w += g * g / 4
+        for j, w in enumerate(want):
+            worst = max(worst, ((st[j] - w).abs().max() / w.abs().max()).item())
+    e = torch.softmax(logits.detach(), -1) - F.one_hot(ys, 10).float()
+    G = opt.kron[-1][1]["G"]
+    gerr = ((G - e.T @ e / 4).abs().max() / (e.T @ e / 4).abs().max()).item()
+    ok = worst < 1e-4 and gerr < 1e-4
+    print(json.dumps({"what": "check", "diag_max_rel_err": worst, "classifier_G_rel_err": gerr, "ok": ok}))
+    if not ok:
+        sys.exit("torchbench: K-FAC statistics do not match the brute-force ones")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("steps", "race"):
+    for name in ("steps", "race", "check"):
         s = sub.add_parser(name)
         s.add_argument("--data", required=True, help="grng's data folder, holding mnist/")
         s.add_argument("--device", default="cuda", help="cuda or cpu")
@@ -524,7 +560,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = a.tf32
         torch.backends.cudnn.allow_tf32 = a.tf32
         torch.set_float32_matmul_precision("high" if a.tf32 else "highest")
-    {"steps": cmd_steps, "race": cmd_race}[a.cmd](a, dev)
+    {"steps": cmd_steps, "race": cmd_race, "check": cmd_check}[a.cmd](a, dev)
 
 
 if __name__ == "__main__":
