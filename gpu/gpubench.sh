@@ -48,7 +48,8 @@
 # grng data folder: mnist/ is needed, sentiment/ and use-lite/ for the
 # fine-tuning rows, which are skipped, saying so, without them.) The machine
 # needs what gpu/xla/gpubench.sh lists (jax-cuda13-pjrt 0.11.2 with its
-# NVIDIA wheels) and PyTorch with CUDA. About 30–40 minutes on an H100/H200.
+# NVIDIA wheels) and PyTorch with CUDA. Bring back docs/bench/gpu.md and $OUT.
+# Not yet run on a GPU: budget about half an hour for a first full run.
 #
 # CPU mode, the whole script at tiny sizes on a machine without a GPU (the
 # xla device on SimpleGo, WebGPU on a CPU adapter such as lavapipe, PyTorch
