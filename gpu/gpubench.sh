@@ -53,8 +53,9 @@
 #
 # CPU mode, the whole script at tiny sizes on a machine without a GPU (the
 # xla device on SimpleGo, WebGPU on a CPU adapter such as lavapipe, PyTorch
-# on the CPU), to check that every part runs; it writes $OUT/gpu.md, not
-# docs/bench/gpu.md:
+# on the CPU; the race on the cpu device, SimpleGo being slow), to check
+# that every part runs (about 25 minutes on two busy cores); it writes
+# $OUT/gpu.md, not docs/bench/gpu.md:
 #
 #   CPU=1 DATA_DIR=$HOME/.cache/grng bash gpu/gpubench.sh
 #
