@@ -267,6 +267,10 @@ if [[ -n ${SKIP_TORCH:-} ]]; then
 	status torch skipped
 else
 	log "3. per-step times: PyTorch on $TORCH_DEVICE"
+	# PyTorch's AdamW and K-FAC at the defaults of the grng binary measured
+	hp_of() { "$NATIVE" train --list-hp "$1" | sed -n 's/^  --hp "\(.*\)"$/\1/p'; }
+	adamw_hp=$(hp_of adamw) kfac_hp=$(hp_of ngd)
+	[[ -n $adamw_hp && -n $kfac_hp ]] || die "cannot read the adamw and ngd defaults from $NATIVE train --list-hp"
 	if "$PYTHON" "$here/torchbench.py" check --data "$DATA_DIR" --device "$TORCH_DEVICE" >"$OUT/torch-check.jsonl" 2>&1; then
 		status torch-check "ok: the K-FAC statistics of gpu/torchbench.py match per-sample gradients taken one at a time"
 	else
@@ -274,7 +278,8 @@ else
 	fi
 	tm=$(echo "$MODELS" | tr ' ' '\n' | grep -x -e mlp -e vit | paste -sd, -)
 	if [[ -n $tm ]] && ! "$PYTHON" "$here/torchbench.py" steps --data "$DATA_DIR" --device "$TORCH_DEVICE" \
-		--models "$tm" --opts "$TORCH_OPTS" --steps "$STEPS" --warmup "$WARMUP" >"$OUT/torch-steps.jsonl" 2>"$OUT/torch-steps.log"; then
+		--models "$tm" --opts "$TORCH_OPTS" --steps "$STEPS" --warmup "$WARMUP" --adamw-hp "$adamw_hp" --kfac-hp "$kfac_hp" \
+		>"$OUT/torch-steps.jsonl" 2>"$OUT/torch-steps.log"; then
 		status torch "steps failed: see torch-steps.log"
 	fi
 fi
@@ -299,7 +304,7 @@ for r in $(seq "$RACE_ROUNDS"); do
 		t0=$(date +%s%N)
 		if ! "$PYTHON" "$here/torchbench.py" race --data "$DATA_DIR" --device "$TORCH_DEVICE" --opts "$opt" \
 			--epochs "$RACE_EPOCHS" --eval-every "$EVAL_EVERY" --target "$TARGET" --round "$r" \
-			--process-start-ns "$t0" >>"$OUT/torch-race.jsonl" 2>>"$OUT/torch-race.log"; then
+			--process-start-ns "$t0" --adamw-hp "$adamw_hp" --kfac-hp "$kfac_hp" >>"$OUT/torch-race.jsonl" 2>>"$OUT/torch-race.log"; then
 			status torch "race round $r $opt failed: see torch-race.log"
 		fi
 	done

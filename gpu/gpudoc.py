@@ -80,6 +80,12 @@ def grng_run(out, idx, warmup):
     return r
 
 
+def hp_text(records, key):
+    """The hyperparameters PyTorch ran with, as k=v."""
+    hp = next((r[key] for r in records if key in r), None)
+    return ", ".join(f"{k} {v:g}" for k, v in hp.items()) if hp else "not recorded"
+
+
 def model_key(spec):
     if spec.startswith("vit"):
         return "vit"
@@ -130,9 +136,11 @@ def section(out):
     w(f"Milliseconds a step, median (mean) over steps {warmup + 1}–{meta['steps']}"
       + (f" ({warmup + 1}–{meta['steps_use']} for the fine-tuning model)" if "use" in meta["models"] else "")
       + ", each run its own process. "
-      "K-FAC is grng's `ngd` preset (factors every F = 10 steps, inverses every S = 100 by Cholesky in float64 on the "
-      "host, factored Tikhonov damping ρ = 1e-4 with Levenberg–Marquardt, KL clip 0.01) and, in PyTorch, the K-FAC that "
-      "`gpu/torchbench.py` writes on the same schedule and rules (Cholesky in float32 on the device); the mean spreads its refreshes over "
+      "K-FAC is grng's `ngd` preset (factors every F steps, inverses every S by Cholesky in float64 on the "
+      "host, factored Tikhonov damping adapted by Levenberg–Marquardt, KL clipping) and, in PyTorch, the K-FAC that "
+      "`gpu/torchbench.py` writes on the same schedule and rules (Cholesky in float32 on the device), both at the "
+      f"binary's `ngd` defaults ({hp_text(tsteps + trace, 'kfac_hp')}); PyTorch's AdamW at its `adamw` defaults "
+      f"({hp_text(tsteps + trace, 'adamw_hp')}). The mean spreads K-FAC's refreshes over "
       "the steps, the median is a step without one. RING is grng's `ring` at its defaults (S = 8, Newton–Schulz).")
     w("")
     for m in meta["models"]:

@@ -25,7 +25,10 @@ AdamW is torch.optim.AdamW at grng's defaults (lr 3e-3, β 0.9/0.999, ε 1e-8,
 weight decay 0.01 on every parameter, as grng decays its bias rows too).
 
 K-FAC is written here (class KFAC) on the schedule and rules of grng's `ngd`
-preset (native train --list-hp ngd): Kronecker factors of every linear layer
+preset (native train --list-hp ngd; gpu/gpubench.sh passes that binary's
+defaults with --kfac-hp, and adamw's with --adamw-hp, and values this file
+does not implement are refused; the defaults below are ngd's when it was
+written): Kronecker factors of every linear layer
 (its bias as an extra input column; over tokens, every token a row:
 K-FAC-expand), diagonal blocks for the layer norms and position embeddings,
 from labels sampled from the model (true Fisher) every F = 10 steps into
@@ -218,6 +221,7 @@ class KFAC:
 
     def __init__(self, model, lr=1.0, rho=1e-4, phi=0.995, T=5, S=100, Fevery=10, decay=0.95, klclip=0.01):
         self.model, self.lr, self.rho, self.phi, self.T, self.S, self.F = model, lr, rho, phi, T, S, Fevery
+        self.rho0 = rho
         self.decay, self.klclip = decay, klclip
         self.k = 0
         self.capture = False
@@ -366,10 +370,17 @@ class KFAC:
 class AdamW:
     """torch.optim.AdamW at grng's adamw defaults, with the schedule factor."""
 
-    def __init__(self, model, lr=3e-3):
+    def __init__(self, model, lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.01):
         self.model, self.lr = model, lr
         kw = {"foreach": True} if next(model.parameters()).is_cuda else {}
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, **kw)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd, **kw)
+
+    @classmethod
+    def from_hp(cls, model, hp):
+        """From grng's adamw hyperparameters (native train --list-hp adamw)."""
+        if hp.get("warmup", 0) != 0:
+            raise ValueError("adamw: warmup > 0 is not written here")
+        return cls(model, **{k: hp[k] for k in ("lr", "beta1", "beta2", "eps", "wd") if k in hp})
 
     def step(self, x, y, sched):
         for g in self.opt.param_groups:
@@ -382,6 +393,45 @@ class AdamW:
 
 
 OPTS = {"adamw": AdamW, "kfac": KFAC}
+
+# What this file implements of grng's ngd hyperparameters; any other value
+# of these is refused rather than silently run differently.
+KFAC_FIXED = {"damping": 2, "fisher": 0, "reduce": 0, "eigen": 0, "gamma": 0, "momentum": 0, "follow": 0}
+
+
+def kfac_from_hp(model, hp):
+    """K-FAC from grng's ngd hyperparameters (native train --list-hp ngd)."""
+    for k, want in KFAC_FIXED.items():
+        if k in hp and hp[k] != want:
+            raise ValueError(f"kfac: {k}={hp[k]:g} is not written here (only {k}={want})")
+    names = {"lr": "lr", "rho": "rho", "phi": "phi", "T": "T", "S": "S", "F": "Fevery", "decay": "decay", "klclip": "klclip"}
+    kw = {names[k]: (int(v) if k in ("T", "S", "F") else v) for k, v in hp.items() if k in names}
+    return KFAC(model, **kw)
+
+
+def parse_hp(spec):
+    """grng's --hp form, "k=v,k=v", as a dict of floats."""
+    out = {}
+    for kv in filter(None, (x.strip() for x in (spec or "").split(","))):
+        k, _, v = kv.partition("=")
+        out[k] = float(v)
+    return out
+
+
+def make_opt(name, model, a):
+    if name == "adamw":
+        return AdamW.from_hp(model, parse_hp(a.adamw_hp))
+    if name == "kfac":
+        return kfac_from_hp(model, parse_hp(a.kfac_hp))
+    raise ValueError(f"unknown optimizer {name} (want adamw or kfac)")
+
+
+def hp_record(opt):
+    if isinstance(opt, KFAC):
+        return {"kfac_hp": {"lr": opt.lr, "rho": opt.rho0, "phi": opt.phi, "T": opt.T, "S": opt.S, "F": opt.F,
+                            "decay": opt.decay, "klclip": opt.klclip}}
+    g = opt.opt.param_groups[0]
+    return {"adamw_hp": {"lr": opt.lr, "beta1": g["betas"][0], "beta2": g["betas"][1], "eps": g["eps"], "wd": g["weight_decay"]}}
 
 
 # --- runs ---------------------------------------------------------------------------
@@ -428,7 +478,7 @@ def cmd_steps(a, dev):
         for oname in a.opts.split(","):
             torch.manual_seed(a.seed)
             model = cls().to(dev)
-            opt = OPTS[oname](model)
+            opt = make_opt(oname, model, a)
             gen = torch.Generator().manual_seed(a.seed)
             it = batches(xtr.shape[0], batch, gen, dev)
             ms, loss0, loss = [], None, None
@@ -445,7 +495,7 @@ def cmd_steps(a, dev):
             r = header(dev)
             r.update(what="steps", model=spec, batch=batch, opt=oname, steps=a.steps, warmup=a.warmup,
                      ms_median=statistics.median(timed), ms_mean=statistics.mean(timed), first_ms=ms[0],
-                     loss_first=loss0, loss_last=loss.item(), params=sum(p.numel() for p in model.parameters()))
+                     loss_first=loss0, loss_last=loss.item(), params=sum(p.numel() for p in model.parameters()), **hp_record(opt))
             if oname == "kfac":
                 r.update(blocks=opt.L, rho_last=opt.rho)
             print(json.dumps(r), flush=True)
@@ -461,7 +511,7 @@ def cmd_race(a, dev):
         wall0 = time.perf_counter()
         start_ns = a.process_start_ns if i == 0 else time.time_ns()  # the process's start for its first run
         model = cls().to(dev)
-        opt = OPTS[oname](model)
+        opt = make_opt(oname, model, a)
         gen = torch.Generator().manual_seed(a.seed)
         it = batches(xtr.shape[0], a.batch, gen, dev)
         train_s, hit_s, hit_step, hit_wall, first_ms, acc = 0.0, None, None, None, None, float("nan")
@@ -485,7 +535,7 @@ def cmd_race(a, dev):
         r.update(what="race", round=a.round, model=spec, batch=a.batch, opt=oname, epochs=a.epochs, target=a.target,
                  eval_every=a.eval_every, steps=len(ms), time_to_target_s=hit_s, steps_to_target=hit_step,
                  wall_to_target_s=hit_wall, first_ms=ms[0], ms_mean_rest=statistics.mean(ms[1:]) if len(ms) > 1 else None,
-                 train_s=train_s, test_acc=acc, wall_ms=(time.time_ns() - start_ns) / 1e6)
+                 train_s=train_s, test_acc=acc, wall_ms=(time.time_ns() - start_ns) / 1e6, **hp_record(opt))
         print(json.dumps(r), flush=True)
         del model, opt
 
@@ -534,6 +584,8 @@ def main():
         s.add_argument("--device", default="cuda", help="cuda or cpu")
         s.add_argument("--seed", type=int, default=1)
         s.add_argument("--tf32", action="store_true", help="allow TF32 products (default: IEEE float32, as grng's fp32 rows)")
+        s.add_argument("--adamw-hp", default="", help="grng's adamw hyperparameters, \"k=v,...\" (the defaults of native train --list-hp adamw)")
+        s.add_argument("--kfac-hp", default="", help="grng's ngd hyperparameters, \"k=v,...\" (the defaults of native train --list-hp ngd)")
     s = sub.choices["steps"]
     s.add_argument("--models", default="mlp,vit")
     s.add_argument("--opts", default="adamw,kfac")
