@@ -33,7 +33,8 @@
 # comparison: set COMPARE_KERNELS=0 to skip it), RACE_ROUNDS (rounds of
 # section 6, default 3; 0 skips them), RACE_OPTS (the optimizers of a round,
 # default "adamw ring"), STEP_OPTS (section 7's optimizers, default every
-# other one; empty skips it), NATIVE_BIN. Output also goes to
+# other one; empty skips it), NATIVE_BIN, PYTHON (the python with torch,
+# default python3). Output also goes to
 # $OUT/gpubench.txt when OUT is set. About 2–4 minutes on an H100, plus about
 # 10 s a race pair and 30 s for section 7.
 set -uo pipefail
@@ -84,7 +85,7 @@ fi
 
 # 4. torch: cuBLAS fp32 GEMM and the same Newton–Schulz, if torch is there
 echo "== torch (cuBLAS fp32, TF32 off)"
-python3 -c '
+"${PYTHON:-python3}" -c '
 import sys, time
 try:
     import torch
@@ -154,7 +155,7 @@ run() {
 	shift 2
 	"$NATIVE" train --device webgpu --data mnist --model 784-256-256-10:relu --batch 128 \
 		--opt "$opt" --checkpoint-every 0 --quiet --out "$runs/$name" "$@" | tail -n 1 || rc=1
-	python3 - "$runs/$name" <<'PY' || rc=1
+	"${PYTHON:-python3}" - "$runs/$name" <<'PY' || rc=1
 import csv, json, statistics, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(d + "/metrics.csv")))
