@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -44,6 +45,8 @@ func tinySuite() Suite {
 				{Label: "RING ρ=1e-2", Optimizer: "ring", Hyper: "rho=1e-2"}, {Label: "RENG ρ=1e-3 γ=0", Optimizer: "reng", Hyper: "rho=1e-3,gamma=0"}}, Seeds: -1},
 			{Section: Sigma0, Group: "sigma0", Task: spiral, Arms: sigma0Arms("0.01", "0.5"), Seeds: -1},
 			{Section: Beta, Group: "beta", Task: spiral, Arms: betaArms("0.9", "0.99"), Seeds: -1},
+			{Section: Controlled, Group: "controlled", Task: spiral, Arms: []Arm{
+				{Label: "RING", Optimizer: "ring"}, {Label: "RING, constant damping √ρ", Optimizer: "ring", Hyper: "damping=0", Versus: "RING"}}, Seeds: 2},
 		}}
 }
 
@@ -117,6 +120,11 @@ func checkReport(t *testing.T, dir string, opts, visionTitles []string) {
 			tables[cur] = append(tables[cur], cells)
 		}
 	}
+	for id, rows := range tables { // one controlled table per task: "controlled TASK"
+		if strings.HasPrefix(id, "controlled ") {
+			tables["controlled"] = append(tables["controlled"], rows...)
+		}
+	}
 	for id, rows := range tables {
 		if len(rows) < 3 {
 			t.Errorf("table %q: %d lines, want a header, a separator and rows", id, len(rows))
@@ -128,7 +136,7 @@ func checkReport(t *testing.T, dir string, opts, visionTitles []string) {
 			}
 		}
 	}
-	for _, want := range []string{"tasks", "headline", "accuracy vision", "accuracy transfer", "time", "gradnorm", "skip", "rho", "sigma0", "beta", "sweeps"} {
+	for _, want := range []string{"tasks", "headline", "accuracy vision", "accuracy transfer", "time", "gradnorm", "skip", "rho", "sigma0", "beta", "sweeps", "controlled"} {
 		if _, ok := tables[want]; !ok {
 			t.Errorf("report has no %q table", want)
 		}
@@ -207,6 +215,7 @@ func checkReport(t *testing.T, dir string, opts, visionTitles []string) {
 			t.Errorf("results.json: experiment %s has no plot", e.Section)
 		}
 	}
+	checkControlled(t, tables, res.Runs)
 	cf, err := os.Open(filepath.Join(dir, "results.csv"))
 	if err != nil {
 		t.Fatal(err)
@@ -440,5 +449,64 @@ func TestCutSetsAndFold(t *testing.T) {
 	}
 	if _, err := cutSets(tr, tr, 200, 50, 0); err == nil {
 		t.Fatal("no error for a cut larger than the set")
+	}
+}
+
+// checkControlled recomputes every Δ test of the controlled tables from the
+// runs in results.json: the mean of the per-seed differences from the
+// reference and its 95% interval, with Student's t quantiles written out
+// here (independent of the report's gonum quantile).
+func checkControlled(t *testing.T, tables map[string][][]string, runs []map[string]any) {
+	t.Helper()
+	tq := map[int]float64{1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451}
+	acc := map[string]map[float64]float64{} // label → seed → test accuracy
+	for _, r := range runs {
+		if r["section"] != string(Controlled) || (r["status"] != StatusCompleted && r["status"] != StatusDiverged) {
+			continue
+		}
+		l := r["label"].(string)
+		if acc[l] == nil {
+			acc[l] = map[float64]float64{}
+		}
+		acc[l][r["seed"].(float64)] = r["test_acc"].(float64)
+	}
+	checked := 0
+	for id, rows := range tables {
+		if !strings.HasPrefix(id, "controlled ") {
+			continue
+		}
+		for _, r := range rows[2:] {
+			label, ref := strings.Trim(r[0], "*"), r[1]
+			if ref == "reference" {
+				continue
+			}
+			var ds []float64
+			for seed, v := range acc[label] {
+				if w, ok := acc[ref][seed]; ok {
+					ds = append(ds, 100*(v-w))
+				}
+			}
+			n := float64(len(ds))
+			if len(ds) < 2 {
+				t.Errorf("%s: %d paired seeds, want at least 2", label, len(ds))
+				continue
+			}
+			var m, ss float64
+			for _, d := range ds {
+				m += d / n
+			}
+			for _, d := range ds {
+				ss += (d - m) * (d - m)
+			}
+			half := tq[len(ds)-1] * math.Sqrt(ss/(n-1)) / math.Sqrt(n)
+			want := fmt.Sprintf("%+.2f [%+.2f, %+.2f]", m, m-half, m+half)
+			if got := strings.Trim(r[4], "*"); got != want {
+				t.Errorf("%s: Δ test %q, want %q from the runs", label, got, want)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Error("no controlled comparison to check")
 	}
 }

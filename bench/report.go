@@ -481,6 +481,8 @@ func (b *bencher) report() (string, error) {
 		case Beta:
 			err = b.writeAblation(&w, e, plots, "R-Kalman: observation-noise EMA β (Figure 8)",
 				"R_k = βR_{k−1} + (1−β)R̂_k (Appendix H; the paper finds 0.94 ≤ β ≤ 0.99 best).", nil)
+		case Controlled:
+			err = b.writeControlled(&w, e, plots)
 		}
 		if err != nil {
 			return "", err
@@ -1133,6 +1135,112 @@ func (b *bencher) writeAblation(w *bytes.Buffer, e *ExperimentResult, plots, tit
 	}
 	w.WriteString("\n")
 	return nil
+}
+
+// writeControlled is the controlled ablations: each arm against the arm it
+// differs from in one ingredient, the accuracy differences paired by seed
+// with their 95% confidence intervals, the gradient norm of the last quarter
+// (Figure 1's quantity) and the step cost; and the gradient-norm curves of
+// each reference with its variants.
+func (b *bencher) writeControlled(w *bytes.Buffer, e *ExperimentResult, plots string) error {
+	fmt.Fprintf(w, "## Controlled ablations: one ingredient at a time\n\n")
+	fmt.Fprintf(w, "Each setting changes one ingredient of its reference (the row it names), all else at the defaults, on %s. "+
+		"Accuracies: %%, mean ± std over the seeds. Δ: the setting minus its reference in percentage points, paired by seed, "+
+		"with a 95%% confidence interval (Student's t over the seeds); bold: an interval that excludes 0, a difference the seeds resolve. "+
+		"Gradient norm: ‖∇L‖₂ of the batch loss, mean over the last quarter of the run and the seeds (Figure 1's quantity). "+
+		"Step cost: seconds per step over the reference's. †k/n: k of n runs diverged.\n\n", e.Title)
+	byLabel := map[string]*ArmResult{}
+	for i := range e.Arms {
+		byLabel[e.Arms[i].Label] = &e.Arms[i]
+	}
+	versus := map[string]string{}
+	for _, a := range e.exp.Arms {
+		versus[a.Label] = a.Versus
+	}
+	diff := func(a, ref *ArmResult, acc func(*Summary) float64) string {
+		d := pairDiff(perSeed(a, acc), perSeed(ref, acc))
+		switch {
+		case d.N == 0:
+			return "—"
+		case d.N == 1:
+			return fmt.Sprintf("%+.2f (1 seed)", 100*d.Mean)
+		}
+		v := fmt.Sprintf("%+.2f [%+.2f, %+.2f]", 100*d.Mean, 100*d.Lo, 100*d.Hi)
+		if d.excludesZero() {
+			v = "**" + v + "**"
+		}
+		return v
+	}
+	test := func(s *Summary) float64 { return float64(s.Result.TestAcc) }
+	val := func(s *Summary) float64 { return float64(s.Result.ValAcc) }
+	var rows [][]string
+	groups := map[string][]int{}
+	var refs []string
+	for i := range e.Arms {
+		a := &e.Arms[i]
+		ref := byLabel[versus[a.Label]]
+		key := a.Label
+		if ref != nil {
+			key = ref.Label
+		}
+		if _, ok := groups[key]; !ok {
+			refs = append(refs, key)
+		}
+		groups[key] = append(groups[key], i)
+		cs := curvesOf(a)
+		grad := "—"
+		if len(cs) > 0 {
+			xy := meanCurve(cs, func(c *curve) []float64 { return c.grad })
+			var last []float64
+			for _, p := range xy[3*len(xy)/4:] {
+				last = append(last, p.Y)
+			}
+			grad = fmt.Sprintf("%.3g", float64(statOf(last).Mean))
+		}
+		note := ""
+		if n := a.Status[StatusDiverged]; n > 0 {
+			note = fmt.Sprintf(" †%d/%d", n, a.Seeds)
+		}
+		r := []string{"**" + a.Label + "**", "reference", pct(a.ValAcc), pct(a.TestAcc) + note, "", "", grad, ""}
+		if ref != nil {
+			r[1] = ref.Label
+			r[4], r[5] = diff(a, ref, test), diff(a, ref, val)
+			r[7] = fmt.Sprintf("%.2f×", float64(a.SecPerStep.Mean/ref.SecPerStep.Mean))
+		}
+		rows = append(rows, r)
+	}
+	table(w, "controlled "+e.Task, []string{"Setting", "Versus", "Validation %", "Test %", "Δ test (95% CI)", "Δ validation (95% CI)", "Gradient norm (last quarter)", "Step cost"}, rows)
+	for _, key := range refs {
+		var ss []series
+		for _, i := range groups[key] {
+			a := &e.Arms[i]
+			if cs := curvesOf(a); len(cs) > 0 {
+				xy := meanCurve(cs, func(c *curve) []float64 { return c.grad })
+				ss = append(ss, series{Label: a.Label, XY: movingAverage(xy, max(1, len(xy)/50))})
+			}
+		}
+		name := plotName("controlled", e.Task, key)
+		ttl := e.Title + ": " + key + " and its variants"
+		if err := render(filepath.Join(plots, name), figure{Title: ttl, XLabel: "iteration", YLabel: "gradient norm of the batch loss", LogY: true, Series: ss}); err != nil {
+			return err
+		}
+		e.Plots = append(e.Plots, "plots/"+name)
+		fmt.Fprintf(w, "![%s: gradient norm against iterations (log scale)](plots/%s)\n", ttl, name)
+	}
+	w.WriteString("\n")
+	return nil
+}
+
+// perSeed is acc of each of an arm's finished runs (completed or diverged),
+// by seed.
+func perSeed(a *ArmResult, acc func(*Summary) float64) map[uint64]float64 {
+	out := map[uint64]float64{}
+	for _, j := range a.jobs {
+		if s := j.sum; s != nil && j.resolved && (s.Status == StatusCompleted || s.Status == StatusDiverged) {
+			out[j.seed] = acc(s)
+		}
+	}
+	return out
 }
 
 // writeRuns lists the run counts, the runs that did not complete, and the

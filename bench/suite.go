@@ -69,6 +69,9 @@ type Arm struct {
 	Label     string // "RING", "RING S=4", "ρ=1e-3"
 	Optimizer string
 	Hyper     string // over the optimizer's defaults (a swept lr is added to it)
+	// Versus, in a Controlled experiment, is the Label of the arm this one
+	// differs from in one ingredient ("" for a reference arm).
+	Versus string
 }
 
 // Section is the kind of evidence an experiment produces, and so how the
@@ -89,6 +92,9 @@ const (
 	// Sigma0 and Beta: R-Kalman's prior variance and noise EMA (Figures 7–8).
 	Sigma0 Section = "sigma0"
 	Beta   Section = "beta"
+	// Controlled: one ingredient changed at a time, each arm against its
+	// reference (Arm.Versus), differences paired by seed with 95% CIs.
+	Controlled Section = "controlled"
 )
 
 // Experiment is one task run by several arms over several seeds.
@@ -294,6 +300,25 @@ func betaArms(values ...string) []Arm {
 	return arms
 }
 
+// controlledArms change one ingredient of RING or RENG at a time, all else
+// at the defaults: RING's norm-scaled damping (eq. 10a) against a constant
+// one, the lazy Fisher against a refresh every step, Newton–Schulz against
+// Cholesky inverses, the KL clip against the paper's bare step; RENG's
+// regularizer γHg (eq. 9) against none (Figure 1's question, asked with all
+// else equal) and on refresh steps (Algorithm 1 line 5) against every step.
+func controlledArms() []Arm {
+	return []Arm{
+		{Label: "RING", Optimizer: "ring"},
+		{Label: "RING, constant damping √ρ", Optimizer: "ring", Hyper: "damping=0", Versus: "RING"},
+		{Label: "RING, S = 1", Optimizer: "ring", Hyper: "S=1", Versus: "RING"},
+		{Label: "RING, Cholesky inverses", Optimizer: "ring", Hyper: "cholesky=1", Versus: "RING"},
+		{Label: "RING, KL clip off", Optimizer: "ring", Hyper: "klclip=0", Versus: "RING"},
+		{Label: "RENG", Optimizer: "reng"},
+		{Label: "RENG, γ = 0", Optimizer: "reng", Hyper: "gamma=0", Versus: "RENG"},
+		{Label: "RENG, γHg every step", Optimizer: "reng", Hyper: "regevery=1", Versus: "RENG"},
+	}
+}
+
 // gradNormOpts are Figure 1's optimizers.
 var gradNormOpts = []string{"adamw", "sam", "ngd", "ring", "reng", "rkalman"}
 
@@ -319,6 +344,7 @@ func Suites(registry []string) []Suite {
 	rho := []Experiment{{Section: Rho, Group: "rho", Task: taskAblation, Arms: rhoArms(), Seeds: -1}}
 	sigma0 := []Experiment{{Section: Sigma0, Group: "sigma0", Task: taskAblation, Arms: sigma0Arms("0.001", "0.01", "0.05", "0.2", "0.5"), Seeds: -1}}
 	beta := []Experiment{{Section: Beta, Group: "beta", Task: taskAblation, Arms: betaArms("0.5", "0.9", "0.94", "0.98", "0.99", "0.999"), Seeds: -1}}
+	controlled := []Experiment{{Section: Controlled, Group: "controlled", Task: taskMNISTFull, Arms: controlledArms(), Seeds: 5}}
 
 	qd := quickDigits
 	quick := []Experiment{
@@ -335,6 +361,10 @@ func Suites(registry []string) []Suite {
 		}, Seeds: -1},
 		{Section: Sigma0, Group: "sigma0", Task: qd, Arms: sigma0Arms("0.01", "0.2", "0.5"), Seeds: -1},
 		{Section: Beta, Group: "beta", Task: qd, Arms: betaArms("0.5", "0.98", "0.999"), Seeds: -1},
+		{Section: Controlled, Group: "controlled", Task: qd, Arms: []Arm{
+			{Label: "RING", Optimizer: "ring"}, {Label: "RING, constant damping √ρ", Optimizer: "ring", Hyper: "damping=0", Versus: "RING"},
+			{Label: "RENG", Optimizer: "reng"}, {Label: "RENG, γ = 0", Optimizer: "reng", Hyper: "gamma=0", Versus: "RENG"},
+		}, Seeds: 2},
 	}
 	all := func(parts ...[]Experiment) []Experiment {
 		var out []Experiment
@@ -362,6 +392,9 @@ func Suites(registry []string) []Suite {
 			Experiments: beta, Budget: "6 runs × ablation seeds; one pass over 2000 MNIST images"},
 		{Name: "all", Doc: "every suite above, one report",
 			Experiments: all(vision, transfer, text, gradnorm, skip, rho, sigma0, beta), Budget: "the sum of the suites above"},
+		{Name: "controlled", Doc: "controlled ablations of RING and RENG, one ingredient at a time against the defaults, 5 seeds, paired 95% CIs: " +
+			"norm-scaled vs constant damping, lazy S = 8 vs every step, Newton–Schulz vs Cholesky, KL clip on vs off, RENG's γHg vs none and on refreshes vs every step",
+			Experiments: controlled, Budget: "8 settings × 5 seeds on all of MNIST (59000 training images, 1 epoch at batch 128, 460 steps); not part of all"},
 		{Name: "mnist-full", Doc: "MLP 784-256-256-10 on all of MNIST, batch 128, one epoch, every optimizer: test accuracy, wall time, time to 97% validation accuracy, gradient norms",
 			Experiments: full, Budget: "9 optimizers × seeds and the first-order learning-rate sweeps; 59000 training images, 1 epoch (460 steps); not part of all"},
 		{Name: "models", Doc: "composed models, every optimizer: the default CNN on Fashion-MNIST and the default ViT on MNIST, 5 epochs at batch 64; time to 91% and 98% validation accuracy",
