@@ -11,8 +11,8 @@ import (
 func init() {
 	params := func(sigma0, beta, rho float64) []Param {
 		return []Param{
-			{Name: "sigma0", Default: sigma0, Min: 1e-12, Max: 1e6, Doc: "prior variance σ0 of Σ0 = σ0·I (a variance: App. H)"},
-			{Name: "beta", Default: beta, Min: 0, Max: 1, Doc: "EMA factor β of R_k = βR_{k−1} + (1−β)R̂_k (App. H); 1 keeps R at R0 = 0"},
+			{Name: "sigma0", Default: sigma0, Min: 1e-12, Max: 1e6, Doc: "prior variance σ0 of Σ0 = σ0·I (a variance: App. H; 0.5: the best of σ0 0.01…10 × β 0.9…0.999 " + tunedOn + ")"},
+			{Name: "beta", Default: beta, Min: 0, Max: 1, Doc: "EMA factor β of R_k = βR_{k−1} + (1−β)R̂_k (App. H); 1 keeps R at R0 = 0 (0.98: chosen with σ0 " + tunedOn + ")"},
 			{Name: "rho", Default: rho, Min: 0, Max: 1e6, Doc: "gradient regularizer ρ of R̃ = R(I + ρR)⁻¹ (eq. 15)"},
 			{Name: "q", Default: 0, Min: 0, Max: 1, Doc: "process noise Q = q·I added to Σ every sample (Alg. 2 line 5)"},
 		}
@@ -24,7 +24,7 @@ func init() {
 		Name: "rkalman",
 		Doc: "R-Kalman (§3.3, Alg. 2) with the diagonal covariance of eq. 22: one Kalman filter step per sample, " +
 			"regularized observation noise R(I+ρR)⁻¹, R estimated by an EMA",
-		Params: params(0.2, 0.98, 0.1),
+		Params: params(0.5, 0.98, 0.1),
 		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return NewRKalman(net, cfg(hp))
 		},
@@ -33,7 +33,7 @@ func init() {
 		Name: "kalman-full",
 		Doc: fmt.Sprintf("R-Kalman (§3.3, Alg. 2) with a dense covariance, float64 on the host: the reference for "+
 			"small models (at most %d parameters)", MaxKalmanFullParams),
-		Params: params(0.2, 0.98, 0.1),
+		Params: params(0.5, 0.98, 0.1),
 		New: func(net nn.Model, hp Hyper, _ uint64) (Optimizer, error) {
 			return NewKalmanFull(net, cfg(hp))
 		},
@@ -459,7 +459,10 @@ func (k *kalman) step(x, y core.Mat, sample func(x, y core.Mat, i int) error, ba
 // update needs no other: the host bounds |K̃(y − ŷ)| from HΣHᵀ, A⁻¹(y − ŷ)
 // and a bound on σ that a Step measures once (one AbsMaxes for the batch).
 //
-// Defaults (registry "rkalman"): σ0 = 0.2 (Table 4), ρ = 0.1 and β = 0.98.
+// Defaults (registry "rkalman"): σ0 = 0.5, β = 0.98, ρ = 0.1. σ0 and β were
+// chosen on an MNIST validation split, by the sweep that chose every
+// optimizer's defaults with the same budget (tunedOn; Table 4 has σ0 = 0.2,
+// 0.3 points below on validation there).
 // Table 4's β = 0.2 fails when training an MLP from scratch with batch 1
 // (sklearn digits 64-64-10, 1 epoch: 31% test accuracy against 92–93% for
 // β ∈ [0.95, 0.99]; MNIST likewise): with R0 = 0 and a short memory, R

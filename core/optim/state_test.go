@@ -456,7 +456,7 @@ func TestBackoff(t *testing.T) {
 	h := make([]float32, core.Len(sig))
 	rk.(Backoff).Backoff()
 	net.Device().Download(sig, h)
-	if h[0] != float32(0.2)*0.1 {
-		t.Fatalf("σ %v after backoff, want 0.02", h[0])
+	if h[0] != float32(0.5)*0.1 {
+		t.Fatalf("σ %v after backoff, want 0.05", h[0])
 	}
 }

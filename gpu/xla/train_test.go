@@ -21,7 +21,7 @@ import (
 // Why not every optimizer at its defaults: at the paper's step size (lr = 1)
 // NGD, RING and RENG overshoot on this small problem (the loss goes from 1.1
 // to 8–55 within five steps before converging), and R-Kalman at σ0 = 0.2
-// drives its 4×4 innovation matrix to condition numbers near 1/jitter = 1e6.
+// (its default was 0.5 since) drives its 4×4 innovation matrix to condition numbers near 1/jitter = 1e6.
 // Such runs amplify float32 rounding chaotically: the CPU device against
 // itself with one weight nudged by one ulp already differs by 2e-2 (R-Kalman)
 // to 3 (RING) in relative loss within 50 steps, so no device can follow them
