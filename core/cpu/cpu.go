@@ -75,6 +75,11 @@ func FromSlice(rows, cols int, data []float32) *Mat {
 	return &Mat{r: rows, c: cols, Data: data}
 }
 
+var _ core.HostMemory = (*Device)(nil)
+
+// Wrap is FromSlice (core.HostMemory).
+func (*Device) Wrap(rows, cols int, data []float32) core.Mat { return FromSlice(rows, cols, data) }
+
 func (*Device) New(rows, cols int) core.Mat {
 	if rows < 0 || cols < 0 {
 		panic(&core.ShapeError{Op: "New", What: fmt.Sprintf("negative shape %d×%d", rows, cols)})
