@@ -657,6 +657,10 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			ckptFailing = false
 		}
 	}
+	afterFirstStep := func() {}
+	if _, host := dev.(*cpu.Device); host {
+		afterFirstStep = limitHeap(mem.Peak())
+	}
 	started := time.Now()
 	for !sess.Done() {
 		if err := ctx.Err(); err != nil {
@@ -668,6 +672,8 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			runErr = err
 			break
 		}
+		afterFirstStep()
+		afterFirstStep = func() {}
 		progs.step(m.Eval)
 		if !math.IsNaN(m.Loss) {
 			lastLoss = m.Loss

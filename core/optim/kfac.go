@@ -276,9 +276,10 @@ type kfacLayer struct {
 	l      *nn.Dense
 	A, G   core.Mat // running Λ, Γ (undamped)
 	Ai, Gi core.Mat // inverses of the damped factors
-	// wa, wg are the damped copies Λ + λI and Γ + λI that the inverse
-	// methods read: a factor's own below shareWorkMin rows, above it one
-	// buffer shared by every factor of its size (KFAC.work).
+	// wa, wg are work copies: the batch factors, then the damped Λ + λI
+	// and Γ + λI that the inverse methods read; a factor's own below
+	// shareWorkMin rows, above it one buffer shared by every factor of its
+	// size (KFAC.work).
 	wa, wg  core.Mat
 	tmp     core.Mat // g̃·Γ̃⁻¹ (allocated by scratch)
 	p, q    core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
@@ -433,15 +434,17 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 }
 
 // shareWorkMin is the size from which factors of one size share their
-// damped work copy: an n×n buffer of 4 MiB or more, whose inversion (about
-// n³ multiply-adds a Newton–Schulz product) dwarfs the sync point that
-// inverting such factors in separate batches costs (invertFactors). Under
-// it, each factor keeps its own and all are inverted in one batch.
+// work copy (the batch factor, then the damped one): an n×n buffer of 4
+// MiB or more, whose inversion (about n³ multiply-adds a Newton–Schulz
+// product) dwarfs the sync point that inverting such factors in separate
+// batches costs (invertFactors). Under it, each factor keeps its own and
+// all are inverted in one batch.
 var shareWorkMin = 1024
 
-// work returns a damped work copy for an n×n factor (see kfacLayer.wa).
+// work returns a work copy for an n×n factor (see kfacLayer.wa).
 func (o *KFAC) work(dev core.Device, n int) core.Mat {
-	if n < shareWorkMin {
+	// The exact Fisher's passes add up in every layer's own.
+	if n < shareWorkMin || o.cfg.Fisher == ExactFisher {
 		return dev.New(n, n)
 	}
 	if o.shared == nil {
@@ -836,23 +839,16 @@ func (o *KFAC) refresh() error {
 	// (r = m), and Γ from the summed errors Ē.
 	// Over padded tokens (nn.Padding) the padded rows are left out: S has
 	// them zeroed and r counts the tokens.
-	// Each batch factor is folded into its running average by the Gram
-	// product itself, Λ ← (1 − decay)/r·SᵀS + decay·Λ (the first time
-	// Λ = SᵀS/r), so that no batch factor is held on its own.
-	// fold returns that product's α and β for a batch factor of weight
-	// alpha; a further pass of the same batch (first unset) adds to it.
-	fold := func(alpha float64, kl *kfacLayer, first bool) (float32, float32) {
-		beta := float32(1)
-		if first {
-			beta = 0
-			if kl.have {
-				beta = float32(c.Decay)
-			}
-		}
+	// Each batch factor is folded into its running average as soon as it
+	// is formed, Λ ← (1 − decay)·Λ_batch + decay·Λ (the first time
+	// Λ_batch), so that one work copy of a size serves every layer
+	// (KFAC.work).
+	fold := func(kl *kfacLayer, f, batch core.Mat) {
 		if kl.have {
-			alpha *= 1 - c.Decay
+			dev.Axpby(float32(1-c.Decay), batch, float32(c.Decay), f)
+		} else {
+			dev.Copy(f, batch)
 		}
-		return float32(alpha), beta
 	}
 	xs, rs := make([]core.Mat, nl), make([]float64, nl)
 	tokens := o.tokenCounts()
@@ -861,19 +857,21 @@ func (o *KFAC) refresh() error {
 		if kl.have {
 			kl.keepFold(dev)
 		}
-		alpha, beta := fold(1/rs[i], kl, true)
-		dev.Gram(alpha, xs[i], beta, kl.A)
+		dev.Gram(float32(1/rs[i]), xs[i], 0, kl.wa)
+		fold(kl, kl.A, kl.wa)
 	}
 	readTrA := true
 	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
-	// and per-sample gradients of the last backward pass (same α and β; β
-	// = 1 adds a pass to the previous ones).
-	passStats := func(alpha float32, beta float32) {
+	// and per-sample gradients of the last backward pass (same α and β),
+	// Γ_batch folded after the last pass.
+	passStats := func(alpha float32, beta float32, last bool) {
 		var ms []core.Mat
 		for _, kl := range o.layers {
 			e := kl.errorStat(dev)
-			ga, gb := fold(float64(alpha), kl, beta == 0)
-			dev.Gram(ga, e, gb, kl.G)
+			dev.Gram(alpha, e, beta, kl.wg)
+			if last {
+				fold(kl, kl.G, kl.wg)
+			}
 			ms = append(ms, e)
 		}
 		for _, dl := range o.diagLayers {
@@ -908,12 +906,12 @@ func (o *KFAC) refresh() error {
 	}
 	switch c.Fisher {
 	case EmpiricalFisher:
-		passStats(float32(m), 0) // E rows are e_i/m
+		passStats(float32(m), 0, true) // E rows are e_i/m
 	case SampledFisher:
 		o.resize(m)
 		net.Objective().Func().SampleSeeds(dev, o.seed, net.Probs(), 1, kfacDraws{o.rng}, &o.scr)
 		o.statsBackward(o.seed)
-		passStats(invM, 0)
+		passStats(invM, 0, true)
 	case ExactFisher:
 		o.resize(m)
 		loss := net.Objective().Func()
@@ -924,7 +922,7 @@ func (o *KFAC) refresh() error {
 			if cls == 0 {
 				beta = 0
 			}
-			passStats(invM, beta)
+			passStats(invM, beta, cls == net.Outputs()-1)
 		}
 	}
 	// An entry of a Gram factor αXᵀX is at most α‖X‖²_F, its trace, in
