@@ -22,7 +22,7 @@ import (
 type Memory struct {
 	// Params: the weights, their gradients, the training loop's two
 	// copies of them (the schedule's and the rewind's), the gradients of
-	// the evaluation's twins.
+	// the evaluation's twins (but those of their dense layers).
 	Params int64
 	// Activations: the forward and backward buffers of the layers
 	// (dense-like blocks, attention, norms, the logits) for a batch, and
@@ -150,6 +150,22 @@ func (c *Config) blocks() ([]block, error) {
 	return bs, nil
 }
 
+// twinGrads is how many gradient entries an evaluation twin of c's model
+// keeps, of its P parameters: none for its own dense layers (nn.Sequential's
+// Twin), so none for an MLP.
+func (c *Config) twinGrads(P float64) float64 {
+	ls, ok := c.Net.(interface{ Layers() []nn.Layer })
+	if c.Net == nil || !ok {
+		return 0
+	}
+	for _, l := range ls.Layers() {
+		if d, ok := l.(*nn.Dense); ok {
+			P -= float64(d.W.Rows()) * float64(d.W.Cols())
+		}
+	}
+	return P
+}
+
 // otherActivations is, per sample, what the layers of a composed model
 // keep besides the dense-like blocks' buffers counted by EstimateMemory:
 // a container its sum and gradient, attention its heads' projections,
@@ -234,7 +250,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	exactHVP := gamma && hp["fdhvp"] == 0
 
 	var m Memory
-	m.Params = sat((4 + twins) * P * f32)
+	m.Params = sat((4*P + twins*c.twinGrads(P)) * f32)
 
 	var kfacAct float64
 	for _, b := range bs {
