@@ -242,6 +242,15 @@ type Device interface {
 	KalmanDiagUpdate(w, sigma, xbar, u, t Mat, q, floor float32)
 }
 
+// HostMemory is a Device whose matrices live in host memory (the CPU
+// device). Wrap makes a rows×cols matrix of data itself, len(data) ==
+// rows·cols, without copying it, so that a large input read in place (the
+// training set) is not held twice; writes to either are seen by both, and
+// Free of the matrix leaves data to its owner.
+type HostMemory interface {
+	Wrap(rows, cols int, data []float32) Mat
+}
+
 // GemmBatchedDims checks the operands of GemmBatched and returns the
 // per-matrix shape of the product, op(A_b) m×k times op(B_b) k×n; it panics
 // with a *ShapeError when they do not fit.

@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -99,4 +102,32 @@ func checkKalmanFullTime(n, d, samples int) error {
 	}
 	return usagef("kalman-full: about %s for %d samples (each about 4·%d·%d² float64 operations on the host, at about 1e9 a second): more than an hour; train fewer --steps, use rkalman (its diagonal variant), or add --no-time-check to run it anyway",
 		time.Duration(secs*float64(time.Second)).Round(time.Minute), samples, d, n)
+}
+
+// heapSlack is the share above the run's estimated peak up to which the Go
+// runtime lets its heap grow before collecting (limitHeap).
+const heapSlack = 0.1
+
+// limitHeap sets the Go runtime's soft memory limit to the run's estimated
+// peak plus heapSlack, unless GOMEMLIMIT sets one, so that the garbage a
+// run makes (a refresh's temporaries, a Cholesky fallback's panels, scratch
+// the pool dropped) is collected before the process grows past the
+// estimate, rather than when the heap has doubled (GOGC=100's rule): on
+// the CPU device, where the estimate is the process's memory. The returned
+// func, called after the first step (which allocates the buffers made on
+// first use), raises the limit above the live heap where the estimate fell
+// short of it, so that the collector never runs without end.
+func limitHeap(peak int64) (afterFirstStep func()) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set || peak <= 0 {
+		return func() {}
+	}
+	debug.SetMemoryLimit(int64(float64(peak) * (1 + heapSlack)))
+	return func() {
+		runtime.GC()
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		if v := float64(live[0].Value.Uint64()) * (1 + 2*heapSlack); v > float64(debug.SetMemoryLimit(-1)) {
+			debug.SetMemoryLimit(int64(v))
+		}
+	}
 }

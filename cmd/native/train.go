@@ -683,6 +683,10 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			ckptFailing = false
 		}
 	}
+	afterFirstStep := func() {}
+	if _, host := dev.(*cpu.Device); host {
+		afterFirstStep = limitHeap(mem.Peak())
+	}
 	started := time.Now()
 	for !sess.Done() {
 		if err := ctx.Err(); err != nil {
@@ -694,6 +698,8 @@ func runTrain(ctx context.Context, a *app, c *command, args []string) error {
 			runErr = err
 			break
 		}
+		afterFirstStep()
+		afterFirstStep = func() {}
 		progs.step(m.Eval)
 		if !math.IsNaN(m.Loss) {
 			lastLoss = m.Loss

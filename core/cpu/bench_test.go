@@ -245,6 +245,12 @@ func BenchmarkMap(b *testing.B) {
 			d.Apply(core.Add, dst, src, src)
 		}
 	})
+	b.Run("relu-grad", func(b *testing.B) {
+		b.SetBytes(12 * n)
+		for range b.N {
+			d.MapGrad(core.ReLU, dst, src, src)
+		}
+	})
 	b.Run("gelu-grad", func(b *testing.B) {
 		b.SetBytes(12 * n)
 		for range b.N {

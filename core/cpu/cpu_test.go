@@ -496,6 +496,27 @@ func TestMapGrad(t *testing.T) {
 	mustShapePanic(t, "MapGrad shape", func() { d.MapGrad(core.Tanh, d.New(2, 3), d.New(2, 3), d.New(3, 2)) })
 }
 
+// ReLU's gradient mask is Deriv's x > 0 on every kind of float32: zeros of
+// both signs, subnormals, the extremes, infinities and NaNs of both signs.
+func TestReLUGradSpecials(t *testing.T) {
+	d := New()
+	nan := float32(math.NaN())
+	xs := []float32{0, float32(math.Copysign(0, -1)), math.SmallestNonzeroFloat32, -math.SmallestNonzeroFloat32,
+		1, -1, math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), nan, -nan,
+		math.Float32frombits(0x7f800001), math.Float32frombits(0x7fc00001), math.Float32frombits(0xffc00001), math.Float32frombits(0x00800000)}
+	dy := make([]float32, len(xs))
+	for i := range dy {
+		dy[i] = float32(i) + 0.5
+	}
+	dst := d.New(1, len(xs)).(*Mat)
+	d.MapGrad(core.ReLU, dst, FromSlice(1, len(xs), xs), FromSlice(1, len(dy), dy))
+	for i, x := range xs {
+		if want := Deriv(core.ReLU, x) * dy[i]; math.Float32bits(dst.Data[i]) != math.Float32bits(want) {
+			t.Errorf("x = %v (%#08x): %v, want %v", x, math.Float32bits(x), dst.Data[i], want)
+		}
+	}
+}
+
 func TestMapGrad2(t *testing.T) {
 	d := New()
 	rng := newRand(55)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 )
 
@@ -145,6 +146,24 @@ func newIDXReader(r io.Reader, name string) (*idxReader, error) {
 	return &idxReader{r: zr, name: name, gz: gz}, nil
 }
 
+// payloadBound is the most bytes r can deliver where r is a file (its size,
+// or for a gzip stream 1032 times it, deflate's largest ratio), and 1 MiB
+// where that is not known.
+func payloadBound(r io.Reader, gz bool) int64 {
+	f, ok := r.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return 1 << 20
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return 1 << 20
+	}
+	if gz {
+		return fi.Size() * 1032
+	}
+	return fi.Size()
+}
+
 // ReadIDXImages reads an IDX3 unsigned-byte image file (magic 0x00000803;
 // dimensions count, rows, cols), raw or gzipped (detected by the magic
 // 0x1f8b), and returns its images scaled to [0,1] as a Dataset with
@@ -167,16 +186,24 @@ func ReadIDXImages(r io.Reader, name string) (*Dataset, error) {
 	if rows*cols > MaxIDXBytes || n*rows*cols > MaxIDXBytes { // rows*cols ≤ 2^31 makes n*rows*cols fit in 64 bits
 		return nil, ir.fail(4, nil, "header announces %d images of %d×%d, over the %d-byte cap", n, rows, cols, MaxIDXBytes)
 	}
-	pix, err := ir.read(int64(n*rows*cols), fmt.Sprintf("%d images of %d×%d", n, rows, cols))
-	if err != nil {
-		return nil, err
+	// The pixels are scaled as they arrive, into one slice sized by the
+	// header as far as the source can hold that many (payloadBound): the
+	// raw bytes are never held whole, and no slice is outgrown and copied.
+	size := int64(n * rows * cols)
+	x := make([]float32, 0, min(size, payloadBound(r, ir.gz)))
+	buf := make([]byte, 64<<10)
+	for int64(len(x)) < size {
+		got, err := ir.r.Read(buf[:min(int64(len(buf)), size-int64(len(x)))])
+		for _, p := range buf[:got] {
+			x = append(x, float32(p)/255)
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && int64(len(x)) == size) {
+			return nil, ir.readErr(err, fmt.Sprintf("%d images of %d×%d", n, rows, cols), size, int64(len(x)))
+		}
 	}
+	ir.off += size
 	if err := ir.end(fmt.Sprintf("%d images", n)); err != nil {
 		return nil, err
-	}
-	x := make([]float32, len(pix))
-	for i, p := range pix {
-		x[i] = float32(p) / 255
 	}
 	return &Dataset{X: x, N: int(n), D: int(rows * cols), Name: name, Shape: []int{int(rows), int(cols)}}, nil
 }

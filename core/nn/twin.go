@@ -98,7 +98,9 @@ func (s *Sequential) CanTwin() error {
 // same weight matrices (shared) and its own batch buffers and gradients
 // (every layer's Twin); with skipGrads its Backward sets no parameter
 // gradient, only what the layers keep for curvature and per-sample
-// gradients. It panics with CanTwin's error when a layer has no twin.
+// gradients, and its own dense layers (not those inside other layers) hold
+// no gradient matrix (nil in Grads). It panics with CanTwin's error when a
+// layer has no twin.
 func (s *Sequential) Twin(skipGrads bool) Model {
 	if err := s.CanTwin(); err != nil {
 		panic(err)
@@ -106,6 +108,16 @@ func (s *Sequential) Twin(skipGrads bool) Model {
 	ls := make([]Layer, len(s.layers))
 	for i, l := range s.layers {
 		ls[i] = l.(TwinLayer).Twin()
+	}
+	if skipGrads {
+		// A twin that sets no gradient keeps none for its dense layers
+		// (an MLP's: the size of its weights).
+		for _, l := range ls {
+			if d, ok := l.(*Dense); ok {
+				s.dev.Free(d.G)
+				d.G = nil
+			}
+		}
 	}
 	t, err := NewSequential(s.dev, s.arch, s.head.obj, ls...)
 	if err != nil { // the twins have the originals' shapes

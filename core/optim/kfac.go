@@ -193,6 +193,7 @@ type KFAC struct {
 	src0 rand.PCG  // src at the start of the current attempt (Backoff rewinds to it)
 
 	layers     []*kfacLayer
+	shared     map[int]core.Mat // the damped work copies shared by the factors of n ≥ shareWorkMin rows
 	diags      []*kfacDiag      // the diagonal blocks, in the order of Weights
 	diagLayers []*kfacDiagLayer // the layers they belong to
 	bufs       []*kfacBufs      // every block's buffers, in the order of Weights
@@ -236,7 +237,7 @@ type KFACInfo struct {
 // preconditions and the update.
 type kfacBufs struct {
 	at     int      // the matrix's index in the model's Weights
-	g      core.Mat // copy of the true-label batch gradient
+	g      core.Mat // copy of the true-label batch gradient (allocated by keepGrad)
 	hg, gt core.Mat // Hg and g + γHg
 	d      core.Mat // the update Δ
 	wsave  core.Mat // weights saved by the finite-difference HVP
@@ -245,7 +246,7 @@ type kfacBufs struct {
 }
 
 func newKFACBufs(dev core.Device, at, rows, cols int, c KFACConfig) kfacBufs {
-	b := kfacBufs{at: at, g: dev.New(rows, cols), d: dev.New(rows, cols)}
+	b := kfacBufs{at: at, d: dev.New(rows, cols)}
 	if c.Gamma > 0 {
 		b.hg, b.gt = dev.New(rows, cols), dev.New(rows, cols)
 		if c.FDHVP {
@@ -258,14 +259,29 @@ func newKFACBufs(dev core.Device, at, rows, cols int, c KFACConfig) kfacBufs {
 	return b
 }
 
+// keepGrad copies the true-label gradient g into b.g, allocated by the first
+// call: a step that keeps the model's gradient in place (a model with
+// BackwardStats, no regularizer) needs no copy, and no buffer for one.
+func (b *kfacBufs) keepGrad(dev core.Device, g core.Mat) core.Mat {
+	if b.g == nil {
+		b.g = dev.New(g.Rows(), g.Cols())
+	}
+	dev.Copy(b.g, g)
+	return b.g
+}
+
 // kfacLayer is the Kronecker block of one Dense map.
 type kfacLayer struct {
 	kfacBufs
-	l       *nn.Dense
-	A, G    core.Mat // running Λ, Γ (undamped)
-	Ai, Gi  core.Mat // inverses of the damped factors
-	wa, wg  core.Mat // work: the batch factor, then the damped copy
-	tmp     core.Mat // g̃·Γ̃⁻¹
+	l      *nn.Dense
+	A, G   core.Mat // running Λ, Γ (undamped)
+	Ai, Gi core.Mat // inverses of the damped factors
+	// wa, wg are work copies: the batch factors, then the damped Λ + λI
+	// and Γ + λI that the inverse methods read; a factor's own below
+	// shareWorkMin rows, above it one buffer shared by every factor of its
+	// size (KFAC.work).
+	wa, wg  core.Mat
+	tmp     core.Mat // g̃·Γ̃⁻¹ (allocated by scratch)
 	p, q    core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
 	estash  core.Mat // the true-label E, kept across the sampled pass
 	stashed bool     // estash holds this step's E
@@ -382,7 +398,7 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			a, k := l.In+1, l.Out
 			kl := &kfacLayer{l: l, kfacBufs: newKFACBufs(dev, len(o.bufs), a, k, c),
 				A: dev.New(a, a), G: dev.New(k, k), Ai: dev.New(a, a), Gi: dev.New(k, k),
-				wa: dev.New(a, a), wg: dev.New(k, k), tmp: dev.New(a, k),
+				wa: o.work(dev, a), wg: o.work(dev, k),
 				st: FactorStats{DimA: a, DimG: k}, reduce: c.Reduce && l.InShape().Positions() > 1}
 			if c.Damping.NeedsNorm() {
 				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
@@ -415,6 +431,39 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 	o.gradsIn = make([]core.Mat, len(o.bufs))
 	o.trueG = make([]core.Mat, len(o.bufs))
 	return o, nil
+}
+
+// shareWorkMin is the size from which factors of one size share their
+// work copy (the batch factor, then the damped one): an n×n buffer of 4
+// MiB or more, whose inversion (about n³ multiply-adds a Newton–Schulz
+// product) dwarfs the sync point that inverting such factors in separate
+// batches costs (invertFactors). Under it, each factor keeps its own and
+// all are inverted in one batch.
+var shareWorkMin = 1024
+
+// work returns a work copy for an n×n factor (see kfacLayer.wa).
+func (o *KFAC) work(dev core.Device, n int) core.Mat {
+	// The exact Fisher's passes add up in every layer's own.
+	if n < shareWorkMin || o.cfg.Fisher == ExactFisher {
+		return dev.New(n, n)
+	}
+	if o.shared == nil {
+		o.shared = map[int]core.Mat{}
+	}
+	if o.shared[n] == nil {
+		o.shared[n] = dev.New(n, n)
+	}
+	return o.shared[n]
+}
+
+// scratch returns kl.tmp, allocated by the first call: the full-rank
+// product of precondition and the momentum's model need it; the low-rank
+// product of a batch smaller than the layer does not.
+func (kl *kfacLayer) scratch(dev core.Device) core.Mat {
+	if kl.tmp == nil {
+		kl.tmp = dev.New(kl.l.In+1, kl.l.Out)
+	}
+	return kl.tmp
 }
 
 // Rho is the current damping coefficient ρ.
@@ -483,8 +532,7 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for i, b := range o.bufs {
 		o.trueG[i] = gs[i]
 		if (factors && !(keepsG || c.Fisher == EmpiricalFisher)) || reg {
-			dev.Copy(b.g, gs[i])
-			o.trueG[i] = b.g
+			o.trueG[i] = b.keepGrad(dev, gs[i])
 		}
 		o.gradsIn[i] = o.trueG[i]
 	}
@@ -615,8 +663,9 @@ func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
 		dev.Gemm(false, false, 1, kl.p, kl.q, 0, kl.d)
 		return
 	}
-	dev.Gemm(false, false, 1, g, kl.Gi, 0, kl.tmp)
-	dev.Gemm(false, false, 1, kl.Ai, kl.tmp, 0, kl.d)
+	tmp := kl.scratch(dev)
+	dev.Gemm(false, false, 1, g, kl.Gi, 0, tmp)
+	dev.Gemm(false, false, 1, kl.Ai, tmp, 0, kl.d)
 }
 
 // preconditionDiag sets b.d = g ⊘ (D + λ), the exact inverse of the damped
@@ -775,20 +824,39 @@ func (o *KFAC) refresh() error {
 	// (r = m), and Γ from the summed errors Ē.
 	// Over padded tokens (nn.Padding) the padded rows are left out: S has
 	// them zeroed and r counts the tokens.
+	// Each batch factor is folded into its running average as soon as it
+	// is formed, Λ ← (1 − decay)·Λ_batch + decay·Λ (the first time
+	// Λ_batch), so that one work copy of a size serves every layer
+	// (KFAC.work).
+	fold := func(kl *kfacLayer, f, batch core.Mat) {
+		if kl.have {
+			dev.Axpby(float32(1-c.Decay), batch, float32(c.Decay), f)
+		} else {
+			dev.Copy(f, batch)
+		}
+	}
 	xs, rs := make([]core.Mat, nl), make([]float64, nl)
 	tokens := o.tokenCounts()
 	for i, kl := range o.layers {
 		xs[i], rs[i] = kl.inputStat(dev, tokens)
+		if kl.have {
+			kl.keepFold(dev)
+		}
 		dev.Gram(float32(1/rs[i]), xs[i], 0, kl.wa)
+		fold(kl, kl.A, kl.wa)
 	}
 	readTrA := true
 	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
-	// and per-sample gradients of the last backward pass (same α and β).
-	passStats := func(alpha float32, beta float32) {
+	// and per-sample gradients of the last backward pass (same α and β),
+	// Γ_batch folded after the last pass.
+	passStats := func(alpha float32, beta float32, last bool) {
 		var ms []core.Mat
 		for _, kl := range o.layers {
 			e := kl.errorStat(dev)
 			dev.Gram(alpha, e, beta, kl.wg)
+			if last {
+				fold(kl, kl.G, kl.wg)
+			}
 			ms = append(ms, e)
 		}
 		for _, dl := range o.diagLayers {
@@ -823,12 +891,12 @@ func (o *KFAC) refresh() error {
 	}
 	switch c.Fisher {
 	case EmpiricalFisher:
-		passStats(float32(m), 0) // E rows are e_i/m
+		passStats(float32(m), 0, true) // E rows are e_i/m
 	case SampledFisher:
 		o.resize(m)
 		net.Objective().Func().SampleSeeds(dev, o.seed, net.Probs(), 1, kfacDraws{o.rng}, &o.scr)
 		o.statsBackward(o.seed)
-		passStats(invM, 0)
+		passStats(invM, 0, true)
 	case ExactFisher:
 		o.resize(m)
 		loss := net.Objective().Func()
@@ -839,17 +907,19 @@ func (o *KFAC) refresh() error {
 			if cls == 0 {
 				beta = 0
 			}
-			passStats(invM, beta)
+			passStats(invM, beta, cls == net.Outputs()-1)
 		}
 	}
 	// An entry of a Gram factor αXᵀX is at most α‖X‖²_F, its trace, in
 	// magnitude (Cauchy–Schwarz, and a float32 sum of products is within
 	// rounding of the sum of their magnitudes), so traces finite and well
-	// inside float32's range vouch for the factors; otherwise they are read.
+	// inside float32's range vouch for the batch factors, and so for the
+	// running ones they were folded into; otherwise those are read (a
+	// rejection takes the fold back: Backoff).
 	if !tracesBound(trA, trG) {
 		fs := make([]core.Mat, 0, 2*nl)
 		for _, kl := range o.layers {
-			fs = append(fs, kl.wa, kl.wg)
+			fs = append(fs, kl.A, kl.G)
 		}
 		if !finite(dev, fs) {
 			return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
@@ -857,14 +927,9 @@ func (o *KFAC) refresh() error {
 	}
 	for i, kl := range o.layers {
 		if kl.have {
-			kl.keepFold(dev)
-			dev.Axpby(float32(1-c.Decay), kl.wa, float32(c.Decay), kl.A)
-			dev.Axpby(float32(1-c.Decay), kl.wg, float32(c.Decay), kl.G)
 			kl.st.TraceA = c.Decay*kl.st.TraceA + (1-c.Decay)*trA[i]
 			kl.st.TraceG = c.Decay*kl.st.TraceG + (1-c.Decay)*trG[i]
 		} else {
-			dev.Copy(kl.A, kl.wa)
-			dev.Copy(kl.G, kl.wg)
 			kl.st.TraceA, kl.st.TraceG = trA[i], trG[i]
 		}
 	}
@@ -896,38 +961,67 @@ func (o *KFAC) invertFactors() error {
 	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
 	// InvertAll per start (all layers are warm after the first refresh):
-	// each layer once, from the start it had when the refresh began.
+	// each layer once, from the start it had when the refresh began. Factors
+	// that share a work copy (shareWorkMin) go in separate batches, the j-th
+	// of each size in batch j.
 	warmAt := make([]bool, len(o.layers))
 	for i, kl := range o.layers {
 		warmAt[i] = kl.have
 	}
 	for _, warm := range []bool{false, true} {
-		var xs, works, fs []core.Mat
-		var lams, traces []float64
-		var which []*kfacLayer
+		var batches [][]kfacFactor
+		seen := map[int]int{}
 		for i, kl := range o.layers {
 			if warmAt[i] != warm {
 				continue
 			}
 			lamA, lamG := o.lambdas(kl)
-			xs, works, fs = append(xs, kl.Ai, kl.Gi), append(works, kl.wa, kl.wg), append(fs, kl.A, kl.G)
-			lams, traces = append(lams, lamA, lamG), append(traces, kl.st.TraceA, kl.st.TraceG)
-			which = append(which, kl)
+			for _, f := range []kfacFactor{
+				{x: kl.Ai, work: kl.wa, f: kl.A, lam: lamA, trace: kl.st.TraceA, extra: &kl.extraA, inside: &kl.lamA},
+				{x: kl.Gi, work: kl.wg, f: kl.G, lam: lamG, trace: kl.st.TraceG, extra: &kl.extraG, inside: &kl.lamG},
+			} {
+				j := 0
+				if n := f.f.Rows(); n >= shareWorkMin {
+					j = seen[n]
+					seen[n]++
+				}
+				for len(batches) <= j {
+					batches = append(batches, nil)
+				}
+				batches[j] = append(batches[j], f)
+			}
 		}
-		if len(which) == 0 {
-			continue
+		for _, b := range batches {
+			xs, works, fs := make([]core.Mat, len(b)), make([]core.Mat, len(b)), make([]core.Mat, len(b))
+			lams, traces := make([]float64, len(b)), make([]float64, len(b))
+			for i, f := range b {
+				xs[i], works[i], fs[i], lams[i], traces[i] = f.x, f.work, f.f, f.lam, f.trace
+			}
+			extras, err := o.invertAll(xs, works, fs, lams, traces, warm)
+			if err != nil {
+				return err
+			}
+			for i, f := range b {
+				*f.extra, *f.inside = extras[i], lams[i]+extras[i]
+			}
 		}
-		extras, err := o.invertAll(xs, works, fs, lams, traces, warm)
-		if err != nil {
-			return err
-		}
-		for i, kl := range which {
-			kl.extraA, kl.extraG = extras[2*i], extras[2*i+1]
-			kl.lamA, kl.lamG = lams[2*i]+kl.extraA, lams[2*i+1]+kl.extraG
-			kl.have = true
+		for i, kl := range o.layers {
+			if warmAt[i] == warm {
+				kl.have = true
+			}
 		}
 	}
 	return nil
+}
+
+// kfacFactor is one Kronecker factor of a block as invertFactors inverts
+// it: its inverse x, damped work copy and running factor f, the damping
+// λ and trace to invert it with, and where the extra damping the inverter
+// needed and the damping inside x are kept.
+type kfacFactor struct {
+	x, work, f    core.Mat
+	lam, trace    float64
+	extra, inside *float64
 }
 
 // foldDiags folds the batch diagonals into the running D (with Decay, as Λ

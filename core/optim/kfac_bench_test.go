@@ -48,9 +48,10 @@ func mnistBatches(b testing.TB, dev core.Device, m int) (x, y core.Mat, load fun
 // f64-fallbacks/refresh), and the CPU time of a refresh step, all threads
 // (refresh-cpu-ms: on a loaded machine it moves less than wall time). Widths come from
 // GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
-// 4096). Run with a -benchtime of a multiple of S (e.g. -benchtime=16x) so
-// that every run holds whole refresh periods; the first (cold) step is
-// excluded.
+// 4096), hyperparameters of RING and RENG from GRNG_BENCH_HP (e.g.
+// "S=100000" to time the steps between refreshes alone). Run with a
+// -benchtime of a multiple of S (e.g. -benchtime=16x) so that every run
+// holds whole refresh periods; the first (cold) step is excluded.
 func BenchmarkWidth(b *testing.B) {
 	widths := []int{64, 256, 1024}
 	if s := os.Getenv("GRNG_BENCH_WIDTHS"); s != "" {
@@ -73,7 +74,11 @@ func BenchmarkWidth(b *testing.B) {
 					b.Fatal(err)
 				}
 				net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
-				opt, err := Build(name, "", net, 1)
+				hp := ""
+				if name != "adamw" {
+					hp = os.Getenv("GRNG_BENCH_HP")
+				}
+				opt, err := Build(name, hp, net, 1)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -30,10 +30,11 @@ func (o *KFAC) applyMomentum() error {
 func (o *KFAC) momentumModel() float64 {
 	dev := o.net.Device()
 	for _, kl := range o.layers {
-		dev.Gemm(false, false, 1, kl.d, kl.G, 0, kl.tmp)
-		dev.Axpby(float32(kl.lamG), kl.d, 1, kl.tmp)
-		dev.Gemm(false, false, 1, kl.A, kl.tmp, 0, kl.cv)
-		dev.Axpby(float32(kl.lamA), kl.tmp, 1, kl.cv)
+		tmp := kl.scratch(dev)
+		dev.Gemm(false, false, 1, kl.d, kl.G, 0, tmp)
+		dev.Axpby(float32(kl.lamG), kl.d, 1, tmp)
+		dev.Gemm(false, false, 1, kl.A, tmp, 0, kl.cv)
+		dev.Axpby(float32(kl.lamA), tmp, 1, kl.cv)
 	}
 	for _, b := range o.diags {
 		dev.Apply(core.Mul, b.cv, b.work, b.d) // work = D + λ (preconditionDiag)

@@ -67,7 +67,7 @@ var notState = map[string]string{
 	"KFAC.scr":    "scratch",
 	"KFAC.deltas": "aliases of kfacBufs.d", "KFAC.ws": "the model's weights", "KFAC.gradsIn": "per-step pointers",
 	"KFAC.trueG": "per-step pointers", "KFAC.Last": "diagnostics of the last step (reset by each step)",
-	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
+	"kfacLayer.wa": "scratch", "kfacLayer.wg": "scratch", "KFAC.shared": "scratch (the wa, wg of large factors)", "kfacBufs.g": "scratch", "kfacBufs.hg": "scratch",
 	"kfacBufs.gt": "scratch", "kfacLayer.tmp": "scratch", "kfacBufs.d": "scratch", "kfacLayer.p": "scratch",
 	"kfacLayer.q": "scratch", "kfacLayer.estash": "scratch", "kfacLayer.stashed": "reset by each step", "kfacBufs.wsave": "scratch", "kfacBufs.cv": "scratch", "kfacEigen.rA": "scratch", "kfacEigen.rG": "scratch",
 	"kfacDiag.work": "scratch", "kfacDiagLayer.batch": "aliases of kfacDiag.work",

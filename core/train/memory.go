@@ -5,22 +5,24 @@ import (
 	"math"
 	"strings"
 
+	"github.com/grng/grng/core"
 	"github.com/grng/grng/core/data"
 	"github.com/grng/grng/core/nn"
 	"github.com/grng/grng/core/optim"
 )
 
-// Memory is an estimate of what a training run allocates beyond its data
-// sets, in bytes, by what holds it. The device parts (all but Host) live in
-// the device's memory: host memory on the CPU device, the GPU's on the
-// others. EstimateMemory computes it before anything is allocated, from the
-// shapes alone, so that a run that cannot fit is refused with the figures
-// instead of being killed by the system; TestMemoryEstimate holds it to
-// within a factor of the heap a CPU run really keeps.
+// Memory is an estimate of what a training run allocates, in bytes, by
+// what holds it. The device parts (all but Host and Sets) live in the
+// device's memory: host memory on the CPU device, the GPU's on the others.
+// EstimateMemory computes it before anything is allocated, from the shapes
+// alone, so that a run that cannot fit is refused with the figures instead
+// of being killed by the system; TestMemoryEstimate holds it to what a CPU
+// run really keeps, and on the CPU device the process's peak resident
+// memory comes to about Peak (docs/bench/memory.md).
 type Memory struct {
 	// Params: the weights, their gradients, the training loop's two
 	// copies of them (the schedule's and the rewind's), the gradients of
-	// the evaluation's twins.
+	// the evaluation's twins (but those of their dense layers).
 	Params int64
 	// Activations: the forward and backward buffers of the layers
 	// (dense-like blocks, attention, norms, the logits) for a batch, and
@@ -31,16 +33,21 @@ type Memory struct {
 	// Optimizer: the optimizer's state besides curvature factors:
 	// moments, saved gradients and updates, Kalman variances.
 	Optimizer int64
-	// Curvature: Kronecker factors A and G with their inverses, work copies
-	// and the copies kept to undo a rejected step; diagonal curvature
-	// blocks.
+	// Curvature: Kronecker factors A and G with their inverses and the
+	// copies kept to undo a rejected step, the damped work copies (one per
+	// size from 1024 rows, optim.KFAC), the inverses' scratch (three n×n of
+	// the largest factor); diagonal curvature blocks.
 	Curvature int64
-	// Data: the device copy of the training set (unless it is over a
+	// Data: the device copy of the training set (none where the device's
+	// memory is the host's, core.HostMemory, or where the set is over a
 	// device buffer limit, see newRunner) and the batch buffers.
 	Data int64
 	// Host: what stays in host memory on every device: kalman-full's dense
 	// float64 covariance.
 	Host int64
+	// Sets: the training and test sets in host memory (features and
+	// targets, float32), loaded before the estimate is made.
+	Sets int64
 }
 
 // Device is the estimate of the device's part.
@@ -48,10 +55,16 @@ func (m Memory) Device() int64 {
 	return sat(float64(m.Params) + float64(m.Activations) + float64(m.Optimizer) + float64(m.Curvature) + float64(m.Data))
 }
 
-// Total is Device plus Host.
+// Total is Device plus Host: what the run allocates once its data sets are
+// loaded.
 func (m Memory) Total() int64 { return sat(float64(m.Device()) + float64(m.Host)) }
 
-// String lists the parts: "1.2 GiB: parameters 10 MiB, activations …".
+// Peak is Total plus Sets, what the process holds at its peak on the CPU
+// device.
+func (m Memory) Peak() int64 { return sat(float64(m.Total()) + float64(m.Sets)) }
+
+// String lists the parts after Peak: "1.2 GiB: parameters 10 MiB, activations
+// …, data sets 210 MiB".
 func (m Memory) String() string {
 	parts := []string{
 		"parameters " + FormatBytes(m.Params),
@@ -65,7 +78,10 @@ func (m Memory) String() string {
 	if m.Host > 0 {
 		parts = append(parts, "host "+FormatBytes(m.Host))
 	}
-	return FormatBytes(m.Total()) + ": " + strings.Join(parts, ", ")
+	if m.Sets > 0 {
+		parts = append(parts, "data sets "+FormatBytes(m.Sets))
+	}
+	return FormatBytes(m.Peak()) + ": " + strings.Join(parts, ", ")
 }
 
 // FormatBytes writes n in B, KiB, MiB, GiB or TiB with three significant
@@ -132,6 +148,22 @@ func (c *Config) blocks() ([]block, error) {
 		}
 	}
 	return bs, nil
+}
+
+// twinGrads is how many gradient entries an evaluation twin of c's model
+// keeps, of its P parameters: none for its own dense layers (nn.Sequential's
+// Twin), so none for an MLP.
+func (c *Config) twinGrads(P float64) float64 {
+	ls, ok := c.Net.(interface{ Layers() []nn.Layer })
+	if c.Net == nil || !ok {
+		return 0
+	}
+	for _, l := range ls.Layers() {
+		if d, ok := l.(*nn.Dense); ok {
+			P -= float64(d.W.Rows()) * float64(d.W.Cols())
+		}
+	}
+	return P
 }
 
 // otherActivations is, per sample, what the layers of a composed model
@@ -218,7 +250,7 @@ func EstimateMemory(c Config) (Memory, error) {
 	exactHVP := gamma && hp["fdhvp"] == 0
 
 	var m Memory
-	m.Params = sat((4 + twins) * P * f32)
+	m.Params = sat((4*P + twins*c.twinGrads(P)) * f32)
 
 	var kfacAct float64
 	for _, b := range bs {
@@ -238,7 +270,10 @@ func EstimateMemory(c Config) (Memory, error) {
 	var opt, curv, host float64
 	switch {
 	case kfac:
-		per := 2.0 // the gradient and the update
+		per := 1.0 // the update
+		if _, stats := c.Net.(nn.StatsBackwarder); gamma || (c.Net != nil && !stats && hp["fisher"] != 1) {
+			per++ // the gradient kept from the sampled-label pass
+		}
 		if gamma {
 			per += 2 // Hg and g + γHg
 			if !exactHVP {
@@ -250,11 +285,26 @@ func EstimateMemory(c Config) (Memory, error) {
 		}
 		opt = per * P
 		eigen := hp["eigen"] == 1
+		shared := map[float64]bool{} // the work copies of a size from optim's shareWorkMin
+		var largest float64
 		for _, b := range bs {
 			if b.kron {
-				// A, A⁻¹, a work copy and the copy that undoes a fold,
-				// likewise G; the product's a×k scratch.
-				curv += 4*b.a*b.a + 4*b.k*b.k + b.a*b.k + 2*(b.a+b.k)
+				// A, A⁻¹ and the copy that undoes a fold, likewise G; the
+				// power iteration's vectors.
+				curv += 3*b.a*b.a + 3*b.k*b.k + 2*(b.a+b.k)
+				for _, n := range []float64{b.a, b.k} {
+					if n < 1024 || !shared[n] {
+						curv += n * n // the damped work copy
+					}
+					shared[n] = n >= 1024
+					largest = max(largest, n)
+				}
+				// The full-rank product's a×k scratch, where the low-rank
+				// one (optim.KFAC.precondition) costs more, or with momentum.
+				m := batch * b.pos
+				if b.a*b.a*m+b.a*m*b.k+m*b.k*b.k >= b.a*b.a*b.k+b.a*b.k*b.k || hp["momentum"] > 0 {
+					curv += b.a * b.k
+				}
 				if eigen {
 					// the eigenvectors of A and G, their eigenvalues (f64
 					// on the host)
@@ -265,7 +315,8 @@ func EstimateMemory(c Config) (Memory, error) {
 				curv += 3 * b.n // D, its work copy and the undo copy
 			}
 		}
-		opt += batch * outs // the sampled labels' seed
+		curv += 3 * largest * largest // the inverses' scratch (Newton–Schulz: A·X, X's next iterate, a product)
+		opt += batch * outs           // the sampled labels' seed
 	case name == "sgd":
 		opt = P
 	case name == "sam":
@@ -300,8 +351,20 @@ func EstimateMemory(c Config) (Memory, error) {
 	tr := c.Train
 	ycols := float64(len(tr.Y)) / float64(max(tr.N, 1))
 	dataRows := float64(tr.N)
+	if _, inPlace := c.Device.(core.HostMemory); inPlace {
+		dataRows = 0 // the training set is read where it was loaded
+	}
 	m.Data = sat(((dataRows+batch)*(float64(tr.D)+ycols) + batch + (evRows+evTail)*(float64(tr.D)+ycols+1)) * f32)
+	m.Sets = setBytes(c.Train) + setBytes(c.Test)
 	return m, nil
+}
+
+// setBytes is what a data set's features and targets take.
+func setBytes(ds *data.Dataset) int64 {
+	if ds == nil {
+		return 0
+	}
+	return int64(len(ds.X)+len(ds.Y)) * 4
 }
 
 // activationsPerRow is what a forward and backward pass keep per sample

@@ -38,8 +38,11 @@ func heapGrowth(f func() any) int64 {
 }
 
 // The estimate is close to what a run on the CPU device really keeps (its
-// live heap after some steps and an evaluation), for every optimizer and
-// for composed models: at least 80% of it and at most twice it.
+// live heap after some steps and an evaluation, the inverses' scratch
+// included): at most 15% over for every optimizer on an MLP and a CNN and
+// 30% over for a ViT, whose attention buffers it counts on the safe side;
+// at most 20% under (a few hundred KiB of small buffers it leaves out, at
+// these sizes).
 func TestMemoryEstimate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a dozen sessions")
@@ -67,7 +70,7 @@ func TestMemoryEstimate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := Config{Device: cpu.New(), Optimizer: c.opt, Hyper: c.hp, Steps: 4, BatchSize: 128, EvalEvery: 2,
+		cfg := Config{Device: cpu.New(), Optimizer: c.opt, Hyper: c.hp, Steps: 12, BatchSize: 128, EvalEvery: 6,
 			Seed: 1, Train: train, Test: test, Loss: nn.CrossEntropy}
 		var est Memory
 		live := heapGrowth(func() any {
@@ -83,12 +86,16 @@ func TestMemoryEstimate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stepN(t, s, 4)
+			stepN(t, s, 12) // past a second factor update (ngd's F = 10), which keeps the undo copies
 			return s
 		})
 		ratio := float64(est.Total()) / float64(live)
 		t.Logf("%-40s %-8s %-8s estimate %9s, live heap %9s: ×%.2f  (%v)", c.model, c.opt, c.hp, FormatBytes(est.Total()), FormatBytes(live), ratio, est)
-		if ratio < 0.8 || ratio > 2 {
+		hi := 1.15
+		if strings.HasPrefix(c.model, "vit") {
+			hi = 1.3
+		}
+		if ratio < 0.8 || ratio > hi {
 			t.Errorf("%s %s %s: estimate %s against a live heap of %s (×%.2f)", c.model, c.opt, c.hp, FormatBytes(est.Total()), FormatBytes(live), ratio)
 		}
 	}
@@ -104,11 +111,12 @@ func TestMemoryEstimateHuge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Three G factors of 65536² and two A factors of 65537², four copies each.
-	if want := int64(4 * 4 * 5 * 65536 * 65536); m.Curvature < want || m.Total() < m.Curvature {
-		t.Fatalf("%+v, want curvature ≥ %d", m, want)
+	// Three G factors of 65536² and three A factors of 65537², three copies
+	// each, one work copy of each size and the inverses' scratch (three).
+	if want := int64(4 * (3*6 + 2 + 3) * 65536 * 65536); m.Curvature < want || m.Curvature > want*1001/1000 || m.Total() < m.Curvature {
+		t.Fatalf("%+v, want curvature of about %d", m, want)
 	}
-	if s := m.String(); !strings.Contains(s, ", curvature 4") || !strings.Contains(s, " GiB: parameters ") {
+	if s := m.String(); !strings.Contains(s, ", curvature 3") || !strings.Contains(s, " GiB: parameters ") {
 		t.Fatalf("%s", s)
 	}
 }
@@ -138,5 +146,32 @@ func TestEvaluationAllocatesLittle(t *testing.T) {
 	t.Logf("%d B allocated per step and evaluation", perStep)
 	if perStep > 1<<20 { // the model's and the chunks' buffers are 20 MiB
 		t.Fatalf("%d B allocated per step and evaluation of %d rows: buffers are not kept", perStep, c.Test.N)
+	}
+}
+
+// On a device whose memory is the host's the training set is read where it
+// was loaded, not copied, and the estimate counts no copy of it.
+func TestTrainingSetReadInPlace(t *testing.T) {
+	spec, _ := nn.ParseSpec("64-32-10:relu")
+	c := Config{Device: cpu.New(), Model: spec, Optimizer: "sgd", Steps: 1, BatchSize: 16, Seed: 1,
+		Train: images(256, 1), Loss: nn.CrossEntropy}
+	s, err := NewSession(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if xs := s.r.xs.(*cpu.Mat).Data; &xs[0] != &c.Train.X[0] {
+		t.Fatal("the training set was copied")
+	}
+	m, err := EstimateMemory(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the batch's features, targets and indices
+	if want := int64(4 * 16 * (64 + 2)); m.Data != want {
+		t.Fatalf("data %d B, want %d", m.Data, want)
+	}
+	if want := int64(4 * 256 * 65); m.Sets != want {
+		t.Fatalf("data sets %d B, want %d", m.Sets, want)
 	}
 }
