@@ -453,6 +453,7 @@ func (b *bencher) report() (string, error) {
 			"per sample of the batch), both means over the seeds. [k/n]: only k of n seeds reached the target (mean over those); " +
 			"—: none did. Bold: the fastest among the optimizers whose every seed reached the target.\n\n")
 		b.writeTime(&w, exps)
+		b.writeVersus(&w, exps)
 		b.writeSafeguards(&w, exps)
 		w.WriteString("## Validation accuracy (Figures 2–4)\n\n")
 		for i := range exps {
