@@ -79,7 +79,7 @@ func TestTimeTo(t *testing.T) {
 // to a few sentences and steps, the LoRA arms (RING and RENG with the KL
 // clip off, in their sweeps too), R-Kalman and the linear probe. The texts
 // reach the model as its tokens, the probe trains the head alone, and the
-// report sets the paper's methods against AdamW.
+// report describes the model and sets the paper's methods against AdamW.
 func TestFineTuneSliceRuns(t *testing.T) {
 	if _, err := Lookup("finetune", optim.Names()); err != nil {
 		t.Fatal(err)
@@ -134,6 +134,9 @@ func TestFineTuneSliceRuns(t *testing.T) {
 	report, err := os.ReadFile(filepath.Join(out, "report.md"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(report), "`use-lite`: the Universal Sentence Encoder lite") {
+		t.Error("the report's setup does not describe the use-lite model")
 	}
 	_, versus, _ := strings.Cut(string(report), "<!-- table: versus -->")
 	versus, _, _ = strings.Cut(versus, "\n\n")
