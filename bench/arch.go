@@ -109,11 +109,17 @@ func archFamilies(models []string) string {
 	seen := map[string]bool{}
 	var out []string
 	for _, m := range models {
+		name, _, _ := strings.Cut(m, ":")
+		if name == use.FineTuneName && !seen[name] {
+			seen[name] = true
+			doc, _, _ := strings.Cut(use.FineTuneDoc(), "\n")
+			out = append(out, fmt.Sprintf("`%s`: %s", name, strings.TrimPrefix(doc, name+": ")))
+			continue
+		}
 		a, err := nn.ParseArch(m)
 		if err != nil {
 			continue
 		}
-		name, _, _ := strings.Cut(m, ":")
 		if _, mlp := a.(nn.Spec); mlp {
 			name = "mlp"
 		}

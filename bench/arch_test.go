@@ -209,9 +209,11 @@ func TestModelInfoCountsPositions(t *testing.T) {
 	}
 }
 
-// Every task of every suite names a model that builds for its data.
+// Every task of every suite names a model that builds for its data, cut
+// as the bench cuts it (the fine-tuning tasks' texts encoded by their
+// model).
 func TestSuiteModelsBuild(t *testing.T) {
-	opened := map[string]*data.Dataset{}
+	ld := newLoader(data.DefaultDir())
 	seen := map[*Task]bool{}
 	for _, s := range Suites(optim.Names()) {
 		for _, e := range s.Experiments {
@@ -220,18 +222,11 @@ func TestSuiteModelsBuild(t *testing.T) {
 				continue
 			}
 			seen[task] = true
-			d := opened[task.Data]
-			if d == nil {
-				tr, _, err := newLoader(data.DefaultDir()).open(task.Data, 0, 0)
-				if err != nil {
-					t.Fatalf("%v\n(fetch the data first: go run ./cmd/native data fetch all)", err)
-				}
-				d, opened[task.Data] = tr, tr
+			sets, err := ld.cut(task)
+			if err != nil {
+				t.Fatalf("suite %s: %v\n(fetch the data first: go run ./cmd/native data fetch all)", s.Name, err)
 			}
-			if task.Fold > 0 {
-				d = &data.Dataset{D: task.Fold, Classes: d.Classes}
-			}
-			if _, err := describe(cpu.New(), task, d, ""); err != nil {
+			if _, err := describe(cpu.New(), task, sets.Train, data.DefaultDir()); err != nil {
 				t.Errorf("suite %s: %v", s.Name, err)
 			}
 		}

@@ -188,7 +188,7 @@ func (b *bencher) plan() error {
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
 		for _, opt := range e.Sweep {
-			if !known[opt] || !hasArm(e, opt) {
+			if !known[opt] || armOf(e, opt) == nil {
 				continue
 			}
 			key := e.Task.hash() + "/" + opt
@@ -196,8 +196,11 @@ func (b *bencher) plan() error {
 				continue
 			}
 			seenSweep[key] = true
+			// The trials run over the arm's own hyperparameters (the K-FAC
+			// arms' klclip=0), as the reported runs do.
+			arm := Arm{Label: Label(opt), Optimizer: opt, Hyper: armOf(e, opt).Hyper}
 			for _, p := range b.gridOf(opt).Points() {
-				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: Arm{Label: Label(opt), Optimizer: opt}, seed: sweepSeed, point: p})
+				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: arm, seed: sweepSeed, point: p})
 			}
 		}
 	}
@@ -237,13 +240,14 @@ func countKnown(arms []Arm, known map[string]bool) int {
 	return n
 }
 
-func hasArm(e *Experiment, opt string) bool {
-	for _, a := range e.Arms {
-		if a.Optimizer == opt {
-			return true
+// armOf is e's first arm of optimizer opt (nil: none).
+func armOf(e *Experiment, opt string) *Arm {
+	for i := range e.Arms {
+		if e.Arms[i].Optimizer == opt {
+			return &e.Arms[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // resolve fixes a job's hyperparameters, spec, hash and directory once what

@@ -31,10 +31,11 @@ type loader struct {
 	// given are data sets loaded by the caller (Compare's), by name: a
 	// task whose Data names one reads it rather than the data directory.
 	given map[string][2]*data.Dataset
+	read  map[string][2]*data.Dataset // the files read by files, by what they hold
 }
 
 func newLoader(dir string) *loader {
-	return &loader{dir: dir, cache: map[string]*sets{}, given: map[string][2]*data.Dataset{}}
+	return &loader{dir: dir, cache: map[string]*sets{}, given: map[string][2]*data.Dataset{}, read: map[string][2]*data.Dataset{}}
 }
 
 // open returns the training and test files of a data set name.
@@ -55,13 +56,52 @@ func (ld *loader) open(name string, trainN, testN int) (train, test *data.Datase
 	return data.Open(name, ld.dir)
 }
 
+// textModel is a model that reads texts as its own tokens (use.FineTune):
+// a task with one opens its text data set through it.
+type textModel interface {
+	OpenText(name string) (train, test *data.Dataset, err error)
+	Encoding() string // models of one Encoding encode alike
+}
+
+// files returns the training and test files of task t's data: the texts
+// encoded by t's model when it reads texts (a data set given in memory is
+// already encoded), else as open reads them. Each is read once per loader.
+func (ld *loader) files(t *Task) (train, test *data.Dataset, err error) {
+	key := t.Data
+	if strings.HasPrefix(t.Data, "synth:") {
+		key = fmt.Sprintf("%s|%d|%d", t.Data, t.TrainN+t.ValN, t.TestN) // generated to size
+	}
+	var tm textModel
+	if _, given := ld.given[t.Data]; !given {
+		a, err := parseModel(t, ld.dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if m, ok := a.(textModel); ok {
+			tm, key = m, t.Data+"|"+m.Encoding()
+		}
+	}
+	if f, ok := ld.read[key]; ok {
+		return f[0], f[1], nil
+	}
+	if tm != nil {
+		if train, test, err = tm.OpenText(t.Data); err != nil {
+			return nil, nil, fmt.Errorf("task %s: %w", t.Name, err)
+		}
+	} else if train, test, err = ld.open(t.Data, t.TrainN+t.ValN, t.TestN); err != nil {
+		return nil, nil, err
+	}
+	ld.read[key] = [2]*data.Dataset{train, test}
+	return train, test, nil
+}
+
 // cut returns task t's training, validation and test sets.
 func (ld *loader) cut(t *Task) (*sets, error) {
 	key := t.hash()
 	if s, ok := ld.cache[key]; ok {
 		return s, nil
 	}
-	tr, te, err := ld.open(t.Data, t.TrainN+t.ValN, t.TestN)
+	tr, te, err := ld.files(t)
 	if err != nil {
 		return nil, err
 	}

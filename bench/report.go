@@ -453,6 +453,7 @@ func (b *bencher) report() (string, error) {
 			"per sample of the batch), both means over the seeds. [k/n]: only k of n seeds reached the target (mean over those); " +
 			"—: none did. Bold: the fastest among the optimizers whose every seed reached the target.\n\n")
 		b.writeTime(&w, exps)
+		b.writeVersus(&w, exps)
 		b.writeSafeguards(&w, exps)
 		w.WriteString("## Validation accuracy (Figures 2–4)\n\n")
 		for i := range exps {
@@ -627,12 +628,16 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 			model = fmt.Sprintf("%s frozen, LoRA r=%d α=%g (%d trainable parameters)", ti.Model, l.Rank, l.Alpha, params)
 		}
 		res.Tasks = append(res.Tasks, ti)
-		kal := "—"
+		ep, kal := fmt.Sprintf("%g", t.Epochs), "—"
 		if t.KalmanEpochs > 0 {
 			kal = fmt.Sprintf("%g", t.KalmanEpochs)
 		}
+		if t.Steps > 0 {
+			ep = fmt.Sprintf("%d steps", t.Steps)
+			kal = ep
+		}
 		rows = append(rows, []string{t.Title, t.Data, strconv.Itoa(ti.Train), strconv.Itoa(ti.Val), strconv.Itoa(ti.Test), model,
-			strconv.Itoa(t.Batch), fmt.Sprintf("%g", t.Epochs), kal, pctOf(t.Target), strconv.Itoa(t.EvalEvery)})
+			strconv.Itoa(t.Batch), ep, kal, pctOf(t.Target), strconv.Itoa(t.EvalEvery)})
 	}
 	w.WriteString("Every task trains on a fixed random cut of the data set's training file and validates on another " +
 		"(the same for every seed and optimizer); test accuracy is measured once, at the end, on the test file. " +
@@ -655,9 +660,11 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 	// Sweeps.
 	var srows [][]string
 	oneAxis := true
+	sweptOpts := map[string]bool{}
 	for _, key := range sortedKeys(b.sweeps) {
 		s := b.sweeps[key]
 		res.Sweeps = append(res.Sweeps, s)
+		sweptOpts[s.Optimizer] = true
 		oneAxis = oneAxis && len(s.Grid) == 1 && s.Grid[0].Name == "lr"
 		var trials []string
 		for _, t := range s.Trials {
@@ -679,13 +686,18 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 		srows = append(srows, []string{s.Task, Label(s.Optimizer), strings.Join(trials, ", "), chosen})
 	}
 	if len(srows) > 0 {
-		what, head := "lr", "rate"
+		what, head, tuned := "lr", "rate", "learning rates"
 		if !oneAxis {
-			what, head = "setting", "setting"
+			what, head, tuned = "setting", "setting", "settings"
 		}
-		fmt.Fprintf(w, "Learning rates of the first-order optimizers (SGD, AdamW, Sophia, SAM) were tuned as in the paper, by a sweep on the validation set "+
+		var names []string
+		for _, o := range orderedOptimizers(sortedKeys(sweptOpts)) {
+			names = append(names, Label(o))
+		}
+		fmt.Fprintf(w, "The %s of the swept optimizers (%s) were tuned as in the paper, by a sweep on the validation set "+
 			"(seed %d, which no reported run uses; same budget as the runs; criterion: %s). Validation accuracy (%%) per %s; "+
-			"a choice on the edge of its grid is marked (the best value may lie beyond it):\n\n", sweepSeed, sweepCriterion, head)
+			"a choice on the edge of its grid is marked (the best value may lie beyond it):\n\n", tuned,
+			strings.Join(names, ", "), sweepSeed, sweepCriterion, head)
 		table(w, "sweeps", []string{"Task", "Optimizer", what + ": validation accuracy", "Chosen " + what}, srows)
 	}
 	// Hyperparameters.
@@ -700,7 +712,7 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 			}
 			var kv []string
 			for _, k := range sortedKeys(a.Resolved) {
-				if k == "lr" && contains(swept, a.Optimizer) {
+				if b.sweptAxis(e.exp, a.Optimizer, k) {
 					continue
 				}
 				kv = append(kv, fmt.Sprintf("%s=%g", k, float64(a.Resolved[k])))
@@ -711,14 +723,28 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 		}
 	}
 	if len(hps) > 0 {
-		w.WriteString("Other hyperparameters are the registry's defaults (`native train --list-hp NAME`), the same on every task " +
-			"(the swept learning rates above excepted):\n\n")
+		w.WriteString("Other hyperparameters are the registry's defaults (`native train --list-hp NAME`) and the arms' own settings, " +
+			"the same on every task (the swept settings above excepted):\n\n")
 		var hrows [][]string
 		for _, o := range orderedOptimizers(sortedKeys(hps)) {
 			hrows = append(hrows, []string{Label(o), "`" + hps[o] + "`"})
 		}
 		table(w, "hyperparameters", []string{"Optimizer", "Hyperparameters"}, hrows)
 	}
+}
+
+// sweptAxis reports whether hyperparameter name of optimizer opt is tuned
+// by a sweep in experiment e.
+func (b *bencher) sweptAxis(e *Experiment, opt, name string) bool {
+	if !contains(e.Sweep, opt) {
+		return false
+	}
+	for _, a := range b.gridOf(opt) {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(xs []string, x string) bool {

@@ -88,7 +88,7 @@ func loadData(name, dir string) (train, test *data.Dataset, err error) {
 // textEncoder) takes a built-in text set as its own tokens.
 func (f *trainFlags) load(arch nn.Arch) (train, test *data.Dataset, err error) {
 	if enc, ok := arch.(textEncoder); ok {
-		return loadText(enc, f.data, f.dataDir)
+		return loadText(enc, f.data)
 	}
 	if knownData(f.data) {
 		return loadData(f.data, f.dataDir)
@@ -104,12 +104,12 @@ func (f *trainFlags) load(arch nn.Arch) (train, test *data.Dataset, err error) {
 // (use.FineTune).
 type textEncoder interface {
 	nn.Arch
-	Encode(*data.TextSet) (*data.Dataset, error)
+	OpenText(name string) (train, test *data.Dataset, err error)
 }
 
-// loadText opens the built-in text set name and encodes its training and
-// test texts for enc.
-func loadText(enc textEncoder, name, dir string) (train, test *data.Dataset, err error) {
+// loadText opens the built-in text set name, its texts encoded for enc
+// (read from the data directory the model was parsed with).
+func loadText(enc textEncoder, name string) (train, test *data.Dataset, err error) {
 	if !data.IsText(name) {
 		var texts []string
 		for _, n := range dataNames() {
@@ -119,17 +119,7 @@ func loadText(enc textEncoder, name, dir string) (train, test *data.Dataset, err
 		}
 		return nil, nil, usagef("--model %s reads texts: --data must be a text data set (%s), not %s", enc, strings.Join(texts, ", "), name)
 	}
-	tr, te, err := data.OpenText(name, dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	if train, err = enc.Encode(tr); err != nil {
-		return nil, nil, err
-	}
-	if test, err = enc.Encode(te); err != nil {
-		return nil, nil, err
-	}
-	return train, test, nil
+	return enc.OpenText(name)
 }
 
 // dataLabel is a short name of --data for output folders: the built-in

@@ -185,6 +185,26 @@ func (f FineTune) pretrained() (*Pretrained, error) {
 	return p, nil
 }
 
+// Encoding names how Encode lays texts out: the models of one Encoding
+// (any rank and alpha) take the same data.
+func (f FineTune) Encoding() string { return fmt.Sprintf("%s:tokens=%d", FineTuneName, f.Tokens) }
+
+// OpenText opens the fetched text data set name (data.OpenText) from
+// f.DataDir and encodes its training and test texts (Encode).
+func (f FineTune) OpenText(name string) (train, test *data.Dataset, err error) {
+	tr, te, err := data.OpenText(name, f.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if train, err = f.Encode(tr); err != nil {
+		return nil, nil, err
+	}
+	if test, err = f.Encode(te); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
 // cache keeps the checked model and its tokenizer by data directory:
 // a run builds its model once a seed and an evaluation twin or two.
 var cache = struct {
