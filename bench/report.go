@@ -1227,7 +1227,7 @@ func (b *bencher) writeControlled(w *bytes.Buffer, e *ExperimentResult, plots st
 		if n := a.Status[StatusDiverged]; n > 0 {
 			note = fmt.Sprintf(" †%d/%d", n, a.Seeds)
 		}
-		r := []string{"**" + a.Label + "**", "reference", pct(a.ValAcc), pct(a.TestAcc) + note, "", "", grad, ""}
+		r := []string{"**" + a.Label + "**", "reference", pct(a.ValAcc), pct(a.TestAcc) + note, "—", "—", grad, "—"}
 		if ref != nil {
 			r[1] = ref.Label
 			r[4], r[5] = diff(a, ref, test), diff(a, ref, val)
