@@ -197,9 +197,10 @@ func TestFinetuneNotFetched(t *testing.T) {
 	t.Cleanup(srv.Close)
 	tb := open(t, browser(t, e, false), &env{url: srv.URL + "/"}, "?lesson=finetune&device=cpu")
 	const want = "data set use-lite is not fetched on this server: run  native data fetch use-lite"
-	if _, err := chromedp.Run(tb.ctx, chromedp.Poll[bool](`!!grng.ft && !!grng.ft.error`,
+	// The panel is drawn after the state records the error: wait for both.
+	if _, err := chromedp.Run(tb.ctx, chromedp.Poll[bool](`!!grng.ft && !!grng.ft.error && document.getElementById("grng-ft-status").textContent.includes("native data fetch use-lite")`,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Minute))); err != nil {
-		t.Fatalf("no error: %v\nconsole:\n%s", err, tb.console)
+		t.Fatalf("the page shows no refusal naming the fetch command: %v\nconsole:\n%s", err, tb.console)
 	}
 	s := readFT(t, tb.ctx)
 	panel, err := chromedp.Run(tb.ctx, chromedp.Text(chromedp.ID("grng-ft-status")))
