@@ -983,17 +983,12 @@ func (b *bencher) writeGradNorm(w *bytes.Buffer, e *ExperimentResult, plots stri
 		}
 		xy := meanCurve(cs, func(c *curve) []float64 { return c.grad })
 		ss = append(ss, series{Label: a.Label, Key: a.Optimizer, XY: movingAverage(xy, max(1, len(xy)/50))})
-		q := make([][]float64, 4)
-		for k, p := range xy {
-			qi := min(3, 4*k/max(len(xy), 1))
-			q[qi] = append(q[qi], p.Y)
-		}
+		q := quarterMeans(xy)
 		r := []string{"**" + a.Label + "**"}
-		for _, qs := range q {
-			r = append(r, fmt.Sprintf("%.3g", float64(statOf(qs).Mean)))
+		for _, m := range q {
+			r = append(r, fmt.Sprintf("%.3g", m))
 		}
-		first, last := statOf(q[0]).Mean, statOf(q[3]).Mean
-		r = append(r, fmt.Sprintf("%.2g×", float64(first/last)))
+		r = append(r, fmt.Sprintf("%.2g×", q[0]/q[3]))
 		rows = append(rows, r)
 	}
 	name := plotName("gradnorm", e.Task)
@@ -1005,6 +1000,21 @@ func (b *bencher) writeGradNorm(w *bytes.Buffer, e *ExperimentResult, plots stri
 	table(w, "gradnorm", []string{"Optimizer", "1st quarter", "2nd quarter", "3rd quarter", "4th quarter", "1st/4th"}, rows)
 	fmt.Fprintf(w, "![%s: gradient norm against iterations (log scale)](plots/%s)\n\n", e.Title, name)
 	return nil
+}
+
+// quarterMeans is the mean of y over each quarter of a curve's points
+// (Figure 1's table; NaN for an empty quarter).
+func quarterMeans(xy plotter.XYs) [4]float64 {
+	var q [4][]float64
+	for k, p := range xy {
+		qi := min(3, 4*k/max(len(xy), 1))
+		q[qi] = append(q[qi], p.Y)
+	}
+	var m [4]float64
+	for i := range q {
+		m[i] = float64(statOf(q[i]).Mean)
+	}
+	return m
 }
 
 // writeSkip is Tables 6–7: accuracy and runtime per refresh interval S.
@@ -1216,12 +1226,7 @@ func (b *bencher) writeControlled(w *bytes.Buffer, e *ExperimentResult, plots st
 		cs := curvesOf(a)
 		grad := "—"
 		if len(cs) > 0 {
-			xy := meanCurve(cs, func(c *curve) []float64 { return c.grad })
-			var last []float64
-			for _, p := range xy[3*len(xy)/4:] {
-				last = append(last, p.Y)
-			}
-			grad = fmt.Sprintf("%.3g", float64(statOf(last).Mean))
+			grad = fmt.Sprintf("%.3g", quarterMeans(meanCurve(cs, func(c *curve) []float64 { return c.grad }))[3])
 		}
 		note := ""
 		if n := a.Status[StatusDiverged]; n > 0 {
