@@ -118,6 +118,13 @@ type KFACConfig struct {
 	// as a classifier over tokens); with one position the two coincide. A
 	// convolution's block becomes KFC-reduce.
 	Reduce bool
+	// Woodbury carries each warm inverse through the refresh's fold by the
+	// Woodbury identity (kfac_woodbury.go) before Newton–Schulz refines it,
+	// where the fold's rank is at most half the factor's size and every
+	// factor update comes with a refresh (F = 0 or a multiple of S); false
+	// starts Newton–Schulz from the previous inverse as it is. Either way the
+	// inverse is accepted on the same check. Not part of the paper.
+	Woodbury bool
 	// Gamma is RENG's explicit gradient regularizer γ (the paper's "Grad
 	// Reg."): the preconditioned gradient is ∇(L + γ/2‖∇L‖²) = g + γ·Hg
 	// (eq. 9), Hg the exact Hessian-vector product (R-operator) or, with
@@ -228,6 +235,9 @@ type KFACInfo struct {
 	// FactorsUpdated says that a batch was folded into the running factors
 	// (every F steps; with Refreshed when F = 0).
 	FactorsUpdated bool
+	// Woodbury counts the inverses this step's refresh carried through the
+	// fold before refining them (KFACConfig.Woodbury).
+	Woodbury int
 	// Predicted is the Levenberg–Marquardt model's change M(δ) − M(0)
 	// for the step (NaN when not checked).
 	Predicted float64
@@ -292,6 +302,7 @@ type kfacLayer struct {
 	folded           bool // this attempt folded a batch into A and G
 	st               FactorStats
 	vA, vG           core.Mat // power-iteration vectors of ‖Λ‖₂, ‖Γ‖₂ (warm starts)
+	foldA, foldG     kfacFold // this refresh's fold into A and G (KFACConfig.Woodbury)
 	lamA, lamG       float64  // damping inside Ai, Gi (eq. 11 follows ρ from these)
 	extraA, extraG   float64  // extra damping the inverter needed at the refresh
 	have             bool
@@ -839,8 +850,10 @@ func (o *KFAC) refresh() error {
 	tokens := o.tokenCounts()
 	for i, kl := range o.layers {
 		xs[i], rs[i] = kl.inputStat(dev, tokens)
+		kl.foldA, kl.foldG = kfacFold{}, kfacFold{}
 		if kl.have {
 			kl.keepFold(dev)
+			kl.foldA = kfacFold{rows: xs[i], c: math.Sqrt((1 - c.Decay) / rs[i])}
 		}
 		dev.Gram(float32(1/rs[i]), xs[i], 0, kl.wa)
 		fold(kl, kl.A, kl.wa)
@@ -856,6 +869,9 @@ func (o *KFAC) refresh() error {
 			dev.Gram(alpha, e, beta, kl.wg)
 			if last {
 				fold(kl, kl.G, kl.wg)
+				if kl.have && beta == 0 { // one pass: Γ_batch = α·EᵀE
+					kl.foldG = kfacFold{rows: e, c: math.Sqrt((1 - c.Decay) * float64(alpha))}
+				}
 			}
 			ms = append(ms, e)
 		}
@@ -958,6 +974,10 @@ func (o *KFAC) invertFactors() error {
 	}
 	if _, ok := c.Inverse.(Eigen); ok {
 		return o.eigenRefresh()
+	}
+	o.followFolds()
+	for _, kl := range o.layers {
+		kl.foldA, kl.foldG = kfacFold{}, kfacFold{}
 	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
 	// InvertAll per start (all layers are warm after the first refresh):
@@ -1313,6 +1333,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
 		{Name: "cholesky", Default: d.cholesky, Min: 0, Max: 2, Int: true, Doc: "0 inverts the damped factors by Newton–Schulz (eqs. 19–21) with a Cholesky fallback (float32 blocked on the device, float64 on the host where that misses tol); 1 by Cholesky in float64 on the host (slower than Newton–Schulz on every device, e.g. about 1.6× per RING step on MNIST on the CPU); 2 by the float32 blocked Cholesky on the device, float64 where its residual misses tol"},
 		{Name: "eigen", Default: d.eigen, Min: 0, Max: 1, Int: true, Doc: "1 inverts by an eigendecomposition of each undamped factor at each refresh, (Λ + λI)⁻¹ = Q diag(1/(s+λ)) Qᵀ, so that a change of ρ re-forms the inverses exactly instead of by eq. 11 (float64 on the host: about 0.5 s for a 785-wide factor on two cores); needs cholesky=0"},
+		{Name: "woodbury", Default: 1, Min: 0, Max: 1, Int: true, Doc: "1 carries each Newton–Schulz warm start through the refresh's rank-r fold by the Woodbury identity, (d·Ã + UᵀU)⁻¹ from the last inverse in O(n²r), where r ≤ n/2 and every factor update comes with a refresh (F = 0 or a multiple of S); 0 starts from the last inverse as it is (the paper; about twice the CPU time of a refresh of RING at W = 1024, where the stale start falls back to Cholesky on two factors of six). The inverse is accepted on the same check either way"},
 		{Name: "order", Default: d.order, Min: 2, Max: 4, Int: true, Doc: "Newton–Schulz order: 2 (eq. 19), 3 (eq. 20), 4 (eq. 21)"},
 		{Name: "iters", Default: d.iters, Min: 1, Max: 100, Int: true, Doc: "most Newton–Schulz iterations warm-started from the previous inverse (the residual is checked after each)"},
 		{Name: "iters0", Default: d.iters0, Min: 1, Max: 200, Int: true, Doc: "most Newton–Schulz iterations from X0 = Aᵀ/(‖A‖₁‖A‖∞) on the first refresh (each checked)"},
@@ -1359,7 +1380,7 @@ func KFACConfigFromHyper(name string, hp Hyper) (KFACConfig, error) {
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
 		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
-		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0,
+		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0, Woodbury: hp["woodbury"] == 1,
 	}, nil
 }
 

@@ -76,6 +76,7 @@ var notState = map[string]string{
 	"kfacLayer.prevTrA": "rollback copy within a step", "kfacLayer.prevTrG": "rollback copy within a step",
 	"kfacLayer.folded": "reset by each step", "KFAC.src0": "rollback copy within a step",
 	"kfacLayer.reduce": "hyper (KFAC.cfg.Reduce for a block over several positions)", "kfacLayer.ones": "constant",
+	"kfacLayer.foldA": "this refresh's fold, consumed in the same step", "kfacLayer.foldG": "this refresh's fold, consumed in the same step",
 	"kfacLayer.xbar": "scratch", "kfacLayer.ebar": "scratch", "kfacLayer.xmask": "scratch",
 	"kalman.xr": "scratch", "kalman.rep": "constant index vectors", "kalman.one": "constant index vectors",
 	"kalman.zero": "constant", "kalman.label": "scratch", "kalman.yt": "scratch", "kalman.z1": "scratch",
