@@ -62,9 +62,11 @@ type Game struct {
 }
 
 // New returns the game for u. It makes ebiten keep the screen from frame to
-// frame (the game redraws only what changed), so it must be called before
-// the game runs.
+// frame (the game redraws only what changed) and, on Linux and the BSDs,
+// open desktop OpenGL (preferDesktopGL), so it must be called before the
+// game runs.
 func New(u *ui.UI, opts Options) *Game {
+	preferDesktopGL()
 	ebiten.SetScreenClearedEveryFrame(false)
 	return &Game{UI: u, opts: opts}
 }
