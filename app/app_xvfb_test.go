@@ -359,7 +359,13 @@ func xServerTime() time.Duration {
 // per second that changed the screen, and the pixels uploaded per frame;
 // then the worst case, every layer redrawn and the whole frame uploaded on
 // every frame (Options.ForceRedraw). It logs the CPU time per frame too,
-// which depends less than the frame rate on what else the machine runs.
+// which depends less than the frame rate on what else the machine runs, and
+// where it went: the lab's work (training, analyses; wall time, so it grows
+// when the machine is busy), drawing the frame in Go, handing its changed
+// pixels to ebiten, software GL's rasterizer threads (which draw ebiten's
+// screen into the window), the rest of the process (GL calls on ebiten's
+// render thread, the texture uploads, ebiten, the GC), and the X server's
+// CPU time per frame (it receives every presented frame).
 // GRNG_UI_FPS_SECONDS sets the length of each measurement (3 s),
 // GRNG_UI_FPS_ONLY a part of the names of the scenes to measure.
 func TestFrameRate(t *testing.T) {
