@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hajimehoshi/ebiten/v2"
 	"github.com/hajimehoshi/ebiten/v2/inpututil"
@@ -39,15 +40,18 @@ type Game struct {
 	screen *ebiten.Image // the screen that holds the last frame
 	buf    []byte        // the pixels of one rectangle, for upload
 
-	mu      sync.Mutex
-	frames  int
-	changed int   // frames that changed the screen
-	pixels  int64 // pixels uploaded
-	inject  []ui.Input
-	grab    chan *image.RGBA // a pending screenshot request
-	quit    bool
-	shotErr error
-	calls   []func()
+	mu       sync.Mutex
+	frames   int
+	changed  int           // frames that changed the screen
+	pixels   int64         // pixels uploaded
+	drawTime time.Duration // in UI.Frame
+	upTime   time.Duration // in the screen's WritePixels
+	lab      time.Duration // the UI's LabTime after the last tick
+	inject   []ui.Input
+	grab     chan *image.RGBA // a pending screenshot request
+	quit     bool
+	shotErr  error
+	calls    []func()
 
 	// The cursor counts as over the window only once it has moved: window
 	// systems report a position (often the screen's centre) before the user
@@ -58,9 +62,11 @@ type Game struct {
 }
 
 // New returns the game for u. It makes ebiten keep the screen from frame to
-// frame (the game redraws only what changed), so it must be called before
-// the game runs.
+// frame (the game redraws only what changed) and, on Linux and the BSDs,
+// open desktop OpenGL (preferDesktopGL), so it must be called before the
+// game runs.
 func New(u *ui.UI, opts Options) *Game {
+	preferDesktopGL()
 	ebiten.SetScreenClearedEveryFrame(false)
 	return &Game{UI: u, opts: opts}
 }
@@ -168,6 +174,10 @@ func (g *Game) Update() error {
 		f()
 	}
 	g.UI.Update(in)
+	lab := g.UI.LabTime()
+	g.mu.Lock()
+	g.lab = lab
+	g.mu.Unlock()
 	if quit || g.UI.Quit {
 		return ebiten.Termination
 	}
@@ -179,7 +189,9 @@ func (g *Game) Draw(screen *ebiten.Image) {
 	if g.opts.ForceRedraw {
 		g.UI.Invalidate()
 	}
+	t0 := time.Now()
 	frame, rects := g.UI.Frame()
+	t1 := time.Now()
 	if screen != g.screen {
 		// A new screen (the first frame, or ebiten replaced it) is empty.
 		g.screen = screen
@@ -189,8 +201,11 @@ func (g *Game) Draw(screen *ebiten.Image) {
 	for _, r := range rects {
 		px += int64(g.upload(screen, frame, r))
 	}
+	t2 := time.Now()
 	g.mu.Lock()
 	g.frames++
+	g.drawTime += t1.Sub(t0)
+	g.upTime += t2.Sub(t1)
 	if px > 0 {
 		g.changed++
 		g.pixels += px
@@ -263,13 +278,17 @@ type Stats struct {
 	Frames  int   // frames drawn (ebiten's Draw calls)
 	Changed int   // frames that changed the screen
 	Pixels  int64 // pixels uploaded to the screen
+	// The time spent drawing the frames (UI.Frame), handing their changed
+	// pixels to ebiten (WritePixels: ebiten uploads them later, on its
+	// render thread), and in the UI's lab work (UI.LabTime).
+	Draw, Upload, Lab time.Duration
 }
 
 // Stats returns the counts so far.
 func (g *Game) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return Stats{g.frames, g.changed, g.pixels}
+	return Stats{g.frames, g.changed, g.pixels, g.drawTime, g.upTime, g.lab}
 }
 
 // Frames returns the number of frames drawn so far.

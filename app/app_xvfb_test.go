@@ -293,6 +293,65 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// procCPU returns the user and system CPU time in a /proc stat file and
+// the name of its process or thread (0, "" when it cannot be read).
+func procCPU(path string) (time.Duration, string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, ""
+	}
+	s := string(b)
+	i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if i < 0 || j < i {
+		return 0, ""
+	}
+	f := strings.Fields(s[j+1:]) // from the state, field 3
+	if len(f) < 13 {
+		return 0, ""
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100, s[i+1 : j] // USER_HZ = 100
+}
+
+// glThreadsTime returns the CPU time of this process's software GL
+// rasterizer threads (Mesa's llvmpipe-N) so far.
+func glThreadsTime() time.Duration {
+	ents, _ := os.ReadDir("/proc/self/task")
+	var t time.Duration
+	for _, e := range ents {
+		if d, name := procCPU("/proc/self/task/" + e.Name() + "/stat"); strings.HasPrefix(name, "llvmpipe") {
+			t += d
+		}
+	}
+	return t
+}
+
+// xServerTime returns the CPU time of the X server that xvfb-run started
+// beside this process (0 when there is none): it receives every presented
+// frame from the GL driver, which its CPU time per frame shows.
+func xServerTime() time.Duration {
+	ents, _ := os.ReadDir("/proc")
+	ppid := strconv.Itoa(os.Getppid())
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		j := strings.LastIndexByte(s, ')')
+		if f := strings.Fields(s[j+1:]); j < 0 || len(f) < 2 || f[1] != ppid || !strings.Contains(s[:j], "(Xvfb") {
+			continue
+		}
+		d, _ := procCPU("/proc/" + e.Name() + "/stat")
+		return d
+	}
+	return 0
+}
+
 // TestFrameRate measures the frame rate of each view while it is live:
 // the races run and the cursor probes the landscape, or a slider is
 // dragged, or the networks train, so that (nearly) every frame differs from
@@ -300,7 +359,13 @@ func cpuTime() time.Duration {
 // per second that changed the screen, and the pixels uploaded per frame;
 // then the worst case, every layer redrawn and the whole frame uploaded on
 // every frame (Options.ForceRedraw). It logs the CPU time per frame too,
-// which depends less than the frame rate on what else the machine runs.
+// which depends less than the frame rate on what else the machine runs, and
+// where it went: the lab's work (training, analyses; wall time, so it grows
+// when the machine is busy), drawing the frame in Go, handing its changed
+// pixels to ebiten, software GL's rasterizer threads (which draw ebiten's
+// screen into the window), the rest of the process (GL calls on ebiten's
+// render thread, the texture uploads, ebiten, the GC), and the X server's
+// CPU time per frame (it receives every presented frame).
 // GRNG_UI_FPS_SECONDS sets the length of each measurement (3 s),
 // GRNG_UI_FPS_ONLY a part of the names of the scenes to measure.
 func TestFrameRate(t *testing.T) {
@@ -310,13 +375,17 @@ func TestFrameRate(t *testing.T) {
 	}
 	ticks := int(sec*ui.TPS) + 4*ui.TPS // more input than the measurement needs
 	measure := func(name string) {
-		s0, t0, c0 := game.Stats(), time.Now(), cpuTime()
+		s0, t0, c0, g0, x0 := game.Stats(), time.Now(), cpuTime(), glThreadsTime(), xServerTime()
 		time.Sleep(time.Duration(sec * float64(time.Second)))
-		s1, dt, c1 := game.Stats(), time.Since(t0).Seconds(), cpuTime()
+		s1, dt, c1, g1, x1 := game.Stats(), time.Since(t0).Seconds(), cpuTime(), glThreadsTime(), xServerTime()
 		frames, changed := s1.Frames-s0.Frames, s1.Changed-s0.Changed
+		perFrame := func(d time.Duration) float64 { return d.Seconds() * 1e3 / math.Max(1, float64(frames)) }
 		t.Logf("%-36s %5.1f frames/s, %5.1f changed the screen, %4.0f kpx uploaded and %4.1f ms of CPU (GL included) per frame",
 			name, float64(frames)/dt, float64(changed)/dt, float64(s1.Pixels-s0.Pixels)/1e3/math.Max(1, float64(changed)),
-			(c1-c0).Seconds()*1e3/math.Max(1, float64(frames)))
+			perFrame(c1-c0))
+		t.Logf("%-36s per frame: lab %4.1f ms, drawing %4.1f, WritePixels %4.1f, GL rasterizer threads %4.1f, the rest (GL calls, ebiten, GC) %4.1f; X server %4.1f ms of CPU",
+			"", perFrame(s1.Lab-s0.Lab), perFrame(s1.Draw-s0.Draw), perFrame(s1.Upload-s0.Upload), perFrame(g1-g0),
+			perFrame(c1-c0-(g1-g0)-(s1.Lab-s0.Lab)-(s1.Draw-s0.Draw)-(s1.Upload-s0.Upload)), perFrame(x1-x0))
 		if frames < 1 {
 			t.Errorf("%s: no frames", name)
 		}

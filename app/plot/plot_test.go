@@ -4,6 +4,8 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -440,6 +442,53 @@ func TestAxesEqual(t *testing.T) {
 			q := e.Px(e.X0+(e.X1-e.X0)/2+d[0], e.Y0+(e.Y1-e.Y0)/2+d[1])
 			if r := math.Hypot(q.X-o.X, q.Y-o.Y); math.Abs(r-0.1*sx) > 1e-9 {
 				t.Errorf("%v.Equal(): radius %v px in direction %v, want %v", tc.a, r, d, 0.1*sx)
+			}
+		}
+	}
+}
+
+// TestWrapMeasuresAsWidth checks Wrap against wrapping by measuring each
+// growing line with Width (as the lesson once did): the same lines, at
+// widths from a word's to a paragraph's, with kerned pairs ("AV", "To"),
+// a word wider than the line and characters outside ASCII.
+func TestWrapMeasuresAsWidth(t *testing.T) {
+	naive := func(f *Face, s string, w int) []string {
+		var lines []string
+		line := ""
+		for _, word := range strings.Fields(s) {
+			try := word
+			if line != "" {
+				try = line + " " + word
+			}
+			if line != "" && f.Width(try) > w {
+				lines = append(lines, line)
+				try = word
+			}
+			line = try
+		}
+		if line != "" {
+			lines = append(lines, line)
+		}
+		return lines
+	}
+	texts := []string{
+		"",
+		"   ",
+		"AVATAR To Tokyo: WAVE Ty Yo. AV AV AV To To",
+		"Expand takes every token as a sample: Λ averages x̄x̄ᵀ over all 64 tokens, Γ sums a digit's 16 eeᵀ; reduce takes one row per digit.",
+		"a Supercalifragilisticexpialidocious-word-wider-than-the-line b c",
+		"  leading and   repeated   spaces\tand\ttabs\nand lines  ",
+	}
+	for _, bold := range []bool{false, true} {
+		for _, size := range []float64{11, 12, 16} {
+			f := Font(size, bold)
+			for _, s := range texts {
+				for w := 0; w <= 400; w += 7 {
+					got, want := f.Wrap(s, w), naive(f, s, w)
+					if !slices.Equal(got, want) {
+						t.Fatalf("size %v bold %v width %d: Wrap(%q) = %q, want %q", size, bold, w, s, got, want)
+					}
+				}
 			}
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"image/color"
 	"image/draw"
 	"math"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
@@ -23,6 +25,7 @@ type Face struct {
 	buf                     sfnt.Buffer
 	Ascent, Descent, Height int
 	glyphs                  map[rune]*glyph
+	kerns                   map[[2]rune]fixed.Int26_6
 	vertical                map[string]*image.Alpha
 }
 
@@ -71,7 +74,7 @@ func Font(size float64, isBold bool) *Face {
 	}
 	m := ff.Metrics()
 	fc := &Face{face: ff, font: f, Ascent: m.Ascent.Ceil(), Descent: m.Descent.Ceil(), Height: m.Height.Ceil(),
-		glyphs: map[rune]*glyph{}, vertical: map[string]*image.Alpha{}}
+		glyphs: map[rune]*glyph{}, kerns: map[[2]rune]fixed.Int26_6{}, vertical: map[string]*image.Alpha{}}
 	faces[key] = fc
 	return fc
 }
@@ -103,18 +106,72 @@ func (f *Face) glyph(r rune) *glyph {
 	return g
 }
 
+// kern returns the kerning between a and b. The font answers through two
+// glyph-index lookups and a search of its kerning table, which made a
+// quarter of the transformer lesson's full redraw (its captions are wrapped
+// by measuring them); the pairs a UI uses are few, so they are kept.
+func (f *Face) kern(a, b rune) fixed.Int26_6 {
+	k := [2]rune{a, b}
+	if v, ok := f.kerns[k]; ok {
+		return v
+	}
+	v := f.face.Kern(a, b)
+	f.kerns[k] = v
+	return v
+}
+
 // Width returns the advance width of s in pixels.
-func (f *Face) Width(s string) int {
+func (f *Face) Width(s string) int { return f.advance(s).Ceil() }
+
+// advance returns the unrounded advance width of s.
+func (f *Face) advance(s string) fixed.Int26_6 {
 	var w fixed.Int26_6
 	prev := rune(-1)
 	for _, r := range s {
 		if prev >= 0 {
-			w += f.face.Kern(prev, r)
+			w += f.kern(prev, r)
 		}
 		w += f.glyph(r).adv
 		prev = r
 	}
-	return w.Ceil()
+	return w
+}
+
+// Wrap breaks s into lines no wider than w pixels (Width) at spaces: the
+// words (strings.Fields) go on a line, one space apart, while it fits; a
+// word wider than w gets a line of its own. It measures each word once, so
+// its time grows with the length of s, not with its square as measuring
+// each growing line would.
+func (f *Face) Wrap(s string, w int) []string {
+	var lines []string
+	var line strings.Builder
+	var lw fixed.Int26_6 // the advance of line
+	var last rune        // its last rune
+	space := f.glyph(' ').adv
+	for _, word := range strings.Fields(s) {
+		ww := f.advance(word)
+		first, _ := utf8.DecodeRuneInString(word)
+		if line.Len() > 0 {
+			// The advance of line + " " + word, as Width measures it.
+			try := lw + f.kern(last, ' ') + space + f.kern(' ', first) + ww
+			if try.Ceil() <= w {
+				line.WriteByte(' ')
+				line.WriteString(word)
+				lw = try
+				last, _ = utf8.DecodeLastRuneInString(word)
+				continue
+			}
+			lines = append(lines, line.String())
+			line.Reset()
+		}
+		line.WriteString(word)
+		lw = ww
+		last, _ = utf8.DecodeLastRuneInString(word)
+	}
+	if line.Len() > 0 {
+		lines = append(lines, line.String())
+	}
+	return lines
 }
 
 // Align places text relative to the anchor point.
@@ -153,7 +210,7 @@ func (c *Canvas) Text(x, y float64, s string, f *Face, col color.RGBA, align Ali
 	prev := rune(-1)
 	for _, r := range s {
 		if prev >= 0 {
-			pen += f.face.Kern(prev, r)
+			pen += f.kern(prev, r)
 		}
 		g := f.glyph(r)
 		if g.missing {

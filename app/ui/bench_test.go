@@ -86,12 +86,17 @@ func BenchmarkFrame(b *testing.B) {
 		})
 	}
 	// The worst case: every layer redrawn (from cached data) and the whole
-	// frame changed.
-	for _, v := range Views {
+	// frame changed; the transformer lesson also on the ViT (without one it
+	// shows its message).
+	for _, v := range append(Views, ViewTransformer+"-vit") {
 		b.Run(v+"-full", func(b *testing.B) {
 			st := DefaultState()
 			st.View = v
-			u, err := New(st, testOptions())
+			opts := testOptions()
+			if v == ViewTransformer+"-vit" {
+				st.View, st.Data, st.Model, opts = ViewTransformer, "digits", "vit", imageOptions()
+			}
+			u, err := New(st, opts)
 			if err != nil {
 				b.Fatal(err)
 			}

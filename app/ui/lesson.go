@@ -367,25 +367,7 @@ func meanPools(net nn.Model) bool {
 
 // wrapText breaks s into lines no wider than w pixels in face f (at
 // spaces; a word wider than w gets a line of its own).
-func wrapText(s string, f *plot.Face, w int) []string {
-	var lines []string
-	line := ""
-	for _, word := range strings.Fields(s) {
-		try := word
-		if line != "" {
-			try = line + " " + word
-		}
-		if line != "" && f.Width(try) > w {
-			lines = append(lines, line)
-			try = word
-		}
-		line = try
-	}
-	if line != "" {
-		lines = append(lines, line)
-	}
-	return lines
-}
+func wrapText(s string, f *plot.Face, w int) []string { return f.Wrap(s, w) }
 
 // headLines are the lesson's title, the damping it shows, and what the
 // spectra are.

@@ -135,6 +135,7 @@ type netLab struct {
 
 	credit   time.Duration // training time available (accrues at trainShare of wall time)
 	lastTick time.Time
+	work     time.Duration // the lab's work so far (training, analyses, the loss slice)
 }
 
 // Network lab layout.
@@ -540,6 +541,7 @@ func (n *netLab) tick() {
 		n.credit = min(trainBudget, n.credit+time.Duration(trainShare*float64(now.Sub(n.lastTick))))
 	}
 	n.lastTick = now
+	defer func() { n.work += time.Since(now) }()
 	// The active view's analysis of the focus network (the Kronecker view's
 	// factors, the transformer lesson's) is due every half second while the
 	// networks train; it goes first, so that this tick's credit pays for it

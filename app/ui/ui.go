@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"slices"
+	"time"
 
 	"github.com/grng/grng/app/plot"
 	"github.com/grng/grng/core"
@@ -266,6 +267,11 @@ func (u *UI) Advance(n int) {
 // Invalidate makes the next Frame redraw every layer (from the views'
 // cached data: nothing is recomputed).
 func (u *UI) Invalidate() { u.dirty, u.full = true, true }
+
+// LabTime returns the time the network lab's work (training, the views'
+// analyses of the focus network, the loss slice) has taken in Update so
+// far: the share of a frame's time that is not drawing.
+func (u *UI) LabTime() time.Duration { return u.net.work }
 
 // Dirty reports whether the next Frame may differ from the last one.
 func (u *UI) Dirty() bool { return u.dirty }
