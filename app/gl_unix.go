@@ -2,7 +2,11 @@
 
 package app
 
-import "os"
+import (
+	"os"
+
+	"github.com/ebitengine/purego"
+)
 
 // preferDesktopGL makes ebiten open desktop OpenGL through GLX instead of
 // OpenGL ES. Ebiten v2.9 takes OpenGL ES whenever libGLESv2 is installed,
@@ -14,9 +18,24 @@ import "os"
 // at a fiftieth of that cost. The variable that ebiten reads
 // for this, SteamEnv=1 (set by Steam, whose overlay needs desktop GL), has
 // no other effect in ebiten; when the user has set it, to any value, it
-// is left as it is: SteamEnv=0 restores ebiten's own choice.
+// is left as it is: SteamEnv=0 restores ebiten's own choice. A machine
+// without a desktop libGL (some boards have OpenGL ES only) keeps ebiten's
+// choice too, since with SteamEnv=1 ebiten would not try OpenGL ES.
 func preferDesktopGL() {
-	if _, set := os.LookupEnv("SteamEnv"); !set {
-		os.Setenv("SteamEnv", "1")
+	if _, set := os.LookupEnv("SteamEnv"); set || !hasDesktopGL() {
+		return
 	}
+	os.Setenv("SteamEnv", "1")
+}
+
+// hasDesktopGL reports whether one of the libraries ebiten loads for
+// desktop OpenGL can be opened.
+func hasDesktopGL() bool {
+	for _, name := range []string{"libGL.so", "libGL.so.2", "libGL.so.1", "libGL.so.0"} {
+		if lib, err := purego.Dlopen(name, purego.RTLD_LAZY|purego.RTLD_GLOBAL); err == nil {
+			purego.Dlclose(lib)
+			return true
+		}
+	}
+	return false
 }
