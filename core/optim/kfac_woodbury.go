@@ -68,8 +68,8 @@ func (c KFACConfig) woodburyDue() bool {
 }
 
 // followFolds carries every warm inverse through this step's fold
-// (woodburyFold) before Newton–Schulz refines it, and counts the factors it
-// updated in o.Last.Woodbury.
+// (woodburyFold) before Newton–Schulz refines it, scales the damping kept
+// as inside it by d, and counts the factors it updated in o.Last.Woodbury.
 func (o *KFAC) followFolds() {
 	if !o.cfg.woodburyDue() {
 		return
@@ -80,13 +80,15 @@ func (o *KFAC) followFolds() {
 			continue
 		}
 		for _, f := range []struct {
-			x    core.Mat
-			fold kfacFold
-		}{{kl.Ai, kl.foldA}, {kl.Gi, kl.foldG}} {
+			x      core.Mat
+			fold   kfacFold
+			inside *float64
+		}{{kl.Ai, kl.foldA, &kl.lamA}, {kl.Gi, kl.foldG, &kl.lamG}} {
 			if f.fold.rows == nil || woodburyMinRatio*f.fold.rows.Rows() > f.x.Rows() {
 				continue
 			}
 			if woodburyFold(dev, f.x, f.fold.rows, f.fold.c, d) {
+				*f.inside *= d
 				o.Last.Woodbury++
 			}
 		}

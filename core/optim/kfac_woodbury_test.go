@@ -205,7 +205,11 @@ func TestFollowFoldsTracksTheRefreshFold(t *testing.T) {
 						continue
 					}
 					had := worst2(old.f, old.inner, old.x)
-					now := worst2(sym64(dev, pair[0]), o.cfg.Decay*old.inner, download64(dev, pair[1]))
+					inside := []float64{kl.lamA, kl.lamG}[j]
+					if math.Abs(inside-o.cfg.Decay*old.inner) > 1e-12*old.inner {
+						t.Errorf("layer %d factor %d: damping inside %.6g, want d·μ = %.6g", i, j, inside, o.cfg.Decay*old.inner)
+					}
+					now := worst2(sym64(dev, pair[0]), inside, download64(dev, pair[1]))
 					t.Logf("layer %d factor %d: ‖R‖₂ last inverse %.3g, stale on the new factor %.3g, carried %.3g", i, j, had, stale[2*i+j], now)
 					if now > 2*had+1e-3 {
 						t.Errorf("layer %d factor %d: ‖R‖₂ %.3g after the update, the last inverse had %.3g", i, j, now, had)
