@@ -322,23 +322,30 @@ func TestStaggerS1IsAlgorithm1(t *testing.T) {
 func TestStaggerPendingAtResume(t *testing.T) {
 	net, x, y := fixedProblem(t, 64)
 	xs, ys := batches(t, net.Device(), x, y, 4)
-	opt, err := Build("ring", staggerResumeHyper, net, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 6 {
-		if _, err := opt.Step(xs[i%4], ys[i%4]); err != nil {
-			t.Fatal(err)
+	for _, name := range []string{"ngd", "ring", "reng"} {
+		for _, hp := range staggerResumeHypers {
+			opt, err := Build(name, hp, net, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 6 {
+				if _, err := opt.Step(xs[i%4], ys[i%4]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !opt.(*KFAC).pending() {
+				t.Errorf("%s %s: no inversion pending at step 6", name, hp)
+			}
 		}
-	}
-	if !opt.(*KFAC).pending() {
-		t.Fatal("no inversion pending at step 6")
 	}
 }
 
-// staggerResumeHyper staggers with pending inversions at checkResume's
-// checkpoint.
-const staggerResumeHyper = "stagger=1,S=4"
+// staggerResumeHypers stagger with pending inversions at checkResume's
+// checkpoint, with the factors updated at each refresh (F = 0; NGD's
+// default F = 10 would leave the factors as the refresh at step 0 left
+// them, and an exact Cholesky of them again would hide a lost plan) and
+// with a factor update on the step of a deferred inversion (F = 2).
+var staggerResumeHypers = []string{"stagger=1,S=4,F=0", "stagger=1,S=4,F=2"}
 
 // A rejected attempt takes back its changes to the plan: a rejected
 // refresh leaves the retry to plan as if it had not happened (the same due
@@ -419,5 +426,38 @@ func TestStaggerRefusesEigen(t *testing.T) {
 	_, err := Build("ring", "stagger=1,cholesky=0,eigen=1", net, 1)
 	if err == nil || !strings.Contains(err.Error(), "stagger=1") || !strings.Contains(err.Error(), "eigen=1") {
 		t.Fatalf("stagger=1 with eigen=1: error %v, want one naming both", err)
+	}
+}
+
+// A refresh that finds inversions still pending (only a forced one can:
+// the regular plan ends a step before the next refresh) inverts every
+// factor at once and clears the plan, so that no inverse waits past two
+// refreshes; the next regular refresh staggers again.
+func TestStaggerRefreshSupersedesPending(t *testing.T) {
+	net, x, y := fixedProblem(t, 16)
+	opt, err := Build("ring", "stagger=1,S=4", net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opt.(*KFAC)
+	for range 4 {
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.layers[0].pend.dueG = 100 // pending past the refresh of step 4
+	if _, err := o.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(o.Last.Methods); !o.Last.Refreshed || got != 2*len(o.layers) || o.pending() {
+		t.Fatalf("refresh with an inversion pending: %d inversions, pending %v; want all %d at once and none pending", got, o.pending(), 2*len(o.layers))
+	}
+	for range 4 {
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(o.Last.Methods); !o.Last.Refreshed || got >= 2*len(o.layers) || !o.pending() {
+		t.Fatalf("next refresh: %d inversions, pending %v; want it staggered", got, o.pending())
 	}
 }
