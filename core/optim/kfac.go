@@ -1308,7 +1308,9 @@ const eq11MaxRel = 0.25
 // the first-order update Ã⁻¹ ← Ã⁻¹ − dλ·Ã⁻¹Ã⁻¹ (paper eq. 11, Appendix D.1)
 // with the factor statistics held from the last refresh, or, with the
 // Eigen method, exactly from the held eigenbases; with HoldDamping, only
-// for jumps beyond holdRatio.
+// for jumps beyond holdRatio. A factor whose staggered inversion is still
+// pending follows the damping of the statistics its inverse was formed
+// with (followPending).
 func (o *KFAC) followDamping() {
 	if _, ok := o.cfg.Inverse.(Eigen); ok {
 		o.eigenFollow()
