@@ -200,3 +200,36 @@ func BenchmarkStep(b *testing.B) {
 		})
 	}
 }
+
+// TestStepTrace logs each step of RING on the 784-W-W-10 MLP (MNIST
+// batches of 128): wall and CPU time, whether it refreshed, and the
+// inversions it did, for S + 2 periods. It runs only when
+// GRNG_TRACE_WIDTH is set (W), with RING's hyperparameters from
+// GRNG_TRACE_HP (e.g. "stagger=1"): GRNG_TRACE_WIDTH=2048
+// GRNG_TRACE_HP=stagger=1 go test -run TestStepTrace -v ./core/optim.
+func TestStepTrace(t *testing.T) {
+	w := os.Getenv("GRNG_TRACE_WIDTH")
+	if w == "" {
+		t.Skip("GRNG_TRACE_WIDTH not set")
+	}
+	dev := cpu.New()
+	spec, err := nn.ParseSpec("784-" + w + "-" + w + "-10:relu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
+	opt, err := Build("ring", os.Getenv("GRNG_TRACE_HP"), net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := opt.(*KFAC)
+	x, y, load := mnistBatches(t, dev, 128)
+	for s := range 3*k.cfg.Refresh + 1 {
+		load()
+		t0, c0 := time.Now(), cpuTime()
+		if _, err := opt.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("step %2d: %8.1f ms wall, %8.1f ms CPU, refreshed %-5v inverted %v", s, float64(time.Since(t0))/1e6, float64(cpuTime()-c0)/1e6, k.Last.Refreshed, k.Last.Methods)
+	}
+}
