@@ -95,6 +95,11 @@ type KFACConfig struct {
 	// n³ product per factor at every change). A larger jump (Backoff's
 	// tenfold ρ) still re-inverts. false is the paper's Algorithm 1 line 11.
 	HoldDamping bool
+	// Stagger spreads the warm inversions of an inverse refresh over the S
+	// steps up to the next one, as kfac-jax and KAISA stagger their inverse
+	// work, so that no step stalls on all of them (kfac_stagger.go). false
+	// is the paper's Algorithm 1: every inverse on the refresh step.
+	Stagger bool
 	// Decay is the running-average factor of the Kronecker factors, updated
 	// at each factor update: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ
 	// and the diagonal blocks D), as in K-FAC (Martens & Grosse §5,
@@ -313,6 +318,11 @@ type kfacLayer struct {
 	heldTrA, heldTrG float64
 	// The eigenbases of the Eigen inverse method (nil with the others).
 	eig *kfacEigen
+	// The inversions deferred to later steps (KFACConfig.Stagger; nil
+	// without), and the part of the layer's state a step's attempt may
+	// change that Backoff takes back with them (kfac_stagger.go).
+	pend *kfacPending
+	att  kfacAttempt
 
 	// K-FAC-reduce (KFACConfig.Reduce) of a block over T > 1 positions:
 	// its factors are over the samples' mean inputs Ā and summed errors Ē
@@ -383,6 +393,9 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			return nil, fmt.Errorf("%s: Newton–Schulz order %d, %d warm / %d cold iterations, tol %v: want order 2..4, iterations ≥ 1, tol > 0", name, ns.Order, ns.Iters, ns.ColdIters, ns.Tol)
 		}
 	}
+	if _, ok := c.Inverse.(Eigen); ok && c.Stagger {
+		return nil, fmt.Errorf("%s: stagger=1 spreads iterative or Cholesky inversions over the refresh period; the eigen inverse (eigen=1) re-forms every inverse from its basis at each change of ρ and does not stagger: set one of them to 0", name)
+	}
 	if ch, ok := c.Inverse.(Cholesky); ok && ch.Float32 && !(ch.Tol > 0) {
 		return nil, fmt.Errorf("%s: float32 Cholesky tol %v: want tol > 0", name, ch.Tol)
 	}
@@ -416,6 +429,9 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 			}
 			if _, ok := c.Inverse.(Eigen); ok {
 				kl.eig = newKFACEigen(dev, a, k)
+			}
+			if c.Stagger {
+				kl.pend = &kfacPending{}
 			}
 			o.layers = append(o.layers, kl)
 			o.bufs = append(o.bufs, &kl.kfacBufs)
@@ -519,10 +535,18 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 	for _, b := range o.diags {
 		b.folded = false
 	}
+	o.keepAttempt()
 	o.Last = KFACInfo{Rho: o.rho, Nu: 1, Ratio: math.NaN(), Predicted: math.NaN()}
 	loss := net.LossGradSum(x, y)
 	gs := net.Grads()
 	refresh, factors := o.schedule()
+	// A staggered refresh damps the inverses it defers, until they are
+	// redone, with the statistics of the refresh before (staleStats reads
+	// them before the fold moves them).
+	var stale []FactorStats
+	if refresh && o.staggers() {
+		stale = o.staleStats()
+	}
 	reg := c.Regularizes(refresh)
 	// A factor update or the regularizer must not see a non-finite loss or
 	// gradient, so they read both first; other steps read them with the
@@ -559,11 +583,14 @@ func (o *KFAC) prepare(x, y core.Mat) (Stats, error) {
 		o.Last.FactorsUpdated = true
 	}
 	if refresh {
-		if err := o.invertFactors(); err != nil {
+		if err := o.invertFactors(stale); err != nil {
 			return st, err
 		}
 		o.Last.Refreshed = true
 	} else {
+		if err := o.invertDue(); err != nil {
+			return st, err
+		}
 		o.followDamping()
 	}
 	// Δ = Λ̃⁻¹ g̃ Γ̃⁻¹ (eqs. 8, 10), and g̃ ⊘ (D + λ) for the diagonal blocks.
@@ -955,8 +982,12 @@ func (o *KFAC) refresh() error {
 // invertFactors measures the norms the damping rule reads (when it reads
 // them), holds the factor statistics for the damping until the next
 // refresh, and inverts every damped factor: the inverse refresh, every S
-// steps.
-func (o *KFAC) invertFactors() error {
+// steps. With stale (a staggered refresh: KFACConfig.Stagger, the
+// statistics each layer's inverses were damped with before this refresh)
+// it inverts the first group of the warm factors and defers the others
+// (planStagger); without, every factor, and any deferred inversion still
+// pending is superseded.
+func (o *KFAC) invertFactors(stale []FactorStats) error {
 	dev, c := o.net.Device(), o.cfg
 	if c.Damping.NeedsNorm() {
 		var as, vs []core.Mat
@@ -975,10 +1006,6 @@ func (o *KFAC) invertFactors() error {
 	if _, ok := c.Inverse.(Eigen); ok {
 		return o.eigenRefresh()
 	}
-	o.followFolds()
-	for _, kl := range o.layers {
-		kl.foldA, kl.foldG = kfacFold{}, kfacFold{}
-	}
 	// Invert every damped factor, Λ̃ and Γ̃ of each layer in turn, in one
 	// InvertAll per start (all layers are warm after the first refresh):
 	// each layer once, from the start it had when the refresh began. Factors
@@ -987,43 +1014,20 @@ func (o *KFAC) invertFactors() error {
 	warmAt := make([]bool, len(o.layers))
 	for i, kl := range o.layers {
 		warmAt[i] = kl.have
+		if kl.pend != nil {
+			*kl.pend = kfacPending{}
+		}
 	}
 	for _, warm := range []bool{false, true} {
-		var batches [][]kfacFactor
-		seen := map[int]int{}
-		for i, kl := range o.layers {
-			if warmAt[i] != warm {
-				continue
-			}
-			lamA, lamG := o.lambdas(kl)
-			for _, f := range []kfacFactor{
-				{x: kl.Ai, work: kl.wa, f: kl.A, lam: lamA, trace: kl.st.TraceA, extra: &kl.extraA, inside: &kl.lamA},
-				{x: kl.Gi, work: kl.wg, f: kl.G, lam: lamG, trace: kl.st.TraceG, extra: &kl.extraG, inside: &kl.lamG},
-			} {
-				j := 0
-				if n := f.f.Rows(); n >= shareWorkMin {
-					j = seen[n]
-					seen[n]++
-				}
-				for len(batches) <= j {
-					batches = append(batches, nil)
-				}
-				batches[j] = append(batches[j], f)
-			}
+		fs := o.factors(func(i int) bool { return warmAt[i] == warm })
+		if warm && stale != nil {
+			fs = o.planStagger(fs, stale)
 		}
-		for _, b := range batches {
-			xs, works, fs := make([]core.Mat, len(b)), make([]core.Mat, len(b)), make([]core.Mat, len(b))
-			lams, traces := make([]float64, len(b)), make([]float64, len(b))
-			for i, f := range b {
-				xs[i], works[i], fs[i], lams[i], traces[i] = f.x, f.work, f.f, f.lam, f.trace
-			}
-			extras, err := o.invertAll(xs, works, fs, lams, traces, warm)
-			if err != nil {
-				return err
-			}
-			for i, f := range b {
-				*f.extra, *f.inside = extras[i], lams[i]+extras[i]
-			}
+		if warm {
+			o.followFolds(fs)
+		}
+		if err := o.invertList(fs, warm); err != nil {
+			return err
 		}
 		for i, kl := range o.layers {
 			if warmAt[i] == warm {
@@ -1031,17 +1035,74 @@ func (o *KFAC) invertFactors() error {
 			}
 		}
 	}
+	for _, kl := range o.layers {
+		kl.foldA, kl.foldG = kfacFold{}, kfacFold{}
+	}
+	return nil
+}
+
+// factors lists Λ̃ and Γ̃ of each layer i for which pick(i), at the rule's
+// damping for the current ρ.
+func (o *KFAC) factors(pick func(i int) bool) []kfacFactor {
+	var fs []kfacFactor
+	for i, kl := range o.layers {
+		if !pick(i) {
+			continue
+		}
+		lamA, lamG := o.lambdas(kl)
+		fs = append(fs,
+			kfacFactor{x: kl.Ai, work: kl.wa, f: kl.A, lam: lamA, trace: kl.st.TraceA, extra: &kl.extraA, inside: &kl.lamA, layer: i},
+			kfacFactor{x: kl.Gi, work: kl.wg, f: kl.G, lam: lamG, trace: kl.st.TraceG, extra: &kl.extraG, inside: &kl.lamG, layer: i, gamma: true})
+	}
+	return fs
+}
+
+// invertList inverts the factors fs, in one InvertAll per batch: factors
+// that share a work copy (shareWorkMin) go in separate batches, the j-th
+// of each size in batch j. It keeps each factor's extra damping and the
+// damping inside its inverse.
+func (o *KFAC) invertList(fs []kfacFactor, warm bool) error {
+	var batches [][]kfacFactor
+	seen := map[int]int{}
+	for _, f := range fs {
+		j := 0
+		if n := f.f.Rows(); n >= shareWorkMin {
+			j = seen[n]
+			seen[n]++
+		}
+		for len(batches) <= j {
+			batches = append(batches, nil)
+		}
+		batches[j] = append(batches[j], f)
+	}
+	for _, b := range batches {
+		xs, works, fs := make([]core.Mat, len(b)), make([]core.Mat, len(b)), make([]core.Mat, len(b))
+		lams, traces := make([]float64, len(b)), make([]float64, len(b))
+		for i, f := range b {
+			xs[i], works[i], fs[i], lams[i], traces[i] = f.x, f.work, f.f, f.lam, f.trace
+		}
+		extras, err := o.invertAll(xs, works, fs, lams, traces, warm)
+		if err != nil {
+			return err
+		}
+		for i, f := range b {
+			*f.extra, *f.inside = extras[i], lams[i]+extras[i]
+		}
+	}
 	return nil
 }
 
 // kfacFactor is one Kronecker factor of a block as invertFactors inverts
 // it: its inverse x, damped work copy and running factor f, the damping
-// λ and trace to invert it with, and where the extra damping the inverter
-// needed and the damping inside x are kept.
+// λ and trace to invert it with, where the extra damping the inverter
+// needed and the damping inside x are kept, and which it is (the index of
+// its layer, and Γ rather than Λ).
 type kfacFactor struct {
 	x, work, f    core.Mat
 	lam, trace    float64
 	extra, inside *float64
+	layer         int
+	gamma         bool
 }
 
 // foldDiags folds the batch diagonals into the running D (with Decay, as Λ
@@ -1276,7 +1337,9 @@ const eq11MaxRel = 0.25
 // the first-order update Ã⁻¹ ← Ã⁻¹ − dλ·Ã⁻¹Ã⁻¹ (paper eq. 11, Appendix D.1)
 // with the factor statistics held from the last refresh, or, with the
 // Eigen method, exactly from the held eigenbases; with HoldDamping, only
-// for jumps beyond holdRatio.
+// for jumps beyond holdRatio. A factor whose staggered inversion is still
+// pending follows the damping of the statistics its inverse was formed
+// with (followPending).
 func (o *KFAC) followDamping() {
 	if _, ok := o.cfg.Inverse.(Eigen); ok {
 		o.eigenFollow()
@@ -1284,6 +1347,10 @@ func (o *KFAC) followDamping() {
 	}
 	for _, kl := range o.layers {
 		lamA, lamG := o.lambdas(kl)
+		if kl.pend != nil && (kl.pend.dueA != 0 || kl.pend.dueG != 0) {
+			o.followPending(kl, lamA, lamG)
+			continue
+		}
 		kl.lamA = o.follow(kl.Ai, kl.wa, kl.A, kl.lamA, lamA+kl.extraA, kl.st.TraceA)
 		kl.lamG = o.follow(kl.Gi, kl.wg, kl.G, kl.lamG, lamG+kl.extraG, kl.st.TraceG)
 	}
@@ -1312,6 +1379,7 @@ type kfacDefaults struct {
 	order, iters, iters0, tol       float64
 	gamma, regEvery, klclip         float64
 	factorEvery, momentum, follow   float64
+	stagger                         float64
 	// rhoTuned says how ρ's default was chosen (after tunedOn's sweep).
 	rhoTuned string
 }
@@ -1328,6 +1396,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, which follow ρ by eq. 11 in between (follow=1; lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},
 		{Name: "F", Default: d.factorEvery, Min: 0, Max: 1e6, Int: true, Doc: "factor period: steps between updates of the Kronecker factors' running averages (the sampled-label pass; kfac-pytorch's factor_update_steps); 0 = with each refresh, every S steps (Algorithm 1)"},
 		{Name: "follow", Default: d.follow, Min: 0, Max: 1, Int: true, Doc: "1 moves the inverses to every change of ρ between refreshes by eq. 11 (exactly with eigen=1; Algorithm 1 line 11); 0 holds them for changes of λ within a factor of 2 (the Levenberg–Marquardt steps) until the next refresh, as K-FAC does (Martens & Grosse 2015, kfac-jax), and re-inverts on larger jumps (a backoff)"},
+		{Name: "stagger", Default: d.stagger, Min: 0, Max: 1, Int: true, Doc: "1 spreads the warm inversions of each inverse refresh over the S steps up to the next one, in at most S groups balanced by cost n³ (as kfac-jax and KAISA stagger their inverse work), so that no step stalls on them all; a factor keeps its previous inverse, following ρ by eq. 11, until its new one is ready; the first (cold) refresh inverts all at once. With F > 0 a deferred inversion inverts the running factor as it is on its step. Needs eigen=0; 0 = every inverse on the refresh step (Algorithm 1)"},
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per factor update; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},
@@ -1380,7 +1449,8 @@ func KFACConfigFromHyper(name string, hp Hyper) (KFACConfig, error) {
 		LM:      LevenbergMarquardt{Phi: hp["phi"], Every: int(hp["T"]), Min: 1e-10, Max: 1e4},
 		Inverse: inv, Refresh: int(hp["S"]), FactorEvery: int(hp["F"]), Decay: hp["decay"], Fisher: FisherMode(hp["fisher"]), Reduce: hp["reduce"] == 1,
 		Gamma: hp["gamma"], FDHVP: hp["fdhvp"] == 1, FDEps: hp["fdeps"], RegEvery: hp["regevery"] == 1,
-		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0, Woodbury: hp["woodbury"] == 1,
+		KLClip: hp["klclip"], Momentum: hp["momentum"], HoldDamping: hp["follow"] == 0, Stagger: hp["stagger"] == 1,
+		Woodbury: hp["woodbury"] == 1,
 	}, nil
 }
 

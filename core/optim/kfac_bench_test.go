@@ -41,17 +41,25 @@ func mnistBatches(b testing.TB, dev core.Device, m int) (x, y core.Mat, load fun
 
 // BenchmarkWidth sweeps the width W of a 784-W-W-10 ReLU MLP (MNIST
 // batches of 128) and times AdamW's, RING's and RENG's steps at their
-// defaults, reporting the mean step and, for the K-FAC methods, the mean
-// refresh step, the mean step between refreshes, the longest step over the
-// mean, the Cholesky fallbacks per refresh and, of those, the ones in
-// float64 (ms/step, refresh-ms, plain-ms, max/mean, fallbacks/refresh,
-// f64-fallbacks/refresh), and the CPU time of a refresh step, all threads
-// (refresh-cpu-ms: on a loaded machine it moves less than wall time). Widths come from
+// defaults, and RING's and RENG's with the staggered refresh (stagger=1:
+// ring-stagger, reng-stagger), reporting the mean step and, for the K-FAC
+// methods, the mean refresh step, the mean step between refreshes, the
+// longest step over the mean, the Cholesky fallbacks per refresh (counted
+// on every step of its period: a staggered refresh inverts on the steps
+// after it) and, of those, the ones in float64 (ms/step, refresh-ms,
+// plain-ms, max/mean, fallbacks/refresh, f64-fallbacks/refresh), and the
+// CPU time of a refresh step, all threads (refresh-cpu-ms: on a loaded
+// machine it moves less than wall time), the mean step's CPU time
+// (cpu-ms/step) and the longest step's CPU time over the mean step's
+// (cpu-max/mean). Widths come from
 // GRNG_BENCH_WIDTHS (default "64,256,1024"; the profile goes to
 // 4096), hyperparameters of RING and RENG from GRNG_BENCH_HP (e.g.
-// "S=100000" to time the steps between refreshes alone). Run with a
-// -benchtime of a multiple of S (e.g. -benchtime=16x) so that every run
-// holds whole refresh periods; the first (cold) step is excluded.
+// "S=100000" to time the steps between refreshes alone). The first refresh
+// period (the cold refresh of step 0 and the S − 1 steps after it) is
+// excluded, so that with a -benchtime of a multiple of S (e.g.
+// -benchtime=16x: steps 8–23, the refreshes of steps 8 and 16) every run
+// times whole refresh periods, the deferred steps of a staggered refresh
+// included.
 func BenchmarkWidth(b *testing.B) {
 	widths := []int{64, 256, 1024}
 	if s := os.Getenv("GRNG_BENCH_WIDTHS"); s != "" {
@@ -66,7 +74,7 @@ func BenchmarkWidth(b *testing.B) {
 	}
 	const m = 128
 	for _, w := range widths {
-		for _, name := range []string{"adamw", "ring", "reng"} {
+		for _, name := range []string{"adamw", "ring", "reng", "ring-stagger", "reng-stagger"} {
 			b.Run(fmt.Sprintf("W=%d/%s", w, name), func(b *testing.B) {
 				dev := cpu.New()
 				spec, err := nn.ParseSpec(fmt.Sprintf("784-%d-%d-10:relu", w, w))
@@ -74,20 +82,31 @@ func BenchmarkWidth(b *testing.B) {
 					b.Fatal(err)
 				}
 				net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
-				hp := ""
-				if name != "adamw" {
-					hp = os.Getenv("GRNG_BENCH_HP")
+				preset, hps := name, []string{}
+				if p, ok := strings.CutSuffix(name, "-stagger"); ok {
+					preset, hps = p, append(hps, "stagger=1")
 				}
-				opt, err := Build(name, hp, net, 1)
+				if hp := os.Getenv("GRNG_BENCH_HP"); name != "adamw" && hp != "" {
+					hps = append(hps, hp)
+				}
+				opt, err := Build(preset, strings.Join(hps, ","), net, 1)
 				if err != nil {
 					b.Fatal(err)
 				}
 				x, y, load := mnistBatches(b, dev, m)
-				load()
-				if _, err := opt.Step(x, y); err != nil {
-					b.Fatal(err)
+				// The first refresh period, cold refresh and all, is not
+				// timed: the timed steps begin with a warm refresh.
+				warm := 1
+				if k, ok := opt.(*KFAC); ok {
+					warm = k.cfg.Refresh
 				}
-				var refresh, plain, worst, refreshCPU time.Duration
+				for range warm {
+					load()
+					if _, err := opt.Step(x, y); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var refresh, plain, worst, refreshCPU, allCPU, worstCPU time.Duration
 				var nr, np, fallbacks, f64 int
 				b.ResetTimer()
 				for range b.N {
@@ -99,16 +118,19 @@ func BenchmarkWidth(b *testing.B) {
 						b.Fatal(err)
 					}
 					d, dc := time.Since(t0), cpuTime()-c0
-					worst = max(worst, d)
-					if k, ok := opt.(*KFAC); ok && k.Last.Refreshed {
-						refresh, nr = refresh+d, nr+1
-						refreshCPU += dc
+					worst, worstCPU, allCPU = max(worst, d), max(worstCPU, dc), allCPU+dc
+					k, ok := opt.(*KFAC)
+					if ok {
 						fallbacks += k.Last.Fallbacks
 						for _, m := range k.Last.Methods {
 							if m == methodFallback64 {
 								f64++
 							}
 						}
+					}
+					if ok && k.Last.Refreshed {
+						refresh, nr = refresh+d, nr+1
+						refreshCPU += dc
 					} else {
 						plain, np = plain+d, np+1
 					}
@@ -116,6 +138,8 @@ func BenchmarkWidth(b *testing.B) {
 				mean := float64(refresh+plain) / float64(b.N)
 				b.ReportMetric(mean/1e6, "ms/step")
 				b.ReportMetric(float64(worst)/mean, "max/mean")
+				b.ReportMetric(float64(worstCPU)*float64(b.N)/float64(allCPU), "cpu-max/mean")
+				b.ReportMetric(float64(allCPU)/float64(b.N)/1e6, "cpu-ms/step")
 				if nr > 0 {
 					b.ReportMetric(float64(refresh)/float64(nr)/1e6, "refresh-ms")
 					b.ReportMetric(float64(refreshCPU)/float64(nr)/1e6, "refresh-cpu-ms")
@@ -174,5 +198,38 @@ func BenchmarkStep(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStepTrace logs each step of RING on the 784-W-W-10 MLP (MNIST
+// batches of 128): wall and CPU time, whether it refreshed, and the
+// inversions it did, for S + 2 periods. It runs only when
+// GRNG_TRACE_WIDTH is set (W), with RING's hyperparameters from
+// GRNG_TRACE_HP (e.g. "stagger=1"): GRNG_TRACE_WIDTH=2048
+// GRNG_TRACE_HP=stagger=1 go test -run TestStepTrace -v ./core/optim.
+func TestStepTrace(t *testing.T) {
+	w := os.Getenv("GRNG_TRACE_WIDTH")
+	if w == "" {
+		t.Skip("GRNG_TRACE_WIDTH not set")
+	}
+	dev := cpu.New()
+	spec, err := nn.ParseSpec("784-" + w + "-" + w + "-10:relu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := nn.NewMLP(dev, spec, nn.CrossEntropy, 1)
+	opt, err := Build("ring", os.Getenv("GRNG_TRACE_HP"), net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := opt.(*KFAC)
+	x, y, load := mnistBatches(t, dev, 128)
+	for s := range 3*k.cfg.Refresh + 1 {
+		load()
+		t0, c0 := time.Now(), cpuTime()
+		if _, err := opt.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("step %2d: %8.1f ms wall, %8.1f ms CPU, refreshed %-5v inverted %v", s, float64(time.Since(t0))/1e6, float64(cpuTime()-c0)/1e6, k.Last.Refreshed, k.Last.Methods)
 	}
 }

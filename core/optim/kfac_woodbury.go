@@ -67,30 +67,28 @@ func (c KFACConfig) woodburyDue() bool {
 		(c.FactorEvery == 0 || c.FactorEvery%c.Refresh == 0)
 }
 
-// followFolds carries every warm inverse through this step's fold
-// (woodburyFold) before Newton–Schulz refines it, scales the damping kept
-// as inside it by d, and counts the factors it updated in o.Last.Woodbury.
-func (o *KFAC) followFolds() {
+// followFolds carries the warm inverses fs, those this step inverts, through
+// this step's fold (woodburyFold) before Newton–Schulz refines them, scales
+// the damping kept as inside each by d, and counts them in o.Last.Woodbury.
+// A staggered refresh's deferred inversions (KFACConfig.Stagger) start from
+// their last inverse as it is: the fold's rows are gone by their step.
+func (o *KFAC) followFolds(fs []kfacFactor) {
 	if !o.cfg.woodburyDue() {
 		return
 	}
 	dev, d := o.net.Device(), o.cfg.Decay
-	for _, kl := range o.layers {
-		if !kl.have {
+	for _, f := range fs {
+		kl := o.layers[f.layer]
+		fold := kl.foldA
+		if f.gamma {
+			fold = kl.foldG
+		}
+		if !kl.have || fold.rows == nil || woodburyMinRatio*fold.rows.Rows() > f.x.Rows() {
 			continue
 		}
-		for _, f := range []struct {
-			x      core.Mat
-			fold   kfacFold
-			inside *float64
-		}{{kl.Ai, kl.foldA, &kl.lamA}, {kl.Gi, kl.foldG, &kl.lamG}} {
-			if f.fold.rows == nil || woodburyMinRatio*f.fold.rows.Rows() > f.x.Rows() {
-				continue
-			}
-			if woodburyFold(dev, f.x, f.fold.rows, f.fold.c, d) {
-				*f.inside *= d
-				o.Last.Woodbury++
-			}
+		if woodburyFold(dev, f.x, fold.rows, fold.c, d) {
+			*f.inside *= d
+			o.Last.Woodbury++
 		}
 	}
 }

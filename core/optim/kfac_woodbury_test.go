@@ -186,7 +186,7 @@ func TestFollowFoldsTracksTheRefreshFold(t *testing.T) {
 					stale = append(stale, worst2(sym64(dev, f), o.cfg.Decay*old.inner, old.x))
 				}
 			}
-			o.followFolds()
+			o.followFolds(o.factors(func(int) bool { return true }))
 			// The factors at least twice the fold's rank (8 rows): all but
 			// the 3×3 Γ; with the exact Fisher (fisher=2) Γ is a sum over
 			// the classes' passes, not one fold of 8 rows, and keeps its
@@ -254,5 +254,53 @@ func TestWoodburyDue(t *testing.T) {
 		if got := c.woodburyDue(); got != tc.due {
 			t.Errorf("%s: due %v, want %v", tc.hp, got, tc.due)
 		}
+	}
+}
+
+// With stagger=1 only the inverses the refresh step itself inverts are
+// carried through the fold; the deferred ones keep their last inverse, bit
+// for bit, until their own step.
+func TestFollowFoldsLeavesDeferredInverses(t *testing.T) {
+	net, _, _, _, _ := problem(t, "30-24-20-3:tanh", nn.CrossEntropy, 8, 3, false)
+	opt, err := Build("ring", "S=4,stagger=1,woodbury=1", net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opt.(*KFAC)
+	dev := net.Device()
+	for step := range 4 {
+		x, y := randomBatch(net, 8, uint64(step))
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before [][]float64
+	for _, kl := range o.layers {
+		before = append(before, download64(dev, kl.Ai), download64(dev, kl.Gi))
+	}
+	x, y := randomBatch(net, 8, 4)
+	if _, err := o.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Last.Refreshed || o.Last.Woodbury == 0 {
+		t.Fatalf("step 4: refreshed %v, %d inverses carried through the fold", o.Last.Refreshed, o.Last.Woodbury)
+	}
+	deferred := 0
+	for i, kl := range o.layers {
+		for j, due := range []int{kl.pend.dueA, kl.pend.dueG} {
+			if due == 0 {
+				continue
+			}
+			deferred++
+			now := download64(dev, []core.Mat{kl.Ai, kl.Gi}[j])
+			for k := range now {
+				if now[k] != before[2*i+j][k] {
+					t.Fatalf("layer %d factor %d, due at step %d, changed on the refresh step", i, j, due)
+				}
+			}
+		}
+	}
+	if deferred == 0 {
+		t.Fatal("nothing deferred: the test cannot tell")
 	}
 }

@@ -101,10 +101,15 @@ func TestOptimizersTrainLoRAViT(t *testing.T) {
 // A LoRA adapter starts with B = 0, so the errors at A's output, and A's
 // Γ, are exactly zero on the first refresh: RING's damping √ρ‖Γ‖₂ is then
 // zero too. The engine refreshes again on the next step (B has moved), and
-// from then on keeps its schedule of every S steps.
+// from then on keeps its schedule of every S steps. With stagger=1 that
+// forced refresh still inverts every factor at once, and the regular one
+// of step 4 staggers.
 func TestKFACRefreshesAgainAfterAZeroFactor(t *testing.T) {
-	for _, name := range []string{"ring", "reng", "ngd"} {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct{ name, hp string }{
+		{"ring", "S=4"}, {"reng", "S=4"}, {"ngd", "S=4"}, {"ring", "S=4,stagger=1"},
+	} {
+		name := tc.name
+		t.Run(name+"/"+tc.hp, func(t *testing.T) {
 			base, x, y := vitProblem(t, 24, 3)
 			net, err := nn.ApplyLoRA(base.(*nn.Sequential), nn.LoRAOptions{Rank: 2, Alpha: 2, Targets: []string{"q", "v"}, Seed: 7})
 			if err != nil {
@@ -114,7 +119,7 @@ func TestKFACRefreshesAgainAfterAZeroFactor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hp, err := e.Parse("S=4")
+			hp, err := e.Parse(tc.hp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,12 +130,17 @@ func TestKFACRefreshesAgainAfterAZeroFactor(t *testing.T) {
 			o := opt.(*KFAC)
 			var refreshed []bool
 			var zero []bool
+			var inverted []int
 			for range 9 {
 				if _, err := o.Step(x, y); err != nil {
 					t.Fatal(err)
 				}
 				refreshed = append(refreshed, o.Last.Refreshed)
 				zero = append(zero, o.zeroFactor())
+				inverted = append(inverted, len(o.Last.Methods))
+			}
+			if all := 2 * len(o.layers); o.cfg.Stagger && (inverted[1] != all || inverted[4] >= all) {
+				t.Errorf("stagger=1: %d and %d inversions on the refreshes of steps 1 (forced by a zero factor) and 4, want all %d, then fewer", inverted[1], inverted[4], all)
 			}
 			if !zero[0] {
 				t.Errorf("after the first refresh no factor is zero: the adapters' A should have Γ = 0 (B = 0)")

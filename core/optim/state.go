@@ -206,7 +206,8 @@ func (o *Sophia) Backoff() string { return halveLR(&o.LR) }
 // ‖D‖₂ and whether D exists yet; then, with a factor period F ≠ 0, each
 // layer's traces as the last inverse refresh saw them ("heldTraceA/i");
 // with the Eigen inverse, each layer's eigenvectors and eigenvalues of the
-// last refresh ("layer<i>/eigvecA", "eigvalA", likewise G); with momentum,
+// last refresh ("layer<i>/eigvecA", "eigvalA", likewise G); with Stagger,
+// the plan of the deferred inversions (staggerState); with momentum,
 // the bound on the velocities' norm and the velocity of every block in the
 // order of the model's weights ("velocity/i").
 func (o *KFAC) State() []Var {
@@ -250,6 +251,7 @@ func (o *KFAC) State() []Var {
 				Var{Name: p + "eigvalA", F64s: &e.sA}, Var{Name: p + "eigvalG", F64s: &e.sG})
 		}
 	}
+	vs = append(vs, o.staggerState()...)
 	if o.cfg.Momentum > 0 {
 		vs = append(vs, Var{Name: "velocityBound", F64: &o.vbound})
 		for i, b := range o.bufs {
@@ -264,9 +266,11 @@ func (o *KFAC) State() []Var {
 const maxBackoffRho = 1e4
 
 // Backoff takes back the rejected attempt's fold of its batch into the
-// running factors, Kronecker and diagonal, and its draws of sampled labels
-// (the retry folds and draws again) and raises ρ tenfold (at
-// most to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
+// running factors, Kronecker and diagonal, its draws of sampled labels
+// (the retry folds and draws again), and with Stagger its changes to the
+// plan of deferred inversions, the norms and the held traces, and raises ρ
+// tenfold (at most to 1e4, or to the Levenberg–Marquardt cap when that is
+// larger). The
 // inverses follow at the next step: by a refresh, or by re-inverting the
 // held factors (the jump is too large for eq. 11). With momentum it also
 // restarts the velocity (v = 0), as SGD's backoff does.
@@ -277,6 +281,7 @@ func (o *KFAC) Backoff() string {
 	for _, b := range o.diags {
 		b.unfold(o.net.Device())
 	}
+	o.takeBackAttempt()
 	*o.src = o.src0
 	restart := ""
 	if o.cfg.Momentum > 0 {

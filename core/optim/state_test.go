@@ -74,7 +74,7 @@ var notState = map[string]string{
 	"kfacDiag.prevD": "rollback copy within a step", "kfacDiag.folded": "reset by each step",
 	"kfacLayer.prevA": "rollback copy within a step", "kfacLayer.prevG": "rollback copy within a step",
 	"kfacLayer.prevTrA": "rollback copy within a step", "kfacLayer.prevTrG": "rollback copy within a step",
-	"kfacLayer.folded": "reset by each step", "KFAC.src0": "rollback copy within a step",
+	"kfacLayer.folded": "reset by each step", "KFAC.src0": "rollback copy within a step", "kfacLayer.att": "rollback copy within a step",
 	"kfacLayer.reduce": "hyper (KFAC.cfg.Reduce for a block over several positions)", "kfacLayer.ones": "constant",
 	"kfacLayer.foldA": "this refresh's fold, consumed in the same step", "kfacLayer.foldG": "this refresh's fold, consumed in the same step",
 	"kfacLayer.xbar": "scratch", "kfacLayer.ebar": "scratch", "kfacLayer.xmask": "scratch",
@@ -116,6 +116,14 @@ func TestStateCoversEveryField(t *testing.T) {
 			checkStateCovers(t, name, net, x, y, used)
 		})
 	}
+	// The staggered refresh, which the eigen inverse of the combined
+	// options excludes, with the options that add state of their own.
+	for _, name := range []string{"ngd", "ring", "reng"} {
+		t.Run(name+"/stagger", func(t *testing.T) {
+			net, x, y := fixedProblem(t, 16)
+			checkStateCoversHyper(t, name, "stagger=1,S=2,damping=1,F=2,momentum=0.9", net, x, y, used)
+		})
+	}
 	for path := range notState {
 		if !used[path] {
 			t.Errorf("notState lists %s, which no optimizer has", path)
@@ -147,7 +155,13 @@ func checkStateCovers(t *testing.T, name string, net nn.Model, x, y core.Mat, us
 			}
 		}
 	}
-	hp := strings.Join(hps, ",")
+	checkStateCoversHyper(t, name, strings.Join(hps, ","), net, x, y, used)
+}
+
+// checkStateCoversHyper is checkStateCovers for the optimizer name with
+// hyperparameters hp.
+func checkStateCoversHyper(t *testing.T, name, hp string, net nn.Model, x, y core.Mat, used map[string]bool) {
+	t.Helper()
 	opt, err := Build(name, hp, net, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -326,7 +340,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 }
 
 // kfacOptionHypers switch on the K-FAC options with state of their own.
-var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11"}
+var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11", staggerResumeHypers[0], staggerResumeHypers[1]}
 
 // checkResume checks that the optimizer name with hyperparameters hp,
 // built afresh and given the weights and the State of another after k
