@@ -402,6 +402,8 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 				st: FactorStats{DimA: a, DimG: k}, reduce: c.Reduce && l.InShape().Positions() > 1}
 			if c.Damping.NeedsNorm() {
 				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
+				powerStart(dev, kl.vA)
+				powerStart(dev, kl.vG)
 			}
 			if _, ok := c.Inverse.(Eigen); ok {
 				kl.eig = newKFACEigen(dev, a, k)

@@ -3,6 +3,9 @@ package optim
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+
+	"github.com/grng/grng/core"
 )
 
 // FactorStats are the scalars of one layer's (undamped, running-average)
@@ -62,6 +65,27 @@ func (NormScaled) Lambdas(rho float64, s FactorStats) (float64, float64) {
 func (NormScaled) DiagLambda(rho, norm float64) float64 { return rho * unitIfZero(norm) }
 func (NormScaled) NeedsNorm() bool                      { return true }
 func (NormScaled) String() string                       { return "norm-scaled √ρ‖·‖₂ (eq. 10a)" }
+
+// powerStart sets v (n×1) to the first vector of the power iterations that
+// measure ‖Λ‖₂ and ‖Γ‖₂ for NormScaled: n standard normals from a generator
+// seeded by n alone, so that every run and device starts from the same
+// vector. A device's own start for a zero v, the all-ones direction
+// (core.PowerStart), is orthogonal to the whole range of the error factor
+// of a softmax output layer: every error p − onehot(y) sums to 0, so
+// Γ·1 = 0, and with two classes exactly in float32 (p₀ − 1 = −p₁ to the
+// bit), which made ‖Γ‖₂ read 0 and the head's damping √ρ·1 in place of
+// √ρ‖Γ‖₂ (unitIfZero). A Gaussian start is orthogonal to a given
+// eigenvector with probability 0; after the first refresh the warm start
+// (the last iterate) takes over.
+func powerStart(dev core.Device, v core.Mat) {
+	n := v.Rows()
+	rng := rand.New(rand.NewPCG(uint64(n), 0x706f776572))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	dev.Upload(v, x)
+}
 
 // Constant is RENG's damping (paper eq. 10b): λ_Λ = λ_Γ = √ρ, the split of
 // (Λ⊗Γ + ρI) ≈ (Λ + √ρI)⊗(Γ + √ρI) of Appendix D.2; a diagonal block gets
