@@ -113,10 +113,11 @@ func powerStart(dev core.Device, v core.Mat) {
 // the other factor, and the product ρN is completed on the zero one; a
 // diagonal block gets ρN. Not part of the paper (damping=3). On the LoRA
 // fine-tuning of use-lite it keeps the adapters' first steps small where
-// eq. 10a takes B from 0 to norms of hundreds, but it trains only with
-// fresh inverses (S ≤ 2): the adapters' factors grow by orders of magnitude
-// within a lazy period (A's Γ with ‖B‖²), and the held inverses then
-// overshoot (README, fine-tuning).
+// eq. 10a takes B from 0 to norms of hundreds, and with inverses fresh on
+// every step (S = 1) it trains as AdamW does where eq. 10a stays at chance;
+// with lazy inverses (S = 2, 8) it fails on some seeds: the adapters'
+// factors grow by orders of magnitude within a period (A's Γ with ‖B‖²) and
+// the held inverses overshoot (README, fine-tuning).
 type ModelScaled struct{}
 
 func (ModelScaled) Lambdas(rho float64, s FactorStats) (float64, float64) {
