@@ -445,7 +445,10 @@ func TestTrainSIGTERMResume(t *testing.T) {
 // acceptance of the worst direction patched in (core/optim/kfac_inverse.go
 // and core/cholesky.go of this build, the fallback count of kfac.go), which
 // changed RING's trajectory from step 10 on; that build unpatched writes
-// the earlier files again, timings aside. RING's default ρ was 1e-3 then:
+// the earlier files again, timings aside. They were written again the same
+// way with the power-iteration start of RING's ‖·‖₂ (core/optim powerStart)
+// patched in too: on moons' two-class head it changes ‖Γ‖₂ from 0 to its
+// value, and RING's trajectory from step 2 on. RING's default ρ was 1e-3 then:
 // the resumed run keeps it (its checkpoint says so), and the reference
 // run here is given it.
 func TestTrainResumesCheckpointOfEarlierBuild(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/gonum/mat"
+
 	"github.com/grng/grng/core"
 	"github.com/grng/grng/core/cpu"
 	"github.com/grng/grng/core/nn"
@@ -240,7 +242,7 @@ func TestKFACDiagonalBlockIsExactDiagonalFisher(t *testing.T) {
 		fisher FisherMode
 		rule   Damping
 	}
-	for _, tc := range []mode{{ExactFisher, Constant{}}, {ExactFisher, NormScaled{}}, {ExactFisher, FactoredTikhonov{}}, {EmpiricalFisher, NormScaled{}}} {
+	for _, tc := range []mode{{ExactFisher, Constant{}}, {ExactFisher, NormScaled{}}, {ExactFisher, FactoredTikhonov{}}, {EmpiricalFisher, NormScaled{}}, {ExactFisher, ModelScaled{}}} {
 		rule := tc.rule
 		t.Run(fmt.Sprint(tc.fisher, "/", rule), func(t *testing.T) {
 			dev := cpu.New()
@@ -292,8 +294,21 @@ func TestKFACDiagonalBlockIsExactDiagonalFisher(t *testing.T) {
 						t.Errorf("step %d, block %d: D relative error %.2e", step, i, d)
 					}
 					lambda := rho
-					if _, ok := rule.(NormScaled); ok {
+					switch rule.(type) {
+					case NormScaled:
 						lambda = rho * maxOf(running[i])
+					case ModelScaled: // ρ times the largest block norm, the head's ‖Λ‖₂‖Γ‖₂ included
+						var norm float64
+						for _, r := range running {
+							norm = max(norm, maxOf(r))
+						}
+						for _, kl := range o.layers {
+							sym := func(m core.Mat) *mat.SymDense {
+								return mat.NewSymDense(m.Rows(), download64(dev, m))
+							}
+							norm = max(norm, maxEig(sym(kl.A))*maxEig(sym(kl.G)))
+						}
+						lambda = rho * norm
 					}
 					want := make([]float64, len(g[i]))
 					for j := range want {

@@ -426,6 +426,8 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 				st: FactorStats{DimA: a, DimG: k}, reduce: c.Reduce && l.InShape().Positions() > 1}
 			if c.Damping.NeedsNorm() {
 				kl.vA, kl.vG = dev.New(a, 1), dev.New(k, 1)
+				powerStart(dev, kl.vA)
+				powerStart(dev, kl.vG)
 			}
 			if _, ok := c.Inverse.(Eigen); ok {
 				kl.eig = newKFACEigen(dev, a, k)
@@ -710,7 +712,7 @@ func (o *KFAC) precondition(kl *kfacLayer, g core.Mat, trueGrad bool) {
 // diagonal block at the current ρ.
 func (o *KFAC) preconditionDiag(b *kfacDiag, g core.Mat) {
 	dev := o.net.Device()
-	lambda := o.cfg.DiagLambda(o.rho, b.norm)
+	lambda := o.cfg.DiagLambda(o.rho, o.diagNorm(b))
 	dev.AddScalar(b.work, b.D, float32(lambda))
 	dev.Apply(core.Div, b.d, g, b.work)
 }
@@ -1294,6 +1296,9 @@ func (o *KFAC) lambdas(kl *kfacLayer) (float64, float64) {
 // and the held ones stand in for them.
 func (o *KFAC) heldStats(kl *kfacLayer) FactorStats {
 	st := kl.st
+	if o.cfg.Damping.NeedsNorm() {
+		st.NormF = o.modelNorm()
+	}
 	if o.cfg.FactorEvery > 0 {
 		st.TraceA, st.TraceG = kl.heldTrA, kl.heldTrG
 	}
@@ -1390,7 +1395,7 @@ func kfacParams(d kfacDefaults) []Param {
 	return []Param{
 		{Name: "lr", Default: d.lr, Min: 0, Max: 100, Doc: "α of eq. 10; the step is α/L with L the number of curvature blocks, one per weight matrix (Bernacchia et al. 2018). Paper: 1.0; rates 0.1–1 ran alike in the sweep " + tunedOn + " (the KL clip sets the step's length)"},
 		{Name: "rho", Default: d.rho, Min: 1e-12, Max: 1e4, Doc: "damping coefficient ρ (eq. 10; NGD: Tikhonov λ₀). Paper: NGD 0.4e-4..2e-4, RING 4e-4..1e-3, RENG 2e-4..4e-3; " + d.rhoTuned + " " + tunedOn},
-		{Name: "damping", Default: d.damping, Min: 0, Max: 2, Int: true, Doc: "damping rule: 0 constant √ρ (RENG, eq. 10b), 1 √ρ‖·‖₂ (RING, eq. 10a), 2 factored Tikhonov π√ρ, √ρ/π (NGD)"},
+		{Name: "damping", Default: d.damping, Min: 0, Max: 3, Int: true, Doc: "damping rule: 0 constant √ρ (RENG, eq. 10b), 1 √ρ‖·‖₂ (RING, eq. 10a), 2 factored Tikhonov π√ρ, √ρ/π (NGD), 3 eq. 10a with every block damped by ρ times the whole model's ‖F‖₂ (the largest block norm, eq. 9's one ρ over θ) instead of its own, split by its factors' norms (not in the paper)"},
 		{Name: "phi", Default: d.phi, Min: 0.5, Max: 1, Doc: "Levenberg–Marquardt discount φ per step (ρ·φ^T when r > 3/4, ρ/φ^T when r < 1/4); 1 = fixed ρ. Paper: 0.99..0.995 (RENG on GLUE 0.999..0.9999)"},
 		{Name: "T", Default: d.lmEvery, Min: 1, Max: 1e6, Int: true, Doc: "steps between Levenberg–Marquardt checks (each costs one forward pass)"},
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, which follow ρ by eq. 11 in between (follow=1; lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},

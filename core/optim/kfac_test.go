@@ -99,23 +99,37 @@ func TestKFACOneSampleIsExactNaturalGradient(t *testing.T) {
 // The damped update of every layer equals the dense float64 solve
 // (Λ̃⊗Γ̃)⁻¹vec(g) in row-major vec order, with Λ, Γ, g and λ computed
 // independently from a float64 model; the damping of each rule equals its
-// formula (spectral norms from gonum's EigenSym).
+// formula (spectral norms from gonum's EigenSym). The two-class softmax
+// head of 3-4-2:tanh has an error factor Γ whose range is orthogonal to the
+// all-ones vector exactly: a power iteration started there reads ‖Γ‖₂ = 0.
 func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 	const rho = 1e-2
 	rules := []struct {
 		name string
 		rule Damping
-		want func(lam, gam *mat.SymDense) (float64, float64)
+		// want is layer l's (λ_Λ, λ_Γ) for the model's factors lam, gam.
+		want func(lam, gam []*mat.SymDense, l int) (float64, float64)
 	}{
-		{"reng-constant", Constant{}, func(_, _ *mat.SymDense) (float64, float64) {
+		{"reng-constant", Constant{}, func(_, _ []*mat.SymDense, _ int) (float64, float64) {
 			return math.Sqrt(rho), math.Sqrt(rho)
 		}},
-		{"ring-norm", NormScaled{}, func(l, g *mat.SymDense) (float64, float64) {
-			return math.Sqrt(rho) * maxEig(l), math.Sqrt(rho) * maxEig(g)
+		{"ring-norm", NormScaled{}, func(l, g []*mat.SymDense, i int) (float64, float64) {
+			return math.Sqrt(rho) * maxEig(l[i]), math.Sqrt(rho) * maxEig(g[i])
 		}},
-		{"ngd-tikhonov", FactoredTikhonov{}, func(l, g *mat.SymDense) (float64, float64) {
+		{"ngd-tikhonov", FactoredTikhonov{}, func(ls, gs []*mat.SymDense, i int) (float64, float64) {
+			l, g := ls[i], gs[i]
 			pi := math.Sqrt((trace(l) / float64(l.SymmetricDim())) / (trace(g) / float64(g.SymmetricDim())))
 			return pi * math.Sqrt(rho), math.Sqrt(rho) / pi
+		}},
+		// ρN, N the largest ‖Λ‖₂‖Γ‖₂ over the layers, split in the ratio of
+		// the layer's factor norms.
+		{"ring-model", ModelScaled{}, func(l, g []*mat.SymDense, i int) (float64, float64) {
+			var n float64
+			for j := range l {
+				n = max(n, maxEig(l[j])*maxEig(g[j]))
+			}
+			a, b := maxEig(l[i]), maxEig(g[i])
+			return math.Sqrt(rho * n * a / b), math.Sqrt(rho * n * b / a)
 		}},
 	}
 	// m < In+1 in the 16-6-3 and 12-5-2 models takes the low-rank product
@@ -124,7 +138,7 @@ func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 		spec string
 		loss nn.Loss
 		m    int
-	}{{"5-3", nn.CrossEntropy, 6}, {"3-4-3:tanh", nn.CrossEntropy, 6}, {"3-4-2:sigmoid", nn.MSE, 6},
+	}{{"5-3", nn.CrossEntropy, 6}, {"3-4-3:tanh", nn.CrossEntropy, 6}, {"3-4-2:tanh", nn.CrossEntropy, 6}, {"3-4-2:sigmoid", nn.MSE, 6},
 		{"16-6-3:tanh", nn.CrossEntropy, 4}, {"12-5-2:sigmoid", nn.MSE, 3}}
 	inverses := []struct {
 		inv Inverse
@@ -155,7 +169,7 @@ func TestKFACDampedUpdateMatchesDenseSolve(t *testing.T) {
 						}
 						// ‖·‖₂ by 30 power iterations converges like (λ₂/λ₁)^60 to
 						// EigenSym's; the other rules are exact formulas.
-						la, lg := rl.want(lam[l], gam[l])
+						la, lg := rl.want(lam, gam, l)
 						tol := 1e-5
 						if rl.rule.NeedsNorm() {
 							tol = 2e-3
@@ -713,7 +727,7 @@ func TestKFACConfigErrors(t *testing.T) {
 			{"rho=0", "out of range"},
 			{"phi=1.5", "out of range"},
 			{"gamma=-1", "out of range"},
-			{"damping=3", "out of range"},
+			{"damping=4", "out of range"},
 		} {
 			if _, err := e.Parse(tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("%s %q: err %v, want %q", name, tc.spec, err, tc.want)
@@ -874,5 +888,34 @@ func TestBackoffTakesBackTheFold(t *testing.T) {
 	}
 	if factors(failed) != factors(ref) {
 		t.Error("after the retry the running factors differ from those of a run without the failure")
+	}
+}
+
+// ModelScaled: the block of largest norm is damped as NormScaled (eq. 10a);
+// every block's λ_Λλ_Γ is ρN, split in the ratio of its factor norms; a
+// zero factor keeps eq. 10a's damping of the other and completes ρN; with
+// no curvature at all N counts as 1.
+func TestModelScaledLambdas(t *testing.T) {
+	const rho = 1e-4
+	r := math.Sqrt(rho)
+	for _, tc := range []struct {
+		name         string
+		s            FactorStats
+		wantA, wantG float64
+	}{
+		{"largest block", FactorStats{NormA: 4, NormG: 0.5, NormF: 2}, r * 4, r * 0.5},
+		{"small block", FactorStats{NormA: 1, NormG: 1e-4, NormF: 2}, math.Sqrt(rho * 2 * 1e4), math.Sqrt(rho * 2 * 1e-4)},
+		{"zero Γ", FactorStats{NormA: 4, NormG: 0, NormF: 2}, r * 4, r * 2 / 4},
+		{"zero Λ", FactorStats{NormA: 0, NormG: 0.5, NormF: 2}, r * 2 / 0.5, r * 0.5},
+		{"both zero", FactorStats{NormF: 2}, math.Sqrt(rho * 2), math.Sqrt(rho * 2)},
+		{"no curvature", FactorStats{}, r, r},
+	} {
+		a, g := ModelScaled{}.Lambdas(rho, tc.s)
+		if math.Abs(a-tc.wantA) > 1e-12*tc.wantA || math.Abs(g-tc.wantG) > 1e-12*tc.wantG {
+			t.Errorf("%s: (%g, %g), want (%g, %g)", tc.name, a, g, tc.wantA, tc.wantG)
+		}
+		if tc.s.NormF > 0 && math.Abs(a*g-rho*tc.s.NormF) > 1e-12 {
+			t.Errorf("%s: λ_Λλ_Γ = %g, want ρN = %g", tc.name, a*g, rho*tc.s.NormF)
+		}
 	}
 }

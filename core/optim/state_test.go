@@ -54,7 +54,8 @@ var notState = map[string]string{
 	"Sophia.Beta1": "hyper", "Sophia.Beta2": "hyper", "Sophia.Gamma": "hyper", "Sophia.Eps": "hyper", "Sophia.WD": "hyper", "Sophia.K": "hyper",
 	"KFAC.name": "label", "KFAC.cfg": "hyper (ρ's current value is KFAC.rho)",
 	"FactorStats.DimA": "shape", "FactorStats.DimG": "shape",
-	"kalman.name": "label", "kalman.dev": "device", "kalman.do": "shape", "kalman.loss": "the model's loss",
+	"FactorStats.NormF": "set only on the copy heldStats passes to the damping rule, from the blocks' held norms",
+	"kalman.name":       "label", "kalman.dev": "device", "kalman.do": "shape", "kalman.loss": "the model's loss",
 	"KalmanConfig.Sigma0": "hyper (prior)", "KalmanConfig.Q": "hyper", "KalmanConfig.Beta": "hyper", "KalmanConfig.Rho": "hyper",
 	"RKalman.floor": "derived from σ0", "KalmanFull.n": "shape", "KalmanFull.off": "shape",
 	// random generators whose source is listed
