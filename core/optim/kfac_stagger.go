@@ -284,7 +284,8 @@ func (o *KFAC) staggerState() []Var {
 		vs = append(vs, Var{Name: n + "dueA", Int: &p.dueA}, Var{Name: n + "dueG", Int: &p.dueG},
 			Var{Name: n + "dueLambdaA", F64: &p.lamA}, Var{Name: n + "dueLambdaG", F64: &p.lamG},
 			Var{Name: n + "staleNormA", F64: &p.stale.NormA}, Var{Name: n + "staleNormG", F64: &p.stale.NormG},
-			Var{Name: n + "staleTraceA", F64: &p.stale.TraceA}, Var{Name: n + "staleTraceG", F64: &p.stale.TraceG})
+			Var{Name: n + "staleTraceA", F64: &p.stale.TraceA}, Var{Name: n + "staleTraceG", F64: &p.stale.TraceG},
+			Var{Name: n + "staleNormF", F64: &p.stale.NormF})
 	}
 	return vs
 }

@@ -344,8 +344,10 @@ func TestStaggerPendingAtResume(t *testing.T) {
 // checkpoint, with the factors updated at each refresh (F = 0; NGD's
 // default F = 10 would leave the factors as the refresh at step 0 left
 // them, and an exact Cholesky of them again would hide a lost plan) and
-// with a factor update on the step of a deferred inversion (F = 2).
-var staggerResumeHypers = []string{"stagger=1,S=4,F=0", "stagger=1,S=4,F=2"}
+// with a factor update on the step of a deferred inversion (F = 2), and
+// with the model-wide damping (damping=3), whose waiting inverses read the
+// model's norm as it was before the refresh.
+var staggerResumeHypers = []string{"stagger=1,S=4,F=0", "stagger=1,S=4,F=2", "stagger=1,S=4,F=0,damping=3,T=1"}
 
 // A rejected attempt takes back its changes to the plan: a rejected
 // refresh leaves the retry to plan as if it had not happened (the same due

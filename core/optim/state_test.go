@@ -341,7 +341,7 @@ func TestStateTransferContinuesBitForBit(t *testing.T) {
 }
 
 // kfacOptionHypers switch on the K-FAC options with state of their own.
-var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11", staggerResumeHypers[0], staggerResumeHypers[1]}
+var kfacOptionHypers = []string{"F=2,S=4", "momentum=0.9", "cholesky=0,eigen=1,S=11", staggerResumeHypers[0], staggerResumeHypers[1], staggerResumeHypers[2]}
 
 // checkResume checks that the optimizer name with hyperparameters hp,
 // built afresh and given the weights and the State of another after k
