@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,6 +102,16 @@ func TestFinetunePage(t *testing.T) {
 	wall := time.Since(start)
 	poll(`f.phase === "paused" && f.text === `+strconv.Quote(ftSentence), "the lesson did not pause or classify the typed sentence", time.Minute)
 	s := readFT(t, tb.ctx)
+	if name := os.Getenv("GRNG_E2E_SHOT"); name != "" { // the page as docs/ui.md shows it
+		buf, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot saved to %s", name)
+	}
 	t.Logf("use-lite: %d files, %.1f MiB, fetched and loaded by the Go loader in %.2f s (fetches %.2f s); sentences %.2f MiB in %.2f s; device %s",
 		len(s.Files), float64(s.ModelBytes)/(1<<20), s.ModelMs/1000, s.FetchMs/1000, float64(s.DataBytes)/(1<<20), s.DataMs/1000, s.Device)
 	t.Logf("models built in %.2f s; navigation to the first fine-tuning step: %.2f s (page timing); %d steps each in %v since the test navigated",
