@@ -3,6 +3,7 @@ package optim
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -257,28 +258,16 @@ func TestStaggerGroupsBalanced(t *testing.T) {
 					t.Errorf("case %d, S=%d: group %d costs %g, over the ideal %g plus the largest %g", ci, s, k, l, total/float64(ng), largest)
 				}
 			}
-			if h := staggerGroups(costs, s); !slicesEqual(g, h) {
+			if h := staggerGroups(costs, s); !slices.Equal(g, h) {
 				t.Errorf("case %d, S=%d: plan %v then %v", ci, s, g, h)
 			}
 		}
 	}
 	// The MLP of the width benchmark at S = 8: one factor a step, the
 	// largest on the refresh step.
-	if g := staggerGroups(cases[0], 8); !slicesEqual(g, []int{4, 2, 0, 3, 1, 5}) {
+	if g := staggerGroups(cases[0], 8); !slices.Equal(g, []int{4, 2, 0, 3, 1, 5}) {
 		t.Errorf("784-1024-1024-10, S=8: groups %v", g)
 	}
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // With S = 1 every step is a refresh and its one group is all of it:
