@@ -26,6 +26,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -108,7 +109,7 @@ func (j *job) label() string {
 	case jobPretrain:
 		return fmt.Sprintf("%s backbone (%s)", j.task.Name, Label(j.arm.Optimizer))
 	case jobSweep:
-		return fmt.Sprintf("sweep %s %s %s", j.task.Name, Label(j.arm.Optimizer), strings.ReplaceAll(j.point, ",", " "))
+		return fmt.Sprintf("sweep %s %s %s", j.task.Name, j.arm.Label, strings.ReplaceAll(j.point, ",", " "))
 	}
 	return fmt.Sprintf("%s %s %s seed %d", j.group, j.task.Name, j.arm.Label, j.seed)
 }
@@ -187,19 +188,19 @@ func (b *bencher) plan() error {
 	seenSweep := map[string]bool{}
 	for ei := range b.o.Suite.Experiments {
 		e := &b.o.Suite.Experiments[ei]
-		for _, opt := range e.Sweep {
-			if !known[opt] || armOf(e, opt) == nil {
+		for _, a := range e.Arms {
+			if !known[a.Optimizer] || !slices.Contains(e.Sweep, a.Optimizer) {
 				continue
 			}
-			key := e.Task.hash() + "/" + opt
+			key := e.Task.hash() + "/" + a.sweepName()
 			if seenSweep[key] {
 				continue
 			}
 			seenSweep[key] = true
 			// The trials run over the arm's own hyperparameters (the K-FAC
 			// arms' klclip=0), as the reported runs do.
-			arm := Arm{Label: Label(opt), Optimizer: opt, Hyper: armOf(e, opt).Hyper}
-			for _, p := range b.gridOf(opt).Points() {
+			arm := Arm{Label: a.Label, Optimizer: a.Optimizer, Hyper: a.Hyper}
+			for _, p := range b.gridOf(a.Optimizer).Points() {
 				b.jobs = append(b.jobs, &job{kind: jobSweep, task: e.Task, arm: arm, seed: sweepSeed, point: p})
 			}
 		}
@@ -240,16 +241,6 @@ func countKnown(arms []Arm, known map[string]bool) int {
 	return n
 }
 
-// armOf is e's first arm of optimizer opt (nil: none).
-func armOf(e *Experiment, opt string) *Arm {
-	for i := range e.Arms {
-		if e.Arms[i].Optimizer == opt {
-			return &e.Arms[i]
-		}
-	}
-	return nil
-}
-
 // resolve fixes a job's hyperparameters, spec, hash and directory once what
 // it depends on (the sweep's choice, the backbone) is known; ok is false
 // while it is not.
@@ -270,7 +261,7 @@ func (b *bencher) resolve(j *job) (ok bool, err error) {
 	case jobSweep:
 		hp = joinHyper(hp, j.point)
 	case jobMain:
-		if sw, swept := b.sweepFor(j.task, j.arm.Optimizer); swept {
+		if sw, swept := b.sweepFor(j.task, j.arm); swept {
 			if sw == nil {
 				return false, nil
 			}
@@ -359,7 +350,7 @@ func (b *bencher) execute(ctx context.Context) error {
 			return err
 		}
 		if !ok {
-			if err := b.finishSweep(j.task, j.arm.Optimizer); err != nil {
+			if err := b.finishSweep(j.task, j.arm); err != nil {
 				return err
 			}
 			if ok, err = b.resolve(j); err != nil {

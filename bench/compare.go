@@ -566,7 +566,7 @@ func (b *bencher) compareReport(t *Task, o CompareOptions, out CompareOutcome) (
 		*r = CompareRow{Optimizer: a.Optimizer, Label: a.Label, Grid: o.Grids[a.Optimizer], Resolved: a.Resolved, Status: a.Status,
 			TestAcc: a.TestAcc, ValAcc: a.ValAcc, SecPerStep: a.SecPerStep, SweepVal: jfloat(math.NaN()),
 			MedianStep: jfloat(medianStep(a)), CostVsAdamW: jfloat(medianStep(a) / adamw)}
-		sw := b.sweeps[t.hash()+"/"+a.Optimizer]
+		sw := b.sweeps[t.hash()+"/"+a.Optimizer] // one arm per optimizer
 		if sw == nil {
 			r.Notes = append(r.Notes, "its sweep is not finished")
 		} else {

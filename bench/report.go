@@ -683,7 +683,7 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 				chosen += " (" + strings.Join(e, "; ") + ")"
 			}
 		}
-		srows = append(srows, []string{s.Task, Label(s.Optimizer), strings.Join(trials, ", "), chosen})
+		srows = append(srows, []string{s.Task, s.title(), strings.Join(trials, ", "), chosen})
 	}
 	if len(srows) > 0 {
 		what, head, tuned := "lr", "rate", "learning rates"
@@ -701,34 +701,29 @@ func (b *bencher) writeSetup(w *bytes.Buffer, res *Results, exps []ExperimentRes
 		table(w, "sweeps", []string{"Task", "Optimizer", what + ": validation accuracy", "Chosen " + what}, srows)
 	}
 	// Hyperparameters.
-	hps := map[string]string{}
-	for _, e := range exps {
-		if e.Section != Accuracy {
-			continue
-		}
-		for _, a := range e.Arms {
-			if a.Resolved == nil {
+	accs := accuracyExps(exps, "")
+	labels, optOf, by := accuracyRows(accs)
+	var hrows [][]string
+	for _, l := range labels {
+		for c, e := range accs {
+			a := by[c][l]
+			if a == nil || a.Resolved == nil {
 				continue
 			}
 			var kv []string
 			for _, k := range sortedKeys(a.Resolved) {
-				if b.sweptAxis(e.exp, a.Optimizer, k) {
+				if b.sweptAxis(e.exp, optOf[l], k) {
 					continue
 				}
 				kv = append(kv, fmt.Sprintf("%s=%g", k, float64(a.Resolved[k])))
 			}
-			if _, ok := hps[a.Optimizer]; !ok {
-				hps[a.Optimizer] = strings.Join(kv, " ")
-			}
+			hrows = append(hrows, []string{l, "`" + strings.Join(kv, " ") + "`"})
+			break
 		}
 	}
-	if len(hps) > 0 {
+	if len(hrows) > 0 {
 		w.WriteString("Other hyperparameters are the registry's defaults (`native train --list-hp NAME`) and the arms' own settings, " +
 			"the same on every task (the swept settings above excepted):\n\n")
-		var hrows [][]string
-		for _, o := range orderedOptimizers(sortedKeys(hps)) {
-			hrows = append(hrows, []string{Label(o), "`" + hps[o] + "`"})
-		}
 		table(w, "hyperparameters", []string{"Optimizer", "Hyperparameters"}, hrows)
 	}
 }
@@ -756,25 +751,40 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// accuracyRows returns the optimizers of the accuracy experiments exps, in
-// table order, and each experiment's arm by optimizer.
-func accuracyRows(exps []*ExperimentResult) ([]string, []map[string]*ArmResult) {
-	seen := map[string]bool{}
-	var opts []string
+// accuracyRows returns the arm labels of the accuracy experiments exps, in
+// table order (by optimizer, an optimizer's variants after its own arm),
+// each label's optimizer, and each experiment's arm by label.
+func accuracyRows(exps []*ExperimentResult) ([]string, map[string]string, []map[string]*ArmResult) {
+	optOf := map[string]string{}
+	var labels, opts []string
 	var by []map[string]*ArmResult
 	for _, e := range exps {
 		m := map[string]*ArmResult{}
 		for i := range e.Arms {
 			a := &e.Arms[i]
-			m[a.Optimizer] = a
-			if !seen[a.Optimizer] {
-				seen[a.Optimizer] = true
+			m[a.Label] = a
+			if _, seen := optOf[a.Label]; !seen {
+				optOf[a.Label] = a.Optimizer
+				labels = append(labels, a.Label)
 				opts = append(opts, a.Optimizer)
 			}
 		}
 		by = append(by, m)
 	}
-	return orderedOptimizers(opts), by
+	rank := map[string]int{}
+	for i, o := range orderedOptimizers(opts) {
+		if _, ok := rank[o]; !ok {
+			rank[o] = i
+		}
+	}
+	sort.SliceStable(labels, func(i, k int) bool {
+		pi, pk := optOf[labels[i]], optOf[labels[k]]
+		if pi != pk {
+			return rank[pi] < rank[pk]
+		}
+		return labels[i] == Label(pi) && labels[k] != Label(pk)
+	})
+	return labels, optOf, by
 }
 
 func accuracyExps(exps []ExperimentResult, group string) []*ExperimentResult {
@@ -789,14 +799,14 @@ func accuracyExps(exps []ExperimentResult, group string) []*ExperimentResult {
 
 func (b *bencher) writeAccuracy(w *bytes.Buffer, group string, all []ExperimentResult) {
 	exps := accuracyExps(all, group)
-	opts, by := accuracyRows(exps)
+	opts, _, by := accuracyRows(exps)
 	header := []string{"Algorithm"}
 	for _, e := range exps {
 		header = append(header, e.Title)
 	}
 	rows := make([][]string, len(opts))
 	for i, o := range opts {
-		rows[i] = []string{"**" + Label(o) + "**"}
+		rows[i] = []string{"**" + o + "**"}
 	}
 	for c := range exps {
 		means := make([]float64, len(opts))
@@ -824,14 +834,14 @@ func (b *bencher) writeAccuracy(w *bytes.Buffer, group string, all []ExperimentR
 
 func (b *bencher) writeTime(w *bytes.Buffer, all []ExperimentResult) {
 	exps := accuracyExps(all, "")
-	opts, by := accuracyRows(exps)
+	opts, _, by := accuracyRows(exps)
 	header := []string{"Algorithm"}
 	for _, e := range exps {
 		header = append(header, fmt.Sprintf("%s (to %s)", e.Title, pctOf(e.Target)))
 	}
 	rows := make([][]string, len(opts))
 	for i, o := range opts {
-		rows[i] = []string{"**" + Label(o) + "**"}
+		rows[i] = []string{"**" + o + "**"}
 	}
 	for c := range exps {
 		ts := make([]float64, len(opts))
@@ -863,11 +873,11 @@ func (b *bencher) writeTime(w *bytes.Buffer, all []ExperimentResult) {
 // the paper's eqs. 10a/10b.
 func (b *bencher) writeSafeguards(w *bytes.Buffer, all []ExperimentResult) {
 	exps := accuracyExps(all, "")
-	opts, by := accuracyRows(exps)
+	opts, _, by := accuracyRows(exps)
 	var rows [][]string
 	decided := false
 	for _, o := range opts {
-		row := []string{"**" + Label(o) + "**"}
+		row := []string{"**" + o + "**"}
 		has := false
 		for c := range exps {
 			a := by[c][o]
@@ -909,7 +919,7 @@ func (b *bencher) writeSafeguards(w *bytes.Buffer, all []ExperimentResult) {
 // accuracy task and the time to target on the first.
 func (b *bencher) writeHeadline(w *bytes.Buffer, all []ExperimentResult) {
 	exps := accuracyExps(all, "")
-	opts, by := accuracyRows(exps)
+	opts, _, by := accuracyRows(exps)
 	header := []string{"Optimizer"}
 	for _, e := range exps {
 		header = append(header, e.Title)
@@ -919,7 +929,7 @@ func (b *bencher) writeHeadline(w *bytes.Buffer, all []ExperimentResult) {
 	}
 	var rows [][]string
 	for _, o := range opts {
-		r := []string{Label(o)}
+		r := []string{o}
 		for c := range exps {
 			cell := "—"
 			if a := by[c][o]; a != nil {

@@ -201,9 +201,12 @@ func hyperValues(hp string) map[string]float64 {
 // sweepResult is a finished sweep of one optimizer on one task, cached as
 // sweeps/<task>/<optimizer>.json.
 type sweepResult struct {
-	Task      string       `json:"task"`
-	TaskHash  string       `json:"task_hash"`
-	Optimizer string       `json:"optimizer"`
+	Task      string `json:"task"`
+	TaskHash  string `json:"task_hash"`
+	Optimizer string `json:"optimizer"`
+	// Arm is the label of a variant arm tuned on its own (Arm.sweepName);
+	// empty for the optimizer's own arm.
+	Arm       string       `json:"arm,omitempty"`
 	Seed      uint64       `json:"seed"`
 	Criterion string       `json:"criterion"`
 	Grid      Grid         `json:"grid"`
@@ -224,6 +227,15 @@ type sweepTrial struct {
 
 // label is a trial's setting as the report shows it: the value alone for a
 // one-axis grid ("0.01"), else the hyperparameter string.
+// title names the tuned arm in the report: the variant's label, else the
+// optimizer's.
+func (s *sweepResult) title() string {
+	if s.Arm != "" {
+		return s.Arm
+	}
+	return Label(s.Optimizer)
+}
+
 func (s *sweepResult) label(hp string) string {
 	if len(s.Grid) == 1 {
 		if v, ok := hyperValues(hp)[s.Grid[0].Name]; ok {
@@ -274,34 +286,34 @@ func smallerSetting(a, b string) bool {
 	return false
 }
 
-func sweepPath(out string, t *Task, opt string) string {
-	return filepath.Join(out, "sweeps", t.Name, opt+".json")
+func sweepPath(out string, t *Task, a Arm) string {
+	return filepath.Join(out, "sweeps", t.Name, a.sweepName()+".json")
 }
 
-// sweepJobs lists the planned sweep jobs of (t, opt).
-func (b *bencher) sweepJobs(t *Task, opt string) []*job {
+// sweepJobs lists the planned sweep jobs of arm a on t.
+func (b *bencher) sweepJobs(t *Task, a Arm) []*job {
 	var js []*job
 	for _, j := range b.jobs {
-		if j.kind == jobSweep && j.task == t && j.arm.Optimizer == opt {
+		if j.kind == jobSweep && j.task == t && j.arm.sweepName() == a.sweepName() {
 			js = append(js, j)
 		}
 	}
 	return js
 }
 
-// sweepFor returns the sweep result of (t, opt): swept is false when the
+// sweepFor returns the sweep result of arm a on t: swept is false when the
 // plan does not sweep it; res is nil while the sweep is not finished. A
 // cached result counts only when its trials are exactly the planned ones.
-func (b *bencher) sweepFor(t *Task, opt string) (res *sweepResult, swept bool) {
-	js := b.sweepJobs(t, opt)
+func (b *bencher) sweepFor(t *Task, a Arm) (res *sweepResult, swept bool) {
+	js := b.sweepJobs(t, a)
 	if len(js) == 0 {
 		return nil, false
 	}
-	key := t.hash() + "/" + opt
+	key := t.hash() + "/" + a.sweepName()
 	if r, ok := b.sweeps[key]; ok {
 		return r, true
 	}
-	raw, err := os.ReadFile(sweepPath(b.o.Out, t, opt))
+	raw, err := os.ReadFile(sweepPath(b.o.Out, t, a))
 	if err != nil {
 		return nil, true
 	}
@@ -326,17 +338,20 @@ func (b *bencher) gridOf(opt string) Grid {
 	return sweepGrid[opt]
 }
 
-// finishSweep chooses the setting of (t, opt) from its finished sweep runs
-// and caches the choice. It is a no-op for optimizers not swept.
-func (b *bencher) finishSweep(t *Task, opt string) error {
-	js := b.sweepJobs(t, opt)
+// finishSweep chooses the setting of arm a on t from its finished sweep
+// runs and caches the choice. It is a no-op for arms not swept.
+func (b *bencher) finishSweep(t *Task, a Arm) error {
+	js := b.sweepJobs(t, a)
 	if len(js) == 0 {
 		return nil
 	}
-	r := &sweepResult{Task: t.Name, TaskHash: t.hash(), Optimizer: opt, Seed: sweepSeed, Criterion: sweepCriterion, Grid: b.gridOf(opt)}
+	r := &sweepResult{Task: t.Name, TaskHash: t.hash(), Optimizer: a.Optimizer, Seed: sweepSeed, Criterion: sweepCriterion, Grid: b.gridOf(a.Optimizer)}
+	if a.sweepName() != a.Optimizer {
+		r.Arm = a.Label
+	}
 	for _, j := range js {
 		if !j.resolved || !b.finished(j) {
-			return fmt.Errorf("bench: sweep %s %s: run %s is not finished", t.Name, opt, j.point)
+			return fmt.Errorf("bench: sweep %s %s: run %s is not finished", t.Name, a.Label, j.point)
 		}
 		res := j.sum.Result
 		tr := sweepTrial{Hyper: j.point, ConfigHash: j.hash, Status: j.sum.Status, ValAcc: res.ValAcc, BestValAcc: res.BestValAcc}
@@ -351,12 +366,12 @@ func (b *bencher) finishSweep(t *Task, opt string) error {
 	}
 	r.Best = best
 	raw, _ := json.MarshalIndent(r, "", "  ")
-	if err := os.MkdirAll(filepath.Dir(sweepPath(b.o.Out, t, opt)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(sweepPath(b.o.Out, t, a)), 0o755); err != nil {
 		return err
 	}
-	if err := train.WriteFileAtomic(sweepPath(b.o.Out, t, opt), append(raw, '\n')); err != nil {
+	if err := train.WriteFileAtomic(sweepPath(b.o.Out, t, a), append(raw, '\n')); err != nil {
 		return err
 	}
-	b.sweeps[t.hash()+"/"+opt] = r
+	b.sweeps[t.hash()+"/"+a.sweepName()] = r
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // timeTo is, over the runs of ar, the training time (evaluation excluded)
@@ -36,16 +37,16 @@ var versusMethods = []string{"ring", "reng", "rkalman"}
 func (b *bencher) writeVersus(w *bytes.Buffer, all []ExperimentResult) {
 	var rows [][]string
 	for _, e := range accuracyExps(all, "") {
-		_, by := accuracyRows([]*ExperimentResult{e})
-		adam := by[0]["adamw"]
+		labels, optOf, by := accuracyRows([]*ExperimentResult{e})
+		adam := by[0][Label("adamw")]
 		if adam == nil || adam.ValAcc.N == 0 {
 			continue
 		}
 		level := float64(adam.ValAcc.Mean)
 		at, aReached, aRuns := timeTo(adam, level)
-		for _, o := range versusMethods {
+		for _, o := range labels {
 			m := by[0][o]
-			if m == nil || m.TestAcc.N == 0 {
+			if !slices.Contains(versusMethods, optOf[o]) || m.TestAcc.N == 0 {
 				continue
 			}
 			diff, lo, hi, ok := diffCI(m.TestAcc, adam.TestAcc)
@@ -54,7 +55,7 @@ func (b *bencher) writeVersus(w *bytes.Buffer, all []ExperimentResult) {
 				d += fmt.Sprintf(" [%+.1f, %+.1f]", 100*lo, 100*hi)
 			}
 			mt, mReached, mRuns := timeTo(m, level)
-			rows = append(rows, []string{e.Title, Label(o), pct(m.TestAcc), pct(adam.TestAcc), d, pctOf(level),
+			rows = append(rows, []string{e.Title, o, pct(m.TestAcc), pct(adam.TestAcc), d, pctOf(level),
 				reachCell(mt, mReached, mRuns), reachCell(at, aReached, aRuns), sooner(mt, mReached, at, aReached),
 				fmt.Sprintf("%s / %s", secs(float64(m.TrainSeconds.Mean)), secs(float64(adam.TrainSeconds.Mean)))})
 		}

@@ -77,9 +77,10 @@ func TestTimeTo(t *testing.T) {
 
 // A slice of the fine-tuning suite runs in seconds: its sentiment task cut
 // to a few sentences and steps, the LoRA arms (RING and RENG with the KL
-// clip off, in their sweeps too), R-Kalman and the linear probe. The texts
-// reach the model as its tokens, the probe trains the head alone, and the
-// report describes the model and sets the paper's methods against AdamW.
+// clip off, in their sweeps too, and RING's model-damped variant tuned by
+// a sweep of its own), R-Kalman and the linear probe. The texts reach the
+// model as its tokens, the probe trains the head alone, and the report
+// describes the model and sets the paper's methods against AdamW.
 func TestFineTuneSliceRuns(t *testing.T) {
 	if _, err := Lookup("finetune", optim.Names()); err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ func TestFineTuneSliceRuns(t *testing.T) {
 	task := *taskFTSentiment
 	task.Name, task.TrainN, task.ValN, task.TestN, task.Batch, task.Steps, task.EvalEvery = "ft-slice", 32, 16, 32, 8, 2, 1
 	names := []string{"adamw", "ring", "reng", "rkalman"}
-	suite := Suite{Name: "ft-slice", Grid: map[string]Grid{"adamw": LRGrid(1e-2), "ring": LRGrid(1)}, Experiments: []Experiment{
+	suite := Suite{Name: "ft-slice", Grid: map[string]Grid{"adamw": LRGrid(1e-2), "ring": LRGrid(0.3, 1)}, Experiments: []Experiment{
 		{Section: Accuracy, Group: "finetune", Task: &task, Arms: ftArms(names...), Sweep: []string{"adamw", "ring"}},
 		{Section: Accuracy, Group: "probe", Task: probe(&task), Arms: ftArms("adamw")},
 	}}
@@ -111,6 +112,27 @@ func TestFineTuneSliceRuns(t *testing.T) {
 	if clip, ok := trial.Config.Hyper["klclip"]; !ok || clip != 0 {
 		t.Errorf("RING's sweep trial ran with klclip %v (set %v), want the arm's 0", clip, ok)
 	}
+	// The variant has a sweep of its own, over its own settings.
+	var variant sweepResult
+	if raw, err = os.ReadFile(filepath.Join(out, "sweeps", task.Name, "ring_damping-3_klclip-0.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &variant); err != nil {
+		t.Fatal(err)
+	}
+	if variant.Arm != "RING, model damping" || len(variant.Trials) != 2 {
+		t.Errorf("the variant's sweep: arm %q, %d trials; want RING, model damping over 2", variant.Arm, len(variant.Trials))
+	}
+	raw, err = os.ReadFile(filepath.Join(out, "sweeps", task.Name, "ring", "damping-3_klclip-0_lr-0.3", "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &trial); err != nil {
+		t.Fatal(err)
+	}
+	if d := trial.Config.Hyper["damping"]; d != 3 {
+		t.Errorf("the variant's sweep trial ran with damping %v, want 3", d)
+	}
 	var res Results
 	if raw, err = os.ReadFile(filepath.Join(out, "results.json")); err != nil {
 		t.Fatal(err)
@@ -124,11 +146,11 @@ func TestFineTuneSliceRuns(t *testing.T) {
 			if a.Status[StatusCompleted] != 2 {
 				t.Errorf("%s %s: runs %v, want 2 completed", e.Task, a.Label, a.Status)
 			}
-			params[e.Group+" "+a.Optimizer] = a.Params
+			params[e.Group+" "+a.Label] = a.Params
 		}
 	}
 	// The probe trains the 512→2 head; LoRA adds r = 8 adapters on q and v.
-	if params["probe adamw"] != 512*2+2 || params["finetune adamw"] <= params["probe adamw"] {
+	if params["probe AdamW"] != 512*2+2 || params["finetune AdamW"] <= params["probe AdamW"] {
 		t.Errorf("trainable parameters %v: want the probe's head alone (1026) and more with LoRA", params)
 	}
 	report, err := os.ReadFile(filepath.Join(out, "report.md"))
@@ -140,9 +162,14 @@ func TestFineTuneSliceRuns(t *testing.T) {
 	}
 	_, versus, _ := strings.Cut(string(report), "<!-- table: versus -->")
 	versus, _, _ = strings.Cut(versus, "\n\n")
-	for _, m := range []string{"RING", "RENG", "R-Kalman"} {
+	for _, m := range []string{"RING", "RING, model damping", "RENG", "R-Kalman"} {
 		if !strings.Contains(versus, "| "+task.Title+" | "+m+" |") {
 			t.Errorf("the versus table has no row for %s:\n%s", m, versus)
 		}
+	}
+	_, acc, _ := strings.Cut(string(report), "<!-- table: accuracy finetune -->")
+	acc, _, _ = strings.Cut(acc, "\n\n")
+	if !strings.Contains(acc, "| **RING** |") || !strings.Contains(acc, "| **RING, model damping** |") {
+		t.Errorf("the accuracy table has no separate rows for RING and its variant:\n%s", acc)
 	}
 }
