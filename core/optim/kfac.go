@@ -97,8 +97,11 @@ type KFACConfig struct {
 	HoldDamping bool
 	// Stagger spreads the warm inversions of an inverse refresh over the S
 	// steps up to the next one, as kfac-jax and KAISA stagger their inverse
-	// work, so that no step stalls on all of them (kfac_stagger.go). false
-	// is the paper's Algorithm 1: every inverse on the refresh step.
+	// work, so that no step stalls on all of them (kfac_stagger.go). With
+	// Woodbury a deferred inversion starts, as the refresh step's do, from
+	// its last inverse carried through the refresh's fold, whose rows the
+	// refresh keeps for it (⌊n/2⌋×n floats per deferred factor). false is
+	// the paper's Algorithm 1: every inverse on the refresh step.
 	Stagger bool
 	// Decay is the running-average factor of the Kronecker factors, updated
 	// at each factor update: Λ ← Decay·Λ + (1 − Decay)·Λ_batch (likewise Γ
@@ -124,11 +127,12 @@ type KFACConfig struct {
 	// convolution's block becomes KFC-reduce.
 	Reduce bool
 	// Woodbury carries each warm inverse through the refresh's fold by the
-	// Woodbury identity (kfac_woodbury.go) before Newton–Schulz refines it,
-	// where the fold's rank is at most half the factor's size and every
-	// factor update comes with a refresh (F = 0 or a multiple of S); false
-	// starts Newton–Schulz from the previous inverse as it is. Either way the
-	// inverse is accepted on the same check. Not part of the paper.
+	// Woodbury identity (kfac_woodbury.go) before Newton–Schulz refines it
+	// (with Stagger, a deferred one on its own step), where the fold's rank
+	// is at most half the factor's size and every factor update comes with
+	// a refresh (F = 0 or a multiple of S); false starts Newton–Schulz from
+	// the previous inverse as it is. Either way the inverse is accepted on
+	// the same check. Not part of the paper.
 	Woodbury bool
 	// Gamma is RENG's explicit gradient regularizer γ (the paper's "Grad
 	// Reg."): the preconditioned gradient is ∇(L + γ/2‖∇L‖²) = g + γ·Hg
@@ -240,8 +244,9 @@ type KFACInfo struct {
 	// FactorsUpdated says that a batch was folded into the running factors
 	// (every F steps; with Refreshed when F = 0).
 	FactorsUpdated bool
-	// Woodbury counts the inverses this step's refresh carried through the
-	// fold before refining them (KFACConfig.Woodbury).
+	// Woodbury counts the inverses this step carried through a refresh's
+	// fold before refining them (KFACConfig.Woodbury): on a refresh step,
+	// and with Stagger on the steps of the deferred inversions.
 	Woodbury int
 	// Predicted is the Levenberg–Marquardt model's change M(δ) − M(0)
 	// for the step (NaN when not checked).
@@ -323,6 +328,10 @@ type kfacLayer struct {
 	// change that Backoff takes back with them (kfac_stagger.go).
 	pend *kfacPending
 	att  kfacAttempt
+
+	// With Stagger and Woodbury, the copies of a refresh's fold that a
+	// deferred factor keeps until its step (nil for one never deferred).
+	keepA, keepG *kfacKeep
 
 	// K-FAC-reduce (KFACConfig.Reduce) of a block over T > 1 positions:
 	// its factors are over the samples' mean inputs Ā and summed errors Ē
@@ -452,6 +461,9 @@ func NewKFAC(name string, net nn.Model, c KFACConfig, seed uint64) (*KFAC, error
 	}
 	if len(o.bufs) != len(o.ws) {
 		return nil, fmt.Errorf("%s: model %s has %d curvature blocks for %d weight matrices", name, net.Arch(), len(o.bufs), len(o.ws))
+	}
+	if c.Stagger && c.woodburyDue() {
+		o.allocKeep(c.Fisher == ExactFisher && net.Outputs() > 1)
 	}
 	for i, b := range o.bufs {
 		core.SameShape(name+": curvature block", o.ws[i], b.d)
@@ -1018,6 +1030,7 @@ func (o *KFAC) invertFactors(stale []FactorStats) error {
 		warmAt[i] = kl.have
 		if kl.pend != nil {
 			*kl.pend = kfacPending{}
+			kl.dropKept()
 		}
 	}
 	for _, warm := range []bool{false, true} {
@@ -1105,6 +1118,9 @@ type kfacFactor struct {
 	extra, inside *float64
 	layer         int
 	gamma         bool
+	// deferred marks a staggered refresh's deferred inversion, carried
+	// through its refresh's fold from the rows it kept (carryKept).
+	deferred bool
 }
 
 // foldDiags folds the batch diagonals into the running D (with Decay, as Λ
@@ -1401,7 +1417,7 @@ func kfacParams(d kfacDefaults) []Param {
 		{Name: "S", Default: d.s, Min: 1, Max: 1e6, Int: true, Doc: "Fisher refresh interval: steps between inversions of the damped factors, which follow ρ by eq. 11 in between (follow=1; lazy Fisher, Algorithm 1; kfac-pytorch's inv_update_steps). Paper: RING/RENG 8 (4 on small sets); its NGD inverts every step"},
 		{Name: "F", Default: d.factorEvery, Min: 0, Max: 1e6, Int: true, Doc: "factor period: steps between updates of the Kronecker factors' running averages (the sampled-label pass; kfac-pytorch's factor_update_steps); 0 = with each refresh, every S steps (Algorithm 1)"},
 		{Name: "follow", Default: d.follow, Min: 0, Max: 1, Int: true, Doc: "1 moves the inverses to every change of ρ between refreshes by eq. 11 (exactly with eigen=1; Algorithm 1 line 11); 0 holds them for changes of λ within a factor of 2 (the Levenberg–Marquardt steps) until the next refresh, as K-FAC does (Martens & Grosse 2015, kfac-jax), and re-inverts on larger jumps (a backoff)"},
-		{Name: "stagger", Default: d.stagger, Min: 0, Max: 1, Int: true, Doc: "1 spreads the warm inversions of each inverse refresh over the S steps up to the next one, in at most S groups balanced by cost n³ (as kfac-jax and KAISA stagger their inverse work), so that no step stalls on them all; a factor keeps its previous inverse, following ρ by eq. 11, until its new one is ready; the first (cold) refresh inverts all at once. With F > 0 a deferred inversion inverts the running factor as it is on its step. Needs eigen=0; 0 = every inverse on the refresh step (Algorithm 1)"},
+		{Name: "stagger", Default: d.stagger, Min: 0, Max: 1, Int: true, Doc: "1 spreads the warm inversions of each inverse refresh over the S steps up to the next one, in at most S groups balanced by cost n³ (as kfac-jax and KAISA stagger their inverse work), so that no step stalls on them all; a factor keeps its previous inverse, following ρ by eq. 11, until its new one is ready, and with woodbury=1 its inversion starts from that inverse carried through the refresh's fold; the first (cold) refresh inverts all at once. With F > 0 a deferred inversion inverts the running factor as it is on its step. Needs eigen=0; 0 = every inverse on the refresh step (Algorithm 1)"},
 		{Name: "decay", Default: d.decay, Min: 0, Max: 0.9999, Doc: "running-average decay of the Kronecker factors and diagonal blocks per factor update; 0 = current batch only"},
 		{Name: "fisher", Default: 0, Min: 0, Max: 2, Int: true, Doc: "error factor Γ and diagonal blocks from: 0 labels sampled from the model (true Fisher, eq. 2), 1 the true labels (empirical Fisher), 2 the exact expectation (k backward passes)"},
 		{Name: "reduce", Default: 0, Min: 0, Max: 1, Int: true, Doc: "Kronecker factors of a layer over several positions (tokens, patches): 0 K-FAC-expand, every position a sample; 1 K-FAC-reduce, each sample's mean input and summed error (Eschenhagen et al. 2023; exact when the positions are pooled before the loss)"},

@@ -452,3 +452,252 @@ func TestStaggerRefreshSupersedesPending(t *testing.T) {
 		t.Fatalf("next refresh: %d inversions, pending %v; want it staggered", got, o.pending())
 	}
 }
+
+// With woodbury=1 a deferred inversion carries its inverse through the
+// rows its refresh kept, so a checkpoint taken while inversions wait holds
+// them: an engine built afresh, given the weights and the State of another
+// after step 5 (the refresh of step 4 deferred inversions to steps 5–7,
+// rows kept for those of 6 and 7), continues bit for bit through the
+// deferred steps, the next refresh and its deferred steps; one given the
+// State without the kept rows does not.
+func TestStaggerWoodburyResumesBitForBit(t *testing.T) {
+	for _, name := range []string{"ring", "reng"} {
+		t.Run(name, func(t *testing.T) {
+			build := func() (*nn.MLP, *KFAC) {
+				net, _, _, _, _ := problem(t, "30-24-20-3:tanh", nn.CrossEntropy, 8, 3, false)
+				opt, err := Build(name, "S=4,stagger=1,woodbury=1,T=1", net, 7)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return net, opt.(*KFAC)
+			}
+			step := func(o *KFAC, net *nn.MLP, s int) Stats {
+				t.Helper()
+				x, y := randomBatch(net, 8, uint64(300+s))
+				st, err := o.Step(x, y)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			}
+			netA, a := build()
+			for s := range 6 {
+				step(a, netA, s)
+			}
+			kept := 0
+			for _, kl := range a.layers {
+				for _, k := range []*kfacKeep{kl.keepA, kl.keepG} {
+					if k != nil && k.rank != 0 {
+						kept++
+					}
+				}
+			}
+			if kept == 0 {
+				t.Fatal("no rows kept at the checkpoint: the test cannot tell")
+			}
+			resume := func(lose bool) (*nn.MLP, *KFAC) {
+				net, o := build()
+				dev := net.Device()
+				for i, w := range netA.Weights() {
+					h := make([]float32, core.Len(w))
+					dev.Download(w, h)
+					dev.Upload(net.Weights()[i], h)
+				}
+				copyState(t, dev, o.State(), a.State())
+				if lose {
+					for _, kl := range o.layers {
+						kl.dropKept()
+					}
+				}
+				return net, o
+			}
+			netB, b := resume(false)
+			netC, c := resume(true)
+			dev := netA.Device()
+			carried := 0
+			for s := 6; s < 12; s++ {
+				sa, sb := step(a, netA, s), step(b, netB, s)
+				step(c, netC, s)
+				if !a.Last.Refreshed {
+					carried += a.Last.Woodbury
+				}
+				if math.Float64bits(sa.Loss) != math.Float64bits(sb.Loss) || math.Float64bits(sa.GradNorm) != math.Float64bits(sb.GradNorm) {
+					t.Fatalf("step %d: stats %+v vs %+v", s, sa, sb)
+				}
+			}
+			if carried < kept {
+				t.Fatalf("%d deferred inverses carried on steps 6–11, want at least the %d kept at the checkpoint", carried, kept)
+			}
+			if stateBits(dev, netA, a.State()) != stateBits(dev, netB, b.State()) {
+				t.Fatal("weights or state differ after the resumed steps")
+			}
+			if stateBits(dev, netA, a.State()) == stateBits(dev, netC, c.State()) {
+				t.Fatal("a resume without the kept rows continued identically: the test cannot see them lost")
+			}
+		})
+	}
+}
+
+// A rejected attempt keeps the fold rows consistent with the inverses they
+// would carry: a rejected staggered refresh leaves none kept (its retry
+// keeps them again, as a twin that never tried does), and a rejected
+// deferred step that carried its factors' inverses leaves those factors'
+// rows dropped, since the inverses the attempt formed are no longer of
+// the factor before the fold, while the factors still waiting keep theirs;
+// the retry inverts the dropped ones again without a second carry, and
+// carries the waiting ones, whose inversions the tenfold ρ brings forward.
+func TestStaggerBackoffKeepsFoldRows(t *testing.T) {
+	build := func() (*nn.MLP, *KFAC) {
+		net, _, _, _, _ := problem(t, "30-24-20-3:tanh", nn.CrossEntropy, 8, 3, false)
+		opt, err := Build("ring", "S=4,stagger=1,woodbury=1,phi=1", net, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return net, opt.(*KFAC)
+	}
+	batch := func(net *nn.MLP, s int) (core.Mat, core.Mat) { return randomBatch(net, 8, uint64(400+s)) }
+	netA, a := build()
+	netB, b := build()
+	for s := range 4 {
+		for _, e := range []struct {
+			net *nn.MLP
+			o   *KFAC
+		}{{netA, a}, {netB, b}} {
+			x, y := batch(e.net, s)
+			if _, err := e.o.Step(x, y); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	type keptRows struct {
+		rank int
+		c    float64
+		rows []float64
+	}
+	kept := func(o *KFAC) []keptRows {
+		var ks []keptRows
+		for _, kl := range o.layers {
+			for _, k := range []*kfacKeep{kl.keepA, kl.keepG} {
+				var kr keptRows
+				if k != nil && k.rank != 0 {
+					kr = keptRows{k.rank, k.c, download64(o.net.Device(), k.rows)[:k.rank*k.rows.Cols()]}
+				}
+				ks = append(ks, kr)
+			}
+		}
+		return ks
+	}
+	nkept := func(ks []keptRows) int {
+		n := 0
+		for _, k := range ks {
+			if k.rank != 0 {
+				n++
+			}
+		}
+		return n
+	}
+	// Step 4, the refresh, rejected.
+	x, y := batch(netA, 4)
+	if _, err := a.prepare(x, y); err != nil || !a.Last.Refreshed || nkept(kept(a)) == 0 {
+		t.Fatal(err, a.Last.Refreshed, kept(a))
+	}
+	a.Backoff()
+	if n := nkept(kept(a)); n != 0 {
+		t.Fatalf("after a rejected refresh: %d factors keep fold rows", n)
+	}
+	b.Backoff()
+	if _, err := a.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	xb, yb := batch(netB, 4)
+	if _, err := b.Step(xb, yb); err != nil {
+		t.Fatal(err)
+	}
+	ka, kb := kept(a), kept(b)
+	if nkept(ka) == 0 {
+		t.Fatal("no rows kept by the retried refresh: the test cannot tell")
+	}
+	for i := range ka {
+		if ka[i].rank != kb[i].rank || ka[i].c != kb[i].c || !slices.Equal(ka[i].rows, kb[i].rows) {
+			t.Fatalf("factor %d: after a rejected refresh kept rank %d (c %g), a twin that never tried %d (c %g)", i, ka[i].rank, ka[i].c, kb[i].rank, kb[i].c)
+		}
+	}
+	// Step 5, which carries its group through the fold, rejected.
+	x, y = batch(netA, 5)
+	if _, err := a.prepare(x, y); err != nil || a.Last.Woodbury == 0 {
+		t.Fatal(err, a.Last.Woodbury)
+	}
+	first := a.Last.Woodbury
+	a.Backoff()
+	waiting := 0
+	for _, kl := range a.layers {
+		for j, k := range []*kfacKeep{kl.keepA, kl.keepG} {
+			if k == nil {
+				continue
+			}
+			due, rank := []int{kl.pend.dueA, kl.pend.dueG}[j], k.rank
+			switch {
+			case due == 5 && rank != 0:
+				t.Errorf("after a rejected step 5: a factor it carried keeps its rows (rank %d)", rank)
+			case due > 5 && rank != 0:
+				waiting++
+			}
+		}
+	}
+	if want := nkept(ka) - first; waiting != want {
+		t.Fatalf("after a rejected step 5: %d waiting factors keep their rows, want %d", waiting, want)
+	}
+	if _, err := a.Step(x, y); err != nil {
+		t.Fatal(err)
+	}
+	if a.Last.Woodbury != waiting || a.pending() || nkept(kept(a)) != 0 {
+		t.Fatalf("retry of step 5: %d inverses carried, want the %d waiting (pending %v, %d still kept)", a.Last.Woodbury, waiting, a.pending(), nkept(kept(a)))
+	}
+}
+
+// A refresh that supersedes pending inversions replaces their inverses, so
+// it drops the fold rows they kept: none is left kept without a pending
+// inversion to carry.
+func TestStaggerSupersedeDropsFoldRows(t *testing.T) {
+	net, _, _, _, _ := problem(t, "30-24-20-3:tanh", nn.CrossEntropy, 8, 3, false)
+	opt, err := Build("ring", "S=4,stagger=1,woodbury=1", net, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opt.(*KFAC)
+	kept := func() int {
+		n := 0
+		for _, kl := range o.layers {
+			for _, k := range []*kfacKeep{kl.keepA, kl.keepG} {
+				if k != nil && k.rank != 0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	for s := range 9 {
+		if s == 5 {
+			if kept() == 0 {
+				t.Fatal("no rows kept after the refresh of step 4: the test cannot tell")
+			}
+			for _, kl := range o.layers { // pending past the refresh of step 8
+				for _, due := range []*int{&kl.pend.dueA, &kl.pend.dueG} {
+					if *due != 0 {
+						*due = 100
+					}
+				}
+			}
+		}
+		x, y := randomBatch(net, 8, uint64(500+s))
+		if _, err := o.Step(x, y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(o.Last.Methods); got != 2*len(o.layers) || o.pending() {
+		t.Fatalf("step 8: %d inversions, pending %v; want all %d at once", got, o.pending(), 2*len(o.layers))
+	}
+	if n := kept(); n != 0 {
+		t.Fatalf("after a refresh that superseded the plan, %d factors keep fold rows", n)
+	}
+}

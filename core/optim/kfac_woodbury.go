@@ -70,8 +70,9 @@ func (c KFACConfig) woodburyDue() bool {
 // followFolds carries the warm inverses fs, those this step inverts, through
 // this step's fold (woodburyFold) before Newton–Schulz refines them, scales
 // the damping kept as inside each by d, and counts them in o.Last.Woodbury.
-// A staggered refresh's deferred inversions (KFACConfig.Stagger) start from
-// their last inverse as it is: the fold's rows are gone by their step.
+// A staggered refresh's deferred inversions (KFACConfig.Stagger) are
+// carried on their own step through the rows their refresh kept for them
+// (carryKept): with F = 0 or a multiple of S the factor has not moved since.
 func (o *KFAC) followFolds(fs []kfacFactor) {
 	if !o.cfg.woodburyDue() {
 		return
@@ -79,6 +80,10 @@ func (o *KFAC) followFolds(fs []kfacFactor) {
 	dev, d := o.net.Device(), o.cfg.Decay
 	for _, f := range fs {
 		kl := o.layers[f.layer]
+		if f.deferred {
+			o.carryKept(kl, f)
+			continue
+		}
 		fold := kl.foldA
 		if f.gamma {
 			fold = kl.foldG

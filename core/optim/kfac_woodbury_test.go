@@ -252,50 +252,126 @@ func TestWoodburyDue(t *testing.T) {
 	}
 }
 
-// With stagger=1 only the inverses the refresh step itself inverts are
-// carried through the fold; the deferred ones keep their last inverse, bit
-// for bit, until their own step.
-func TestFollowFoldsLeavesDeferredInverses(t *testing.T) {
+// With stagger=1 a refresh carries only the inverses it inverts itself
+// through the fold; a deferred one keeps its last inverse, bit for bit,
+// until its own step, and is carried there, from the rows its refresh kept,
+// as the refresh step carries its own: on each deferred step of a RING
+// MLP, with ρ moved after the refresh so that the waiting inverses follow
+// it by eq. 11 first, the warm start after followFolds is as close to the
+// inverse of the new factor at damping d·μ (μ the damping inside the
+// waiting inverse, as eq. 11 left it) as the waiting inverse was to the
+// factor before the fold, where the waiting inverse as it is is far from
+// the new one.
+func TestFollowFoldsCarriesDeferredInverses(t *testing.T) {
 	net, _, _, _, _ := problem(t, "30-24-20-3:tanh", nn.CrossEntropy, 8, 3, false)
-	opt, err := Build("ring", "S=4,stagger=1,woodbury=1", net, 1)
+	opt, err := Build("ring", "S=4,stagger=1,woodbury=1,klclip=0.01", net, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := opt.(*KFAC)
 	dev := net.Device()
-	for step := range 4 {
-		x, y := randomBatch(net, 8, uint64(step))
+	step := func(s int) {
+		t.Helper()
+		x, y := randomBatch(net, 8, uint64(s))
 		if _, err := o.Step(x, y); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for s := range 4 {
+		step(s)
+	}
+	// The factors before step 4's fold, and the inverses of the refresh
+	// before.
+	var olds []*mat.SymDense
 	var before [][]float64
 	for _, kl := range o.layers {
+		olds = append(olds, sym64(dev, kl.A), sym64(dev, kl.G))
 		before = append(before, download64(dev, kl.Ai), download64(dev, kl.Gi))
 	}
-	x, y := randomBatch(net, 8, 4)
-	if _, err := o.Step(x, y); err != nil {
-		t.Fatal(err)
-	}
+	step(4)
 	if !o.Last.Refreshed || o.Last.Woodbury == 0 {
 		t.Fatalf("step 4: refreshed %v, %d inverses carried through the fold", o.Last.Refreshed, o.Last.Woodbury)
 	}
-	deferred := 0
+	carriable := 0
 	for i, kl := range o.layers {
 		for j, due := range []int{kl.pend.dueA, kl.pend.dueG} {
 			if due == 0 {
 				continue
 			}
-			deferred++
 			now := download64(dev, []core.Mat{kl.Ai, kl.Gi}[j])
 			for k := range now {
 				if now[k] != before[2*i+j][k] {
 					t.Fatalf("layer %d factor %d, due at step %d, changed on the refresh step", i, j, due)
 				}
 			}
+			if []core.Mat{kl.A, kl.G}[j].Rows() >= woodburyMinRatio*8 {
+				carriable++
+			}
 		}
 	}
-	if deferred == 0 {
-		t.Fatal("nothing deferred: the test cannot tell")
+	if carriable == 0 {
+		t.Fatal("no deferred factor the fold can carry: the test cannot tell")
 	}
+	o.rho *= 1.1 // λ ×1.05: followed by eq. 11 while the inverses wait
+	carried := 0
+	var staleWorst float64
+	for s := 5; s < 8; s++ {
+		fs, _ := o.dueFactors()
+		type rec struct {
+			had, stale, inner float64
+		}
+		recs := make([]rec, len(fs))
+		want := 0
+		for k, f := range fs {
+			x, inner := download64(dev, f.x), *f.inside
+			recs[k] = rec{worst2(olds[2*f.layer+b2i(f.gamma)], inner, x), worst2(sym64(dev, f.f), o.cfg.Decay*inner, x), inner}
+			if f.f.Rows() >= woodburyMinRatio*8 {
+				want++
+			}
+		}
+		o.Last.Woodbury = 0
+		o.followFolds(fs)
+		if o.Last.Woodbury != want {
+			t.Fatalf("step %d: %d deferred inverses carried through the fold, want %d", s, o.Last.Woodbury, want)
+		}
+		for k, f := range fs {
+			if f.f.Rows() < woodburyMinRatio*8 {
+				continue
+			}
+			r := recs[k]
+			if math.Abs(*f.inside-o.cfg.Decay*r.inner) > 1e-12*r.inner {
+				t.Errorf("step %d layer %d Γ %v: damping inside %.6g, want d·μ = %.6g", s, f.layer, f.gamma, *f.inside, o.cfg.Decay*r.inner)
+			}
+			now := worst2(sym64(dev, f.f), *f.inside, download64(dev, f.x))
+			t.Logf("step %d layer %d Γ %v: ‖R‖₂ waiting inverse %.3g, stale on the new factor %.3g, carried %.3g", s, f.layer, f.gamma, r.had, r.stale, now)
+			if now > 2*r.had+1e-3 {
+				t.Errorf("step %d layer %d Γ %v: ‖R‖₂ %.3g after the carry, the waiting inverse had %.3g", s, f.layer, f.gamma, now, r.had)
+			}
+			staleWorst = max(staleWorst, r.stale)
+			carried++
+		}
+		for _, f := range fs {
+			if k := []*kfacKeep{o.layers[f.layer].keepA, o.layers[f.layer].keepG}[b2i(f.gamma)]; k != nil && k.rank != 0 {
+				t.Errorf("step %d: rows still kept after the carry", s)
+			}
+		}
+		step(s) // inverts from the carried starts (the rows are dropped: no second carry)
+		if o.Last.Woodbury != 0 {
+			t.Errorf("step %d: %d inverses carried again", s, o.Last.Woodbury)
+		}
+	}
+	if carried != carriable {
+		t.Errorf("%d deferred inverses carried, want %d", carried, carriable)
+	}
+	if staleWorst < 0.05 {
+		t.Errorf("the waiting inverses are already within %.3g of the new factors: the test cannot tell", staleWorst)
+	}
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
