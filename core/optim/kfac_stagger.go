@@ -49,7 +49,7 @@ import (
 //     refreshes: an inverse that would wait past a second refresh would
 //     carry the statistics of two refreshes before.
 //   - a rejected attempt (Backoff) takes back its changes to the plan, the
-//     held statistics and the norms with its fold, so that the retry plans
+//     held statistics and the norms with the traces, so that the retry plans
 //     and inverts again as the attempt did; the plan is part of the state
 //     (State), so a checkpoint resumes bit for bit.
 //
@@ -73,7 +73,7 @@ type kfacPending struct {
 }
 
 // kfacAttempt is what Backoff takes back of a layer with staggered
-// inversions besides its fold: the plan, and the norms and held traces a
+// inversions besides the traces: the plan, and the norms and held traces a
 // refresh measures.
 type kfacAttempt struct {
 	pend             kfacPending
