@@ -437,56 +437,6 @@ func TestKFACViTStateContinuesBitForBit(t *testing.T) {
 	}
 }
 
-// A rejected attempt's fold into the running diagonals is taken back by
-// Backoff, so the retry's D is that of a run that never failed.
-func TestBackoffTakesBackTheDiagonalFold(t *testing.T) {
-	build := func() (*KFAC, core.Mat, core.Mat) {
-		net, x, y := vitProblem(t, 8, 6)
-		o, err := NewKFAC("test", net, KFACConfig{LR: 1, Rho: 1e-3, Damping: Constant{}, LM: LevenbergMarquardt{Phi: 1},
-			Inverse: Cholesky{}, Refresh: 1, Decay: 0.5}, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o, x, y
-	}
-	diagonals := func(o *KFAC) string {
-		var ds []core.Mat
-		for _, b := range o.diags {
-			ds = append(ds, b.D)
-		}
-		return snapshot(o.net.Device(), ds)
-	}
-	ref, x, y := build()
-	failed, _, _ := build()
-	for _, o := range []*KFAC{ref, failed} {
-		if _, err := o.Step(x, y); err != nil {
-			t.Fatal(err)
-		}
-	}
-	before := diagonals(failed)
-	failed.cfg.LR = 1e300 // the step overflows float32 after the refresh
-	var div *Diverged
-	if _, err := failed.Step(x, y); !errors.As(err, &div) {
-		t.Fatalf("overflowing step: err %v, want *Diverged", err)
-	}
-	if diagonals(failed) == before {
-		t.Fatal("the rejected attempt did not fold its batch (the test no longer tests anything)")
-	}
-	failed.Backoff()
-	if diagonals(failed) != before {
-		t.Fatal("Backoff left the rejected attempt's fold in the running diagonals")
-	}
-	failed.cfg.LR = 1
-	for _, o := range []*KFAC{ref, failed} {
-		if _, err := o.Step(x, y); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if diagonals(failed) != diagonals(ref) {
-		t.Error("after the retry the running diagonals differ from those of a run without the failure")
-	}
-}
-
 // infSquares is a layer norm whose diagonal Fisher of γ is not finite.
 type infSquares struct {
 	*nn.LayerNorm
@@ -501,7 +451,7 @@ func (l infSquares) SquaredGrads(alpha, beta float32, dst []core.Mat) {
 }
 
 // A diagonal Fisher that is not finite rejects the step before it reaches
-// the weights.
+// the weights or the running diagonal.
 func TestKFACRejectsNonFiniteDiagonal(t *testing.T) {
 	dev := cpu.New()
 	rng := rand.New(rand.NewPCG(8, 8))
@@ -513,12 +463,17 @@ func TestKFACRejectsNonFiniteDiagonal(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := snapshot(dev, n.net.Weights())
+	d := o.diags[0].D
+	running := snapshot(dev, []core.Mat{d})
 	var div *Diverged
 	if _, err := o.Step(x, y); !errors.As(err, &div) || div.What != "a diagonal Fisher block" {
 		t.Fatalf("err %v, want *Diverged naming the diagonal block", err)
 	}
 	if snapshot(dev, n.net.Weights()) != before {
 		t.Fatal("weights changed by a rejected step")
+	}
+	if snapshot(dev, []core.Mat{d}) != running {
+		t.Fatal("the rejected batch diagonal was folded into the running one")
 	}
 }
 

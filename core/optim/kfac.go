@@ -305,11 +305,13 @@ type kfacLayer struct {
 	p, q    core.Mat // low-rank product: Λ̃⁻¹X̄ᵀ (a×m) and EΓ̃⁻¹ (m×k)
 	estash  core.Mat // the true-label E, kept across the sampled pass
 	stashed bool     // estash holds this step's E
-	// The running factors before this attempt's fold, so that Backoff can
-	// take a rejected attempt's fold back (its retry folds the batch again).
-	prevA, prevG     core.Mat
+	// folded: this attempt folded a batch into A and G; kept: they hold
+	// this step's batch already, a rejected attempt's fold that Backoff
+	// keeps for the retry. prevTrA, prevTrG and prevHave are the traces
+	// and have before the fold, which Backoff takes back.
+	folded, kept     bool
 	prevTrA, prevTrG float64
-	folded           bool // this attempt folded a batch into A and G
+	prevHave         bool
 	st               FactorStats
 	vA, vG           core.Mat // power-iteration vectors of ‖Λ‖₂, ‖Γ‖₂ (warm starts)
 	foldA, foldG     kfacFold // this refresh's fold into A and G (KFACConfig.Woodbury)
@@ -353,8 +355,8 @@ type kfacDiag struct {
 	D      core.Mat // running diagonal Fisher E[g⊙g] (undamped)
 	work   core.Mat // the batch diagonal, then D + λ
 	norm   float64  // ‖D‖₂ = max D, measured at the refresh
-	prevD  core.Mat // D before this attempt's fold (Backoff takes it back)
 	folded bool     // this attempt folded a batch into D
+	kept   bool     // D holds the batch of this step already (Backoff)
 	have   bool
 }
 
@@ -876,10 +878,13 @@ func (o *KFAC) refresh() error {
 	// (r = m), and Γ from the summed errors Ē.
 	// Over padded tokens (nn.Padding) the padded rows are left out: S has
 	// them zeroed and r counts the tokens.
-	// Each batch factor is folded into its running average as soon as it
-	// is formed, Λ ← (1 − decay)·Λ_batch + decay·Λ (the first time
-	// Λ_batch), so that one work copy of a size serves every layer
-	// (KFAC.work).
+	// The folds into the running averages, Λ ← (1 − decay)·Λ_batch +
+	// decay·Λ (the first time Λ_batch), wait for the traces, read with the
+	// passes, so that a batch rejected for its factors leaves the running
+	// ones as they were (a fold once made stays: Backoff). Then each batch
+	// factor is formed and at once folded, so that one work copy of a size
+	// serves every layer (KFAC.work); the exact Fisher's passes add up
+	// Γ_batch in each layer's own.
 	fold := func(kl *kfacLayer, f, batch core.Mat) {
 		if kl.have {
 			dev.Axpby(float32(1-c.Decay), batch, float32(c.Decay), f)
@@ -893,34 +898,41 @@ func (o *KFAC) refresh() error {
 		xs[i], rs[i] = kl.inputStat(dev, tokens)
 		kl.foldA, kl.foldG = kfacFold{}, kfacFold{}
 		if kl.have {
-			kl.keepFold(dev)
 			kl.foldA = kfacFold{rows: xs[i], c: math.Sqrt((1 - c.Decay) / rs[i])}
 		}
-		dev.Gram(float32(1/rs[i]), xs[i], 0, kl.wa)
-		fold(kl, kl.A, kl.wa)
+	}
+	batchA := func(i int) core.Mat {
+		dev.Gram(float32(1/rs[i]), xs[i], 0, o.layers[i].wa)
+		return o.layers[i].wa
+	}
+	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
+	// and per-sample gradients of the last backward pass (same α and β).
+	es := make([]core.Mat, nl)
+	var alphaG float32 // the last pass's α
+	batchG := func(i int) core.Mat {
+		if c.Fisher != ExactFisher {
+			dev.Gram(alphaG, es[i], 0, o.layers[i].wg)
+		}
+		return o.layers[i].wg
 	}
 	readTrA := true
-	// Γ_batch = E[eeᵀ] and D_batch = E[g⊙g] over the batch, from the errors
-	// and per-sample gradients of the last backward pass (same α and β),
-	// Γ_batch folded after the last pass.
 	passStats := func(alpha float32, beta float32, last bool) {
-		var ms []core.Mat
-		for _, kl := range o.layers {
-			e := kl.errorStat(dev)
-			dev.Gram(alpha, e, beta, kl.wg)
-			if last {
-				fold(kl, kl.G, kl.wg)
-				if kl.have && beta == 0 { // one pass: Γ_batch = α·EᵀE
-					kl.foldG = kfacFold{rows: e, c: math.Sqrt((1 - c.Decay) * float64(alpha))}
-				}
+		for i, kl := range o.layers {
+			es[i] = kl.errorStat(dev)
+			if c.Fisher == ExactFisher {
+				dev.Gram(alpha, es[i], beta, kl.wg)
 			}
-			ms = append(ms, e)
+			if last && kl.have && beta == 0 { // one pass: Γ_batch = α·EᵀE
+				kl.foldG = kfacFold{rows: es[i], c: math.Sqrt((1 - c.Decay) * float64(alpha))}
+			}
 		}
+		alphaG = alpha
 		for _, dl := range o.diagLayers {
 			dl.l.SquaredGrads(alpha, beta, dl.batch)
 		}
+		ms := es
 		if readTrA {
-			ms = append(ms, xs...)
+			ms = slices.Concat(es, xs)
 		}
 		ds := make([]float32, len(ms))
 		dev.Dots(ds, ms, ms)
@@ -971,18 +983,22 @@ func (o *KFAC) refresh() error {
 	// magnitude (Cauchy–Schwarz, and a float32 sum of products is within
 	// rounding of the sum of their magnitudes), so traces finite and well
 	// inside float32's range vouch for the batch factors, and so for the
-	// running ones they were folded into; otherwise those are read (a
-	// rejection takes the fold back: Backoff).
+	// running ones they are folded into (averages); otherwise the batch
+	// factors are read, one at a time, before any is folded.
 	if !tracesBound(trA, trG) {
-		fs := make([]core.Mat, 0, 2*nl)
-		for _, kl := range o.layers {
-			fs = append(fs, kl.A, kl.G)
-		}
-		if !finite(dev, fs) {
-			return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
+		for i := range o.layers {
+			if !finite(dev, []core.Mat{batchA(i)}) || !finite(dev, []core.Mat{batchG(i)}) {
+				return &Diverged{Optimizer: o.name, What: "a Kronecker factor"}
+			}
 		}
 	}
 	for i, kl := range o.layers {
+		if !kl.kept {
+			fold(kl, kl.A, batchA(i))
+			fold(kl, kl.G, batchG(i))
+		}
+		kl.prevTrA, kl.prevTrG, kl.prevHave = kl.st.TraceA, kl.st.TraceG, kl.have
+		kl.folded, kl.kept = true, false
 		if kl.have {
 			kl.st.TraceA = c.Decay*kl.st.TraceA + (1-c.Decay)*trA[i]
 			kl.st.TraceG = c.Decay*kl.st.TraceG + (1-c.Decay)*trG[i]
@@ -1125,8 +1141,9 @@ type kfacFactor struct {
 
 // foldDiags folds the batch diagonals into the running D (with Decay, as Λ
 // and Γ) and reads every block's ‖D‖₂ = max D in one sync, which also
-// guards D: a D that is not finite rejects the step (Backoff takes the
-// fold back).
+// guards D: a D that is not finite rejects the step before it replaces
+// the running one. The fold is formed in the block's work copy, where the
+// batch diagonal is, and then copied into D.
 func (o *KFAC) foldDiags() error {
 	if len(o.diags) == 0 {
 		return nil
@@ -1134,13 +1151,15 @@ func (o *KFAC) foldDiags() error {
 	dev, decay := o.net.Device(), o.cfg.Decay
 	ds := make([]core.Mat, len(o.diags))
 	for i, b := range o.diags {
-		if b.have {
-			b.keepFold(dev)
-			dev.Axpby(float32(1-decay), b.work, float32(decay), b.D)
-		} else {
-			dev.Copy(b.D, b.work)
+		switch {
+		case b.kept:
+			ds[i] = b.D
+		case b.have:
+			dev.Axpby(float32(decay), b.D, float32(1-decay), b.work)
+			ds[i] = b.work
+		default:
+			ds[i] = b.work
 		}
-		ds[i] = b.D
 	}
 	norms := make([]float32, len(ds))
 	dev.AbsMaxes(norms, ds)
@@ -1150,7 +1169,11 @@ func (o *KFAC) foldDiags() error {
 		}
 	}
 	for i, b := range o.diags {
+		if !b.kept {
+			dev.Copy(b.D, b.work)
+		}
 		b.norm, b.have = float64(norms[i]), true
+		b.folded, b.kept = true, false
 	}
 	return nil
 }
@@ -1252,42 +1275,19 @@ func (kl *kfacLayer) sized(dev core.Device, r, t int) {
 	dev.Fill(kl.ones, 1)
 }
 
-// keepFold saves the running factors before a fold into them.
-func (kl *kfacLayer) keepFold(dev core.Device) {
-	if kl.prevA == nil {
-		kl.prevA, kl.prevG = dev.New(kl.A.Rows(), kl.A.Cols()), dev.New(kl.G.Rows(), kl.G.Cols())
+// keepFold keeps a rejected attempt's fold for the retry (Backoff) and
+// takes back the traces and have as they were before it.
+func (kl *kfacLayer) keepFold() {
+	if kl.folded {
+		kl.st.TraceA, kl.st.TraceG, kl.have = kl.prevTrA, kl.prevTrG, kl.prevHave
+		kl.folded, kl.kept = false, true
 	}
-	dev.Copy(kl.prevA, kl.A)
-	dev.Copy(kl.prevG, kl.G)
-	kl.prevTrA, kl.prevTrG = kl.st.TraceA, kl.st.TraceG
-	kl.folded = true
 }
 
-// unfold takes back the fold of a rejected attempt.
-func (kl *kfacLayer) unfold(dev core.Device) {
-	if !kl.folded {
-		return
-	}
-	dev.Copy(kl.A, kl.prevA)
-	dev.Copy(kl.G, kl.prevG)
-	kl.st.TraceA, kl.st.TraceG = kl.prevTrA, kl.prevTrG
-	kl.folded = false
-}
-
-// keepFold saves the running diagonal before a fold into it.
-func (b *kfacDiag) keepFold(dev core.Device) {
-	if b.prevD == nil {
-		b.prevD = dev.New(b.D.Rows(), b.D.Cols())
-	}
-	dev.Copy(b.prevD, b.D)
-	b.folded = true
-}
-
-// unfold takes back the fold of a rejected attempt.
-func (b *kfacDiag) unfold(dev core.Device) {
+// keepFold keeps a rejected attempt's fold for the retry (Backoff).
+func (b *kfacDiag) keepFold() {
 	if b.folded {
-		dev.Copy(b.D, b.prevD)
-		b.folded = false
+		b.folded, b.kept = false, true
 	}
 }
 

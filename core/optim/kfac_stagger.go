@@ -40,7 +40,7 @@ import (
 //     through the refresh's fold (kfac_woodbury.go). The batch's rows are
 //     overwritten by the next step's passes, so the refresh copies the
 //     fold's rows S and scale c of each factor it defers into a buffer of
-//     the factor's own (kfacKeep, keepFold), and the deferred step carries
+//     the factor's own (kfacKeep, keepFoldRows), and the deferred step carries
 //     the previous inverse through them (carryKept). That inverse is of
 //     the factor before the fold, at the damping inside it as eq. 11 has
 //     moved it since (below); the carry makes it the inverse of the new
@@ -68,7 +68,7 @@ import (
 //     refreshes: an inverse that would wait past a second refresh would
 //     carry the statistics of two refreshes before.
 //   - a rejected attempt (Backoff) takes back its changes to the plan, the
-//     held statistics and the norms with its fold, so that the retry plans
+//     held statistics and the norms with the traces, so that the retry plans
 //     and inverts again as the attempt did; the plan is part of the state
 //     (State), so a checkpoint resumes bit for bit. The rows a deferred
 //     factor kept are the exception: a factor whose inverse the attempt
@@ -107,8 +107,8 @@ type kfacKeep struct {
 }
 
 // kfacAttempt is what Backoff takes back of a layer with staggered
-// inversions besides its fold: the plan, the ranks of the folds kept, and
-// the norms and held traces a refresh measures.
+// inversions besides the traces: the plan, the ranks of the folds kept,
+// and the norms and held traces a refresh measures.
 type kfacAttempt struct {
 	pend             kfacPending
 	rankA, rankG     int // the ranks kept (kfacKeep; 0 also where none)
@@ -165,10 +165,10 @@ func (o *KFAC) planStagger(fs []kfacFactor, stale []FactorStats) []kfacFactor {
 		p.stale = stale[f.layer]
 		if f.gamma {
 			p.dueG, p.lamG = o.step+k, f.lam
-			o.keepFold(kl.foldG, kl.keepG)
+			o.keepFoldRows(kl.foldG, kl.keepG)
 		} else {
 			p.dueA, p.lamA = o.step+k, f.lam
-			o.keepFold(kl.foldA, kl.keepA)
+			o.keepFoldRows(kl.foldA, kl.keepA)
 		}
 	}
 	return now
@@ -204,11 +204,11 @@ func (o *KFAC) allocKeep(multiPassG bool) {
 	}
 }
 
-// keepFold copies a refresh's fold of a factor it defers into the factor's
+// keepFoldRows copies a refresh's fold of a factor it defers into the factor's
 // keep, its rows first and zeros after; it keeps nothing (rank 0) where
 // the fold cannot be carried: no keep, no single fold, or a rank over
 // ⌊n/woodburyMinRatio⌋.
-func (o *KFAC) keepFold(fold kfacFold, keep *kfacKeep) {
+func (o *KFAC) keepFoldRows(fold kfacFold, keep *kfacKeep) {
 	if keep == nil {
 		return
 	}

@@ -794,7 +794,7 @@ func TestKFACRejectsHugeGradientBetweenRefreshes(t *testing.T) {
 // A batch whose loss and gradient are finite can still overflow a
 // Kronecker factor: an input of 1e20 saturates tanh (no error flows back to
 // it) while XᵀX holds 1e40. The trace bound cannot vouch for that factor, so
-// the refresh reads it and rejects the step.
+// the refresh reads it and rejects the step before folding it.
 func TestKFACRejectsNonFiniteFactor(t *testing.T) {
 	net, x, y, _, _ := problem(t, "3-4-3:tanh", nn.CrossEntropy, 8, 3, false)
 	c := baseConfig(Constant{}, 1e-2)
@@ -810,6 +810,10 @@ func TestKFACRejectsNonFiniteFactor(t *testing.T) {
 	huge := dev.New(x.Rows(), x.Cols())
 	dev.Upload(huge, xs)
 	before := snapshot(dev, net.Weights())
+	factors := func() string {
+		return snapshot(dev, []core.Mat{o.layers[0].A, o.layers[0].G})
+	}
+	running := factors()
 	st, err := o.Step(huge, y)
 	var div *Diverged
 	if !errors.As(err, &div) || div.What != "a Kronecker factor" {
@@ -820,6 +824,9 @@ func TestKFACRejectsNonFiniteFactor(t *testing.T) {
 	}
 	if snapshot(dev, net.Weights()) != before {
 		t.Fatal("weights changed by a rejected step")
+	}
+	if factors() != running {
+		t.Fatal("the rejected batch was folded into the running factors")
 	}
 }
 
@@ -845,49 +852,100 @@ func TestKFACRejectsNonFiniteUpdate(t *testing.T) {
 }
 
 // A rejected attempt (here: an update that overflows) has already folded its
-// batch into the running factors; Backoff takes the fold back, so the
-// retry's factors are those of a run that never failed.
-func TestBackoffTakesBackTheFold(t *testing.T) {
-	build := func() (*KFAC, core.Mat, core.Mat) {
-		net, x, y := fixedProblem(t, 32)
-		o, err := NewKFAC("test", net, KFACConfig{LR: 1, Rho: 1e-3, Damping: Constant{}, LM: LevenbergMarquardt{Phi: 1},
-			Inverse: Cholesky{}, Refresh: 1, Decay: 0.5}, 7)
-		if err != nil {
-			t.Fatal(err)
+// batch into the running factors, Kronecker and diagonal; Backoff keeps the
+// fold for the retry, which does not fold the same batch again, and takes
+// back the traces and have: after the retry the running factors and their
+// statistics are those of a run that never failed, bit for bit, whether the
+// rejected refresh was the first (cold) or a later one, and after one
+// rejection or two. The step after the retry folds its batch.
+func TestBackoffKeepsTheFold(t *testing.T) {
+	c := KFACConfig{LR: 1, Rho: 1e-3, Damping: Constant{}, LM: LevenbergMarquardt{Phi: 1},
+		Inverse: Cholesky{}, Refresh: 1, Decay: 0.5}
+	problems := map[string]func(t *testing.T) (nn.Model, core.Mat, core.Mat){
+		"mlp": func(t *testing.T) (nn.Model, core.Mat, core.Mat) { return fixedProblem(t, 32) },
+		"vit": func(t *testing.T) (nn.Model, core.Mat, core.Mat) { return vitProblem(t, 8, 6) }, // diagonal blocks
+	}
+	// factors are the running factors and diagonals; curvature is what a
+	// factor update changes: those, the traces, ‖D‖₂ and have.
+	factors := func(o *KFAC) []string {
+		var ss []string
+		for _, kl := range o.layers {
+			ss = append(ss, snapshot(o.net.Device(), []core.Mat{kl.A}), snapshot(o.net.Device(), []core.Mat{kl.G}))
 		}
-		return o, x, y
-	}
-	factors := func(o *KFAC) string {
-		return snapshot(o.net.Device(), []core.Mat{o.layers[0].A, o.layers[0].G, o.layers[1].A, o.layers[1].G})
-	}
-	ref, x, y := build()
-	failed, _, _ := build()
-	for _, o := range []*KFAC{ref, failed} {
-		if _, err := o.Step(x, y); err != nil {
-			t.Fatal(err)
+		for _, d := range o.diags {
+			ss = append(ss, snapshot(o.net.Device(), []core.Mat{d.D}))
 		}
+		return ss
 	}
-	before := factors(failed)
-	failed.cfg.LR = 1e300 // the step overflows float32 after the refresh
-	var div *Diverged
-	if _, err := failed.Step(x, y); !errors.As(err, &div) {
-		t.Fatalf("overflowing step: err %v, want *Diverged", err)
-	}
-	if factors(failed) == before {
-		t.Fatal("the rejected attempt did not fold its batch (the test no longer tests anything)")
-	}
-	failed.Backoff()
-	if factors(failed) != before {
-		t.Fatal("Backoff left the rejected attempt's fold in the running factors")
-	}
-	failed.cfg.LR = 1
-	for _, o := range []*KFAC{ref, failed} {
-		if _, err := o.Step(x, y); err != nil {
-			t.Fatal(err)
+	curvature := func(o *KFAC) string {
+		var b strings.Builder
+		for _, kl := range o.layers {
+			fmt.Fprintf(&b, "%x %x %v,", math.Float64bits(kl.st.TraceA), math.Float64bits(kl.st.TraceG), kl.have)
 		}
+		for _, d := range o.diags {
+			fmt.Fprintf(&b, "%x %v,", math.Float64bits(d.norm), d.have)
+		}
+		return b.String() + strings.Join(factors(o), ";")
 	}
-	if factors(failed) != factors(ref) {
-		t.Error("after the retry the running factors differ from those of a run without the failure")
+	for _, tc := range []struct {
+		problem        string
+		before, reject int // steps taken before the rejected one; rejections
+	}{
+		{"mlp", 1, 1}, {"mlp", 0, 1}, {"mlp", 1, 2}, {"vit", 1, 1}, {"vit", 0, 2},
+	} {
+		t.Run(fmt.Sprintf("%s/after=%d/rejections=%d", tc.problem, tc.before, tc.reject), func(t *testing.T) {
+			var runs [2]*KFAC
+			var x, y core.Mat
+			for i := range runs {
+				net, bx, by := problems[tc.problem](t)
+				o, err := NewKFAC("test", net, c, 7)
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs[i], x, y = o, bx, by
+			}
+			ref, failed := runs[0], runs[1]
+			for range tc.before {
+				for _, o := range runs {
+					if _, err := o.Step(x, y); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			before := curvature(failed)
+			failed.cfg.LR = 1e300 // the step overflows float32 after the refresh
+			for range tc.reject {
+				var div *Diverged
+				if _, err := failed.Step(x, y); !errors.As(err, &div) {
+					t.Fatalf("overflowing step: err %v, want *Diverged", err)
+				}
+				if curvature(failed) == before {
+					t.Fatal("the rejected attempt did not fold its batch (the test no longer tests anything)")
+				}
+				failed.Backoff()
+			}
+			failed.cfg.LR = 1
+			for _, o := range runs {
+				if _, err := o.Step(x, y); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if curvature(failed) != curvature(ref) {
+				t.Fatal("after the retry the running factors or their statistics differ from those of a run without the rejection")
+			}
+			retried := factors(failed)
+			dev := failed.net.Device()
+			x2 := dev.New(x.Rows(), x.Cols()) // another batch, which moves every factor
+			dev.Axpby(2, x, 0, x2)
+			if _, err := failed.Step(x2, y); err != nil {
+				t.Fatal(err)
+			}
+			for i, f := range factors(failed) {
+				if f == retried[i] {
+					t.Errorf("the step after the retry did not fold its batch into running factor %d", i)
+				}
+			}
+		})
 	}
 }
 

@@ -265,21 +265,26 @@ func (o *KFAC) State() []Var {
 // bound of ρ, and the Levenberg–Marquardt cap of the presets).
 const maxBackoffRho = 1e4
 
-// Backoff takes back the rejected attempt's fold of its batch into the
-// running factors, Kronecker and diagonal, its draws of sampled labels
-// (the retry folds and draws again), and with Stagger its changes to the
-// plan of deferred inversions, the norms and the held traces, and raises ρ
-// tenfold (at most to 1e4, or to the Levenberg–Marquardt cap when that is
-// larger). The
+// Backoff keeps the rejected attempt's fold of its batch into the running
+// factors, Kronecker and diagonal, for the retry, which does not fold the
+// batch again: a retry of the same batch at the same weights, as
+// train.Session's, would form the same batch factors, so its running
+// factors are those of a run without the rejection, bit for bit, and no
+// copy of them is kept to restore. (This is not State: a checkpoint comes
+// between steps, not between Backoff and the retry.) Backoff takes back the
+// fold's traces, the attempt's draws of sampled labels (the retry draws
+// them again), and with Stagger its changes to the plan of deferred
+// inversions, the norms and the held traces, and raises ρ tenfold (at most
+// to 1e4, or to the Levenberg–Marquardt cap when that is larger). The
 // inverses follow at the next step: by a refresh, or by re-inverting the
 // held factors (the jump is too large for eq. 11). With momentum it also
 // restarts the velocity (v = 0), as SGD's backoff does.
 func (o *KFAC) Backoff() string {
 	for _, kl := range o.layers {
-		kl.unfold(o.net.Device())
+		kl.keepFold()
 	}
 	for _, b := range o.diags {
-		b.unfold(o.net.Device())
+		b.keepFold()
 	}
 	o.takeBackAttempt()
 	*o.src = o.src0

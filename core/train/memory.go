@@ -33,10 +33,9 @@ type Memory struct {
 	// Optimizer: the optimizer's state besides curvature factors:
 	// moments, saved gradients and updates, Kalman variances.
 	Optimizer int64
-	// Curvature: Kronecker factors A and G with their inverses and the
-	// copies kept to undo a rejected step, the damped work copies (one per
-	// size from 1024 rows, optim.KFAC), the inverses' scratch (three n×n of
-	// the largest factor); diagonal curvature blocks.
+	// Curvature: Kronecker factors A and G with their inverses, the damped
+	// work copies (one per size from 1024 rows, optim.KFAC), the inverses'
+	// scratch (three n×n of the largest factor); diagonal curvature blocks.
 	Curvature int64
 	// Data: the device copy of the training set (none where the device's
 	// memory is the host's, core.HostMemory, or where the set is over a
@@ -289,9 +288,8 @@ func EstimateMemory(c Config) (Memory, error) {
 		var largest float64
 		for _, b := range bs {
 			if b.kron {
-				// A, A⁻¹ and the copy that undoes a fold, likewise G; the
-				// power iteration's vectors.
-				curv += 3*b.a*b.a + 3*b.k*b.k + 2*(b.a+b.k)
+				// A and A⁻¹, likewise G; the power iteration's vectors.
+				curv += 2*b.a*b.a + 2*b.k*b.k + 2*(b.a+b.k)
 				for _, n := range []float64{b.a, b.k} {
 					if n < 1024 || !shared[n] {
 						curv += n * n // the damped work copy
@@ -312,7 +310,7 @@ func EstimateMemory(c Config) (Memory, error) {
 					host += 8 * (b.a + b.k)
 				}
 			} else {
-				curv += 3 * b.n // D, its work copy and the undo copy
+				curv += 2 * b.n // D and its work copy
 			}
 		}
 		curv += 3 * largest * largest // the inverses' scratch (Newton–Schulz: A·X, X's next iterate, a product)
