@@ -18,7 +18,7 @@ import (
 // series is one line of a plot.
 type series struct {
 	Label string
-	Key   string // optimizer name: fixes the colour across plots ("" : by index)
+	Key   string // optimizer name: fixes the colour across plots ("" : by index); a variant's line, after its optimizer's, is dashed
 	XY    plotter.XYs
 }
 
@@ -62,6 +62,7 @@ func render(path string, f figure) error {
 	p.Add(plotter.NewGrid())
 	any := false
 	xmax := math.Inf(-1)
+	keyed := map[string]bool{}
 	for i, s := range f.Series {
 		var pts plotter.XYs
 		for _, q := range s.XY {
@@ -87,9 +88,10 @@ func render(path string, f figure) error {
 		}
 		l.LineStyle.Color = c
 		l.LineStyle.Width = vg.Points(1.5)
-		if s.Key == "" && i >= len(indexColors) {
+		if (s.Key == "" && i >= len(indexColors)) || (s.Key != "" && keyed[s.Key]) {
 			l.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 		}
+		keyed[s.Key] = true
 		p.Add(l)
 		if len(pts) == 1 { // a single point: mark it
 			sc, err := plotter.NewScatter(pts)
