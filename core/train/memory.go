@@ -284,6 +284,13 @@ func EstimateMemory(c Config) (Memory, error) {
 		}
 		opt = per * P
 		eigen := hp["eigen"] == 1
+		// With stagger=1 and the Woodbury warm starts, a factor whose
+		// inversion a refresh defers keeps the fold's rows, ⌊n/2⌋×n
+		// (optim.KFAC.allocKeep): every factor but the largest, which the
+		// refresh step inverts.
+		s, f := hp["S"], hp["F"]
+		keeps := hp["stagger"] == 1 && hp["woodbury"] == 1 && hp["cholesky"] == 0 && !eigen && hp["decay"] > 0 &&
+			s >= 2 && (f == 0 || math.Mod(f, s) == 0)
 		shared := map[float64]bool{} // the work copies of a size from optim's shareWorkMin
 		var largest float64
 		for _, b := range bs {
@@ -296,6 +303,9 @@ func EstimateMemory(c Config) (Memory, error) {
 					}
 					shared[n] = n >= 1024
 					largest = max(largest, n)
+					if keeps {
+						curv += math.Floor(n/2) * n
+					}
 				}
 				// The full-rank product's a×k scratch, where the low-rank
 				// one (optim.KFAC.precondition) costs more, or with momentum.
@@ -314,6 +324,9 @@ func EstimateMemory(c Config) (Memory, error) {
 			}
 		}
 		curv += 3 * largest * largest // the inverses' scratch (Newton–Schulz: A·X, X's next iterate, a product)
+		if keeps {
+			curv -= math.Floor(largest/2) * largest
+		}
 		opt += batch * outs           // the sampled labels' seed
 	case name == "sgd":
 		opt = P

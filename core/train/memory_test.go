@@ -57,6 +57,7 @@ func TestMemoryEstimate(t *testing.T) {
 		{"64-256-256-10:relu", "ring", ""},
 		{"64-256-256-10:relu", "reng", ""},
 		{"64-256-256-10:relu", "ring", "fdhvp=1"},
+		{"64-256-256-10:relu", "ring", "stagger=1"},
 		{"64-256-256-10:relu", "ngd", "momentum=0.9"},
 		{"64-256-256-10:relu", "ngd", "cholesky=0,eigen=1"},
 		{"64-256-256-10:relu", "rkalman", ""},
