@@ -327,7 +327,7 @@ func EstimateMemory(c Config) (Memory, error) {
 		if keeps {
 			curv -= math.Floor(largest/2) * largest
 		}
-		opt += batch * outs           // the sampled labels' seed
+		opt += batch * outs // the sampled labels' seed
 	case name == "sgd":
 		opt = P
 	case name == "sam":
